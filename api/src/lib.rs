@@ -1,0 +1,28 @@
+//! The Amtsbuch service: HTTP API, and the commands of the `amtsbuch` binary.
+//!
+//! `run` serves the API on a listener until a shutdown future completes; tests call it on
+//! port 0. The CLI (`main.rs`) parses flags and calls `serve`, `verify` or `bench` here.
+
+pub mod bench;
+pub mod http;
+pub mod problem;
+pub mod verify;
+
+use std::future::Future;
+
+use amtsbuch_infra::AnyStore;
+use tokio::net::TcpListener;
+
+pub use http::{router, AppState};
+
+/// Serve the API on `listener` until `shutdown` completes, then finish open requests.
+pub async fn run(
+    listener: TcpListener,
+    store: AnyStore,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(AppState { store });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,131 @@
+//! RFC 9457 problem details: the one shape every HTTP error of Amtsbuch takes.
+//!
+//! Expected rejections (bad input, version conflicts) carry a specific `type`, a `detail`
+//! that tells the caller what to change, and extension members where a program needs them
+//! (e.g. the actual stream version). Unexpected failures are logged once, here, with the
+//! full error, and answered with an opaque 5xx body so nothing internal leaks.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use amtsbuch_domain::AppendError;
+use amtsbuch_infra::StoreError;
+
+/// A problem details response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub extra: Map<String, Value>,
+}
+
+impl Problem {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            title,
+            detail: detail.into(),
+            extra: Map::new(),
+        }
+    }
+
+    pub fn bad_request(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            kind,
+            "The request is invalid",
+            detail,
+        )
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// An unexpected failure: logged here, answered opaquely.
+    pub fn internal(error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the request could not be completed; the error has been logged",
+        )
+    }
+
+    pub fn unavailable(error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "store unavailable");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            "the event store is not reachable; retry later (appends with the same event ids are safe to retry)",
+        )
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert(
+            "type".into(),
+            json!(format!("urn:amtsbuch:problem:{}", self.kind)),
+        );
+        body.insert("title".into(), json!(self.title));
+        body.insert("status".into(), json!(self.status.as_u16()));
+        body.insert("detail".into(), json!(self.detail));
+        body.extend(self.extra);
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            Value::Object(body).to_string(),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Append(AppendError::WrongExpectedVersion {
+                stream,
+                expected,
+                actual,
+            }) => Problem::new(
+                StatusCode::CONFLICT,
+                "wrong-expected-version",
+                "The stream is not at the expected version",
+                format!("stream {stream} is at version {actual}, but Expected-Version was {expected}; read the stream and retry with Expected-Version: {actual}"),
+            )
+            .with("stream", stream.as_str())
+            .with("expected_version", expected.to_string())
+            .with("actual_version", actual),
+            StoreError::Append(AppendError::IdempotencyConflict { event_id }) => Problem::new(
+                StatusCode::CONFLICT,
+                "event-id-conflict",
+                "The event id is already used",
+                format!("event id {event_id} is already in the log with other content or in another append; a retry must repeat the original append exactly, a new event needs a new id"),
+            )
+            .with("event_id", event_id.to_string()),
+            StoreError::Append(AppendError::Invalid(detail)) => {
+                Problem::bad_request("invalid-events", detail)
+            }
+            StoreError::Unavailable(_) | StoreError::Closed => Problem::unavailable(&e),
+            StoreError::Corrupt { .. } => Problem::internal(&e),
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The pure core of Amtsbuch.
+//!
+//! Everything here is deterministic computation without I/O: the event record and its
+//! canonical bytes (RFC 8785), stream names and expected versions, the hash chain, the
+//! planning of an append batch, and the ledger maths (RFC 6962 Merkle trees). Adapters in
+//! `amtsbuch-infra` call into this crate; it never calls out. Time and ids are passed in.
+
+pub mod append;
+pub mod chain;
+pub mod jcs;
+pub mod merkle;
+pub mod record;
+pub mod stream;
+pub mod verify;
+
+pub use append::{
+    plan_batch, AppendError, AppendOutcome, AppendRequest, BatchContext, ExistingEvent, NewEvent,
+    PlannedRecord, RequestPlan,
+};
+pub use chain::{chain_hash, Hash, GENESIS_CHAIN};
+pub use record::{EventRecord, RecordError, SealedSection};
+pub use stream::{Category, EventType, ExpectedVersion, NameError, StreamId};

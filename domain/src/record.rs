@@ -1,0 +1,187 @@
+//! The event record: the envelope every event is stored in, and its canonical bytes.
+//!
+//! A record is serialized once, at append, as RFC 8785 canonical JSON; those bytes are
+//! stored verbatim and are what the leaf hash, the chain and every proof cover. Readers parse
+//! the stored bytes; nothing ever re-serializes a stored record, so a verifier can hash
+//! exactly what the database holds. Fields that are absent are omitted rather than `null`,
+//! so adding an optional field later leaves every existing record's bytes unchanged.
+//!
+//! Personal data never goes into `data` in plaintext: it goes into `sealed`, encrypted under
+//! the data subject's key (the slot is defined here so the record format stays stable).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::jcs::{self, CanonicalError};
+use crate::stream::{EventType, StreamId};
+
+/// The largest integer an I-JSON number (and so a canonical record) can carry exactly.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Limits on the free-text envelope fields; they carry identifiers, not prose.
+pub const MAX_LABEL_LEN: usize = 200;
+
+/// Why a record could not be built or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("event data is not canonicalizable JSON: {0}")]
+    Canonical(#[from] CanonicalError),
+    #[error("stored record is not a valid Amtsbuch record: {0}")]
+    Malformed(String),
+}
+
+/// The sealed personal-data section of a record: ciphertext under a per-subject data key.
+/// Erasing the subject destroys the key; the ciphertext (and so every hash) stays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedSection {
+    /// Pseudonymous reference of the data subject whose key sealed this section.
+    pub subject: String,
+    /// Which version of the subject's data key was used.
+    pub key_id: String,
+    /// Algorithm identifier, e.g. `A256GCM`.
+    pub alg: String,
+    /// Base64 nonce.
+    pub nonce: String,
+    /// Base64 ciphertext including the authentication tag.
+    pub ciphertext: String,
+}
+
+/// One event as stored in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub event_id: Uuid,
+    pub stream_id: StreamId,
+    /// 1-based version of the event within its stream.
+    pub stream_version: u64,
+    /// 1-based global position; the event is leaf `position - 1` of the Merkle tree.
+    pub position: u64,
+    pub event_type: EventType,
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Pseudonymous id of who caused the event (an account id or a system name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    #[serde(with = "timestamp")]
+    pub occurred_at: DateTime<Utc>,
+    #[serde(with = "timestamp")]
+    pub recorded_at: DateTime<Utc>,
+    pub data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<SealedSection>,
+}
+
+impl EventRecord {
+    /// The canonical bytes of this record: what is stored and hashed.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, RecordError> {
+        let value =
+            serde_json::to_value(self).map_err(|e| RecordError::Malformed(e.to_string()))?;
+        let mut out = Vec::with_capacity(256);
+        jcs::canonicalize_into(&value, &mut out)?;
+        Ok(out)
+    }
+
+    /// Parse stored bytes. This does not re-check canonical form; hashes cover the bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, RecordError> {
+        serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed(e.to_string()))
+    }
+}
+
+/// Truncate to the microsecond precision that PostgreSQL and the record format keep, so a
+/// timestamp read back equals the one written.
+pub fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    let nanos = t.timestamp_subsec_nanos();
+    t - chrono::Duration::nanoseconds(i64::from(nanos % 1000))
+}
+
+/// RFC 3339 timestamps in UTC with exactly six fractional digits, e.g.
+/// `2026-11-22T13:31:00.123456Z`: one spelling per instant, as canonical bytes need.
+pub mod timestamp {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Format a timestamp the way records do.
+pub fn format_timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn sample() -> EventRecord {
+        let t = Utc
+            .with_ymd_and_hms(2026, 11, 22, 13, 31, 0)
+            .single()
+            .expect("valid date");
+        EventRecord {
+            event_id: Uuid::parse_str("01936b2e-1e00-7000-8000-000000000001").expect("uuid"),
+            stream_id: StreamId::parse("consent-42").expect("stream"),
+            stream_version: 1,
+            position: 7,
+            event_type: EventType::parse("ConsentGiven").expect("type"),
+            schema_version: 1,
+            tenant: Some("14612000".into()),
+            actor: None,
+            correlation_id: None,
+            causation_id: None,
+            occurred_at: t,
+            recorded_at: t + chrono::Duration::microseconds(1500),
+            data: serde_json::json!({"z": 1, "a": [true, null, 1.5], "ä": "x"}),
+            sealed: None,
+        }
+    }
+
+    #[test]
+    fn canonical_bytes_are_stable() {
+        // The serialized form is a compatibility boundary: every stored hash depends on it.
+        let bytes = sample().to_bytes().expect("canonical");
+        assert_eq!(
+            String::from_utf8(bytes).expect("utf8"),
+            r#"{"data":{"a":[true,null,1.5],"z":1,"ä":"x"},"event_id":"01936b2e-1e00-7000-8000-000000000001","event_type":"ConsentGiven","occurred_at":"2026-11-22T13:31:00.000000Z","position":7,"recorded_at":"2026-11-22T13:31:00.001500Z","schema_version":1,"stream_id":"consent-42","stream_version":1,"tenant":"14612000"}"#
+        );
+    }
+
+    #[test]
+    fn round_trip() {
+        let r = sample();
+        let bytes = r.to_bytes().expect("canonical");
+        assert_eq!(EventRecord::from_bytes(&bytes), Ok(r));
+    }
+
+    #[test]
+    fn big_integers_are_refused() {
+        let mut r = sample();
+        r.data = serde_json::json!({"n": 9007199254740993u64});
+        assert!(matches!(r.to_bytes(), Err(RecordError::Canonical(_))));
+    }
+
+    #[test]
+    fn truncation_keeps_micros() {
+        let t = Utc
+            .timestamp_opt(1_700_000_000, 123_456_789)
+            .single()
+            .expect("ts");
+        assert_eq!(truncate_micros(t).timestamp_subsec_nanos(), 123_456_000);
+    }
+}

@@ -1,0 +1,20 @@
+//! Adapters of Amtsbuch: the event stores and what drives them.
+//!
+//! `EventStore` is the one interface the service uses; `PgStore` (production) and
+//! `SqliteStore` (embedded default) implement it and pass one shared contract suite
+//! (`tests/contract.rs`). Both hand appends to a group-commit `writer` that batches
+//! concurrent appends into one transaction under the log-head lock, and both plan batches
+//! with the same pure code in `amtsbuch-domain`. `AnyStore` picks an adapter from a URL.
+
+pub mod any;
+pub mod postgres;
+pub mod sqlite;
+pub mod store;
+pub mod subscription;
+mod writer;
+
+pub use any::AnyStore;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+pub use store::{Direction, EventStore, Head, RecordedEvent, StoreError};
+pub use subscription::Subscription;

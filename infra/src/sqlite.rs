@@ -1,0 +1,299 @@
+//! The embedded SQLite event store: the default for running Amtsbuch without services.
+//!
+//! The file is opened in WAL mode with `synchronous=FULL`, so an acknowledged append
+//! survives a crash, and readers never block the writer. All appends of the process go
+//! through the group-commit writer's single connection inside `BEGIN IMMEDIATE`, which
+//! gives the same commit-ordered, gapless positions as the PostgreSQL adapter. One file
+//! belongs to one `amtsbuch` process; several processes need PostgreSQL.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use amtsbuch_domain::{
+    plan_batch, AppendOutcome, AppendRequest, BatchContext, Category, EventRecord, ExistingEvent,
+    RequestPlan, StreamId,
+};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::store::{
+    clamp_limit, to_hash, to_i64, to_u64, Direction, EventStore, Head, RecordedEvent, StoreError,
+};
+use crate::writer::{Committer, WriterHandle};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Event store in a SQLite file. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    writer: WriterHandle,
+    head: watch::Receiver<u64>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the store at a `sqlite:` URL or a plain file path.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let url = if url.starts_with("sqlite:") {
+            url.to_owned()
+        } else {
+            format!("sqlite://{url}")
+        };
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        let head = read_head(&pool).await?;
+        let (head_tx, head_rx) = watch::channel(head.position);
+        let conn = SqliteConnection::connect_with(&options).await?;
+        let writer = WriterHandle::spawn(SqliteCommitter { conn }, head_tx);
+        Ok(Self {
+            pool,
+            writer,
+            head: head_rx,
+        })
+    }
+
+    /// The connection pool, for tools that read the log directly.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+const HEAD_SQL: &str = "SELECT position, chain_hash FROM log_head WHERE id = 1";
+
+async fn read_head(pool: &SqlitePool) -> Result<Head, StoreError> {
+    head_from(&sqlx::query(HEAD_SQL).fetch_one(pool).await?)
+}
+
+fn head_from(row: &SqliteRow) -> Result<Head, StoreError> {
+    let position = to_u64(row.try_get("position")?);
+    let chain: Vec<u8> = row.try_get("chain_hash")?;
+    Ok(Head {
+        position,
+        chain_hash: to_hash(position, "head chain hash", &chain)?,
+    })
+}
+
+fn recorded(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let position = to_u64(row.try_get("position")?);
+    let leaf: &[u8] = row.try_get("leaf_hash")?;
+    let chain: &[u8] = row.try_get("chain_hash")?;
+    Ok(RecordedEvent {
+        position,
+        bytes: row.try_get("record")?,
+        leaf_hash: to_hash(position, "leaf hash", leaf)?,
+        chain_hash: to_hash(position, "chain hash", chain)?,
+    })
+}
+
+fn all_recorded(rows: Vec<SqliteRow>) -> Result<Vec<RecordedEvent>, StoreError> {
+    rows.iter().map(recorded).collect()
+}
+
+impl EventStore for SqliteStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        self.writer.append(request).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = match direction {
+            Direction::Forwards => {
+                "SELECT position, record, leaf_hash, chain_hash FROM events \
+                 WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version LIMIT ?3"
+            }
+            Direction::Backwards => {
+                "SELECT position, record, leaf_hash, chain_hash FROM events \
+                 WHERE stream_id = ?1 AND stream_version <= ?2 ORDER BY stream_version DESC LIMIT ?3"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(stream.as_str())
+            .bind(to_i64(from))
+            .bind(to_i64(clamp_limit(limit) as u64))
+            .fetch_all(&self.pool)
+            .await?;
+        all_recorded(rows)
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, record, leaf_hash, chain_hash FROM events \
+             WHERE position > ?1 ORDER BY position LIMIT ?2",
+        )
+        .bind(to_i64(after))
+        .bind(to_i64(clamp_limit(limit) as u64))
+        .fetch_all(&self.pool)
+        .await?;
+        all_recorded(rows)
+    }
+
+    async fn read_category(
+        &self,
+        category: &Category,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, record, leaf_hash, chain_hash FROM events \
+             WHERE category = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
+        )
+        .bind(category.as_str())
+        .bind(to_i64(after))
+        .bind(to_i64(clamp_limit(limit) as u64))
+        .fetch_all(&self.pool)
+        .await?;
+        all_recorded(rows)
+    }
+
+    async fn event_by_id(&self, id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        let row = sqlx::query(
+            "SELECT position, record, leaf_hash, chain_hash FROM events WHERE event_id = ?1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(recorded).transpose()
+    }
+
+    async fn head(&self) -> Result<Head, StoreError> {
+        read_head(&self.pool).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn head_watch(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+}
+
+struct SqliteCommitter {
+    conn: SqliteConnection,
+}
+
+impl SqliteCommitter {
+    async fn commit_inner(
+        &mut self,
+        batch: &[AppendRequest],
+        recorded_at: DateTime<Utc>,
+    ) -> Result<(Vec<RequestPlan>, Head), StoreError> {
+        // IMMEDIATE takes the write lock up front, so the head read below cannot be stale.
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let head = head_from(&sqlx::query(HEAD_SQL).fetch_one(&mut *tx).await?)?;
+        let mut versions = HashMap::new();
+        for req in batch {
+            if versions.contains_key(&req.stream) {
+                continue;
+            }
+            let v: Option<i64> =
+                sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = ?1")
+                    .bind(req.stream.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            versions.insert(req.stream.clone(), v.map_or(0, to_u64));
+        }
+        let mut existing = HashMap::new();
+        for e in batch.iter().flat_map(|r| r.events.iter()) {
+            let bytes: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT record FROM events WHERE event_id = ?1")
+                    .bind(e.event_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(bytes) = bytes {
+                let record =
+                    EventRecord::from_bytes(&bytes).map_err(|err| StoreError::Corrupt {
+                        position: 0,
+                        reason: format!("stored record of a reused event id: {err}"),
+                    })?;
+                existing.insert(record.event_id, ExistingEvent { record });
+            }
+        }
+        let mut ctx = BatchContext {
+            head_position: head.position,
+            head_chain: head.chain_hash,
+            versions,
+            existing,
+            recorded_at,
+        };
+        let (plans, planned) = plan_batch(&mut ctx, batch);
+        let recorded_at = amtsbuch_domain::record::format_timestamp(&recorded_at);
+        for p in &planned {
+            sqlx::query(
+                "INSERT INTO events (position, event_id, stream_id, category, stream_version, \
+                 event_type, tenant, recorded_at, record, leaf_hash, chain_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .bind(to_i64(p.record.position))
+            .bind(p.record.event_id)
+            .bind(p.record.stream_id.as_str())
+            .bind(p.record.stream_id.category())
+            .bind(to_i64(p.record.stream_version))
+            .bind(p.record.event_type.as_str())
+            .bind(p.record.tenant.as_deref())
+            .bind(&recorded_at)
+            .bind(p.bytes.as_slice())
+            .bind(p.leaf_hash.as_slice())
+            .bind(p.chain_hash.as_slice())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let new_head = Head {
+            position: ctx.head_position,
+            chain_hash: ctx.head_chain,
+        };
+        if !planned.is_empty() {
+            sqlx::query("UPDATE log_head SET position = ?1, chain_hash = ?2 WHERE id = 1")
+                .bind(to_i64(new_head.position))
+                .bind(new_head.chain_hash.as_slice())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok((plans, new_head))
+    }
+}
+
+impl Committer for SqliteCommitter {
+    async fn commit(
+        &mut self,
+        batch: &[AppendRequest],
+        recorded_at: DateTime<Utc>,
+    ) -> Result<(Vec<RequestPlan>, Head), StoreError> {
+        // A dropped transaction rolls back, so an error anywhere leaves nothing behind.
+        self.commit_inner(batch, recorded_at).await
+    }
+}
