@@ -134,12 +134,14 @@ fn parse_events(body: &[u8]) -> Result<Vec<NewEvent>, Problem> {
         .map(|(i, input)| {
             let event_id = match input.id {
                 Some(id) if id.get_version_num() == 7 => id,
-                Some(id) => return Err(Problem::bad_request(
-                    "invalid-event-id",
-                    format!(
+                Some(id) => {
+                    return Err(Problem::bad_request(
+                        "invalid-event-id",
+                        format!(
                         "event {i}: id {id} is not a UUIDv7; omit it to let the server assign one"
                     ),
-                )),
+                    ))
+                }
                 None => Uuid::now_v7(),
             };
             let m = input.metadata;

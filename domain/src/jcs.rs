@@ -171,7 +171,7 @@ fn write_double(f: f64, out: &mut Vec<u8>) {
 /// Writes a JSON string with RFC 8785 section 3.2.2.2 escaping: the two-
 /// character escapes for \b \t \n \f \r \" \\, `\u00xx` (lowercase hex) for
 /// the remaining control characters, everything else verbatim as UTF-8.
-fn write_string(s: &str, out: &mut Vec<u8>) {
+pub fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();

@@ -6,11 +6,15 @@
 //! `amtsbuch-infra` call into this crate; it never calls out. Time and ids are passed in.
 
 pub mod append;
+pub mod base64;
 pub mod chain;
+pub mod checkpoint;
 pub mod jcs;
 pub mod merkle;
+pub mod note;
 pub mod record;
 pub mod stream;
+pub mod tlog_proof;
 pub mod verify;
 
 pub use append::{

@@ -106,7 +106,7 @@ fn to_hash(digest: &digest::Digest) -> Hash {
     hash
 }
 
-/// RFC 6962 Merkle tree hash MTH(D[n]) of the given leaf hashes.
+/// RFC 6962 Merkle tree hash MTH(D\[n\]) of the given leaf hashes.
 ///
 /// Runs in O(n) hashes and O(log n) stack space without allocating: it folds
 /// the leaves into perfect subtrees as [`CompactRange::push`] does.
@@ -212,7 +212,7 @@ impl CompactRange {
         self.size += 1;
     }
 
-    /// The RFC 6962 root of the tree, MTH(D[size]).
+    /// The RFC 6962 root of the tree, MTH(D\[size\]).
     pub fn root(&self) -> Hash {
         fold_right_edge(&self.nodes)
     }
@@ -351,7 +351,7 @@ fn consistency_proof_len(size1: u64, size2: u64) -> usize {
     (seed + inner + border) as usize
 }
 
-/// RFC 9162 section 2.1.3.1 inclusion proof PATH(index, D[size]), deepest
+/// RFC 9162 section 2.1.3.1 inclusion proof PATH(index, D\[size\]), deepest
 /// sibling first.
 pub fn inclusion_proof<S: SubtreeSource + ?Sized>(
     index: u64,
@@ -380,8 +380,8 @@ pub fn inclusion_proof<S: SubtreeSource + ?Sized>(
     Ok(proof)
 }
 
-/// RFC 9162 section 2.1.4.1 consistency proof PROOF(size1, D[size2]) =
-/// SUBPROOF(size1, D[size2], true). Equal sizes give the empty proof.
+/// RFC 9162 section 2.1.4.1 consistency proof PROOF(size1, D\[size2\]) =
+/// SUBPROOF(size1, D\[size2\], true). Equal sizes give the empty proof.
 pub fn consistency_proof<S: SubtreeSource + ?Sized>(
     size1: u64,
     size2: u64,

@@ -80,11 +80,64 @@ pub struct EventRecord {
 
 impl EventRecord {
     /// The canonical bytes of this record: what is stored and hashed.
+    ///
+    /// The envelope's keys are fixed, so they are written directly in RFC 8785 order
+    /// (all ASCII, so UTF-16 order is byte order) instead of going through a generic JSON
+    /// value; only `data` goes through the general canonicalizer. This runs for every
+    /// event under the head lock, so it matters. A test pins it to the generic path.
     pub fn to_bytes(&self) -> Result<Vec<u8>, RecordError> {
-        let value =
-            serde_json::to_value(self).map_err(|e| RecordError::Malformed(e.to_string()))?;
-        let mut out = Vec::with_capacity(256);
-        jcs::canonicalize_into(&value, &mut out)?;
+        let mut out = Vec::with_capacity(320);
+        let mut w = Members::new(&mut out);
+        if let Some(actor) = &self.actor {
+            w.key("actor");
+            jcs::write_string(actor, w.out);
+        }
+        if let Some(id) = self.causation_id {
+            w.key("causation_id");
+            write_uuid(&id, w.out);
+        }
+        if let Some(id) = self.correlation_id {
+            w.key("correlation_id");
+            write_uuid(&id, w.out);
+        }
+        w.key("data");
+        jcs::canonicalize_into(&self.data, w.out)?;
+        w.key("event_id");
+        write_uuid(&self.event_id, w.out);
+        w.key("event_type");
+        jcs::write_string(self.event_type.as_str(), w.out);
+        w.key("occurred_at");
+        jcs::write_string(&format_timestamp(&self.occurred_at), w.out);
+        w.key("position");
+        write_integer(self.position, w.out)?;
+        w.key("recorded_at");
+        jcs::write_string(&format_timestamp(&self.recorded_at), w.out);
+        w.key("schema_version");
+        write_integer(u64::from(self.schema_version), w.out)?;
+        if let Some(sealed) = &self.sealed {
+            w.key("sealed");
+            let mut s = Members::new(w.out);
+            for (k, v) in [
+                ("alg", &sealed.alg),
+                ("ciphertext", &sealed.ciphertext),
+                ("key_id", &sealed.key_id),
+                ("nonce", &sealed.nonce),
+                ("subject", &sealed.subject),
+            ] {
+                s.key(k);
+                jcs::write_string(v, s.out);
+            }
+            s.close();
+        }
+        w.key("stream_id");
+        jcs::write_string(self.stream_id.as_str(), w.out);
+        w.key("stream_version");
+        write_integer(self.stream_version, w.out)?;
+        if let Some(tenant) = &self.tenant {
+            w.key("tenant");
+            jcs::write_string(tenant, w.out);
+        }
+        w.close();
         Ok(out)
     }
 
@@ -92,6 +145,51 @@ impl EventRecord {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, RecordError> {
         serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed(e.to_string()))
     }
+}
+
+/// Writes the members of one JSON object; keys must be given in canonical order.
+struct Members<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> Members<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn close(self) {
+        self.out.push(b'}');
+    }
+}
+
+fn write_uuid(id: &Uuid, out: &mut Vec<u8>) {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.push(b'"');
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut buf).as_bytes());
+    out.push(b'"');
+}
+
+fn write_integer(n: u64, out: &mut Vec<u8>) -> Result<(), RecordError> {
+    if n > MAX_SAFE_INTEGER {
+        return Err(RecordError::Canonical(CanonicalError::NumberOutOfRange(
+            n.to_string(),
+        )));
+    }
+    // Integers up to 2^53 print as plain digits in ECMAScript, which RFC 8785 follows.
+    out.extend_from_slice(n.to_string().as_bytes());
+    Ok(())
 }
 
 /// Truncate to the microsecond precision that PostgreSQL and the record format keep, so a
@@ -160,6 +258,26 @@ mod tests {
             String::from_utf8(bytes).expect("utf8"),
             r#"{"data":{"a":[true,null,1.5],"z":1,"ä":"x"},"event_id":"01936b2e-1e00-7000-8000-000000000001","event_type":"ConsentGiven","occurred_at":"2026-11-22T13:31:00.000000Z","position":7,"recorded_at":"2026-11-22T13:31:00.001500Z","schema_version":1,"stream_id":"consent-42","stream_version":1,"tenant":"14612000"}"#
         );
+    }
+
+    #[test]
+    fn the_direct_writer_matches_the_generic_canonicalizer() {
+        let mut full = sample();
+        full.actor = Some("account-\u{7f}\"x\"".into());
+        full.correlation_id = Some(full.event_id);
+        full.causation_id = Some(Uuid::nil());
+        full.sealed = Some(SealedSection {
+            subject: "subject-1".into(),
+            key_id: "k1".into(),
+            alg: "A256GCM".into(),
+            nonce: "bm9uY2U=".into(),
+            ciphertext: "Y2lwaGVy".into(),
+        });
+        for r in [sample(), full] {
+            let generic =
+                jcs::canonicalize(&serde_json::to_value(&r).expect("value")).expect("jcs");
+            assert_eq!(r.to_bytes().expect("direct"), generic);
+        }
     }
 
     #[test]

@@ -12,8 +12,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use amtsbuch_domain::{
-    plan_batch, AppendOutcome, AppendRequest, BatchContext, Category, EventRecord, ExistingEvent,
-    RequestPlan, StreamId,
+    plan_batch, AppendError, AppendOutcome, AppendRequest, BatchContext, Category, EventRecord,
+    ExistingEvent, ExpectedVersion, PlannedRecord, RequestPlan, StreamId,
 };
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -76,6 +76,7 @@ impl PgStore {
             PgCommitter {
                 pool: write_pool,
                 channel,
+                cache: None,
             },
             head_tx,
         );
@@ -245,13 +246,247 @@ impl EventStore for PgStore {
     }
 }
 
+/// Most stream versions the writer remembers before it starts afresh.
+const MAX_CACHED_STREAMS: usize = 100_000;
+
 struct PgCommitter {
     pool: PgPool,
     channel: String,
+    /// What this writer knows of the log as of its own last commit. It is only trusted
+    /// through the compare-and-set on the head row in `commit_fast`: if the head is still
+    /// where this writer left it, nobody else has appended since, so every cached version
+    /// is current.
+    cache: Option<Cache>,
 }
 
-impl Committer for PgCommitter {
-    async fn commit(
+struct Cache {
+    head: Head,
+    versions: HashMap<StreamId, u64>,
+}
+
+/// The rows of a planned batch as column arrays, for one `unnest` insert.
+struct Columns<'a> {
+    positions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    stream_ids: Vec<&'a str>,
+    categories: Vec<&'a str>,
+    versions: Vec<i64>,
+    types: Vec<&'a str>,
+    tenants: Vec<Option<&'a str>>,
+    records: Vec<&'a [u8]>,
+    leaves: Vec<&'a [u8]>,
+    chains: Vec<&'a [u8]>,
+}
+
+impl<'a> Columns<'a> {
+    fn new(planned: &'a [PlannedRecord]) -> Self {
+        let n = planned.len();
+        let mut c = Columns {
+            positions: Vec::with_capacity(n),
+            event_ids: Vec::with_capacity(n),
+            stream_ids: Vec::with_capacity(n),
+            categories: Vec::with_capacity(n),
+            versions: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            tenants: Vec::with_capacity(n),
+            records: Vec::with_capacity(n),
+            leaves: Vec::with_capacity(n),
+            chains: Vec::with_capacity(n),
+        };
+        for p in planned {
+            c.positions.push(to_i64(p.record.position));
+            c.event_ids.push(p.record.event_id);
+            c.stream_ids.push(p.record.stream_id.as_str());
+            c.categories.push(p.record.stream_id.category());
+            c.versions.push(to_i64(p.record.stream_version));
+            c.types.push(p.record.event_type.as_str());
+            c.tenants.push(p.record.tenant.as_deref());
+            c.records.push(p.bytes.as_slice());
+            c.leaves.push(p.leaf_hash.as_slice());
+            c.chains.push(p.chain_hash.as_slice());
+        }
+        c
+    }
+
+    /// Bind as $1..$10 of `INSERT_ROWS`.
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.positions)
+            .bind(&self.event_ids)
+            .bind(&self.stream_ids)
+            .bind(&self.categories)
+            .bind(&self.versions)
+            .bind(&self.types)
+            .bind(&self.tenants)
+            .bind(&self.records)
+            .bind(&self.leaves)
+            .bind(&self.chains)
+    }
+}
+
+/// Insert the rows bound by `Columns::bind` ($1..$10, recorded_at $11).
+macro_rules! insert_rows {
+    ($guard:literal) => {
+        concat!(
+            "INSERT INTO events (position, event_id, stream_id, category, stream_version, \
+                                 event_type, tenant, recorded_at, record, leaf_hash, chain_hash) \
+             SELECT p, i, s, c, v, t, tn, $11, r, l, h \
+             FROM unnest($1::int8[], $2::uuid[], $3::text[], $4::text[], $5::int8[], \
+                         $6::text[], $7::text[], $8::bytea[], $9::bytea[], $10::bytea[]) \
+                  AS u(p, i, s, c, v, t, tn, r, l, h) ",
+            $guard,
+            " RETURNING 1"
+        )
+    };
+}
+
+/// The fast path in one statement, run outside an explicit transaction so that the
+/// statement, its commit and the notification cost a single round trip. The head row is
+/// moved only if it is still where this writer left it ($12, $13); the insert runs only
+/// if the head moved. The row lock taken by the UPDATE is held until the statement's
+/// commit, exactly as in the locked path, so positions stay commit-ordered.
+const FAST_APPEND: &str = concat!(
+    "WITH moved AS ( \
+        UPDATE log_head SET position = $14, chain_hash = $15, updated_at = now() \
+        WHERE position = $12 AND chain_hash = $13 \
+        RETURNING position \
+     ), inserted AS (",
+    insert_rows!("WHERE EXISTS (SELECT 1 FROM moved)"),
+    ") SELECT (SELECT count(*) FROM inserted) AS n, pg_notify($16, position::text) FROM moved"
+);
+
+/// The insert of the locked path, together with moving the head and notifying.
+const LOCKED_APPEND: &str = concat!(
+    "WITH inserted AS (",
+    insert_rows!(""),
+    "), moved AS ( \
+        UPDATE log_head SET position = $12, chain_hash = $13, updated_at = now() \
+        RETURNING position \
+     ) \
+     SELECT (SELECT count(*) FROM inserted) AS n, pg_notify($14, position::text) FROM moved"
+);
+
+/// What the fast path concluded.
+enum Fast {
+    Done(Vec<RequestPlan>, Head),
+    /// The fast path cannot decide this batch; the locked path must.
+    Fallback,
+}
+
+impl PgCommitter {
+    /// Plan from the cache and write with a compare-and-set on the head. Any doubt —
+    /// another writer moved the head, a refusal that only the database can confirm, a
+    /// unique violation (reused event id, or a stream assumed new that exists) — sends the
+    /// batch to the locked path, which is authoritative. Nothing is written in that case.
+    async fn commit_fast(
+        &mut self,
+        batch: &[AppendRequest],
+        recorded_at: DateTime<Utc>,
+    ) -> Result<Fast, StoreError> {
+        let Some(cache) = &self.cache else {
+            return Ok(Fast::Fallback);
+        };
+        let mut versions = HashMap::with_capacity(batch.len());
+        let mut unknown: Vec<&str> = Vec::new();
+        for r in batch {
+            if versions.contains_key(&r.stream) {
+                continue;
+            }
+            match cache.versions.get(&r.stream) {
+                Some(v) => {
+                    versions.insert(r.stream.clone(), *v);
+                }
+                // A stream that must be new can be assumed new: the unique index on
+                // (stream_id, stream_version) refuses version 1 if it exists.
+                None if matches!(
+                    r.expected,
+                    ExpectedVersion::NoStream | ExpectedVersion::Exact(0)
+                ) =>
+                {
+                    versions.insert(r.stream.clone(), 0);
+                }
+                None => unknown.push(r.stream.as_str()),
+            }
+        }
+        if !unknown.is_empty() {
+            unknown.sort_unstable();
+            unknown.dedup();
+            // Read without a lock: the compare-and-set below proves nothing was appended
+            // between this read and the write.
+            let rows = sqlx::query(LOOKUP_VERSIONS)
+                .bind(&unknown)
+                .fetch_all(&self.pool)
+                .await?;
+            for row in &rows {
+                let stream: String = row.try_get("stream_id")?;
+                if let Ok(stream) = StreamId::parse(&stream) {
+                    versions.insert(stream, to_u64(row.try_get("version")?));
+                }
+            }
+        }
+        let old = cache.head;
+        let mut ctx = BatchContext {
+            head_position: old.position,
+            head_chain: old.chain_hash,
+            versions,
+            existing: HashMap::new(),
+            recorded_at,
+        };
+        let (plans, planned) = plan_batch(&mut ctx, batch);
+        // A refusal decided from cached state is not authoritative; an invalid request is
+        // refused whatever the log holds, so that one may stand.
+        if planned.is_empty()
+            || plans
+                .iter()
+                .any(|p| matches!(p, Err(e) if !matches!(e, AppendError::Invalid(_))))
+        {
+            return Ok(Fast::Fallback);
+        }
+        let head = Head {
+            position: ctx.head_position,
+            chain_hash: ctx.head_chain,
+        };
+        let columns = Columns::new(&planned);
+        let result = columns
+            .bind(sqlx::query(FAST_APPEND))
+            .bind(recorded_at)
+            .bind(to_i64(old.position))
+            .bind(old.chain_hash.as_slice())
+            .bind(to_i64(head.position))
+            .bind(head.chain_hash.as_slice())
+            .bind(&self.channel)
+            .fetch_optional(&self.pool)
+            .await;
+        match result {
+            Ok(Some(_)) => {
+                if let Some(cache) = &mut self.cache {
+                    cache.head = head;
+                    cache.versions.extend(ctx.versions);
+                }
+                Ok(Fast::Done(plans, head))
+            }
+            Ok(None) => {
+                // Another process appended: everything cached may be stale.
+                self.cache = None;
+                Ok(Fast::Fallback)
+            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                self.cache = None;
+                Ok(Fast::Fallback)
+            }
+            Err(e) => {
+                // The statement may or may not have committed; start afresh from the
+                // database. Callers retry with the same event ids, which is safe.
+                self.cache = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The authoritative path: lock the head, read what the batch needs, plan, write.
+    async fn commit_locked(
         &mut self,
         batch: &[AppendRequest],
         recorded_at: DateTime<Utc>,
@@ -276,21 +511,12 @@ impl Committer for PgCommitter {
             .flat_map(|r| r.events.iter().map(|e| e.event_id))
             .collect();
 
-        // Current versions and reused ids in one round trip. The version lookup is one
-        // backward index probe per stream on (stream_id, stream_version).
-        let rows = sqlx::query(
-            "SELECT s.stream_id, \
-                    COALESCE((SELECT e.stream_version FROM events e WHERE e.stream_id = s.stream_id \
-                              ORDER BY e.stream_version DESC LIMIT 1), 0) AS version, \
-                    NULL::bytea AS record \
-             FROM unnest($1::text[]) AS s(stream_id) \
-             UNION ALL \
-             SELECT NULL, NULL, record FROM events WHERE event_id = ANY($2)",
-        )
-        .bind(&streams)
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
+        // Current versions and reused ids in one round trip.
+        let rows = sqlx::query(LOOKUP_VERSIONS_AND_IDS)
+            .bind(&streams)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut versions = HashMap::with_capacity(streams.len());
         let mut existing = HashMap::new();
         for row in &rows {
@@ -328,65 +554,69 @@ impl Committer for PgCommitter {
         };
         if planned.is_empty() {
             tx.rollback().await?;
-            return Ok((plans, head));
+        } else {
+            let columns = Columns::new(&planned);
+            columns
+                .bind(sqlx::query(LOCKED_APPEND))
+                .bind(recorded_at)
+                .bind(to_i64(head.position))
+                .bind(head.chain_hash.as_slice())
+                .bind(&self.channel)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
         }
 
-        let n = planned.len();
-        let mut positions = Vec::with_capacity(n);
-        let mut event_ids = Vec::with_capacity(n);
-        let mut stream_ids = Vec::with_capacity(n);
-        let mut categories = Vec::with_capacity(n);
-        let mut versions = Vec::with_capacity(n);
-        let mut types = Vec::with_capacity(n);
-        let mut tenants = Vec::with_capacity(n);
-        let mut records = Vec::with_capacity(n);
-        let mut leaves = Vec::with_capacity(n);
-        let mut chains = Vec::with_capacity(n);
-        for p in &planned {
-            positions.push(to_i64(p.record.position));
-            event_ids.push(p.record.event_id);
-            stream_ids.push(p.record.stream_id.as_str());
-            categories.push(p.record.stream_id.category());
-            versions.push(to_i64(p.record.stream_version));
-            types.push(p.record.event_type.as_str());
-            tenants.push(p.record.tenant.as_deref());
-            records.push(p.bytes.as_slice());
-            leaves.push(p.leaf_hash.as_slice());
-            chains.push(p.chain_hash.as_slice());
+        // Under the lock the versions read are current; keep them for the fast path. If
+        // the head was where the cache left it, the rest of the cache is still valid too.
+        match &mut self.cache {
+            Some(cache)
+                if cache.head.position == head_position && cache.head.chain_hash == head_chain =>
+            {
+                cache.head = head;
+                cache.versions.extend(ctx.versions);
+            }
+            _ => {
+                self.cache = Some(Cache {
+                    head,
+                    versions: ctx.versions,
+                });
+            }
         }
-        // Insert, move the head and notify in one statement: one round trip under the lock.
-        sqlx::query(
-            "WITH inserted AS ( \
-                INSERT INTO events (position, event_id, stream_id, category, stream_version, \
-                                    event_type, tenant, recorded_at, record, leaf_hash, chain_hash) \
-                SELECT p, i, s, c, v, t, tn, $11, r, l, h \
-                FROM unnest($1::int8[], $2::uuid[], $3::text[], $4::text[], $5::int8[], \
-                            $6::text[], $7::text[], $8::bytea[], $9::bytea[], $10::bytea[]) \
-                     AS u(p, i, s, c, v, t, tn, r, l, h) \
-                RETURNING 1 \
-             ), moved AS ( \
-                UPDATE log_head SET position = $12, chain_hash = $13, updated_at = now() \
-                RETURNING position \
-             ) \
-             SELECT (SELECT count(*) FROM inserted) AS n, pg_notify($14, position::text) FROM moved",
-        )
-        .bind(&positions)
-        .bind(&event_ids)
-        .bind(&stream_ids)
-        .bind(&categories)
-        .bind(&versions)
-        .bind(&types)
-        .bind(&tenants)
-        .bind(&records)
-        .bind(&leaves)
-        .bind(&chains)
-        .bind(recorded_at)
-        .bind(to_i64(head.position))
-        .bind(head.chain_hash.as_slice())
-        .bind(&self.channel)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        if let Some(cache) = &mut self.cache {
+            if cache.versions.len() > MAX_CACHED_STREAMS {
+                cache.versions.clear();
+            }
+        }
         Ok((plans, head))
+    }
+}
+
+/// Current version of each stream in $1 (0 if absent): one backward probe per stream on
+/// the (stream_id, stream_version) index.
+const LOOKUP_VERSIONS: &str = "SELECT s.stream_id, \
+        COALESCE((SELECT e.stream_version FROM events e WHERE e.stream_id = s.stream_id \
+                  ORDER BY e.stream_version DESC LIMIT 1), 0) AS version \
+     FROM unnest($1::text[]) AS s(stream_id)";
+
+/// `LOOKUP_VERSIONS` plus the stored records of the event ids in $2.
+const LOOKUP_VERSIONS_AND_IDS: &str = "SELECT s.stream_id, \
+        COALESCE((SELECT e.stream_version FROM events e WHERE e.stream_id = s.stream_id \
+                  ORDER BY e.stream_version DESC LIMIT 1), 0) AS version, \
+        NULL::bytea AS record \
+     FROM unnest($1::text[]) AS s(stream_id) \
+     UNION ALL \
+     SELECT NULL, NULL, record FROM events WHERE event_id = ANY($2)";
+
+impl Committer for PgCommitter {
+    async fn commit(
+        &mut self,
+        batch: &[AppendRequest],
+        recorded_at: DateTime<Utc>,
+    ) -> Result<(Vec<RequestPlan>, Head), StoreError> {
+        match self.commit_fast(batch, recorded_at).await? {
+            Fast::Done(plans, head) => Ok((plans, head)),
+            Fast::Fallback => self.commit_locked(batch, recorded_at).await,
+        }
     }
 }
