@@ -46,12 +46,22 @@ pub fn router(state: AppState) -> Router {
         .route("/streams/{stream}/events", get(read_stream).post(append))
         .route("/events", get(read_all))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
 async fn not_found() -> Problem {
     Problem::not_found("no such resource; see README.md for the routes of this API")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this resource does not support that method; events are appended with POST and never changed or deleted",
+    )
 }
 
 async fn healthz() -> Json<Value> {

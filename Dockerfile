@@ -1,0 +1,65 @@
+# syntax=docker/dockerfile:1
+#
+# Container image for the `amtsbuch` service.
+#
+#   docker build -t amtsbuch .
+#   docker run --rm -p 127.0.0.1:8080:8080 amtsbuch
+#
+# With no database URL the service uses the embedded SQLite store under
+# /var/lib/amtsbuch/data/ (mount a volume there to keep it). Set
+# AMTSBUCH_DATABASE_URL=postgres://… for PostgreSQL; docker-compose.yml does that.
+#
+# Inside a container 127.0.0.1 is the container itself, so the service listens on
+# 0.0.0.0:8080 here. The API has no authentication yet: publish the port on the host's
+# loopback only (-p 127.0.0.1:8080:8080), never on all interfaces.
+#
+# There is no .dockerignore, so the COPY instructions below name only the sources the
+# build needs; the local target/ directory (and data/, .git/) never enter the image.
+# With BuildKit only those paths are sent to the builder; with the legacy builder the
+# whole context is sent, so build from a clean checkout or add a .dockerignore that
+# excludes target/.
+
+# ---- build ---------------------------------------------------------------------------
+FROM rust:1-bookworm AS build
+WORKDIR /src
+
+COPY Cargo.toml Cargo.lock ./
+COPY domain domain
+COPY infra infra
+COPY projections projections
+COPY api api
+COPY tests tests
+# Embedded into the binary at compile time by sqlx::migrate!.
+COPY migrations migrations
+
+# The cache mounts keep the crate registry and incremental build output between builds;
+# the binary is copied out of the cached target/ within the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target \
+    cargo build --release -p amtsbuch --locked \
+    && install -m 0755 target/release/amtsbuch /usr/local/bin/amtsbuch
+
+# ---- run -----------------------------------------------------------------------------
+FROM debian:bookworm-slim
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
+RUN groupadd --system amtsbuch \
+    && useradd --system --gid amtsbuch --home-dir /var/lib/amtsbuch --no-create-home \
+        --shell /usr/sbin/nologin amtsbuch \
+    && mkdir -p /var/lib/amtsbuch/data \
+    && chown -R amtsbuch:amtsbuch /var/lib/amtsbuch
+
+COPY --from=build /usr/local/bin/amtsbuch /usr/local/bin/amtsbuch
+COPY LICENSE /usr/share/doc/amtsbuch/LICENSE
+
+USER amtsbuch
+# The default store URL is sqlite://data/amtsbuch.db, relative to the working directory.
+WORKDIR /var/lib/amtsbuch
+
+EXPOSE 8080
+ENTRYPOINT ["amtsbuch"]
+CMD ["serve", "--listen", "0.0.0.0:8080"]
