@@ -16,6 +16,7 @@ use amtsbuch_domain::{
     ExistingEvent, ExpectedVersion, PlannedRecord, RequestPlan, StreamId,
 };
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use tokio::sync::watch;
@@ -24,7 +25,7 @@ use uuid::Uuid;
 use crate::store::{
     clamp_limit, to_hash, to_i64, to_u64, Direction, EventStore, Head, RecordedEvent, StoreError,
 };
-use crate::writer::{Committer, WriterHandle};
+use crate::writer::{Committer, Landing, WriterHandle};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -368,25 +369,30 @@ const LOCKED_APPEND: &str = concat!(
      SELECT (SELECT count(*) FROM inserted) AS n, pg_notify($14, position::text) FROM moved"
 );
 
-/// What the fast path concluded.
-enum Fast {
-    Done(Vec<RequestPlan>, Head),
-    /// The fast path cannot decide this batch; the locked path must.
-    Fallback,
+/// How many batches the writer keeps in flight: while one commits, the next is planned on
+/// top of it, sent, and waits for the head lock inside the database, so no client round
+/// trip sits between two commits.
+const PIPELINE: usize = 2;
+
+/// What a flight reports back to the writer.
+enum Flight {
+    /// Written by the fast path; the cache already reflects it.
+    Fast(Landing),
+    /// Decided by the locked path, with the versions it read under the lock.
+    Locked(Result<(Vec<RequestPlan>, Head, HashMap<StreamId, u64>), StoreError>),
 }
 
 impl PgCommitter {
-    /// Plan from the cache and write with a compare-and-set on the head. Any doubt —
-    /// another writer moved the head, a refusal that only the database can confirm, a
-    /// unique violation (reused event id, or a stream assumed new that exists) — sends the
-    /// batch to the locked path, which is authoritative. Nothing is written in that case.
-    async fn commit_fast(
+    /// Plan from the cache, on top of every batch still in flight. Returns `None` when the
+    /// cache cannot decide the batch: any refusal other than invalid input is computed from
+    /// state that may be stale, and only the locked path may report it.
+    async fn plan_fast(
         &mut self,
         batch: &[AppendRequest],
         recorded_at: DateTime<Utc>,
-    ) -> Result<Fast, StoreError> {
+    ) -> Result<Option<(Vec<RequestPlan>, Vec<PlannedRecord>, Head, Head)>, StoreError> {
         let Some(cache) = &self.cache else {
-            return Ok(Fast::Fallback);
+            return Ok(None);
         };
         let mut versions = HashMap::with_capacity(batch.len());
         let mut unknown: Vec<&str> = Vec::new();
@@ -413,8 +419,8 @@ impl PgCommitter {
         if !unknown.is_empty() {
             unknown.sort_unstable();
             unknown.dedup();
-            // Read without a lock: the compare-and-set below proves nothing was appended
-            // between this read and the write.
+            // Read without a lock. Streams missing from the cache are in no batch in flight,
+            // and the compare-and-set proves nothing else was appended since.
             let rows = sqlx::query(LOOKUP_VERSIONS)
                 .bind(&unknown)
                 .fetch_all(&self.pool)
@@ -426,6 +432,9 @@ impl PgCommitter {
                 }
             }
         }
+        let Some(cache) = &mut self.cache else {
+            return Ok(None);
+        };
         let old = cache.head;
         let mut ctx = BatchContext {
             head_position: old.position,
@@ -435,161 +444,138 @@ impl PgCommitter {
             recorded_at,
         };
         let (plans, planned) = plan_batch(&mut ctx, batch);
-        // A refusal decided from cached state is not authoritative; an invalid request is
-        // refused whatever the log holds, so that one may stand.
-        if planned.is_empty()
-            || plans
-                .iter()
-                .any(|p| matches!(p, Err(e) if !matches!(e, AppendError::Invalid(_))))
-        {
-            return Ok(Fast::Fallback);
+        let doubtful = plans
+            .iter()
+            .any(|p| matches!(p, Err(e) if !matches!(e, AppendError::Invalid(_))));
+        if doubtful {
+            return Ok(None);
         }
-        let head = Head {
+        let new = Head {
             position: ctx.head_position,
             chain_hash: ctx.head_chain,
         };
+        cache.head = new;
+        cache.versions.extend(ctx.versions);
+        if cache.versions.len() > MAX_CACHED_STREAMS {
+            cache.versions.clear();
+        }
+        Ok(Some((plans, planned, old, new)))
+    }
+}
+
+/// Write a batch planned by the fast path: one autocommitted statement. `Ok(false)` means
+/// the compare-and-set found the head moved, or a unique index refused a row (a reused
+/// event id, or a stream assumed new that exists); nothing was written then.
+async fn write_fast(
+    pool: &PgPool,
+    channel: &str,
+    planned: &[PlannedRecord],
+    old: Head,
+    new: Head,
+    recorded_at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let columns = Columns::new(planned);
+    let result = columns
+        .bind(sqlx::query(FAST_APPEND))
+        .bind(recorded_at)
+        .bind(to_i64(old.position))
+        .bind(old.chain_hash.as_slice())
+        .bind(to_i64(new.position))
+        .bind(new.chain_hash.as_slice())
+        .bind(channel)
+        .fetch_optional(pool)
+        .await;
+    match result {
+        Ok(moved) => Ok(moved.is_some()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The authoritative path: lock the head, read what the batch needs, plan, write. Returns
+/// the versions read under the lock (updated by the batch), which are current as of its
+/// commit.
+async fn commit_locked(
+    pool: &PgPool,
+    channel: &str,
+    batch: &[AppendRequest],
+    recorded_at: DateTime<Utc>,
+) -> Result<(Vec<RequestPlan>, Head, HashMap<StreamId, u64>), StoreError> {
+    let mut tx = pool.begin().await?;
+
+    // The head lock: serializes every appending transaction on this database.
+    let row = sqlx::query("SELECT position, chain_hash FROM log_head FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await?;
+    let head_position = to_u64(row.try_get("position")?);
+    let head_chain = to_hash(head_position, "head chain hash", row.try_get("chain_hash")?)?;
+
+    let streams: Vec<&str> = batch
+        .iter()
+        .map(|r| r.stream.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let ids: Vec<Uuid> = batch
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.event_id))
+        .collect();
+
+    // Current versions and reused ids in one round trip.
+    let rows = sqlx::query(LOOKUP_VERSIONS_AND_IDS)
+        .bind(&streams)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut versions = HashMap::with_capacity(streams.len());
+    let mut existing = HashMap::new();
+    for row in &rows {
+        let record: Option<Vec<u8>> = row.try_get("record")?;
+        match record {
+            None => {
+                let stream: String = row.try_get("stream_id")?;
+                let version = to_u64(row.try_get("version")?);
+                if let Ok(stream) = StreamId::parse(&stream) {
+                    versions.insert(stream, version);
+                }
+            }
+            Some(bytes) => {
+                let record = EventRecord::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
+                    position: 0,
+                    reason: format!("stored record of a reused event id: {e}"),
+                })?;
+                existing.insert(record.event_id, ExistingEvent { record });
+            }
+        }
+    }
+
+    let mut ctx = BatchContext {
+        head_position,
+        head_chain,
+        versions,
+        existing,
+        recorded_at,
+    };
+    let (plans, planned) = plan_batch(&mut ctx, batch);
+    let head = Head {
+        position: ctx.head_position,
+        chain_hash: ctx.head_chain,
+    };
+    if planned.is_empty() {
+        tx.rollback().await?;
+    } else {
         let columns = Columns::new(&planned);
-        let result = columns
-            .bind(sqlx::query(FAST_APPEND))
+        columns
+            .bind(sqlx::query(LOCKED_APPEND))
             .bind(recorded_at)
-            .bind(to_i64(old.position))
-            .bind(old.chain_hash.as_slice())
             .bind(to_i64(head.position))
             .bind(head.chain_hash.as_slice())
-            .bind(&self.channel)
-            .fetch_optional(&self.pool)
-            .await;
-        match result {
-            Ok(Some(_)) => {
-                if let Some(cache) = &mut self.cache {
-                    cache.head = head;
-                    cache.versions.extend(ctx.versions);
-                }
-                Ok(Fast::Done(plans, head))
-            }
-            Ok(None) => {
-                // Another process appended: everything cached may be stale.
-                self.cache = None;
-                Ok(Fast::Fallback)
-            }
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                self.cache = None;
-                Ok(Fast::Fallback)
-            }
-            Err(e) => {
-                // The statement may or may not have committed; start afresh from the
-                // database. Callers retry with the same event ids, which is safe.
-                self.cache = None;
-                Err(e.into())
-            }
-        }
-    }
-
-    /// The authoritative path: lock the head, read what the batch needs, plan, write.
-    async fn commit_locked(
-        &mut self,
-        batch: &[AppendRequest],
-        recorded_at: DateTime<Utc>,
-    ) -> Result<(Vec<RequestPlan>, Head), StoreError> {
-        let mut tx = self.pool.begin().await?;
-
-        // The head lock: serializes every appending transaction on this database.
-        let row = sqlx::query("SELECT position, chain_hash FROM log_head FOR UPDATE")
+            .bind(channel)
             .fetch_one(&mut *tx)
             .await?;
-        let head_position = to_u64(row.try_get("position")?);
-        let head_chain = to_hash(head_position, "head chain hash", row.try_get("chain_hash")?)?;
-
-        let streams: Vec<&str> = batch
-            .iter()
-            .map(|r| r.stream.as_str())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let ids: Vec<Uuid> = batch
-            .iter()
-            .flat_map(|r| r.events.iter().map(|e| e.event_id))
-            .collect();
-
-        // Current versions and reused ids in one round trip.
-        let rows = sqlx::query(LOOKUP_VERSIONS_AND_IDS)
-            .bind(&streams)
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut versions = HashMap::with_capacity(streams.len());
-        let mut existing = HashMap::new();
-        for row in &rows {
-            let record: Option<Vec<u8>> = row.try_get("record")?;
-            match record {
-                None => {
-                    let stream: String = row.try_get("stream_id")?;
-                    let version = to_u64(row.try_get("version")?);
-                    if let Ok(stream) = StreamId::parse(&stream) {
-                        versions.insert(stream, version);
-                    }
-                }
-                Some(bytes) => {
-                    let record =
-                        EventRecord::from_bytes(&bytes).map_err(|e| StoreError::Corrupt {
-                            position: 0,
-                            reason: format!("stored record of a reused event id: {e}"),
-                        })?;
-                    existing.insert(record.event_id, ExistingEvent { record });
-                }
-            }
-        }
-
-        let mut ctx = BatchContext {
-            head_position,
-            head_chain,
-            versions,
-            existing,
-            recorded_at,
-        };
-        let (plans, planned) = plan_batch(&mut ctx, batch);
-        let head = Head {
-            position: ctx.head_position,
-            chain_hash: ctx.head_chain,
-        };
-        if planned.is_empty() {
-            tx.rollback().await?;
-        } else {
-            let columns = Columns::new(&planned);
-            columns
-                .bind(sqlx::query(LOCKED_APPEND))
-                .bind(recorded_at)
-                .bind(to_i64(head.position))
-                .bind(head.chain_hash.as_slice())
-                .bind(&self.channel)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
-
-        // Under the lock the versions read are current; keep them for the fast path. If
-        // the head was where the cache left it, the rest of the cache is still valid too.
-        match &mut self.cache {
-            Some(cache)
-                if cache.head.position == head_position && cache.head.chain_hash == head_chain =>
-            {
-                cache.head = head;
-                cache.versions.extend(ctx.versions);
-            }
-            _ => {
-                self.cache = Some(Cache {
-                    head,
-                    versions: ctx.versions,
-                });
-            }
-        }
-        if let Some(cache) = &mut self.cache {
-            if cache.versions.len() > MAX_CACHED_STREAMS {
-                cache.versions.clear();
-            }
-        }
-        Ok((plans, head))
+        tx.commit().await?;
     }
+    Ok((plans, head, ctx.versions))
 }
 
 /// Current version of each stream in $1 (0 if absent): one backward probe per stream on
@@ -609,14 +595,70 @@ const LOOKUP_VERSIONS_AND_IDS: &str = "SELECT s.stream_id, \
      SELECT NULL, NULL, record FROM events WHERE event_id = ANY($2)";
 
 impl Committer for PgCommitter {
-    async fn commit(
+    type Output = Flight;
+
+    /// Pipeline only while the cache is trusted; otherwise one locked batch at a time, so
+    /// that the versions it reads are current when it lands and can seed the cache again.
+    fn ready(&self, in_flight: usize) -> bool {
+        in_flight < if self.cache.is_some() { PIPELINE } else { 1 }
+    }
+
+    async fn launch(
         &mut self,
-        batch: &[AppendRequest],
+        batch: Vec<AppendRequest>,
         recorded_at: DateTime<Utc>,
-    ) -> Result<(Vec<RequestPlan>, Head), StoreError> {
-        match self.commit_fast(batch, recorded_at).await? {
-            Fast::Done(plans, head) => Ok((plans, head)),
-            Fast::Fallback => self.commit_locked(batch, recorded_at).await,
+    ) -> BoxFuture<'static, Flight> {
+        let pool = self.pool.clone();
+        let channel = self.channel.clone();
+        match self.plan_fast(&batch, recorded_at).await {
+            Ok(Some((plans, planned, old, new))) => {
+                if planned.is_empty() {
+                    // Only invalid requests: refused whatever the log holds, nothing to write.
+                    return Box::pin(std::future::ready(Flight::Fast(Ok((plans, old)))));
+                }
+                Box::pin(async move {
+                    match write_fast(&pool, &channel, &planned, old, new, recorded_at).await {
+                        Ok(true) => Flight::Fast(Ok((plans, new))),
+                        Ok(false) => Flight::Locked(
+                            commit_locked(&pool, &channel, &batch, recorded_at).await,
+                        ),
+                        Err(e) => Flight::Fast(Err(e)),
+                    }
+                })
+            }
+            Ok(None) => {
+                // Batches launched from here on must not build on a cache the database
+                // may contradict.
+                self.cache = None;
+                Box::pin(async move {
+                    Flight::Locked(commit_locked(&pool, &channel, &batch, recorded_at).await)
+                })
+            }
+            Err(e) => {
+                self.cache = None;
+                Box::pin(std::future::ready(Flight::Fast(Err(e))))
+            }
+        }
+    }
+
+    fn landed(&mut self, output: Flight, in_flight: usize) -> Landing {
+        match output {
+            Flight::Fast(Ok(landing)) => Ok(landing),
+            Flight::Fast(Err(e)) => {
+                // The statement may or may not have committed; start afresh from the
+                // database. Callers retry with the same event ids, which is safe.
+                self.cache = None;
+                Err(e)
+            }
+            Flight::Locked(Ok((plans, head, versions))) => {
+                // Read under the lock and nothing else of ours in flight: current.
+                self.cache = (in_flight == 0).then(|| Cache { head, versions });
+                Ok((plans, head))
+            }
+            Flight::Locked(Err(e)) => {
+                self.cache = None;
+                Err(e)
+            }
         }
     }
 }

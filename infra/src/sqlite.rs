@@ -15,6 +15,7 @@ use amtsbuch_domain::{
     RequestPlan, StreamId,
 };
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -26,7 +27,7 @@ use uuid::Uuid;
 use crate::store::{
     clamp_limit, to_hash, to_i64, to_u64, Direction, EventStore, Head, RecordedEvent, StoreError,
 };
-use crate::writer::{Committer, WriterHandle};
+use crate::writer::{Committer, Landing, WriterHandle};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -288,12 +289,24 @@ impl SqliteCommitter {
 }
 
 impl Committer for SqliteCommitter {
-    async fn commit(
+    type Output = Landing;
+
+    /// SQLite has one writer; there is nothing to overlap.
+    fn ready(&self, in_flight: usize) -> bool {
+        in_flight == 0
+    }
+
+    async fn launch(
         &mut self,
-        batch: &[AppendRequest],
+        batch: Vec<AppendRequest>,
         recorded_at: DateTime<Utc>,
-    ) -> Result<(Vec<RequestPlan>, Head), StoreError> {
+    ) -> BoxFuture<'static, Landing> {
         // A dropped transaction rolls back, so an error anywhere leaves nothing behind.
-        self.commit_inner(batch, recorded_at).await
+        let landing = self.commit_inner(&batch, recorded_at).await;
+        Box::pin(std::future::ready(landing))
+    }
+
+    fn landed(&mut self, output: Landing, _in_flight: usize) -> Landing {
+        output
     }
 }
