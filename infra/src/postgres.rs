@@ -374,12 +374,16 @@ const LOCKED_APPEND: &str = concat!(
 /// trip sits between two commits.
 const PIPELINE: usize = 2;
 
+/// Each request's decision, the head after the batch, and the stream versions read under
+/// the lock as the batch left them.
+type Decided = (Vec<RequestPlan>, Head, HashMap<StreamId, u64>);
+
 /// What a flight reports back to the writer.
 enum Flight {
     /// Written by the fast path; the cache already reflects it.
     Fast(Landing),
     /// Decided by the locked path, with the versions it read under the lock.
-    Locked(Result<(Vec<RequestPlan>, Head, HashMap<StreamId, u64>), StoreError>),
+    Locked(Result<Decided, StoreError>),
 }
 
 impl PgCommitter {
@@ -500,7 +504,7 @@ async fn commit_locked(
     channel: &str,
     batch: &[AppendRequest],
     recorded_at: DateTime<Utc>,
-) -> Result<(Vec<RequestPlan>, Head, HashMap<StreamId, u64>), StoreError> {
+) -> Result<Decided, StoreError> {
     let mut tx = pool.begin().await?;
 
     // The head lock: serializes every appending transaction on this database.
@@ -652,7 +656,7 @@ impl Committer for PgCommitter {
             }
             Flight::Locked(Ok((plans, head, versions))) => {
                 // Read under the lock and nothing else of ours in flight: current.
-                self.cache = (in_flight == 0).then(|| Cache { head, versions });
+                self.cache = (in_flight == 0).then_some(Cache { head, versions });
                 Ok((plans, head))
             }
             Flight::Locked(Err(e)) => {
