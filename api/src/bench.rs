@@ -222,23 +222,25 @@ impl AppendBench {
         let started = Instant::now();
         let mut position = 0i64;
         for chunk in rows.chunks(self.writers) {
-            let mut tx = conn.begin().await?;
-            for r in chunk {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO raw_events (position, event_id, stream_id, category, stream_version, \
+                 event_type, tenant, recorded_at, record, leaf_hash, chain_hash) ",
+            );
+            q.push_values(chunk, |mut row, r| {
                 position += 1;
-                sqlx::query(
-                    "INSERT INTO raw_events (position, event_id, stream_id, category, stream_version, \
-                     event_type, tenant, recorded_at, record, leaf_hash, chain_hash) \
-                     VALUES (?1, ?2, ?3, 'bench', 1, 'ConsentGiven', NULL, '2026-01-01T00:00:00.000000Z', ?4, ?5, ?5)",
-                )
-                .bind(position)
-                .bind(uuid::Uuid::now_v7())
-                .bind(format!("bench-raw-{position}"))
-                .bind(r.as_slice())
-                .bind(hash.as_slice())
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
+                row.push_bind(position)
+                    .push_bind(uuid::Uuid::now_v7())
+                    .push_bind(format!("bench-raw-{position}"))
+                    .push_bind("bench")
+                    .push_bind(1i64)
+                    .push_bind("ConsentGiven")
+                    .push_bind(None::<String>)
+                    .push_bind("2026-01-01T00:00:00.000000Z")
+                    .push_bind(r.as_slice())
+                    .push_bind(hash.as_slice())
+                    .push_bind(hash.as_slice());
+            });
+            q.build().persistent(false).execute(&mut *conn).await?;
         }
         let raw = rows.len() as f64 / started.elapsed().as_secs_f64();
         drop(conn);

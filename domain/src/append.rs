@@ -154,9 +154,10 @@ pub fn validate_request(req: &AppendRequest) -> Result<(), AppendError> {
             req.events.len()
         )));
     }
-    let mut seen = std::collections::HashSet::with_capacity(req.events.len());
+    // Most appends carry one event; only build the set when there can be a duplicate.
+    let mut seen = std::collections::HashSet::new();
     for e in &req.events {
-        if !seen.insert(e.event_id) {
+        if req.events.len() > 1 && !seen.insert(e.event_id) {
             return Err(AppendError::Invalid(format!(
                 "event id {} occurs twice in one append",
                 e.event_id
@@ -195,9 +196,12 @@ pub fn plan_batch(
     requests: &[AppendRequest],
 ) -> (Vec<RequestPlan>, Vec<PlannedRecord>) {
     let mut plans = Vec::with_capacity(requests.len());
-    let mut rows: Vec<PlannedRecord> = Vec::new();
+    let mut rows: Vec<PlannedRecord> = Vec::with_capacity(requests.len());
+    // Ids placed earlier in this batch, by row, so that a retry inside one batch is
+    // recognised like one against the stored log, without copying records around.
+    let mut placed: HashMap<Uuid, usize> = HashMap::new();
     for req in requests {
-        let plan = plan_one(ctx, req, &mut rows);
+        let plan = plan_one(ctx, req, &mut rows, &mut placed);
         plans.push(plan);
     }
     (plans, rows)
@@ -207,18 +211,25 @@ fn plan_one(
     ctx: &mut BatchContext,
     req: &AppendRequest,
     rows: &mut Vec<PlannedRecord>,
+    placed: &mut HashMap<Uuid, usize>,
 ) -> RequestPlan {
     validate_request(req)?;
 
     // Idempotency first: a retry of an append that already landed succeeds with its
     // original positions even though its expected version no longer holds.
+    let lookup = |id: &Uuid| -> Option<&EventRecord> {
+        ctx.existing
+            .get(id)
+            .map(|x| &x.record)
+            .or_else(|| placed.get(id).map(|i| &rows[*i].record))
+    };
     let known = req
         .events
         .iter()
-        .filter(|e| ctx.existing.contains_key(&e.event_id))
+        .filter(|e| lookup(&e.event_id).is_some())
         .count();
     if known > 0 {
-        return retried(ctx, req, known);
+        return retried(lookup, req, known);
     }
 
     let current = ctx.versions.get(&req.stream).copied().unwrap_or(0);
@@ -295,20 +306,24 @@ fn plan_one(
 }
 
 /// A request some of whose ids are already in the log: either an exact retry, or a conflict.
-fn retried(ctx: &BatchContext, req: &AppendRequest, known: usize) -> RequestPlan {
+fn retried<'a>(
+    lookup: impl Fn(&Uuid) -> Option<&'a EventRecord>,
+    req: &AppendRequest,
+    known: usize,
+) -> RequestPlan {
     let conflict = |event_id| Err(AppendError::IdempotencyConflict { event_id });
     if known != req.events.len() {
         let first_new = req
             .events
             .iter()
-            .find(|e| ctx.existing.contains_key(&e.event_id))
+            .find(|e| lookup(&e.event_id).is_some())
             .map_or(Uuid::nil(), |e| e.event_id);
         return conflict(first_new);
     }
     let mut first: Option<&EventRecord> = None;
     let mut previous: Option<&EventRecord> = None;
     for e in &req.events {
-        let Some(stored) = ctx.existing.get(&e.event_id).map(|x| &x.record) else {
+        let Some(stored) = lookup(&e.event_id) else {
             return conflict(e.event_id);
         };
         if !e.matches(&req.stream, stored) {

@@ -73,10 +73,12 @@ impl PgStore {
             .connect_with(options)
             .await?;
         tokio::spawn(listen(pool.clone(), channel.clone(), head_tx.clone()));
+        let (committed, own) = watch::channel(head.position);
+        tokio::spawn(notify_others(pool.clone(), channel, own));
         let writer = WriterHandle::spawn(
             PgCommitter {
-                pool: write_pool,
-                channel,
+                pool: write_pool.clone(),
+                committed,
                 cache: None,
             },
             head_tx,
@@ -104,6 +106,29 @@ async fn read_head(pool: &PgPool) -> Result<Head, StoreError> {
         position,
         chain_hash: to_hash(position, "head chain hash", &chain)?,
     })
+}
+
+/// Shortest gap between two notifications this process sends.
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Tell other processes on the database that this one committed, so their subscriptions
+/// wake without waiting for their poll. Notifying inside every append transaction would
+/// serialize commits on PostgreSQL's notification queue; instead this task sends the
+/// latest position at most every `NOTIFY_INTERVAL`, so a burst of commits costs one
+/// notification and other processes hear of it within a few milliseconds.
+async fn notify_others(pool: PgPool, channel: String, mut own: watch::Receiver<u64>) {
+    while own.changed().await.is_ok() {
+        let position = *own.borrow_and_update();
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&channel)
+            .bind(position.to_string())
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot notify other processes of new events; they will poll");
+        }
+        tokio::time::sleep(NOTIFY_INTERVAL).await;
+    }
 }
 
 /// Wake local subscribers when another process commits. Reconnects forever; while it is
@@ -252,7 +277,8 @@ const MAX_CACHED_STREAMS: usize = 100_000;
 
 struct PgCommitter {
     pool: PgPool,
-    channel: String,
+    /// Told every position this writer commits, for `notify_others`.
+    committed: watch::Sender<u64>,
     /// What this writer knows of the log as of its own last commit. It is only trusted
     /// through the compare-and-set on the head row in `commit_fast`: if the head is still
     /// where this writer left it, nobody else has appended since, so every cached version
@@ -355,7 +381,7 @@ const FAST_APPEND: &str = concat!(
         RETURNING position \
      ), inserted AS (",
     insert_rows!("WHERE EXISTS (SELECT 1 FROM moved)"),
-    ") SELECT (SELECT count(*) FROM inserted) AS n, pg_notify($16, position::text) FROM moved"
+    ") SELECT (SELECT count(*) FROM inserted) AS n FROM moved"
 );
 
 /// The insert of the locked path, together with moving the head and notifying.
@@ -366,13 +392,8 @@ const LOCKED_APPEND: &str = concat!(
         UPDATE log_head SET position = $12, chain_hash = $13, updated_at = now() \
         RETURNING position \
      ) \
-     SELECT (SELECT count(*) FROM inserted) AS n, pg_notify($14, position::text) FROM moved"
+     SELECT (SELECT count(*) FROM inserted) AS n FROM moved"
 );
-
-/// How many batches the writer keeps in flight: while one commits, the next is planned on
-/// top of it, sent, and waits for the head lock inside the database, so no client round
-/// trip sits between two commits.
-const PIPELINE: usize = 2;
 
 /// Each request's decision, the head after the batch, and the stream versions read under
 /// the lock as the batch left them.
@@ -387,7 +408,7 @@ enum Flight {
 }
 
 impl PgCommitter {
-    /// Plan from the cache, on top of every batch still in flight. Returns `None` when the
+    /// Plan from the cache. Returns `None` when the
     /// cache cannot decide the batch: any refusal other than invalid input is computed from
     /// state that may be stale, and only the locked path may report it.
     async fn plan_fast(
@@ -423,8 +444,7 @@ impl PgCommitter {
         if !unknown.is_empty() {
             unknown.sort_unstable();
             unknown.dedup();
-            // Read without a lock. Streams missing from the cache are in no batch in flight,
-            // and the compare-and-set proves nothing else was appended since.
+            // Read without a lock: the compare-and-set proves nothing was appended since.
             let rows = sqlx::query(LOOKUP_VERSIONS)
                 .bind(&unknown)
                 .fetch_all(&self.pool)
@@ -472,7 +492,6 @@ impl PgCommitter {
 /// event id, or a stream assumed new that exists); nothing was written then.
 async fn write_fast(
     pool: &PgPool,
-    channel: &str,
     planned: &[PlannedRecord],
     old: Head,
     new: Head,
@@ -486,7 +505,6 @@ async fn write_fast(
         .bind(old.chain_hash.as_slice())
         .bind(to_i64(new.position))
         .bind(new.chain_hash.as_slice())
-        .bind(channel)
         .fetch_optional(pool)
         .await;
     match result {
@@ -501,7 +519,6 @@ async fn write_fast(
 /// commit.
 async fn commit_locked(
     pool: &PgPool,
-    channel: &str,
     batch: &[AppendRequest],
     recorded_at: DateTime<Utc>,
 ) -> Result<Decided, StoreError> {
@@ -574,7 +591,6 @@ async fn commit_locked(
             .bind(recorded_at)
             .bind(to_i64(head.position))
             .bind(head.chain_hash.as_slice())
-            .bind(channel)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -601,19 +617,12 @@ const LOOKUP_VERSIONS_AND_IDS: &str = "SELECT s.stream_id, \
 impl Committer for PgCommitter {
     type Output = Flight;
 
-    /// Pipeline only while the cache is trusted; otherwise one locked batch at a time, so
-    /// that the versions it reads are current when it lands and can seed the cache again.
-    fn ready(&self, in_flight: usize) -> bool {
-        in_flight < if self.cache.is_some() { PIPELINE } else { 1 }
-    }
-
     async fn launch(
         &mut self,
         batch: Vec<AppendRequest>,
         recorded_at: DateTime<Utc>,
     ) -> BoxFuture<'static, Flight> {
         let pool = self.pool.clone();
-        let channel = self.channel.clone();
         match self.plan_fast(&batch, recorded_at).await {
             Ok(Some((plans, planned, old, new))) => {
                 if planned.is_empty() {
@@ -621,22 +630,21 @@ impl Committer for PgCommitter {
                     return Box::pin(std::future::ready(Flight::Fast(Ok((plans, old)))));
                 }
                 Box::pin(async move {
-                    match write_fast(&pool, &channel, &planned, old, new, recorded_at).await {
+                    match write_fast(&pool, &planned, old, new, recorded_at).await {
                         Ok(true) => Flight::Fast(Ok((plans, new))),
-                        Ok(false) => Flight::Locked(
-                            commit_locked(&pool, &channel, &batch, recorded_at).await,
-                        ),
+                        Ok(false) => {
+                            Flight::Locked(commit_locked(&pool, &batch, recorded_at).await)
+                        }
                         Err(e) => Flight::Fast(Err(e)),
                     }
                 })
             }
             Ok(None) => {
-                // Batches launched from here on must not build on a cache the database
-                // may contradict.
+                // The next batch must not build on a cache the database may contradict.
                 self.cache = None;
-                Box::pin(async move {
-                    Flight::Locked(commit_locked(&pool, &channel, &batch, recorded_at).await)
-                })
+                Box::pin(
+                    async move { Flight::Locked(commit_locked(&pool, &batch, recorded_at).await) },
+                )
             }
             Err(e) => {
                 self.cache = None;
@@ -645,7 +653,24 @@ impl Committer for PgCommitter {
         }
     }
 
-    fn landed(&mut self, output: Flight, in_flight: usize) -> Landing {
+    fn landed(&mut self, output: Flight) -> Landing {
+        let landing = self.settle(output);
+        if let Ok((_, head)) = &landing {
+            self.committed.send_if_modified(|p| {
+                let moved = head.position > *p;
+                if moved {
+                    *p = head.position;
+                }
+                moved
+            });
+        }
+        landing
+    }
+}
+
+impl PgCommitter {
+    /// Update the cache from a finished write.
+    fn settle(&mut self, output: Flight) -> Landing {
         match output {
             Flight::Fast(Ok(landing)) => Ok(landing),
             Flight::Fast(Err(e)) => {
@@ -655,8 +680,8 @@ impl Committer for PgCommitter {
                 Err(e)
             }
             Flight::Locked(Ok((plans, head, versions))) => {
-                // Read under the lock and nothing else of ours in flight: current.
-                self.cache = (in_flight == 0).then_some(Cache { head, versions });
+                // Read under the lock by the only batch this writer runs: current.
+                self.cache = Some(Cache { head, versions });
                 Ok((plans, head))
             }
             Flight::Locked(Err(e)) => {

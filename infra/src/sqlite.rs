@@ -20,7 +20,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -30,6 +30,9 @@ use crate::store::{
 use crate::writer::{Committer, Landing, WriterHandle};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Rows per insert statement: 11 parameters each, well under SQLite's 32766.
+const INSERT_CHUNK: usize = 500;
 
 /// Event store in a SQLite file. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -215,33 +218,50 @@ impl SqliteCommitter {
         // IMMEDIATE takes the write lock up front, so the head read below cannot be stale.
         let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
         let head = head_from(&sqlx::query(HEAD_SQL).fetch_one(&mut *tx).await?)?;
-        let mut versions = HashMap::new();
-        for req in batch {
-            if versions.contains_key(&req.stream) {
-                continue;
+        // Versions and reused ids with one statement each, the lists passed as JSON arrays,
+        // rather than one statement per stream and per event: every statement is a round
+        // trip to the connection's worker thread.
+        let mut streams: Vec<&str> = batch.iter().map(|r| r.stream.as_str()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        let streams_json = serde_json::to_string(&streams)
+            .map_err(|e| StoreError::Unavailable(format!("cannot encode stream ids: {e}")))?;
+        let rows = sqlx::query(
+            "SELECT j.value AS stream_id, \
+                    (SELECT max(e.stream_version) FROM events e WHERE e.stream_id = j.value) AS version \
+             FROM json_each(?1) AS j",
+        )
+        .bind(&streams_json)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut versions = HashMap::with_capacity(streams.len());
+        for row in &rows {
+            let stream: String = row.try_get("stream_id")?;
+            let version: Option<i64> = row.try_get("version")?;
+            if let Ok(stream) = StreamId::parse(&stream) {
+                versions.insert(stream, version.map_or(0, to_u64));
             }
-            let v: Option<i64> =
-                sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = ?1")
-                    .bind(req.stream.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?;
-            versions.insert(req.stream.clone(), v.map_or(0, to_u64));
         }
+        let ids: Vec<String> = batch
+            .iter()
+            .flat_map(|r| r.events.iter().map(|e| e.event_id.simple().to_string()))
+            .collect();
+        let ids_json = serde_json::to_string(&ids)
+            .map_err(|e| StoreError::Unavailable(format!("cannot encode event ids: {e}")))?;
+        let rows = sqlx::query(
+            "SELECT record FROM events WHERE event_id IN (SELECT unhex(value) FROM json_each(?1))",
+        )
+        .bind(&ids_json)
+        .fetch_all(&mut *tx)
+        .await?;
         let mut existing = HashMap::new();
-        for e in batch.iter().flat_map(|r| r.events.iter()) {
-            let bytes: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT record FROM events WHERE event_id = ?1")
-                    .bind(e.event_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(bytes) = bytes {
-                let record =
-                    EventRecord::from_bytes(&bytes).map_err(|err| StoreError::Corrupt {
-                        position: 0,
-                        reason: format!("stored record of a reused event id: {err}"),
-                    })?;
-                existing.insert(record.event_id, ExistingEvent { record });
-            }
+        for row in &rows {
+            let bytes: Vec<u8> = row.try_get("record")?;
+            let record = EventRecord::from_bytes(&bytes).map_err(|err| StoreError::Corrupt {
+                position: 0,
+                reason: format!("stored record of a reused event id: {err}"),
+            })?;
+            existing.insert(record.event_id, ExistingEvent { record });
         }
         let mut ctx = BatchContext {
             head_position: head.position,
@@ -252,25 +272,26 @@ impl SqliteCommitter {
         };
         let (plans, planned) = plan_batch(&mut ctx, batch);
         let recorded_at = amtsbuch_domain::record::format_timestamp(&recorded_at);
-        for p in &planned {
-            sqlx::query(
+        // Multi-row inserts: one statement per chunk instead of one per event.
+        for chunk in planned.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO events (position, event_id, stream_id, category, stream_version, \
-                 event_type, tenant, recorded_at, record, leaf_hash, chain_hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )
-            .bind(to_i64(p.record.position))
-            .bind(p.record.event_id)
-            .bind(p.record.stream_id.as_str())
-            .bind(p.record.stream_id.category())
-            .bind(to_i64(p.record.stream_version))
-            .bind(p.record.event_type.as_str())
-            .bind(p.record.tenant.as_deref())
-            .bind(&recorded_at)
-            .bind(p.bytes.as_slice())
-            .bind(p.leaf_hash.as_slice())
-            .bind(p.chain_hash.as_slice())
-            .execute(&mut *tx)
-            .await?;
+                 event_type, tenant, recorded_at, record, leaf_hash, chain_hash) ",
+            );
+            q.push_values(chunk, |mut row, p| {
+                row.push_bind(to_i64(p.record.position))
+                    .push_bind(p.record.event_id)
+                    .push_bind(p.record.stream_id.as_str())
+                    .push_bind(p.record.stream_id.category())
+                    .push_bind(to_i64(p.record.stream_version))
+                    .push_bind(p.record.event_type.as_str())
+                    .push_bind(p.record.tenant.as_deref())
+                    .push_bind(recorded_at.as_str())
+                    .push_bind(p.bytes.as_slice())
+                    .push_bind(p.leaf_hash.as_slice())
+                    .push_bind(p.chain_hash.as_slice());
+            });
+            q.build().persistent(false).execute(&mut *tx).await?;
         }
         let new_head = Head {
             position: ctx.head_position,
@@ -291,11 +312,6 @@ impl SqliteCommitter {
 impl Committer for SqliteCommitter {
     type Output = Landing;
 
-    /// SQLite has one writer; there is nothing to overlap.
-    fn ready(&self, in_flight: usize) -> bool {
-        in_flight == 0
-    }
-
     async fn launch(
         &mut self,
         batch: Vec<AppendRequest>,
@@ -306,7 +322,7 @@ impl Committer for SqliteCommitter {
         Box::pin(std::future::ready(landing))
     }
 
-    fn landed(&mut self, output: Landing, _in_flight: usize) -> Landing {
+    fn landed(&mut self, output: Landing) -> Landing {
         output
     }
 }

@@ -6,17 +6,18 @@
 //! turns many small transactions, each paying for the head lock and a commit, into few
 //! large ones; when idle a batch is a single append and nothing waits.
 //!
-//! A committer may keep more than one batch in flight (the PostgreSQL adapter plans the next
-//! batch on top of the previous one while that one commits); the writer asks it before each
-//! launch and delivers landings to it in launch order, so the adapter can keep its view of
-//! the log consistent. The bounded channel gives back-pressure instead of unbounded memory.
+//! A committer splits a batch into planning (`launch`, which may use what the adapter knows
+//! of the log) and writing (the future it returns), and hears back how the write went
+//! (`landed`), so the adapter can keep its view of the log consistent. Batches run one at a
+//! time: commits on one database are serialized by the head lock anyway, and measurements
+//! with two batches in flight showed no gain (see docs/PERFORMANCE.md). The bounded channel
+//! gives back-pressure instead of unbounded memory.
 
 use std::future::Future;
 
 use amtsbuch_domain::{AppendOutcome, AppendRequest, RequestPlan};
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
-use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::store::{Head, StoreError};
@@ -24,6 +25,8 @@ use crate::store::{Head, StoreError};
 /// Most events one transaction carries. Large enough to amortize the commit, small enough
 /// that one batch's insert stays well under the latency budget.
 const MAX_BATCH_EVENTS: usize = 2048;
+/// How often the writer yields to let answered callers queue their next append.
+const MAX_GATHER_ROUNDS: usize = 8;
 /// Pending appends beyond this make callers wait for room.
 const QUEUE: usize = 8192;
 
@@ -36,20 +39,16 @@ pub(crate) trait Committer: Send + 'static {
     /// What a flight reports back; turned into a `Landing` by `landed`.
     type Output: Send + 'static;
 
-    /// Whether another batch may be launched while `in_flight` batches are unfinished.
-    fn ready(&self, in_flight: usize) -> bool;
-
-    /// Plan `batch` and start writing it. The returned future completes the write; it runs
-    /// as a task of its own, so it must own everything it needs.
+    /// Plan `batch` and start writing it. The returned future completes the write and owns
+    /// everything it needs.
     fn launch(
         &mut self,
         batch: Vec<AppendRequest>,
         recorded_at: DateTime<Utc>,
     ) -> impl Future<Output = BoxFuture<'static, Self::Output>> + Send;
 
-    /// A flight finished; called in launch order. `in_flight` counts the flights still
-    /// unfinished after this one.
-    fn landed(&mut self, output: Self::Output, in_flight: usize) -> Landing;
+    /// The write finished.
+    fn landed(&mut self, output: Self::Output) -> Landing;
 }
 
 type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
@@ -84,46 +83,39 @@ async fn run<C: Committer>(
     mut rx: mpsc::Receiver<(AppendRequest, Reply)>,
     head: watch::Sender<u64>,
 ) {
-    let mut flights = FuturesOrdered::new();
-    let mut open = true;
-    while open || !flights.is_empty() {
-        tokio::select! {
-            // Landings first: they answer callers and update the committer's view of the
-            // log before it plans the next batch.
-            biased;
-            Some((output, replies)) = flights.next(), if !flights.is_empty() => {
-                let output = match output {
-                    Ok(output) => committer.landed(output, flights.len()),
-                    Err(join) => {
-                        tracing::error!(error = %join, "append flight panicked");
-                        Err(StoreError::Unavailable("the append failed unexpectedly".into()))
+    while let Some((request, reply)) = rx.recv().await {
+        let mut events = request.events.len();
+        let mut requests = vec![request];
+        let mut replies = vec![reply];
+        // Gather what is queued. Callers answered by the last batch are typically about to
+        // send their next append; yielding lets them run first, so they join this batch
+        // instead of trailing behind it in a batch of their own that costs a whole commit.
+        // Stop as soon as a yield brings nothing new.
+        let mut rounds = 0;
+        loop {
+            let before = requests.len();
+            while events < MAX_BATCH_EVENTS {
+                match rx.try_recv() {
+                    Ok((request, reply)) => {
+                        events += request.events.len();
+                        requests.push(request);
+                        replies.push(reply);
                     }
-                };
-                deliver(output, replies, &head);
-            }
-            first = rx.recv(), if open && committer.ready(flights.len()) => {
-                let Some((request, reply)) = first else {
-                    open = false;
-                    continue;
-                };
-                let mut events = request.events.len();
-                let mut requests = vec![request];
-                let mut replies = vec![reply];
-                while events < MAX_BATCH_EVENTS {
-                    match rx.try_recv() {
-                        Ok((request, reply)) => {
-                            events += request.events.len();
-                            requests.push(request);
-                            replies.push(reply);
-                        }
-                        Err(_) => break,
-                    }
+                    Err(_) => break,
                 }
-                let recorded_at = amtsbuch_domain::record::truncate_micros(Utc::now());
-                let flight = tokio::spawn(committer.launch(requests, recorded_at).await);
-                flights.push_back(async move { (flight.await, replies) });
             }
+            rounds += 1;
+            if events >= MAX_BATCH_EVENTS
+                || rounds > MAX_GATHER_ROUNDS
+                || (rounds > 1 && requests.len() == before)
+            {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
+        let recorded_at = amtsbuch_domain::record::truncate_micros(Utc::now());
+        let output = committer.launch(requests, recorded_at).await.await;
+        deliver(committer.landed(output), replies, &head);
     }
 }
 

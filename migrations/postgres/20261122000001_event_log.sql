@@ -2,7 +2,7 @@
 --
 -- `record` holds the RFC 8785 canonical JSON bytes of the event record verbatim (bytea,
 -- not jsonb, because jsonb would re-serialize them and break every hash). The other
--- columns duplicate fields of the record for indexing; the verifier checks they agree.
+-- columns duplicate fields of the record for indexing only; hashes cover `record` alone.
 CREATE TABLE events (
     -- 1-based, gapless, commit-ordered: leaf `position - 1` of the Merkle tree.
     position        BIGINT      PRIMARY KEY CHECK (position > 0),
