@@ -24,6 +24,7 @@ use amtsbuch_domain::record::format_timestamp;
 use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
 use amtsbuch_infra::{AnyStore, Direction, EventStore, RecordedEvent};
 
+use crate::ledger_http;
 use crate::problem::Problem;
 
 /// Largest request body accepted.
@@ -36,6 +37,8 @@ const MAX_LIMIT: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub store: AnyStore,
+    /// The signing configuration, when this server signs checkpoints.
+    pub ledger: Option<crate::ledger_http::LedgerInfo>,
 }
 
 /// The router with every route of this API.
@@ -45,6 +48,17 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/streams/{stream}/events", get(read_stream).post(append))
         .route("/events", get(read_all))
+        .route("/events/{id}/record", get(ledger_http::record))
+        .route("/events/{id}/receipt", get(ledger_http::receipt))
+        .route("/ledger/checkpoint", get(ledger_http::latest_checkpoint))
+        .route(
+            "/ledger/checkpoints/{size}",
+            get(ledger_http::checkpoint_at),
+        )
+        .route("/ledger/proof/inclusion", get(ledger_http::inclusion))
+        .route("/ledger/proof/consistency", get(ledger_http::consistency))
+        .route("/ledger/export", get(ledger_http::export))
+        .route("/ledger/key", get(ledger_http::keys))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

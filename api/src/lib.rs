@@ -5,12 +5,13 @@
 
 pub mod bench;
 pub mod http;
+pub mod keys;
+pub mod ledger_http;
 pub mod problem;
 pub mod verify;
 
 use std::future::Future;
 
-use amtsbuch_infra::AnyStore;
 use tokio::net::TcpListener;
 
 pub use http::{router, AppState};
@@ -18,10 +19,10 @@ pub use http::{router, AppState};
 /// Serve the API on `listener` until `shutdown` completes, then finish open requests.
 pub async fn run(
     listener: TcpListener,
-    store: AnyStore,
+    state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(AppState { store });
+    let app = router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

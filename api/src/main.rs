@@ -5,14 +5,20 @@
 //! under `./data/` on 127.0.0.1:8080 and needs no other service.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use amtsbuch_api::bench::AppendBench;
+use amtsbuch_api::keys;
+use amtsbuch_api::ledger_http::LedgerInfo;
+use amtsbuch_api::AppState;
 use amtsbuch_infra::any::{redact, DEFAULT_DATABASE_URL};
+use amtsbuch_infra::ledger::{self, LedgerConfig};
 use amtsbuch_infra::AnyStore;
 
 #[derive(Debug, Parser)]
@@ -39,6 +45,17 @@ enum Command {
         /// NATS server for event distribution (unset: no NATS).
         #[arg(long, env = "AMTSBUCH_NATS_URL")]
         nats_url: Option<String>,
+        #[command(flatten)]
+        ledger: LedgerArgs,
+    },
+    /// Create a signing key for the log: a PKCS#8 private key (mode 0600) and its C2SP vkey.
+    Keygen {
+        /// The log's origin line, e.g. amtsbuch.sachsen.de/log; it names the key.
+        #[arg(long)]
+        origin: String,
+        /// Directory to write amtsbuch-signing.pk8 and amtsbuch.vkey to.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Walk the stored log and check every leaf and chain hash.
     Verify {
@@ -50,6 +67,24 @@ enum Command {
         #[command(subcommand)]
         which: BenchCommand,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct LedgerArgs {
+    /// The log's origin line in checkpoints; must match the signing keys' name.
+    #[arg(long, env = "AMTSBUCH_ORIGIN", default_value = "localhost/amtsbuch")]
+    origin: String,
+    /// PKCS#8 signing key file(s); several sign each checkpoint during a key rotation.
+    /// Without one, the embedded store creates a key beside its database file, and a
+    /// PostgreSQL server issues no checkpoints.
+    #[arg(long, env = "AMTSBUCH_SIGNING_KEY", value_delimiter = ',')]
+    signing_key: Vec<PathBuf>,
+    /// Sign a checkpoint at the latest after this many new events.
+    #[arg(long, env = "AMTSBUCH_CHECKPOINT_EVERY", default_value_t = 1000)]
+    checkpoint_every: u64,
+    /// Sign a checkpoint at the latest this many milliseconds after a new event.
+    #[arg(long, env = "AMTSBUCH_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
+    checkpoint_interval_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,10 +129,24 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<u8> {
     match command {
+        Command::Keygen { origin, out } => {
+            let (key, vkey_path, vkey) = keys::generate(&origin, &out)?;
+            println!(
+                "private key: {} (mode 0600; keep it secret, back it up)",
+                key.display()
+            );
+            println!(
+                "verifier key: {} (publish it; auditors verify with it)",
+                vkey_path.display()
+            );
+            println!("{vkey}");
+            Ok(0)
+        }
         Command::Serve {
             listen,
             database_url,
             nats_url,
+            ledger: ledger_args,
         } => {
             if let Some(url) = nats_url {
                 anyhow::bail!(
@@ -111,8 +160,28 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let local = listener.local_addr()?;
+            let signers = signers(&ledger_args, &store, &database_url)?;
+            let ledger = if signers.is_empty() {
+                tracing::warn!("no signing key configured (--signing-key): this server issues no checkpoints, receipts or proofs");
+                None
+            } else {
+                let info = LedgerInfo {
+                    origin: ledger_args.origin.clone(),
+                    vkeys: signers.iter().map(|s| s.vkey()).collect(),
+                };
+                ledger::spawn(
+                    store.clone(),
+                    LedgerConfig {
+                        origin: ledger_args.origin.clone(),
+                        signers,
+                        every_events: ledger_args.checkpoint_every.max(1),
+                        interval: Duration::from_millis(ledger_args.checkpoint_interval_ms.max(1)),
+                    },
+                );
+                Some(info)
+            };
             tracing::info!(store = store.kind(), database = %redact(&database_url), listen = %local, "amtsbuch serving");
-            amtsbuch_api::run(listener, store, shutdown_signal()).await?;
+            amtsbuch_api::run(listener, AppState { store, ledger }, shutdown_signal()).await?;
             tracing::info!("amtsbuch stopped");
             Ok(0)
         }
@@ -141,6 +210,45 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The signing keys `serve` uses: the configured files, or on the embedded store a key of
+/// its own beside the database file, created (and its vkey printed) on first start.
+fn signers(
+    args: &LedgerArgs,
+    store: &AnyStore,
+    database_url: &str,
+) -> anyhow::Result<Vec<amtsbuch_domain::note::Signer>> {
+    if !args.signing_key.is_empty() {
+        return args
+            .signing_key
+            .iter()
+            .map(|p| keys::load(&args.origin, p))
+            .collect();
+    }
+    let AnyStore::Sqlite(_) = store else {
+        return Ok(Vec::new());
+    };
+    let file = database_url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    let dir = Path::new(file)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let (signer, created) = keys::embedded(&args.origin, dir)?;
+    if created {
+        println!(
+            "created a signing key for origin {} in {}; its verifier key is:",
+            args.origin,
+            dir.display()
+        );
+        println!("{}", signer.vkey());
+    }
+    Ok(vec![signer])
 }
 
 async fn shutdown_signal() {

@@ -194,8 +194,19 @@ impl CompactRange {
     /// Appends one leaf hash. Costs one node hash per trailing one-bit of
     /// the old size: amortised one hash per leaf, never more than 64.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_reporting(leaf, |_, _, _| {});
+    }
+
+    /// Appends one leaf hash and reports every perfect subtree the leaf
+    /// completes, smallest first, as `(level, index at that level, root)`;
+    /// level 1 is a pair of leaves. These are the interior nodes a store
+    /// keeps to serve proofs without reading every leaf.
+    pub fn push_reporting(&mut self, leaf: Hash, mut completed: impl FnMut(u32, u64, &Hash)) {
         let mut hash = leaf;
         let mut merged = self.size;
+        // A log would need 2^64 appends to overflow this.
+        let new_size = self.size + 1;
+        let mut level = 0;
         // Each trailing one-bit of the old size is a perfect subtree of the
         // same height as `hash`, which now gets its right sibling.
         while merged & 1 == 1 {
@@ -206,10 +217,11 @@ impl CompactRange {
                 None => break,
             }
             merged >>= 1;
+            level += 1;
+            completed(level, (new_size >> level) - 1, &hash);
         }
         self.nodes.push(hash);
-        // A log would need 2^64 appends to overflow this.
-        self.size += 1;
+        self.size = new_size;
     }
 
     /// The RFC 6962 root of the tree, MTH(D\[size\]).
@@ -598,6 +610,39 @@ pub fn verify_consistency(
         return Err(MerkleError::RootMismatch);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod push_reporting_tests {
+    use super::*;
+
+    #[test]
+    fn reports_exactly_the_completed_subtrees() {
+        let leaves: Vec<Hash> = (0u8..37).map(|i| leaf_hash(&[i])).collect();
+        let mut range = CompactRange::new();
+        let mut reported = Vec::new();
+        for leaf in &leaves {
+            range.push_reporting(*leaf, |level, index, hash| {
+                reported.push((level, index, *hash))
+            });
+        }
+        // Every perfect aligned subtree inside 37 leaves, and nothing else.
+        let mut expected = Vec::new();
+        for level in 1..6u32 {
+            let width = 1u64 << level;
+            for index in 0..(37 / width) {
+                let start = (index * width) as usize;
+                expected.push((
+                    level,
+                    index,
+                    root_from_leaves(&leaves[start..start + width as usize]),
+                ));
+            }
+        }
+        reported.sort_by_key(|(l, i, _)| (*l, *i));
+        assert_eq!(reported, expected);
+        assert_eq!(range.root(), root_from_leaves(&leaves));
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,381 @@
+//! HTTP routes of the verifiable ledger: signed checkpoints, proofs, the stored bytes of a
+//! record, receipts, the export, and the log's public keys.
+//!
+//! Everything served here is meant to be checked by someone who does not trust this server:
+//! checkpoints are C2SP signed notes, receipts are C2SP tlog-proofs, proofs are RFC 9162
+//! hash lists (base64), and `/events/{id}/record` returns exactly the stored bytes so that
+//! anybody can hash them. Proofs are only served for tree sizes a checkpoint covers.
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use amtsbuch_domain::base64;
+use amtsbuch_domain::chain::to_hex;
+use amtsbuch_domain::merkle::Hash;
+use amtsbuch_domain::tlog_proof::TlogProof;
+use amtsbuch_infra::ledger::{self, LedgerError, StoredCheckpoint};
+use amtsbuch_infra::{EventStore, RecordedEvent};
+
+use crate::http::AppState;
+use crate::problem::Problem;
+
+/// What the HTTP layer knows of the ledger's configuration.
+#[derive(Debug, Clone)]
+pub struct LedgerInfo {
+    pub origin: String,
+    /// The verifier keys (C2SP vkeys) of every signing key.
+    pub vkeys: Vec<String>,
+}
+
+/// Records per page while streaming an export.
+const EXPORT_PAGE: usize = 2000;
+
+fn ledger_info(state: &AppState) -> Result<&LedgerInfo, Problem> {
+    state.ledger.as_ref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ledger-disabled",
+            "The ledger is not signing",
+            "this server was started without a signing key (--signing-key or AMTSBUCH_SIGNING_KEY), so it issues no checkpoints",
+        )
+    })
+}
+
+impl From<LedgerError> for Problem {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Store(s) => s.into(),
+            LedgerError::Invalid(detail) => Problem::bad_request("invalid-proof-request", detail),
+            LedgerError::NotCovered { requested, latest } => Problem::new(
+                StatusCode::CONFLICT,
+                "not-yet-checkpointed",
+                "Not covered by a checkpoint yet",
+                format!("tree size {requested} is not covered by a signed checkpoint yet (latest: {latest}); checkpoints are issued every second or so, retry shortly"),
+            )
+            .with("latest_checkpoint_size", latest),
+            LedgerError::Corrupt { .. } => Problem::internal(&e),
+        }
+    }
+}
+
+fn note_response(c: &StoredCheckpoint) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        c.note.clone(),
+    )
+        .into_response()
+}
+
+fn b64_list(hashes: &[Hash]) -> Vec<String> {
+    hashes.iter().map(|h| base64::encode(h)).collect()
+}
+
+fn no_checkpoint() -> Problem {
+    Problem::not_found("no checkpoint has been signed yet; append an event and retry in a second")
+}
+
+pub async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response, Problem> {
+    ledger_info(&state)?;
+    let c = ledger::latest_checkpoint(&state.store)
+        .await?
+        .ok_or_else(no_checkpoint)?;
+    Ok(note_response(&c))
+}
+
+pub async fn checkpoint_at(
+    State(state): State<AppState>,
+    Path(size): Path<String>,
+) -> Result<Response, Problem> {
+    ledger_info(&state)?;
+    let size: u64 = size.parse().map_err(|_| {
+        Problem::bad_request(
+            "invalid-query",
+            format!("tree size must be a non-negative integer, got {size:?}"),
+        )
+    })?;
+    let c = ledger::checkpoint_at(&state.store, size)
+        .await?
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "no checkpoint of size {size} was signed; GET /ledger/checkpoint gives the latest"
+            ))
+        })?;
+    Ok(note_response(&c))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionQuery {
+    index: Option<String>,
+    event_id: Option<String>,
+    size: Option<String>,
+}
+
+fn number(name: &str, raw: &str) -> Result<u64, Problem> {
+    raw.parse().map_err(|_| {
+        Problem::bad_request(
+            "invalid-query",
+            format!("{name} must be a non-negative integer, got {raw:?}"),
+        )
+    })
+}
+
+async fn event_by_id(state: &AppState, raw: &str) -> Result<RecordedEvent, Problem> {
+    let id = Uuid::parse_str(raw)
+        .map_err(|_| Problem::bad_request("invalid-event-id", format!("{raw:?} is not a UUID")))?;
+    state
+        .store
+        .event_by_id(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no event with id {id}")))
+}
+
+/// The size to prove against: the one asked for, or the latest checkpoint's.
+async fn proof_size(state: &AppState, raw: Option<&str>) -> Result<u64, Problem> {
+    match raw {
+        Some(s) => number("size", s),
+        None => Ok(ledger::latest_checkpoint(&state.store)
+            .await?
+            .ok_or_else(no_checkpoint)?
+            .size),
+    }
+}
+
+pub async fn inclusion(
+    State(state): State<AppState>,
+    query: Result<Query<InclusionQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    ledger_info(&state)?;
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
+    let (index, leaf) = match (&q.index, &q.event_id) {
+        (Some(i), None) => (number("index", i)?, None),
+        (None, Some(id)) => {
+            let e = event_by_id(&state, id).await?;
+            (e.position - 1, Some(e.leaf_hash))
+        }
+        _ => {
+            return Err(Problem::bad_request(
+                "invalid-query",
+                "give exactly one of index (0-based leaf index = position - 1) or event_id",
+            ))
+        }
+    };
+    let size = proof_size(&state, q.size.as_deref()).await?;
+    let proof = ledger::inclusion_proof(&state.store, index, size).await?;
+    let leaf = match leaf {
+        Some(l) => l,
+        None => state
+            .store
+            .read_all(index, 1)
+            .await?
+            .first()
+            .map(|e| e.leaf_hash)
+            .ok_or_else(|| Problem::not_found(format!("no event at index {index}")))?,
+    };
+    Ok(Json(json!({
+        "index": index,
+        "position": index + 1,
+        "size": size,
+        "leaf_hash": base64::encode(&leaf),
+        "proof": b64_list(&proof),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyQuery {
+    from: String,
+    to: Option<String>,
+}
+
+pub async fn consistency(
+    State(state): State<AppState>,
+    query: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    ledger_info(&state)?;
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
+    let from = number("from", &q.from)?;
+    let to = proof_size(&state, q.to.as_deref()).await?;
+    let proof = ledger::consistency_proof(&state.store, from, to).await?;
+    Ok(Json(
+        json!({ "from": from, "to": to, "proof": b64_list(&proof) }),
+    ))
+}
+
+/// Exactly the stored bytes of a record.
+pub async fn record(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let e = event_by_id(&state, &id).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Bytes::from(e.bytes),
+    )
+        .into_response())
+}
+
+/// A C2SP tlog-proof that the event is in the log, against the latest checkpoint.
+pub async fn receipt(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    ledger_info(&state)?;
+    let e = event_by_id(&state, &id).await?;
+    let checkpoint = ledger::latest_checkpoint(&state.store)
+        .await?
+        .ok_or_else(no_checkpoint)?;
+    if checkpoint.size < e.position {
+        return Err(LedgerError::NotCovered {
+            requested: e.position,
+            latest: checkpoint.size,
+        }
+        .into());
+    }
+    let index = e.position - 1;
+    let proof = ledger::inclusion_proof(&state.store, index, checkpoint.size).await?;
+    let record = e.record().map_err(|err| Problem::internal(&err))?;
+    let extra = json!({ "event_id": record.event_id, "leaf_hash": to_hex(&e.leaf_hash) });
+    let receipt = TlogProof {
+        extra: Some(
+            amtsbuch_domain::jcs::canonicalize(&extra).map_err(|err| Problem::internal(&err))?,
+        ),
+        index,
+        inclusion_proof: proof,
+        checkpoint: checkpoint.note,
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"receipt.tlog-proof\"",
+            ),
+        ],
+        receipt.to_text(),
+    )
+        .into_response())
+}
+
+/// The log's verifier keys, one per line.
+pub async fn keys(State(state): State<AppState>) -> Result<Response, Problem> {
+    let info = ledger_info(&state)?;
+    let mut body = info.vkeys.join("\n");
+    body.push('\n');
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// JSON Lines: a header, the state before `from` (if > 1), every record from `from` to
+/// `to`, and each checkpoint right after the record it ends at. `to` defaults to the latest
+/// checkpoint, so that everything exported is covered by a signature.
+pub async fn export(
+    State(state): State<AppState>,
+    query: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let info = ledger_info(&state)?.clone();
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
+    let from = q
+        .from
+        .as_deref()
+        .map(|s| number("from", s))
+        .transpose()?
+        .unwrap_or(1);
+    let latest = ledger::latest_checkpoint(&state.store)
+        .await?
+        .map_or(0, |c| c.size);
+    let to = match q.to.as_deref() {
+        Some(s) => number("to", s)?,
+        None => latest,
+    };
+    if from == 0 || from > to {
+        return Err(Problem::bad_request("invalid-query", format!("an export needs 1 <= from <= to; got from={from}, to={to} (latest checkpoint: {latest})")));
+    }
+    let head = state.store.head().await?.position;
+    if to > head {
+        return Err(Problem::bad_request(
+            "invalid-query",
+            format!("to={to} is beyond the end of the log ({head})"),
+        ));
+    }
+    let mut preamble = vec![json!({ "kind": "amtsbuch-export", "version": 1, "origin": info.origin, "from": from, "to": to }).to_string()];
+    if from > 1 {
+        let range = ledger::compact_range_at(&state.store, from - 1).await?;
+        let before = state.store.read_all(from - 2, 1).await?;
+        let chain = before
+            .first()
+            .map(|e| to_hex(&e.chain_hash))
+            .unwrap_or_default();
+        preamble.push(json!({ "kind": "start", "size": from - 1, "chain_hash": chain, "compact_range": b64_list(range.nodes()) }).to_string());
+    }
+    let checkpoints = ledger::checkpoints_between(&state.store, from - 1, to).await?;
+    let store = state.store.clone();
+    let mut pending = checkpoints.into_iter().peekable();
+    let mut lines: Vec<String> = preamble;
+    while let Some(c) = pending.next_if(|c| c.size == from - 1) {
+        lines.push(checkpoint_line(&c));
+    }
+    let start = futures_util::stream::iter(
+        lines
+            .into_iter()
+            .map(|l| Ok::<_, std::io::Error>(Bytes::from(l + "\n"))),
+    );
+    let body = stream::unfold(
+        (from - 1, pending, store),
+        move |(after, mut pending, store)| async move {
+            if after >= to {
+                return None;
+            }
+            let page = match store
+                .read_all(after, EXPORT_PAGE.min((to - after) as usize))
+                .await
+            {
+                Ok(p) if !p.is_empty() => p,
+                Ok(_) => return None,
+                Err(e) => {
+                    tracing::error!(error = %e, "export interrupted");
+                    return Some((
+                        Err(std::io::Error::other("export interrupted")),
+                        (to, pending, store),
+                    ));
+                }
+            };
+            let mut chunk = String::with_capacity(page.len() * 1100);
+            let mut last = after;
+            for e in &page {
+                chunk.push_str(&json!({ "kind": "record", "position": e.position, "record": base64::encode(&e.bytes), "leaf_hash": to_hex(&e.leaf_hash), "chain_hash": to_hex(&e.chain_hash) }).to_string());
+                chunk.push('\n');
+                last = e.position;
+                while let Some(c) = pending.next_if(|c| c.size == e.position) {
+                    chunk.push_str(&checkpoint_line(&c));
+                    chunk.push('\n');
+                }
+            }
+            Some((Ok(Bytes::from(chunk)), (last, pending, store)))
+        },
+    );
+    use futures_util::StreamExt;
+    Ok((
+        [(header::CONTENT_TYPE, "application/jsonl")],
+        Body::from_stream(start.chain(body)),
+    )
+        .into_response())
+}
+
+fn checkpoint_line(c: &StoredCheckpoint) -> String {
+    json!({ "kind": "checkpoint", "size": c.size, "note": c.note }).to_string()
+}
