@@ -30,6 +30,7 @@ async fn app() -> TestApp {
     TestApp {
         app: router(AppState {
             store: store.clone(),
+            ledger: None,
         }),
         store,
         dir,

@@ -164,8 +164,13 @@ async fn the_ledger_signs_and_proves(store: AnyStore) {
     assert_eq!(status, StatusCode::OK);
     let proof = TlogProof::parse(&receipt).expect("tlog-proof");
     assert_eq!(proof.index, 41);
-    tlog_proof::verify(&proof, Leaf::Record(&bytes), std::slice::from_ref(&verifier), ORIGIN)
-        .expect("receipt verifies");
+    tlog_proof::verify(
+        &proof,
+        Leaf::Record(&bytes),
+        std::slice::from_ref(&verifier),
+        ORIGIN,
+    )
+    .expect("receipt verifies");
     let mut forged = bytes.clone();
     forged[10] ^= 1;
     assert!(tlog_proof::verify(&proof, Leaf::Record(&forged), &[verifier], ORIGIN).is_err());
