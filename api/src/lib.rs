@@ -8,6 +8,7 @@ pub mod http;
 pub mod keys;
 pub mod ledger_http;
 pub mod problem;
+pub mod remote;
 pub mod verify;
 
 use std::future::Future;

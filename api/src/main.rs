@@ -57,10 +57,25 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Walk the stored log and check every leaf and chain hash.
+    /// Verify the log: the stored log in a database (every leaf and chain hash), an export
+    /// offline (also every checkpoint's root and signature), or a running server against
+    /// the last checkpoint you trusted (rollback and fork detection).
     Verify {
+        /// Walk the stored log in this database (the default when no --export or --url).
         #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database_url: String,
+        /// Verify an export file (from GET /ledger/export) offline.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+        /// Check a running server's latest checkpoint against --state.
+        #[arg(long, value_name = "URL", requires = "state")]
+        url: Option<String>,
+        /// The log's verifier key file(s) (vkey per line); needed with --export and --url.
+        #[arg(long = "key", value_name = "VKEY")]
+        keys: Vec<PathBuf>,
+        /// With --url: the file holding the last trusted checkpoint (created on first use).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
     },
     /// Benchmarks that print figures.
     Bench {
@@ -185,7 +200,18 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             tracing::info!("amtsbuch stopped");
             Ok(0)
         }
-        Command::Verify { database_url } => {
+        Command::Verify {
+            url: Some(url),
+            keys,
+            state: Some(state),
+            ..
+        } => {
+            let code =
+                tokio::task::spawn_blocking(move || amtsbuch_api::remote::run(&url, &keys, &state))
+                    .await??;
+            Ok(u8::try_from(code).unwrap_or(1))
+        }
+        Command::Verify { database_url, .. } => {
             let store = AnyStore::open(&database_url).await.with_context(|| {
                 format!("cannot open the event store at {}", redact(&database_url))
             })?;
