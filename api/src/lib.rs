@@ -7,6 +7,7 @@ pub mod bench;
 pub mod http;
 pub mod keys;
 pub mod ledger_http;
+pub mod offline;
 pub mod problem;
 pub mod remote;
 pub mod verify;

@@ -77,6 +77,17 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
     },
+    /// Verify a receipt (C2SP tlog-proof from GET /events/{id}/receipt) offline.
+    VerifyProof {
+        /// The receipt file.
+        file: PathBuf,
+        /// The log's verifier key file(s).
+        #[arg(long = "key", value_name = "VKEY", required = true)]
+        keys: Vec<PathBuf>,
+        /// The record's stored bytes (GET /events/{id}/record), to check the record itself.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+    },
     /// Benchmarks that print figures.
     Bench {
         #[command(subcommand)]
@@ -209,6 +220,21 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             let code =
                 tokio::task::spawn_blocking(move || amtsbuch_api::remote::run(&url, &keys, &state))
                     .await??;
+            Ok(u8::try_from(code).unwrap_or(1))
+        }
+        Command::Verify {
+            export: Some(export),
+            keys,
+            ..
+        } => {
+            let code = tokio::task::spawn_blocking(move || {
+                amtsbuch_api::offline::run_export_cli(&export, &keys)
+            })
+            .await??;
+            Ok(u8::try_from(code).unwrap_or(1))
+        }
+        Command::VerifyProof { file, keys, record } => {
+            let code = amtsbuch_api::offline::run_receipt_cli(&file, &keys, record.as_deref())?;
             Ok(u8::try_from(code).unwrap_or(1))
         }
         Command::Verify { database_url, .. } => {
