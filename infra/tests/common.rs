@@ -8,7 +8,8 @@
 
 use std::future::Future;
 
-use amtsbuch_infra::{PgStore, SqliteStore};
+use amtsbuch_domain::verify::ChainVerifier;
+use amtsbuch_infra::{EventStore, PgStore, SqliteStore};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Connection;
 
@@ -67,4 +68,21 @@ where
     let store = SqliteStore::open(&url).await.expect("open sqlite");
     test(store, url).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Walk the whole log (up to 10,000 events) through a `ChainVerifier`; panics on the first
+/// broken link and returns the verifier for further checks.
+pub async fn verified_chain<S: EventStore>(store: &S) -> ChainVerifier {
+    let mut verifier = ChainVerifier::new();
+    for e in &store.read_all(0, 10_000).await.expect("read") {
+        verifier
+            .check(
+                e.position,
+                &e.bytes,
+                Some(&e.leaf_hash),
+                Some(&e.chain_hash),
+            )
+            .expect("intact chain");
+    }
+    verifier
 }

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use amtsbuch_domain::jcs;
-use amtsbuch_domain::verify::ChainVerifier;
 use amtsbuch_domain::{
     AppendError, AppendRequest, Category, EventType, ExpectedVersion, NewEvent, StreamId,
 };
@@ -348,18 +347,7 @@ async fn chains_every_event<S: EventStore>(store: S) {
             .await
             .expect("append");
     }
-    let events = store.read_all(0, 1000).await.expect("read");
-    let mut verifier = ChainVerifier::new();
-    for e in &events {
-        verifier
-            .check(
-                e.position,
-                &e.bytes,
-                Some(&e.leaf_hash),
-                Some(&e.chain_hash),
-            )
-            .expect("intact chain");
-    }
+    let verifier = common::verified_chain(&store).await;
     let head = store.head().await.expect("head");
     assert_eq!(head.position, verifier.count());
     assert_eq!(head.chain_hash, verifier.head());
