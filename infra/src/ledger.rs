@@ -106,23 +106,7 @@ pub async fn checkpoint_at(
     store: &AnyStore,
     size: u64,
 ) -> Result<Option<StoredCheckpoint>, StoreError> {
-    let row = match store {
-        AnyStore::Postgres(s) => {
-            sqlx::query("SELECT size, root, note FROM checkpoints WHERE size = $1")
-                .bind(to_i64(size))
-                .fetch_optional(s.pool())
-                .await?
-                .map(Row2::Pg)
-        }
-        AnyStore::Sqlite(s) => {
-            sqlx::query("SELECT size, root, note FROM checkpoints WHERE size = ?1")
-                .bind(to_i64(size))
-                .fetch_optional(s.pool())
-                .await?
-                .map(Row2::Lite)
-        }
-    };
-    row.map(|r| r.checkpoint()).transpose()
+    Ok(checkpoints_between(store, size, size).await?.pop())
 }
 
 /// Checkpoints with sizes in `[from, to]`, ascending (for exports).
