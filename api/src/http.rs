@@ -21,7 +21,9 @@ use uuid::Uuid;
 
 use amtsbuch_domain::chain::to_hex;
 use amtsbuch_domain::record::format_timestamp;
-use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
+use amtsbuch_domain::{
+    AppendRequest, AuthorityId, EventType, ExpectedVersion, NewEvent, ServiceKey, StreamId,
+};
 use amtsbuch_infra::{AnyStore, Direction, EventStore, RecordedEvent};
 
 use crate::ledger_http;
@@ -111,6 +113,8 @@ struct MetadataInput {
     actor: Option<String>,
     correlation_id: Option<Uuid>,
     causation_id: Option<Uuid>,
+    authority: Option<AuthorityId>,
+    service: Option<ServiceKey>,
     occurred_at: Option<DateTime<Utc>>,
     schema_version: Option<u32>,
 }
@@ -178,6 +182,8 @@ fn parse_events(body: &[u8]) -> Result<Vec<NewEvent>, Problem> {
                 actor: m.actor,
                 correlation_id: m.correlation_id,
                 causation_id: m.causation_id,
+                authority: m.authority,
+                service: m.service,
                 occurred_at: m.occurred_at,
                 sealed: None,
             })
@@ -301,6 +307,12 @@ pub fn event_json(e: &RecordedEvent) -> Result<Value, Problem> {
     }
     if let Some(c) = r.causation_id {
         metadata.insert("causation_id".into(), json!(c));
+    }
+    if let Some(a) = &r.authority {
+        metadata.insert("authority".into(), json!(a));
+    }
+    if let Some(s) = &r.service {
+        metadata.insert("service".into(), json!(s));
     }
     metadata.insert(
         "occurred_at".into(),

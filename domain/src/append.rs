@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::chain::{chain_hash, Hash};
 use crate::merkle::leaf_hash;
 use crate::record::{EventRecord, RecordError, SealedSection};
-use crate::stream::{EventType, ExpectedVersion, StreamId};
+use crate::stream::{AuthorityId, EventType, ExpectedVersion, ServiceKey, StreamId};
 
 /// Most events a single append request may carry.
 pub const MAX_EVENTS_PER_APPEND: usize = 1000;
@@ -34,6 +34,10 @@ pub struct NewEvent {
     /// Defaults to the event's own id: an event without a correlation starts one.
     pub correlation_id: Option<Uuid>,
     pub causation_id: Option<Uuid>,
+    /// The authority the event is addressed to, as routing decided.
+    pub authority: Option<AuthorityId>,
+    /// The administrative service (LeiKa key) the event belongs to.
+    pub service: Option<ServiceKey>,
     /// Defaults to the time of recording.
     pub occurred_at: Option<DateTime<Utc>>,
     pub sealed: Option<SealedSection>,
@@ -51,6 +55,8 @@ impl NewEvent {
             actor: None,
             correlation_id: None,
             causation_id: None,
+            authority: None,
+            service: None,
             occurred_at: None,
             sealed: None,
         }
@@ -68,6 +74,8 @@ impl NewEvent {
             && stored.actor == self.actor
             && stored.correlation_id == Some(self.correlation_id.unwrap_or(self.event_id))
             && stored.causation_id == self.causation_id
+            && stored.authority == self.authority
+            && stored.service == self.service
             && self.occurred_at.is_none_or(|t| t == stored.occurred_at)
             && stored.sealed == self.sealed
     }
@@ -259,6 +267,8 @@ fn plan_one(
             actor: e.actor.clone(),
             correlation_id: Some(e.correlation_id.unwrap_or(e.event_id)),
             causation_id: e.causation_id,
+            authority: e.authority.clone(),
+            service: e.service.clone(),
             occurred_at: e
                 .occurred_at
                 .map_or(ctx.recorded_at, crate::record::truncate_micros),

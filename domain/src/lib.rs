@@ -23,4 +23,6 @@ pub use append::{
 };
 pub use chain::{chain_hash, Hash, GENESIS_CHAIN};
 pub use record::{EventRecord, RecordError, SealedSection};
-pub use stream::{Category, EventType, ExpectedVersion, NameError, StreamId};
+pub use stream::{
+    AuthorityId, Category, EventType, ExpectedVersion, NameError, ServiceKey, StreamId,
+};

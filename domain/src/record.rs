@@ -15,7 +15,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::jcs::{self, CanonicalError};
-use crate::stream::{EventType, StreamId};
+use crate::stream::{AuthorityId, EventType, ServiceKey, StreamId};
 
 /// The largest integer an I-JSON number (and so a canonical record) can carry exactly.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -69,6 +69,12 @@ pub struct EventRecord {
     pub correlation_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
+    /// The authority the event is addressed to (routing); decides who may see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<AuthorityId>,
+    /// The administrative service (LeiKa key) the event belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceKey>,
     #[serde(with = "timestamp")]
     pub occurred_at: DateTime<Utc>,
     #[serde(with = "timestamp")]
@@ -91,6 +97,10 @@ impl EventRecord {
         if let Some(actor) = &self.actor {
             w.key("actor");
             jcs::write_string(actor, w.out);
+        }
+        if let Some(authority) = &self.authority {
+            w.key("authority");
+            jcs::write_string(authority.as_str(), w.out);
         }
         if let Some(id) = self.causation_id {
             w.key("causation_id");
@@ -128,6 +138,10 @@ impl EventRecord {
                 jcs::write_string(v, s.out);
             }
             s.close();
+        }
+        if let Some(service) = &self.service {
+            w.key("service");
+            jcs::write_string(service.as_str(), w.out);
         }
         w.key("stream_id");
         jcs::write_string(self.stream_id.as_str(), w.out);
@@ -243,6 +257,8 @@ mod tests {
             actor: None,
             correlation_id: None,
             causation_id: None,
+            authority: None,
+            service: None,
             occurred_at: t,
             recorded_at: t + chrono::Duration::microseconds(1500),
             data: serde_json::json!({"z": 1, "a": [true, null, 1.5], "ä": "x"}),
@@ -266,6 +282,8 @@ mod tests {
         full.actor = Some("account-\u{7f}\"x\"".into());
         full.correlation_id = Some(full.event_id);
         full.causation_id = Some(Uuid::nil());
+        full.authority = Some(AuthorityId::parse("lra-meissen").expect("authority"));
+        full.service = Some(ServiceKey::parse("99108001000000").expect("service"));
         full.sealed = Some(SealedSection {
             subject: "subject-1".into(),
             key_id: "k1".into(),

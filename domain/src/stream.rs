@@ -21,6 +21,10 @@ pub enum NameError {
     EventType(String),
     #[error("expected version {0:?} must be 'any', 'no-stream' or a non-negative integer")]
     ExpectedVersion(String),
+    #[error("authority {0:?} must be lowercase letters, digits, '-' and '_', starting with a letter or digit, at most 64 characters")]
+    Authority(String),
+    #[error("service key {0:?} must be letters, digits, '-' and '_' (a LeiKa key is 14 digits), at most 64 characters")]
+    Service(String),
 }
 
 const MAX_CATEGORY: usize = 64;
@@ -150,6 +154,74 @@ impl<'de> Deserialize<'de> for EventType {
     }
 }
 
+/// A routing label: a newtype over a short ASCII token that is safe in URLs, SQL and as one
+/// token of a NATS subject (no '.', '*', '>' or white space).
+macro_rules! routing_label {
+    ($(#[$doc:meta])* $name:ident, $error:ident, $allowed:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, NameError> {
+                let allowed: fn(u8) -> bool = $allowed;
+                let b = s.as_bytes();
+                if !b.is_empty() && b.len() <= MAX_LABEL && b[0] != b'-' && b[0] != b'_'
+                    && b.iter().all(|c| allowed(*c))
+                {
+                    Ok(Self(s.to_owned()))
+                } else {
+                    Err(NameError::$error(s.chars().take(100).collect()))
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = NameError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+const MAX_LABEL: usize = 64;
+
+routing_label!(
+    /// The authority an event is addressed to (`lra-meissen`, `14612000-ordnungsamt`): the
+    /// responsible authority chosen by routing. It decides which authorities and
+    /// Fachverfahren may see the event, and is a token of the event's NATS subject.
+    AuthorityId,
+    Authority,
+    |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_'
+);
+
+routing_label!(
+    /// The administrative service an event belongs to, normally its LeiKa key
+    /// (`99108001000000`). A Fachverfahren sees the events of the services it handles.
+    ServiceKey,
+    Service,
+    |c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
+);
+
 /// The optimistic-concurrency guard of an append. Stream versions count events: a stream
 /// that does not exist has version 0, its first event has version 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +312,30 @@ mod tests {
         assert!(!ExpectedVersion::NoStream.admits(1));
         assert!(ExpectedVersion::Exact(0).admits(0));
         assert!(!ExpectedVersion::Exact(2).admits(3));
+    }
+
+    #[test]
+    fn routing_labels() {
+        assert!(AuthorityId::parse("lra-meissen").is_ok());
+        assert!(AuthorityId::parse("14612000-ordnungsamt").is_ok());
+        for bad in [
+            "",
+            "LRA",
+            "a.b",
+            "a*",
+            "a>",
+            "a b",
+            "-a",
+            "_a",
+            &"a".repeat(65),
+        ] {
+            assert!(AuthorityId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(ServiceKey::parse("99108001000000").is_ok());
+        assert!(ServiceKey::parse("Wohngeld_2").is_ok());
+        for bad in ["", "a.b", "a b", "a>", "-1"] {
+            assert!(ServiceKey::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
