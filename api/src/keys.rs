@@ -17,7 +17,7 @@ pub const KEY_FILE: &str = "amtsbuch-signing.pk8";
 pub const VKEY_FILE: &str = "amtsbuch.vkey";
 
 /// Write a private key file readable by its owner only, refusing to overwrite anything.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

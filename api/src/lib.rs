@@ -3,6 +3,7 @@
 //! `run` serves the API on a listener until a shutdown future completes; tests call it on
 //! port 0. The CLI (`main.rs`) parses flags and calls `serve`, `verify` or `bench` here.
 
+pub mod auth;
 pub mod bench;
 pub mod http;
 pub mod keys;

@@ -5,7 +5,7 @@
 //! (e.g. the actual stream version). Unexpected failures are logged once, here, with the
 //! full error, and answered with an opaque 5xx body so nothing internal leaks.
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
@@ -20,6 +20,9 @@ pub struct Problem {
     pub title: &'static str,
     pub detail: String,
     pub extra: Map<String, Value>,
+    /// Response headers the problem needs besides its content type, e.g. the
+    /// `WWW-Authenticate` challenge of a 401.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Problem {
@@ -35,6 +38,7 @@ impl Problem {
             title,
             detail: detail.into(),
             extra: Map::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -51,8 +55,19 @@ impl Problem {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
     }
 
+    /// The caller is authenticated but none of its roles may do this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Add a response header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
         self
     }
 
@@ -89,12 +104,14 @@ impl IntoResponse for Problem {
         body.insert("status".into(), json!(self.status.as_u16()));
         body.insert("detail".into(), json!(self.detail));
         body.extend(self.extra);
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             Value::Object(body).to_string(),
         )
-            .into_response()
+            .into_response();
+        response.headers_mut().extend(self.headers);
+        response
     }
 }
 

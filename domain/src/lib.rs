@@ -5,6 +5,7 @@
 //! planning of an append batch, and the ledger maths (RFC 6962 Merkle trees). Adapters in
 //! `amtsbuch-infra` call into this crate; it never calls out. Time and ids are passed in.
 
+pub mod access;
 pub mod append;
 pub mod base64;
 pub mod chain;
