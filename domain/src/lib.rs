@@ -13,6 +13,7 @@ pub mod jcs;
 pub mod merkle;
 pub mod note;
 pub mod record;
+pub mod seal;
 pub mod stream;
 pub mod tlog_proof;
 pub mod verify;
