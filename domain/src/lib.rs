@@ -10,6 +10,7 @@ pub mod append;
 pub mod base64;
 pub mod chain;
 pub mod checkpoint;
+pub mod gdpr;
 pub mod jcs;
 pub mod merkle;
 pub mod note;

@@ -1,0 +1,1043 @@
+//! The GDPR domain core: Servicekonto accounts, § 10 SächsEGovG consents and the
+//! disclosures made under them, as pure deciders.
+//!
+//! § 10 (1) sentence 2 SächsEGovG lets the base components process master, procedural and
+//! communication data and electronic documents for use in and by other e-government
+//! applications of public bodies — only with the user's consent. Data protection officers
+//! must be able to replay, for any data subject and any instant, which consents were in
+//! force and which disclosures happened under them, and the log must stay verifiable after
+//! a subject has been erased. So:
+//!
+//! - every aggregate is a decider (`decide(&Command, &State)`, `evolve(State, &Event)`),
+//!   pure and synchronous, with time, ids and outside facts carried in the command;
+//! - every event splits into non-personal `data` (pseudonymous UUIDs are fine) and an
+//!   optional `personal` part that the service seals under the subject's data key
+//!   ([`crate::seal`]) before append. Read back after erasure, the personal part is gone,
+//!   which the types say explicitly with [`Personal::Erased`]; evolve never needs it;
+//! - every instant an event carries is its *effective* instant, which also becomes the
+//!   envelope's `occurred_at`. Validity intervals are half-open: a consent given at g,
+//!   withdrawn at w, is valid for g ≤ t < w.
+//!
+//! This module holds what the three aggregates share — ids, data categories, recipients,
+//! purposes, channels, the [`Personal`] wrapper — and the glue between events and the log
+//! envelope ([`GdprEvent`], [`encode`], [`decode`]).
+
+pub mod account;
+pub mod consent;
+pub mod disclosure;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use ring::rand::SecureRandom;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::append::NewEvent;
+use crate::record::{truncate_micros, EventRecord};
+use crate::seal::{self, DataKey, Envelope, KeyId, SealError};
+use crate::stream::{EventType, StreamId};
+
+/// A UUID newtype for the ids of this module; serialized as the plain hyphenated UUID.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A Servicekonto. Its id is also the pseudonymous id of the data subject in consents,
+    /// disclosures and sealed sections: nothing personal can be read from it, and once the
+    /// account's key is destroyed nothing links it to a person any more.
+    AccountId
+);
+uuid_id!(
+    /// One consent; each consent is its own stream `consent-<uuid>`.
+    ConsentId
+);
+uuid_id!(
+    /// One disclosure decision; each is its own stream `disclosure-<uuid>`.
+    DisclosureId
+);
+uuid_id!(
+    /// One identity link of an account (an eID, an ELSTER certificate …).
+    LinkId
+);
+
+/// Builds the stream id `<category>-<uuid>`.
+fn stream_of(category: &str, id: Uuid) -> StreamId {
+    // A lowercase category and a hyphenated UUID always satisfy the stream grammar; the
+    // tests of each aggregate build and parse its stream id.
+    StreamId::parse(&format!("{category}-{}", id.hyphenated()))
+        .expect("a lowercase category and a UUID form a valid stream id")
+}
+
+/// Reads the UUID back from a stream id of the given category.
+fn id_of_stream(category: &str, stream: &StreamId) -> Option<Uuid> {
+    let rest = stream.as_str().strip_prefix(category)?.strip_prefix('-')?;
+    Uuid::parse_str(rest).ok()
+}
+
+impl AccountId {
+    pub const CATEGORY: &'static str = "account";
+
+    pub fn stream_id(&self) -> StreamId {
+        stream_of(Self::CATEGORY, self.0)
+    }
+
+    pub fn from_stream(stream: &StreamId) -> Option<Self> {
+        id_of_stream(Self::CATEGORY, stream).map(Self)
+    }
+}
+
+impl ConsentId {
+    pub const CATEGORY: &'static str = "consent";
+
+    pub fn stream_id(&self) -> StreamId {
+        stream_of(Self::CATEGORY, self.0)
+    }
+
+    pub fn from_stream(stream: &StreamId) -> Option<Self> {
+        id_of_stream(Self::CATEGORY, stream).map(Self)
+    }
+}
+
+impl DisclosureId {
+    pub const CATEGORY: &'static str = "disclosure";
+
+    pub fn stream_id(&self) -> StreamId {
+        stream_of(Self::CATEGORY, self.0)
+    }
+
+    pub fn from_stream(stream: &StreamId) -> Option<Self> {
+        id_of_stream(Self::CATEGORY, stream).map(Self)
+    }
+}
+
+/// Personal data that may have been erased.
+///
+/// Events and states hold personal data only through this type. Written events always hold
+/// `Available`; an event read back after the subject's key was destroyed holds `Erased`,
+/// and every rule that does not need the plaintext keeps working. Its `Debug` output never
+/// shows the value, so personal data cannot reach a log through a `{:?}`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum Personal<T> {
+    Available(T),
+    /// The plaintext is gone: the subject was erased (crypto-shredded).
+    #[default]
+    Erased,
+}
+
+impl<T> Personal<T> {
+    pub fn available(&self) -> Option<&T> {
+        match self {
+            Self::Available(value) => Some(value),
+            Self::Erased => None,
+        }
+    }
+
+    pub fn is_erased(&self) -> bool {
+        matches!(self, Self::Erased)
+    }
+}
+
+impl<T> fmt::Debug for Personal<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Available(_) => f.write_str("Available(<personal data>)"),
+            Self::Erased => f.write_str("Erased"),
+        }
+    }
+}
+
+/// The data categories of § 10 (1) sentence 2 SächsEGovG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataCategory {
+    /// Master data (name, address, date of birth …).
+    Stammdaten,
+    /// Procedural data (applications, their states and decisions).
+    Verfahrensdaten,
+    /// Communication data (e-mail address, telephone, mailbox messages).
+    Kommunikationsdaten,
+    /// Electronic documents (uploads, notices, certificates).
+    ElektronischeDokumente,
+}
+
+impl DataCategory {
+    pub const ALL: [DataCategory; 4] = [
+        Self::Stammdaten,
+        Self::Verfahrensdaten,
+        Self::Kommunikationsdaten,
+        Self::ElektronischeDokumente,
+    ];
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of data categories. A bit set, because the coverage check runs on every
+/// disclosure request; serialized as an array of names in the declaration order of
+/// [`DataCategory`], so a set has exactly one JSON spelling.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct CategorySet(u8);
+
+impl CategorySet {
+    pub const EMPTY: CategorySet = CategorySet(0);
+
+    pub fn contains(self, category: DataCategory) -> bool {
+        self.0 & category.bit() != 0
+    }
+
+    pub fn insert(&mut self, category: DataCategory) {
+        self.0 |= category.bit();
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn is_subset(self, other: CategorySet) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// The categories of `self` that `other` lacks.
+    pub fn difference(self, other: CategorySet) -> CategorySet {
+        CategorySet(self.0 & !other.0)
+    }
+
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = DataCategory> {
+        DataCategory::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
+    }
+}
+
+impl FromIterator<DataCategory> for CategorySet {
+    fn from_iter<I: IntoIterator<Item = DataCategory>>(iter: I) -> Self {
+        let mut set = Self::EMPTY;
+        for c in iter {
+            set.insert(c);
+        }
+        set
+    }
+}
+
+impl<const N: usize> From<[DataCategory; N]> for CategorySet {
+    fn from(categories: [DataCategory; N]) -> Self {
+        categories.into_iter().collect()
+    }
+}
+
+impl fmt::Debug for CategorySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for CategorySet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for CategorySet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let list = Vec::<DataCategory>::deserialize(d)?;
+        let set: CategorySet = list.iter().copied().collect();
+        // One spelling per set: no repetitions, canonical order.
+        if !set.iter().eq(list.iter().copied()) {
+            return Err(serde::de::Error::custom(
+                "data categories must be listed once each, in the order stammdaten, \
+                 verfahrensdaten, kommunikationsdaten, elektronische_dokumente",
+            ));
+        }
+        Ok(set)
+    }
+}
+
+/// Why a name or text given from outside was refused. The refused value is not quoted:
+/// many of these texts are personal data, and errors end up in logs and responses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GdprNameError {
+    #[error("{kind} must be 1 to {max} characters: {rule}")]
+    Invalid {
+        kind: &'static str,
+        max: usize,
+        rule: &'static str,
+    },
+}
+
+/// A lowercase ASCII token newtype (recipients, purposes, notice versions).
+macro_rules! token {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, GdprNameError> {
+                let b = s.as_bytes();
+                let ok = !b.is_empty()
+                    && b.len() <= $max
+                    && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+                    && b.iter().all(|c| {
+                        c.is_ascii_lowercase()
+                            || c.is_ascii_digit()
+                            || matches!(c, b'-' | b'_' | b'.' | b':')
+                    });
+                if ok {
+                    Ok(Self(s.to_owned()))
+                } else {
+                    Err(GdprNameError::Invalid {
+                        kind: $kind,
+                        max: $max,
+                        rule: "lowercase ASCII letters, digits, '-', '_', '.', ':', \
+                               starting with a letter or digit",
+                    })
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = GdprNameError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+token!(
+    /// An e-government application or public body that receives personal data
+    /// (`amt24`, `lra-meissen:wohngeld`, `fv.kita-portal`), as the register of recipients
+    /// names it.
+    RecipientId,
+    "recipient",
+    128
+);
+token!(
+    /// A processing purpose from the register of processing activities (Art. 30 GDPR),
+    /// e.g. `antrag-vorbefuellung` (prefilling applications).
+    PurposeId,
+    "purpose",
+    128
+);
+token!(
+    /// The version of a consent notice text (`2026-01`, `v3`).
+    NoticeVersion,
+    "notice version",
+    64
+);
+
+/// Checks bounded free text: no surrounding white space, no control characters.
+fn check_text(kind: &'static str, s: &str, max: usize) -> Result<(), GdprNameError> {
+    let ok = !s.is_empty()
+        && s.chars().count() <= max
+        && s.trim() == s
+        && !s.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(GdprNameError::Invalid {
+            kind,
+            max,
+            rule: "printable text without control characters or surrounding white space",
+        })
+    }
+}
+
+/// A bounded text newtype validated by [`check_text`]. Paths are spelled out because the
+/// macro is also expanded in the child modules.
+macro_rules! text {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, $crate::gdpr::GdprNameError> {
+                $crate::gdpr::check_text($kind, s, $max).map(|()| Self(s.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                ::std::fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as ::serde::Deserialize>::deserialize(d)?;
+                Self::parse(&s).map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+use text;
+
+text!(
+    /// A non-personal reference: a legal provision (`§ 10 Abs. 1 Satz 2 SächsEGovG`), a
+    /// file number or a decision number. It is stored in plaintext, so it must never name
+    /// a person; the service only fills it from configuration or controller input.
+    Reference,
+    "reference",
+    200
+);
+
+/// The channel through which the subject acted (gave, renewed, narrowed or withdrew
+/// consent, asked for deletion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// The Servicekonto web front end.
+    ServicekontoWeb,
+    /// The Amt24 portal.
+    Amt24,
+    /// A mobile app.
+    App,
+    /// A signed paper form or letter, entered by staff.
+    Paper,
+}
+
+/// A set of recipients, as the events carry it.
+pub type Recipients = BTreeSet<RecipientId>;
+
+/// A set of purposes, as the events carry it.
+pub type Purposes = BTreeSet<PurposeId>;
+
+/// Truncates an instant to the microseconds the record format keeps, so an event decided
+/// in memory equals the same event read back from the log.
+fn instant(t: DateTime<Utc>) -> DateTime<Utc> {
+    truncate_micros(t)
+}
+
+/// Serde for optional timestamps in the record format; absent members are omitted.
+pub(crate) mod opt_timestamp {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => crate::record::timestamp::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "crate::record::timestamp")] DateTime<Utc>);
+        Ok(Option::<Wrapped>::deserialize(d)?.map(|Wrapped(t)| t))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Events and the log envelope
+// ---------------------------------------------------------------------------------------
+
+/// An event split the way the log stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventParts {
+    pub event_type: EventType,
+    /// Non-personal members only; goes to the record's `data`.
+    pub data: Value,
+    /// Plaintext personal data, if the event type carries any; must be sealed into the
+    /// record's `sealed` section, never stored as it is. `Debug` shows it, so never log
+    /// an `EventParts`.
+    pub personal: Option<Value>,
+}
+
+/// Why an event could not be split into, or rebuilt from, its stored parts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartsError {
+    #[error("event type {0:?} does not belong to this aggregate")]
+    UnknownEventType(String),
+    #[error("data of {event_type} is malformed: {message}")]
+    Data {
+        event_type: &'static str,
+        message: String,
+    },
+    #[error("personal part of {event_type} is malformed")]
+    Personal { event_type: &'static str },
+    #[error("{event_type} carries no personal data, but a personal part was given")]
+    UnexpectedPersonal { event_type: &'static str },
+    /// An event whose personal data is erased cannot be written again.
+    #[error("{event_type} holds erased personal data and cannot be stored")]
+    Erased { event_type: &'static str },
+}
+
+/// What the log needs to know about an event of this module.
+pub trait GdprEvent: Sized {
+    /// The event type name, e.g. `ConsentGiven`.
+    fn event_type(&self) -> &'static str;
+    /// The stream the event belongs to (`account-<uuid>`, `consent-<uuid>`,
+    /// `disclosure-<uuid>`).
+    fn stream_id(&self) -> StreamId;
+    /// The effective instant; it becomes the envelope's `occurred_at`.
+    fn occurred_at(&self) -> DateTime<Utc>;
+    /// The data subject whose key seals the event's personal part.
+    fn subject(&self) -> AccountId;
+    /// Whether events of this type carry a personal part.
+    fn carries_personal_data(event_type: &str) -> bool;
+    fn to_parts(&self) -> Result<EventParts, PartsError>;
+    /// Rebuilds an event; `personal` is `None` when the personal part is unavailable
+    /// because the subject was erased, and the event then holds [`Personal::Erased`].
+    fn from_parts(
+        event_type: &EventType,
+        data: &Value,
+        personal: Option<&Value>,
+    ) -> Result<Self, PartsError>;
+}
+
+/// Serializes the non-personal members of an event.
+fn data_of<T: Serialize>(event_type: &'static str, data: &T) -> Result<Value, PartsError> {
+    serde_json::to_value(data).map_err(|e| PartsError::Data {
+        event_type,
+        message: e.to_string(),
+    })
+}
+
+/// Parses the non-personal members of an event.
+fn parse_data<T: DeserializeOwned>(
+    event_type: &'static str,
+    data: &Value,
+) -> Result<T, PartsError> {
+    T::deserialize(data).map_err(|e| PartsError::Data {
+        event_type,
+        message: e.to_string(),
+    })
+}
+
+/// Serializes a personal part; erased data cannot be written.
+fn personal_of<T: Serialize>(
+    event_type: &'static str,
+    personal: &Personal<T>,
+) -> Result<Value, PartsError> {
+    match personal {
+        Personal::Available(value) => {
+            serde_json::to_value(value).map_err(|_| PartsError::Personal { event_type })
+        }
+        Personal::Erased => Err(PartsError::Erased { event_type }),
+    }
+}
+
+/// Parses a personal part, or marks it erased when it is unavailable. The error never
+/// quotes the value, since it is personal data.
+fn parse_personal<T: DeserializeOwned>(
+    event_type: &'static str,
+    personal: Option<&Value>,
+) -> Result<Personal<T>, PartsError> {
+    match personal {
+        Some(value) => T::deserialize(value)
+            .map(Personal::Available)
+            .map_err(|_| PartsError::Personal { event_type }),
+        None => Ok(Personal::Erased),
+    }
+}
+
+/// Refuses a personal part for an event type that has none.
+fn no_personal(event_type: &'static str, personal: Option<&Value>) -> Result<(), PartsError> {
+    match personal {
+        None => Ok(()),
+        Some(_) => Err(PartsError::UnexpectedPersonal { event_type }),
+    }
+}
+
+/// Why an event could not be put into, or read from, a log envelope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error(transparent)]
+    Parts(#[from] PartsError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("{0} carries personal data but no data key was given to seal it")]
+    KeyRequired(&'static str),
+    #[error("event type {0:?} carries personal data but the record has no sealed section")]
+    MissingSealedSection(String),
+    #[error("event type {0:?} carries no personal data but the record has a sealed section")]
+    UnexpectedSealedSection(String),
+    #[error("the record is in stream {found}, but its event belongs to {expected}")]
+    StreamMismatch { expected: String, found: String },
+    #[error("the sealed section names subject {found:?}, but the event's subject is {expected}")]
+    SubjectMismatch { expected: String, found: String },
+}
+
+/// The data key to seal an event's personal part with: version `key_id` of the subject's
+/// key.
+#[derive(Debug, Clone, Copy)]
+pub struct Sealing<'a> {
+    pub key_id: &'a KeyId,
+    pub key: &'a DataKey,
+}
+
+/// An event ready to append: the stream it goes to and the envelope content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub stream_id: StreamId,
+    pub event: NewEvent,
+}
+
+/// Puts an event into a log envelope, sealing its personal part (if any) under the
+/// subject's key for exactly this event id, stream and type. `occurred_at` is the event's
+/// effective instant. Actor, tenant, correlation and routing are left for the caller.
+pub fn encode<E: GdprEvent>(
+    event: &E,
+    event_id: Uuid,
+    sealing: Option<Sealing<'_>>,
+    rng: &dyn SecureRandom,
+) -> Result<Encoded, EnvelopeError> {
+    let parts = event.to_parts()?;
+    let stream_id = event.stream_id();
+    let sealed = match (parts.personal, sealing) {
+        (None, _) => None,
+        (Some(_), None) => return Err(EnvelopeError::KeyRequired(event.event_type())),
+        (Some(personal), Some(sealing)) => {
+            let envelope = Envelope {
+                event_id,
+                stream_id: &stream_id,
+                event_type: &parts.event_type,
+            };
+            Some(seal::seal_random(
+                &personal,
+                sealing.key,
+                sealing.key_id,
+                &event.subject().to_string(),
+                &envelope,
+                rng,
+            )?)
+        }
+    };
+    Ok(Encoded {
+        stream_id,
+        event: NewEvent {
+            event_id,
+            event_type: parts.event_type,
+            schema_version: 1,
+            data: parts.data,
+            tenant: None,
+            actor: None,
+            correlation_id: None,
+            causation_id: None,
+            authority: None,
+            service: None,
+            occurred_at: Some(event.occurred_at()),
+            sealed,
+        },
+    })
+}
+
+/// Reads an event back from a stored record. `key` is the subject's data key of the
+/// version the sealed section names, or `None` when that key has been destroyed (the
+/// subject was erased): the event then holds [`Personal::Erased`].
+///
+/// Pass `None` only for a destroyed key. A key that exists but does not open the section
+/// is an integrity failure and is reported as one, never as erasure.
+pub fn decode<E: GdprEvent>(
+    record: &EventRecord,
+    key: Option<&DataKey>,
+) -> Result<E, EnvelopeError> {
+    let personal = match (
+        &record.sealed,
+        E::carries_personal_data(record.event_type.as_str()),
+    ) {
+        (None, false) => None,
+        (None, true) => {
+            return Err(EnvelopeError::MissingSealedSection(
+                record.event_type.as_str().to_owned(),
+            ))
+        }
+        (Some(_), false) => {
+            return Err(EnvelopeError::UnexpectedSealedSection(
+                record.event_type.as_str().to_owned(),
+            ))
+        }
+        (Some(_), true) if key.is_none() => None,
+        (Some(section), true) => {
+            let envelope = Envelope {
+                event_id: record.event_id,
+                stream_id: &record.stream_id,
+                event_type: &record.event_type,
+            };
+            key.map(|k| seal::open(section, k, &envelope)).transpose()?
+        }
+    };
+    let event = E::from_parts(&record.event_type, &record.data, personal.as_ref())?;
+    let expected = event.stream_id();
+    if expected != record.stream_id {
+        return Err(EnvelopeError::StreamMismatch {
+            expected: expected.to_string(),
+            found: record.stream_id.to_string(),
+        });
+    }
+    if let Some(section) = &record.sealed {
+        let subject = event.subject().to_string();
+        if section.subject != subject {
+            return Err(EnvelopeError::SubjectMismatch {
+                expected: subject,
+                found: section.subject.chars().take(100).collect(),
+            });
+        }
+    }
+    Ok(event)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers shared by the tests of the three aggregates.
+
+    use super::*;
+
+    /// An instant from RFC 3339 text.
+    pub fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("RFC 3339")
+            .with_timezone(&Utc)
+    }
+
+    pub fn ms(n: i64) -> chrono::Duration {
+        chrono::Duration::milliseconds(n)
+    }
+
+    pub fn uuid(n: u128) -> Uuid {
+        Uuid::from_u128(0x0193_a1b2_0000_7000_8000_0000_0000_0000 | n)
+    }
+
+    pub fn recipient(s: &str) -> RecipientId {
+        RecipientId::parse(s).expect("recipient")
+    }
+
+    pub fn purpose(s: &str) -> PurposeId {
+        PurposeId::parse(s).expect("purpose")
+    }
+
+    /// Checks an event's stored form: type, canonical `data` and `personal`, and that it
+    /// reads back as the same event. `data` and `personal` are compared as canonical JSON
+    /// text, so the snapshot is the exact spelling that is stored (and hashed).
+    pub fn snapshot<E: GdprEvent + PartialEq + fmt::Debug>(
+        event: &E,
+        event_type: &str,
+        data: &str,
+        personal: Option<&str>,
+    ) {
+        let parts = event.to_parts().expect("parts");
+        assert_eq!(parts.event_type.as_str(), event_type);
+        assert_eq!(event.event_type(), event_type);
+        let canonical =
+            |v: &Value| String::from_utf8(crate::jcs::canonicalize(v).expect("jcs")).expect("utf8");
+        assert_eq!(canonical(&parts.data), data, "data of {event_type}");
+        assert_eq!(
+            parts.personal.as_ref().map(canonical).as_deref(),
+            personal,
+            "personal part of {event_type}"
+        );
+        assert_eq!(
+            E::carries_personal_data(event_type),
+            personal.is_some(),
+            "carries_personal_data({event_type})"
+        );
+        let back = E::from_parts(&parts.event_type, &parts.data, parts.personal.as_ref())
+            .expect("from parts");
+        assert_eq!(&back, event, "{event_type} reads back unchanged");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::account::{
+        AccountEvent, AccountKind, AccountOpened, MasterData, MasterDataChanged, PersonData,
+    };
+    use super::consent::{ConsentEvent, ConsentWithdrawn};
+    use super::testing::*;
+    use super::*;
+    use crate::append::{plan_batch, AppendRequest, BatchContext};
+    use crate::stream::ExpectedVersion;
+    use ring::rand::SystemRandom;
+
+    fn account() -> AccountId {
+        AccountId(uuid(1))
+    }
+
+    fn changed() -> AccountEvent {
+        AccountEvent::MasterDataChanged(MasterDataChanged {
+            account_id: account(),
+            changed_at: at("2026-03-01T10:00:00Z"),
+            master_data: Personal::Available(MasterData::Person(PersonData {
+                given_names: account::Text::parse("Anna").expect("text"),
+                family_name: account::Text::parse("Müller").expect("text"),
+                birth_date: None,
+                address: None,
+                email: None,
+            })),
+        })
+    }
+
+    /// Places an encoded event in the log the way the writer does and returns the record.
+    fn stored(encoded: Encoded) -> EventRecord {
+        let mut ctx = BatchContext {
+            head_position: 0,
+            head_chain: crate::GENESIS_CHAIN,
+            versions: std::collections::HashMap::new(),
+            existing: std::collections::HashMap::new(),
+            recorded_at: at("2026-03-01T10:00:01Z"),
+        };
+        let request = AppendRequest {
+            stream: encoded.stream_id,
+            expected: ExpectedVersion::Any,
+            events: vec![encoded.event],
+        };
+        let (plans, rows) = plan_batch(&mut ctx, &[request]);
+        assert!(plans[0].is_ok());
+        rows.into_iter().next().expect("one row").record
+    }
+
+    #[test]
+    fn ids_and_streams() {
+        let id = ConsentId(uuid(7));
+        let stream = id.stream_id();
+        assert_eq!(
+            stream.as_str(),
+            "consent-0193a1b2-0000-7000-8000-000000000007"
+        );
+        assert_eq!(ConsentId::from_stream(&stream), Some(id));
+        assert_eq!(AccountId::from_stream(&stream), None);
+        assert_eq!(
+            DisclosureId(uuid(7)).stream_id().as_str(),
+            "disclosure-0193a1b2-0000-7000-8000-000000000007"
+        );
+        assert_eq!(account().stream_id().category(), "account");
+    }
+
+    #[test]
+    fn personal_events_are_sealed_into_the_record_and_open_again() {
+        let rng = SystemRandom::new();
+        let key = DataKey::from_bytes([4; 32]);
+        let key_id = KeyId::parse("k1").expect("key id");
+        let sealing = Sealing {
+            key_id: &key_id,
+            key: &key,
+        };
+        let encoded = encode(&changed(), uuid(99), Some(sealing), &rng).expect("encode");
+        assert_eq!(encoded.stream_id, account().stream_id());
+        assert_eq!(encoded.event.occurred_at, Some(at("2026-03-01T10:00:00Z")));
+        let record = stored(encoded);
+        let bytes = String::from_utf8(record.to_bytes().expect("bytes")).expect("utf8");
+        assert!(
+            !bytes.contains("Müller"),
+            "no plaintext in the record: {bytes}"
+        );
+        let sealed = record.sealed.as_ref().expect("sealed");
+        assert_eq!(sealed.subject, account().to_string());
+        assert_eq!(sealed.key_id, "k1");
+
+        assert_eq!(decode::<AccountEvent>(&record, Some(&key)), Ok(changed()));
+    }
+
+    #[test]
+    fn after_erasure_the_event_reads_back_with_its_personal_data_erased() {
+        let rng = SystemRandom::new();
+        let key = DataKey::from_bytes([4; 32]);
+        let key_id = KeyId::parse("k1").expect("key id");
+        let sealing = Sealing {
+            key_id: &key_id,
+            key: &key,
+        };
+        let record = stored(encode(&changed(), uuid(99), Some(sealing), &rng).expect("encode"));
+        let AccountEvent::MasterDataChanged(mut expected) = changed() else {
+            unreachable!()
+        };
+        expected.master_data = Personal::Erased;
+        assert_eq!(
+            decode::<AccountEvent>(&record, None),
+            Ok(AccountEvent::MasterDataChanged(expected))
+        );
+        // A key that exists but does not fit is an integrity failure, not an erasure.
+        assert_eq!(
+            decode::<AccountEvent>(&record, Some(&DataKey::from_bytes([5; 32]))),
+            Err(EnvelopeError::Seal(SealError::Authentication))
+        );
+    }
+
+    #[test]
+    fn events_without_personal_data_need_no_key_and_have_no_sealed_section() {
+        let withdrawn = ConsentEvent::Withdrawn(ConsentWithdrawn {
+            consent_id: ConsentId(uuid(3)),
+            subject: account(),
+            channel: Channel::App,
+            withdrawn_at: at("2026-03-01T10:00:00Z"),
+        });
+        let record =
+            stored(encode(&withdrawn, uuid(98), None, &SystemRandom::new()).expect("encode"));
+        assert_eq!(record.sealed, None);
+        assert_eq!(record.stream_id, ConsentId(uuid(3)).stream_id());
+        assert_eq!(decode::<ConsentEvent>(&record, None), Ok(withdrawn));
+    }
+
+    #[test]
+    fn a_personal_event_cannot_be_written_without_a_key_or_after_erasure() {
+        let rng = SystemRandom::new();
+        assert_eq!(
+            encode(&changed(), uuid(99), None, &rng),
+            Err(EnvelopeError::KeyRequired("MasterDataChanged"))
+        );
+        let erased = AccountEvent::Opened(AccountOpened {
+            account_id: account(),
+            kind: AccountKind::Personal,
+            opened_at: at("2026-03-01T10:00:00Z"),
+            expires_at: None,
+            master_data: Personal::Erased,
+        });
+        let key = DataKey::from_bytes([4; 32]);
+        let key_id = KeyId::parse("k1").expect("key id");
+        let sealing = Sealing {
+            key_id: &key_id,
+            key: &key,
+        };
+        assert_eq!(
+            encode(&erased, uuid(99), Some(sealing), &rng),
+            Err(EnvelopeError::Parts(PartsError::Erased {
+                event_type: "AccountOpened"
+            }))
+        );
+    }
+
+    #[test]
+    fn records_that_do_not_fit_their_event_are_refused() {
+        let rng = SystemRandom::new();
+        let key = DataKey::from_bytes([4; 32]);
+        let key_id = KeyId::parse("k1").expect("key id");
+        let sealing = Sealing {
+            key_id: &key_id,
+            key: &key,
+        };
+        let record = stored(encode(&changed(), uuid(99), Some(sealing), &rng).expect("encode"));
+
+        let mut unsealed = record.clone();
+        unsealed.sealed = None;
+        assert_eq!(
+            decode::<AccountEvent>(&unsealed, None),
+            Err(EnvelopeError::MissingSealedSection(
+                "MasterDataChanged".into()
+            ))
+        );
+
+        let mut moved = record.clone();
+        moved.stream_id = AccountId(uuid(2)).stream_id();
+        // Moved to another stream, the section no longer opens (its stream is in the AAD);
+        // without a key, the stream check still catches it.
+        assert_eq!(
+            decode::<AccountEvent>(&moved, Some(&key)),
+            Err(EnvelopeError::Seal(SealError::Authentication))
+        );
+        assert!(matches!(
+            decode::<AccountEvent>(&moved, None),
+            Err(EnvelopeError::StreamMismatch { .. })
+        ));
+
+        let mut other_subject = record;
+        if let Some(s) = other_subject.sealed.as_mut() {
+            s.subject = AccountId(uuid(2)).to_string();
+        }
+        assert!(matches!(
+            decode::<AccountEvent>(&other_subject, None),
+            Err(EnvelopeError::SubjectMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn category_sets_have_one_spelling() {
+        let set = CategorySet::from([
+            DataCategory::ElektronischeDokumente,
+            DataCategory::Stammdaten,
+        ]);
+        assert_eq!(
+            serde_json::to_string(&set).expect("json"),
+            r#"["stammdaten","elektronische_dokumente"]"#
+        );
+        assert_eq!(
+            serde_json::from_str::<CategorySet>(r#"["stammdaten","elektronische_dokumente"]"#)
+                .expect("parse"),
+            set
+        );
+        for bad in [
+            r#"["elektronische_dokumente","stammdaten"]"#,
+            r#"["stammdaten","stammdaten"]"#,
+            r#"["meldedaten"]"#,
+        ] {
+            assert!(serde_json::from_str::<CategorySet>(bad).is_err(), "{bad}");
+        }
+        assert!(CategorySet::from([DataCategory::Stammdaten]).is_subset(set));
+        assert!(!set.is_subset(CategorySet::from([DataCategory::Stammdaten])));
+        assert_eq!(
+            set.difference(CategorySet::from([DataCategory::Stammdaten])),
+            CategorySet::from([DataCategory::ElektronischeDokumente])
+        );
+    }
+
+    #[test]
+    fn names_and_references_are_checked() {
+        for good in [
+            "amt24",
+            "lra-meissen:wohngeld",
+            "fv.kita_portal",
+            "14612000",
+        ] {
+            assert!(RecipientId::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Amt24", "-x", "a b", "ä", &"a".repeat(129)] {
+            assert!(RecipientId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Reference::parse("§ 10 Abs. 1 Satz 2 SächsEGovG").is_ok());
+        for bad in ["", " x", "x ", "a\nb", &"x".repeat(201)] {
+            assert!(Reference::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn personal_data_is_never_printed() {
+        let text = format!("{:?}", changed());
+        assert!(!text.contains("Müller"), "{text}");
+        assert!(text.contains("Available(<personal data>)"), "{text}");
+    }
+}
