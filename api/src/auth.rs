@@ -492,8 +492,11 @@ fn string_list(claims: &Map<String, Value>, claim: &'static str) -> Result<Vec<S
     }
 }
 
-/// The authenticated caller of a handler. Extracting it answers `401` with a problem and a
-/// `WWW-Authenticate` challenge when the request carries no acceptable token.
+/// The authenticated caller of a handler. The router's guard authenticates every request
+/// to a protected route before the handler runs and leaves the caller in the request, so
+/// the token is verified once; outside that router, extracting it verifies the token and
+/// answers `401` with a problem and a `WWW-Authenticate` challenge when it is not
+/// acceptable.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Principal);
 
@@ -505,6 +508,9 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let authenticator = Arc::<Authenticator>::from_ref(state);
         match authenticator.authenticate_headers(&parts.headers) {
             Ok(principal) => Ok(Caller(principal)),

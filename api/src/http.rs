@@ -9,24 +9,28 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use amtsbuch_domain::chain::to_hex;
 use amtsbuch_domain::record::format_timestamp;
 use amtsbuch_domain::{
-    AppendRequest, AuthorityId, EventType, ExpectedVersion, NewEvent, ServiceKey, StreamId,
+    AppendRequest, AuthorityId, EventRecord, EventType, ExpectedVersion, NewEvent, ServiceKey,
+    StreamId,
 };
 use amtsbuch_infra::{AnyStore, Direction, EventStore, RecordedEvent};
 
-use crate::ledger_http;
+use crate::dto::{
+    AppendResult, EventView, Health, LogPage, MetadataView, ProblemDoc, Ready, SealedView,
+    StreamPage,
+};
 use crate::problem::Problem;
 
 /// Largest request body accepted.
@@ -41,80 +45,73 @@ pub struct AppState {
     pub store: AnyStore,
     /// The signing configuration, when this server signs checkpoints.
     pub ledger: Option<crate::ledger_http::LedgerInfo>,
+    /// Checks bearer tokens.
+    pub auth: std::sync::Arc<crate::auth::Authenticator>,
+    pub metrics: crate::metrics::Metrics,
+    /// The live feed behind `GET /events/stream`.
+    pub hub: crate::sse::Hub,
 }
 
-/// The router with every route of this API.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/streams/{stream}/events", get(read_stream).post(append))
-        .route("/events", get(read_all))
-        .route("/events/{id}/record", get(ledger_http::record))
-        .route("/events/{id}/receipt", get(ledger_http::receipt))
-        .route("/ledger/checkpoint", get(ledger_http::latest_checkpoint))
-        .route(
-            "/ledger/checkpoints/{size}",
-            get(ledger_http::checkpoint_at),
-        )
-        .route("/ledger/proof/inclusion", get(ledger_http::inclusion))
-        .route("/ledger/proof/consistency", get(ledger_http::consistency))
-        .route("/ledger/export", get(ledger_http::export))
-        .route("/ledger/key", get(ledger_http::keys))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "service", security(()),
+    responses((status = 200, description = "The process is up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
-async fn not_found() -> Problem {
-    Problem::not_found("no such resource; see README.md for the routes of this API")
-}
-
-async fn method_not_allowed() -> Problem {
-    Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "Method not allowed",
-        "this resource does not support that method; events are appended with POST and never changed or deleted",
-    )
-}
-
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
+/// Readiness: the event store answers within two seconds.
+#[utoipa::path(get, path = "/readyz", tag = "service", security(()),
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "The store is unreachable", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => {
-            Json(json!({ "status": "ready", "store": state.store.kind() })).into_response()
-        }
+        Ok(Ok(())) => Json(Ready {
+            status: "ready".into(),
+            store: state.store.kind().into(),
+        })
+        .into_response(),
         Ok(Err(e)) => Problem::unavailable(&e).into_response(),
         Err(_) => Problem::unavailable(&"store ping timed out").into_response(),
     }
 }
 
 /// One event of an append body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EventInput {
+pub struct EventInput {
+    /// A UUIDv7 chosen by the client (makes retries idempotent); assigned when absent.
     id: Option<Uuid>,
+    /// Starts with a letter; letters, digits, `_`, `.`; at most 128 characters.
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "ConsentGiven")]
     event_type: EventType,
+    /// The payload: I-JSON (numbers exact in IEEE double precision), no personal data.
+    #[schema(value_type = Object)]
     data: Value,
     #[serde(default)]
     metadata: MetadataInput,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Envelope metadata an append may set.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MetadataInput {
+pub struct MetadataInput {
+    /// E.g. an AGS (`14612000`).
     tenant: Option<String>,
+    /// Pseudonymous id of who caused the event.
     actor: Option<String>,
     correlation_id: Option<Uuid>,
     causation_id: Option<Uuid>,
+    /// The responsible authority: lowercase letters, digits, `-`, `_` (at most 64).
+    #[schema(value_type = Option<String>, example = "lra-meissen")]
     authority: Option<AuthorityId>,
+    /// The administrative service, normally a 14-digit LeiKa key.
+    #[schema(value_type = Option<String>, example = "99108001000000")]
     service: Option<ServiceKey>,
+    /// RFC 3339; defaults to the time of recording.
     occurred_at: Option<DateTime<Utc>>,
     schema_version: Option<u32>,
 }
@@ -191,7 +188,20 @@ fn parse_events(body: &[u8]) -> Result<Vec<NewEvent>, Problem> {
         .collect()
 }
 
-async fn append(
+/// Append events to one stream.
+#[utoipa::path(post, path = "/streams/{stream}/events", tag = "streams",
+    security(("bearer" = ["operator"])),
+    params(
+        ("stream" = String, Path, description = "`<category>-<id>`, e.g. `consent-0193a1b2`"),
+        ("Expected-Version" = Option<String>, Header, description = "`any` (default), `no-stream`, or the stream's current version")),
+    request_body(content = Vec<EventInput>, description = "1 to 1000 events, at most 1 MiB"),
+    responses(
+        (status = 201, description = "Appended", body = AppendResult),
+        (status = 200, description = "A retry of an append already stored: the original positions", body = AppendResult),
+        (status = 400, description = "Invalid input; nothing was written", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Expected version or event id conflict", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn append(
     State(state): State<AppState>,
     Path(stream): Path<String>,
     headers: HeaderMap,
@@ -212,7 +222,7 @@ async fn append(
         }
     })?;
     let events = parse_events(&body)?;
-    let event_ids: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
+    let event_ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     let outcome = state
         .store
         .append(AppendRequest {
@@ -226,16 +236,15 @@ async fn append(
     } else {
         StatusCode::CREATED
     };
-    let positions: Vec<u64> = (outcome.first_position..=outcome.last_position).collect();
-    let body = json!({
-        "stream": stream.as_str(),
-        "first_position": outcome.first_position,
-        "last_position": outcome.last_position,
-        "positions": positions,
-        "event_ids": event_ids,
-        "next_expected_version": outcome.next_version,
-        "duplicate": outcome.duplicate,
-    });
+    let body = AppendResult {
+        stream: stream.to_string(),
+        first_position: outcome.first_position,
+        last_position: outcome.last_position,
+        positions: (outcome.first_position..=outcome.last_position).collect(),
+        event_ids,
+        next_expected_version: outcome.next_version,
+        duplicate: outcome.duplicate,
+    };
     Ok((
         status,
         [(
@@ -249,7 +258,7 @@ async fn append(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StreamQuery {
+pub struct StreamQuery {
     from: Option<String>,
     limit: Option<String>,
     direction: Option<String>,
@@ -257,7 +266,7 @@ struct StreamQuery {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AllQuery {
+pub struct AllQuery {
     after: Option<String>,
     limit: Option<String>,
 }
@@ -290,64 +299,65 @@ fn query_problem(e: axum::extract::rejection::QueryRejection) -> Problem {
 }
 
 /// The JSON form of a stored event, as read endpoints return it.
-pub fn event_json(e: &RecordedEvent) -> Result<Value, Problem> {
+pub fn event_json(e: &RecordedEvent) -> Result<EventView, Problem> {
     let r = e
         .record()
         .map_err(|err| Problem::internal(&format!("position {}: {err}", e.position)))?;
-    let mut metadata = serde_json::Map::new();
-    metadata.insert("schema_version".into(), json!(r.schema_version));
-    if let Some(t) = &r.tenant {
-        metadata.insert("tenant".into(), json!(t));
-    }
-    if let Some(a) = &r.actor {
-        metadata.insert("actor".into(), json!(a));
-    }
-    if let Some(c) = r.correlation_id {
-        metadata.insert("correlation_id".into(), json!(c));
-    }
-    if let Some(c) = r.causation_id {
-        metadata.insert("causation_id".into(), json!(c));
-    }
-    if let Some(a) = &r.authority {
-        metadata.insert("authority".into(), json!(a));
-    }
-    if let Some(s) = &r.service {
-        metadata.insert("service".into(), json!(s));
-    }
-    metadata.insert(
-        "occurred_at".into(),
-        json!(format_timestamp(&r.occurred_at)),
-    );
-    metadata.insert(
-        "recorded_at".into(),
-        json!(format_timestamp(&r.recorded_at)),
-    );
-    let mut out = json!({
-        "position": e.position,
-        "id": r.event_id,
-        "stream": r.stream_id.as_str(),
-        "version": r.stream_version,
-        "type": r.event_type.as_str(),
-        "data": r.data,
-        "metadata": metadata,
-        "leaf_hash": to_hex(&e.leaf_hash),
-        "chain_hash": to_hex(&e.chain_hash),
-    });
-    if let (Some(sealed), Some(obj)) = (&r.sealed, out.as_object_mut()) {
-        obj.insert("sealed".into(), json!(sealed));
-    }
-    Ok(out)
+    Ok(record_json(e, &r))
 }
 
-fn events_json(events: &[RecordedEvent]) -> Result<Vec<Value>, Problem> {
+/// The JSON form of a stored event whose record is parsed already.
+pub fn record_json(e: &RecordedEvent, r: &EventRecord) -> EventView {
+    EventView {
+        position: e.position,
+        id: r.event_id,
+        stream: r.stream_id.to_string(),
+        version: r.stream_version,
+        event_type: r.event_type.to_string(),
+        data: r.data.clone(),
+        metadata: MetadataView {
+            schema_version: r.schema_version,
+            tenant: r.tenant.clone(),
+            actor: r.actor.clone(),
+            correlation_id: r.correlation_id,
+            causation_id: r.causation_id,
+            authority: r.authority.as_ref().map(ToString::to_string),
+            service: r.service.as_ref().map(ToString::to_string),
+            occurred_at: format_timestamp(&r.occurred_at),
+            recorded_at: format_timestamp(&r.recorded_at),
+        },
+        leaf_hash: to_hex(&e.leaf_hash),
+        chain_hash: to_hex(&e.chain_hash),
+        sealed: r.sealed.as_ref().map(|s| SealedView {
+            subject: s.subject.clone(),
+            key_id: s.key_id.clone(),
+            alg: s.alg.clone(),
+            nonce: s.nonce.clone(),
+            ciphertext: s.ciphertext.clone(),
+        }),
+    }
+}
+
+fn events_json(events: &[RecordedEvent]) -> Result<Vec<EventView>, Problem> {
     events.iter().map(event_json).collect()
 }
 
-async fn read_stream(
+/// Read one stream forwards or backwards.
+#[utoipa::path(get, path = "/streams/{stream}/events", tag = "streams",
+    security(("bearer" = ["operator"])),
+    params(
+        ("stream" = String, Path, description = "`<category>-<id>`"),
+        ("from" = Option<u64>, Query, description = "First version to read (default 1, or the newest when backwards)"),
+        ("limit" = Option<u64>, Query, description = "1 to 1000 (default 100)"),
+        ("direction" = Option<String>, Query, description = "`forwards` (default) or `backwards`")),
+    responses(
+        (status = 200, description = "A page of the stream", body = StreamPage),
+        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn read_stream(
     State(state): State<AppState>,
     Path(stream): Path<String>,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<StreamPage>, Problem> {
     let stream = parse_stream(&stream)?;
     let Query(q) = query.map_err(query_problem)?;
     let direction = match q.direction.as_deref() {
@@ -385,17 +395,26 @@ async fn read_stream(
             .and_then(|r| r.stream_version.checked_sub(1))
             .filter(|v| *v > 0),
     };
-    Ok(Json(json!({
-        "stream": stream.as_str(),
-        "events": events_json(&events)?,
-        "next_from": next,
-    })))
+    Ok(Json(StreamPage {
+        stream: stream.to_string(),
+        events: events_json(&events)?,
+        next_from: next,
+    }))
 }
 
-async fn read_all(
+/// Read the global log after a position.
+#[utoipa::path(get, path = "/events", tag = "streams",
+    security(("bearer" = ["operator"])),
+    params(
+        ("after" = Option<u64>, Query, description = "Read events with a greater position (default 0)"),
+        ("limit" = Option<u64>, Query, description = "1 to 1000 (default 100)")),
+    responses(
+        (status = 200, description = "A page of the log", body = LogPage),
+        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn read_all(
     State(state): State<AppState>,
     query: Result<Query<AllQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<LogPage>, Problem> {
     let Query(q) = query.map_err(query_problem)?;
     let after = parse_number(
         "after",
@@ -406,8 +425,39 @@ async fn read_all(
     let limit = parse_limit(q.limit.as_deref())?;
     let events = state.store.read_all(after, limit).await?;
     let next_after = events.last().map_or(after, |e| e.position);
-    Ok(Json(json!({
-        "events": events_json(&events)?,
-        "next_after": next_after,
-    })))
+    Ok(Json(LogPage {
+        events: events_json(&events)?,
+        next_after,
+    }))
+}
+
+impl AppState {
+    /// The state of a server on `store`, with fresh metrics and a live feed for
+    /// subscriptions.
+    pub async fn new(
+        store: AnyStore,
+        ledger: Option<crate::ledger_http::LedgerInfo>,
+        auth: std::sync::Arc<crate::auth::Authenticator>,
+    ) -> Result<Self, amtsbuch_infra::StoreError> {
+        let metrics = crate::metrics::Metrics::new();
+        let hub = crate::sse::Hub::spawn(
+            store.clone(),
+            crate::sse::HubLimits::default(),
+            metrics.clone(),
+        )
+        .await?;
+        Ok(Self {
+            store,
+            ledger,
+            auth,
+            metrics,
+            hub,
+        })
+    }
+}
+
+impl axum::extract::FromRef<AppState> for std::sync::Arc<crate::auth::Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
 }

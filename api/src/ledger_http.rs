@@ -24,6 +24,7 @@ use amtsbuch_domain::tlog_proof::TlogProof;
 use amtsbuch_infra::ledger::{self, LedgerError, StoredCheckpoint};
 use amtsbuch_infra::{EventStore, RecordedEvent};
 
+use crate::dto::{ConsistencyProof, InclusionProof, ProblemDoc};
 use crate::http::AppState;
 use crate::problem::Problem;
 
@@ -82,6 +83,12 @@ fn no_checkpoint() -> Problem {
     Problem::not_found("no checkpoint has been signed yet; append an event and retry in a second")
 }
 
+/// The latest signed checkpoint (a C2SP signed note).
+#[utoipa::path(get, path = "/ledger/checkpoint", tag = "ledger", security(("bearer" = ["citizen", "authority", "fachverfahren", "dpo", "auditor", "operator"])),
+    responses(
+        (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
+        (status = 404, description = "No checkpoint signed yet", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "This server does not sign", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response, Problem> {
     ledger_info(&state)?;
     let c = ledger::latest_checkpoint(&state.store)
@@ -90,6 +97,13 @@ pub async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response
     Ok(note_response(&c))
 }
 
+/// The checkpoint of one tree size.
+#[utoipa::path(get, path = "/ledger/checkpoints/{size}", tag = "ledger", security(("bearer" = ["citizen", "authority", "fachverfahren", "dpo", "auditor", "operator"])),
+    params(("size" = u64, Path, description = "Tree size")),
+    responses(
+        (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
+        (status = 400, description = "Invalid size", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No checkpoint of that size", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn checkpoint_at(
     State(state): State<AppState>,
     Path(size): Path<String>,
@@ -149,10 +163,21 @@ async fn proof_size(state: &AppState, raw: Option<&str>) -> Result<u64, Problem>
     }
 }
 
+/// An RFC 9162 inclusion proof for one leaf.
+#[utoipa::path(get, path = "/ledger/proof/inclusion", tag = "ledger", security(("bearer" = ["auditor", "operator"])),
+    params(
+        ("index" = Option<u64>, Query, description = "0-based leaf index (position − 1); or give event_id"),
+        ("event_id" = Option<String>, Query, description = "The event's id; or give index"),
+        ("size" = Option<u64>, Query, description = "Tree size (a checkpoint's); default the latest")),
+    responses(
+        (status = 200, description = "The proof", body = InclusionProof),
+        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such event", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not covered by a checkpoint yet", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn inclusion(
     State(state): State<AppState>,
     query: Result<Query<InclusionQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<InclusionProof>, Problem> {
     ledger_info(&state)?;
     let Query(q) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
     let (index, leaf) = match (&q.index, &q.event_id) {
@@ -180,13 +205,13 @@ pub async fn inclusion(
             .map(|e| e.leaf_hash)
             .ok_or_else(|| Problem::not_found(format!("no event at index {index}")))?,
     };
-    Ok(Json(json!({
-        "index": index,
-        "position": index + 1,
-        "size": size,
-        "leaf_hash": base64::encode(&leaf),
-        "proof": b64_list(&proof),
-    })))
+    Ok(Json(InclusionProof {
+        index,
+        position: index + 1,
+        size,
+        leaf_hash: base64::encode(&leaf),
+        proof: b64_list(&proof),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,21 +221,38 @@ pub struct ConsistencyQuery {
     to: Option<String>,
 }
 
+/// An RFC 9162 consistency proof between two tree sizes.
+#[utoipa::path(get, path = "/ledger/proof/consistency", tag = "ledger", security(("bearer" = ["auditor", "operator"])),
+    params(
+        ("from" = u64, Query, description = "The older tree size"),
+        ("to" = Option<u64>, Query, description = "The newer tree size; default the latest checkpoint")),
+    responses(
+        (status = 200, description = "The proof", body = ConsistencyProof),
+        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not covered by a checkpoint yet", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn consistency(
     State(state): State<AppState>,
     query: Result<Query<ConsistencyQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<ConsistencyProof>, Problem> {
     ledger_info(&state)?;
     let Query(q) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
     let from = number("from", &q.from)?;
     let to = proof_size(&state, q.to.as_deref()).await?;
     let proof = ledger::consistency_proof(&state.store, from, to).await?;
-    Ok(Json(
-        json!({ "from": from, "to": to, "proof": b64_list(&proof) }),
-    ))
+    Ok(Json(ConsistencyProof {
+        from,
+        to,
+        proof: b64_list(&proof),
+    }))
 }
 
-/// Exactly the stored bytes of a record.
+/// Exactly the stored bytes of a record, so that anyone can hash them.
+#[utoipa::path(get, path = "/events/{id}/record", tag = "ledger", security(("bearer" = ["auditor", "operator"])),
+    params(("id" = String, Path, description = "The event id")),
+    responses(
+        (status = 200, description = "The stored RFC 8785 bytes", body = Object),
+        (status = 400, description = "Not a UUID", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such event", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn record(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -224,6 +266,12 @@ pub async fn record(
 }
 
 /// A C2SP tlog-proof that the event is in the log, against the latest checkpoint.
+#[utoipa::path(get, path = "/events/{id}/receipt", tag = "ledger", security(("bearer" = ["auditor", "operator"])),
+    params(("id" = String, Path, description = "The event id")),
+    responses(
+        (status = 200, description = "The receipt (C2SP tlog-proof)", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such event", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not covered by a checkpoint yet", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn receipt(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -265,7 +313,11 @@ pub async fn receipt(
         .into_response())
 }
 
-/// The log's verifier keys, one per line.
+/// The log's verifier keys (C2SP vkeys), one per line.
+#[utoipa::path(get, path = "/ledger/key", tag = "ledger", security(("bearer" = ["citizen", "authority", "fachverfahren", "dpo", "auditor", "operator"])),
+    responses(
+        (status = 200, description = "The vkeys", body = String, content_type = "text/plain"),
+        (status = 503, description = "This server does not sign", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn keys(State(state): State<AppState>) -> Result<Response, Problem> {
     let info = ledger_info(&state)?;
     let mut body = info.vkeys.join("\n");
@@ -283,6 +335,13 @@ pub struct ExportQuery {
 /// JSON Lines: a header, the state before `from` (if > 1), every record from `from` to
 /// `to`, and each checkpoint right after the record it ends at. `to` defaults to the latest
 /// checkpoint, so that everything exported is covered by a signature.
+#[utoipa::path(get, path = "/ledger/export", tag = "ledger", security(("bearer" = ["auditor", "operator"])),
+    params(
+        ("from" = Option<u64>, Query, description = "First position (default 1)"),
+        ("to" = Option<u64>, Query, description = "Last position (default the latest checkpoint's size)")),
+    responses(
+        (status = 200, description = "JSON Lines: header, records and checkpoints", body = String, content_type = "application/jsonl"),
+        (status = 400, description = "Invalid range", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn export(
     State(state): State<AppState>,
     query: Result<Query<ExportQuery>, QueryRejection>,

@@ -5,19 +5,24 @@
 
 pub mod auth;
 pub mod bench;
+pub mod dto;
 pub mod http;
 pub mod keys;
 pub mod ledger_http;
+pub mod metrics;
 pub mod offline;
 pub mod problem;
 pub mod remote;
+pub mod router;
+pub mod sse;
 pub mod verify;
 
 use std::future::Future;
 
 use tokio::net::TcpListener;
 
-pub use http::{router, AppState};
+pub use http::AppState;
+pub use router::router;
 
 /// Serve the API on `listener` until `shutdown` completes, then finish open requests.
 pub async fn run(

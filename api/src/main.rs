@@ -13,10 +13,15 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use std::sync::Arc;
+
+use amtsbuch_api::auth::{mint, AuthConfig, Authenticator, DevKey, KeySource, TokenRequest};
 use amtsbuch_api::bench::AppendBench;
 use amtsbuch_api::keys;
 use amtsbuch_api::ledger_http::LedgerInfo;
 use amtsbuch_api::AppState;
+use amtsbuch_domain::access::{RegionKey, Role};
+use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::any::{redact, DEFAULT_DATABASE_URL};
 use amtsbuch_infra::ledger::{self, LedgerConfig};
 use amtsbuch_infra::AnyStore;
@@ -36,7 +41,7 @@ struct Cli {
 enum Command {
     /// Run the HTTP service.
     Serve {
-        /// Address to listen on. Authentication is not yet in place, so keep it on loopback.
+        /// Address to listen on.
         #[arg(long, env = "AMTSBUCH_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
         /// postgres://… for PostgreSQL, sqlite://PATH for the embedded store.
@@ -47,6 +52,40 @@ enum Command {
         nats_url: Option<String>,
         #[command(flatten)]
         ledger: LedgerArgs,
+        #[command(flatten)]
+        auth: AuthArgs,
+    },
+    /// Mint a bearer token with the local development key, for a server started with
+    /// --dev. Production tokens come from the OIDC provider.
+    Token {
+        /// A role: citizen, authority, fachverfahren, dpo, auditor, operator (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// The caller's id (`sub`).
+        #[arg(long)]
+        subject: String,
+        /// citizen: the Servicekonto account the token acts for.
+        #[arg(long)]
+        account: Option<String>,
+        /// authority, fachverfahren: the authority id, e.g. lra-meissen.
+        #[arg(long)]
+        authority: Option<String>,
+        /// authority: a region key (AGS prefix, 2 to 8 digits); repeatable.
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// fachverfahren: a service key (LeiKa) it handles; repeatable.
+        #[arg(long = "service")]
+        services: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// The development key (created if missing); `serve --dev` uses the same file.
+        #[arg(
+            long,
+            env = "AMTSBUCH_DEV_KEY",
+            default_value = "data/amtsbuch-dev-token.pk8"
+        )]
+        dev_key: PathBuf,
     },
     /// Create a signing key for the log: a PKCS#8 private key (mode 0600) and its C2SP vkey.
     Keygen {
@@ -76,6 +115,9 @@ enum Command {
         /// With --url: the file holding the last trusted checkpoint (created on first use).
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        /// With --url: the auditor's bearer token.
+        #[arg(long, env = "AMTSBUCH_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Verify a receipt (C2SP tlog-proof from GET /events/{id}/receipt) offline.
     VerifyProof {
@@ -111,6 +153,33 @@ struct LedgerArgs {
     /// Sign a checkpoint at the latest this many milliseconds after a new event.
     #[arg(long, env = "AMTSBUCH_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
     checkpoint_interval_ms: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct AuthArgs {
+    /// Accept tokens minted by `amtsbuch token` with the local development key. For local
+    /// use only: refused unless the server listens on a loopback address.
+    #[arg(long, env = "AMTSBUCH_DEV")]
+    dev: bool,
+    /// The development key file (created if missing).
+    #[arg(
+        long,
+        env = "AMTSBUCH_DEV_KEY",
+        default_value = "data/amtsbuch-dev-token.pk8"
+    )]
+    dev_key: PathBuf,
+    /// A JSON Web Key Set file with the OIDC provider's token signing keys (repeatable).
+    #[arg(long = "jwks", env = "AMTSBUCH_JWKS", value_delimiter = ',')]
+    jwks: Vec<PathBuf>,
+    /// A PEM public key (SPKI) of the token issuer: RSA, P-256/P-384 or Ed25519 (repeatable).
+    #[arg(long = "jwt-key", env = "AMTSBUCH_JWT_KEY", value_delimiter = ',')]
+    jwt_keys: Vec<PathBuf>,
+    /// The required `iss` of provider tokens (unset: not checked).
+    #[arg(long, env = "AMTSBUCH_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// The required `aud` of tokens.
+    #[arg(long, env = "AMTSBUCH_JWT_AUDIENCE", default_value = "amtsbuch")]
+    jwt_audience: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,12 +237,53 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             println!("{vkey}");
             Ok(0)
         }
+        Command::Token {
+            roles,
+            subject,
+            account,
+            authority,
+            regions,
+            services,
+            ttl,
+            dev_key,
+        } => {
+            let (key, created) = DevKey::load_or_create(&dev_key)?;
+            if created {
+                eprintln!(
+                    "created the development token key {}; `amtsbuch serve --dev` run from this directory accepts its tokens",
+                    dev_key.display()
+                );
+            }
+            let request = TokenRequest {
+                subject,
+                roles: roles
+                    .iter()
+                    .map(|r| r.parse::<Role>())
+                    .collect::<Result<_, _>>()?,
+                account,
+                authority: authority.as_deref().map(AuthorityId::parse).transpose()?,
+                regions: regions
+                    .iter()
+                    .map(|r| RegionKey::parse(r))
+                    .collect::<Result<_, _>>()?,
+                services: services
+                    .iter()
+                    .map(|s| ServiceKey::parse(s))
+                    .collect::<Result<_, _>>()?,
+                ttl: Duration::from_secs(ttl),
+                audience: amtsbuch_api::auth::DEFAULT_AUDIENCE.to_owned(),
+            };
+            println!("{}", mint(&key, &request, chrono::Utc::now())?);
+            Ok(0)
+        }
         Command::Serve {
             listen,
             database_url,
             nats_url,
             ledger: ledger_args,
+            auth: auth_args,
         } => {
+            let auth = Arc::new(authenticator(&auth_args, listen)?);
             if let Some(url) = nats_url {
                 anyhow::bail!(
                     "--nats-url {url}: event distribution over NATS is not part of this build yet; start without it"
@@ -207,7 +317,8 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
                 Some(info)
             };
             tracing::info!(store = store.kind(), database = %redact(&database_url), listen = %local, "amtsbuch serving");
-            amtsbuch_api::run(listener, AppState { store, ledger }, shutdown_signal()).await?;
+            let state = AppState::new(store, ledger, auth).await?;
+            amtsbuch_api::run(listener, state, shutdown_signal()).await?;
             tracing::info!("amtsbuch stopped");
             Ok(0)
         }
@@ -215,11 +326,13 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             url: Some(url),
             keys,
             state: Some(state),
+            token,
             ..
         } => {
-            let code =
-                tokio::task::spawn_blocking(move || amtsbuch_api::remote::run(&url, &keys, &state))
-                    .await??;
+            let code = tokio::task::spawn_blocking(move || {
+                amtsbuch_api::remote::run(&url, &keys, &state, token.as_deref())
+            })
+            .await??;
             Ok(u8::try_from(code).unwrap_or(1))
         }
         Command::Verify {
@@ -262,6 +375,39 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The token verifier `serve` uses: the provider's keys, and with `--dev` the local
+/// development key.
+fn authenticator(args: &AuthArgs, listen: SocketAddr) -> anyhow::Result<Authenticator> {
+    let mut keys: Vec<KeySource> = args.jwks.iter().cloned().map(KeySource::JwksFile).collect();
+    keys.extend(args.jwt_keys.iter().cloned().map(KeySource::PemFile));
+    let dev_key = if args.dev {
+        if !listen.ip().is_loopback() {
+            anyhow::bail!("--dev accepts tokens anyone with the development key can mint; it is refused on {listen}, listen on a loopback address or configure --jwks/--jwt-key");
+        }
+        let (key, created) = DevKey::load_or_create(&args.dev_key)?;
+        if created {
+            println!(
+                "created the development token key {}; mint tokens with `amtsbuch token --role … --subject …`",
+                args.dev_key.display()
+            );
+        }
+        tracing::warn!("development mode: tokens from `amtsbuch token` are accepted");
+        Some(key)
+    } else {
+        None
+    };
+    if keys.is_empty() && dev_key.is_none() {
+        anyhow::bail!("no token keys configured: give the OIDC provider's keys with --jwks FILE or --jwt-key FILE, or start with --dev for local use (tokens from `amtsbuch token`)");
+    }
+    Ok(Authenticator::new(AuthConfig {
+        keys,
+        issuer: args.jwt_issuer.clone(),
+        audience: args.jwt_audience.clone(),
+        dev_key,
+        ..AuthConfig::default()
+    })?)
 }
 
 /// The signing keys `serve` uses: the configured files, or on the embedded store a key of

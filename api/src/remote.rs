@@ -51,10 +51,12 @@ fn origin(keys: &[Verifier]) -> anyhow::Result<String> {
     Ok(first)
 }
 
-fn get(url: &str) -> anyhow::Result<String> {
-    let mut response = ureq::get(url)
-        .call()
-        .with_context(|| format!("GET {url}"))?;
+fn get(url: &str, token: Option<&str>) -> anyhow::Result<String> {
+    let mut request = ureq::get(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    let mut response = request.call().with_context(|| format!("GET {url}"))?;
     response
         .body_mut()
         .read_to_string()
@@ -73,11 +75,17 @@ fn save_state(path: &Path, note: &str) -> anyhow::Result<()> {
 }
 
 /// Run the check; returns the process exit code.
-pub fn run(url: &str, key_files: &[PathBuf], state: &Path) -> anyhow::Result<i32> {
+/// `token` is the auditor's bearer token, when the server requires one.
+pub fn run(
+    url: &str,
+    key_files: &[PathBuf],
+    state: &Path,
+    token: Option<&str>,
+) -> anyhow::Result<i32> {
     let keys = read_vkeys(key_files)?;
     let origin = origin(&keys)?;
     let base = url.trim_end_matches('/');
-    let latest_note = get(&format!("{base}/ledger/checkpoint"))?;
+    let latest_note = get(&format!("{base}/ledger/checkpoint"), token)?;
     let (latest, _) = match open_checkpoint(latest_note.as_bytes(), &keys, &origin) {
         Ok(c) => c,
         Err(e) => {
@@ -137,10 +145,13 @@ pub fn run(url: &str, key_files: &[PathBuf], state: &Path) -> anyhow::Result<i32
         );
         return Ok(0);
     }
-    let body = get(&format!(
-        "{base}/ledger/proof/consistency?from={}&to={}",
-        trusted.size, latest.size
-    ))?;
+    let body = get(
+        &format!(
+            "{base}/ledger/proof/consistency?from={}&to={}",
+            trusted.size, latest.size
+        ),
+        token,
+    )?;
     let proof = parse_proof(&body)?;
     if let Err(e) = verify_consistency(
         trusted.size,

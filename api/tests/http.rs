@@ -8,6 +8,9 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use amtsbuch_api::{router, AppState};
+use amtsbuch_domain::access::Role;
+
+mod common;
 use amtsbuch_infra::{AnyStore, EventStore, SqliteStore};
 
 struct TestApp {
@@ -28,10 +31,11 @@ async fn app() -> TestApp {
     let url = format!("sqlite://{}", dir.join("events.db").display());
     let store = AnyStore::Sqlite(SqliteStore::open(&url).await.expect("store"));
     TestApp {
-        app: router(AppState {
-            store: store.clone(),
-            ledger: None,
-        }),
+        app: router(
+            AppState::new(store.clone(), None, common::authenticator())
+                .await
+                .expect("state"),
+        ),
         store,
         dir,
     }
@@ -64,13 +68,21 @@ impl TestApp {
         }
     }
 
+    /// A GET as an operator, who may use every raw route.
     async fn get(&self, uri: &str) -> Reply {
-        self.send(Request::get(uri).body(Body::empty()).expect("request"))
-            .await
+        self.send(
+            Request::get(uri)
+                .header(header::AUTHORIZATION, common::bearer(Role::Operator))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
     }
 
     async fn post(&self, uri: &str, expected: Option<&str>, body: impl Into<Body>) -> Reply {
-        let mut r = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
+        let mut r = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, common::bearer(Role::Operator));
         if let Some(e) = expected {
             r = r.header("Expected-Version", e);
         }

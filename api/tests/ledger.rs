@@ -6,12 +6,15 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use amtsbuch_api::ledger_http::LedgerInfo;
 use amtsbuch_api::{router, AppState};
+use amtsbuch_domain::access::Role;
+
+mod common;
 use amtsbuch_domain::checkpoint::open_checkpoint;
 use amtsbuch_domain::merkle::{
     leaf_hash, root_from_leaves, verify_consistency, verify_inclusion, Hash,
@@ -60,7 +63,12 @@ async fn wait_for_checkpoint(store: &AnyStore, size: u64) -> ledger::StoredCheck
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Vec<u8>) {
     let response = app
         .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .oneshot(
+            Request::get(uri)
+                .header(header::AUTHORIZATION, common::bearer(Role::Auditor))
+                .body(Body::empty())
+                .expect("request"),
+        )
         .await
         .expect("infallible");
     let status = response.status();
@@ -94,13 +102,18 @@ async fn the_ledger_signs_and_proves(store: AnyStore) {
             interval: Duration::from_millis(50),
         },
     );
-    let app = router(AppState {
-        store: store.clone(),
-        ledger: Some(LedgerInfo {
-            origin: ORIGIN.into(),
-            vkeys: vec![signer().vkey()],
-        }),
-    });
+    let app = router(
+        AppState::new(
+            store.clone(),
+            Some(LedgerInfo {
+                origin: ORIGIN.into(),
+                vkeys: vec![signer().vkey()],
+            }),
+            common::authenticator(),
+        )
+        .await
+        .expect("state"),
+    );
 
     append(&store, 37).await;
     let first = wait_for_checkpoint(&store, 37).await;

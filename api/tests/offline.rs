@@ -57,7 +57,7 @@ fn build_log(n: usize, pad: usize, skip_version_at: Option<usize>) -> Vec<Planne
     let text = "x".repeat(pad);
     let request = |i: usize| {
         let mut event = NewEvent::new(
-            EventType::parse(if i % 3 == 0 {
+            EventType::parse(if i.is_multiple_of(3) {
                 "ConsentGiven"
             } else {
                 "ApplicationSubmitted"
@@ -65,7 +65,7 @@ fn build_log(n: usize, pad: usize, skip_version_at: Option<usize>) -> Vec<Planne
             .expect("type"),
             json!({ "i": i, "text": text, "nested": { "event_id": "not-this-one" } }),
         );
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             event.tenant = Some("14612000".into());
         }
         AppendRequest {
@@ -143,7 +143,7 @@ fn checkpoint_line(size: u64, note: &str) -> String {
 /// in `from - 1..=to`, line for line as the server writes it.
 fn export(records: &[PlannedRecord], from: usize, to: usize, every: usize) -> Vec<String> {
     let mut lines = vec![json!({ "kind": "amtsbuch-export", "version": 1, "origin": ORIGIN, "from": from, "to": to }).to_string()];
-    let checkpoint_at = |size: usize| size > 0 && size % every == 0;
+    let checkpoint_at = |size: usize| size > 0 && size.is_multiple_of(every);
     if from > 1 {
         let range = range_at(records, from - 1);
         let nodes: Vec<String> = range.nodes().iter().map(|h| base64::encode(h)).collect();

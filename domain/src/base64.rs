@@ -84,7 +84,7 @@ pub fn encode(bytes: &[u8]) -> String {
 /// Decodes standard padded base64, accepting only the canonical encoding.
 pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
     let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(Base64Error::Length { len: bytes.len() });
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);

@@ -141,7 +141,7 @@ fn hex_decode(text: &str) -> Vec<u8> {
             _ => panic!("not a hex digit: {:?}", char::from(b)),
         })
         .collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits");
+    assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
     digits
         .chunks(2)
         .map(|pair| pair[0] << 4 | pair[1])
@@ -165,7 +165,7 @@ fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
         }
     }
     let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(format!(
             "base64 length {} is not a multiple of 4",
             bytes.len()

@@ -77,11 +77,17 @@ impl TestDatabase {
     }
 }
 
-/// A running `amtsbuch serve`.
+/// A running `amtsbuch serve`, started with `--dev` so that tokens from `amtsbuch token`
+/// (with the development key in its working directory) are accepted.
 #[derive(Debug)]
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// The working directory, where the development key lives.
+    pub cwd: PathBuf,
+    /// An operator token, sent with every request that does not bring its own
+    /// `Authorization`.
+    pub token: String,
 }
 
 impl Server {
@@ -97,6 +103,7 @@ impl Server {
             .arg("serve")
             .arg("--listen")
             .arg(&addr)
+            .arg("--dev")
             .args(args)
             .current_dir(cwd)
             .env_remove("AMTSBUCH_DATABASE_URL")
@@ -106,7 +113,13 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .expect("start amtsbuch");
-        let server = Self { child, addr };
+        let token = mint_token(cwd, &["--role", "operator", "--subject", "e2e-operator"]).await;
+        let server = Self {
+            child,
+            addr,
+            cwd: cwd.to_path_buf(),
+            token,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(r) = server.request("GET", "/readyz", &[], "").await {
@@ -138,6 +151,12 @@ impl Server {
         }
         for (k, v) in headers {
             req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            req.push_str(&format!("Authorization: Bearer {}\r\n", self.token));
         }
         req.push_str("\r\n");
         req.push_str(body);
@@ -234,6 +253,27 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(body.get(..size)?);
         body = body.get(size + 2..)?;
     }
+}
+
+/// Mint a development token with `amtsbuch token` in `cwd` (whose `data/` holds the key a
+/// `serve --dev` started there uses).
+pub async fn mint_token(cwd: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .arg("token")
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("AMTSBUCH_DEV_KEY")
+        .env("AMTSBUCH_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run amtsbuch token");
+    assert!(
+        out.status.success(),
+        "amtsbuch token failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Run `amtsbuch` with arguments to completion; returns exit code and stdout.

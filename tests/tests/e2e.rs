@@ -260,16 +260,39 @@ async fn exact_expected_versions_race_safely_across_processes() {
 
 #[tokio::test]
 async fn bad_flags_and_unreachable_databases_fail_clearly() {
+    let dir = TempDir::new();
+    let dev_key = dir.0.join("dev.pk8");
+    let dev_key = dev_key.to_str().expect("path");
     let (code, _, err) = run_cli(&[
         "serve",
         "--database-url",
         "mysql://localhost/x",
         "--listen",
         "127.0.0.1:0",
+        "--dev",
+        "--dev-key",
+        dev_key,
     ])
     .await;
     assert_ne!(code, 0);
     assert!(err.contains("unsupported database URL"), "{err}");
+    // Without any way to check tokens, the server would refuse every caller: it does not
+    // start, and says what to configure.
+    let (code, _, err) = run_cli(&["serve", "--listen", "127.0.0.1:0"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no token keys configured"), "{err}");
+    // Development tokens are for loopback only.
+    let (code, _, err) = run_cli(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--dev",
+        "--dev-key",
+        dev_key,
+    ])
+    .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("--dev"), "{err}");
     let (code, _, err) = run_cli(&[
         "verify",
         "--database-url",

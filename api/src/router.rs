@@ -1,0 +1,330 @@
+//! The router: every route, its OpenAPI description, who may call it, and the layers every
+//! request passes (correlation id and log span, metrics, timeout, authentication).
+//!
+//! Each handler carries a `#[utoipa::path]` annotation, and routes are registered through
+//! `utoipa_axum`, so the router and `/openapi.json` are built from the same declarations and
+//! cannot disagree on paths or methods. The annotation's `security` is also *who may call
+//! the route*: `security(())` marks a public route, `security(("bearer" = ["operator", …]))`
+//! lists the roles (OpenAPI 3.1 allows role names in a bearer requirement). At start-up the
+//! `guard` reads those requirements back out of the generated document into an
+//! `AccessTable` and enforces them for every request before any handler runs. A route
+//! without a declaration is refused to everybody (fail closed), and a test checks there
+//! is none.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tracing::Instrument;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use amtsbuch_domain::access::Role;
+
+use crate::auth::{require, Authenticator, Caller};
+use crate::http::{self, AppState, MAX_BODY_BYTES};
+use crate::ledger_http;
+use crate::problem::Problem;
+
+/// Longest time a handler may take to produce its response head. Streaming bodies (SSE,
+/// exports) are not cut off: their head is sent at once.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The request header carrying a correlation id, echoed on the response.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Amtsbuch",
+        description = "Audit-proof event records for the e-government base components of the Free State of Saxony. Every route states in its `security` requirement the roles that may call it; `{}` marks a public route. Errors are RFC 9457 problems (`application/problem+json`).",
+        license(name = "EUPL-1.2", identifier = "EUPL-1.2")
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "service", description = "Health, readiness, metrics and this document"),
+        (name = "streams", description = "The raw event log (operators)"),
+        (name = "subscriptions", description = "Following the log: Server-Sent Events and NATS consumers"),
+        (name = "ledger", description = "Checkpoints, proofs, receipts and exports for auditors")
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".into());
+        http.description = Some("A JWT from the configured OIDC provider (or, with `serve --dev`, from `amtsbuch token`). Claims: `roles`, and the bindings each role needs: `account` (citizen), `authority` and `regions` (authority), `authority` and `services` (fachverfahren).".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+/// Every route with its OpenAPI description; no state is needed to describe them.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(http::healthz))
+        .routes(routes!(http::readyz))
+        .routes(routes!(openapi_json))
+        .routes(routes!(metrics))
+        .routes(routes!(http::read_stream, http::append))
+        .routes(routes!(http::read_all))
+        .routes(routes!(crate::sse::subscribe))
+        .routes(routes!(ledger_http::record))
+        .routes(routes!(ledger_http::receipt))
+        .routes(routes!(ledger_http::latest_checkpoint))
+        .routes(routes!(ledger_http::checkpoint_at))
+        .routes(routes!(ledger_http::inclusion))
+        .routes(routes!(ledger_http::consistency))
+        .routes(routes!(ledger_http::export))
+        .routes(routes!(ledger_http::keys))
+}
+
+/// The OpenAPI document, built from the same declarations as the router.
+pub fn openapi() -> OpenApiDoc {
+    routes().split_for_parts().1
+}
+
+/// The router with every route of this API and the layers every request passes.
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = routes().split_for_parts();
+    let access = Arc::new(AccessTable::from_openapi(&doc));
+    // `route_layer`s run outside-in in reverse order of addition: observe, then guard.
+    routes
+        .route_layer(middleware::from_fn_with_state(
+            (access, state.auth.clone()),
+            guard,
+        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), observe))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// This API's OpenAPI 3.1 description.
+#[utoipa::path(get, path = "/openapi.json", tag = "service", security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
+async fn openapi_json() -> Response {
+    static DOC: OnceLock<Result<String, String>> = OnceLock::new();
+    match DOC.get_or_init(|| openapi().to_json().map_err(|e| e.to_string())) {
+        Ok(text) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            text.clone(),
+        )
+            .into_response(),
+        Err(e) => Problem::internal(e).into_response(),
+    }
+}
+
+/// Metrics in the Prometheus text format. They carry route templates, projection names
+/// and counts, nothing about any person.
+#[utoipa::path(get, path = "/metrics", tag = "service", security(()),
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such resource; GET /openapi.json lists the routes of this API")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this resource does not support that method; events are appended with POST and never changed or deleted",
+    )
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Anybody, without a token.
+    Public,
+    /// An authenticated caller holding one of these roles.
+    Roles(Vec<Role>),
+}
+
+/// Every route's `Access`, read from the OpenAPI document's security requirements.
+#[derive(Debug, Default)]
+pub struct AccessTable {
+    routes: HashMap<(Method, String), Access>,
+}
+
+impl AccessTable {
+    /// Read each operation's security requirement. An operation with none, or with a role
+    /// name this build does not know, is left out — and so refused to everybody.
+    pub fn from_openapi(doc: &OpenApiDoc) -> Self {
+        let mut routes = HashMap::new();
+        let Ok(value) = serde_json::to_value(doc) else {
+            return Self { routes };
+        };
+        let Some(paths) = value.get("paths").and_then(|p| p.as_object()) else {
+            return Self { routes };
+        };
+        for (path, item) in paths {
+            let Some(item) = item.as_object() else {
+                continue;
+            };
+            for (method, op) in item {
+                let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                    continue;
+                };
+                if let Some(access) = op.get("security").and_then(access_of) {
+                    routes.insert((method, path.clone()), access);
+                }
+            }
+        }
+        Self { routes }
+    }
+
+    pub fn get(&self, method: &Method, path: &str) -> Option<&Access> {
+        self.routes.get(&(method.clone(), path.to_owned()))
+    }
+
+    /// Every declared route, for tests.
+    pub fn iter(&self) -> impl Iterator<Item = (&(Method, String), &Access)> {
+        self.routes.iter()
+    }
+}
+
+fn access_of(security: &serde_json::Value) -> Option<Access> {
+    let requirements = security.as_array()?;
+    if requirements
+        .iter()
+        .any(|r| r.as_object().is_some_and(|o| o.is_empty()))
+    {
+        return Some(Access::Public);
+    }
+    let mut roles = Vec::new();
+    for r in requirements {
+        for name in r.get("bearer")?.as_array()? {
+            roles.push(name.as_str()?.parse::<Role>().ok()?);
+        }
+    }
+    (!roles.is_empty()).then_some(Access::Roles(roles))
+}
+
+/// Authenticate and authorize every request against its route's declaration.
+async fn guard(
+    State((access, auth)): State<(Arc<AccessTable>, Arc<Authenticator>)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(path) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+    else {
+        return Problem::internal(&"request without a matched route reached the guard")
+            .into_response();
+    };
+    match access.get(req.method(), &path) {
+        Some(Access::Public) => next.run(req).await,
+        Some(Access::Roles(roles)) => {
+            let principal = match auth.authenticate_headers(req.headers()) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(reason = %e, "request not authenticated");
+                    return Problem::from(e).into_response();
+                }
+            };
+            if let Err(problem) = require(&principal, roles) {
+                return problem.into_response();
+            }
+            req.extensions_mut().insert(Caller(principal));
+            next.run(req).await
+        }
+        None => {
+            tracing::error!(method = %req.method(), route = %path, "route declares no access; refused");
+            Problem::forbidden("this route declares no access rule and is refused to everybody")
+                .into_response()
+        }
+    }
+}
+
+/// The outermost layer: a correlation id for the request (the caller's, if it sent a
+/// valid one), a log span carrying it, the timeout, and the request metrics. Nothing from
+/// bodies, tokens or query strings is logged.
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let correlation = req
+        .headers()
+        .get(CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v).ok())
+        .unwrap_or_else(Uuid::now_v7);
+    if let Ok(v) = HeaderValue::from_str(&correlation.to_string()) {
+        req.headers_mut().insert(CORRELATION_HEADER, v);
+    }
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let span = tracing::info_span!("request", %method, %route, correlation_id = %correlation);
+    let started = Instant::now();
+    let mut response = {
+        match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req).instrument(span.clone())).await
+        {
+            Ok(r) => r,
+            Err(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "The request took too long",
+                format!(
+                    "the request did not complete within {} s; retry (appends with the same event ids are safe to retry)",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            )
+            .into_response(),
+        }
+    };
+    let took = started.elapsed();
+    let status = response.status();
+    if let Ok(v) = HeaderValue::from_str(&correlation.to_string()) {
+        response.headers_mut().insert(CORRELATION_HEADER, v);
+    }
+    let status_label = status.as_u16().to_string();
+    state.metrics.count(
+        "amtsbuch_http_requests_total",
+        "HTTP requests by route template, method and status.",
+        &[
+            ("route", route.as_str()),
+            ("method", method.as_str()),
+            ("status", status_label.as_str()),
+        ],
+        1,
+    );
+    state.metrics.observe(
+        "amtsbuch_http_request_duration_seconds",
+        "Time to the response head, by route template.",
+        &[("route", route.as_str()), ("method", method.as_str())],
+        took,
+    );
+    if status.is_server_error() {
+        tracing::warn!(parent: &span, status = status.as_u16(), took_ms = took.as_millis() as u64, "request failed");
+    } else {
+        tracing::debug!(parent: &span, status = status.as_u16(), took_ms = took.as_millis() as u64, "request");
+    }
+    response
+}

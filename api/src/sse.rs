@@ -1,0 +1,365 @@
+//! HTTP subscriptions for systems without NATS: `GET /events/stream` as Server-Sent Events.
+//!
+//! One `Hub` per process follows the log (a single `Subscription`) and fans each new event
+//! out over a bounded `broadcast` channel, so a hundred subscribers cost one reader of the
+//! database, not a hundred. A connection first catches up from its resume position by paging
+//! through the log itself, then switches to the hub; because positions are gapless and
+//! commit-ordered, "deliver everything after the last position sent" is all the bookkeeping
+//! it needs, and any hole between catch-up and the live feed is read from the log.
+//!
+//! Writers never wait for subscribers: the hub never blocks on a slow connection. A
+//! connection that falls further behind than the broadcast buffer is disconnected with an
+//! `event: disconnect` that says why and from which position to resume (`Last-Event-ID`,
+//! which `EventSource` clients send on their own when they reconnect). Each event is
+//! filtered by the caller's visibility before it is sent.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use amtsbuch_domain::EventRecord;
+use amtsbuch_infra::{AnyStore, EventStore, RecordedEvent, Subscription};
+
+use crate::metrics::Metrics;
+
+/// Events read per page while a connection catches up.
+const CATCH_UP_PAGE: usize = 500;
+
+/// Who may see which event: the caller's visibility rule.
+pub type Visibility = Arc<dyn Fn(&EventRecord) -> bool + Send + Sync>;
+
+/// An event as the hub hands it out: stored form and parsed record, shared by every
+/// connection.
+#[derive(Debug)]
+pub struct LiveEvent {
+    pub event: RecordedEvent,
+    pub record: EventRecord,
+}
+
+/// The per-process fan-out of new events.
+#[derive(Clone)]
+pub struct Hub {
+    store: AnyStore,
+    tx: broadcast::Sender<Arc<LiveEvent>>,
+    clients: Arc<AtomicUsize>,
+    max_clients: usize,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("clients", &self.clients.load(Ordering::Relaxed))
+            .field("max_clients", &self.max_clients)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many events a connection may fall behind the live feed, and how many connections
+/// a process serves.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    pub buffer: usize,
+    pub max_clients: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        Self {
+            buffer: 8192,
+            max_clients: 1000,
+        }
+    }
+}
+
+impl Hub {
+    /// Start following the log from its current head.
+    pub async fn spawn(
+        store: AnyStore,
+        limits: HubLimits,
+        metrics: Metrics,
+    ) -> Result<Self, amtsbuch_infra::StoreError> {
+        let (tx, _) = broadcast::channel(limits.buffer.max(1));
+        let head = store.head().await?.position;
+        let hub = Self {
+            store: store.clone(),
+            tx: tx.clone(),
+            clients: Arc::new(AtomicUsize::new(0)),
+            max_clients: limits.max_clients,
+            metrics,
+        };
+        let clients = hub.clients.clone();
+        hub.metrics.gauge_fn(
+            "amtsbuch_sse_clients",
+            "Open Server-Sent-Events subscriptions.",
+            move || vec![(vec![], clients.load(Ordering::Relaxed) as f64)],
+        );
+        tokio::spawn(follow(store, head, tx));
+        Ok(hub)
+    }
+
+    /// Reserve a connection slot, or `None` when the process serves its maximum.
+    pub fn admit(&self) -> Option<ClientSlot> {
+        let n = self.clients.fetch_add(1, Ordering::AcqRel);
+        if n >= self.max_clients {
+            self.clients.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ClientSlot {
+            clients: self.clients.clone(),
+        })
+    }
+
+    /// The SSE response for one connection that has seen everything up to `after`.
+    pub fn stream(
+        &self,
+        after: u64,
+        visible: Visibility,
+        slot: ClientSlot,
+    ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+        let conn = Connection {
+            store: self.store.clone(),
+            live: self.tx.subscribe(),
+            after,
+            visible,
+            phase: Phase::CatchUp,
+            pending: Vec::new().into_iter(),
+            metrics: self.metrics.clone(),
+            _slot: slot,
+        };
+        let events = stream::unfold(conn, |mut c| async move {
+            let next = c.next().await?;
+            Some((Ok(next), c))
+        });
+        Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    }
+}
+
+/// Holds one of the hub's connection slots until the connection ends.
+#[derive(Debug)]
+pub struct ClientSlot {
+    clients: Arc<AtomicUsize>,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Follow the log and broadcast each event. Sending never waits: a receiver that is too far
+/// behind finds out itself (`RecvError::Lagged`).
+async fn follow(store: AnyStore, head: u64, tx: broadcast::Sender<Arc<LiveEvent>>) {
+    let mut after = head;
+    loop {
+        let mut sub = Subscription::start(store.clone(), after);
+        while let Some(next) = sub.next().await {
+            match next {
+                Ok(event) => {
+                    after = event.position;
+                    match event.record() {
+                        Ok(record) => {
+                            // No receivers is fine: nobody is subscribed right now.
+                            let _ = tx.send(Arc::new(LiveEvent { event, record }));
+                        }
+                        Err(e) => {
+                            tracing::error!(position = after, error = %e, "unreadable record; subscribers will skip it");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the live feed lost the store; resuming");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+enum Phase {
+    /// Paging through the log from the resume position.
+    CatchUp,
+    /// Taking events from the hub.
+    Live,
+    /// The connection ends after the pending events.
+    Closing,
+    Done,
+}
+
+struct Connection {
+    store: AnyStore,
+    live: broadcast::Receiver<Arc<LiveEvent>>,
+    /// The last position this connection has dealt with (sent or filtered out).
+    after: u64,
+    visible: Visibility,
+    phase: Phase,
+    pending: std::vec::IntoIter<Event>,
+    metrics: Metrics,
+    _slot: ClientSlot,
+}
+
+impl Connection {
+    /// The next SSE frame, or `None` when the connection is over.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.pending.next() {
+                return Some(e);
+            }
+            match self.phase {
+                Phase::Done => return None,
+                Phase::Closing => {
+                    self.phase = Phase::Done;
+                    continue;
+                }
+                Phase::CatchUp => match self.store.read_all(self.after, CATCH_UP_PAGE).await {
+                    Ok(page) => {
+                        if page.len() < CATCH_UP_PAGE {
+                            self.phase = Phase::Live;
+                        }
+                        let frames = self
+                            .deliver(page.iter().filter_map(|e| e.record().ok().map(|r| (e, r))));
+                        self.pending = frames.into_iter();
+                    }
+                    Err(e) => return Some(self.disconnect("store-unavailable", &e.to_string())),
+                },
+                Phase::Live => match self.live.recv().await {
+                    Ok(live) => {
+                        let p = live.event.position;
+                        if p <= self.after {
+                            continue;
+                        }
+                        if p > self.after + 1 {
+                            // Events arrived between our last read and the first broadcast we
+                            // received: read the hole from the log, then come back.
+                            self.phase = Phase::CatchUp;
+                            continue;
+                        }
+                        let frames =
+                            self.deliver(std::iter::once((&live.event, live.record.clone())));
+                        self.pending = frames.into_iter();
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        self.metrics.count(
+                            "amtsbuch_sse_disconnects_total",
+                            "Server-Sent-Events subscriptions ended by the server, by reason.",
+                            &[("reason", "slow-consumer")],
+                            1,
+                        );
+                        return Some(self.disconnect(
+                            "slow-consumer",
+                            &format!("this subscription fell {missed} events behind the live log and was disconnected so that it cannot hold the server back; reconnect with Last-Event-ID: {} to resume", self.after),
+                        ));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Some(self.disconnect(
+                            "shutting-down",
+                            "the server is shutting down; reconnect to resume",
+                        ));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Frames for the visible events of `events`; every event advances the position.
+    fn deliver<'a>(
+        &mut self,
+        events: impl Iterator<Item = (&'a RecordedEvent, EventRecord)>,
+    ) -> Vec<Event> {
+        let mut frames = Vec::new();
+        for (event, record) in events {
+            self.after = event.position;
+            if !(self.visible)(&record) {
+                continue;
+            }
+            match serde_json::to_string(&crate::http::record_json(event, &record)) {
+                Ok(body) => frames.push(
+                    Event::default()
+                        .id(event.position.to_string())
+                        .event("event")
+                        .data(body),
+                ),
+                Err(e) => {
+                    tracing::error!(position = event.position, error = %e, "cannot render event for SSE");
+                }
+            }
+        }
+        frames
+    }
+
+    fn disconnect(&mut self, reason: &str, detail: &str) -> Event {
+        self.phase = Phase::Closing;
+        // The id moves the client's Last-Event-ID past events it was not shown.
+        Event::default()
+            .id(self.after.to_string())
+            .event("disconnect")
+            .data(
+                json!({ "reason": reason, "detail": detail, "last_event_id": self.after })
+                    .to_string(),
+            )
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamQuery {
+    after: Option<String>,
+}
+
+/// Follow the log as Server-Sent Events: every event the caller may see, in position
+/// order, from `Last-Event-ID` (or `after`) on; live once caught up.
+#[utoipa::path(get, path = "/events/stream", tag = "subscriptions",
+    security(("bearer" = ["authority", "fachverfahren", "auditor", "operator"])),
+    params(
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (sent by EventSource clients on reconnect)"),
+        ("after" = Option<u64>, Query, description = "Start after this position when there is no Last-Event-ID (default: 0, the whole log)")),
+    responses(
+        (status = 200, description = "`text/event-stream`: `event: event` frames with `id` = position and the event as JSON data; a final `event: disconnect` says why the server ended the stream and where to resume", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "Invalid position", body = crate::dto::ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "This server serves its maximum of subscriptions", body = crate::dto::ProblemDoc, content_type = "application/problem+json")))]
+pub async fn subscribe(
+    axum::extract::State(state): axum::extract::State<crate::http::AppState>,
+    crate::auth::Caller(principal): crate::auth::Caller,
+    headers: axum::http::HeaderMap,
+    query: Result<axum::extract::Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::response::Response, crate::problem::Problem> {
+    use crate::problem::Problem;
+    use axum::response::IntoResponse;
+    let axum::extract::Query(q) =
+        query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
+    let position = |name: &str, raw: &str| {
+        raw.trim().parse::<u64>().map_err(|_| {
+            Problem::bad_request(
+                "invalid-query",
+                format!("{name} must be a log position (a non-negative integer), got {raw:?}"),
+            )
+        })
+    };
+    let after = match (headers.get("last-event-id"), q.after.as_deref()) {
+        (Some(v), _) => position(
+            "Last-Event-ID",
+            v.to_str().map_err(|_| {
+                Problem::bad_request("invalid-query", "Last-Event-ID must be ASCII digits")
+            })?,
+        )?,
+        (None, Some(a)) => position("after", a)?,
+        (None, None) => 0,
+    };
+    let slot = state.hub.admit().ok_or_else(|| {
+        Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too-many-subscriptions",
+            "Too many subscriptions",
+            "this server serves its maximum number of event streams; retry later or use another server",
+        )
+    })?;
+    let visible: Visibility = Arc::new(move |record: &EventRecord| principal.may_see(record));
+    Ok(state.hub.stream(after, visible, slot).into_response())
+}
