@@ -14,6 +14,7 @@ pub mod merkle;
 pub mod note;
 pub mod record;
 pub mod stream;
+pub mod subject;
 pub mod tlog_proof;
 pub mod verify;
 
