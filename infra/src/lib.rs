@@ -10,6 +10,7 @@ pub mod any;
 mod leader;
 pub mod ledger;
 pub mod postgres;
+pub mod relay;
 pub mod sqlite;
 pub mod store;
 pub mod subscription;
