@@ -29,6 +29,7 @@
 //! `ensure_consumer` sets up the durable pull consumer a Fachverfahren reads with.
 
 use std::convert::Infallible;
+use std::mem::Discriminant;
 use std::time::{Duration, Instant};
 
 use amtsbuch_domain::chain::to_hex;
@@ -273,7 +274,7 @@ impl From<StoreError> for End {
 #[derive(Debug, Default)]
 struct Outage {
     since: Option<Instant>,
-    logged: Option<String>,
+    logged: Option<Discriminant<RelayError>>,
 }
 
 impl Outage {
@@ -281,12 +282,11 @@ impl Outage {
         let since = *self.since.get_or_insert_with(Instant::now);
         // A different kind of failure within the same outage is worth one more line.
         let kind = std::mem::discriminant(e);
-        let text = format!("{kind:?}");
-        if self.logged.as_deref() == Some(text.as_str()) {
+        if self.logged == Some(kind) {
             tracing::debug!(stream, error = %e, "NATS relay still interrupted");
             return;
         }
-        self.logged = Some(text);
+        self.logged = Some(kind);
         match e {
             RelayError::Stream { .. } | RelayError::Store(StoreError::Corrupt { .. }) => {
                 tracing::error!(stream, error = %e, down_for = ?since.elapsed(), "NATS relay stopped; retrying until this is fixed")
