@@ -513,6 +513,30 @@ fn nats_server_binary() -> PathBuf {
         )
 }
 
+/// A directory removed when dropped, also when the test fails.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -630,9 +654,7 @@ async fn a_nats_outage_loses_and_reorders_nothing() {
     log::install();
     common::with_pg(|store, _| async move {
         let store = AnyStore::Postgres(store);
-        let dir =
-            std::env::temp_dir().join(format!("amtsbuch-nats-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = TempDir::new("amtsbuch-nats");
         let port = free_port();
         let url = format!("nats://127.0.0.1:{port}");
         let mut server = start_nats(&binary, port, &dir).await;
@@ -707,8 +729,8 @@ async fn a_nats_outage_loses_and_reorders_nothing() {
                 .any(|(l, m)| *l == tracing::Level::INFO && m.contains("publishing again")),
             "{lines:#?}"
         );
+        // Delete the stream while the private server still runs.
         drop(scope);
-        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }
