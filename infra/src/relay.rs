@@ -424,7 +424,7 @@ async fn session(
     store: &AnyStore,
     config: &RelayConfig,
     context: &js::Context,
-    mut lock: Option<&mut AdvisoryLock>,
+    lock: Option<&mut AdvisoryLock>,
     published: &watch::Sender<u64>,
     outage: &mut Outage,
     progressed: &mut bool,
@@ -447,16 +447,24 @@ async fn session(
     let mut last_sequence = end.last_sequence;
     let mut events = Subscription::start(store.clone(), resume);
     let mut acks: FuturesOrdered<BoxFuture<'static, Acked>> = FuturesOrdered::new();
-    let mut check = tokio::time::interval(LOCK_CHECK);
-    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Checking the lock runs beside publishing, never in its way: a slow answer from the
+    // database must not hold up events.
+    let lost = async move {
+        match lock {
+            Some(lock) => loop {
+                tokio::time::sleep(LOCK_CHECK).await;
+                if let Err(reason) = lock.check().await {
+                    return reason;
+                }
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(lost);
     loop {
         tokio::select! {
             biased;
-            _ = check.tick(), if lock.is_some() => {
-                if let Some(lock) = lock.as_deref_mut() {
-                    lock.check().await.map_err(End::LockLost)?;
-                }
-            }
+            reason = &mut lost => return Err(End::LockLost(reason)),
             Some(acked) = acks.next(), if !acks.is_empty() => {
                 let ack = acked.result.map_err(|(kind, text)| {
                     if kind == PublishErrorKind::WrongLastSequence {

@@ -740,6 +740,7 @@ async fn a_nats_outage_loses_and_reorders_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_on_one_database_take_turns() {
+    log::install();
     common::with_pg(|a, options| async move {
         let b = PgStore::connect_with(options)
             .await
@@ -768,6 +769,34 @@ async fn two_relays_on_one_database_take_turns() {
         n += append_some(&b, "consent-c", 2000, 30).await;
         wait_active(&mut second.active(), Duration::from_secs(10)).await;
         wait_published(&second, n, Duration::from_secs(20)).await;
+        assert_stream_mirrors_log(&scope, &b).await;
+
+        // The connection holding the lock breaks (here: an administrator ends it). The
+        // relay notices, stands by, and — nobody else being there — leads again.
+        let AnyStore::Postgres(pg) = &b else {
+            unreachable!("b is PostgreSQL")
+        };
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks \
+             WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND objid::int8 = (hashtext(current_schema() || '.amtsbuch_relay.' || $1)::int8 & 4294967295)",
+        )
+        .bind(&scope.stream)
+        .fetch_all(pg.pool())
+        .await
+        .expect("terminate the lock's connection");
+        assert_eq!(ended, [true], "exactly one connection held the relay lock");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !log::lines(&scope.stream)
+            .iter()
+            .any(|(_, m)| m.contains("lost the relay lock"))
+        {
+            assert!(Instant::now() < deadline, "the relay did not notice it lost its lock");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        n += append_some(&b, "consent-d", 3000, 10).await;
+        wait_published(&second, n, Duration::from_secs(20)).await;
+        assert!(second.is_active());
         assert_stream_mirrors_log(&scope, &b).await;
         second.stop().await;
     })
