@@ -17,6 +17,7 @@ pub mod note;
 pub mod record;
 pub mod seal;
 pub mod stream;
+pub mod subject;
 pub mod tlog_proof;
 pub mod verify;
 

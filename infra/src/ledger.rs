@@ -24,6 +24,7 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
+use crate::leader::AdvisoryLock;
 use crate::store::{to_hash, to_i64, to_u64, EventStore, StoreError};
 use crate::AnyStore;
 
@@ -418,19 +419,9 @@ pub fn spawn(store: AnyStore, config: LedgerConfig) -> tokio::task::JoinHandle<(
 async fn lead(store: &AnyStore, config: &LedgerConfig) -> Result<(), LedgerError> {
     match store {
         AnyStore::Postgres(s) => {
-            let mut lock = s.pool().acquire().await?.detach();
-            loop {
-                let got: bool = sqlx::query_scalar(
-                    "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.amtsbuch_ledger'))",
-                )
-                .fetch_one(&mut lock)
-                .await?;
-                if got {
-                    break;
-                }
-                // Another process signs for this database; stand by.
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
+            // While another process signs for this database, stand by.
+            let lock =
+                AdvisoryLock::acquire(s.pool(), "amtsbuch_ledger", Duration::from_secs(2)).await?;
             tracing::info!("this process signs the ledger");
             let result = follow(store, config).await;
             drop(lock);

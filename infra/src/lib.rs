@@ -7,8 +7,10 @@
 //! with the same pure code in `amtsbuch-domain`. `AnyStore` picks an adapter from a URL.
 
 pub mod any;
+mod leader;
 pub mod ledger;
 pub mod postgres;
+pub mod relay;
 pub mod sqlite;
 pub mod store;
 pub mod subscription;

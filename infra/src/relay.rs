@@ -1,0 +1,1078 @@
+//! The NATS JetStream relay: everything committed to the log reaches a JetStream stream at
+//! least once, in position order, de-duplicated by event id, across crashes of the server
+//! and outages of NATS.
+//!
+//! One relay task per database is active (PostgreSQL: whoever holds the advisory lock
+//! `<schema>.amtsbuch_relay.<stream>`; SQLite: the one process); the others stand by. The
+//! active relay follows the log like any subscription (catch-up, then woken by new heads)
+//! and publishes each event's stored bytes unchanged, on the subject `subject::subject`
+//! gives it, with the event id as `Nats-Msg-Id`. Appends never wait for NATS: the relay
+//! only reads the log.
+//!
+//! Order is enforced by JetStream itself, not only by the relay's care. The stream belongs
+//! to the relay, which publishes each position exactly once per attempt, so the stream's
+//! sequence numbers run parallel to log positions. Every message carries the stream
+//! sequence its predecessor must have (`Nats-Expected-Last-Sequence`), and JetStream
+//! refuses it otherwise. A message lost in flight (a dropped connection, a NATS crash that
+//! lost its unsynced tail) therefore cannot be overtaken by its successors: they are all
+//! refused, the relay reads where the stream really ends (the `Amtsbuch-Position` header
+//! of its last message) and publishes again from there. Republishing an event that did
+//! arrive is answered `duplicate` within the duplicate window and refused as out of
+//! sequence after it, so nothing is stored twice. Up to `max_in_flight` publishes are
+//! pipelined; their acknowledgements are taken in order, and the published position moves
+//! only over acknowledged events.
+//!
+//! The published position is also written to `relay_state` (at most every
+//! `PERSIST_INTERVAL`), for monitoring and as the resume point when the stream cannot
+//! tell, e.g. after its messages expired under a retention limit.
+//!
+//! `ensure_consumer` sets up the durable pull consumer a Fachverfahren reads with.
+
+use std::convert::Infallible;
+use std::mem::Discriminant;
+use std::time::{Duration, Instant};
+
+use amtsbuch_domain::chain::to_hex;
+use amtsbuch_domain::merkle::leaf_hash;
+use amtsbuch_domain::subject::{subject, SubjectPrefix};
+use async_nats::header::{HeaderMap, NATS_EXPECTED_LAST_SEQUENCE, NATS_MESSAGE_ID};
+use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy, FromConsumer};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self as js, ErrorCode};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::leader::AdvisoryLock;
+use crate::store::{to_i64, to_u64, RecordedEvent, StoreError};
+use crate::{AnyStore, Subscription};
+
+/// The stream name used when none is configured.
+pub const DEFAULT_STREAM: &str = "AMTSBUCH";
+/// How long JetStream remembers event ids to drop a republished event (see `RelayConfig`).
+pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// Publishes awaiting their acknowledgement, by default.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// How long the relay waits for an acknowledgement or a JetStream API answer, by default.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Header: the event's global log position.
+pub const HEADER_POSITION: &str = "Amtsbuch-Position";
+/// Header: the stream id (`<category>-<id>`) of the event.
+pub const HEADER_STREAM: &str = "Amtsbuch-Stream";
+/// Header: the event's version within its stream.
+pub const HEADER_STREAM_VERSION: &str = "Amtsbuch-Stream-Version";
+/// Header: the RFC 6962 leaf hash of the payload, in hex.
+pub const HEADER_LEAF_HASH: &str = "Amtsbuch-Leaf-Hash";
+
+/// How often a standby asks for the lock.
+const STANDBY: Duration = Duration::from_secs(1);
+/// How often the active relay checks that its lock's connection still answers.
+const LOCK_CHECK: Duration = Duration::from_secs(2);
+/// Shortest gap between two writes of `relay_state`.
+const PERSIST_INTERVAL: Duration = Duration::from_millis(250);
+/// First and longest pause between attempts after a failure.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Where and how the relay publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// NATS server URL(s), comma-separated, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// Name of the JetStream stream the relay feeds (and owns). Also the key of its row in
+    /// `relay_state` and of its advisory lock, so several streams could be fed at once.
+    pub stream: String,
+    /// First token(s) of every subject; the stream takes `<prefix>.>`.
+    pub prefix: SubjectPrefix,
+    /// How long JetStream remembers event ids. Within the window a republished event is
+    /// answered `duplicate` and dropped; the relay republishes only events whose
+    /// acknowledgement it did not get, and only within seconds, so the default of two
+    /// minutes covers every retry with a wide margin. A longer window costs JetStream
+    /// memory for one id per event published within it (about 600,000 ids at 5,000
+    /// events/s over two minutes); a shorter one is still safe, because the expected
+    /// sequence on every message refuses an event that is already stored even when the
+    /// window has forgotten it.
+    pub duplicate_window: Duration,
+    /// Keep messages at most this long; `None` (the default) keeps them forever. There are
+    /// no message or byte limits: a Fachverfahren must be able to catch up from any point.
+    pub max_age: Option<Duration>,
+    /// Replicas of the stream in a clustered JetStream.
+    pub replicas: usize,
+    /// Publishes sent before the oldest is acknowledged (at least 1).
+    pub max_in_flight: usize,
+    /// How long to wait for an acknowledgement or a JetStream API answer before counting
+    /// NATS as unavailable and starting again from the first unacknowledged position.
+    pub ack_timeout: Duration,
+}
+
+impl RelayConfig {
+    /// The defaults: stream `AMTSBUCH`, prefix `amtsbuch`, two-minute duplicate window,
+    /// no limits, one replica, 256 publishes in flight, five-second acknowledgement timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            stream: DEFAULT_STREAM.to_owned(),
+            prefix: SubjectPrefix::default(),
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+            max_age: None,
+            replicas: 1,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+        }
+    }
+
+    /// Refuse a configuration the relay could never run with.
+    pub fn validate(&self) -> Result<(), RelayError> {
+        validate_stream_name(&self.stream)?;
+        parse_urls(&self.url)?;
+        if self.duplicate_window.is_zero() {
+            return Err(RelayError::Config(
+                "the duplicate window must be longer than zero".into(),
+            ));
+        }
+        if self.max_age.is_some_and(|age| age < self.duplicate_window) {
+            return Err(RelayError::Config(
+                "the maximum age must not be shorter than the duplicate window".into(),
+            ));
+        }
+        if self.replicas == 0 || self.max_in_flight == 0 || self.ack_timeout.is_zero() {
+            return Err(RelayError::Config(
+                "replicas, publishes in flight and the acknowledgement timeout must be above zero"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why the relay, or setting up a consumer, failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayError {
+    #[error("invalid relay configuration: {0}")]
+    Config(String),
+    #[error("consumer name {0:?} must be 1 to 64 ASCII letters, digits, '-' and '_'")]
+    ConsumerName(String),
+    #[error("filter subject {0:?} is not a valid NATS subject filter")]
+    Filter(String),
+    #[error("NATS is unavailable: {0}")]
+    Nats(String),
+    #[error("JetStream stream {stream:?} cannot be used: {reason}")]
+    Stream { stream: String, reason: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn nats(e: impl std::fmt::Display) -> RelayError {
+    RelayError::Nats(e.to_string())
+}
+
+fn stream_error(stream: &str, reason: impl Into<String>) -> RelayError {
+    RelayError::Stream {
+        stream: stream.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// A running relay. Dropping the handle stops the relay (and releases its lock); `stop`
+/// does the same and also waits for it.
+#[derive(Debug)]
+pub struct RelayHandle {
+    published: watch::Receiver<u64>,
+    active: watch::Receiver<bool>,
+    task: JoinHandle<()>,
+    /// Writes `relay_state`; it ends by itself, after a last write, once `task` has ended.
+    persister: JoinHandle<()>,
+}
+
+impl RelayHandle {
+    /// The highest position up to which JetStream acknowledged every event, as far as this
+    /// process knows. It moves only while this process is the active relay (a standby keeps
+    /// the last value it had); relay lag is `head - published` on the active one.
+    pub fn published(&self) -> watch::Receiver<u64> {
+        self.published.clone()
+    }
+
+    /// Whether this process is the active relay, as a watch.
+    pub fn active(&self) -> watch::Receiver<bool> {
+        self.active.clone()
+    }
+
+    /// Whether this process is the active relay now.
+    pub fn is_active(&self) -> bool {
+        *self.active.borrow()
+    }
+
+    /// Stop the relay and wait until it has let go of its lock and NATS connection and
+    /// has recorded the last acknowledged position in `relay_state`.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        let _ = (&mut self.persister).await;
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Start the relay for `store`. It runs until the handle is dropped or the store shuts
+/// down; NATS and database failures are logged once per outage and retried with backoff.
+pub fn spawn(store: AnyStore, config: RelayConfig) -> Result<RelayHandle, RelayError> {
+    config.validate()?;
+    let (published_tx, published) = watch::channel(0);
+    let (active_tx, active) = watch::channel(false);
+    let persister = tokio::spawn(persist(
+        store.clone(),
+        config.stream.clone(),
+        published_tx.subscribe(),
+    ));
+    let task = tokio::spawn(run(store, config, published_tx, active_tx));
+    Ok(RelayHandle {
+        published,
+        active,
+        task,
+        persister,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// The relay task.
+
+/// Why a relay session ended.
+#[derive(Debug)]
+enum End {
+    /// The store shut down: the relay ends.
+    Closed,
+    /// This process no longer holds the lock: stand by again.
+    LockLost(String),
+    /// NATS, the database or the stream failed: try again after a pause.
+    Failed(RelayError),
+}
+
+impl From<RelayError> for End {
+    fn from(e: RelayError) -> Self {
+        End::Failed(e)
+    }
+}
+
+impl From<StoreError> for End {
+    fn from(e: StoreError) -> Self {
+        End::Failed(e.into())
+    }
+}
+
+/// Logs a failure once per outage, not once per attempt, and the recovery once.
+#[derive(Debug, Default)]
+struct Outage {
+    since: Option<Instant>,
+    logged: Option<Discriminant<RelayError>>,
+}
+
+impl Outage {
+    fn failed(&mut self, stream: &str, e: &RelayError) {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        // A different kind of failure within the same outage is worth one more line.
+        let kind = std::mem::discriminant(e);
+        if self.logged == Some(kind) {
+            tracing::debug!(stream, error = %e, "NATS relay still interrupted");
+            return;
+        }
+        self.logged = Some(kind);
+        match e {
+            RelayError::Stream { .. } | RelayError::Store(StoreError::Corrupt { .. }) => {
+                tracing::error!(stream, error = %e, down_for = ?since.elapsed(), "NATS relay stopped; retrying until this is fixed")
+            }
+            _ => {
+                tracing::warn!(stream, error = %e, down_for = ?since.elapsed(), "NATS relay interrupted; retrying with backoff")
+            }
+        }
+    }
+
+    fn recovered(&mut self, stream: &str) {
+        if let Some(since) = self.since.take() {
+            self.logged = None;
+            tracing::info!(stream, after = ?since.elapsed(), "NATS relay publishing again");
+        }
+    }
+}
+
+async fn run(
+    store: AnyStore,
+    config: RelayConfig,
+    published: watch::Sender<u64>,
+    active: watch::Sender<bool>,
+) {
+    let lock_name = format!("amtsbuch_relay.{}", config.stream);
+    let mut outage = Outage::default();
+    let mut backoff = BACKOFF_MIN;
+    let mut context: Option<js::Context> = None;
+    loop {
+        let mut lock = match &store {
+            AnyStore::Postgres(s) => {
+                match AdvisoryLock::acquire(s.pool(), &lock_name, STANDBY).await {
+                    Ok(lock) => Some(lock),
+                    Err(e) => {
+                        outage.failed(&config.stream, &StoreError::from(e).into());
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        continue;
+                    }
+                }
+            }
+            AnyStore::Sqlite(_) => None,
+        };
+        active.send_replace(true);
+        tracing::info!(stream = %config.stream, "this process relays the log to NATS");
+        loop {
+            let context = match &context {
+                Some(c) => c.clone(),
+                None => match connect(&config).await {
+                    Ok(c) => context.insert(c).clone(),
+                    Err(e) => {
+                        outage.failed(&config.stream, &e);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        continue;
+                    }
+                },
+            };
+            let mut progressed = false;
+            let end = match session(
+                &store,
+                &config,
+                &context,
+                lock.as_mut(),
+                &published,
+                &mut outage,
+                &mut progressed,
+            )
+            .await
+            {
+                Ok(never) => match never {},
+                Err(end) => end,
+            };
+            if progressed {
+                backoff = BACKOFF_MIN;
+            }
+            match end {
+                End::Closed => {
+                    active.send_replace(false);
+                    return;
+                }
+                End::LockLost(reason) => {
+                    tracing::warn!(stream = %config.stream, reason, "lost the relay lock; standing by");
+                    break;
+                }
+                End::Failed(e) => {
+                    outage.failed(&config.stream, &e);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        active.send_replace(false);
+        drop(lock);
+    }
+}
+
+/// Connect to the NATS server(s) of `config`, with the relay's timeouts. The relay keeps
+/// one connection for its lifetime; it reconnects by itself after an outage, so only the
+/// first connect needs retrying. Also for tools that set up consumers (`ensure_consumer`).
+pub async fn connect(config: &RelayConfig) -> Result<js::Context, RelayError> {
+    let client = async_nats::ConnectOptions::new()
+        .name("amtsbuch-relay")
+        .connection_timeout(config.ack_timeout)
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis(100u64.saturating_mul(1 << attempts.min(5))).min(BACKOFF_MAX)
+        })
+        .connect(parse_urls(&config.url)?)
+        .await
+        .map_err(nats)?;
+    Ok(js::context::ContextBuilder::new()
+        .timeout(config.ack_timeout)
+        .ack_timeout(config.ack_timeout)
+        // Publishes dropped when a session ends keep their permit until they time out;
+        // leave room for a few sessions' worth.
+        .max_ack_inflight(config.max_in_flight.saturating_mul(8).max(1024))
+        .backpressure_on_inflight(true)
+        .build(client))
+}
+
+fn parse_urls(url: &str) -> Result<Vec<async_nats::ServerAddr>, RelayError> {
+    let addrs = url
+        .split(',')
+        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RelayError::Config(format!("bad NATS URL {url:?}: {e}")))?;
+    if addrs.is_empty() {
+        return Err(RelayError::Config("no NATS URL given".into()));
+    }
+    Ok(addrs)
+}
+
+/// Publish from where the stream ends until something fails. Never returns `Ok`.
+async fn session(
+    store: &AnyStore,
+    config: &RelayConfig,
+    context: &js::Context,
+    lock: Option<&mut AdvisoryLock>,
+    published: &watch::Sender<u64>,
+    outage: &mut Outage,
+    progressed: &mut bool,
+) -> Result<Infallible, End> {
+    let stream = ensure_stream(context, config).await?;
+    let end = stream_end(&stream, &config.stream).await?;
+    let persisted = load_position(store, &config.stream).await?;
+    let resume = resume_after(&end, persisted);
+    if resume < persisted {
+        tracing::warn!(
+            stream = %config.stream,
+            stream_ends_at = resume,
+            acknowledged_before = persisted,
+            "the JetStream stream lacks events it had acknowledged (recreated, or its storage lost them); publishing them again"
+        );
+    }
+    published.send_replace(resume);
+
+    // The sequence the last message sent (or found) has; the next must follow it.
+    let mut last_sequence = end.last_sequence;
+    let mut events = Subscription::start(store.clone(), resume);
+    let mut acks: FuturesOrdered<BoxFuture<'static, Acked>> = FuturesOrdered::new();
+    // Checking the lock runs beside publishing, never in its way: a slow answer from the
+    // database must not hold up events.
+    let lost = async move {
+        match lock {
+            Some(lock) => loop {
+                tokio::time::sleep(LOCK_CHECK).await;
+                if let Err(reason) = lock.check().await {
+                    return reason;
+                }
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(lost);
+    loop {
+        tokio::select! {
+            biased;
+            reason = &mut lost => return Err(End::LockLost(reason)),
+            Some(acked) = acks.next(), if !acks.is_empty() => {
+                let ack = acked.result.map_err(|(kind, text)| {
+                    if kind == PublishErrorKind::WrongLastSequence {
+                        nats(format!(
+                            "JetStream refused position {} out of sequence ({text}); resuming where the stream ends",
+                            acked.position
+                        ))
+                    } else {
+                        nats(format!("no acknowledgement for position {}: {text}", acked.position))
+                    }
+                })?;
+                if ack.sequence != acked.sequence || ack.stream != config.stream {
+                    return Err(End::Failed(stream_error(
+                        &config.stream,
+                        format!(
+                            "position {} was stored at sequence {} of {:?}, expected sequence {}; resuming where the stream ends",
+                            acked.position, ack.sequence, ack.stream, acked.sequence
+                        ),
+                    )));
+                }
+                published.send_replace(acked.position);
+                *progressed = true;
+                outage.recovered(&config.stream);
+            }
+            event = events.next(), if acks.len() < config.max_in_flight => {
+                let event = match event {
+                    None => return Err(End::Closed),
+                    Some(Err(e)) => return Err(e.into()),
+                    Some(Ok(event)) => event,
+                };
+                let position = event.position;
+                let (subject, message) = outgoing(&config.prefix, event, last_sequence)?;
+                let pending = context
+                    .send_publish(subject, message)
+                    .await
+                    .map_err(|e| nats(format!("cannot publish position {position}: {e}")))?;
+                last_sequence += 1;
+                let sequence = last_sequence;
+                acks.push_back(Box::pin(async move {
+                    let result = pending
+                        .await
+                        .map_err(|e| (e.kind(), e.to_string()));
+                    Acked { position, sequence, result }
+                }));
+            }
+        }
+    }
+}
+
+/// The outcome of one publish, in the order sent.
+struct Acked {
+    position: u64,
+    sequence: u64,
+    result: Result<PublishAck, (PublishErrorKind, String)>,
+}
+
+/// The subject and message for one stored event: its bytes unchanged as the payload, and
+/// only identifiers and hashes in headers (personal data stays sealed inside the record).
+fn outgoing(
+    prefix: &SubjectPrefix,
+    event: RecordedEvent,
+    expected_last_sequence: u64,
+) -> Result<(String, PublishMessage), StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        position: event.position,
+        reason,
+    };
+    let record = event.record().map_err(|e| corrupt(e.to_string()))?;
+    if record.position != event.position {
+        return Err(corrupt(format!(
+            "the record says position {}",
+            record.position
+        )));
+    }
+    // The leaf hash travels as a header a consumer checks the payload against; never
+    // hand on one that does not match.
+    if leaf_hash(&event.bytes) != event.leaf_hash {
+        return Err(corrupt(
+            "the stored leaf hash does not match the record".into(),
+        ));
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, record.event_id.to_string());
+    headers.insert(
+        NATS_EXPECTED_LAST_SEQUENCE,
+        expected_last_sequence.to_string(),
+    );
+    headers.insert(HEADER_POSITION, event.position.to_string());
+    headers.insert(HEADER_STREAM, record.stream_id.as_str());
+    headers.insert(HEADER_STREAM_VERSION, record.stream_version.to_string());
+    headers.insert(HEADER_LEAF_HASH, to_hex(&event.leaf_hash));
+    let message = PublishMessage::build()
+        .payload(event.bytes.into())
+        .headers(headers);
+    Ok((subject(prefix, &record), message))
+}
+
+// ---------------------------------------------------------------------------------------
+// The stream.
+
+/// Create the stream, or bring an existing one to the relay's settings. Settings NATS
+/// cannot change on an existing stream (storage type, retention policy, mirroring,
+/// sealing) are refused with a message that says so instead of being worked around. The
+/// relay calls this at the start of every session; a service may call it once at start-up
+/// to fail fast on a stream it cannot use.
+pub async fn ensure_stream(
+    context: &js::Context,
+    config: &RelayConfig,
+) -> Result<stream::Stream, RelayError> {
+    let name = &config.stream;
+    match context.get_stream(name).await {
+        Ok(stream) => {
+            let current = stream.cached_info().config.clone();
+            if current.storage != StorageType::File {
+                return Err(stream_error(
+                    name,
+                    "it keeps messages in memory; the relay needs file storage, which NATS cannot change on an existing stream (recreate it)",
+                ));
+            }
+            if current.retention != RetentionPolicy::Limits {
+                return Err(stream_error(
+                    name,
+                    "its retention policy removes consumed messages; the relay needs the limits policy, which NATS cannot change on an existing stream (recreate it)",
+                ));
+            }
+            if current.mirror.is_some() || current.sealed {
+                return Err(stream_error(
+                    name,
+                    "it is a mirror or sealed, so it cannot take published messages",
+                ));
+            }
+            let mut wanted = current.clone();
+            apply_settings(&mut wanted, config);
+            if wanted == current {
+                return Ok(stream);
+            }
+            context
+                .update_stream(wanted)
+                .await
+                .map_err(|e| stream_error(name, format!("cannot update its configuration: {e}")))?;
+            tracing::info!(stream = %name, "updated the JetStream stream's configuration");
+            context.get_stream(name).await.map_err(nats)
+        }
+        Err(e) => match e.kind() {
+            js::context::GetStreamErrorKind::JetStream(err)
+                if err.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+            {
+                let mut wanted = stream::Config {
+                    name: name.clone(),
+                    storage: StorageType::File,
+                    retention: RetentionPolicy::Limits,
+                    discard: DiscardPolicy::Old,
+                    description: Some("Amtsbuch event log, published by the relay".into()),
+                    ..Default::default()
+                };
+                apply_settings(&mut wanted, config);
+                context
+                    .create_stream(wanted)
+                    .await
+                    .map_err(|e| stream_error(name, format!("cannot create it: {e}")))?;
+                tracing::info!(stream = %name, "created the JetStream stream");
+                context.get_stream(name).await.map_err(nats)
+            }
+            _ => Err(nats(e)),
+        },
+    }
+}
+
+/// The settings the relay owns on its stream; everything else is left as the operator set it.
+fn apply_settings(c: &mut stream::Config, config: &RelayConfig) {
+    c.subjects = vec![config.prefix.wildcard()];
+    c.duplicate_window = config.duplicate_window;
+    c.deny_delete = true;
+    c.deny_purge = true;
+    c.allow_rollup = false;
+    c.max_messages = -1;
+    c.max_bytes = -1;
+    c.max_messages_per_subject = -1;
+    c.max_age = config.max_age.unwrap_or(Duration::ZERO);
+    c.num_replicas = config.replicas;
+}
+
+/// Where the stream ends: its last sequence and, if it still holds a message, that
+/// message's log position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StreamEnd {
+    last_sequence: u64,
+    position: Option<u64>,
+}
+
+async fn stream_end(stream: &stream::Stream, name: &str) -> Result<StreamEnd, RelayError> {
+    let info = stream.get_info().await.map_err(nats)?;
+    if info.state.messages == 0 {
+        return Ok(StreamEnd {
+            last_sequence: info.state.last_sequence,
+            position: None,
+        });
+    }
+    let message = stream
+        .get_raw_message(info.state.last_sequence)
+        .await
+        .map_err(nats)?;
+    let position = header_position(&message.headers).ok_or_else(|| {
+        stream_error(
+            name,
+            format!(
+                "its message at sequence {} has no {HEADER_POSITION} header; the stream must be fed by the relay alone",
+                message.sequence
+            ),
+        )
+    })?;
+    Ok(StreamEnd {
+        last_sequence: message.sequence,
+        position: Some(position),
+    })
+}
+
+/// The log position a relay message carries.
+fn header_position(headers: &HeaderMap) -> Option<u64> {
+    headers.get(HEADER_POSITION)?.as_str().parse().ok()
+}
+
+/// The position to publish after. The stream knows best what it holds, so its last
+/// message decides: everything up to it is there (positions run parallel to sequences),
+/// nothing after it is. That is never below what a restarted relay last persisted unless
+/// the stream lost events, and then they must be published again. Only when the stream
+/// holds no message although it had some (they expired) does the persisted position
+/// decide; a stream that never had a message is filled from the start.
+fn resume_after(end: &StreamEnd, persisted: u64) -> u64 {
+    match end.position {
+        Some(position) => position,
+        None if end.last_sequence == 0 => 0,
+        None => persisted,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The durable position.
+
+async fn load_position(store: &AnyStore, name: &str) -> Result<u64, StoreError> {
+    let position: Option<i64> = match store {
+        AnyStore::Postgres(s) => {
+            sqlx::query_scalar("SELECT position FROM relay_state WHERE name = $1")
+                .bind(name)
+                .fetch_optional(s.pool())
+                .await?
+        }
+        AnyStore::Sqlite(s) => {
+            sqlx::query_scalar("SELECT position FROM relay_state WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(s.pool())
+                .await?
+        }
+    };
+    Ok(position.map_or(0, to_u64))
+}
+
+/// Move the stored position forward (never back: a relay that lost its lock may still
+/// report an older position).
+async fn save_position(store: &AnyStore, name: &str, position: u64) -> Result<(), StoreError> {
+    match store {
+        AnyStore::Postgres(s) => {
+            sqlx::query(
+                "INSERT INTO relay_state (name, position, updated_at) VALUES ($1, $2, now()) \
+                 ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at \
+                 WHERE relay_state.position < EXCLUDED.position",
+            )
+            .bind(name)
+            .bind(to_i64(position))
+            .execute(s.pool())
+            .await?;
+        }
+        AnyStore::Sqlite(s) => {
+            sqlx::query(
+                "INSERT INTO relay_state (name, position, updated_at) \
+                 VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
+                 WHERE relay_state.position < excluded.position",
+            )
+            .bind(name)
+            .bind(to_i64(position))
+            .execute(s.pool())
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Write the acknowledged position at most every `PERSIST_INTERVAL`, and once more when
+/// the relay stops. The position only ever comes from acknowledgements (or from the stream
+/// itself), so whatever is written JetStream really holds.
+async fn persist(store: AnyStore, name: String, mut acked: watch::Receiver<u64>) {
+    let mut written = 0;
+    let mut failing = false;
+    loop {
+        let stopped = acked.changed().await.is_err();
+        let position = *acked.borrow_and_update();
+        if position > written {
+            match save_position(&store, &name, position).await {
+                Ok(()) => {
+                    written = position;
+                    failing = false;
+                }
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(stream = %name, error = %e, "cannot record the relay's position; it is retried");
+                }
+                Err(_) => {}
+            }
+        }
+        if stopped {
+            return;
+        }
+        tokio::time::sleep(PERSIST_INTERVAL).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Consumers for Fachverfahren.
+
+/// Where a new consumer starts. An existing consumer keeps its own progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliverFrom {
+    /// Every event the stream holds.
+    All,
+    /// Events with a position greater than this one, e.g. the last one a Fachverfahren
+    /// processed before it moved to this consumer.
+    After(u64),
+    /// Only events published after the consumer is created.
+    New,
+}
+
+/// A durable consumer's name: 1 to 64 ASCII letters, digits, `-` and `_` (NATS forbids
+/// `.`, `*`, `>` and white space; the narrower set also keeps it safe in paths and logs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConsumerName(String);
+
+impl ConsumerName {
+    pub fn parse(s: &str) -> Result<Self, RelayError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(RelayError::ConsumerName(s.chars().take(100).collect()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Create, or update, the durable pull consumer `name` on `stream` with explicit
+/// acknowledgement and these filter subjects (e.g. from `subject::fachverfahren_filters`).
+///
+/// A new consumer starts as `start` says. An existing consumer keeps its progress and its
+/// start (NATS cannot change either) and gets the new filters; its other settings stay as
+/// they are. More than one filter needs NATS 2.10 or later: older servers silently ignore
+/// the list and would deliver every event, so they are refused here.
+pub async fn ensure_consumer(
+    context: &js::Context,
+    stream: &str,
+    name: &ConsumerName,
+    filter_subjects: &[String],
+    start: DeliverFrom,
+) -> Result<consumer::Info, RelayError> {
+    if filter_subjects.is_empty() {
+        return Err(RelayError::Filter(String::new()));
+    }
+    if let Some(bad) = filter_subjects.iter().find(|f| !is_filter(f)) {
+        return Err(RelayError::Filter(bad.clone()));
+    }
+    let version = context.client().server_info().version;
+    if filter_subjects.len() > 1 && !at_least(&version, 2, 10) {
+        return Err(RelayError::Unsupported(format!(
+            "NATS server {version} supports one filter subject per consumer; {} filters need NATS 2.10 or later",
+            filter_subjects.len()
+        )));
+    }
+    let handle = context
+        .get_stream(stream)
+        .await
+        .map_err(|e| match e.kind() {
+            js::context::GetStreamErrorKind::JetStream(err)
+                if err.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+            {
+                stream_error(stream, "it does not exist (has the relay run yet?)")
+            }
+            _ => nats(e),
+        })?;
+    let mut config = match handle.consumer_info(name.as_str()).await {
+        Ok(info) => {
+            let existing = pull::Config::try_from_consumer_config(info.config).map_err(|e| {
+                stream_error(
+                    stream,
+                    format!("consumer {:?} is not a pull consumer: {e}", name.as_str()),
+                )
+            })?;
+            if existing.ack_policy != AckPolicy::Explicit {
+                return Err(stream_error(
+                    stream,
+                    format!(
+                        "consumer {:?} exists without explicit acknowledgement, which NATS cannot change; delete it first",
+                        name.as_str()
+                    ),
+                ));
+            }
+            existing
+        }
+        Err(e) if e.kind() == js::context::ConsumerInfoErrorKind::NotFound => pull::Config {
+            durable_name: Some(name.as_str().to_owned()),
+            description: Some("Amtsbuch events for a Fachverfahren".into()),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: deliver_policy(&handle, start).await?,
+            ..Default::default()
+        },
+        Err(e) => return Err(nats(e)),
+    };
+    // One filter goes into `filter_subject`, which every server version understands.
+    match filter_subjects {
+        [one] => {
+            config.filter_subject = one.clone();
+            config.filter_subjects = Vec::new();
+        }
+        many => {
+            config.filter_subject = String::new();
+            config.filter_subjects = many.to_vec();
+        }
+    }
+    let consumer = handle.create_consumer(config).await.map_err(|e| {
+        stream_error(
+            stream,
+            format!("cannot set up consumer {:?}: {e}", name.as_str()),
+        )
+    })?;
+    Ok(consumer.cached_info().clone())
+}
+
+async fn deliver_policy(
+    stream: &stream::Stream,
+    start: DeliverFrom,
+) -> Result<DeliverPolicy, RelayError> {
+    Ok(match start {
+        DeliverFrom::All => DeliverPolicy::All,
+        DeliverFrom::New => DeliverPolicy::New,
+        DeliverFrom::After(position) => DeliverPolicy::ByStartSequence {
+            start_sequence: first_sequence_after(stream, position).await?,
+        },
+    })
+}
+
+/// The stream sequence of the first message with a log position greater than `after`, or
+/// the next sequence to be used if there is none yet. Positions grow with sequences, so a
+/// binary search over the messages' headers finds it in a few dozen reads at most.
+async fn first_sequence_after(stream: &stream::Stream, after: u64) -> Result<u64, RelayError> {
+    let info = stream.get_info().await.map_err(nats)?;
+    let state = &info.state;
+    if state.messages == 0 {
+        return Ok(state.last_sequence + 1);
+    }
+    let (mut low, mut high) = (state.first_sequence, state.last_sequence + 1);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let message = stream.get_raw_message(middle).await.map_err(nats)?;
+        let position = header_position(&message.headers).ok_or_else(|| {
+            stream_error(
+                &info.config.name,
+                format!("its message at sequence {middle} has no {HEADER_POSITION} header"),
+            )
+        })?;
+        if position > after {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    Ok(low)
+}
+
+/// Whether `s` is a NATS subject or filter: non-empty tokens without white space, with
+/// `*` and `>` only as whole tokens and `>` only last.
+fn is_filter(s: &str) -> bool {
+    let tokens: Vec<&str> = s.split('.').collect();
+    tokens.iter().enumerate().all(|(i, t)| {
+        !t.is_empty()
+            && t.bytes().all(|c| c.is_ascii_graphic())
+            && (*t == "*" || *t == ">" || !t.contains(['*', '>']))
+            && (*t != ">" || i + 1 == tokens.len())
+    })
+}
+
+/// Whether a server version string such as `2.9.10` is at least `major.minor`.
+fn at_least(version: &str, major: u64, minor: u64) -> bool {
+    let mut parts = version.split('.').map(|p| {
+        p.bytes().take_while(u8::is_ascii_digit).fold(0u64, |n, d| {
+            n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+        })
+    });
+    let (got_major, got_minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (got_major, got_minor) >= (major, minor)
+}
+
+/// NATS stream names: 1 to 64 ASCII letters, digits, `-` and `_`.
+fn validate_stream_name(name: &str) -> Result<(), RelayError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(RelayError::Config(format!(
+            "stream name {:?} must be 1 to 64 ASCII letters, digits, '-' and '_'",
+            name.chars().take(100).collect::<String>()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_decides_where_to_resume() {
+        let at = |last_sequence, position| StreamEnd {
+            last_sequence,
+            position,
+        };
+        // Normal restart: the stream is ahead of the persisted position (crash between
+        // acknowledgement and persisting), so nothing is published twice.
+        assert_eq!(resume_after(&at(120, Some(120)), 100), 120);
+        // The stream lost its tail (or was recreated): publish the missing events again.
+        assert_eq!(resume_after(&at(90, Some(90)), 100), 90);
+        assert_eq!(resume_after(&at(0, None), 100), 0);
+        // Every message expired: only the persisted position knows.
+        assert_eq!(resume_after(&at(500, None), 480), 480);
+    }
+
+    #[test]
+    fn configuration_is_checked() {
+        let good = RelayConfig::new("nats://127.0.0.1:4222");
+        assert_eq!(good.validate(), Ok(()));
+        assert_eq!(good.stream, "AMTSBUCH");
+        assert_eq!(good.prefix.as_str(), "amtsbuch");
+        assert_eq!(good.duplicate_window, Duration::from_secs(120));
+        let bad = [
+            RelayConfig {
+                stream: "A.B".into(),
+                ..good.clone()
+            },
+            RelayConfig {
+                stream: String::new(),
+                ..good.clone()
+            },
+            RelayConfig {
+                url: "nats://[::1".into(),
+                ..good.clone()
+            },
+            RelayConfig {
+                duplicate_window: Duration::ZERO,
+                ..good.clone()
+            },
+            RelayConfig {
+                max_age: Some(Duration::from_secs(60)),
+                ..good.clone()
+            },
+            RelayConfig {
+                max_in_flight: 0,
+                ..good.clone()
+            },
+        ];
+        for config in bad {
+            assert!(config.validate().is_err(), "{config:?}");
+        }
+        assert!(RelayConfig::new("nats://a:4222, nats://b:4222")
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn consumer_names_and_filters_are_checked() {
+        assert!(ConsumerName::parse("fv-meissen_1").is_ok());
+        for bad in ["", "a.b", "a b", "a*", "a>", "ä", &"a".repeat(65)] {
+            assert!(ConsumerName::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "a.b",
+            "a.*.c.>",
+            ">",
+            "amtsbuch.*.lra-meissen.*.99108001000000",
+        ] {
+            assert!(is_filter(good), "{good:?}");
+        }
+        for bad in ["", "a..b", "a.>.b", "a.b*", "a. b", "a.", ".a"] {
+            assert!(!is_filter(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn server_versions_compare() {
+        assert!(!at_least("2.9.10", 2, 10));
+        assert!(at_least("2.10.0", 2, 10));
+        assert!(at_least("2.10.0-beta.1", 2, 10));
+        assert!(at_least("3.0.0", 2, 10));
+        assert!(!at_least("", 2, 10));
+    }
+}
