@@ -50,6 +50,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// The live feed behind `GET /events/stream`.
     pub hub: crate::sse::Hub,
+    /// The NATS distribution, when this server relays to NATS.
+    pub nats: Option<std::sync::Arc<crate::nats_http::NatsLink>>,
 }
 
 /// Liveness: the process answers.
@@ -452,6 +454,7 @@ impl AppState {
             auth,
             metrics,
             hub,
+            nats: None,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod http;
 pub mod keys;
 pub mod ledger_http;
 pub mod metrics;
+pub mod nats_http;
 pub mod offline;
 pub mod problem;
 pub mod remote;

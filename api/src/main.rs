@@ -19,12 +19,16 @@ use amtsbuch_api::auth::{mint, AuthConfig, Authenticator, DevKey, KeySource, Tok
 use amtsbuch_api::bench::AppendBench;
 use amtsbuch_api::keys;
 use amtsbuch_api::ledger_http::LedgerInfo;
+use amtsbuch_api::nats_http::NatsLink;
 use amtsbuch_api::AppState;
 use amtsbuch_domain::access::{RegionKey, Role};
+use amtsbuch_domain::subject::SubjectPrefix;
 use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::any::{redact, DEFAULT_DATABASE_URL};
 use amtsbuch_infra::ledger::{self, LedgerConfig};
+use amtsbuch_infra::relay::{self, RelayConfig};
 use amtsbuch_infra::AnyStore;
+use amtsbuch_infra::EventStore;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,9 +51,8 @@ enum Command {
         /// postgres://… for PostgreSQL, sqlite://PATH for the embedded store.
         #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database_url: String,
-        /// NATS server for event distribution (unset: no NATS).
-        #[arg(long, env = "AMTSBUCH_NATS_URL")]
-        nats_url: Option<String>,
+        #[command(flatten)]
+        nats: NatsArgs,
         #[command(flatten)]
         ledger: LedgerArgs,
         #[command(flatten)]
@@ -153,6 +156,40 @@ struct LedgerArgs {
     /// Sign a checkpoint at the latest this many milliseconds after a new event.
     #[arg(long, env = "AMTSBUCH_CHECKPOINT_INTERVAL_MS", default_value_t = 1000)]
     checkpoint_interval_ms: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct NatsArgs {
+    /// NATS server(s) with JetStream to publish every committed event to (unset: no NATS).
+    #[arg(long, env = "AMTSBUCH_NATS_URL")]
+    nats_url: Option<String>,
+    /// The JetStream stream the relay creates and feeds.
+    #[arg(long, env = "AMTSBUCH_NATS_STREAM", default_value = "AMTSBUCH")]
+    nats_stream: String,
+    /// First subject token(s): events go to <prefix>.<category>.<authority>.<event-type>.<service>.
+    #[arg(long, env = "AMTSBUCH_NATS_PREFIX", default_value = "amtsbuch")]
+    nats_prefix: String,
+    /// How long JetStream de-duplicates by event id, in seconds.
+    #[arg(
+        long,
+        env = "AMTSBUCH_NATS_DUPLICATE_WINDOW_SECS",
+        default_value_t = 120
+    )]
+    nats_duplicate_window_secs: u64,
+}
+
+impl NatsArgs {
+    fn relay_config(&self) -> anyhow::Result<Option<RelayConfig>> {
+        let Some(url) = &self.nats_url else {
+            return Ok(None);
+        };
+        let mut config = RelayConfig::new(url.clone());
+        config.stream = self.nats_stream.clone();
+        config.prefix = SubjectPrefix::parse(&self.nats_prefix)?;
+        config.duplicate_window = Duration::from_secs(self.nats_duplicate_window_secs.max(1));
+        config.validate()?;
+        Ok(Some(config))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -279,16 +316,12 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Serve {
             listen,
             database_url,
-            nats_url,
+            nats,
             ledger: ledger_args,
             auth: auth_args,
         } => {
             let auth = Arc::new(authenticator(&auth_args, listen)?);
-            if let Some(url) = nats_url {
-                anyhow::bail!(
-                    "--nats-url {url}: event distribution over NATS is not part of this build yet; start without it"
-                );
-            }
+            let relay_config = nats.relay_config()?;
             let store = AnyStore::open(&database_url).await.with_context(|| {
                 format!("cannot open the event store at {}", redact(&database_url))
             })?;
@@ -317,7 +350,37 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
                 Some(info)
             };
             tracing::info!(store = store.kind(), database = %redact(&database_url), listen = %local, "amtsbuch serving");
-            let state = AppState::new(store, ledger, auth).await?;
+            let mut state = AppState::new(store.clone(), ledger, auth).await?;
+            let head = store.head_watch();
+            state.metrics.gauge_fn(
+                "amtsbuch_log_head_position",
+                "Position of the last committed event known to this process.",
+                move || vec![(vec![], *head.borrow() as f64)],
+            );
+            // Kept until shutdown: dropping the handle stops the relay.
+            let _relay = match relay_config {
+                Some(config) => {
+                    let handle = relay::spawn(store.clone(), config.clone())?;
+                    let (head, published) = (store.head_watch(), handle.published());
+                    let active = handle.active();
+                    state.metrics.gauge_fn(
+                        "amtsbuch_relay_lag_events",
+                        "Committed events not yet acknowledged by NATS JetStream (on the active relay; 0 on standbys).",
+                        move || {
+                            let lag = if *active.borrow() {
+                                head.borrow().saturating_sub(*published.borrow())
+                            } else {
+                                0
+                            };
+                            vec![(vec![], lag as f64)]
+                        },
+                    );
+                    tracing::info!(stream = %config.stream, prefix = %config.prefix, "relaying events to NATS JetStream");
+                    state.nats = Some(Arc::new(NatsLink::new(config)));
+                    Some(handle)
+                }
+                None => None,
+            };
             amtsbuch_api::run(listener, state, shutdown_signal()).await?;
             tracing::info!("amtsbuch stopped");
             Ok(0)

@@ -81,6 +81,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(http::read_stream, http::append))
         .routes(routes!(http::read_all))
         .routes(routes!(crate::sse::subscribe))
+        .routes(routes!(crate::nats_http::put_consumer))
         .routes(routes!(ledger_http::record))
         .routes(routes!(ledger_http::receipt))
         .routes(routes!(ledger_http::latest_checkpoint))

@@ -1,0 +1,198 @@
+//! Durable NATS consumers for Fachverfahren: `PUT /subscriptions/nats/{name}`.
+//!
+//! A Fachverfahren must receive exactly the events of its authority and of the services it
+//! handles. The relay publishes every event to `<prefix>.<category>.<authority>.<event-type>.<service>`
+//! (`amtsbuch_domain::subject`), so those events are selected on the NATS server by filter
+//! subjects, and this route sets up a durable pull consumer whose filters come from the
+//! caller's token — never from the request — so a Fachverfahren cannot widen what it
+//! receives. Its consumer names start with its authority id, so one authority cannot
+//! change another's consumer. Operators may set up consumers with filters of their choice.
+//! Who may connect to NATS at all, and read which consumer, is NATS's own authorization
+//! (accounts and permissions); docs/FACHVERFAHREN.md shows the set-up.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use utoipa::ToSchema;
+
+use amtsbuch_domain::access::Role;
+use amtsbuch_domain::subject::fachverfahren_filters;
+use amtsbuch_infra::relay::{self, ConsumerName, DeliverFrom, RelayConfig, RelayError};
+
+use crate::auth::Caller;
+use crate::dto::ProblemDoc;
+use crate::http::AppState;
+use crate::problem::Problem;
+
+/// What the HTTP layer needs of the NATS distribution.
+#[derive(Debug)]
+pub struct NatsLink {
+    pub config: RelayConfig,
+    context: OnceCell<async_nats::jetstream::Context>,
+}
+
+impl NatsLink {
+    pub fn new(config: RelayConfig) -> Self {
+        Self {
+            config,
+            context: OnceCell::new(),
+        }
+    }
+
+    /// The JetStream context, connected on first use (NATS may be down when the server
+    /// starts; appends and the relay do not wait for it).
+    async fn context(&self) -> Result<&async_nats::jetstream::Context, RelayError> {
+        self.context
+            .get_or_try_init(|| relay::connect(&self.config))
+            .await
+    }
+}
+
+/// Where a new consumer starts; an existing consumer keeps its progress.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerRequest {
+    /// `all` (default): every event the stream holds; `new`: only events published from
+    /// now on. Ignored when `after` is given.
+    #[serde(default)]
+    start: Option<Start>,
+    /// Start after this log position, e.g. the last event handled before a migration.
+    #[serde(default)]
+    after: Option<u64>,
+    /// Operators only: the filter subjects. A Fachverfahren's filters come from its token.
+    #[serde(default)]
+    filter_subjects: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    All,
+    New,
+}
+
+/// The consumer as set up.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsumerView {
+    /// The JetStream stream.
+    pub stream: String,
+    /// The durable consumer's name.
+    pub consumer: String,
+    /// What it receives.
+    pub filter_subjects: Vec<String>,
+    /// Events waiting for it right now.
+    pub pending: u64,
+}
+
+fn relay_problem(e: RelayError) -> Problem {
+    match e {
+        RelayError::ConsumerName(_) | RelayError::Filter(_) | RelayError::Config(_) => {
+            Problem::bad_request("invalid-consumer", e.to_string())
+        }
+        RelayError::Unsupported(detail) => Problem::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "nats-unsupported",
+            "Not supported by this NATS server",
+            detail,
+        ),
+        RelayError::Stream { .. } => Problem::new(
+            StatusCode::CONFLICT,
+            "nats-stream",
+            "The event stream cannot be used",
+            e.to_string(),
+        ),
+        RelayError::Nats(_) | RelayError::Store(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "nats-unavailable",
+            "NATS is unavailable",
+            "NATS cannot be reached right now; retry later (or follow GET /events/stream meanwhile)",
+        ),
+    }
+}
+
+/// Create or update a durable pull consumer on the event stream.
+#[utoipa::path(put, path = "/subscriptions/nats/{name}", tag = "subscriptions",
+    security(("bearer" = ["fachverfahren", "operator"])),
+    params(("name" = String, Path, description = "The durable consumer's name: 1 to 64 letters, digits, `-`, `_`; a Fachverfahren's must start with `<authority>-`")),
+    request_body(content = Option<ConsumerRequest>, description = "Optional: where a new consumer starts"),
+    responses(
+        (status = 200, description = "The consumer exists with these filters", body = ConsumerView),
+        (status = 400, description = "Invalid name or request", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this caller's consumer", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 501, description = "This NATS server cannot filter as needed (several services need NATS 2.10)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "NATS unreachable, or this server has no NATS distribution", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn put_consumer(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ConsumerView>, Problem> {
+    let Some(link) = state.nats.as_deref() else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "nats-disabled",
+            "No NATS distribution",
+            "this server was started without --nats-url; follow GET /events/stream instead",
+        ));
+    };
+    let body = body.map_err(|e| Problem::bad_request("invalid-body", e.body_text()))?;
+    let request: ConsumerRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ConsumerRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            Problem::bad_request(
+                "invalid-body",
+                format!(
+                    "the body must be {{\"start\"?: \"all\"|\"new\", \"after\"?: position}}: {e}"
+                ),
+            )
+        })?
+    };
+    let name = ConsumerName::parse(&name).map_err(relay_problem)?;
+    let filters = if caller.has(Role::Operator) {
+        request.filter_subjects.clone().ok_or_else(|| {
+            Problem::bad_request(
+                "invalid-body",
+                "an operator sets up a consumer with explicit \"filter_subjects\"",
+            )
+        })?
+    } else {
+        if request.filter_subjects.is_some() {
+            return Err(Problem::forbidden(
+                "a Fachverfahren's filters come from its token (authority and services); leave out \"filter_subjects\"",
+            ));
+        }
+        let (Some(authority), services) = (caller.authority(), caller.services()) else {
+            return Err(Problem::forbidden("the token names no authority"));
+        };
+        if !name
+            .as_str()
+            .strip_prefix(authority.as_str())
+            .is_some_and(|rest| rest.starts_with('-') && rest.len() > 1)
+        {
+            return Err(Problem::forbidden(format!(
+                "consumers of authority {authority} are named {authority}-…, e.g. {authority}-fachverfahren"
+            )));
+        }
+        fachverfahren_filters(&link.config.prefix, authority, services)
+    };
+    let start = match (request.after, request.start) {
+        (Some(p), _) => DeliverFrom::After(p),
+        (None, Some(Start::New)) => DeliverFrom::New,
+        (None, _) => DeliverFrom::All,
+    };
+    let context = link.context().await.map_err(relay_problem)?;
+    let info = relay::ensure_consumer(context, &link.config.stream, &name, &filters, start)
+        .await
+        .map_err(relay_problem)?;
+    Ok(Json(ConsumerView {
+        stream: link.config.stream.clone(),
+        consumer: name.as_str().to_owned(),
+        filter_subjects: filters,
+        pending: info.num_pending,
+    }))
+}
