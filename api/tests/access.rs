@@ -52,8 +52,16 @@ const TABLE: &[(&str, &str, Allowed)] = &[
     ("GET", "/ledger/checkpoint", Roles(EVERY_ROLE)),
     ("GET", "/ledger/checkpoints/{size}", Roles(EVERY_ROLE)),
     ("GET", "/ledger/key", Roles(EVERY_ROLE)),
-    ("GET", "/ledger/proof/inclusion", Roles(&[Auditor, Operator])),
-    ("GET", "/ledger/proof/consistency", Roles(&[Auditor, Operator])),
+    (
+        "GET",
+        "/ledger/proof/inclusion",
+        Roles(&[Auditor, Operator]),
+    ),
+    (
+        "GET",
+        "/ledger/proof/consistency",
+        Roles(&[Auditor, Operator]),
+    ),
     ("GET", "/ledger/export", Roles(&[Auditor, Operator])),
 ];
 
@@ -63,13 +71,18 @@ fn document() -> Value {
 
 #[test]
 fn the_table_names_exactly_the_documented_operations() {
-    let documented: BTreeSet<(String, String)> =
-        common::documented_operations(&document()).into_iter().collect();
+    let documented: BTreeSet<(String, String)> = common::documented_operations(&document())
+        .into_iter()
+        .collect();
     let tabled: BTreeSet<(String, String)> = TABLE
         .iter()
         .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
-    assert_eq!(tabled.len(), TABLE.len(), "the table names an operation twice");
+    assert_eq!(
+        tabled.len(),
+        TABLE.len(),
+        "the table names an operation twice"
+    );
     let untabled: Vec<_> = documented.difference(&tabled).collect();
     assert!(
         untabled.is_empty(),
@@ -223,15 +236,15 @@ async fn expired_and_foreign_tokens_are_refused_on_every_protected_route() {
             match allowed {
                 // A public route does not look at tokens at all.
                 Public => assert!(reply.status.is_success(), "{what}: {}", reply.status),
-                Roles(_) => {
-                    assert_unauthorized(&reply, "Bearer error=\"invalid_token\"", &what)
-                }
+                Roles(_) => assert_unauthorized(&reply, "Bearer error=\"invalid_token\"", &what),
             }
         }
     }
     // The tokens are refused for what they are, not for some other defect: the same
     // operator token, freshly minted with the right key, is accepted.
-    let reply = app.call("GET", "/events", Some(&common::token(Operator))).await;
+    let reply = app
+        .call("GET", "/events", Some(&common::token(Operator)))
+        .await;
     assert_eq!(reply.status, StatusCode::OK);
     let expired = app
         .call("GET", "/events", Some(&common::expired(Operator)))
@@ -251,35 +264,58 @@ async fn expired_and_foreign_tokens_are_refused_on_every_protected_route() {
 const WOHNGELD: &str = "99108001000000";
 const PARKEN: &str = "99050012104000";
 
-/// The events of one batch: label, addressed authority, tenant, service.
-const MIX: &[(&str, Option<&str>, Option<&str>, Option<&str>)] = &[
-    (
+/// One event of a batch: a label to recognise it by, and the metadata that decides who
+/// sees it.
+struct Routed {
+    label: &'static str,
+    authority: Option<&'static str>,
+    tenant: Option<&'static str>,
+    service: Option<&'static str>,
+}
+
+const fn routed(
+    label: &'static str,
+    authority: Option<&'static str>,
+    tenant: Option<&'static str>,
+    service: Option<&'static str>,
+) -> Routed {
+    Routed {
+        label,
+        authority,
+        tenant,
+        service,
+    }
+}
+
+/// The events of one batch.
+const MIX: &[Routed] = &[
+    routed(
         "meissen-14627-wohngeld",
         Some("lra-meissen"),
         Some("14627010"),
         Some(WOHNGELD),
     ),
-    (
+    routed(
         "meissen-14612-wohngeld",
         Some("lra-meissen"),
         Some("14612000"),
         Some(WOHNGELD),
     ),
-    (
+    routed(
         "bautzen-14627-wohngeld",
         Some("lra-bautzen"),
         Some("14627010"),
         Some(WOHNGELD),
     ),
-    (
+    routed(
         "meissen-14627-parken",
         Some("lra-meissen"),
         Some("14627010"),
         Some(PARKEN),
     ),
-    ("unrouted", None, Some("14627010"), Some(WOHNGELD)),
-    ("meissen-untenanted", Some("lra-meissen"), None, None),
-    (
+    routed("unrouted", None, Some("14627010"), Some(WOHNGELD)),
+    routed("meissen-untenanted", Some("lra-meissen"), None, None),
+    routed(
         "meissen-untenanted-wohngeld",
         Some("lra-meissen"),
         None,
@@ -291,18 +327,19 @@ const MIX: &[(&str, Option<&str>, Option<&str>, Option<&str>)] = &[
 async fn append_mix(app: &Router, batch: &str) {
     let events: Vec<Value> = MIX
         .iter()
-        .map(|(label, authority, tenant, service)| {
+        .map(|event| {
             let mut metadata = serde_json::Map::new();
-            if let Some(a) = authority {
+            if let Some(a) = event.authority {
                 metadata.insert("authority".into(), json!(a));
             }
-            if let Some(t) = tenant {
+            if let Some(t) = event.tenant {
                 metadata.insert("tenant".into(), json!(t));
             }
-            if let Some(s) = service {
+            if let Some(s) = event.service {
                 metadata.insert("service".into(), json!(s));
             }
-            json!({ "type": "ApplicationSubmitted", "data": { "label": format!("{label}/{batch}") }, "metadata": metadata })
+            let label = format!("{}/{batch}", event.label);
+            json!({ "type": "ApplicationSubmitted", "data": { "label": label }, "metadata": metadata })
         })
         .collect();
     let reply = common::send(
@@ -348,7 +385,7 @@ async fn each_caller_sees_exactly_its_events_in_catch_up_and_live() {
         "meissen-untenanted",
         "meissen-untenanted-wohngeld",
     ];
-    let everything: Vec<&str> = MIX.iter().map(|(label, ..)| *label).collect();
+    let everything: Vec<&str> = MIX.iter().map(|event| event.label).collect();
     let callers: Vec<(&str, String, Vec<&str>)> = vec![
         (
             "an official of Meißen for 14627",
@@ -388,11 +425,7 @@ async fn each_caller_sees_exactly_its_events_in_catch_up_and_live() {
             common::token_for(Fachverfahren, "lra-bautzen", &[WOHNGELD]),
             vec!["bautzen-14627-wohngeld"],
         ),
-        (
-            "an auditor",
-            common::token(Auditor),
-            everything.clone(),
-        ),
+        ("an auditor", common::token(Auditor), everything.clone()),
         ("an operator", common::token(Operator), everything.clone()),
     ];
 

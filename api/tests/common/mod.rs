@@ -173,10 +173,8 @@ impl Drop for TempStore {
 }
 
 pub async fn temp_store(name: &str) -> TempStore {
-    let dir = std::env::temp_dir().join(format!(
-        "amtsbuch-{name}-{}",
-        uuid::Uuid::now_v7().simple()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("amtsbuch-{name}-{}", uuid::Uuid::now_v7().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let url = format!("sqlite://{}", dir.join("events.db").display());
     let store = AnyStore::Sqlite(SqliteStore::open(&url).await.expect("store"));
@@ -500,7 +498,10 @@ pub async fn append_consents(store: &AnyStore, n: usize) -> uuid::Uuid {
             )
         })
         .collect();
-    let first = events.first().map(|e| e.event_id).expect("at least one event");
+    let first = events
+        .first()
+        .map(|e| e.event_id)
+        .expect("at least one event");
     store
         .append(AppendRequest {
             stream: StreamId::parse("consent-1").expect("stream"),
@@ -517,8 +518,10 @@ pub fn documented_operations(doc: &Value) -> Vec<(String, String)> {
     let mut ops = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("path item").keys() {
-            if ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
-                .contains(&method.as_str())
+            if [
+                "get", "put", "post", "delete", "options", "head", "patch", "trace",
+            ]
+            .contains(&method.as_str())
             {
                 ops.push((method.to_uppercase(), path.clone()));
             }
