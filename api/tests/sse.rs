@@ -380,6 +380,10 @@ async fn bad_positions_get_400_and_take_no_place() {
         ("?colour=red", None),
         // A bad header is refused even when the query is fine.
         ("?after=0", Some(HeaderValue::from_static("x"))),
+        // Positions this log has not reached: the client's position is from another log,
+        // and waiting for this one to grow past it would skip every event up to it.
+        ("", Some(HeaderValue::from_static("2"))),
+        ("?after=5", None),
     ] {
         let mut r = Request::get(format!("/events/stream{query}"))
             .header(header::AUTHORIZATION, format!("Bearer {token}"));
