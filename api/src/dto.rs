@@ -57,8 +57,8 @@ pub struct EventView {
     pub version: u64,
     #[serde(rename = "type")]
     pub event_type: String,
-    /// The event's payload (canonical JSON).
-    #[schema(value_type = Object)]
+    /// The event's payload (canonical JSON). Usually an object, but the log stores any
+    /// JSON value it was given, so readers must expect any.
     pub data: Value,
     pub metadata: MetadataView,
     /// Hex SHA-256 RFC 6962 leaf hash of the stored bytes.
@@ -137,7 +137,8 @@ pub struct ConsistencyProof {
     pub proof: Vec<String>,
 }
 
-/// An RFC 9457 problem: every error of this API.
+/// An RFC 9457 problem: every error of this API. The extension members some problem types
+/// add are listed as optional properties, so clients can find them here.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProblemDoc {
     /// `urn:amtsbuch:problem:<kind>`, e.g. `urn:amtsbuch:problem:wrong-expected-version`.
@@ -147,4 +148,20 @@ pub struct ProblemDoc {
     pub status: u16,
     /// What happened and what to change.
     pub detail: String,
+    /// Extension member of `wrong-expected-version`: the stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Extension member of `wrong-expected-version`: the `Expected-Version` sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<String>,
+    /// Extension member of `wrong-expected-version`: the stream's actual version, to retry
+    /// with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_version: Option<u64>,
+    /// Extension member of `event-id-conflict`: the event id already in the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Uuid>,
+    /// Extension member of `not-yet-checkpointed`: the size of the latest checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest_checkpoint_size: Option<u64>,
 }

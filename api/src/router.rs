@@ -240,7 +240,14 @@ async fn guard(
         return Problem::internal(&"request without a matched route reached the guard")
             .into_response();
     };
-    match access.get(req.method(), &path) {
+    // axum answers HEAD with the GET route minus the body, so HEAD is guarded like GET
+    // (the document lists GET only); otherwise a HEAD to a public route would be refused.
+    let method = if req.method() == Method::HEAD {
+        Method::GET
+    } else {
+        req.method().clone()
+    };
+    match access.get(&method, &path) {
         Some(Access::Public) => next.run(req).await,
         Some(Access::Roles(roles)) => {
             let principal = match auth.authenticate_headers(req.headers()) {

@@ -322,7 +322,7 @@ pub struct StreamQuery {
         ("after" = Option<u64>, Query, description = "Start after this position when there is no Last-Event-ID (default: 0, the whole log)")),
     responses(
         (status = 200, description = "`text/event-stream`: `event: event` frames with `id` = position and the event as JSON data; a final `event: disconnect` says why the server ended the stream and where to resume", body = String, content_type = "text/event-stream"),
-        (status = 400, description = "Invalid position", body = crate::dto::ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid position, or one beyond the end of the log", body = crate::dto::ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "This server serves its maximum of subscriptions", body = crate::dto::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn subscribe(
     axum::extract::State(state): axum::extract::State<crate::http::AppState>,
@@ -352,6 +352,16 @@ pub async fn subscribe(
         (None, Some(a)) => position("after", a)?,
         (None, None) => 0,
     };
+    // Positions only grow, so a client cannot have been sent one beyond the head: its
+    // position belongs to another log (a restored backup, another environment). Waiting
+    // for the log to grow past it would silently skip every event up to it.
+    let head = state.store.head().await?.position;
+    if after > head {
+        return Err(Problem::bad_request(
+            "invalid-query",
+            format!("the resume position {after} is beyond the end of this log ({head}); it was not sent by this log, so resume from a position it sent or from 0"),
+        ));
+    }
     let slot = state.hub.admit().ok_or_else(|| {
         Problem::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

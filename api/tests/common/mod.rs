@@ -1,14 +1,31 @@
-//! What the router tests share: an authenticator that accepts development tokens, and
-//! tokens for each role.
+//! What the router tests share: an authenticator that accepts development tokens, tokens
+//! for each role (valid, scoped to other authorities, expired, or signed by keys the server
+//! does not know), a temporary SQLite store with the state built on it, one-shot requests
+//! through the router, and a reader that takes a Server-Sent-Events body apart frame by
+//! frame.
 
 #![allow(dead_code)] // Each test file uses a different part.
 
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use axum::body::{Body, BodyDataStream};
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
 use amtsbuch_api::auth::{mint, AuthConfig, Authenticator, DevKey, TokenRequest};
+use amtsbuch_api::ledger_http::LedgerInfo;
+use amtsbuch_api::metrics::Metrics;
+use amtsbuch_api::sse::{Hub, HubLimits};
+use amtsbuch_api::AppState;
 use amtsbuch_domain::access::{RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};
+use amtsbuch_infra::{AnyStore, SqliteStore};
 
 fn dev_key() -> &'static DevKey {
     static KEY: OnceLock<DevKey> = OnceLock::new();
@@ -32,8 +49,8 @@ pub fn token(role: Role) -> String {
     token_for(role, "lra-meissen", &["99108001000000"])
 }
 
-/// A token bound to another authority or other services.
-pub fn token_for(role: Role, authority: &str, services: &[&str]) -> String {
+/// The request `token_for` signs: `role` with the bindings it needs.
+pub fn request_for(role: Role, authority: &str, services: &[&str]) -> TokenRequest {
     let mut request = TokenRequest::new(format!("test-{role}"), vec![role]);
     match role {
         Role::Citizen => request.account = Some("acc-1".into()),
@@ -51,10 +68,465 @@ pub fn token_for(role: Role, authority: &str, services: &[&str]) -> String {
         _ => {}
     }
     request.ttl = Duration::from_secs(600);
-    mint(dev_key(), &request, chrono::Utc::now()).expect("mint")
+    request
+}
+
+/// A token bound to another authority or other services.
+pub fn token_for(role: Role, authority: &str, services: &[&str]) -> String {
+    signed(&request_for(role, authority, services))
+}
+
+/// A token saying exactly what `request` says, valid from now.
+pub fn signed(request: &TokenRequest) -> String {
+    mint(dev_key(), request, chrono::Utc::now()).expect("mint")
+}
+
+/// An official of `authority` responsible for `regions`.
+pub fn official(authority: &str, regions: &[&str]) -> String {
+    let mut request = request_for(Role::Authority, authority, &[]);
+    request.regions = regions
+        .iter()
+        .map(|r| RegionKey::parse(r).expect("region"))
+        .collect();
+    signed(&request)
+}
+
+/// A token holding every role at once, with every binding: it passes every guard.
+pub fn everyone() -> String {
+    let mut request = TokenRequest::new("test-everyone", Role::ALL);
+    request.account = Some("acc-1".into());
+    request.authority = Some(AuthorityId::parse("lra-meissen").expect("authority"));
+    request.regions = vec![RegionKey::parse("14").expect("region")];
+    request.services = vec![ServiceKey::parse("99108001000000").expect("service")];
+    signed(&request)
+}
+
+/// A token for `role` that was valid for ten minutes, an hour ago: far beyond the
+/// tolerated clock skew.
+pub fn expired(role: Role) -> String {
+    let an_hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    mint(
+        dev_key(),
+        &request_for(role, "lra-meissen", &["99108001000000"]),
+        an_hour_ago,
+    )
+    .expect("mint")
+}
+
+/// A well-formed token for `role` that names the development key id but is signed by
+/// another development key, as a server with another key file would issue it.
+pub fn signed_by_a_stranger(role: Role) -> String {
+    static STRANGER: OnceLock<DevKey> = OnceLock::new();
+    let key = STRANGER.get_or_init(|| DevKey::generate().expect("development key"));
+    mint(
+        key,
+        &request_for(role, "lra-meissen", &["99108001000000"]),
+        chrono::Utc::now(),
+    )
+    .expect("mint")
+}
+
+/// A token for `role` signed with a fresh Ed25519 key under a key id the server has never
+/// heard of, with otherwise valid claims.
+pub fn of_an_unknown_key(role: Role) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let pkcs8 = amtsbuch_domain::note::Signer::generate_pkcs8().expect("key");
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("rotated-away-2019".into());
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = serde_json::json!({
+        "iss": amtsbuch_api::auth::DEV_ISSUER,
+        "sub": format!("test-{role}"),
+        "aud": amtsbuch_api::auth::DEFAULT_AUDIENCE,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        "roles": [role.as_str()],
+    });
+    let request = request_for(role, "lra-meissen", &["99108001000000"]);
+    if let Some(account) = &request.account {
+        claims["account"] = Value::from(account.as_str());
+    }
+    if let Some(authority) = &request.authority {
+        claims["authority"] = Value::from(authority.as_str());
+    }
+    claims["regions"] = request.regions.iter().map(|r| r.as_str()).collect();
+    claims["services"] = request.services.iter().map(|s| s.as_str()).collect();
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&pkcs8)).expect("sign")
 }
 
 /// `Authorization` header value for `role`.
 pub fn bearer(role: Role) -> String {
     format!("Bearer {}", token(role))
+}
+
+/// A SQLite store in a fresh temporary directory, removed when dropped.
+pub struct TempStore {
+    pub store: AnyStore,
+    dir: PathBuf,
+}
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub async fn temp_store(name: &str) -> TempStore {
+    let dir =
+        std::env::temp_dir().join(format!("amtsbuch-{name}-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let url = format!("sqlite://{}", dir.join("events.db").display());
+    let store = AnyStore::Sqlite(SqliteStore::open(&url).await.expect("store"));
+    TempStore { store, dir }
+}
+
+/// The state of a server on `store` whose live feed has `limits`: what `AppState::new`
+/// builds, but with a hub a test can make small.
+pub async fn state_with(
+    store: &AnyStore,
+    ledger: Option<LedgerInfo>,
+    limits: HubLimits,
+) -> AppState {
+    let metrics = Metrics::new();
+    let hub = Hub::spawn(store.clone(), limits, metrics.clone())
+        .await
+        .expect("hub");
+    AppState {
+        store: store.clone(),
+        ledger,
+        auth: authenticator(),
+        metrics,
+        hub,
+    }
+}
+
+/// A response taken apart: status, headers and the whole body.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as JSON, `Null` if it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+
+    /// The media type without parameters, e.g. `text/plain`.
+    pub fn media_type(&self) -> String {
+        media_type(&self.headers)
+    }
+
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Send one request through the router and read the whole body — except an event
+/// stream's, which does not end: it is dropped unread, which closes the subscription.
+pub async fn send(app: &Router, request: Request<Body>) -> Reply {
+    let response = call(app, request).await;
+    let status = response.status();
+    let headers = response.headers().clone();
+    if media_type(&headers) == "text/event-stream" {
+        return Reply {
+            status,
+            headers,
+            bytes: Vec::new(),
+        };
+    }
+    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
+        .await
+        .expect("body");
+    Reply {
+        status,
+        headers,
+        bytes: bytes.to_vec(),
+    }
+}
+
+/// Send one request through the router and return the response with its body unread.
+pub async fn call(app: &Router, request: Request<Body>) -> Response {
+    app.clone().oneshot(request).await.expect("infallible")
+}
+
+/// A request with `authorization` as bearer token when given.
+pub fn request(method: &str, uri: &str, token: Option<&str>, body: Body) -> Request<Body> {
+    let mut r = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        r = r.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if method == "POST" {
+        r = r.header(header::CONTENT_TYPE, "application/json");
+    }
+    r.body(body).expect("request")
+}
+
+/// One Server-Sent-Events frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl Frame {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).expect("frame data is JSON")
+    }
+
+    /// The position an `event: event` frame carries in its id.
+    pub fn position(&self) -> u64 {
+        self.id
+            .as_deref()
+            .and_then(|id| id.parse().ok())
+            .expect("event frames carry their position as id")
+    }
+}
+
+/// What reading an SSE body produced.
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    Frame(Frame),
+    /// Nothing arrived within the wait.
+    Quiet,
+    /// The server ended the body.
+    End,
+}
+
+/// Reads an SSE response body one frame at a time. The body is only polled while `next`
+/// runs, so between calls the connection is a consumer that does not read.
+pub struct SseReader {
+    body: BodyDataStream,
+    buffer: Vec<u8>,
+}
+
+impl SseReader {
+    pub fn new(response: Response) -> Self {
+        assert_eq!(response.status(), StatusCode::OK, "not an event stream");
+        assert_eq!(media_type(response.headers()), "text/event-stream");
+        Self {
+            body: response.into_body().into_data_stream(),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next frame (comments such as keep-alives are skipped), waiting at most `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Next {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                let text = String::from_utf8(block).expect("SSE is UTF-8");
+                if let Some(frame) = parse_frame(&text) {
+                    return Next::Frame(frame);
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => return Next::Quiet,
+                Ok(None) => return Next::End,
+                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk.expect("body chunk")),
+            }
+        }
+    }
+
+    /// The next frame, which must arrive within five seconds.
+    pub async fn frame(&mut self) -> Frame {
+        match self.next(Duration::from_secs(5)).await {
+            Next::Frame(f) => f,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// `n` frames, each of which must arrive within five seconds.
+    pub async fn frames(&mut self, n: usize) -> Vec<Frame> {
+        let mut frames = Vec::with_capacity(n);
+        for _ in 0..n {
+            frames.push(self.frame().await);
+        }
+        frames
+    }
+
+    /// Assert that nothing more arrives for a while.
+    pub async fn assert_quiet(&mut self, wait: Duration) {
+        match self.next(wait).await {
+            Next::Quiet => {}
+            other => panic!("expected nothing more, got {other:?}"),
+        }
+    }
+}
+
+/// A frame from its lines, or `None` for a block of comments only.
+fn parse_frame(text: &str) -> Option<Frame> {
+    let mut frame = Frame {
+        id: None,
+        event: None,
+        data: String::new(),
+    };
+    let mut data_lines = Vec::new();
+    let mut any = false;
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        any = true;
+        match field {
+            "id" => frame.id = Some(value.to_owned()),
+            "event" => frame.event = Some(value.to_owned()),
+            "data" => data_lines.push(value.to_owned()),
+            other => panic!("unexpected SSE field {other:?} in {text:?}"),
+        }
+    }
+    frame.data = data_lines.join("\n");
+    any.then_some(frame)
+}
+
+/// The origin line of the test ledger.
+pub const ORIGIN: &str = "test.amtsbuch/log";
+
+/// The test ledger's signing key.
+pub fn ledger_signer() -> amtsbuch_domain::note::Signer {
+    amtsbuch_domain::note::Signer::from_seed(ORIGIN, &[7u8; 32]).expect("signer")
+}
+
+/// Start signing checkpoints of `store` (after every event, within 20 ms) and return
+/// what the HTTP layer needs to know of the ledger.
+pub fn start_ledger(store: &AnyStore) -> LedgerInfo {
+    amtsbuch_infra::ledger::spawn(
+        store.clone(),
+        amtsbuch_infra::ledger::LedgerConfig {
+            origin: ORIGIN.into(),
+            signers: vec![ledger_signer()],
+            every_events: 1,
+            interval: Duration::from_millis(20),
+        },
+    );
+    LedgerInfo {
+        origin: ORIGIN.into(),
+        vkeys: vec![ledger_signer().vkey()],
+    }
+}
+
+/// Wait until a checkpoint covers at least `size` events; returns its size.
+pub async fn wait_for_checkpoint(store: &AnyStore, size: u64) -> u64 {
+    for _ in 0..400 {
+        if let Some(c) = amtsbuch_infra::ledger::latest_checkpoint(store)
+            .await
+            .expect("read checkpoint")
+        {
+            if c.size >= size {
+                return c.size;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no checkpoint of size {size} within 10 s");
+}
+
+/// Concrete values for the path parameters and queries of the documented routes, chosen
+/// so that each call can succeed on a log that holds `event_id` and has a checkpoint of
+/// `checkpoint_size`. A route with a parameter not named here makes `uri` panic, so a new
+/// route gets its sample when it is added to the tests' tables.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    pub event_id: uuid::Uuid,
+    pub checkpoint_size: u64,
+}
+
+impl Samples {
+    /// The path with its parameters filled in, and the query the route needs.
+    pub fn uri(&self, path: &str) -> String {
+        let mut uri = String::new();
+        for segment in path.split('/').skip(1) {
+            uri.push('/');
+            match segment {
+                "{stream}" => uri.push_str("consent-1"),
+                "{id}" => uri.push_str(&self.event_id.to_string()),
+                "{size}" => uri.push_str(&self.checkpoint_size.to_string()),
+                s if s.starts_with('{') => {
+                    panic!("no sample value for the path parameter {s} of {path}; add one to common::Samples")
+                }
+                s => uri.push_str(s),
+            }
+        }
+        match path {
+            "/ledger/proof/inclusion" => uri.push_str("?index=0"),
+            "/ledger/proof/consistency" => uri.push_str("?from=1"),
+            _ => {}
+        }
+        uri
+    }
+
+    /// A request to the route `method path` with `token`.
+    pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> Request<Body> {
+        let body = if method == "POST" {
+            Body::from(
+                serde_json::json!([{ "type": "ConsentGiven", "data": { "sample": true } }])
+                    .to_string(),
+            )
+        } else {
+            Body::empty()
+        };
+        request(method, &self.uri(path), token, body)
+    }
+}
+
+/// The first event's id after appending `n` events to `consent-1` through the store.
+pub async fn append_consents(store: &AnyStore, n: usize) -> uuid::Uuid {
+    use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
+    use amtsbuch_infra::EventStore;
+    let events: Vec<NewEvent> = (0..n)
+        .map(|i| {
+            NewEvent::new(
+                EventType::parse("ConsentGiven").expect("type"),
+                serde_json::json!({ "n": i }),
+            )
+        })
+        .collect();
+    let first = events
+        .first()
+        .map(|e| e.event_id)
+        .expect("at least one event");
+    store
+        .append(AppendRequest {
+            stream: StreamId::parse("consent-1").expect("stream"),
+            expected: ExpectedVersion::Any,
+            events,
+        })
+        .await
+        .expect("append");
+    first
+}
+
+/// Every operation of the OpenAPI document as (method in upper case, path).
+pub fn documented_operations(doc: &Value) -> Vec<(String, String)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            if [
+                "get", "put", "post", "delete", "options", "head", "patch", "trace",
+            ]
+            .contains(&method.as_str())
+            {
+                ops.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    ops.sort();
+    ops
 }
