@@ -90,8 +90,8 @@ pub struct EventInput {
     #[serde(rename = "type")]
     #[schema(value_type = String, example = "ConsentGiven")]
     event_type: EventType,
-    /// The payload: I-JSON (numbers exact in IEEE double precision), no personal data.
-    #[schema(value_type = Object)]
+    /// The payload: any I-JSON value (numbers exact in IEEE double precision), normally an
+    /// object; no personal data.
     data: Value,
     #[serde(default)]
     metadata: MetadataInput,

@@ -94,13 +94,50 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, built from the same declarations as the router.
 pub fn openapi() -> OpenApiDoc {
-    routes().split_for_parts().1
+    with_auth_responses(routes().split_for_parts().1)
+}
+
+/// Add the guard's own answers, 401 and 403, to every operation that needs a token, so the
+/// document lists every status a client can get.
+fn with_auth_responses(doc: OpenApiDoc) -> OpenApiDoc {
+    let Ok(mut value) = serde_json::to_value(&doc) else {
+        return doc;
+    };
+    let problem = |description: &str| {
+        serde_json::json!({
+            "description": description,
+            "content": { "application/problem+json": {
+                "schema": { "$ref": "#/components/schemas/ProblemDoc" } } }
+        })
+    };
+    if let Some(paths) = value.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
+            for op in item.values_mut().filter_map(|o| o.as_object_mut()) {
+                let protected = op
+                    .get("security")
+                    .and_then(access_of)
+                    .is_some_and(|a| a != Access::Public);
+                if !protected {
+                    continue;
+                }
+                if let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) {
+                    responses.entry("401").or_insert_with(|| {
+                        problem("No valid bearer token (missing, expired, unknown key, or claims that do not fit its roles)")
+                    });
+                    responses
+                        .entry("403")
+                        .or_insert_with(|| problem("The token's roles may not use this route"));
+                }
+            }
+        }
+    }
+    serde_json::from_value(value).unwrap_or(doc)
 }
 
 /// The router with every route of this API and the layers every request passes.
 pub fn router(state: AppState) -> Router {
     let (routes, doc) = routes().split_for_parts();
-    let access = Arc::new(AccessTable::from_openapi(&doc));
+    let access = Arc::new(AccessTable::from_openapi(&with_auth_responses(doc)));
     // `route_layer`s run outside-in in reverse order of addition: observe, then guard.
     routes
         .route_layer(middleware::from_fn_with_state(

@@ -222,10 +222,20 @@ impl Connection {
                     Ok(page) => {
                         if page.len() < CATCH_UP_PAGE {
                             self.phase = Phase::Live;
+                            // Whatever the hub sent while this connection read the log is
+                            // in the log too; starting from the hub's tail keeps a long
+                            // catch-up from counting as falling behind, and any hole is
+                            // read from the log (the gap check below).
+                            self.live = self.live.resubscribe();
                         }
                         let frames = self
                             .deliver(page.iter().filter_map(|e| e.record().ok().map(|r| (e, r))));
                         self.pending = frames.into_iter();
+                        // A record that cannot be read is skipped (and logged by the hub),
+                        // never re-read for ever.
+                        if let Some(last) = page.last() {
+                            self.after = self.after.max(last.position);
+                        }
                     }
                     Err(e) => return Some(self.disconnect("store-unavailable", &e.to_string())),
                 },

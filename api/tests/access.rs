@@ -48,6 +48,11 @@ const TABLE: &[(&str, &str, Allowed)] = &[
         Roles(&[Authority, Fachverfahren, Auditor, Operator]),
     ),
     ("GET", "/events/{id}/record", Roles(&[Auditor, Operator])),
+    (
+        "PUT",
+        "/subscriptions/nats/{name}",
+        Roles(&[Fachverfahren, Operator]),
+    ),
     ("GET", "/events/{id}/receipt", Roles(&[Auditor, Operator])),
     ("GET", "/ledger/checkpoint", Roles(EVERY_ROLE)),
     ("GET", "/ledger/checkpoints/{size}", Roles(EVERY_ROLE)),
@@ -133,6 +138,7 @@ async fn app() -> TestApp {
     TestApp {
         app: router::router(state),
         samples: Samples {
+            nats_prefix: "amtsbuch".into(),
             event_id,
             checkpoint_size,
         },

@@ -478,6 +478,7 @@ struct TestApp {
     samples: Samples,
     store: common::TempStore,
     doc: Value,
+    _nats: common::TestNats,
 }
 
 /// A signing server with a few events and a checkpoint covering them.
@@ -486,10 +487,17 @@ async fn app() -> TestApp {
     let ledger = common::start_ledger(&store.store);
     let event_id = common::append_consents(&store.store, 3).await;
     let checkpoint_size = common::wait_for_checkpoint(&store.store, 3).await;
-    let state = common::state_with(&store.store, Some(ledger), HubLimits::default()).await;
+    let mut state = common::state_with(&store.store, Some(ledger), HubLimits::default()).await;
+    let nats = common::TestNats::create().await;
+    let nats_prefix = nats.config.prefix.to_string();
+    state.nats = Some(std::sync::Arc::new(amtsbuch_api::nats_http::NatsLink::new(
+        nats.config.clone(),
+    )));
     TestApp {
         app: router::router(state),
+        _nats: nats,
         samples: Samples {
+            nats_prefix: nats_prefix.clone(),
             event_id,
             checkpoint_size,
         },

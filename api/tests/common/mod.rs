@@ -198,6 +198,7 @@ pub async fn state_with(
         auth: authenticator(),
         metrics,
         hub,
+        nats: None,
     }
 }
 
@@ -446,6 +447,8 @@ pub async fn wait_for_checkpoint(store: &AnyStore, size: u64) -> u64 {
 pub struct Samples {
     pub event_id: uuid::Uuid,
     pub checkpoint_size: u64,
+    /// The subject prefix of the NATS stream the server relays to, if any.
+    pub nats_prefix: String,
 }
 
 impl Samples {
@@ -458,6 +461,7 @@ impl Samples {
                 "{stream}" => uri.push_str("consent-1"),
                 "{id}" => uri.push_str(&self.event_id.to_string()),
                 "{size}" => uri.push_str(&self.checkpoint_size.to_string()),
+                "{name}" => uri.push_str("lra-meissen-fv"),
                 s if s.starts_with('{') => {
                     panic!("no sample value for the path parameter {s} of {path}; add one to common::Samples")
                 }
@@ -479,10 +483,59 @@ impl Samples {
                 serde_json::json!([{ "type": "ConsentGiven", "data": { "sample": true } }])
                     .to_string(),
             )
+        } else if method == "PUT" && path == "/subscriptions/nats/{name}" {
+            // As an operator, who chooses the filters.
+            let filter = format!("{}.>", self.nats_prefix);
+            Body::from(serde_json::json!({ "filter_subjects": [filter] }).to_string())
         } else {
             Body::empty()
         };
         request(method, &self.uri(path), token, body)
+    }
+}
+
+/// A JetStream stream of its own on the test NATS server (`AMTSBUCH_TEST_NATS_URL`, default
+/// `nats://127.0.0.1:4222`), for routes that set up consumers; deleted on drop.
+pub struct TestNats {
+    pub config: amtsbuch_infra::relay::RelayConfig,
+}
+
+impl TestNats {
+    pub async fn create() -> Self {
+        let url = std::env::var("AMTSBUCH_TEST_NATS_URL")
+            .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+        let tag = uuid::Uuid::now_v7().simple().to_string();
+        let mut config = amtsbuch_infra::relay::RelayConfig::new(url);
+        config.stream = format!("APITEST_{tag}");
+        config.prefix = amtsbuch_domain::subject::SubjectPrefix::parse(&format!("apitest{tag}"))
+            .expect("prefix");
+        let context = amtsbuch_infra::relay::connect(&config)
+            .await
+            .expect("NATS with JetStream must be running for this test");
+        amtsbuch_infra::relay::ensure_stream(&context, &config)
+            .await
+            .expect("stream");
+        Self { config }
+    }
+}
+
+impl Drop for TestNats {
+    fn drop(&mut self) {
+        let config = self.config.clone();
+        // The stream is deleted from a thread of its own: drop cannot await.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    if let Ok(context) = amtsbuch_infra::relay::connect(&config).await {
+                        let _ = context.delete_stream(&config.stream).await;
+                    }
+                });
+            }
+        })
+        .join();
     }
 }
 
