@@ -20,6 +20,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use amtsbuch_domain::record::format_timestamp;
 use amtsbuch_infra::AnyStore;
@@ -28,6 +29,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqlitePool, SqliteRow};
 use sqlx::types::chrono::{DateTime, Utc};
 use sqlx::{Postgres, Row as _, Sqlite, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// Why a statement failed or a column could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -200,6 +202,45 @@ fn parse_timestamp(column: &str, text: &str) -> Result<DateTime<Utc>, DbError> {
         })
 }
 
+/// `VALUES ($1, …, $c), ($c+1, …), …`: the placeholders of a multi-row `INSERT` of `rows`
+/// rows with `columns` parameters each, numbered row by row.
+pub fn values_list(columns: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(8 + rows * columns * 5);
+    sql.push_str("VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(r * columns + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Sizes to split `n` rows into for multi-row statements: powers of two, at most `max`,
+/// largest first. A batch then needs a handful of statements of a handful of shapes, which
+/// the per-connection prepared-statement caches keep, instead of a new shape (and a new
+/// prepare) for every batch size.
+pub fn chunk_sizes(n: usize, max: usize) -> impl Iterator<Item = usize> {
+    let cap = if max == 0 { 1 } else { 1 << max.ilog2() };
+    let mut rest = n;
+    std::iter::from_fn(move || {
+        if rest == 0 {
+            return None;
+        }
+        let size = if rest >= cap { cap } else { 1 << rest.ilog2() };
+        rest -= size;
+        Some(size)
+    })
+}
+
 fn pg_query<'q>(sql: &'q str, params: &'q [Value<'_>]) -> Query<'q, Postgres, PgArguments> {
     let mut q = sqlx::query(sql);
     for p in params {
@@ -235,57 +276,95 @@ fn sqlite_query<'q>(
 }
 
 /// The read-model database: the event store's database, through its read pool. Query
-/// handlers use it directly; projections get a `ReadTx` from the runner.
+/// handlers use it directly; projections get a `ReadTx` from the runner. Cheap to clone.
 #[derive(Debug, Clone)]
-pub enum ReadDb {
+pub struct ReadDb(Pool);
+
+#[derive(Debug, Clone)]
+enum Pool {
     Postgres(PgPool),
-    Sqlite(SqlitePool),
+    /// With the store's write gate (`SqliteStore::write_gate`), which every write
+    /// transaction on the file holds so that writers take turns instead of sleeping in
+    /// SQLite's busy handler.
+    Sqlite(SqlitePool, Arc<Mutex<()>>),
 }
 
 impl ReadDb {
     /// The database of `store`, sharing its read pool.
     pub fn new(store: &AnyStore) -> Self {
-        match store {
-            AnyStore::Postgres(s) => ReadDb::Postgres(s.pool().clone()),
-            AnyStore::Sqlite(s) => ReadDb::Sqlite(s.pool().clone()),
-        }
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        match self {
-            ReadDb::Postgres(_) => Dialect::Postgres,
-            ReadDb::Sqlite(_) => Dialect::Sqlite,
-        }
-    }
-
-    /// Begin a transaction that will write. On SQLite it starts with `BEGIN IMMEDIATE`,
-    /// taking the database's write lock at once: a deferred transaction that reads first
-    /// and writes later fails with "database is locked" instead of waiting if another
-    /// writer (the event store's) got in between.
-    pub async fn begin(&self) -> Result<ReadTx, DbError> {
-        Ok(match self {
-            ReadDb::Postgres(p) => ReadTx::Postgres(p.begin().await?),
-            ReadDb::Sqlite(p) => ReadTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+        ReadDb(match store {
+            AnyStore::Postgres(s) => Pool::Postgres(s.pool().clone()),
+            AnyStore::Sqlite(s) => Pool::Sqlite(s.pool().clone(), s.write_gate()),
         })
     }
 
-    /// Run a statement; returns the number of rows it changed.
+    pub fn dialect(&self) -> Dialect {
+        match &self.0 {
+            Pool::Postgres(_) => Dialect::Postgres,
+            Pool::Sqlite(..) => Dialect::Sqlite,
+        }
+    }
+
+    /// The PostgreSQL pool, for the rare statement this layer cannot express.
+    pub fn postgres(&self) -> Option<&PgPool> {
+        match &self.0 {
+            Pool::Postgres(p) => Some(p),
+            Pool::Sqlite(..) => None,
+        }
+    }
+
+    /// The SQLite pool, for the rare statement this layer cannot express. Writes through
+    /// it should hold `SqliteStore::write_gate`.
+    pub fn sqlite(&self) -> Option<&SqlitePool> {
+        match &self.0 {
+            Pool::Sqlite(p, _) => Some(p),
+            Pool::Postgres(_) => None,
+        }
+    }
+
+    /// Begin a transaction that will write. On SQLite it first waits its turn at the
+    /// store's write gate and then starts with `BEGIN IMMEDIATE`, taking the database's
+    /// write lock at once: a deferred transaction that reads first and writes later fails
+    /// with "database is locked" instead of waiting if another writer got in between.
+    pub async fn begin(&self) -> Result<ReadTx, DbError> {
+        Ok(ReadTx(match &self.0 {
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Pool::Sqlite(p, gate) => {
+                let turn = gate.clone().lock_owned().await;
+                // sqlx's `begin_with` awaits once more after a custom BEGIN took effect and
+                // before the `Transaction` exists. A task cancelled there (a runner dropped
+                // mid-batch) would leave the pooled connection inside a transaction that
+                // holds the write lock for good. A spawned task always runs to the end, and
+                // the transaction it returns rolls back if nobody takes it.
+                let pool = p.clone();
+                let tx = tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await })
+                    .await
+                    .map_err(|e| DbError::Database(format!("cannot begin a transaction: {e}")))??;
+                Tx::Sqlite(tx, turn)
+            }
+        }))
+    }
+
+    /// Run a statement in a transaction of its own; returns the number of rows it changed.
     pub async fn execute(&self, sql: &str, params: &[Value<'_>]) -> Result<u64, DbError> {
-        Ok(match self {
-            ReadDb::Postgres(p) => pg_query(sql, params).execute(p).await?.rows_affected(),
-            ReadDb::Sqlite(p) => sqlite_query(sql, params).execute(p).await?.rows_affected(),
+        Ok(match &self.0 {
+            Pool::Postgres(p) => pg_query(sql, params).execute(p).await?.rows_affected(),
+            Pool::Sqlite(p, gate) => {
+                let _turn = gate.lock().await;
+                sqlite_query(sql, params).execute(p).await?.rows_affected()
+            }
         })
     }
 
     pub async fn fetch_all(&self, sql: &str, params: &[Value<'_>]) -> Result<Vec<Row>, DbError> {
-        Ok(match self {
-            ReadDb::Postgres(p) => pg_query(sql, params)
+        Ok(match &self.0 {
+            Pool::Postgres(p) => pg_query(sql, params)
                 .fetch_all(p)
                 .await?
                 .into_iter()
                 .map(Row::Postgres)
                 .collect(),
-            ReadDb::Sqlite(p) => sqlite_query(sql, params)
+            Pool::Sqlite(p, _) => sqlite_query(sql, params)
                 .fetch_all(p)
                 .await?
                 .into_iter()
@@ -299,12 +378,12 @@ impl ReadDb {
         sql: &str,
         params: &[Value<'_>],
     ) -> Result<Option<Row>, DbError> {
-        Ok(match self {
-            ReadDb::Postgres(p) => pg_query(sql, params)
+        Ok(match &self.0 {
+            Pool::Postgres(p) => pg_query(sql, params)
                 .fetch_optional(p)
                 .await?
                 .map(Row::Postgres),
-            ReadDb::Sqlite(p) => sqlite_query(sql, params)
+            Pool::Sqlite(p, _) => sqlite_query(sql, params)
                 .fetch_optional(p)
                 .await?
                 .map(Row::Sqlite),
@@ -313,9 +392,13 @@ impl ReadDb {
 }
 
 /// A transaction on the read-model database. Dropping it without `commit` rolls it back.
-pub enum ReadTx {
+pub struct ReadTx(Tx);
+
+enum Tx {
     Postgres(Transaction<'static, Postgres>),
-    Sqlite(Transaction<'static, Sqlite>),
+    /// The guard is the turn at the write gate; it is released after the transaction
+    /// (fields drop in order).
+    Sqlite(Transaction<'static, Sqlite>, OwnedMutexGuard<()>),
 }
 
 impl fmt::Debug for ReadTx {
@@ -328,20 +411,20 @@ impl fmt::Debug for ReadTx {
 
 impl ReadTx {
     pub fn dialect(&self) -> Dialect {
-        match self {
-            ReadTx::Postgres(_) => Dialect::Postgres,
-            ReadTx::Sqlite(_) => Dialect::Sqlite,
+        match &self.0 {
+            Tx::Postgres(_) => Dialect::Postgres,
+            Tx::Sqlite(..) => Dialect::Sqlite,
         }
     }
 
     /// Run a statement; returns the number of rows it changed.
     pub async fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64, DbError> {
-        Ok(match self {
-            ReadTx::Postgres(t) => pg_query(sql, params)
+        Ok(match &mut self.0 {
+            Tx::Postgres(t) => pg_query(sql, params)
                 .execute(&mut **t)
                 .await?
                 .rows_affected(),
-            ReadTx::Sqlite(t) => sqlite_query(sql, params)
+            Tx::Sqlite(t, _) => sqlite_query(sql, params)
                 .execute(&mut **t)
                 .await?
                 .rows_affected(),
@@ -353,14 +436,14 @@ impl ReadTx {
         sql: &str,
         params: &[Value<'_>],
     ) -> Result<Vec<Row>, DbError> {
-        Ok(match self {
-            ReadTx::Postgres(t) => pg_query(sql, params)
+        Ok(match &mut self.0 {
+            Tx::Postgres(t) => pg_query(sql, params)
                 .fetch_all(&mut **t)
                 .await?
                 .into_iter()
                 .map(Row::Postgres)
                 .collect(),
-            ReadTx::Sqlite(t) => sqlite_query(sql, params)
+            Tx::Sqlite(t, _) => sqlite_query(sql, params)
                 .fetch_all(&mut **t)
                 .await?
                 .into_iter()
@@ -374,12 +457,12 @@ impl ReadTx {
         sql: &str,
         params: &[Value<'_>],
     ) -> Result<Option<Row>, DbError> {
-        Ok(match self {
-            ReadTx::Postgres(t) => pg_query(sql, params)
+        Ok(match &mut self.0 {
+            Tx::Postgres(t) => pg_query(sql, params)
                 .fetch_optional(&mut **t)
                 .await?
                 .map(Row::Postgres),
-            ReadTx::Sqlite(t) => sqlite_query(sql, params)
+            Tx::Sqlite(t, _) => sqlite_query(sql, params)
                 .fetch_optional(&mut **t)
                 .await?
                 .map(Row::Sqlite),
@@ -387,18 +470,45 @@ impl ReadTx {
     }
 
     pub async fn commit(self) -> Result<(), DbError> {
-        match self {
-            ReadTx::Postgres(t) => t.commit().await?,
-            ReadTx::Sqlite(t) => t.commit().await?,
+        match self.0 {
+            Tx::Postgres(t) => t.commit().await?,
+            Tx::Sqlite(t, _turn) => t.commit().await?,
         }
         Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), DbError> {
-        match self {
-            ReadTx::Postgres(t) => t.rollback().await?,
-            ReadTx::Sqlite(t) => t.rollback().await?,
+        match self.0 {
+            Tx::Postgres(t) => t.rollback().await?,
+            Tx::Sqlite(t, _turn) => t.rollback().await?,
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{chunk_sizes, values_list};
+
+    #[test]
+    fn values_lists_number_row_by_row() {
+        assert_eq!(values_list(2, 1), "VALUES ($1, $2)");
+        assert_eq!(values_list(3, 2), "VALUES ($1, $2, $3), ($4, $5, $6)");
+    }
+
+    #[test]
+    fn chunks_are_powers_of_two_that_add_up() {
+        assert_eq!(chunk_sizes(0, 256).collect::<Vec<_>>(), Vec::<usize>::new());
+        assert_eq!(chunk_sizes(1, 256).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(chunk_sizes(13, 256).collect::<Vec<_>>(), vec![8, 4, 1]);
+        assert_eq!(
+            chunk_sizes(600, 200).collect::<Vec<_>>(),
+            vec![128, 128, 128, 128, 64, 16, 8]
+        );
+        for n in 0..1100 {
+            let sizes: Vec<_> = chunk_sizes(n, 256).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= 256));
+        }
     }
 }

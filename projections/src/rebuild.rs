@@ -171,7 +171,7 @@ async fn replay(
             }
             .into());
         }
-        position = match apply_batch(db, projection, position, &events).await? {
+        position = match apply_batch(db, projection, position, events).await? {
             Batch::Applied(p) | Batch::Overtaken(p) => p,
         };
         last = report(position, Replayer::ThisProcess);

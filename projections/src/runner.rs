@@ -389,7 +389,7 @@ impl Task {
                 .await?;
             if !events.is_empty() {
                 let full = events.len() >= self.config.batch_size;
-                match apply_batch(&self.db, &*projection, position, &events).await? {
+                match apply_batch(&self.db, &*projection, position, events).await? {
                     Batch::Applied(p) => {
                         position = p;
                         *progressed = true;
@@ -489,11 +489,14 @@ pub(crate) async fn apply_batch(
     db: &ReadDb,
     projection: &dyn Projection,
     expected: u64,
-    events: &[RecordedEvent],
+    events: Vec<RecordedEvent>,
 ) -> Result<Batch, ProjectionError> {
     let name = projection.name();
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok(Batch::Applied(expected));
+    };
     // Parse before the transaction begins, to keep it (and SQLite's write lock) short.
-    let mut records: Vec<EventRecord> = Vec::with_capacity(events.len());
+    let mut batch: Vec<(RecordedEvent, EventRecord)> = Vec::with_capacity(events.len());
     for (next, event) in (expected.saturating_add(1)..).zip(events) {
         if event.position != next {
             return Err(ProjectionError::Corrupt {
@@ -511,11 +514,8 @@ pub(crate) async fn apply_batch(
                 reason: format!("the record says position {}", record.position),
             });
         }
-        records.push(record);
+        batch.push((event, record));
     }
-    let Some(last) = events.last().map(|e| e.position) else {
-        return Ok(Batch::Applied(expected));
-    };
 
     let mut tx = db.begin().await?;
     let stored = checkpoint::lock(&mut tx, name)
@@ -525,9 +525,7 @@ pub(crate) async fn apply_batch(
         tx.rollback().await?;
         return Ok(Batch::Overtaken(stored));
     }
-    for (event, record) in events.iter().zip(&records) {
-        projection.apply(&mut tx, event, record).await?;
-    }
+    projection.apply_batch(&mut tx, &batch).await?;
     checkpoint::advance(&mut tx, name, last).await?;
     tx.commit().await?;
     Ok(Batch::Applied(last))

@@ -141,7 +141,7 @@ pub fn workload_event(stream: usize, n: usize) -> AppendRequest {
         json!({ "n": n }),
     );
     if n % 5 != 4 {
-        event.authority = Some(authority(stream + n / 7));
+        event.authority = Some(authority(stream + n / 2));
         event.tenant = Some(format!("1461{:04}", stream % 10));
     }
     AppendRequest {
