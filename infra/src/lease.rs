@@ -66,21 +66,33 @@ impl Lease {
     pub async fn try_acquire(store: &AnyStore, name: &str) -> Result<Option<Lease>, StoreError> {
         match store {
             AnyStore::Postgres(s) => {
-                // Detached: the connection never returns to the pool, so the lock cannot
-                // leak to another user of the pool, and dropping it ends the session.
-                let mut conn = s.pool().acquire().await?.detach();
-                let got: bool = sqlx::query_scalar(TRY_LOCK)
-                    .bind(name)
-                    .fetch_one(&mut conn)
-                    .await?;
-                if !got {
-                    let _ = conn.close().await;
-                    return Ok(None);
-                }
-                Ok(Some(Lease {
-                    name: name.to_owned(),
-                    inner: Inner::Postgres(conn),
-                }))
+                // In a task of its own, so that it runs to the end even if the caller is
+                // cancelled: a lock taken on a pooled connection whose answer nobody
+                // received would stay with that connection in the pool, held by nobody.
+                // A lease nobody receives is dropped, which closes its session.
+                let pool = s.pool().clone();
+                let name = name.to_owned();
+                tokio::spawn(async move {
+                    let mut conn = pool.acquire().await?;
+                    let got: bool = sqlx::query_scalar(TRY_LOCK)
+                        .bind(&name)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    if !got {
+                        // Nothing is held on the connection, so it can go back to the pool:
+                        // stand-bys that retry every few seconds cost no new connections.
+                        return Ok(None);
+                    }
+                    // Detached: the connection never returns to the pool, so the lock
+                    // cannot leak to another user of the pool, and dropping it ends the
+                    // session.
+                    Ok(Some(Lease {
+                        name,
+                        inner: Inner::Postgres(conn.detach()),
+                    }))
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("lease attempt failed: {e}")))?
             }
             AnyStore::Sqlite(s) => {
                 let options = s.pool().connect_options();

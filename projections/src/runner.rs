@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use amtsbuch_domain::EventRecord;
 use amtsbuch_infra::lease::Lease;
+use amtsbuch_infra::store::MAX_PAGE;
 use amtsbuch_infra::{AnyStore, EventStore, RecordedEvent, StoreError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -38,7 +39,7 @@ use crate::projection::{Projection, ProjectionError};
 /// How the runner paces itself. `Default` is what `amtsbuch serve` uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerConfig {
-    /// Most events applied in one transaction.
+    /// Most events applied in one transaction (at most `amtsbuch_infra::store::MAX_PAGE`).
     pub batch_size: usize,
     /// While caught up, re-read the checkpoint this often (a rebuild by another process
     /// resets it) and look for events a lost wake-up would have hidden.
@@ -109,8 +110,11 @@ pub fn spawn(store: AnyStore, projections: Vec<Arc<dyn Projection>>) -> RunnerHa
 pub fn spawn_with(
     store: AnyStore,
     projections: Vec<Arc<dyn Projection>>,
-    config: RunnerConfig,
+    mut config: RunnerConfig,
 ) -> RunnerHandle {
+    // A batch is one read of the log, which returns at most `MAX_PAGE` events; a larger
+    // batch would never look full, and the runner would wait instead of reading on.
+    config.batch_size = config.batch_size.clamp(1, MAX_PAGE);
     let mut names = HashSet::new();
     for p in &projections {
         assert!(
@@ -233,7 +237,10 @@ impl Task {
         let mut attempts = 0u32;
         let mut last_error: Option<ProjectionError> = None;
         while let Some(mut lease) = self.acquire().await {
-            tracing::info!(projection = name, "this process runs the projection");
+            // A retry after a failure is not news.
+            if !matches!(*self.state.borrow(), ProjectionState::Failed { .. }) {
+                tracing::info!(projection = name, "this process runs the projection");
+            }
             let mut progressed = false;
             let result = self.follow(&mut lease, &mut progressed).await;
             if progressed {

@@ -455,10 +455,19 @@ async fn two_runners_take_turns(t: TestDb) {
 
 /// Two projections with one name would share a checkpoint; the runner refuses them.
 #[tokio::test]
-#[should_panic(expected = "two projections are named \"streams\"")]
 async fn duplicate_names_are_refused() {
     with_sqlite(|t| async move {
-        let _ = runner::spawn(t.store.clone(), vec![Arc::new(Streams), Arc::new(Streams)]);
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runner::spawn(t.store.clone(), vec![Arc::new(Streams), Arc::new(Streams)])
+        }));
+        let message = refused
+            .err()
+            .and_then(|p| p.downcast::<String>().ok())
+            .expect("refused with a message");
+        assert!(
+            message.contains("two projections are named \"streams\""),
+            "{message}"
+        );
     })
     .await;
 }
