@@ -24,7 +24,7 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
-use crate::leader::AdvisoryLock;
+use crate::lease::Lease;
 use crate::store::{to_hash, to_i64, to_u64, EventStore, StoreError};
 use crate::AnyStore;
 
@@ -418,10 +418,9 @@ pub fn spawn(store: AnyStore, config: LedgerConfig) -> tokio::task::JoinHandle<(
 /// Hold the ledger lock (PostgreSQL) for as long as this process signs.
 async fn lead(store: &AnyStore, config: &LedgerConfig) -> Result<(), LedgerError> {
     match store {
-        AnyStore::Postgres(s) => {
+        AnyStore::Postgres(_) => {
             // While another process signs for this database, stand by.
-            let lock =
-                AdvisoryLock::acquire(s.pool(), "amtsbuch_ledger", Duration::from_secs(2)).await?;
+            let lock = Lease::acquire(store, "amtsbuch_ledger", Duration::from_secs(2)).await?;
             tracing::info!("this process signs the ledger");
             let result = follow(store, config).await;
             drop(lock);

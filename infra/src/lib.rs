@@ -7,7 +7,7 @@
 //! with the same pure code in `amtsbuch-domain`. `AnyStore` picks an adapter from a URL.
 
 pub mod any;
-mod leader;
+pub mod lease;
 pub mod ledger;
 pub mod postgres;
 pub mod relay;

@@ -47,7 +47,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::leader::AdvisoryLock;
+use crate::lease::Lease;
 use crate::store::{to_i64, to_u64, RecordedEvent, StoreError};
 use crate::{AnyStore, Subscription};
 
@@ -317,17 +317,15 @@ async fn run(
     let mut context: Option<js::Context> = None;
     loop {
         let mut lock = match &store {
-            AnyStore::Postgres(s) => {
-                match AdvisoryLock::acquire(s.pool(), &lock_name, STANDBY).await {
-                    Ok(lock) => Some(lock),
-                    Err(e) => {
-                        outage.failed(&config.stream, &StoreError::from(e).into());
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                        continue;
-                    }
+            AnyStore::Postgres(_) => match Lease::acquire(&store, &lock_name, STANDBY).await {
+                Ok(lock) => Some(lock),
+                Err(e) => {
+                    outage.failed(&config.stream, &e.into());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
                 }
-            }
+            },
             AnyStore::Sqlite(_) => None,
         };
         active.send_replace(true);
@@ -424,7 +422,7 @@ async fn session(
     store: &AnyStore,
     config: &RelayConfig,
     context: &js::Context,
-    lock: Option<&mut AdvisoryLock>,
+    lock: Option<&mut Lease>,
     published: &watch::Sender<u64>,
     outage: &mut Outage,
     progressed: &mut bool,
@@ -453,7 +451,7 @@ async fn session(
         match lock {
             Some(lock) => loop {
                 tokio::time::sleep(LOCK_CHECK).await;
-                if let Err(reason) = lock.check().await {
+                if let Err(reason) = lock.check().await.map_err(|e| e.to_string()) {
                     return reason;
                 }
             },

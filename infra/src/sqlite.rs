@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use amtsbuch_domain::{
@@ -21,7 +22,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
 use crate::store::{
@@ -40,6 +41,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     writer: WriterHandle,
     head: watch::Receiver<u64>,
+    write_gate: Arc<Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -75,17 +77,34 @@ impl SqliteStore {
         let head = read_head(&pool).await?;
         let (head_tx, head_rx) = watch::channel(head.position);
         let conn = SqliteConnection::connect_with(&options).await?;
-        let writer = WriterHandle::spawn(SqliteCommitter { conn }, head_tx);
+        let write_gate = Arc::new(Mutex::new(()));
+        let writer = WriterHandle::spawn(
+            SqliteCommitter {
+                conn,
+                write_gate: write_gate.clone(),
+            },
+            head_tx,
+        );
         Ok(Self {
             pool,
             writer,
             head: head_rx,
+            write_gate,
         })
     }
 
     /// The connection pool, for tools that read the log directly.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Hold this around every write transaction on the file (the writer does; projections
+    /// do). SQLite admits one writer at a time and makes the others retry from its busy
+    /// handler, which sleeps 1, 2, 5, … up to 100 ms between attempts; under steady appends
+    /// a second writer kept losing that race for hundreds of milliseconds. Writers that
+    /// queue on this lock first take turns in arrival order instead, without sleeping.
+    pub fn write_gate(&self) -> Arc<Mutex<()>> {
+        self.write_gate.clone()
     }
 }
 
@@ -207,6 +226,7 @@ impl EventStore for SqliteStore {
 
 struct SqliteCommitter {
     conn: SqliteConnection,
+    write_gate: Arc<Mutex<()>>,
 }
 
 impl SqliteCommitter {
@@ -215,6 +235,7 @@ impl SqliteCommitter {
         batch: &[AppendRequest],
         recorded_at: DateTime<Utc>,
     ) -> Result<(Vec<RequestPlan>, Head), StoreError> {
+        let _turn = self.write_gate.lock().await;
         // IMMEDIATE takes the write lock up front, so the head read below cannot be stale.
         let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
         let head = head_from(&sqlx::query(HEAD_SQL).fetch_one(&mut *tx).await?)?;

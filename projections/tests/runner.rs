@@ -1,0 +1,505 @@
+//! The projection contract: written once, run against PostgreSQL and SQLite.
+//!
+//! Each `fn` below states one behaviour of the runner, the checkpoints, rebuild or the
+//! stream catalogue that a user relies on; the `suite!` macro at the bottom runs every one
+//! of them on a fresh PostgreSQL schema and on a fresh SQLite file.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use amtsbuch_domain::{Category, StreamId};
+use amtsbuch_infra::EventStore;
+use amtsbuch_projections::streams::{self, get_stream, list_streams, StreamQuery, Streams};
+use amtsbuch_projections::{
+    checkpoint, rebuild, rebuild_among, runner, Projection, ProjectionError, ProjectionState,
+    RebuildError, Replayer, RunnerConfig,
+};
+use common::*;
+
+fn streams_only() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(Streams)]
+}
+
+/// The catalogue equals a fold of the log, both for events that were there before the
+/// runner started (catch-up) and for events appended concurrently while it runs (live);
+/// every filter and page of the query API agrees with the fold.
+async fn the_catalogue_matches_the_log_after_concurrent_appends(t: TestDb) {
+    let store = t.store.clone();
+    append_concurrently(&store, 4, 300, 40, 0).await;
+    let handle = runner::spawn_with(store.clone(), streams_only(), quick(64));
+    let mut applied = handle.applied(streams::NAME).expect("streams runs");
+    append_concurrently(&store, 8, 600, 60, 300).await;
+    reach(&mut applied, head(&store).await).await;
+
+    let db = t.db();
+    let expected = expected_catalogue(&store).await;
+    assert_eq!(expected.len(), 60);
+    let small_pages = StreamQuery {
+        limit: 7,
+        ..StreamQuery::default()
+    };
+    assert_eq!(listed_catalogue(&db, small_pages).await, expected);
+
+    for category in ["consent", "application", "payment"] {
+        let category = Category::parse(category).expect("category");
+        let query = StreamQuery {
+            category: Some(category.clone()),
+            limit: 5,
+            ..StreamQuery::default()
+        };
+        let want: Vec<_> = expected
+            .iter()
+            .filter(|s| s.category == category)
+            .cloned()
+            .collect();
+        assert_eq!(listed_catalogue(&db, query).await, want);
+    }
+    let mut by_authority = 0;
+    for i in 0..3 {
+        for category in [None, Some(Category::parse("payment").expect("category"))] {
+            let query = StreamQuery {
+                authority: Some(authority(i)),
+                category: category.clone(),
+                limit: 3,
+                ..StreamQuery::default()
+            };
+            let want: Vec<_> = expected
+                .iter()
+                .filter(|s| s.authority == Some(authority(i)))
+                .filter(|s| category.as_ref().is_none_or(|c| s.category == *c))
+                .cloned()
+                .collect();
+            by_authority += want.len();
+            assert_eq!(listed_catalogue(&db, query).await, want);
+        }
+    }
+    assert!(by_authority > 60, "the filters were tried on real matches");
+    let one = &expected[17];
+    assert_eq!(
+        get_stream(&db, &one.stream_id).await.expect("get"),
+        Some(one.clone())
+    );
+    let unknown = StreamId::parse("consent-nobody").expect("stream");
+    assert_eq!(get_stream(&db, &unknown).await.expect("get"), None);
+    let page = list_streams(
+        &db,
+        &StreamQuery {
+            limit: 0,
+            ..StreamQuery::default()
+        },
+    )
+    .await
+    .expect("list");
+    assert_eq!(page.streams.len(), 1, "a limit of 0 still returns a page");
+    handle.shutdown().await;
+}
+
+/// The catalogue's batch path (one row per stream and batch) gives exactly what applying
+/// the events one by one gives, also when a stream has many events in one batch and its
+/// authority and tenant come and go.
+async fn batched_and_one_by_one_application_agree(t: TestDb) {
+    let store = t.store.clone();
+    let db = t.db();
+    let mut first = workload_event(0, 0);
+    first.stream = StreamId::parse("consent-mixed").expect("stream");
+    let mut events = vec![first.events.remove(0)];
+    for n in 1..3 {
+        let mut e = workload_event(0, n).events.remove(0);
+        e.authority = None;
+        e.tenant = None;
+        events.push(e);
+    }
+    events[0].authority = Some(authority(0));
+    events[0].tenant = Some("14612000".into());
+    events[1].authority = Some(authority(1));
+    first.events = events;
+    store.append(first).await.expect("append");
+    append_concurrently(&store, 4, 600, 8, 0).await;
+    let total = head(&store).await;
+
+    let handle = runner::spawn_with(store.clone(), streams_only(), quick(500));
+    reach(&mut handle.applied(streams::NAME).expect("streams"), total).await;
+    handle.shutdown().await;
+    let batched = listed_catalogue(&db, StreamQuery::default()).await;
+    assert_eq!(batched, expected_catalogue(&store).await);
+    let mixed = get_stream(&db, &StreamId::parse("consent-mixed").expect("stream"))
+        .await
+        .expect("get")
+        .expect("catalogued");
+    assert_eq!(
+        (mixed.version, mixed.first_position, mixed.last_position),
+        (3, 1, 3)
+    );
+    assert_eq!(mixed.authority, Some(authority(1)));
+    assert_eq!(mixed.tenant.as_deref(), Some("14612000"));
+
+    let one_by_one: Vec<Arc<dyn Projection>> = vec![Arc::new(OneByOne)];
+    rebuild_among(&store, &one_by_one, ONE_BY_ONE, |_| {})
+        .await
+        .expect("rebuild one by one");
+    assert_eq!(listed_catalogue(&db, StreamQuery::default()).await, batched);
+}
+
+/// The catalogue applied strictly event by event (its `apply`, never its `apply_batch`).
+struct OneByOne;
+
+const ONE_BY_ONE: &str = "streams_one_by_one";
+static STREAMS: Streams = Streams;
+
+impl Projection for OneByOne {
+    fn name(&self) -> &'static str {
+        ONE_BY_ONE
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        STREAMS.tables()
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut amtsbuch_projections::ReadTx,
+        event: &'a amtsbuch_infra::RecordedEvent,
+        record: &'a amtsbuch_domain::EventRecord,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), ProjectionError>> {
+        STREAMS.apply(tx, event, record)
+    }
+}
+
+/// A projection that fails in the middle of a batch leaves its read model and checkpoint
+/// at the end of the previous batch; the other projections carry on; the failure shows on
+/// the handle; once the cause is gone the runner retries by itself and the counts are
+/// exactly a from-scratch fold.
+async fn a_failing_batch_leaves_read_model_and_checkpoint_at_the_previous_batch(t: TestDb) {
+    let store = t.store.clone();
+    let db = t.db();
+    Counter::create_table(&db).await;
+    append_concurrently(&store, 4, 1050, 30, 0).await;
+    let total = head(&store).await;
+    let counter = counter();
+    counter.arm(750);
+    let handle = runner::spawn_with(
+        store.clone(),
+        vec![counter.clone(), Arc::new(Streams)],
+        RunnerConfig {
+            backoff_min: Duration::from_secs(3600),
+            backoff_max: Duration::from_secs(3600),
+            ..quick(100)
+        },
+    );
+    let mut state = handle.state(COUNTER).expect("counter runs");
+    let failed = state_where(&mut state, |s| matches!(s, ProjectionState::Failed { .. })).await;
+    assert_eq!(
+        failed,
+        ProjectionState::Failed {
+            error: ProjectionError::Apply {
+                position: 750,
+                reason: "injected failure".into()
+            },
+            attempts: 1,
+            retry_in: Duration::from_secs(3600),
+        }
+    );
+    // Batches are 1–100, …, 601–700, 701–800: the failed one left nothing behind.
+    assert_eq!(
+        checkpoint::read(&db, COUNTER).await.expect("checkpoint"),
+        Some(700)
+    );
+    assert_eq!(
+        *handle.applied(COUNTER).expect("counter").borrow(),
+        700,
+        "the handle reports the stored checkpoint"
+    );
+    assert_eq!(stored_counts(&db).await, expected_counts(&store, 700).await);
+    // The catalogue is not held up by the failing counter.
+    reach(&mut handle.applied(streams::NAME).expect("streams"), total).await;
+
+    // A crash now, then a restart once the cause is gone.
+    drop(handle);
+    counter.disarm();
+    let handle = runner::spawn_with(store.clone(), vec![counter.clone()], quick(100));
+    reach(&mut handle.applied(COUNTER).expect("counter"), total).await;
+    assert_eq!(
+        stored_counts(&db).await,
+        expected_counts(&store, total).await
+    );
+    assert_eq!(
+        checkpoint::read(&db, COUNTER).await.expect("checkpoint"),
+        Some(total)
+    );
+
+    // A transient failure while live: retried after the backoff by the same runner.
+    counter.arm(total + 5);
+    append_concurrently(&store, 2, 40, 30, 1050).await;
+    let mut state = handle.state(COUNTER).expect("counter");
+    state_where(&mut state, |s| matches!(s, ProjectionState::Failed { .. })).await;
+    counter.disarm();
+    let total = head(&store).await;
+    reach(&mut handle.applied(COUNTER).expect("counter"), total).await;
+    state_where(&mut state, |s| *s == ProjectionState::Running).await;
+    assert_eq!(counter.refused(), 0, "no event out of order");
+    assert_eq!(
+        stored_counts(&db).await,
+        expected_counts(&store, total).await
+    );
+    handle.shutdown().await;
+}
+
+/// Runners killed at arbitrary moments while events keep arriving neither lose nor repeat
+/// an event: after the last restart the counts equal a from-scratch fold (the counter
+/// itself refuses any event that is not the next one of its stream).
+async fn a_crash_during_live_appends_loses_and_repeats_nothing(t: TestDb) {
+    let store = t.store.clone();
+    let db = t.db();
+    Counter::create_table(&db).await;
+    let counter = counter();
+    let writers = {
+        let store = store.clone();
+        tokio::spawn(async move { append_concurrently(&store, 6, 1500, 25, 0).await })
+    };
+    for round in 0..4u64 {
+        let handle = runner::spawn_with(store.clone(), vec![counter.clone()], quick(50));
+        tokio::time::sleep(Duration::from_millis(40 + 35 * round)).await;
+        drop(handle);
+    }
+    writers.await.expect("writers");
+    let handle = runner::spawn_with(store.clone(), vec![counter.clone()], quick(50));
+    let total = head(&store).await;
+    reach(&mut handle.applied(COUNTER).expect("counter"), total).await;
+    assert_eq!(counter.refused(), 0, "no event out of order");
+    assert_eq!(
+        stored_counts(&db).await,
+        expected_counts(&store, total).await
+    );
+    handle.shutdown().await;
+}
+
+/// A rebuild clears the read model and replays it to the same content, reporting progress
+/// up to the head; with a runner holding the projection, the runner replays and the
+/// rebuild watches. An unknown name is refused with the known names.
+async fn rebuild_yields_the_same_read_model_and_reports_progress(t: TestDb) {
+    let store = t.store.clone();
+    let db = t.db();
+    append_concurrently(&store, 4, 2500, 90, 0).await;
+    let total = head(&store).await;
+    let handle = runner::spawn_with(store.clone(), streams_only(), quick(500));
+    reach(&mut handle.applied(streams::NAME).expect("streams"), total).await;
+    handle.shutdown().await;
+    let before = listed_catalogue(&db, StreamQuery::default()).await;
+    assert_eq!(before, expected_catalogue(&store).await);
+
+    // Nobody holds the projection: this process replays.
+    let mut reports = Vec::new();
+    let last = rebuild(&store, streams::NAME, |p| reports.push(p))
+        .await
+        .expect("rebuild");
+    assert_eq!((last.done, last.total), (total, total));
+    assert_eq!(last.replayer, Replayer::ThisProcess);
+    assert!(last.events_per_sec > 0.0);
+    assert_eq!(reports.first().map(|p| p.done), Some(0));
+    assert!(reports.windows(2).all(|w| w[0].done <= w[1].done));
+    assert!(
+        reports.len() >= 4,
+        "one report per batch of 1000: {reports:?}"
+    );
+    assert_eq!(listed_catalogue(&db, StreamQuery::default()).await, before);
+
+    // A runner holds the projection: the rebuild resets, the runner replays.
+    let handle = runner::spawn_with(store.clone(), streams_only(), quick(500));
+    let mut state = handle.state(streams::NAME).expect("streams");
+    state_where(&mut state, |s| *s == ProjectionState::Running).await;
+    let mut reports = Vec::new();
+    let last = rebuild(&store, streams::NAME, |p| reports.push(p))
+        .await
+        .expect("rebuild");
+    assert_eq!((last.done, last.total), (total, total));
+    assert_eq!(last.replayer, Replayer::LeaseHolder);
+    assert!(reports.iter().all(|p| p.replayer == Replayer::LeaseHolder));
+    assert_eq!(listed_catalogue(&db, StreamQuery::default()).await, before);
+    handle.shutdown().await;
+
+    let unknown = rebuild(&store, "stream", |_| {}).await;
+    assert_eq!(
+        unknown,
+        Err(RebuildError::Unknown {
+            name: "stream".into(),
+            known: vec!["streams"]
+        })
+    );
+    let message = unknown.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("known projections: streams"), "{message}");
+}
+
+/// A rebuild of the counter yields exactly the fold too, also when it resets the counter
+/// under a runner that is busy applying new events: the runner's next batch finds the
+/// checkpoint moved and starts over instead of adding to the cleared table.
+async fn rebuild_of_a_counting_projection_counts_each_event_once(t: TestDb) {
+    let store = t.store.clone();
+    let db = t.db();
+    Counter::create_table(&db).await;
+    append_concurrently(&store, 4, 700, 20, 0).await;
+    let total = head(&store).await;
+    let counter = counter();
+    let projections: Vec<Arc<dyn Projection>> = vec![counter.clone(), Arc::new(Streams)];
+    let handle = runner::spawn_with(store.clone(), projections.clone(), quick(100));
+    reach(&mut handle.applied(COUNTER).expect("counter"), total).await;
+    handle.shutdown().await;
+    let last = rebuild_among(&store, &projections, COUNTER, |_| {})
+        .await
+        .expect("rebuild");
+    assert_eq!((last.done, last.replayer), (total, Replayer::ThisProcess));
+    assert_eq!(
+        stored_counts(&db).await,
+        expected_counts(&store, total).await
+    );
+
+    let handle = runner::spawn_with(store.clone(), projections.clone(), quick(20));
+    reach(&mut handle.applied(COUNTER).expect("counter"), total).await;
+    let writers = {
+        let store = store.clone();
+        tokio::spawn(async move { append_concurrently(&store, 4, 3000, 20, 700).await })
+    };
+    // Reset while the runner is busy with the new events.
+    reach(&mut handle.applied(COUNTER).expect("counter"), total + 300).await;
+    let last = rebuild_among(&store, &projections, COUNTER, |_| {})
+        .await
+        .expect("rebuild");
+    assert_eq!(last.replayer, Replayer::LeaseHolder);
+    writers.await.expect("writers");
+    let total = head(&store).await;
+    reach(&mut handle.applied(COUNTER).expect("counter"), total).await;
+    assert_eq!(counter.refused(), 0, "no event out of order");
+    assert_eq!(
+        stored_counts(&db).await,
+        expected_counts(&store, total).await
+    );
+    handle.shutdown().await;
+}
+
+/// The applied-position watch reaches the head after every burst of appends, so lag
+/// (`head − applied`) returns to zero.
+async fn the_applied_position_reaches_the_head(t: TestDb) {
+    let store = t.store.clone();
+    let handle = runner::spawn_with(store.clone(), streams_only(), quick(500));
+    let mut applied = handle.applied(streams::NAME).expect("streams");
+    assert_eq!(handle.names(), vec![streams::NAME]);
+    assert!(handle.applied("nothing").is_none());
+    for burst in 0..3 {
+        append_concurrently(&store, 3, 50, 10, burst * 50).await;
+        let h = head(&store).await;
+        assert_eq!(reach(&mut applied, h).await, h, "lag back to zero");
+    }
+    let mut state = handle.state(streams::NAME).expect("streams");
+    state_where(&mut state, |s| *s == ProjectionState::Running).await;
+    handle.shutdown().await;
+    assert_eq!(*state.borrow(), ProjectionState::Stopped);
+}
+
+/// Two runners on one database (on PostgreSQL: two processes): only one applies, the other
+/// stands by with its applied position following the checkpoint, and it takes over when
+/// the first goes away. The counts stay exact throughout.
+async fn two_runners_take_turns(t: TestDb) {
+    let db = t.db();
+    Counter::create_table(&db).await;
+    let first_store = t.store.clone();
+    let second_store = t.other_process().await;
+    let (a, b) = (counter(), counter());
+    let first = runner::spawn_with(first_store.clone(), vec![a.clone()], quick(50));
+    state_where(&mut first.state(COUNTER).expect("a"), |s| {
+        *s == ProjectionState::Running
+    })
+    .await;
+    let second = runner::spawn_with(second_store.clone(), vec![b.clone()], quick(50));
+    state_where(&mut second.state(COUNTER).expect("b"), |s| {
+        *s == ProjectionState::Standby
+    })
+    .await;
+
+    // Appends through both stores, as two servers would take them.
+    let (one, two) = tokio::join!(
+        append_concurrently(&first_store, 3, 300, 20, 0),
+        append_concurrently(&second_store, 3, 300, 20, 300),
+    );
+    let ((), ()) = (one, two);
+    let total = head(&first_store).await;
+    reach(&mut first.applied(COUNTER).expect("a"), total).await;
+    reach(&mut second.applied(COUNTER).expect("b"), total).await;
+    assert_eq!(b.calls(), 0, "the stand-by applied nothing");
+    assert_eq!(
+        *second.state(COUNTER).expect("b").borrow(),
+        ProjectionState::Standby
+    );
+    assert_eq!(
+        stored_counts(&db).await,
+        expected_counts(&first_store, total).await
+    );
+
+    // The first runner dies; the second takes over and follows new events.
+    drop(first);
+    append_concurrently(&second_store, 3, 200, 20, 600).await;
+    let total = head(&second_store).await;
+    state_where(&mut second.state(COUNTER).expect("b"), |s| {
+        *s == ProjectionState::Running
+    })
+    .await;
+    reach(&mut second.applied(COUNTER).expect("b"), total).await;
+    assert!(b.calls() > 0);
+    assert_eq!(a.refused() + b.refused(), 0, "no event out of order");
+    assert_eq!(
+        stored_counts(&db).await,
+        expected_counts(&second_store, total).await
+    );
+    second.shutdown().await;
+}
+
+/// Two projections with one name would share a checkpoint; the runner refuses them.
+#[tokio::test]
+async fn duplicate_names_are_refused() {
+    with_sqlite(|t| async move {
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runner::spawn(t.store.clone(), vec![Arc::new(Streams), Arc::new(Streams)])
+        }));
+        let message = refused
+            .err()
+            .and_then(|p| p.downcast::<String>().ok())
+            .expect("refused with a message");
+        assert!(
+            message.contains("two projections are named \"streams\""),
+            "{message}"
+        );
+    })
+    .await;
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::common::with_pg(super::$name).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::common::with_sqlite(super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    the_catalogue_matches_the_log_after_concurrent_appends,
+    batched_and_one_by_one_application_agree,
+    a_failing_batch_leaves_read_model_and_checkpoint_at_the_previous_batch,
+    a_crash_during_live_appends_loses_and_repeats_nothing,
+    rebuild_yields_the_same_read_model_and_reports_progress,
+    rebuild_of_a_counting_projection_counts_each_event_once,
+    the_applied_position_reaches_the_head,
+    two_runners_take_turns,
+);
