@@ -25,7 +25,9 @@
 use std::fmt;
 
 use ring::aead::{Aad, LessSafeKey, Nonce as AeadNonce, UnboundKey, AES_256_GCM};
-use ring::rand::SecureRandom;
+// Re-exported so that adapters (the key vault) can draw keys and nonces from the OS
+// without depending on ring themselves.
+pub use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
