@@ -10,6 +10,7 @@ pub mod any;
 pub mod kek;
 pub mod ledger;
 pub mod postgres;
+pub mod sealer;
 pub mod sqlite;
 pub mod store;
 pub mod subscription;
