@@ -25,7 +25,9 @@
 use std::fmt;
 
 use ring::aead::{Aad, LessSafeKey, Nonce as AeadNonce, UnboundKey, AES_256_GCM};
-use ring::rand::SecureRandom;
+// Re-exported so that adapters (the key vault) can draw keys and nonces from the OS
+// without depending on ring themselves.
+pub use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -51,6 +53,7 @@ pub const TAG_LEN: usize = 16;
 /// future format change its label instead of guessing from the bytes.
 const SEAL_CONTEXT: &str = "amtsbuch/seal/v1";
 const WRAP_CONTEXT: &str = "amtsbuch/key-wrap/v1";
+const NONCE_CONTEXT: &str = "amtsbuch/seal-nonce/v1";
 
 /// Longest key id accepted; key ids are short version labels, not prose.
 const MAX_KEY_ID: usize = 64;
@@ -267,6 +270,42 @@ pub fn seal_random(
         envelope,
         Nonce::random(rng)?,
     )
+}
+
+/// [`seal`] with a nonce derived from the key, the envelope and the plaintext (like
+/// AES-GCM-SIV's synthetic nonce): sealing the same value for the same record twice gives
+/// the same bytes, so a client's retry of an append with personal data is recognised as
+/// the same append instead of a conflict. Since every record has its own event id, equal
+/// sections reveal nothing but that two attempts were one event; distinct inputs get
+/// distinct nonces (a collision of the truncated HMAC-SHA-256 is as unlikely as one of
+/// random 96-bit nonces).
+pub fn seal_derived(
+    personal: &Value,
+    key: &DataKey,
+    key_id: &KeyId,
+    subject: &str,
+    envelope: &Envelope<'_>,
+) -> Result<SealedSection, SealError> {
+    use ring::hmac;
+    let plaintext = jcs::canonicalize(personal).map_err(|e| SealError::Plaintext(e.to_string()))?;
+    let aad = seal_aad(envelope, subject, key_id.as_str());
+    // A key of its own for the derivation, so the data key is used for one purpose only.
+    let nonce_key = hmac::Key::new(
+        hmac::HMAC_SHA256,
+        hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &key.0),
+            NONCE_CONTEXT.as_bytes(),
+        )
+        .as_ref(),
+    );
+    let mut ctx = hmac::Context::with_key(&nonce_key);
+    ctx.update(&(aad.len() as u64).to_be_bytes());
+    ctx.update(&aad);
+    ctx.update(&plaintext);
+    let tag = ctx.sign();
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&tag.as_ref()[..NONCE_LEN]);
+    seal(personal, key, key_id, subject, envelope, Nonce(nonce))
 }
 
 /// Opens a sealed section of the record described by `envelope` with the subject's data
@@ -840,5 +879,26 @@ mod tests {
         for bad in ["", "a b", "ä", "a/b", &"k".repeat(65)] {
             assert!(KeyId::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_derived_seal_repeats_for_a_retry_and_differs_otherwise() {
+        let k = DataKey::from_bytes([7; KEY_LEN]);
+        let stream = StreamId::parse("account-1").expect("stream");
+        let kind = EventType::parse("MasterDataChanged").expect("type");
+        let envelope = |n: u128| Envelope {
+            event_id: Uuid::from_u128(n),
+            stream_id: &stream,
+            event_type: &kind,
+        };
+        let seal = |v: &Value, n| {
+            seal_derived(v, &k, &KeyId::parse("k1").expect("id"), "s", &envelope(n)).expect("seal")
+        };
+        let a = serde_json::json!({"name": "Erika"});
+        let b = serde_json::json!({"name": "Erik"});
+        assert_eq!(seal(&a, 1), seal(&a, 1));
+        assert_ne!(seal(&a, 1).nonce, seal(&b, 1).nonce);
+        assert_ne!(seal(&a, 1).nonce, seal(&a, 2).nonce);
+        assert_eq!(open(&seal(&a, 1), &k, &envelope(1)), Ok(a));
     }
 }

@@ -7,13 +7,16 @@
 //! with the same pure code in `amtsbuch-domain`. `AnyStore` picks an adapter from a URL.
 
 pub mod any;
+pub mod kek;
 pub mod lease;
 pub mod ledger;
 pub mod postgres;
 pub mod relay;
+pub mod sealer;
 pub mod sqlite;
 pub mod store;
 pub mod subscription;
+pub mod vault;
 mod writer;
 
 pub use any::AnyStore;
