@@ -165,3 +165,33 @@ pub struct ProblemDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latest_checkpoint_size: Option<u64>,
 }
+
+/// One stream of the catalogue (a read model, fed by the `streams` projection).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamSummaryView {
+    pub stream: String,
+    pub category: String,
+    /// The stream's current version: its number of events.
+    pub version: u64,
+    pub first_position: u64,
+    pub last_position: u64,
+    pub last_event_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// RFC 3339: when the first event was recorded.
+    pub created_at: String,
+    /// RFC 3339: when the latest event was recorded.
+    pub updated_at: String,
+}
+
+/// A page of the stream catalogue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamCatalogue {
+    pub streams: Vec<StreamSummaryView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<u64>,
+    /// How far the catalogue has read the log (it may trail the log by a few events).
+    pub as_of_position: u64,
+}

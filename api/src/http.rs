@@ -29,7 +29,7 @@ use amtsbuch_infra::{AnyStore, Direction, EventStore, RecordedEvent};
 
 use crate::dto::{
     AppendResult, EventView, Health, LogPage, MetadataView, ProblemDoc, Ready, SealedView,
-    StreamPage,
+    StreamCatalogue, StreamPage, StreamSummaryView,
 };
 use crate::problem::Problem;
 
@@ -52,6 +52,8 @@ pub struct AppState {
     pub hub: crate::sse::Hub,
     /// The NATS distribution, when this server relays to NATS.
     pub nats: Option<std::sync::Arc<crate::nats_http::NatsLink>>,
+    /// Seals and opens personal data; `None` when no key-encryption key is configured.
+    pub sealer: Option<amtsbuch_infra::sealer::Sealer>,
 }
 
 /// Liveness: the process answers.
@@ -95,6 +97,20 @@ pub struct EventInput {
     data: Value,
     #[serde(default)]
     metadata: MetadataInput,
+    /// Personal data of one data subject. The server seals it (AES-256-GCM under the
+    /// subject's key) into the record's `sealed` section; it is never stored, published or
+    /// logged in plaintext, and erasing the subject makes it unreadable.
+    personal: Option<PersonalInput>,
+}
+
+/// Personal data to seal under a data subject's key.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalInput {
+    /// The data subject: its Servicekonto account id (a UUID).
+    subject: String,
+    /// The personal data, any JSON value.
+    data: Value,
 }
 
 /// Envelope metadata an append may set.
@@ -142,7 +158,14 @@ fn parse_expected(headers: &HeaderMap) -> Result<ExpectedVersion, Problem> {
     }
 }
 
-fn parse_events(body: &[u8]) -> Result<Vec<NewEvent>, Problem> {
+/// Personal data of the event at an index of the append, to be sealed before it is stored.
+struct ToSeal {
+    index: usize,
+    subject: amtsbuch_infra::vault::SubjectId,
+    data: Value,
+}
+
+fn parse_events(body: &[u8]) -> Result<(Vec<NewEvent>, Vec<ToSeal>), Problem> {
     let inputs: Vec<EventInput> = serde_json::from_slice(body).map_err(|e| {
         Problem::bad_request(
             "invalid-body",
@@ -155,10 +178,24 @@ fn parse_events(body: &[u8]) -> Result<Vec<NewEvent>, Problem> {
             "the body must contain at least one event",
         ));
     }
-    inputs
+    let mut to_seal = Vec::new();
+    let events = inputs
         .into_iter()
         .enumerate()
         .map(|(i, input)| {
+            if let Some(p) = input.personal {
+                let subject = amtsbuch_infra::vault::SubjectId::parse(&p.subject).map_err(|_| {
+                    Problem::bad_request(
+                        "invalid-subject",
+                        format!("event {i}: personal.subject must be the subject's account id, a lowercase UUID"),
+                    )
+                })?;
+                to_seal.push(ToSeal {
+                    index: i,
+                    subject,
+                    data: p.data,
+                });
+            }
             let event_id = match input.id {
                 Some(id) if id.get_version_num() == 7 => id,
                 Some(id) => {
@@ -187,7 +224,63 @@ fn parse_events(body: &[u8]) -> Result<Vec<NewEvent>, Problem> {
                 sealed: None,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, Problem>>()?;
+    Ok((events, to_seal))
+}
+
+/// Seal each event's personal data under its subject's key.
+async fn seal_personal(
+    state: &AppState,
+    stream: &StreamId,
+    events: &mut [NewEvent],
+    to_seal: Vec<ToSeal>,
+) -> Result<(), Problem> {
+    if to_seal.is_empty() {
+        return Ok(());
+    }
+    let sealer = state.sealer.as_ref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "personal-data-disabled",
+            "Personal data cannot be sealed",
+            "this server has no key-encryption key (--kek), so it accepts no personal data",
+        )
+    })?;
+    for item in to_seal {
+        let Some(event) = events.get_mut(item.index) else {
+            continue;
+        };
+        let envelope = amtsbuch_domain::seal::Envelope {
+            event_id: event.event_id,
+            stream_id: stream,
+            event_type: &event.event_type,
+        };
+        let sealed = sealer
+            .seal_value(&item.subject, &envelope, &item.data)
+            .await
+            .map_err(|e| sealing_problem(e, item.index))?;
+        event.sealed = Some(sealed);
+    }
+    Ok(())
+}
+
+/// The problem for a failed seal: an erased subject is the caller's to know; the rest is
+/// ours.
+pub fn sealing_problem(e: amtsbuch_infra::sealer::SealerError, index: usize) -> Problem {
+    use amtsbuch_infra::sealer::SealerError;
+    use amtsbuch_infra::vault::VaultError;
+    match e {
+        SealerError::Vault(VaultError::Erased { subject, at }) => Problem::new(
+            StatusCode::CONFLICT,
+            "subject-erased",
+            "The data subject is erased",
+            format!("event {index}: subject {subject} was erased at {}; no new personal data is stored for it", format_timestamp(&at)),
+        ),
+        SealerError::Seal(amtsbuch_domain::seal::SealError::Plaintext(reason)) => {
+            Problem::bad_request("invalid-body", format!("event {index}: personal.data: {reason}"))
+        }
+        other => Problem::internal(&other),
+    }
 }
 
 /// Append events to one stream.
@@ -223,7 +316,8 @@ pub async fn append(
             Problem::bad_request("invalid-body", e.body_text())
         }
     })?;
-    let events = parse_events(&body)?;
+    let (mut events, to_seal) = parse_events(&body)?;
+    seal_personal(&state, &stream, &mut events, to_seal).await?;
     let event_ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     let outcome = state
         .store
@@ -404,6 +498,91 @@ pub async fn read_stream(
     }))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueQuery {
+    category: Option<String>,
+    authority: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// List streams from the catalogue read model, in creation order.
+#[utoipa::path(get, path = "/streams", tag = "streams",
+    security(("bearer" = ["operator"])),
+    params(
+        ("category" = Option<String>, Query, description = "Only streams of this category"),
+        ("authority" = Option<String>, Query, description = "Only streams addressed to this authority"),
+        ("after" = Option<u64>, Query, description = "The `next_after` of the previous page"),
+        ("limit" = Option<u64>, Query, description = "1 to 1000 (default 100)")),
+    responses(
+        (status = 200, description = "A page of the catalogue", body = StreamCatalogue),
+        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn list_streams(
+    State(state): State<AppState>,
+    query: Result<Query<CatalogueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<StreamCatalogue>, Problem> {
+    use amtsbuch_projections::streams;
+    let Query(q) = query.map_err(query_problem)?;
+    let invalid =
+        |e: amtsbuch_domain::NameError| Problem::bad_request("invalid-query", e.to_string());
+    let query = streams::StreamQuery {
+        category: q
+            .category
+            .as_deref()
+            .map(amtsbuch_domain::Category::parse)
+            .transpose()
+            .map_err(invalid)?,
+        authority: q
+            .authority
+            .as_deref()
+            .map(AuthorityId::parse)
+            .transpose()
+            .map_err(invalid)?,
+        after: q
+            .after
+            .as_deref()
+            .map(|a| {
+                parse_number(
+                    "after",
+                    Some(a),
+                    0,
+                    amtsbuch_domain::record::MAX_SAFE_INTEGER,
+                )
+            })
+            .transpose()?,
+        limit: parse_limit(q.limit.as_deref())?,
+    };
+    let db = amtsbuch_projections::db::ReadDb::new(&state.store);
+    let as_of_position = amtsbuch_projections::checkpoint::read(&db, streams::NAME)
+        .await
+        .map_err(|e| Problem::internal(&e))?
+        .unwrap_or(0);
+    let page = streams::list_streams(&db, &query)
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    Ok(Json(StreamCatalogue {
+        streams: page
+            .streams
+            .into_iter()
+            .map(|s| StreamSummaryView {
+                stream: s.stream_id.to_string(),
+                category: s.category.to_string(),
+                version: s.version,
+                first_position: s.first_position,
+                last_position: s.last_position,
+                last_event_type: s.last_event_type.to_string(),
+                authority: s.authority.map(|a| a.to_string()),
+                tenant: s.tenant,
+                created_at: format_timestamp(&s.created_at),
+                updated_at: format_timestamp(&s.updated_at),
+            })
+            .collect(),
+        next_after: page.next,
+        as_of_position,
+    }))
+}
+
 /// Read the global log after a position.
 #[utoipa::path(get, path = "/events", tag = "streams",
     security(("bearer" = ["operator"])),
@@ -455,6 +634,7 @@ impl AppState {
             metrics,
             hub,
             nats: None,
+            sealer: None,
         })
     }
 }

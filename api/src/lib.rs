@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod nats_http;
 pub mod offline;
 pub mod problem;
+pub mod progress;
 pub mod remote;
 pub mod router;
 pub mod sse;

@@ -20,6 +20,7 @@ use amtsbuch_api::bench::AppendBench;
 use amtsbuch_api::keys;
 use amtsbuch_api::ledger_http::LedgerInfo;
 use amtsbuch_api::nats_http::NatsLink;
+use amtsbuch_api::progress::ProgressLine;
 use amtsbuch_api::AppState;
 use amtsbuch_domain::access::{RegionKey, Role};
 use amtsbuch_domain::subject::SubjectPrefix;
@@ -27,6 +28,8 @@ use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::any::{redact, DEFAULT_DATABASE_URL};
 use amtsbuch_infra::ledger::{self, LedgerConfig};
 use amtsbuch_infra::relay::{self, RelayConfig};
+use amtsbuch_infra::sealer::Sealer;
+use amtsbuch_infra::vault::KeyVault;
 use amtsbuch_infra::AnyStore;
 use amtsbuch_infra::EventStore;
 
@@ -57,6 +60,22 @@ enum Command {
         ledger: LedgerArgs,
         #[command(flatten)]
         auth: AuthArgs,
+        /// Key-encryption key file(s) for sealed personal data; the first wraps new data
+        /// keys, all unwrap (a rotation). Without one, the embedded store creates
+        /// data/amtsbuch-kek beside its database, and a PostgreSQL server refuses personal
+        /// data. Create one with `amtsbuch kek generate`.
+        #[arg(long = "kek", env = "AMTSBUCH_KEK", value_delimiter = ',')]
+        kek: Vec<PathBuf>,
+    },
+    /// Read models: rebuild one from the log, or show how far each has read it.
+    Projections {
+        #[command(subcommand)]
+        which: ProjectionsCommand,
+    },
+    /// Key-encryption keys for sealed personal data.
+    Kek {
+        #[command(subcommand)]
+        which: KekCommand,
     },
     /// Mint a bearer token with the local development key, for a server started with
     /// --dev. Production tokens come from the OIDC provider.
@@ -220,6 +239,50 @@ struct AuthArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// Clear a read model and replay the whole log into it, showing progress. Safe while
+    /// servers run: the server that runs the projection replays it, and this follows.
+    Rebuild {
+        /// The projection, e.g. `streams` (`amtsbuch projections status` lists them).
+        name: String,
+        #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+    },
+    /// Each projection's checkpoint and how many events it trails the log by.
+    Status {
+        #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KekCommand {
+    /// Write a new key-encryption key file (mode 0600; never overwrites).
+    Generate {
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The key's id, stored with every data key it wraps (e.g. kek-2026).
+        #[arg(long, default_value = "kek-1")]
+        id: String,
+    },
+    /// Re-wrap every live data key under the first --kek (after adding a new key in
+    /// front of the old one); afterwards the old key can be destroyed.
+    Rewrap {
+        #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+        /// The new key first, then the old one(s).
+        #[arg(
+            long = "kek",
+            env = "AMTSBUCH_KEK",
+            value_delimiter = ',',
+            required = true
+        )]
+        kek: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Concurrent single-event appends with version checks, against the raw insert limit.
     Append {
@@ -319,6 +382,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             nats,
             ledger: ledger_args,
             auth: auth_args,
+            kek,
         } => {
             let auth = Arc::new(authenticator(&auth_args, listen)?);
             let relay_config = nats.relay_config()?;
@@ -351,6 +415,26 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             };
             tracing::info!(store = store.kind(), database = %redact(&database_url), listen = %local, "amtsbuch serving");
             let mut state = AppState::new(store.clone(), ledger, auth).await?;
+            state.sealer = sealer(&kek, &store, &database_url)?;
+            if state.sealer.is_none() {
+                tracing::warn!(
+                    "no key-encryption key configured (--kek): this server refuses personal data"
+                );
+            }
+            let runner = amtsbuch_projections::spawn(store.clone(), amtsbuch_projections::all());
+            for name in runner.names() {
+                if let Some(applied) = runner.applied(name) {
+                    let head = store.head_watch();
+                    state.metrics.gauge_fn(
+                        "amtsbuch_projection_lag_events",
+                        "Events of the log a read model has not applied yet, by projection.",
+                        move || {
+                            let lag = head.borrow().saturating_sub(*applied.borrow());
+                            vec![(vec![("projection", name.to_owned())], lag as f64)]
+                        },
+                    );
+                }
+            }
             let head = store.head_watch();
             state.metrics.gauge_fn(
                 "amtsbuch_log_head_position",
@@ -382,8 +466,84 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
                 None => None,
             };
             amtsbuch_api::run(listener, state, shutdown_signal()).await?;
+            runner.shutdown().await;
             tracing::info!("amtsbuch stopped");
             Ok(0)
+        }
+        Command::Projections {
+            which: ProjectionsCommand::Rebuild { name, database_url },
+        } => {
+            let store = open_store(&database_url).await?;
+            let mut line = ProgressLine::new(format!("rebuilding {name}"));
+            let done = amtsbuch_projections::rebuild(&store, &name, |p| {
+                line.show(p.done, p.total, p.events_per_sec)
+            })
+            .await?;
+            line.finish();
+            println!(
+                "ok: {name} rebuilt from {} events ({:.0} events/s)",
+                done.total, done.events_per_sec
+            );
+            Ok(0)
+        }
+        Command::Projections {
+            which: ProjectionsCommand::Status { database_url },
+        } => {
+            let store = open_store(&database_url).await?;
+            let head = store.head().await?.position;
+            let db = amtsbuch_projections::db::ReadDb::new(&store);
+            let stored: std::collections::HashMap<String, u64> =
+                amtsbuch_projections::checkpoint::all(&db)
+                    .await?
+                    .into_iter()
+                    .collect();
+            println!("log head: {head}");
+            for p in amtsbuch_projections::all() {
+                let at = stored.get(p.name()).copied().unwrap_or(0);
+                println!(
+                    "{:<24} at {at:>12}  behind by {}",
+                    p.name(),
+                    head.saturating_sub(at)
+                );
+            }
+            Ok(0)
+        }
+        Command::Kek {
+            which: KekCommand::Generate { out, id },
+        } => {
+            let id = amtsbuch_domain::seal::KeyId::parse(&id)?;
+            amtsbuch_infra::kek::generate_kek_file(&out, &id)?;
+            println!(
+                "key-encryption key {id} written to {} (mode 0600). Keep it secret and backed up apart from the database: without it no personal data can be read.",
+                out.display()
+            );
+            Ok(0)
+        }
+        Command::Kek {
+            which: KekCommand::Rewrap { database_url, kek },
+        } => {
+            let store = open_store(&database_url).await?;
+            let keyring = amtsbuch_infra::kek::load_keyring(&kek)?;
+            let vault = amtsbuch_infra::vault::KeyVault::new(store, keyring);
+            let started = std::time::Instant::now();
+            let mut line = ProgressLine::new("re-wrapping data keys");
+            let report = vault
+                .rewrap_all(|r| {
+                    let done = r.rewrapped + r.skipped + r.failed + r.already_current;
+                    let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                    line.show(done, r.to_do.max(done), rate)
+                })
+                .await?;
+            line.finish();
+            println!(
+                "{} keys re-wrapped under {}, {} already were, {} failed; {} live keys remain under other keys",
+                report.rewrapped, report.kek_id, report.already_current, report.failed, report.remaining
+            );
+            Ok(if report.failed == 0 && report.remaining == 0 {
+                0
+            } else {
+                1
+            })
         }
         Command::Verify {
             url: Some(url),
@@ -473,6 +633,49 @@ fn authenticator(args: &AuthArgs, listen: SocketAddr) -> anyhow::Result<Authenti
     })?)
 }
 
+async fn open_store(database_url: &str) -> anyhow::Result<AnyStore> {
+    AnyStore::open(database_url)
+        .await
+        .with_context(|| format!("cannot open the event store at {}", redact(database_url)))
+}
+
+/// The sealer for personal data: the configured key-encryption keys, or on the embedded
+/// store a key of its own beside the database file, created on first start.
+fn sealer(kek: &[PathBuf], store: &AnyStore, database_url: &str) -> anyhow::Result<Option<Sealer>> {
+    let keyring = if !kek.is_empty() {
+        amtsbuch_infra::kek::load_keyring(kek)?
+    } else if let AnyStore::Sqlite(_) = store {
+        let path = embedded_dir(database_url).join("amtsbuch-kek");
+        if !path.exists() {
+            let id = amtsbuch_domain::seal::KeyId::parse("kek-1")?;
+            amtsbuch_infra::kek::generate_kek_file(&path, &id)?;
+            println!(
+                "created a key-encryption key for personal data: {} (back it up apart from the database)",
+                path.display()
+            );
+        }
+        amtsbuch_infra::kek::load_keyring(&[path])?
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Sealer::new(KeyVault::new(store.clone(), keyring))))
+}
+
+/// The directory of the embedded store's database file.
+fn embedded_dir(database_url: &str) -> PathBuf {
+    let file = database_url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    Path::new(file)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
 /// The signing keys `serve` uses: the configured files, or on the embedded store a key of
 /// its own beside the database file, created (and its vkey printed) on first start.
 fn signers(
@@ -490,16 +693,8 @@ fn signers(
     let AnyStore::Sqlite(_) = store else {
         return Ok(Vec::new());
     };
-    let file = database_url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or_default();
-    let dir = Path::new(file)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = embedded_dir(database_url);
+    let dir = dir.as_path();
     let (signer, created) = keys::embedded(&args.origin, dir)?;
     if created {
         println!(

@@ -80,6 +80,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics))
         .routes(routes!(http::read_stream, http::append))
         .routes(routes!(http::read_all))
+        .routes(routes!(http::list_streams))
         .routes(routes!(crate::sse::subscribe))
         .routes(routes!(crate::nats_http::put_consumer))
         .routes(routes!(ledger_http::record))

@@ -48,6 +48,7 @@ const TABLE: &[(&str, &str, Allowed)] = &[
         Roles(&[Authority, Fachverfahren, Auditor, Operator]),
     ),
     ("GET", "/events/{id}/record", Roles(&[Auditor, Operator])),
+    ("GET", "/streams", Roles(&[Operator])),
     (
         "PUT",
         "/subscriptions/nats/{name}",

@@ -199,6 +199,7 @@ pub async fn state_with(
         metrics,
         hub,
         nats: None,
+        sealer: None,
     }
 }
 
