@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 pub mod checkpoint;
 pub mod db;
+pub mod gdpr;
 pub mod projection;
 pub mod rebuild;
 pub mod runner;
@@ -31,7 +32,9 @@ pub use runner::{spawn, spawn_with, ProjectionState, RunnerConfig, RunnerHandle}
 
 /// Every read model of Amtsbuch: what `amtsbuch serve` runs and `rebuild` knows.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(streams::Streams)]
+    let mut all: Vec<Arc<dyn Projection>> = vec![Arc::new(streams::Streams)];
+    all.extend(gdpr::projections());
+    all
 }
 
 #[cfg(test)]

@@ -324,11 +324,17 @@ async fn rebuild_yields_the_same_read_model_and_reports_progress(t: TestDb) {
         unknown,
         Err(RebuildError::Unknown {
             name: "stream".into(),
-            known: vec!["streams"]
+            known: amtsbuch_projections::all()
+                .iter()
+                .map(|p| p.name())
+                .collect()
         })
     );
     let message = unknown.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("known projections: streams"), "{message}");
+    assert!(
+        message.contains("known projections: streams, consents"),
+        "{message}"
+    );
 }
 
 /// A rebuild of the counter yields exactly the fold too, also when it resets the counter

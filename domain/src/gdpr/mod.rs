@@ -25,6 +25,7 @@
 pub mod account;
 pub mod consent;
 pub mod disclosure;
+pub mod retention;
 
 use std::collections::BTreeSet;
 use std::fmt;
