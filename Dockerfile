@@ -3,15 +3,16 @@
 # Container image for the `amtsbuch` service.
 #
 #   docker build -t amtsbuch .
-#   docker run --rm -p 127.0.0.1:8080:8080 amtsbuch
+#   docker run --rm -p 127.0.0.1:8080:8080 -v $PWD/secrets:/secrets:ro \
+#       -e AMTSBUCH_JWKS=/secrets/jwks.json amtsbuch
 #
 # With no database URL the service uses the embedded SQLite store under
 # /var/lib/amtsbuch/data/ (mount a volume there to keep it). Set
 # AMTSBUCH_DATABASE_URL=postgres://… for PostgreSQL; docker-compose.yml does that.
 #
 # Inside a container 127.0.0.1 is the container itself, so the service listens on
-# 0.0.0.0:8080 here. The API has no authentication yet: publish the port on the host's
-# loopback only (-p 127.0.0.1:8080:8080), never on all interfaces.
+# 0.0.0.0:8080 here, and therefore needs the token keys of a real OIDC provider
+# (AMTSBUCH_JWKS or AMTSBUCH_JWT_KEY): development tokens are refused off loopback.
 #
 # There is no .dockerignore, so the COPY instructions below name only the sources the
 # build needs; the local target/ directory (and data/, .git/) never enter the image.

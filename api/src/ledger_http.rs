@@ -278,6 +278,24 @@ pub async fn receipt(
 ) -> Result<Response, Problem> {
     ledger_info(&state)?;
     let e = event_by_id(&state, &id).await?;
+    let receipt = tlog_proof_text(&state, &e).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"receipt.tlog-proof\"",
+            ),
+        ],
+        receipt,
+    )
+        .into_response())
+}
+
+/// A C2SP tlog-proof that `e` is in the log, against the latest checkpoint; its `extra` is
+/// `{"event_id","leaf_hash"}`.
+pub async fn tlog_proof_text(state: &AppState, e: &RecordedEvent) -> Result<String, Problem> {
+    ledger_info(state)?;
     let checkpoint = ledger::latest_checkpoint(&state.store)
         .await?
         .ok_or_else(no_checkpoint)?;
@@ -300,17 +318,7 @@ pub async fn receipt(
         inclusion_proof: proof,
         checkpoint: checkpoint.note,
     };
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"receipt.tlog-proof\"",
-            ),
-        ],
-        receipt.to_text(),
-    )
-        .into_response())
+    Ok(receipt.to_text())
 }
 
 /// The log's verifier keys (C2SP vkeys), one per line.

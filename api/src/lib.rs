@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod bench;
 pub mod dto;
+pub mod gdpr;
 pub mod http;
 pub mod keys;
 pub mod ledger_http;

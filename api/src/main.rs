@@ -66,6 +66,9 @@ enum Command {
         /// data. Create one with `amtsbuch kek generate`.
         #[arg(long = "kek", env = "AMTSBUCH_KEK", value_delimiter = ',')]
         kek: Vec<PathBuf>,
+        /// How often expired temporary accounts are erased and expired consents recorded.
+        #[arg(long, env = "AMTSBUCH_SWEEP_INTERVAL_SECS", default_value_t = 60)]
+        sweep_interval_secs: u64,
     },
     /// Read models: rebuild one from the log, or show how far each has read it.
     Projections {
@@ -383,6 +386,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             ledger: ledger_args,
             auth: auth_args,
             kek,
+            sweep_interval_secs,
         } => {
             let auth = Arc::new(authenticator(&auth_args, listen)?);
             let relay_config = nats.relay_config()?;
@@ -465,7 +469,12 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
                 }
                 None => None,
             };
+            let sweeper = amtsbuch_api::gdpr::sweeper::spawn(
+                state.clone(),
+                Duration::from_secs(sweep_interval_secs.max(1)),
+            );
             amtsbuch_api::run(listener, state, shutdown_signal()).await?;
+            sweeper.abort();
             runner.shutdown().await;
             tracing::info!("amtsbuch stopped");
             Ok(0)

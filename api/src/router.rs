@@ -31,6 +31,7 @@ use uuid::Uuid;
 use amtsbuch_domain::access::Role;
 
 use crate::auth::{require, Authenticator, Caller};
+use crate::gdpr;
 use crate::http::{self, AppState, MAX_BODY_BYTES};
 use crate::ledger_http;
 use crate::problem::Problem;
@@ -54,7 +55,10 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
         (name = "service", description = "Health, readiness, metrics and this document"),
         (name = "streams", description = "The raw event log (operators)"),
         (name = "subscriptions", description = "Following the log: Server-Sent Events and NATS consumers"),
-        (name = "ledger", description = "Checkpoints, proofs, receipts and exports for auditors")
+        (name = "ledger", description = "Checkpoints, proofs, receipts and exports for auditors"),
+        (name = "accounts", description = "Servicekonto accounts; master data sealed per subject"),
+        (name = "consents", description = "§ 10 SächsEGovG consents, consent receipts, and disclosures checked against them"),
+        (name = "dpo", description = "For data protection officers: replay, Art. 15 export, Art. 17 erasure, Art. 30 overview, retention holds")
     )
 )]
 struct ApiDoc;
@@ -83,6 +87,27 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(http::list_streams))
         .routes(routes!(crate::sse::subscribe))
         .routes(routes!(crate::nats_http::put_consumer))
+        .routes(routes!(gdpr::accounts::open_account))
+        .routes(routes!(gdpr::accounts::get_account))
+        .routes(routes!(gdpr::accounts::change_master_data))
+        .routes(routes!(gdpr::accounts::link_identity))
+        .routes(routes!(gdpr::accounts::request_deletion))
+        .routes(routes!(gdpr::consents::give, gdpr::consents::list_own))
+        .routes(routes!(gdpr::consents::get))
+        .routes(routes!(gdpr::consents::withdraw))
+        .routes(routes!(gdpr::consents::renew))
+        .routes(routes!(gdpr::consents::narrow))
+        .routes(routes!(gdpr::consents::revoke))
+        .routes(routes!(gdpr::consents::receipt))
+        .routes(routes!(gdpr::consents::disclose))
+        .routes(routes!(gdpr::dpo::consent_history))
+        .routes(routes!(gdpr::dpo::disclosures))
+        .routes(routes!(gdpr::dpo::export))
+        .routes(routes!(gdpr::dpo::erase))
+        .routes(routes!(gdpr::dpo::processing))
+        .routes(routes!(gdpr::dpo::expiring))
+        .routes(routes!(gdpr::dpo::place_hold))
+        .routes(routes!(gdpr::dpo::release_hold))
         .routes(routes!(ledger_http::record))
         .routes(routes!(ledger_http::receipt))
         .routes(routes!(ledger_http::latest_checkpoint))

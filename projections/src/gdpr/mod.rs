@@ -97,6 +97,7 @@ pub mod disclosures;
 pub mod history;
 pub mod overview;
 pub mod retention;
+pub mod subjects;
 
 pub use accounts::{account, accounts_due_for_erasure, erasure, AccountRow, Accounts, ErasureRow};
 pub use consents::{consent, consents_of, expiring_consents, ConsentRow, Consents};
@@ -107,6 +108,7 @@ pub use disclosures::{
 pub use history::{consent_history, current_consents, ConsentAsOf, LoggedEvent};
 pub use overview::{processing_overview, OverviewRow, ProcessingKind, ProcessingOverview};
 pub use retention::{active_holds, holds_of, HoldRow, RetentionHolds};
+pub use subjects::{consents_due_for_expiry, subject_positions, SubjectIndex};
 
 /// The GDPR projections, for `crate::all`.
 pub fn projections() -> Vec<Arc<dyn Projection>> {
@@ -116,6 +118,7 @@ pub fn projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(ProcessingOverview),
         Arc::new(Accounts),
         Arc::new(RetentionHolds),
+        Arc::new(SubjectIndex),
     ]
 }
 

@@ -1,0 +1,317 @@
+//! Servicekonto accounts: open (also as a temporary identification), link an identity,
+//! change master data, ask for deletion, and read an account.
+//!
+//! The Servicekonto front end calls these as an operator; a citizen reads and changes its
+//! own account. Master data and identity pseudonyms are personal data: they are sealed
+//! under the account's own key before they reach the log, and answers show them decrypted
+//! — or as erased once the account's key is destroyed.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use amtsbuch_domain::gdpr::account::{
+    self, AccountCommand, AccountEvent, AccountKind, AccountState, ChangeMasterData,
+    IdentityMethod, IdentityPseudonym, LinkIdentity, MasterData, OpenAccount,
+    RequestAccountDeletion,
+};
+use amtsbuch_domain::gdpr::{AccountId, Channel, LinkId};
+use amtsbuch_domain::record::format_timestamp;
+
+use super::{account_id, execute, personal_json, refused, require_own_account, Meta};
+use crate::auth::Caller;
+use crate::dto::ProblemDoc;
+use crate::http::AppState;
+use crate::problem::Problem;
+
+/// Parse a JSON body into `T`, answering a problem that names what is wrong.
+pub(crate) fn body<T: serde::de::DeserializeOwned>(
+    raw: Result<Bytes, BytesRejection>,
+    shape: &str,
+) -> Result<T, Problem> {
+    let raw = raw.map_err(|e| Problem::bad_request("invalid-body", e.body_text()))?;
+    serde_json::from_slice(&raw).map_err(|e| {
+        // The serde message names the field, never echoes a long value back.
+        Problem::bad_request("invalid-body", format!("the body must be {shape}: {e}"))
+    })
+}
+
+/// Open an account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAccountRequest {
+    /// `personal`, `organisation` or `authority`.
+    #[schema(value_type = String, example = "personal")]
+    kind: AccountKind,
+    /// Personal data, sealed: `{"type":"person","given_names","family_name","birth_date"?,"address"?,"email"?}` or `{"type":"organisation","name","address"?,"email"?}`.
+    #[schema(value_type = Object)]
+    master_data: MasterData,
+    /// A temporary identification: erased automatically after this instant (RFC 3339).
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// An account as its events made it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    pub account_id: Uuid,
+    pub kind: String,
+    /// `active`, `deletion_requested` or `deleted`.
+    pub status: String,
+    /// eIDAS level of assurance: the highest of its identity links (`low`, `substantial`, `high`).
+    pub trust_level: Option<String>,
+    pub opened_at: String,
+    /// Set for a temporary identification.
+    pub expires_at: Option<String>,
+    /// Decrypted master data, or `{"erased": true}`.
+    #[schema(value_type = Object)]
+    pub master_data: Value,
+    pub identity_links: Vec<IdentityLinkView>,
+    pub deletion_requested_at: Option<String>,
+    pub deleted_at: Option<String>,
+    /// The stream's version: how many events the account has.
+    pub version: u64,
+}
+
+/// One identity link (the pseudonym itself is not shown).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentityLinkView {
+    pub link_id: Uuid,
+    /// `eid`, `elster`, `eidas_notified` or `password`.
+    pub method: String,
+    pub level: String,
+    pub linked_at: String,
+}
+
+fn label<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+pub(crate) fn view_of(state: &AccountState, version: u64) -> Result<AccountView, Problem> {
+    let a = state
+        .account()
+        .ok_or_else(|| Problem::not_found("no such account"))?;
+    Ok(AccountView {
+        account_id: a.id().0,
+        kind: label(&a.kind()),
+        status: label(&a.status()),
+        trust_level: a.trust_level().map(|l| label(&l)),
+        opened_at: format_timestamp(&a.opened_at()),
+        expires_at: a.expires_at().as_ref().map(format_timestamp),
+        master_data: personal_json(a.master_data()),
+        identity_links: a
+            .links()
+            .iter()
+            .map(|l| IdentityLinkView {
+                link_id: l.link_id.0,
+                method: serde_json::to_value(l.method)
+                    .ok()
+                    .and_then(|v| v["kind"].as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                level: label(&l.level),
+                linked_at: format_timestamp(&l.linked_at),
+            })
+            .collect(),
+        deletion_requested_at: a.deletion_requested_at().as_ref().map(format_timestamp),
+        deleted_at: a.deleted().map(|(at, _)| format_timestamp(&at)),
+        version,
+    })
+}
+
+fn account_refused(e: account::AccountError) -> Problem {
+    refused("account-refused", e)
+}
+
+async fn run(
+    state: &AppState,
+    id: AccountId,
+    command: AccountCommand,
+    meta: &Meta,
+) -> Result<(AccountView, u64), Problem> {
+    super::sealer(state)?;
+    let done = execute(
+        state,
+        &id.stream_id(),
+        account::evolve,
+        |s| account::decide(&command, s).map_err(account_refused),
+        meta,
+    )
+    .await?;
+    let last = done.outcome.as_ref().map_or(0, |o| o.last_position);
+    Ok((view_of(&done.state, done.version)?, last))
+}
+
+/// Open a Servicekonto account (with `expires_at`: a temporary identification).
+#[utoipa::path(post, path = "/accounts", tag = "accounts",
+    security(("bearer" = ["operator"])),
+    request_body = OpenAccountRequest,
+    responses(
+        (status = 201, description = "Opened", body = AccountView),
+        (status = 400, description = "Invalid input; nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Refused by a rule (e.g. master data of the wrong form)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn open_account(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let req: OpenAccountRequest = body(raw, "{\"kind\", \"master_data\", \"expires_at\"?}")?;
+    let id = AccountId(Uuid::now_v7());
+    let command = AccountCommand::Open(OpenAccount {
+        account_id: id,
+        kind: req.kind,
+        master_data: req.master_data,
+        opened_at: Utc::now(),
+        expires_at: req.expires_at,
+    });
+    let (v, _) = run(&state, id, command, &Meta::of(&caller)).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(axum::http::header::LOCATION, format!("/accounts/{id}"))],
+        Json(v),
+    )
+        .into_response())
+}
+
+/// An account: status, level of assurance, and its master data decrypted (or erased).
+#[utoipa::path(get, path = "/accounts/{id}", tag = "accounts",
+    security(("bearer" = ["citizen", "dpo", "operator"])),
+    params(("id" = String, Path, description = "The account id (UUID)")),
+    responses(
+        (status = 200, description = "The account", body = AccountView),
+        (status = 403, description = "A citizen's token for another account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn get_account(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<AccountView>, Problem> {
+    let id = account_id(&id)?;
+    require_own_account(&caller, &id)?;
+    let (events, version) = super::load::<AccountEvent>(&state, &id.stream_id()).await?;
+    let current = events
+        .iter()
+        .fold(AccountState::default(), |s, e| account::evolve(s, &e.event));
+    Ok(Json(view_of(&current, version)?))
+}
+
+/// Replace an account's master data.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MasterDataRequest {
+    /// The complete new master data (personal data, sealed).
+    #[schema(value_type = Object)]
+    master_data: MasterData,
+}
+
+/// Replace the master data (a repeat with equal data changes nothing).
+#[utoipa::path(put, path = "/accounts/{id}/master-data", tag = "accounts",
+    security(("bearer" = ["citizen", "operator"])),
+    params(("id" = String, Path, description = "The account id")),
+    request_body = MasterDataRequest,
+    responses(
+        (status = 200, description = "The account after the change", body = AccountView),
+        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Refused (deleted, deletion pending, expired, wrong form)", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn change_master_data(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<AccountView>, Problem> {
+    let id = account_id(&id)?;
+    require_own_account(&caller, &id)?;
+    let req: MasterDataRequest = body(raw, "{\"master_data\"}")?;
+    let command = AccountCommand::ChangeMasterData(ChangeMasterData {
+        master_data: req.master_data,
+        changed_at: Utc::now(),
+    });
+    Ok(Json(run(&state, id, command, &Meta::of(&caller)).await?.0))
+}
+
+/// Link a proven identity.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRequest {
+    /// `{"kind":"eid"}`, `{"kind":"elster"}`, `{"kind":"eidas_notified","level":"high"}` or `{"kind":"password"}`.
+    #[schema(value_type = Object)]
+    method: IdentityMethod,
+    /// The identity provider's pseudonym for the person (personal data, sealed).
+    #[schema(value_type = String)]
+    pseudonym: IdentityPseudonym,
+}
+
+/// Link an identity proven with eID, ELSTER, a notified eIDAS scheme or a password; the
+/// account's level of assurance becomes the highest of its links.
+#[utoipa::path(post, path = "/accounts/{id}/identity-links", tag = "accounts",
+    security(("bearer" = ["operator"])),
+    params(("id" = String, Path, description = "The account id")),
+    request_body = LinkRequest,
+    responses(
+        (status = 201, description = "Linked; the account after it", body = AccountView),
+        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Refused (already linked, eID on a non-personal account …)", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn link_identity(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let id = account_id(&id)?;
+    let req: LinkRequest = body(raw, "{\"method\", \"pseudonym\"}")?;
+    let command = AccountCommand::LinkIdentity(LinkIdentity {
+        link_id: LinkId(Uuid::now_v7()),
+        method: req.method,
+        pseudonym: req.pseudonym,
+        linked_at: Utc::now(),
+    });
+    let (v, _) = run(&state, id, command, &Meta::of(&caller)).await?;
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// Ask for deletion.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeletionRequest {
+    /// Where the subject asked: `servicekonto_web` (default), `amt24`, `app`, `paper`.
+    #[schema(value_type = Option<String>)]
+    channel: Option<Channel>,
+}
+
+/// The subject asks for its account to be deleted (Art. 17 GDPR); a data protection
+/// officer carries out the erasure. Asking again changes nothing.
+#[utoipa::path(post, path = "/accounts/{id}/deletion-request", tag = "accounts",
+    security(("bearer" = ["citizen", "operator"])),
+    params(("id" = String, Path, description = "The account id")),
+    request_body(content = Option<DeletionRequest>),
+    responses(
+        (status = 200, description = "Recorded; the account after it", body = AccountView),
+        (status = 409, description = "The account is deleted", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn request_deletion(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<AccountView>, Problem> {
+    let id = account_id(&id)?;
+    require_own_account(&caller, &id)?;
+    let req: DeletionRequest = match &raw {
+        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => DeletionRequest::default(),
+        _ => body(raw, "{\"channel\"?}")?,
+    };
+    let command = AccountCommand::RequestDeletion(RequestAccountDeletion {
+        channel: req.channel.unwrap_or(Channel::ServicekontoWeb),
+        requested_at: Utc::now(),
+    });
+    Ok(Json(run(&state, id, command, &Meta::of(&caller)).await?.0))
+}

@@ -1,0 +1,551 @@
+//! The data protection officer's routes: replay a subject's consents as of any instant,
+//! the disclosures made under each consent, the Art. 15 access export, Art. 17 erasure,
+//! the Art. 30 overview, consents expiring soon — and retention holds, which an erasure
+//! must respect.
+//!
+//! Replays and exports are answered from the events themselves (the read models only say
+//! which streams and positions belong to a subject), and every event they show carries its
+//! position and leaf hash, so the answer can be checked against the signed log.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use amtsbuch_domain::gdpr::account::{
+    self, AccountCommand, AccountEvent, AccountState, DeleteAccount, DeletionReason,
+};
+use amtsbuch_domain::gdpr::consent::{self, ConsentCommand, ControllerReason, RevokeConsent};
+use amtsbuch_domain::gdpr::retention::{
+    self, HoldCommand, HoldId, HoldReason, HoldState, PlaceHold, ReleaseHold, RetentionEvent,
+    SubjectErased,
+};
+use amtsbuch_domain::gdpr::{AccountId, Personal};
+use amtsbuch_domain::record::format_timestamp;
+use amtsbuch_domain::seal::KeyId;
+use amtsbuch_domain::{AppendError, ExpectedVersion, StreamId};
+use amtsbuch_infra::vault::SubjectId;
+use amtsbuch_infra::{EventStore, StoreError};
+use amtsbuch_projections::db::ReadDb;
+use amtsbuch_projections::gdpr as models;
+
+use super::accounts::body;
+use super::{account_id, append, execute, refused, Meta, StoreOrProblem};
+use crate::auth::Caller;
+use crate::dto::ProblemDoc;
+use crate::http::AppState;
+use crate::problem::Problem;
+
+fn query_error(e: impl std::fmt::Display) -> Problem {
+    Problem::internal(&e)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfQuery {
+    as_of: Option<String>,
+}
+
+fn instant(raw: Option<&str>) -> Result<DateTime<Utc>, Problem> {
+    match raw {
+        None => Ok(Utc::now()),
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                Problem::bad_request(
+                    "invalid-query",
+                    format!("as_of must be an RFC 3339 instant such as 2026-11-29T10:00:00.000Z, got {s:?}"),
+                )
+            }),
+    }
+}
+
+/// A subject's consents as they stood at an instant.
+#[utoipa::path(get, path = "/dpo/subjects/{subject}/consents", tag = "dpo",
+    security(("bearer" = ["dpo"])),
+    params(
+        ("subject" = String, Path, description = "The data subject (account id)"),
+        ("as_of" = Option<String>, Query, description = "RFC 3339 instant (default: now)")),
+    responses(
+        (status = 200, description = "Each consent given by then: status (W3C DPV), scope and term in force, how it ended, and the events effective by then with positions and leaf hashes", body = Object),
+        (status = 400, description = "Invalid subject or instant", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn consent_history(
+    State(state): State<AppState>,
+    Path(subject): Path<String>,
+    query: Result<Query<AsOfQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let subject = account_id(&subject)?;
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
+    let as_of = instant(q.as_of.as_deref())?;
+    let db = ReadDb::new(&state.store);
+    let history = models::consent_history(&db, subject, as_of)
+        .await
+        .map_err(query_error)?;
+    Ok(Json(json!({
+        "subject": subject.to_string(),
+        "as_of": format_timestamp(&as_of),
+        "consents": history.iter().map(|c| c.to_json()).collect::<Vec<_>>(),
+    })))
+}
+
+/// The disclosures of a subject's data: granted under each consent, under another legal
+/// basis, and denied.
+#[utoipa::path(get, path = "/dpo/subjects/{subject}/disclosures", tag = "dpo",
+    security(("bearer" = ["dpo"])),
+    params(("subject" = String, Path, description = "The data subject (account id)")),
+    responses(
+        (status = 200, description = "`under_consent` (by consent id), `other_basis`, `denied`; each in log order with its position", body = Object),
+        (status = 400, description = "Invalid subject", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn disclosures(
+    State(state): State<AppState>,
+    Path(subject): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let subject = account_id(&subject)?;
+    let db = ReadDb::new(&state.store);
+    let found = models::disclosures_by_consent(&db, subject)
+        .await
+        .map_err(query_error)?;
+    let mut out = found.to_json();
+    if let Some(o) = out.as_object_mut() {
+        o.insert("subject".into(), json!(subject.to_string()));
+    }
+    Ok(Json(out))
+}
+
+/// Art. 15: everything the log holds about a subject, personal data decrypted (or marked
+/// erased), each event with its position and leaf hash.
+#[utoipa::path(get, path = "/dpo/subjects/{subject}/export", tag = "dpo",
+    security(("bearer" = ["dpo"])),
+    params(("subject" = String, Path, description = "The data subject (account id)")),
+    responses(
+        (status = 200, description = "The access export (JSON)", body = Object),
+        (status = 400, description = "Invalid subject", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn export(
+    State(state): State<AppState>,
+    Path(subject): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let subject = account_id(&subject)?;
+    let sealer = super::sealer(&state)?;
+    let db = ReadDb::new(&state.store);
+    let head = state.store.head().await?.position;
+    let positions = models::subject_positions(&db, subject)
+        .await
+        .map_err(query_error)?;
+    let mut events = Vec::with_capacity(positions.len());
+    for p in positions {
+        let Some(e) = state.store.read_all(p - 1, 1).await?.pop() else {
+            continue;
+        };
+        let record = e.record().map_err(|err| Problem::internal(&err))?;
+        let personal = match sealer.open_section(&record).await {
+            Ok(None) => None,
+            Ok(Some(Personal::Available(v))) => Some(v),
+            Ok(Some(Personal::Erased)) => Some(json!({ "erased": true })),
+            Err(err) => return Err(super::sealer_problem(err)),
+        };
+        let mut item = json!({
+            "position": e.position,
+            "event_id": record.event_id,
+            "stream": record.stream_id.as_str(),
+            "version": record.stream_version,
+            "type": record.event_type.as_str(),
+            "occurred_at": format_timestamp(&record.occurred_at),
+            "recorded_at": format_timestamp(&record.recorded_at),
+            "data": record.data,
+            "leaf_hash": amtsbuch_domain::chain::to_hex(&e.leaf_hash),
+        });
+        if let (Some(p), Some(o)) = (personal, item.as_object_mut()) {
+            o.insert("personal".into(), p);
+        }
+        events.push(item);
+    }
+    let (account_events, version) =
+        super::load::<AccountEvent>(&state, &subject.stream_id()).await?;
+    let account_state = account_events
+        .iter()
+        .fold(AccountState::default(), |s, e| account::evolve(s, &e.event));
+    let account = match account_state.account() {
+        Some(_) => serde_json::to_value(super::accounts::view_of(&account_state, version)?)
+            .unwrap_or(Value::Null),
+        None => Value::Null,
+    };
+    let now = Utc::now();
+    let consents = super::consents::subject_consents(&state, &subject).await?;
+    let erasure = models::erasure(&db, subject).await.map_err(query_error)?;
+    Ok(Json(json!({
+        "kind": "amtsbuch-art15-export",
+        "subject": subject.to_string(),
+        "generated_at": format_timestamp(&now),
+        "log_head": head,
+        "account": account,
+        "consents": consents.iter().map(|c| super::consents::consent_view(c, now)).collect::<Vec<_>>(),
+        "disclosures": models::disclosures_by_consent(&db, subject).await.map_err(query_error)?.to_json(),
+        "retention_holds": models::holds_of(&db, subject).await.map_err(query_error)?.iter().map(|h| h.to_json()).collect::<Vec<_>>(),
+        "erased_at": erasure.map(|e| format_timestamp(&e.erased_at)),
+        "events": events,
+        "verify": "every event's leaf_hash is SHA-256(0x00 || stored record); GET /ledger/proof/inclusion?event_id=… proves it is in the signed log",
+    })))
+}
+
+/// Art. 17: erase a subject — unless a retention duty forbids it.
+#[utoipa::path(post, path = "/dpo/subjects/{subject}/erasure", tag = "dpo",
+    security(("bearer" = ["dpo"])),
+    params(("subject" = String, Path, description = "The data subject (account id)")),
+    responses(
+        (status = 200, description = "Erased (or erased before): consents revoked, account deleted, keys destroyed, `SubjectErased` appended", body = Object),
+        (status = 409, description = "A retention hold forbids erasure now; `holds` lists each with its end date", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn erase(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(subject): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let subject = account_id(&subject)?;
+    let outcome = erase_subject(&state, subject, Erasure::Requested, &Meta::of(&caller)).await?;
+    Ok(Json(outcome))
+}
+
+/// Why a subject is erased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erasure {
+    /// A data protection officer carries out an erasure (the subject's request, or the
+    /// controller's decision).
+    Requested,
+    /// A temporary identification expired.
+    TemporaryExpired,
+}
+
+/// Erase a subject: check the retention holds, end its consents, delete its account, destroy
+/// its data keys, and record `SubjectErased`. Every step is safe to repeat, so an erasure
+/// interrupted half-way is completed by running it again.
+pub async fn erase_subject(
+    state: &AppState,
+    subject: AccountId,
+    why: Erasure,
+    meta: &Meta,
+) -> Result<Value, Problem> {
+    let sealer = super::sealer(state)?;
+    let db = ReadDb::new(&state.store);
+    let now = Utc::now();
+    if let Some(done) = models::erasure(&db, subject).await.map_err(query_error)? {
+        return Ok(json!({
+            "subject": subject.to_string(),
+            "erased_at": format_timestamp(&done.erased_at),
+            "already_erased": true,
+        }));
+    }
+    let holds = models::active_holds(&db, subject, now)
+        .await
+        .map_err(query_error)?;
+    if let Some(last) = holds.first() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "retention-hold",
+            "A retention duty forbids erasure",
+            format!(
+                "subject {subject} must be kept until {} ({} hold(s), e.g. {:?} from {}); erase it after that date",
+                format_timestamp(&last.until),
+                holds.len(),
+                serde_json::to_value(last.reason).unwrap_or(Value::Null),
+                last.source
+            ),
+        )
+        .with(
+            "holds",
+            Value::Array(holds.iter().map(|h| h.to_json()).collect()),
+        )
+        .with("erasable_from", format_timestamp(&last.until)));
+    }
+
+    // End every consent still running: processing may not rely on it any more.
+    let mut revoked = Vec::new();
+    for c in super::consents::subject_consents(state, &subject).await? {
+        if c.ended().is_some() {
+            continue;
+        }
+        let command = ConsentCommand::Revoke(RevokeConsent {
+            reason: ControllerReason::AccountDeleted,
+            reference: None,
+            revoked_at: now,
+        });
+        execute(
+            state,
+            &c.id().stream_id(),
+            consent::evolve,
+            |s| consent::decide(&command, s).map_err(|e| refused("consent-refused", e)),
+            meta,
+        )
+        .await?;
+        revoked.push(c.id().to_string());
+    }
+
+    // Delete the account (if there is one and it is not deleted already).
+    let (events, _) = super::load::<AccountEvent>(state, &subject.stream_id()).await?;
+    let current = events
+        .iter()
+        .fold(AccountState::default(), |s, e| account::evolve(s, &e.event));
+    let mut account_deleted = false;
+    if let Some(a) = current.account() {
+        if a.deleted().is_none() {
+            let reason = match (why, a.deletion_requested_at()) {
+                (Erasure::TemporaryExpired, _) => DeletionReason::TemporaryExpired,
+                (Erasure::Requested, Some(_)) => DeletionReason::SubjectRequest,
+                (Erasure::Requested, None) => DeletionReason::ControllerDecision,
+            };
+            let command = AccountCommand::Delete(DeleteAccount {
+                reason,
+                deleted_at: now,
+            });
+            execute(
+                state,
+                &subject.stream_id(),
+                account::evolve,
+                |s| account::decide(&command, s).map_err(|e| refused("account-refused", e)),
+                meta,
+            )
+            .await?;
+            account_deleted = true;
+        }
+    }
+
+    // Destroy the keys: from here on every sealed section of the subject is unreadable.
+    let destroyed = sealer
+        .vault()
+        .destroy(&SubjectId::from(subject))
+        .await
+        .map_err(|e| super::sealer_problem(e.into()))?;
+    let key_ids: Vec<KeyId> = destroyed
+        .key_ids
+        .iter()
+        .filter_map(|k| KeyId::parse(k).ok())
+        .collect();
+    let erased = SubjectErased {
+        subject,
+        erased_at: amtsbuch_domain::record::truncate_micros(destroyed.at),
+        key_ids,
+    };
+    let stream = erased_stream(subject);
+    let position = match append(
+        state,
+        &stream,
+        std::slice::from_ref(&erased),
+        ExpectedVersion::NoStream,
+        meta,
+    )
+    .await
+    {
+        Ok(o) => Some(o.last_position),
+        // Recorded by a concurrent erasure of the same subject: the keys are gone either way.
+        Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
+            ..
+        }))) => None,
+        Err(e) => return Err(e.into()),
+    };
+    state.metrics.count(
+        "amtsbuch_erasures_total",
+        "Subjects erased (their data keys destroyed), by cause.",
+        &[(
+            "cause",
+            match why {
+                Erasure::Requested => "requested",
+                Erasure::TemporaryExpired => "temporary_expired",
+            },
+        )],
+        1,
+    );
+    Ok(json!({
+        "subject": subject.to_string(),
+        "erased_at": format_timestamp(&erased.erased_at),
+        "key_ids": destroyed.key_ids,
+        "consents_revoked": revoked,
+        "account_deleted": account_deleted,
+        "position": position,
+        "already_erased": false,
+    }))
+}
+
+fn erased_stream(subject: AccountId) -> StreamId {
+    retention::erasure_stream(subject)
+}
+
+/// The Art. 30 overview.
+#[utoipa::path(get, path = "/dpo/processing", tag = "dpo",
+    security(("bearer" = ["dpo"])),
+    responses((status = 200, description = "Counts per purpose × category × recipient × legal basis, for consents given and disclosures granted and denied", body = Object)))]
+pub async fn processing(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+    let db = ReadDb::new(&state.store);
+    let rows = models::processing_overview(&db)
+        .await
+        .map_err(query_error)?;
+    Ok(Json(json!({
+        "rows": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiringQuery {
+    within_days: Option<String>,
+}
+
+/// Consents valid now that expire within a number of days.
+#[utoipa::path(get, path = "/dpo/consents/expiring", tag = "dpo",
+    security(("bearer" = ["dpo"])),
+    params(("within_days" = Option<u32>, Query, description = "1 to 3660 (default 30)")),
+    responses(
+        (status = 200, description = "The consents, soonest first", body = Object),
+        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn expiring(
+    State(state): State<AppState>,
+    query: Result<Query<ExpiringQuery>, QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Query(q) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
+    let days = match q.within_days.as_deref() {
+        None => 30,
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|d| (1..=3660).contains(d))
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "invalid-query",
+                    "within_days must be an integer from 1 to 3660",
+                )
+            })?,
+    };
+    let db = ReadDb::new(&state.store);
+    let now = Utc::now();
+    let rows =
+        models::expiring_consents(&db, now, Duration::days(days).to_std().unwrap_or_default())
+            .await
+            .map_err(query_error)?;
+    Ok(Json(json!({
+        "now": format_timestamp(&now),
+        "within_days": days,
+        "consents": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+    })))
+}
+
+/// Place a retention hold.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    /// The data subject (account id).
+    subject: String,
+    /// `cash_book` (10 years), `voucher` (6 years) or `open_procedure` (until released).
+    #[schema(value_type = String)]
+    reason: HoldReason,
+    /// The stream the duty attaches to (the payment, the procedure).
+    source: String,
+    /// The end of the duty; default: the end of the statutory period, counted from the end
+    /// of the current year (KomKVO). Required for `open_procedure`.
+    until: Option<DateTime<Utc>>,
+}
+
+/// Place a retention hold: while it is active, the subject cannot be erased.
+#[utoipa::path(post, path = "/retention-holds", tag = "dpo",
+    security(("bearer" = ["dpo", "operator"])),
+    request_body = HoldRequest,
+    responses(
+        (status = 201, description = "Placed", body = Object),
+        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn place_hold(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let req: HoldRequest = body(raw, "{\"subject\", \"reason\", \"source\", \"until\"?}")?;
+    let subject = account_id(&req.subject)?;
+    let source = StreamId::parse(&req.source)
+        .map_err(|e| Problem::bad_request("invalid-body", e.to_string()))?;
+    let now = Utc::now();
+    let until =
+        match (req.until, req.reason.statutory_years()) {
+            (Some(u), _) => u,
+            (None, Some(years)) => end_of_year_plus(now, years)?,
+            (None, None) => return Err(Problem::bad_request(
+                "invalid-body",
+                "an open_procedure hold needs \"until\" (it is released when the procedure closes)",
+            )),
+        };
+    let id = HoldId(Uuid::now_v7());
+    let command = HoldCommand::Place(PlaceHold {
+        hold_id: id,
+        subject,
+        reason: req.reason,
+        source,
+        placed_at: now,
+        until,
+    });
+    let done = execute(
+        &state,
+        &id.stream_id(),
+        retention::evolve,
+        |s: &HoldState| retention::decide(&command, s).map_err(|e| refused("hold-refused", e)),
+        &Meta::of(&caller),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "hold_id": id.to_string(),
+            "subject": subject.to_string(),
+            "until": format_timestamp(&until),
+            "position": done.outcome.map(|o| o.last_position),
+        })),
+    )
+        .into_response())
+}
+
+/// The end of the year `now` falls in, plus `years` years: statutory retention periods run
+/// from the end of the budget year of the record.
+fn end_of_year_plus(now: DateTime<Utc>, years: u32) -> Result<DateTime<Utc>, Problem> {
+    use chrono::{Datelike, TimeZone};
+    Utc.with_ymd_and_hms(now.year() + 1 + years as i32, 1, 1, 0, 0, 0)
+        .single()
+        .ok_or_else(|| Problem::internal(&"year out of range"))
+}
+
+/// Release a retention hold before its end (the procedure closed).
+#[utoipa::path(post, path = "/retention-holds/{id}/release", tag = "dpo",
+    security(("bearer" = ["dpo", "operator"])),
+    params(("id" = String, Path, description = "The hold id")),
+    responses(
+        (status = 200, description = "Released", body = Object),
+        (status = 404, description = "No such hold", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn release_hold(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let id = Uuid::parse_str(&id)
+        .map(HoldId)
+        .map_err(|_| Problem::bad_request("invalid-hold-id", "a hold id is a UUID"))?;
+    let (events, _) = super::load::<RetentionEvent>(&state, &id.stream_id()).await?;
+    if events.is_empty() {
+        return Err(Problem::not_found(format!("no retention hold {id}")));
+    }
+    let command = HoldCommand::Release(ReleaseHold {
+        released_at: Utc::now(),
+    });
+    let done = execute(
+        &state,
+        &id.stream_id(),
+        retention::evolve,
+        |s: &HoldState| retention::decide(&command, s).map_err(|e| refused("hold-refused", e)),
+        &Meta::of(&caller),
+    )
+    .await?;
+    Ok(Json(json!({
+        "hold_id": id.to_string(),
+        "released": true,
+        "position": done.outcome.map(|o| o.last_position),
+    })))
+}

@@ -1,0 +1,352 @@
+//! The GDPR core over HTTP: Servicekonto accounts, § 10 SächsEGovG consents, checked
+//! disclosures, and the data protection officer's replay, export and erasure.
+//!
+//! Every command runs the same way (`execute`): read the aggregate's stream, fold it with
+//! the domain's `evolve`, `decide` the command, and append the decided events with the
+//! stream's version as the expected version, so two concurrent commands on one aggregate
+//! cannot both be decided on the same state (the loser is decided again on the new state).
+//! Events that carry personal data are sealed under the subject's key on the way in
+//! (`Sealer`), and opened on the way out; after erasure they read as `Personal::Erased`.
+//! Time is the server's: the instant of a command is taken when it is handled.
+
+pub mod accounts;
+pub mod consents;
+pub mod dpo;
+pub mod sweeper;
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use amtsbuch_domain::access::{Principal, Role};
+use amtsbuch_domain::gdpr::{AccountId, EnvelopeError, GdprEvent, Personal};
+use amtsbuch_domain::{AppendError, AppendOutcome, AppendRequest, ExpectedVersion, StreamId};
+use amtsbuch_infra::sealer::{Sealer, SealerError};
+use amtsbuch_infra::store::MAX_PAGE;
+use amtsbuch_infra::{Direction, EventStore, RecordedEvent, StoreError};
+
+use crate::http::AppState;
+use crate::problem::Problem;
+
+/// How often a command is decided again when another one changed its aggregate first.
+const ATTEMPTS: usize = 3;
+
+/// An event of an aggregate as read back, with where it sits in the log.
+#[derive(Debug, Clone)]
+pub struct Stored<E> {
+    pub event: E,
+    pub event_id: Uuid,
+    pub position: u64,
+    pub leaf_hash: amtsbuch_domain::Hash,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Executed<S, E> {
+    /// The aggregate after the command.
+    pub state: S,
+    /// The events the command decided (none for a command that changed nothing).
+    pub events: Vec<E>,
+    /// Where they landed.
+    pub outcome: Option<AppendOutcome>,
+    /// The stream's version after the command.
+    pub version: u64,
+}
+
+/// Who a command is recorded for: the envelope's `actor` (pseudonymous) and correlation.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub actor: Option<String>,
+    pub correlation_id: Option<Uuid>,
+}
+
+impl Meta {
+    /// A citizen acts as its account; everybody else under its token's subject, which the
+    /// identity provider must keep pseudonymous (docs/DPO.md).
+    pub fn of(caller: &Principal) -> Self {
+        let actor = match (caller.has(Role::Citizen), caller.account()) {
+            (true, Some(account)) => format!("account:{account}"),
+            _ => format!("{}:{}", role_label(caller), caller.subject()),
+        };
+        Self {
+            actor: Some(
+                actor
+                    .chars()
+                    .take(amtsbuch_domain::record::MAX_LABEL_LEN)
+                    .collect(),
+            ),
+            correlation_id: None,
+        }
+    }
+
+    /// A command the server runs on its own (sweepers).
+    pub fn system(what: &str) -> Self {
+        Self {
+            actor: Some(format!("system:{what}")),
+            correlation_id: None,
+        }
+    }
+}
+
+fn role_label(caller: &Principal) -> &'static str {
+    caller
+        .roles()
+        .iter()
+        .next()
+        .map_or("unknown", |r| r.as_str())
+}
+
+/// The sealer, or why personal data cannot be handled.
+pub fn sealer(state: &AppState) -> Result<&Sealer, Problem> {
+    state.sealer.as_ref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "personal-data-disabled",
+            "Personal data cannot be handled",
+            "this server has no key-encryption key (--kek), so it neither seals nor opens personal data",
+        )
+    })
+}
+
+/// A failure of the sealing layer as a problem. An erased subject is an expected answer;
+/// everything else is a fault of ours or of the stored data.
+pub fn sealer_problem(e: SealerError) -> Problem {
+    use amtsbuch_infra::vault::VaultError;
+    match e {
+        SealerError::Vault(VaultError::Erased { subject, at }) => Problem::new(
+            StatusCode::CONFLICT,
+            "subject-erased",
+            "The data subject is erased",
+            format!(
+                "subject {subject} was erased at {}; no personal data is stored for it any more",
+                amtsbuch_domain::record::format_timestamp(&at)
+            ),
+        ),
+        other => Problem::internal(&other),
+    }
+}
+
+/// Read an aggregate's events, opening sealed personal data (erased subjects read as
+/// `Personal::Erased`).
+pub async fn load<E: GdprEvent>(
+    state: &AppState,
+    stream: &StreamId,
+) -> Result<(Vec<Stored<E>>, u64), Problem> {
+    let mut out = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = state
+            .store
+            .read_stream(stream, from, Direction::Forwards, MAX_PAGE)
+            .await?;
+        let full = page.len() == MAX_PAGE;
+        for e in &page {
+            out.push(open::<E>(state, e).await?);
+        }
+        if !full {
+            break;
+        }
+        from += page.len() as u64;
+    }
+    let version = out.len() as u64;
+    Ok((out, version))
+}
+
+/// One stored event of an aggregate, opened.
+pub async fn open<E: GdprEvent>(state: &AppState, e: &RecordedEvent) -> Result<Stored<E>, Problem> {
+    let record = e.record().map_err(|err| Problem::internal(&err))?;
+    let event = match (&record.sealed, state.sealer.as_ref()) {
+        (None, _) => amtsbuch_domain::gdpr::decode::<E>(&record, None)
+            .map_err(|err| Problem::internal(&format!("position {}: {err}", e.position)))?,
+        (Some(_), Some(sealer)) => sealer
+            .open_record::<E>(&record)
+            .await
+            .map_err(sealer_problem)?,
+        (Some(_), None) => {
+            return Err(sealer(state)
+                .err()
+                .unwrap_or_else(|| Problem::internal(&"no sealer")))
+        }
+    };
+    Ok(Stored {
+        event,
+        event_id: record.event_id,
+        position: e.position,
+        leaf_hash: e.leaf_hash,
+        recorded_at: record.recorded_at,
+    })
+}
+
+/// Append decided events of one aggregate under `expected`.
+pub async fn append<E: GdprEvent>(
+    state: &AppState,
+    stream: &StreamId,
+    events: &[E],
+    expected: ExpectedVersion,
+    meta: &Meta,
+) -> Result<AppendOutcome, StoreOrProblem> {
+    let mut new_events = Vec::with_capacity(events.len());
+    for event in events {
+        let id = Uuid::now_v7();
+        let encoded = match state.sealer.as_ref() {
+            Some(sealer) => sealer.seal_event(event, id).await.map_err(sealer_problem)?,
+            None => amtsbuch_domain::gdpr::encode(
+                event,
+                id,
+                None,
+                &amtsbuch_domain::seal::SystemRandom::new(),
+            )
+            .map_err(|e| match e {
+                EnvelopeError::KeyRequired(_) => {
+                    sealer(state).err().unwrap_or_else(|| Problem::internal(&e))
+                }
+                other => Problem::internal(&other),
+            })?,
+        };
+        if encoded.stream_id != *stream {
+            return Err(Problem::internal(&format!(
+                "an event of {} was decided for {stream}",
+                encoded.stream_id
+            ))
+            .into());
+        }
+        let mut event = encoded.event;
+        event.actor = meta.actor.clone();
+        event.correlation_id = meta.correlation_id;
+        new_events.push(event);
+    }
+    Ok(state
+        .store
+        .append(AppendRequest {
+            stream: stream.clone(),
+            expected,
+            events: new_events,
+        })
+        .await?)
+}
+
+/// A failed append: a conflict the caller may retry, or a problem to answer with.
+#[derive(Debug)]
+pub enum StoreOrProblem {
+    Store(StoreError),
+    Problem(Problem),
+}
+
+impl From<StoreError> for StoreOrProblem {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<Problem> for StoreOrProblem {
+    fn from(p: Problem) -> Self {
+        Self::Problem(p)
+    }
+}
+
+impl From<StoreOrProblem> for Problem {
+    fn from(e: StoreOrProblem) -> Self {
+        match e {
+            StoreOrProblem::Store(s) => s.into(),
+            StoreOrProblem::Problem(p) => p,
+        }
+    }
+}
+
+/// Run a command on one aggregate: load, fold, decide, append with the stream's version
+/// as the expected version; decided again when another command got there first.
+pub async fn execute<E, S>(
+    state: &AppState,
+    stream: &StreamId,
+    evolve: fn(S, &E) -> S,
+    decide: impl Fn(&S) -> Result<Vec<E>, Problem>,
+    meta: &Meta,
+) -> Result<Executed<S, E>, Problem>
+where
+    E: GdprEvent,
+    S: Default,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (history, version) = load::<E>(state, stream).await?;
+        let current = history
+            .iter()
+            .fold(S::default(), |s, stored| evolve(s, &stored.event));
+        let events = decide(&current)?;
+        if events.is_empty() {
+            return Ok(Executed {
+                state: current,
+                events,
+                outcome: None,
+                version,
+            });
+        }
+        let expected = if version == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(version)
+        };
+        match append(state, stream, &events, expected, meta).await {
+            Ok(outcome) => {
+                let state_after = events.iter().fold(current, evolve);
+                return Ok(Executed {
+                    state: state_after,
+                    events,
+                    version: outcome.next_version,
+                    outcome: Some(outcome),
+                });
+            }
+            Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
+                ..
+            }))) if attempt < ATTEMPTS => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A domain refusal as a `409` problem with the rule that refused it.
+pub fn refused(kind: &'static str, e: impl std::fmt::Display) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        kind,
+        "The command is not possible in the current state",
+        e.to_string(),
+    )
+}
+
+/// Parse an account id from a path or body.
+pub fn account_id(raw: &str) -> Result<AccountId, Problem> {
+    Uuid::parse_str(raw)
+        .ok()
+        .filter(|u| raw == u.hyphenated().to_string())
+        .map(AccountId)
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "invalid-subject",
+                "a subject (account id) is a lowercase hyphenated UUID",
+            )
+        })
+}
+
+/// A citizen may only act on its own account; the roles that may act for others pass.
+pub fn require_own_account(caller: &Principal, subject: &AccountId) -> Result<(), Problem> {
+    if caller.has(Role::Citizen)
+        && !caller.roles().iter().any(|r| *r != Role::Citizen)
+        && caller.account() != Some(subject.to_string().as_str())
+    {
+        return Err(Problem::forbidden(
+            "a citizen's token acts only for its own account",
+        ));
+    }
+    Ok(())
+}
+
+/// Render personal data for an answer: the value, or that it was erased.
+pub fn personal_json<T: serde::Serialize>(p: &Personal<T>) -> serde_json::Value {
+    match p {
+        Personal::Available(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+        Personal::Erased => serde_json::json!({ "erased": true }),
+    }
+}

@@ -1,0 +1,97 @@
+//! The GDPR sweeper: what must happen because time passed, without anybody asking.
+//!
+//! Every interval it erases temporary identifications whose expiry has passed (unless a
+//! retention duty holds them; they are tried again later), and records `ConsentExpired`
+//! for consents whose term ran out. Validity never waits for the sweeper — expiry is a
+//! function of time in the domain — the sweeper only makes the log say so. One process per
+//! database sweeps (a lease), and every step is safe to repeat.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use amtsbuch_domain::gdpr::consent::{self, ConsentCommand, RecordConsentExpiry};
+use amtsbuch_infra::lease::Lease;
+use amtsbuch_projections::db::ReadDb;
+use amtsbuch_projections::gdpr as models;
+
+use super::dpo::{erase_subject, Erasure};
+use super::{execute, refused, Meta};
+use crate::http::AppState;
+use crate::problem::Problem;
+
+/// Start sweeping every `every`; the task ends with the process.
+pub fn spawn(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let mut lease = match Lease::acquire(&state.store, "amtsbuch_gdpr_sweeper", every).await
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "GDPR sweeper cannot take its lease; retrying");
+                    tokio::time::sleep(every).await;
+                    continue;
+                }
+            };
+            loop {
+                if let Err(e) = sweep(&state).await {
+                    tracing::warn!(status = e.status.as_u16(), detail = %e.detail, "GDPR sweep failed; retrying at the next interval");
+                }
+                tokio::time::sleep(every).await;
+                if lease.check().await.is_err() {
+                    tracing::warn!("GDPR sweeper lost its lease; standing by");
+                    break;
+                }
+            }
+        }
+    })
+}
+
+/// One sweep. Returns how many subjects were erased and consents marked expired.
+pub async fn sweep(state: &AppState) -> Result<(usize, usize), Problem> {
+    if state.sealer.is_none() {
+        return Ok((0, 0));
+    }
+    let db = ReadDb::new(&state.store);
+    let now = Utc::now();
+    let meta = Meta::system("gdpr-sweeper");
+    let mut erased = 0;
+    for subject in models::accounts_due_for_erasure(&db, now)
+        .await
+        .map_err(|e| Problem::internal(&e))?
+    {
+        match erase_subject(state, subject, Erasure::TemporaryExpired, &meta).await {
+            Ok(_) => {
+                erased += 1;
+                tracing::info!(subject = %subject, "temporary identification expired and erased");
+            }
+            Err(p) if p.kind == "retention-hold" => {
+                tracing::info!(subject = %subject, "expired temporary identification kept: a retention duty holds it");
+            }
+            Err(p) => return Err(p),
+        }
+    }
+    let mut expired = 0;
+    for consent_id in models::consents_due_for_expiry(&db, now)
+        .await
+        .map_err(|e| Problem::internal(&e))?
+    {
+        let command = ConsentCommand::RecordExpiry(RecordConsentExpiry { now });
+        let done = execute(
+            state,
+            &consent_id.stream_id(),
+            consent::evolve,
+            |s| consent::decide(&command, s).map_err(|e| refused("consent-refused", e)),
+            &meta,
+        )
+        .await;
+        match done {
+            Ok(d) if d.outcome.is_some() => expired += 1,
+            Ok(_) => {}
+            // Renewed or ended meanwhile: nothing to record.
+            Err(p) if p.kind == "consent-refused" => {}
+            Err(p) => return Err(p),
+        }
+    }
+    Ok((erased, expired))
+}
