@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod bench_gdpr;
 pub mod dto;
 pub mod gdpr;
 pub mod http;

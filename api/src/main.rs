@@ -287,6 +287,20 @@ enum KekCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Consent replay and disclosure-check latency with a large log (PostgreSQL).
+    Gdpr {
+        #[arg(long, env = "AMTSBUCH_DATABASE_URL")]
+        database_url: String,
+        /// Events in the log.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Data subjects with consents.
+        #[arg(long, default_value_t = 20_000)]
+        subjects: usize,
+        /// Timed queries of each kind.
+        #[arg(long, default_value_t = 2_000)]
+        samples: usize,
+    },
     /// Concurrent single-event appends with version checks, against the raw insert limit.
     Append {
         #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
@@ -588,6 +602,26 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             })?;
             let code = amtsbuch_api::verify::run(&store).await?;
             Ok(u8::try_from(code).unwrap_or(1))
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Gdpr {
+                    database_url,
+                    events,
+                    subjects,
+                    samples,
+                },
+        } => {
+            let report = amtsbuch_api::bench_gdpr::GdprBench {
+                database_url,
+                events,
+                subjects,
+                samples,
+            }
+            .run()
+            .await?;
+            println!("{report}");
+            Ok(0)
         }
         Command::Bench {
             which:
