@@ -225,9 +225,14 @@ impl GdprBench {
         let result = self
             .run_in(base.options([("search_path", schema.as_str())]))
             .await;
-        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&mut admin)
-            .await?;
+        // AMTSBUCH_BENCH_KEEP keeps the filled schema, to study query plans afterwards.
+        if std::env::var_os("AMTSBUCH_BENCH_KEEP").is_none() {
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&mut admin)
+                .await?;
+        } else {
+            println!("kept schema {schema}");
+        }
         result
     }
 

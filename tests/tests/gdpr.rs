@@ -1,0 +1,299 @@
+//! The GDPR core end to end, as a data protection officer meets it: the `sh` blocks of
+//! docs/DPO.md run, in order, against a real `amtsbuch serve` on PostgreSQL that relays to
+//! NATS — so the guide works as written. Half-way, before the erasure, the test looks for
+//! the plaintext personal data the guide used in a dump of the whole database, in every
+//! message of the NATS stream, and in the server's logs (at debug level), and finds it in
+//! none of them. After the erasure the log still verifies.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use amtsbuch_tests::{binary, mint_token, Server, TempDir, TestDatabase};
+use tokio::process::Command;
+
+/// The personal data docs/DPO.md enters for Erika; none of it may appear in plaintext in the
+/// database, on NATS or in logs.
+const PLAINTEXT: [&str; 3] = ["Erika", "Mustermann", "erika.mustermann@example.org"];
+
+/// The `sh` blocks of the guide, split at the erasure section: (before, from erasure on).
+fn guide_scripts() -> (String, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/DPO.md");
+    let text = std::fs::read_to_string(&path).expect("docs/DPO.md");
+    let (before, after) = text
+        .split_once("## 5. Erasure")
+        .expect("docs/DPO.md has a section '## 5. Erasure'");
+    (sh_blocks(before), sh_blocks(after))
+}
+
+/// The fenced blocks whose info string is exactly `sh` (`sh server` blocks are what the
+/// reader runs in another terminal; the test starts the server itself).
+fn sh_blocks(markdown: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in markdown.lines() {
+        if inside {
+            if line.trim_start().starts_with("```") {
+                inside = false;
+                out.push('\n');
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        } else if line.trim() == "```sh" {
+            inside = true;
+        }
+    }
+    assert!(!out.trim().is_empty(), "no sh blocks found");
+    out
+}
+
+/// Run a script with bash in `cwd`, `amtsbuch` on the PATH; returns stdout.
+async fn bash(script: &str, cwd: &Path, env: &[(&str, String)]) -> String {
+    let bin_dir = binary().parent().expect("binary dir").to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!("set -euo pipefail\n{script}"))
+        .current_dir(cwd)
+        .env("PATH", path)
+        .env("AMTSBUCH_LOG", "warn")
+        .env_remove("AMTSBUCH_DEV_KEY")
+        .env_remove("AMTSBUCH_DATABASE_URL")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+        .await
+        .expect("the guide's commands finish within 3 minutes")
+        .expect("run bash");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "a command of docs/DPO.md failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+async fn cli(args: &[&str], cwd: &Path) {
+    let out = Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .env("AMTSBUCH_LOG", "warn")
+        .output()
+        .await
+        .expect("run amtsbuch");
+    assert!(
+        out.status.success(),
+        "amtsbuch {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Start `serve --dev` with its standard error (at debug level) going to `log`.
+async fn start_server(args: &[&str], cwd: &Path, log: &Path) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(binary())
+        .args(["serve", "--dev", "--listen", &addr])
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("AMTSBUCH_DATABASE_URL")
+        .env_remove("AMTSBUCH_NATS_URL")
+        .env("AMTSBUCH_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start amtsbuch");
+    let token = mint_token(cwd, &["--role", "operator", "--subject", "e2e-operator"]).await;
+    let server = Server {
+        child,
+        addr,
+        cwd: cwd.to_path_buf(),
+        token,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !matches!(server.request("GET", "/readyz", &[], "").await, Ok(r) if r.status == 200) {
+        assert!(Instant::now() < deadline, "amtsbuch did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
+
+fn nats_url() -> String {
+    std::env::var("AMTSBUCH_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// Every message payload of a JetStream stream, in order.
+async fn stream_payloads(stream: &str) -> Vec<Vec<u8>> {
+    let client = async_nats::connect(nats_url()).await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+    let mut handle = js.get_stream(stream).await.expect("stream");
+    let last = handle.info().await.expect("info").state.last_sequence;
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        if let Ok(m) = handle.get_raw_message(seq).await {
+            out.push(m.payload.to_vec());
+        }
+    }
+    out
+}
+
+async fn wait_relayed(stream: &str, at_least: u64) {
+    let client = async_nats::connect(nats_url()).await.expect("NATS");
+    let js = async_nats::jetstream::new(client);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut s) = js.get_stream(stream).await {
+            if s.info().await.map(|i| i.state.messages).unwrap_or(0) >= at_least {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "the relay did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn pg_dump(db: &TestDatabase, out: &Path) {
+    let status = std::process::Command::new("pg_dump")
+        .arg("--dbname")
+        .arg(&db.url)
+        .arg("--file")
+        .arg(out)
+        .status()
+        .expect("pg_dump must be installed (postgresql-client)");
+    assert!(status.success(), "pg_dump failed");
+}
+
+fn assert_no_plaintext(what: &str, haystack: &[u8]) {
+    for needle in PLAINTEXT {
+        let found = haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes());
+        assert!(!found, "plaintext personal data {needle:?} found in {what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dpo_guide_works_and_personal_data_never_appears_in_plaintext() {
+    let db = TestDatabase::create().await;
+    let dir = TempDir::new();
+    let cwd: PathBuf = dir.0.clone();
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let stream = format!("DPO_{tag}");
+    let prefix = format!("dpo{tag}");
+
+    cli(
+        &[
+            "keygen",
+            "--origin",
+            "dpo.example.sachsen.de/log",
+            "--out",
+            "keys",
+        ],
+        &cwd,
+    )
+    .await;
+    cli(&["kek", "generate", "--out", "keys/kek"], &cwd).await;
+    let log = cwd.join("server.log");
+    let server = start_server(
+        &[
+            "--database-url",
+            &db.url,
+            "--origin",
+            "dpo.example.sachsen.de/log",
+            "--signing-key",
+            "keys/amtsbuch-signing.pk8",
+            "--kek",
+            "keys/kek",
+            "--nats-url",
+            &nats_url(),
+            "--nats-stream",
+            &stream,
+            "--nats-prefix",
+            &prefix,
+        ],
+        &cwd,
+        &log,
+    )
+    .await;
+    let env = [
+        ("API", format!("http://{}", server.addr)),
+        ("DATABASE_URL", db.url.clone()),
+    ];
+    let (before, after) = guide_scripts();
+    let out = bash(&before, &cwd, &env).await;
+    for expected in [
+        "first disclosure: granted",
+        "second disclosure: denied (consent_withdrawn)",
+        "as of first:  given",
+        "as of second: withdrawn",
+        "granted under the consent: 1, denied: 1",
+        "name: Erika",
+    ] {
+        assert!(out.contains(expected), "expected {expected:?} in:\n{out}");
+    }
+    assert!(
+        out.lines().any(|l| l.starts_with("ok: leaf")),
+        "the consent receipt verifies:\n{out}"
+    );
+
+    // Personal data was entered, sealed, relayed and logged about: look for it everywhere.
+    let head = server.get("/events?after=0&limit=1000").await.json()["next_after"]
+        .as_u64()
+        .expect("head");
+    wait_relayed(&stream, head).await;
+    let dump = cwd.join("dump.sql");
+    pg_dump(&db, &dump);
+    let dump_bytes = std::fs::read(&dump).expect("dump");
+    assert!(
+        dump_bytes.len() > 10_000,
+        "the dump holds the database ({} bytes)",
+        dump_bytes.len()
+    );
+    assert_no_plaintext("the PostgreSQL dump", &dump_bytes);
+    let payloads = stream_payloads(&stream).await;
+    assert_eq!(payloads.len() as u64, head, "every event is on NATS");
+    for p in &payloads {
+        assert_no_plaintext("a NATS message", p);
+    }
+    // The stored record of the opened account holds the sealed section, not the name.
+    assert!(payloads
+        .iter()
+        .any(|p| String::from_utf8_lossy(p).contains("\"sealed\":{\"alg\":\"A256GCM\"")));
+    let logs = std::fs::read(&log).expect("server log");
+    assert!(!logs.is_empty(), "the server logged at debug level");
+    assert_no_plaintext("the server's logs", &logs);
+
+    // Erasure, and the proof that the log is intact afterwards.
+    let out = bash(&after, &cwd, &env).await;
+    assert!(out.contains("{\"erased\":true}"), "erased data reads as erased:\n{out}");
+    let oks = out.lines().filter(|l| l.starts_with("ok:")).count();
+    assert_eq!(oks, 3, "verify (database), verify (export) and verify-proof pass:\n{out}");
+
+    // After erasure the database still holds no plaintext, and nothing new was relayed
+    // in plaintext either.
+    pg_dump(&db, &dump);
+    assert_no_plaintext("the PostgreSQL dump after erasure", &std::fs::read(&dump).expect("dump"));
+    let logs = std::fs::read(&log).expect("server log");
+    assert_no_plaintext("the server's logs", &logs);
+
+    server.kill().await;
+    if let Ok(client) = async_nats::connect(nats_url()).await {
+        let _ = async_nats::jetstream::new(client).delete_stream(&stream).await;
+    }
+    db.drop_now().await;
+}
