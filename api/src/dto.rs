@@ -164,6 +164,14 @@ pub struct ProblemDoc {
     /// Extension member of `not-yet-checkpointed`: the size of the latest checkpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latest_checkpoint_size: Option<u64>,
+    /// Extension member of `retention-hold`: each active hold on the subject
+    /// (`hold_id`, `reason`, `source`, `placed_at`, `until`, …), the one ending last first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub holds: Option<Vec<Value>>,
+    /// Extension member of `retention-hold`: when the last of the holds ends (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erasable_from: Option<String>,
 }
 
 /// One stream of the catalogue (a read model, fed by the `streams` projection).

@@ -138,6 +138,29 @@ fn parse_stream(raw: &str) -> Result<StreamId, Problem> {
     StreamId::parse(raw).map_err(|e| Problem::bad_request("invalid-stream-id", e.to_string()))
 }
 
+/// Refuse a raw append to a stream of a GDPR aggregate. Those streams are written only by
+/// the GDPR routes, which decide each event against the aggregate's rules: an event
+/// appended around them could give a consent nobody gave, or record an erasure that never
+/// destroyed a key, and the read models and the erasure would believe it.
+fn refuse_gdpr_stream(stream: &StreamId) -> Result<(), Problem> {
+    use amtsbuch_domain::gdpr::retention::{subject_of_erasure_stream, HoldId};
+    use amtsbuch_domain::gdpr::{AccountId, ConsentId, DisclosureId};
+    let reserved = AccountId::from_stream(stream).is_some()
+        || ConsentId::from_stream(stream).is_some()
+        || DisclosureId::from_stream(stream).is_some()
+        || HoldId::from_stream(stream).is_some()
+        || subject_of_erasure_stream(stream).is_some();
+    if reserved {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "reserved-stream",
+            "The stream is written by the GDPR routes only",
+            format!("{stream} belongs to a GDPR aggregate (an account, consent, disclosure, retention hold or erasure); its events are written only through /accounts, /consents, /disclosures, /retention-holds and /dpo, which check their rules"),
+        ));
+    }
+    Ok(())
+}
+
 fn parse_expected(headers: &HeaderMap) -> Result<ExpectedVersion, Problem> {
     match headers.get("expected-version") {
         None => Ok(ExpectedVersion::Any),
@@ -294,8 +317,10 @@ pub fn sealing_problem(e: amtsbuch_infra::sealer::SealerError, index: usize) -> 
         (status = 201, description = "Appended", body = AppendResult),
         (status = 200, description = "A retry of an append already stored: the original positions", body = AppendResult),
         (status = 400, description = "Invalid input; nothing was written", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Expected version or event id conflict", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 403, description = "The token's roles may not use this route, or the stream belongs to a GDPR aggregate (`reserved-stream`), which only the GDPR routes write", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Expected version or event id conflict, or the personal data's subject is erased (`subject-erased`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unreachable, or personal data was sent to a server without a key-encryption key", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn append(
     State(state): State<AppState>,
     Path(stream): Path<String>,
@@ -303,6 +328,7 @@ pub async fn append(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let stream = parse_stream(&stream)?;
+    refuse_gdpr_stream(&stream)?;
     let expected = parse_expected(&headers)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {

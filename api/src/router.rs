@@ -124,40 +124,55 @@ pub fn openapi() -> OpenApiDoc {
 }
 
 /// Add the guard's own answers, 401 and 403, to every operation that needs a token, so the
-/// document lists every status a client can get.
-fn with_auth_responses(doc: OpenApiDoc) -> OpenApiDoc {
-    let Ok(mut value) = serde_json::to_value(&doc) else {
-        return doc;
-    };
+/// document lists every status a client can get. The typed document is changed in place:
+/// a round trip through JSON would not do, since utoipa cannot read back the schemas of
+/// fields that take any JSON value (they have no `type`), and the document would silently
+/// stay without these answers.
+fn with_auth_responses(mut doc: OpenApiDoc) -> OpenApiDoc {
+    use utoipa::openapi::content::ContentBuilder;
+    use utoipa::openapi::response::ResponseBuilder;
+    use utoipa::openapi::Ref;
     let problem = |description: &str| {
-        serde_json::json!({
-            "description": description,
-            "content": { "application/problem+json": {
-                "schema": { "$ref": "#/components/schemas/ProblemDoc" } } }
-        })
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ProblemDoc")))
+                    .build(),
+            )
+            .build()
     };
-    if let Some(paths) = value.get_mut("paths").and_then(|p| p.as_object_mut()) {
-        for item in paths.values_mut().filter_map(|i| i.as_object_mut()) {
-            for op in item.values_mut().filter_map(|o| o.as_object_mut()) {
-                let protected = op
-                    .get("security")
-                    .and_then(access_of)
-                    .is_some_and(|a| a != Access::Public);
-                if !protected {
-                    continue;
-                }
-                if let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut()) {
-                    responses.entry("401").or_insert_with(|| {
-                        problem("No valid bearer token (missing, expired, unknown key, or claims that do not fit its roles)")
-                    });
-                    responses
-                        .entry("403")
-                        .or_insert_with(|| problem("The token's roles may not use this route"));
-                }
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in operations.into_iter().flatten() {
+            let protected = serde_json::to_value(&op.security)
+                .ok()
+                .as_ref()
+                .and_then(access_of)
+                .is_some_and(|a| a != Access::Public);
+            if !protected {
+                continue;
             }
+            let responses = &mut op.responses.responses;
+            responses.entry("401".into()).or_insert_with(|| {
+                problem("No valid bearer token (missing, expired, unknown key, or claims that do not fit its roles)").into()
+            });
+            responses
+                .entry("403".into())
+                .or_insert_with(|| problem("The token's roles may not use this route").into());
         }
     }
-    serde_json::from_value(value).unwrap_or(doc)
+    doc
 }
 
 /// The router with every route of this API and the layers every request passes.

@@ -2,11 +2,8 @@
 //! operation says who may call it and what it answers, every documented path is routed,
 //! and the JSON bodies the API sends have exactly the properties their schemas declare.
 //!
-//! Bodies are checked by a small structural checker written here against the document
-//! itself (`check`): it follows `$ref`s into `components.schemas`, and for an object schema
-//! that lists `properties` it requires the `required` ones and refuses any property not
-//! listed. It refuses schema keywords it does not know instead of skipping them, so the
-//! document cannot grow a constraint these tests silently ignore.
+//! Bodies are checked by the small structural checker in `common::schema`, written against
+//! the document itself; the first test here shows it refuses what does not fit.
 
 use std::time::Duration;
 
@@ -23,224 +20,11 @@ use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, Strea
 use amtsbuch_infra::EventStore;
 
 mod common;
+use common::schema::{conforms, errors_of, resolve};
 use common::{Reply, Samples};
 
 fn document() -> Value {
     serde_json::to_value(router::openapi()).expect("document as JSON")
-}
-
-// ---------------------------------------------------------------------------------------
-// The structural checker
-
-/// Keywords that only describe and never constrain.
-const ANNOTATIONS: &[&str] = &[
-    "description",
-    "title",
-    "example",
-    "examples",
-    "default",
-    "deprecated",
-    "readOnly",
-    "writeOnly",
-    "externalDocs",
-];
-
-/// Resolve a local `$ref` such as `#/components/schemas/LogPage`.
-fn resolve<'a>(doc: &'a Value, reference: &str) -> Option<&'a Value> {
-    let pointer = reference.strip_prefix('#')?;
-    doc.pointer(pointer)
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-fn type_fits(declared: &str, value: &Value) -> bool {
-    let kind = kind_of(value);
-    declared == kind || (declared == "number" && kind == "integer")
-}
-
-/// Check `value` against `schema`, resolving references in `doc`; what does not fit is
-/// added to `errors`, each with the JSON pointer of the offending part.
-fn check(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
-    if schema.as_bool() == Some(true) {
-        return;
-    }
-    let Some(schema) = schema.as_object() else {
-        errors.push(format!("{at}: the schema {schema} is not an object"));
-        return;
-    };
-    for (keyword, argument) in schema {
-        match keyword.as_str() {
-            k if ANNOTATIONS.contains(&k) => {}
-            "$ref" => match argument.as_str().and_then(|r| resolve(doc, r)) {
-                Some(target) => check(doc, target, value, at, errors),
-                None => errors.push(format!("{at}: unresolvable $ref {argument}")),
-            },
-            "type" => {
-                let fits = match argument {
-                    Value::String(t) => type_fits(t, value),
-                    Value::Array(ts) => ts
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .any(|t| type_fits(t, value)),
-                    _ => false,
-                };
-                if !fits {
-                    errors.push(format!("{at}: {value} is not of type {argument}"));
-                }
-            }
-            "format" => check_format(argument.as_str().unwrap_or(""), value, at, errors),
-            "minimum" => {
-                if let (Some(min), Some(v)) = (argument.as_f64(), value.as_f64()) {
-                    if v < min {
-                        errors.push(format!("{at}: {v} is below the minimum {min}"));
-                    }
-                }
-            }
-            "maximum" => {
-                if let (Some(max), Some(v)) = (argument.as_f64(), value.as_f64()) {
-                    if v > max {
-                        errors.push(format!("{at}: {v} is above the maximum {max}"));
-                    }
-                }
-            }
-            "enum" => {
-                if !argument.as_array().is_some_and(|list| list.contains(value)) {
-                    errors.push(format!("{at}: {value} is not one of {argument}"));
-                }
-            }
-            "const" => {
-                if argument != value {
-                    errors.push(format!("{at}: {value} is not {argument}"));
-                }
-            }
-            "items" => {
-                if let Some(items) = value.as_array() {
-                    for (i, item) in items.iter().enumerate() {
-                        check(doc, argument, item, &format!("{at}/{i}"), errors);
-                    }
-                }
-            }
-            "required" => {
-                if let Some(object) = value.as_object() {
-                    for name in argument.as_array().into_iter().flatten() {
-                        let name = name.as_str().unwrap_or_default();
-                        if !object.contains_key(name) {
-                            errors.push(format!("{at}: the required property {name:?} is missing"));
-                        }
-                    }
-                }
-            }
-            "properties" => {
-                let Some(object) = value.as_object() else {
-                    continue;
-                };
-                let declared = argument.as_object().cloned().unwrap_or_default();
-                for (name, property) in object {
-                    let here = format!("{at}/{name}");
-                    match declared.get(name) {
-                        Some(s) => check(doc, s, property, &here, errors),
-                        None => match schema.get("additionalProperties") {
-                            Some(Value::Bool(true)) => {}
-                            Some(extra @ Value::Object(_)) => {
-                                check(doc, extra, property, &here, errors)
-                            }
-                            // Declared properties are the whole list unless the schema
-                            // says otherwise.
-                            _ => errors.push(format!(
-                                "{here}: the property {name:?} is not declared by the schema"
-                            )),
-                        },
-                    }
-                }
-            }
-            "additionalProperties" => {
-                // With `properties`, handled there; alone, it constrains every property.
-                if schema.contains_key("properties") {
-                    continue;
-                }
-                if let Some(object) = value.as_object() {
-                    for (name, property) in object {
-                        let here = format!("{at}/{name}");
-                        match argument {
-                            Value::Bool(true) => {}
-                            Value::Object(_) => check(doc, argument, property, &here, errors),
-                            _ => errors.push(format!(
-                                "{here}: the property {name:?} is not declared by the schema"
-                            )),
-                        }
-                    }
-                }
-            }
-            "oneOf" | "anyOf" => {
-                let passing = argument
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|branch| {
-                        let mut branch_errors = Vec::new();
-                        check(doc, branch, value, at, &mut branch_errors);
-                        branch_errors.is_empty()
-                    })
-                    .count();
-                let ok = if keyword == "oneOf" {
-                    passing == 1
-                } else {
-                    passing >= 1
-                };
-                if !ok {
-                    errors.push(format!(
-                        "{at}: {value} fits {passing} branches of {keyword} {argument}"
-                    ));
-                }
-            }
-            "allOf" => {
-                for branch in argument.as_array().into_iter().flatten() {
-                    check(doc, branch, value, at, errors);
-                }
-            }
-            other => errors.push(format!(
-                "{at}: the checker does not know the schema keyword {other:?}; teach it before relying on it"
-            )),
-        }
-    }
-}
-
-fn check_format(format: &str, value: &Value, at: &str, errors: &mut Vec<String>) {
-    let fits = match (format, value) {
-        (_, Value::Null) => true,
-        ("uuid", Value::String(s)) => uuid::Uuid::parse_str(s).is_ok(),
-        ("date-time", Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
-        ("int64", Value::Number(n)) => n.is_i64() || n.is_u64(),
-        ("int32", Value::Number(n)) => n
-            .as_i64()
-            .is_some_and(|v| i32::try_from(v).is_ok() || u32::try_from(v).is_ok()),
-        ("uuid" | "date-time", _) | ("int64" | "int32", _) => false,
-        (other, _) => {
-            errors.push(format!(
-                "{at}: the checker does not know the format {other:?}"
-            ));
-            return;
-        }
-    };
-    if !fits {
-        errors.push(format!("{at}: {value} is not a {format}"));
-    }
-}
-
-fn errors_of(doc: &Value, schema: &Value, value: &Value) -> Vec<String> {
-    let mut errors = Vec::new();
-    check(doc, schema, value, "", &mut errors);
-    errors
 }
 
 #[test]
@@ -295,46 +79,6 @@ fn the_checker_refuses_what_does_not_fit() {
     assert!(!errors_of(&doc, sealed_schema, &json!({ "subject": "s" })).is_empty());
     // Keywords the checker does not know are reported, not skipped.
     assert!(!errors_of(&doc, &json!({ "pattern": "^a$" }), &json!("a")).is_empty());
-}
-
-/// Check that `reply` is an answer the document declares for `method path`: its status,
-/// its media type, and — for JSON — its body against the declared schema.
-fn conforms(doc: &Value, method: &str, path: &str, reply: &Reply) {
-    let what = format!("{method} {path} → {}", reply.status);
-    let operation = &doc["paths"][path][method.to_lowercase()];
-    assert!(operation.is_object(), "{what}: not in the document");
-    let status = reply.status.as_u16().to_string();
-    let response = match operation["responses"].get(&status) {
-        Some(r) => r,
-        None => operation["responses"]
-            .get("default")
-            .unwrap_or_else(|| panic!("{what}: status not declared; body {}", reply.json())),
-    };
-    let media = reply.media_type();
-    let content = response["content"].get(&media).unwrap_or_else(|| {
-        panic!(
-            "{what}: media type {media:?} not declared (declared: {})",
-            response["content"]
-        )
-    });
-    if !(media == "application/json" || media.ends_with("+json")) {
-        assert!(
-            std::str::from_utf8(&reply.bytes).is_ok(),
-            "{what}: not text"
-        );
-        return;
-    }
-    let body: Value = serde_json::from_slice(&reply.bytes)
-        .unwrap_or_else(|e| panic!("{what}: the body is not JSON: {e}"));
-    let schema = content
-        .get("schema")
-        .unwrap_or_else(|| panic!("{what}: a JSON response without a schema"));
-    let errors = errors_of(doc, schema, &body);
-    assert!(
-        errors.is_empty(),
-        "{what}: the body does not fit its schema:\n  {}\nbody: {body}",
-        errors.join("\n  ")
-    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -401,6 +145,18 @@ fn every_operation_declares_who_may_call_it_and_what_it_answers() {
             .as_object()
             .unwrap_or_else(|| panic!("{what} declares no responses"));
         assert!(!responses.is_empty(), "{what} declares no responses");
+        // The guard's own answers are listed wherever it asks for a token.
+        let public = security
+            .iter()
+            .any(|r| r.as_object().is_some_and(|o| o.is_empty()));
+        if !public {
+            for status in ["401", "403"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{what} needs a token but does not list {status}"
+                );
+            }
+        }
         for (status, response) in responses {
             assert!(
                 status == "default"
@@ -479,28 +235,48 @@ struct TestApp {
     store: common::TempStore,
     doc: Value,
     _nats: common::TestNats,
+    _runner: amtsbuch_projections::RunnerHandle,
 }
 
-/// A signing server with a few events and a checkpoint covering them.
+/// A signing server with a few events and a checkpoint covering them, the read models
+/// running, and a sealer for personal data with the GDPR samples seeded (an account, a
+/// consent of it, a retention hold on it), so every operation can succeed.
 async fn app() -> TestApp {
+    build(true).await
+}
+
+/// `app`, or with `gdpr` false a server without a key-encryption key and without any
+/// account, consent or hold: its GDPR routes answer 404, 409 or 503.
+async fn build(gdpr: bool) -> TestApp {
     let store = common::temp_store("openapi").await;
     let ledger = common::start_ledger(&store.store);
     let event_id = common::append_consents(&store.store, 3).await;
     let checkpoint_size = common::wait_for_checkpoint(&store.store, 3).await;
     let mut state = common::state_with(&store.store, Some(ledger), HubLimits::default()).await;
+    let runner = amtsbuch_projections::spawn(store.store.clone(), amtsbuch_projections::all());
     let nats = common::TestNats::create().await;
     let nats_prefix = nats.config.prefix.to_string();
     state.nats = Some(std::sync::Arc::new(amtsbuch_api::nats_http::NatsLink::new(
         nats.config.clone(),
     )));
+    let mut samples = Samples::new(event_id, checkpoint_size, &nats_prefix);
+    if gdpr {
+        state.sealer = Some(common::sealer(&store.store, store.dir()));
+    }
+    let app = router::router(state.clone());
+    if gdpr {
+        common::seed_gdpr(&app, &state, &mut samples).await;
+        // The consent receipt needs a checkpoint covering the consent.
+        let head = amtsbuch_infra::EventStore::head(&store.store)
+            .await
+            .expect("head");
+        common::wait_for_checkpoint(&store.store, head.position).await;
+    }
     TestApp {
-        app: router::router(state),
+        app,
         _nats: nats,
-        samples: Samples {
-            nats_prefix: nats_prefix.clone(),
-            event_id,
-            checkpoint_size,
-        },
+        _runner: runner,
+        samples,
         store,
         doc: document(),
     }
@@ -529,27 +305,52 @@ fn is_fallback(reply: &Reply) -> bool {
                 .is_some_and(|d| d.contains("GET /openapi.json lists the routes")))
 }
 
+/// Operations that change the seeded samples for good, in the order they run after every
+/// other operation: revoking before withdrawing (a withdrawal of an ended consent is a
+/// no-op, a revocation of one is refused), the deletion request after the changes of the
+/// account, the hold released before the erasure it would forbid.
+const LAST: &[(&str, &str)] = &[
+    ("POST", "/consents/{id}/revocation"),
+    ("POST", "/consents/{id}/withdrawal"),
+    ("POST", "/accounts/{id}/deletion-request"),
+    ("POST", "/retention-holds/{id}/release"),
+    ("POST", "/dpo/subjects/{subject}/erasure"),
+];
+
+/// Call `method path` with the samples as a caller holding every role; the answer must
+/// come from the route, not the router's fallback, and be one the document declares.
+async fn call_documented(app: &TestApp, method: &str, path: &str) -> Reply {
+    let request = app.samples.request(method, path, Some(&common::everyone()));
+    let reply = common::send(&app.app, request).await;
+    assert!(
+        !is_fallback(&reply),
+        "{method} {path} is not routed: {}",
+        reply.status
+    );
+    conforms(&app.doc, method, path, &reply);
+    reply
+}
+
 #[tokio::test]
 async fn every_documented_operation_is_routed_and_answers_as_documented() {
     let app = app().await;
-    for (method, path) in common::documented_operations(&app.doc) {
-        let request = app
-            .samples
-            .request(&method, &path, Some(&common::everyone()));
-        let reply = common::send(&app.app, request).await;
-        let what = format!("{method} {path}");
-        assert!(
-            !is_fallback(&reply),
-            "{what} is not routed: {}",
-            reply.status
-        );
+    let mut operations = common::documented_operations(&app.doc);
+    for last in LAST {
+        let at = operations
+            .iter()
+            .position(|(m, p)| (m.as_str(), p.as_str()) == *last)
+            .unwrap_or_else(|| panic!("{last:?} is not documented"));
+        let op = operations.remove(at);
+        operations.push(op);
+    }
+    for (method, path) in &operations {
+        let reply = call_documented(&app, method, path).await;
         assert!(
             reply.status.is_success(),
-            "{what}: {} {}",
+            "{method} {path}: {} {}",
             reply.status,
             String::from_utf8_lossy(&reply.bytes)
         );
-        conforms(&app.doc, &method, &path, &reply);
     }
     // The fallback test can tell: an undocumented path and method are caught.
     let nowhere = common::send(
@@ -569,6 +370,28 @@ async fn every_documented_operation_is_routed_and_answers_as_documented() {
     )
     .await;
     assert!(is_fallback(&delete));
+}
+
+#[tokio::test]
+async fn without_personal_data_every_operation_still_answers_as_documented() {
+    // No account, consent or hold exists and nothing can be sealed: the GDPR routes
+    // answer 404, 409 or 503, and each of those must be an answer the document lists.
+    let app = build(false).await;
+    let mut failures = 0;
+    for (method, path) in common::documented_operations(&app.doc) {
+        let reply = call_documented(&app, &method, &path).await;
+        if !reply.status.is_success() {
+            failures += 1;
+            assert_eq!(
+                reply.media_type(),
+                "application/problem+json",
+                "{method} {path}"
+            );
+        }
+    }
+    // The samples name things that do not exist here, so this is no rerun of the test
+    // above: most GDPR routes must have failed.
+    assert!(failures >= 15, "only {failures} operations failed");
 }
 
 #[tokio::test]

@@ -129,7 +129,11 @@ pub(crate) fn view_of(state: &AccountState, version: u64) -> Result<AccountView,
 }
 
 fn account_refused(e: account::AccountError) -> Problem {
-    refused("account-refused", e)
+    match e {
+        // Not a rule of the account: there is none.
+        account::AccountError::NotOpened => Problem::not_found("no such account"),
+        e => refused("account-refused", e),
+    }
 }
 
 async fn run(
@@ -189,8 +193,10 @@ pub async fn open_account(
     params(("id" = String, Path, description = "The account id (UUID)")),
     responses(
         (status = 200, description = "The account", body = AccountView),
+        (status = 400, description = "The id is not an account id", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "A citizen's token for another account", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn get_account(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -222,7 +228,10 @@ pub struct MasterDataRequest {
     responses(
         (status = 200, description = "The account after the change", body = AccountView),
         (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Refused (deleted, deletion pending, expired, wrong form)", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 403, description = "A citizen's token for another account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Refused (deleted, deletion pending, expired, wrong form)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn change_master_data(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -260,7 +269,9 @@ pub struct LinkRequest {
     responses(
         (status = 201, description = "Linked; the account after it", body = AccountView),
         (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Refused (already linked, eID on a non-personal account …)", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Refused (already linked, eID on a non-personal account …)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn link_identity(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -296,7 +307,11 @@ pub struct DeletionRequest {
     request_body(content = Option<DeletionRequest>),
     responses(
         (status = 200, description = "Recorded; the account after it", body = AccountView),
-        (status = 409, description = "The account is deleted", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A citizen's token for another account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The account is deleted", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn request_deletion(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -33,6 +33,7 @@ use amtsbuch_domain::gdpr::{
 };
 use amtsbuch_domain::record::format_timestamp;
 use amtsbuch_domain::ExpectedVersion;
+use amtsbuch_infra::EventStore;
 
 use super::accounts::body;
 use super::{account_id, append, execute, refused, require_own_account, Meta};
@@ -103,7 +104,8 @@ pub struct GiveRequest {
     channel: Channel,
     /// Optional end of validity (RFC 3339).
     expires_at: Option<DateTime<Utc>>,
-    /// For paper forms: when it was signed (default: now).
+    /// Only for paper forms (channel `paper`): when it was signed, not in the future
+    /// (default: now).
     given_at: Option<DateTime<Utc>>,
 }
 
@@ -232,30 +234,75 @@ async fn load_consent(
     Ok((c, events))
 }
 
-async fn run(
+/// Run a command on an existing consent the caller may act on. `command` is given the
+/// instant of the command, taken once the subject's lock is held (see the module docs of
+/// `gdpr`).
+async fn change(
     state: &AppState,
     caller: &Principal,
     id: ConsentId,
-    command: ConsentCommand,
-) -> Result<(ConsentView, Option<u64>), Problem> {
-    if !matches!(command, ConsentCommand::Give(_)) {
-        load_consent(state, caller, id).await?;
-    }
+    command: impl FnOnce(DateTime<Utc>) -> ConsentCommand,
+) -> Result<ConsentView, Problem> {
+    let (c, _) = load_consent(state, caller, id).await?;
+    let _subject = super::lock_subject(c.subject()).await;
+    let command = command(Utc::now());
+    decide_and_append(state, caller, id, &command).await
+}
+
+async fn decide_and_append(
+    state: &AppState,
+    caller: &Principal,
+    id: ConsentId,
+    command: &ConsentCommand,
+) -> Result<ConsentView, Problem> {
     let done = execute(
         state,
         &id.stream_id(),
         consent::evolve,
-        |s| consent::decide(&command, s).map_err(consent_refused),
+        |s| consent::decide(command, s).map_err(consent_refused),
         &Meta::of(caller),
     )
     .await?;
     let ConsentState::Given(c) = &done.state else {
         return Err(Problem::internal(&"a consent command left no consent"));
     };
-    Ok((
-        consent_view(c, Utc::now()),
-        done.outcome.map(|o| o.last_position),
-    ))
+    Ok(consent_view(c, Utc::now()))
+}
+
+/// A consent is given by the holder of an account that exists and whose subject has not
+/// been erased.
+async fn require_account(state: &AppState, subject: &AccountId) -> Result<(), Problem> {
+    let opened = state
+        .store
+        .read_stream(
+            &subject.stream_id(),
+            1,
+            amtsbuch_infra::Direction::Forwards,
+            1,
+        )
+        .await?;
+    if opened.is_empty() {
+        return Err(Problem::not_found(format!(
+            "no account {subject}; a consent is given by the holder of a Servicekonto"
+        )));
+    }
+    if let Some(sealer) = &state.sealer {
+        let status = sealer
+            .vault()
+            .status(&amtsbuch_infra::vault::SubjectId::from(*subject))
+            .await
+            .map_err(|e| super::sealer_problem(e.into()))?;
+        if let amtsbuch_infra::vault::SubjectStatus::Erased { at } = status {
+            return Err(super::sealer_problem(
+                amtsbuch_infra::vault::VaultError::Erased {
+                    subject: (*subject).into(),
+                    at,
+                }
+                .into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The subject gives consent under § 10 (1) sentence 2 SächsEGovG.
@@ -265,7 +312,9 @@ async fn run(
     responses(
         (status = 201, description = "Given", body = ConsentView),
         (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "A citizen giving consent for another account", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 403, description = "A citizen giving consent for another account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "The subject has no account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Refused by a rule (an expiry before the giving), or the subject is erased (`subject-erased`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn give(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -286,24 +335,43 @@ pub async fn give(
         }
     };
     require_own_account(&caller, &subject)?;
-    let id = ConsentId(Uuid::now_v7());
+    let scope = req.scope.scope()?;
+    let legal_reference = match req.legal_reference {
+        Some(r) => r,
+        None => Reference::parse(SECTION_10).map_err(|e| Problem::internal(&e))?,
+    };
+    // Only a signed paper form has a date of its own, which staff enter later; online, the
+    // consent is given when it arrives. Accepting an earlier instant otherwise would let a
+    // consent appear in the replay as in force before it was ever recorded.
+    if req.given_at.is_some() && req.channel != Channel::Paper {
+        return Err(Problem::bad_request(
+            "invalid-body",
+            "\"given_at\" is only for paper forms (channel \"paper\"): the date they were signed",
+        ));
+    }
+    if req.given_at.is_some_and(|t| t > Utc::now()) {
+        return Err(Problem::bad_request(
+            "invalid-body",
+            "\"given_at\", the date a paper form was signed, cannot lie in the future",
+        ));
+    }
+    let _subject = super::lock_subject(subject).await;
+    // Under the lock, so that an erasure cannot run between the check and the append.
+    require_account(&state, &subject).await?;
     let now = Utc::now();
+    let id = ConsentId(Uuid::now_v7());
     let command = ConsentCommand::Give(GiveConsent {
         consent_id: id,
         subject,
-        scope: req.scope.scope()?,
+        scope,
         legal_basis: req.legal_basis.unwrap_or(ConsentBasis::Consent),
-        legal_reference: match req.legal_reference {
-            Some(r) => r,
-            None => Reference::parse(SECTION_10).map_err(|e| Problem::internal(&e))?,
-        },
+        legal_reference,
         notice: req.notice,
         channel: req.channel,
-        // A paper form's signature date may lie in the past, never in the future.
-        given_at: req.given_at.filter(|t| *t <= now).unwrap_or(now),
+        given_at: req.given_at.unwrap_or(now),
         expires_at: req.expires_at,
     });
-    let (view, _) = run(&state, &caller, id, command).await?;
+    let view = decide_and_append(&state, &caller, id, &command).await?;
     Ok((
         StatusCode::CREATED,
         [(axum::http::header::LOCATION, format!("/consents/{id}"))],
@@ -318,6 +386,8 @@ pub async fn give(
     params(("id" = String, Path, description = "The consent id")),
     responses(
         (status = 200, description = "The consent", body = ConsentView),
+        (status = 400, description = "The id is not a consent id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A citizen's token for another account's consent", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such consent", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
@@ -355,6 +425,8 @@ fn optional<T: Default + serde::de::DeserializeOwned>(
     request_body(content = Option<WithdrawRequest>),
     responses(
         (status = 200, description = "Withdrawn; the consent now", body = ConsentView),
+        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A citizen's token for another account's consent", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such consent", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn withdraw(
     State(state): State<AppState>,
@@ -364,11 +436,15 @@ pub async fn withdraw(
 ) -> Result<Json<ConsentView>, Problem> {
     let id = consent_id(&id)?;
     let req: WithdrawRequest = optional(raw, "{\"channel\"?}")?;
-    let command = ConsentCommand::Withdraw(WithdrawConsent {
-        channel: req.channel.unwrap_or(Channel::ServicekontoWeb),
-        withdrawn_at: Utc::now(),
-    });
-    Ok(Json(run(&state, &caller, id, command).await?.0))
+    let channel = req.channel.unwrap_or(Channel::ServicekontoWeb);
+    let view = change(&state, &caller, id, |now| {
+        ConsentCommand::Withdraw(WithdrawConsent {
+            channel,
+            withdrawn_at: now,
+        })
+    })
+    .await?;
+    Ok(Json(view))
 }
 
 /// Renew.
@@ -389,7 +465,10 @@ pub struct RenewRequest {
     request_body = RenewRequest,
     responses(
         (status = 200, description = "Renewed", body = ConsentView),
-        (status = 409, description = "Ended consents cannot be renewed", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A citizen's token for another account's consent", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such consent", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Ended consents cannot be renewed; the expiry must lie ahead", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn renew(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -398,13 +477,16 @@ pub async fn renew(
 ) -> Result<Json<ConsentView>, Problem> {
     let id = consent_id(&id)?;
     let req: RenewRequest = body(raw, "{\"notice\", \"channel\", \"expires_at\"?}")?;
-    let command = ConsentCommand::Renew(RenewConsent {
-        notice: req.notice,
-        channel: req.channel,
-        renewed_at: Utc::now(),
-        expires_at: req.expires_at,
-    });
-    Ok(Json(run(&state, &caller, id, command).await?.0))
+    let view = change(&state, &caller, id, |now| {
+        ConsentCommand::Renew(RenewConsent {
+            notice: req.notice,
+            channel: req.channel,
+            renewed_at: now,
+            expires_at: req.expires_at,
+        })
+    })
+    .await?;
+    Ok(Json(view))
 }
 
 /// Narrow.
@@ -423,6 +505,9 @@ pub struct NarrowRequest {
     request_body = NarrowRequest,
     responses(
         (status = 200, description = "Narrowed", body = ConsentView),
+        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A citizen's token for another account's consent", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such consent", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Widening, or an ended consent", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn narrow(
     State(state): State<AppState>,
@@ -432,14 +517,19 @@ pub async fn narrow(
 ) -> Result<Json<ConsentView>, Problem> {
     let id = consent_id(&id)?;
     let req: NarrowRequest = body(raw, "{\"scope\", \"channel\"?}")?;
-    let command = ConsentCommand::Narrow(NarrowConsentScope {
-        scope: req.scope.scope()?,
-        by: Initiator::Subject {
-            channel: req.channel.unwrap_or(Channel::ServicekontoWeb),
-        },
-        narrowed_at: Utc::now(),
-    });
-    Ok(Json(run(&state, &caller, id, command).await?.0))
+    let scope = req.scope.scope()?;
+    let by = Initiator::Subject {
+        channel: req.channel.unwrap_or(Channel::ServicekontoWeb),
+    };
+    let view = change(&state, &caller, id, |now| {
+        ConsentCommand::Narrow(NarrowConsentScope {
+            scope,
+            by,
+            narrowed_at: now,
+        })
+    })
+    .await?;
+    Ok(Json(view))
 }
 
 /// Revoke for the controller.
@@ -461,6 +551,8 @@ pub struct RevokeRequest {
     request_body = RevokeRequest,
     responses(
         (status = 200, description = "Revoked", body = ConsentView),
+        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such consent", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Already ended", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn revoke(
     State(state): State<AppState>,
@@ -470,12 +562,15 @@ pub async fn revoke(
 ) -> Result<Json<ConsentView>, Problem> {
     let id = consent_id(&id)?;
     let req: RevokeRequest = body(raw, "{\"reason\", \"reference\"?}")?;
-    let command = ConsentCommand::Revoke(RevokeConsent {
-        reason: req.reason,
-        reference: req.reference,
-        revoked_at: Utc::now(),
-    });
-    Ok(Json(run(&state, &caller, id, command).await?.0))
+    let view = change(&state, &caller, id, |now| {
+        ConsentCommand::Revoke(RevokeConsent {
+            reason: req.reason,
+            reference: req.reference,
+            revoked_at: now,
+        })
+    })
+    .await?;
+    Ok(Json(view))
 }
 
 /// A consent receipt after the Kantara Initiative's Consent Receipt Specification (v1.1),
@@ -485,8 +580,11 @@ pub async fn revoke(
     params(("id" = String, Path, description = "The consent id")),
     responses(
         (status = 200, description = "The receipt (JSON); `amtsbuch.tlog_proof` verifies offline with `amtsbuch verify-proof`", body = Object),
+        (status = 400, description = "The id is not a consent id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A citizen's token for another account's consent", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such consent", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Not covered by a checkpoint yet; retry in a second", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 409, description = "Not covered by a checkpoint yet; retry in a second", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "This server does not sign checkpoints", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn receipt(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -496,7 +594,9 @@ pub async fn receipt(
     let given = events
         .first()
         .ok_or_else(|| Problem::internal(&"a given consent without events"))?;
-    let stored = amtsbuch_infra::EventStore::event_by_id(&state.store, given.event_id)
+    let stored = state
+        .store
+        .event_by_id(given.event_id)
         .await?
         .ok_or_else(|| Problem::internal(&"the ConsentGiven event is missing"))?;
     let proof = crate::ledger_http::tlog_proof_text(&state, &stored).await?;
@@ -623,6 +723,9 @@ pub async fn disclose(
         .ok_or_else(|| Problem::forbidden("the token names no authority to disclose to"))?;
     let recipient = RecipientId::parse(authority.as_str())
         .map_err(|e| Problem::bad_request("invalid-recipient", e.to_string()))?;
+    // The instant is taken under the subject's lock, so no change of its consents is
+    // stamped before it and committed after the consents are read.
+    let _subject = super::lock_subject(subject).await;
     let at = Utc::now();
     let consents = subject_consents(&state, &subject).await?;
     let id = DisclosureId(Uuid::now_v7());
@@ -702,7 +805,9 @@ pub async fn subject_consents(
 /// The caller's own consents, now (a citizen sees and withdraws its consents here).
 #[utoipa::path(get, path = "/consents", tag = "consents",
     security(("bearer" = ["citizen"])),
-    responses((status = 200, description = "The consents of the token's account, in the order given", body = Vec<ConsentView>)))]
+    responses(
+        (status = 200, description = "The consents of the token's account, in the order given", body = Vec<ConsentView>),
+        (status = 400, description = "The token's account is not an account id", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn list_own(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -102,12 +102,14 @@ pub async fn consent_history(
     params(("subject" = String, Path, description = "The data subject (account id)")),
     responses(
         (status = 200, description = "`under_consent` (by consent id), `other_basis`, `denied`; each in log order with its position", body = Object),
-        (status = 400, description = "Invalid subject", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid subject", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "The read model did not catch up with the log in time (`read-models-behind`); retry", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn disclosures(
     State(state): State<AppState>,
     Path(subject): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let subject = account_id(&subject)?;
+    super::read_models_current(&state, &[models::disclosures::NAME]).await?;
     let db = ReadDb::new(&state.store);
     let found = models::disclosures_by_consent(&db, subject)
         .await
@@ -127,15 +129,25 @@ pub async fn disclosures(
     responses(
         (status = 200, description = "The access export (JSON)", body = Object),
         (status = 400, description = "Invalid subject", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 503, description = "No key-encryption key configured, or the read models did not catch up with the log in time (`read-models-behind`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn export(
     State(state): State<AppState>,
     Path(subject): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let subject = account_id(&subject)?;
     let sealer = super::sealer(&state)?;
-    let db = ReadDb::new(&state.store);
     let head = state.store.head().await?.position;
+    super::read_models_current(
+        &state,
+        &[
+            models::subjects::NAME,
+            models::disclosures::NAME,
+            models::retention::NAME,
+            models::accounts::NAME,
+        ],
+    )
+    .await?;
+    let db = ReadDb::new(&state.store);
     let positions = models::subject_positions(&db, subject)
         .await
         .map_err(query_error)?;
@@ -201,7 +213,9 @@ pub async fn export(
     params(("subject" = String, Path, description = "The data subject (account id)")),
     responses(
         (status = 200, description = "Erased (or erased before): consents revoked, account deleted, keys destroyed, `SubjectErased` appended", body = Object),
-        (status = 409, description = "A retention hold forbids erasure now; `holds` lists each with its end date", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid subject", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "A retention hold forbids erasure now (`retention-hold`); `holds` lists each with its end date", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured, or the read models did not catch up with the log in time (`read-models-behind`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn erase(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -232,6 +246,11 @@ pub async fn erase_subject(
     meta: &Meta,
 ) -> Result<Value, Problem> {
     let sealer = super::sealer(state)?;
+    // Under the subject's lock no consent of it changes and no hold is placed meanwhile,
+    // and every instant recorded below is later than what was committed before.
+    let _subject = super::lock_subject(subject).await;
+    // A hold placed, or an erasure finished, a moment ago must be seen.
+    super::read_models_current(state, &[models::retention::NAME, models::accounts::NAME]).await?;
     let db = ReadDb::new(&state.store);
     let now = Utc::now();
     if let Some(done) = models::erasure(&db, subject).await.map_err(query_error)? {
@@ -245,15 +264,18 @@ pub async fn erase_subject(
         .await
         .map_err(query_error)?;
     if let Some(last) = holds.first() {
+        let reason = serde_json::to_value(last.reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "retention-hold",
             "A retention duty forbids erasure",
             format!(
-                "subject {subject} must be kept until {} ({} hold(s), e.g. {:?} from {}); erase it after that date",
+                "subject {subject} must be kept until {} ({} hold(s); the last to end: {reason} for {}); erase it after that date",
                 format_timestamp(&last.until),
                 holds.len(),
-                serde_json::to_value(last.reason).unwrap_or(Value::Null),
                 last.source
             ),
         )
@@ -455,7 +477,8 @@ pub struct HoldRequest {
     request_body = HoldRequest,
     responses(
         (status = 201, description = "Placed", body = Object),
-        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Refused: `until` does not lie after now (`hold-refused`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn place_hold(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -465,6 +488,8 @@ pub async fn place_hold(
     let subject = account_id(&req.subject)?;
     let source = StreamId::parse(&req.source)
         .map_err(|e| Problem::bad_request("invalid-body", e.to_string()))?;
+    // An erasure of the subject that has checked the holds finishes first.
+    let _subject = super::lock_subject(subject).await;
     let now = Utc::now();
     let until =
         match (req.until, req.reason.statutory_years()) {
@@ -519,6 +544,7 @@ fn end_of_year_plus(now: DateTime<Utc>, years: u32) -> Result<DateTime<Utc>, Pro
     params(("id" = String, Path, description = "The hold id")),
     responses(
         (status = 200, description = "Released", body = Object),
+        (status = 400, description = "The id is not a hold id", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such hold", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn release_hold(
     State(state): State<AppState>,
@@ -526,8 +552,15 @@ pub async fn release_hold(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let id = Uuid::parse_str(&id)
+        .ok()
+        .filter(|u| id == u.hyphenated().to_string())
         .map(HoldId)
-        .map_err(|_| Problem::bad_request("invalid-hold-id", "a hold id is a UUID"))?;
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "invalid-hold-id",
+                "a hold id is a lowercase hyphenated UUID",
+            )
+        })?;
     let (events, _) = super::load::<RetentionEvent>(&state, &id.stream_id()).await?;
     if events.is_empty() {
         return Err(Problem::not_found(format!("no retention hold {id}")));

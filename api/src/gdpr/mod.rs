@@ -8,13 +8,30 @@
 //! Events that carry personal data are sealed under the subject's key on the way in
 //! (`Sealer`), and opened on the way out; after erasure they read as `Personal::Erased`.
 //! Time is the server's: the instant of a command is taken when it is handled.
+//!
+//! Commands that change what a subject has consented to, and the disclosures judged against
+//! those consents, take the subject's lock (`lock_subject`) and only then read the clock.
+//! Otherwise a withdrawal could take its instant, and a disclosure a later one but read the
+//! consents before the withdrawal committed: the log would then hold a grant at an instant
+//! the replay shows the consent withdrawn. Under the lock, every instant taken is later
+//! than every change already committed for the subject and earlier than every change still
+//! to come. The lock is per process (see `lock_subject`).
+//!
+//! Answers a data protection officer relies on for completeness — the Art. 15 export, the
+//! disclosures of a subject, and the retention holds an erasure must respect — come partly
+//! from read models, which follow the log a moment behind. Those routes first wait until
+//! the read models they use have reached the log's head (`read_models_current`).
 
 pub mod accounts;
 pub mod consents;
 pub mod dpo;
 pub mod sweeper;
 
-use axum::http::StatusCode;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -30,6 +47,79 @@ use crate::problem::Problem;
 
 /// How often a command is decided again when another one changed its aggregate first.
 const ATTEMPTS: usize = 3;
+
+/// How long an answer waits for the read models it relies on to reach the log's head
+/// before it gives up with `503 read-models-behind`.
+const READ_MODEL_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The subjects some task of this process is acting for, each with its lock. Entries
+/// nobody holds or waits for any more are dropped whenever a new subject is added.
+static SUBJECT_LOCKS: LazyLock<Mutex<HashMap<AccountId, Weak<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Wait until no other task of this process acts for `subject`, and act for it until the
+/// guard is dropped. Take it before reading the clock for the command's instant.
+///
+/// The lock serializes the commands of one process, which is every command on SQLite (one
+/// file belongs to one process) and on a PostgreSQL deployment with one API node. Several
+/// API nodes on one database do not share it; there a withdrawal and a disclosure handled
+/// on different nodes within the same few milliseconds can still disagree by those
+/// milliseconds.
+pub async fn lock_subject(subject: AccountId) -> tokio::sync::OwnedMutexGuard<()> {
+    let lock = {
+        let mut locks = SUBJECT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+        match locks.get(&subject).and_then(Weak::upgrade) {
+            Some(lock) => lock,
+            None => {
+                locks.retain(|_, lock| lock.strong_count() > 0);
+                let lock = Arc::new(tokio::sync::Mutex::new(()));
+                locks.insert(subject, Arc::downgrade(&lock));
+                lock
+            }
+        }
+    };
+    lock.lock_owned().await
+}
+
+/// Wait until the read models `names` have applied the log up to its head as it is now,
+/// so that an answer built from them misses nothing committed before the request.
+pub async fn read_models_current(state: &AppState, names: &[&str]) -> Result<(), Problem> {
+    let head = state.store.head().await?.position;
+    let db = amtsbuch_projections::db::ReadDb::new(&state.store);
+    let deadline = tokio::time::Instant::now() + READ_MODEL_PATIENCE;
+    loop {
+        let applied = amtsbuch_projections::checkpoint::all(&db)
+            .await
+            .map_err(|e| Problem::internal(&e))?;
+        let behind: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|name| {
+                !applied
+                    .iter()
+                    .any(|(n, position)| n == name && *position >= head)
+            })
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(behind = ?behind, head, "read models lag behind the log");
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "read-models-behind",
+                "The read models lag behind the log",
+                format!(
+                    "the read models {} have not reached position {head} of the log within {} s, so the answer could miss recent events; retry later",
+                    behind.join(", "),
+                    READ_MODEL_PATIENCE.as_secs()
+                ),
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 /// An event of an aggregate as read back, with where it sits in the log.
 #[derive(Debug, Clone)]

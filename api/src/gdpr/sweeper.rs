@@ -47,7 +47,9 @@ pub fn spawn(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// One sweep. Returns how many subjects were erased and consents marked expired.
+/// One sweep. Returns how many subjects were erased and consents marked expired. A
+/// subject whose erasure fails is logged and left for the next sweep; a failure to read
+/// what is due ends the sweep with the error.
 pub async fn sweep(state: &AppState) -> Result<(usize, usize), Problem> {
     if state.sealer.is_none() {
         return Ok((0, 0));
@@ -68,7 +70,11 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Problem> {
             Err(p) if p.kind == "retention-hold" => {
                 tracing::info!(subject = %subject, "expired temporary identification kept: a retention duty holds it");
             }
-            Err(p) => return Err(p),
+            // One subject that cannot be erased now must not keep the others, and the
+            // expiries below, waiting: it is tried again at the next sweep.
+            Err(p) => {
+                tracing::warn!(subject = %subject, status = p.status.as_u16(), detail = %p.detail, "expired temporary identification not erased; retrying at the next sweep");
+            }
         }
     }
     let mut expired = 0;

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // Each test file uses a different part.
 
+pub mod schema;
+
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -43,8 +45,12 @@ pub fn authenticator() -> Arc<Authenticator> {
     )
 }
 
+/// The account a citizen's token is bound to: a fixed account id, so that tests can open
+/// the account it names and the citizen then owns it.
+pub const CITIZEN_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000ac01";
+
 /// A bearer token for `role` with the bindings the role needs: authority `lra-meissen`
-/// with region `14627` and service `99108001000000`, account `acc-1`.
+/// with region `14627` and service `99108001000000`, account `CITIZEN_ACCOUNT`.
 pub fn token(role: Role) -> String {
     token_for(role, "lra-meissen", &["99108001000000"])
 }
@@ -53,7 +59,7 @@ pub fn token(role: Role) -> String {
 pub fn request_for(role: Role, authority: &str, services: &[&str]) -> TokenRequest {
     let mut request = TokenRequest::new(format!("test-{role}"), vec![role]);
     match role {
-        Role::Citizen => request.account = Some("acc-1".into()),
+        Role::Citizen => request.account = Some(CITIZEN_ACCOUNT.into()),
         Role::Authority => {
             request.authority = Some(AuthorityId::parse(authority).expect("authority"));
             request.regions = vec![RegionKey::parse("14627").expect("region")];
@@ -94,7 +100,7 @@ pub fn official(authority: &str, regions: &[&str]) -> String {
 /// A token holding every role at once, with every binding: it passes every guard.
 pub fn everyone() -> String {
     let mut request = TokenRequest::new("test-everyone", Role::ALL);
-    request.account = Some("acc-1".into());
+    request.account = Some(CITIZEN_ACCOUNT.into());
     request.authority = Some(AuthorityId::parse("lra-meissen").expect("authority"));
     request.regions = vec![RegionKey::parse("14").expect("region")];
     request.services = vec![ServiceKey::parse("99108001000000").expect("service")];
@@ -172,6 +178,13 @@ impl Drop for TempStore {
     }
 }
 
+impl TempStore {
+    /// The temporary directory the store's file is in (for other files of the test).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
 pub async fn temp_store(name: &str) -> TempStore {
     let dir =
         std::env::temp_dir().join(format!("amtsbuch-{name}-{}", uuid::Uuid::now_v7().simple()));
@@ -201,6 +214,123 @@ pub async fn state_with(
         nats: None,
         sealer: None,
     }
+}
+
+/// A sealer for personal data on `store`, whose key-encryption key is generated into `dir`
+/// (as `amtsbuch kek generate` does).
+pub fn sealer(store: &AnyStore, dir: &std::path::Path) -> amtsbuch_infra::sealer::Sealer {
+    let path = dir.join(format!("kek-{}", uuid::Uuid::now_v7().simple()));
+    let id = amtsbuch_domain::seal::KeyId::parse("kek-test").expect("KEK id");
+    amtsbuch_infra::kek::generate_kek_file(&path, &id).expect("generate KEK");
+    let keyring = amtsbuch_infra::kek::load_keyring(&[path]).expect("load KEK");
+    amtsbuch_infra::sealer::Sealer::new(amtsbuch_infra::vault::KeyVault::new(
+        store.clone(),
+        keyring,
+    ))
+}
+
+/// Open the account `samples.account_id` (the citizen's) as the Servicekonto would, and
+/// give it a consent and a retention hold through the API, so that every GDPR route can be
+/// called with the samples and succeed. The account goes through the service layer
+/// because `POST /accounts` chooses account ids itself. Sets `samples.consent_id` and
+/// `samples.hold_id`; the state must have a sealer.
+pub async fn seed_gdpr(app: &Router, state: &AppState, samples: &mut Samples) {
+    use amtsbuch_domain::gdpr::account::{self, AccountCommand, AccountKind, OpenAccount};
+    use amtsbuch_domain::gdpr::AccountId;
+    let id = AccountId(samples.account_id);
+    let master_data = serde_json::from_value(serde_json::json!({
+        "type": "person", "given_names": "Erika", "family_name": "Mustermann"
+    }))
+    .expect("master data");
+    let command = AccountCommand::Open(OpenAccount {
+        account_id: id,
+        kind: AccountKind::Personal,
+        master_data,
+        opened_at: chrono::Utc::now(),
+        expires_at: None,
+    });
+    amtsbuch_api::gdpr::execute(
+        state,
+        &id.stream_id(),
+        account::evolve,
+        |s| {
+            account::decide(&command, s)
+                .map_err(|e| amtsbuch_api::gdpr::refused("account-refused", e))
+        },
+        &amtsbuch_api::gdpr::Meta::system("test"),
+    )
+    .await
+    .expect("open the sample account");
+    let operator = token(Role::Operator);
+    let given = send(
+        app,
+        request(
+            "POST",
+            "/consents",
+            Some(&operator),
+            Body::from(samples.body("POST", "/consents").expect("body").to_string()),
+        ),
+    )
+    .await;
+    assert_eq!(given.status, StatusCode::CREATED, "{}", given.json());
+    samples.consent_id = given.json()["consent_id"]
+        .as_str()
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .expect("consent id");
+    let until = chrono::Utc::now() + chrono::Duration::days(365);
+    let hold = send(
+        app,
+        request(
+            "POST",
+            "/retention-holds",
+            Some(&operator),
+            Body::from(
+                serde_json::json!({
+                    "subject": samples.account_id,
+                    "reason": "open_procedure",
+                    "source": "procedure-1",
+                    "until": amtsbuch_domain::record::format_timestamp(&until),
+                })
+                .to_string(),
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.json());
+    samples.hold_id = hold.json()["hold_id"]
+        .as_str()
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .expect("hold id");
+}
+
+/// Wait until every projection of `amtsbuch_projections::all` has applied the log up to
+/// its head as it is now.
+pub async fn read_models_caught_up(store: &AnyStore) {
+    use amtsbuch_infra::EventStore;
+    let head = store.head().await.expect("head").position;
+    if head == 0 {
+        return;
+    }
+    let db = amtsbuch_projections::ReadDb::new(store);
+    let names: Vec<&str> = amtsbuch_projections::all()
+        .iter()
+        .map(|p| p.name())
+        .collect();
+    for _ in 0..1200 {
+        let done = amtsbuch_projections::checkpoint::all(&db)
+            .await
+            .expect("checkpoints");
+        let behind = names.iter().any(|name| {
+            !done
+                .iter()
+                .any(|(n, position)| n == name && *position >= head)
+        });
+        if !behind {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the read models did not reach position {head} within 30 s");
 }
 
 /// A response taken apart: status, headers and the whole body.
@@ -440,33 +570,70 @@ pub async fn wait_for_checkpoint(store: &AnyStore, size: u64) -> u64 {
     panic!("no checkpoint of size {size} within 10 s");
 }
 
-/// Concrete values for the path parameters and queries of the documented routes, chosen
-/// so that each call can succeed on a log that holds `event_id` and has a checkpoint of
-/// `checkpoint_size`. A route with a parameter not named here makes `uri` panic, so a new
-/// route gets its sample when it is added to the tests' tables.
+/// The notice text of the sample consents, and its SHA-256 as the API wants it.
+pub const NOTICE_TEXT: &str = "Einwilligung nach § 10 Abs. 1 Satz 2 SächsEGovG (Testfassung)";
+
+pub fn notice_sha256() -> String {
+    amtsbuch_domain::gdpr::consent::Sha256Digest::of(NOTICE_TEXT.as_bytes()).to_hex()
+}
+
+/// Concrete values for the path parameters, queries and bodies of the documented routes,
+/// chosen so that each call can succeed on a log that holds `event_id`, has a checkpoint of
+/// `checkpoint_size`, and (for the GDPR routes) holds the account `account_id` with the
+/// consent `consent_id` and the retention hold `hold_id`. A route with a parameter not named
+/// here makes `uri` panic, so a new route gets its sample when it is added to the tests'
+/// tables.
 #[derive(Debug, Clone)]
 pub struct Samples {
     pub event_id: uuid::Uuid,
     pub checkpoint_size: u64,
     /// The subject prefix of the NATS stream the server relays to, if any.
     pub nats_prefix: String,
+    /// `{id}` of `/accounts/…` and `{subject}` of `/dpo/subjects/…`: the citizen's account,
+    /// so that a citizen's token owns it.
+    pub account_id: uuid::Uuid,
+    /// `{id}` of `/consents/…`.
+    pub consent_id: uuid::Uuid,
+    /// `{id}` of `/retention-holds/…`.
+    pub hold_id: uuid::Uuid,
 }
 
 impl Samples {
+    /// Samples for a log holding `event_id` with a checkpoint of `checkpoint_size`; the
+    /// GDPR ids are the citizen's account and fixed ids that need not exist.
+    pub fn new(event_id: uuid::Uuid, checkpoint_size: u64, nats_prefix: &str) -> Self {
+        Self {
+            event_id,
+            checkpoint_size,
+            nats_prefix: nats_prefix.to_owned(),
+            account_id: uuid::Uuid::parse_str(CITIZEN_ACCOUNT).expect("account id"),
+            consent_id: uuid::Uuid::parse_str("0193a1b2-0000-7000-8000-0000000000c1")
+                .expect("consent id"),
+            hold_id: uuid::Uuid::parse_str("0193a1b2-0000-7000-8000-000000000401")
+                .expect("hold id"),
+        }
+    }
+
     /// The path with its parameters filled in, and the query the route needs.
     pub fn uri(&self, path: &str) -> String {
         let mut uri = String::new();
+        let first = path.split('/').nth(1).unwrap_or_default();
         for segment in path.split('/').skip(1) {
             uri.push('/');
-            match segment {
-                "{stream}" => uri.push_str("consent-1"),
-                "{id}" => uri.push_str(&self.event_id.to_string()),
-                "{size}" => uri.push_str(&self.checkpoint_size.to_string()),
-                "{name}" => uri.push_str("lra-meissen-fv"),
-                s if s.starts_with('{') => {
+            match (first, segment) {
+                (_, "{stream}") => uri.push_str("consent-1"),
+                ("events", "{id}") => uri.push_str(&self.event_id.to_string()),
+                ("accounts", "{id}") | ("dpo", "{subject}") => {
+                    uri.push_str(&self.account_id.to_string())
+                }
+                ("consents", "{id}") => uri.push_str(&self.consent_id.to_string()),
+                ("retention-holds", "{id}") => uri.push_str(&self.hold_id.to_string()),
+                (_, "{size}") => uri.push_str(&self.checkpoint_size.to_string()),
+                (_, "{name}") => uri.push_str("lra-meissen-fv"),
+                (_, s) if s.starts_with('{') => {
                     panic!("no sample value for the path parameter {s} of {path}; add one to common::Samples")
                 }
-                s => uri.push_str(s),
+                (_, s) => uri.push_str(s),
             }
         }
         match path {
@@ -477,20 +644,66 @@ impl Samples {
         uri
     }
 
+    /// A valid body for the route `method path`, if it takes one.
+    pub fn body(&self, method: &str, path: &str) -> Option<Value> {
+        use serde_json::json;
+        let account = self.account_id.to_string();
+        let master_data =
+            json!({ "type": "person", "given_names": "Erika", "family_name": "Mustermann" });
+        let notice = json!({ "version": "2026-01", "sha256": notice_sha256() });
+        Some(match (method, path) {
+            ("POST", "/streams/{stream}/events") => {
+                json!([{ "type": "ConsentGiven", "data": { "sample": true } }])
+            }
+            // As an operator, who chooses the filters.
+            ("PUT", "/subscriptions/nats/{name}") => {
+                json!({ "filter_subjects": [format!("{}.>", self.nats_prefix)] })
+            }
+            ("POST", "/accounts") => json!({ "kind": "personal", "master_data": master_data }),
+            ("PUT", "/accounts/{id}/master-data") => json!({ "master_data": {
+                "type": "person", "given_names": "Erika", "family_name": "Musterfrau" } }),
+            ("POST", "/accounts/{id}/identity-links") => {
+                json!({ "method": { "kind": "eid" }, "pseudonym": "eid-sample-pseudonym" })
+            }
+            ("POST", "/consents") => json!({
+                "subject": account,
+                "scope": {
+                    "categories": ["stammdaten", "kommunikationsdaten"],
+                    "purposes": ["antrag-vorbefuellung"],
+                    "recipients": ["lra-meissen"],
+                },
+                "notice": notice,
+                "channel": "servicekonto_web",
+            }),
+            ("POST", "/consents/{id}/renewal") => {
+                json!({ "notice": notice, "channel": "amt24" })
+            }
+            ("POST", "/consents/{id}/scope") => json!({ "scope": {
+                "categories": ["stammdaten"],
+                "purposes": ["antrag-vorbefuellung"],
+                "recipients": ["lra-meissen"],
+            } }),
+            ("POST", "/consents/{id}/revocation") => json!({ "reason": "purpose_fulfilled" }),
+            ("POST", "/disclosures") => json!({
+                "subject": account,
+                "categories": ["stammdaten"],
+                "purpose": "antrag-vorbefuellung",
+            }),
+            // On another subject, so that it does not hold the sample account.
+            ("POST", "/retention-holds") => json!({
+                "subject": "0193a1b2-0000-7000-8000-00000000ac02",
+                "reason": "voucher",
+                "source": "payment-1",
+            }),
+            _ => return None,
+        })
+    }
+
     /// A request to the route `method path` with `token`.
     pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> Request<Body> {
-        let body = if method == "POST" {
-            Body::from(
-                serde_json::json!([{ "type": "ConsentGiven", "data": { "sample": true } }])
-                    .to_string(),
-            )
-        } else if method == "PUT" && path == "/subscriptions/nats/{name}" {
-            // As an operator, who chooses the filters.
-            let filter = format!("{}.>", self.nats_prefix);
-            Body::from(serde_json::json!({ "filter_subjects": [filter] }).to_string())
-        } else {
-            Body::empty()
-        };
+        let body = self
+            .body(method, path)
+            .map_or_else(Body::empty, |b| Body::from(b.to_string()));
         request(method, &self.uri(path), token, body)
     }
 }
