@@ -280,20 +280,31 @@ async fn the_dpo_guide_works_and_personal_data_never_appears_in_plaintext() {
 
     // Erasure, and the proof that the log is intact afterwards.
     let out = bash(&after, &cwd, &env).await;
-    assert!(out.contains("{\"erased\":true}"), "erased data reads as erased:\n{out}");
+    assert!(
+        out.contains("{\"erased\":true}"),
+        "erased data reads as erased:\n{out}"
+    );
     let oks = out.lines().filter(|l| l.starts_with("ok:")).count();
-    assert_eq!(oks, 3, "verify (database), verify (export) and verify-proof pass:\n{out}");
+    assert_eq!(
+        oks, 3,
+        "verify (database), verify (export) and verify-proof pass:\n{out}"
+    );
 
     // After erasure the database still holds no plaintext, and nothing new was relayed
     // in plaintext either.
     pg_dump(&db, &dump);
-    assert_no_plaintext("the PostgreSQL dump after erasure", &std::fs::read(&dump).expect("dump"));
+    assert_no_plaintext(
+        "the PostgreSQL dump after erasure",
+        &std::fs::read(&dump).expect("dump"),
+    );
     let logs = std::fs::read(&log).expect("server log");
     assert_no_plaintext("the server's logs", &logs);
 
     server.kill().await;
     if let Ok(client) = async_nats::connect(nats_url()).await {
-        let _ = async_nats::jetstream::new(client).delete_stream(&stream).await;
+        let _ = async_nats::jetstream::new(client)
+            .delete_stream(&stream)
+            .await;
     }
     db.drop_now().await;
 }
