@@ -44,8 +44,8 @@ use amtsbuch_domain::seal::{self, DataKey, Envelope, KeyId, Nonce};
 use amtsbuch_domain::{AppendRequest, ExpectedVersion, NewEvent, StreamId};
 use amtsbuch_infra::{AnyStore, EventStore};
 use amtsbuch_projections::gdpr::{
-    self as rm, AccountRow, ConsentAsOf, Decision, DisclosureRow, DisclosuresOfSubject, ErasureRow,
-    GdprQueryError, LegalBasis, ProcessingKind,
+    self as rm, AccountRow, ConsentAsOf, ConsentRow, Decision, DisclosureRow, DisclosuresOfSubject,
+    ErasureRow, GdprQueryError, LegalBasis, ProcessingKind,
 };
 use amtsbuch_projections::{rebuild, runner, Dialect, Projection, ReadDb, RunnerHandle};
 use common::*;
@@ -295,7 +295,6 @@ impl World {
 
     async fn disclose(
         &mut self,
-        n: u128,
         subject: AccountId,
         to: &str,
         purpose_id: &str,
@@ -305,7 +304,8 @@ impl World {
     ) -> DisclosureEvent {
         let consents = self.consents_of(subject);
         let request = RequestDisclosure {
-            disclosure_id: DisclosureId(id(n)),
+            // Disclosure ids 0x201, 0x202, … in the order of the decisions.
+            disclosure_id: DisclosureId(id(0x201 + self.disclosures.len() as u128)),
             subject,
             recipient: recipient(to),
             purpose: purpose(purpose_id),
@@ -493,7 +493,6 @@ async fn story(w: &mut World) -> Story {
         )
         .await;
     w.disclose(
-        0x201,
         ANNA,
         "lra-meissen:wohngeld",
         "antrag-vorbefuellung",
@@ -542,7 +541,6 @@ async fn story(w: &mut World) -> Story {
         .await;
     // The Wohngeld office is no longer covered after the narrowing.
     w.disclose(
-        0x202,
         ANNA,
         "lra-meissen:wohngeld",
         "antrag-vorbefuellung",
@@ -572,7 +570,6 @@ async fn story(w: &mut World) -> Story {
     )
     .await;
     w.disclose(
-        0x203,
         ANNA,
         "amt24",
         "antrag-vorbefuellung",
@@ -593,7 +590,6 @@ async fn story(w: &mut World) -> Story {
     // Recorded after the withdrawal: one for the instant before it (granted), one for the
     // instant itself (denied: the withdrawal counts from its instant on).
     w.disclose(
-        0x204,
         ANNA,
         "amt24",
         "antrag-vorbefuellung",
@@ -603,7 +599,6 @@ async fn story(w: &mut World) -> Story {
     )
     .await;
     w.disclose(
-        0x205,
         ANNA,
         "amt24",
         "antrag-vorbefuellung",
@@ -614,7 +609,6 @@ async fn story(w: &mut World) -> Story {
     .await;
     w.noise(30, 70).await;
     w.disclose(
-        0x206,
         ANNA,
         "fv.kita-portal",
         "statistik",
@@ -624,7 +618,6 @@ async fn story(w: &mut World) -> Story {
     )
     .await;
     w.disclose(
-        0x207,
         ANNA,
         "fv.kita-portal",
         "statistik",
@@ -643,7 +636,6 @@ async fn story(w: &mut World) -> Story {
     )
     .await;
     w.disclose(
-        0x208,
         ANNA,
         "fv.elster",
         "antrag-vorbefuellung",
@@ -735,7 +727,6 @@ async fn story(w: &mut World) -> Story {
         )
         .await;
     w.disclose(
-        0x211,
         OTTO,
         "amt24",
         "antrag-vorbefuellung",
@@ -745,7 +736,6 @@ async fn story(w: &mut World) -> Story {
     )
     .await;
     w.disclose(
-        0x212,
         OTTO,
         "fv.elster",
         "antrag-vorbefuellung",
@@ -1418,6 +1408,47 @@ async fn the_read_models_answer_what_the_events_say(t: TestDb) {
         .expect("none")
         .is_empty());
 
+    // Every row of the consent index against the fold of its stream.
+    for (id, events) in &w.consents {
+        let c = w.consent_state(*id).consent().cloned().expect("given");
+        let (last_position, last) = events.last().expect("events");
+        let row = rm::consent(&db, *id)
+            .await
+            .expect("consent")
+            .expect("indexed");
+        let want = ConsentRow {
+            consent_id: *id,
+            subject: c.subject(),
+            stream_id: id.stream_id(),
+            status: c.status_at(last.occurred_at()),
+            categories: c.scope().categories(),
+            purposes: c.scope().purposes().clone(),
+            recipients: c.scope().recipients().clone(),
+            legal_basis: c.legal_basis(),
+            legal_reference: c.legal_reference().clone(),
+            notice_version: c.term().notice.version.clone(),
+            given_at: c.given_at(),
+            term_from: c.term().from,
+            expires_at: c.term().expires_at,
+            ended_at: c.ended().map(consent::Ending::at),
+            end_reason: match c.ended() {
+                Some(consent::Ending::Revoked { reason, .. }) => Some(*reason),
+                _ => None,
+            },
+            version: c.version(),
+            last_position: *last_position,
+        };
+        assert_eq!(row, want, "consent {id}");
+    }
+    let json = rm::consent(&db, s.c1)
+        .await
+        .expect("consent")
+        .expect("c1")
+        .to_json();
+    assert_eq!(json["status"], "withdrawn");
+    assert_eq!(json["dpv"], "dpv:ConsentWithdrawn");
+    assert_eq!(json["ended_at"], WITHDRAWAL);
+
     // Temporary identifications due for erasure, at and around the expiry instants.
     for t in [
         now,
@@ -1809,7 +1840,7 @@ async fn bulk_noise(store: &AnyStore, count: usize, round: u128) {
             let mut n = 0usize;
             while n < per_writer {
                 let k = round * 100_000_000 + writer * 1_000_000 + n as u128;
-                let request = if n % 250 == 0 {
+                let request = if n.is_multiple_of(250) {
                     let consent_id = ConsentId(Uuid::from_u128(
                         0x0193_a1b2_0000_7000_9000_0000_0000_0000 | k,
                     ));
