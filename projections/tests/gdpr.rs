@@ -1553,7 +1553,7 @@ async fn a_rebuild_gives_the_same_read_models(t: TestDb) {
     caught_up(&handle, &store).await;
     handle.shutdown().await;
     let before = dump(&db, "gdpr_").await;
-    assert_eq!(before.len(), 7, "{:?}", before.keys());
+    assert_eq!(before.len(), 8, "{:?}", before.keys());
     assert!(
         before.values().all(|rows| !rows.is_empty()),
         "every table has rows"
