@@ -309,7 +309,10 @@ impl Figures {
 /// A core NATS subscription on the relay's subjects notes when each position arrives, and
 /// a watch of the `streams` projection's applied position notes when the read model has
 /// it. Both lags are measured from the moment the event's append was acknowledged; the
-/// first `warmup` of the run is not measured.
+/// first `warmup` of the run is not measured. Two more observers tell where time goes on a
+/// busy machine: a plain log follower (the wake-up and read that the relay and the runner
+/// both start with), and a task that only sleeps a millisecond at a time and notes how late
+/// it wakes. The figures are printed, never judged: they depend on the machine.
 #[derive(Debug, Clone)]
 pub struct PipelineBench {
     pub database_url: String,
