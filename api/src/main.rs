@@ -310,6 +310,30 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         events: usize,
     },
+    /// Open-loop appends at a fixed rate with the relay and the read models running:
+    /// append latency, and how soon each event reaches NATS and the read model.
+    Pipeline {
+        #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+        #[arg(
+            long,
+            env = "AMTSBUCH_NATS_URL",
+            default_value = "nats://127.0.0.1:4222"
+        )]
+        nats_url: String,
+        /// Offered load, events per second.
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Seconds of load before measuring.
+        #[arg(long, default_value_t = 3)]
+        warmup_seconds: u64,
+        /// Streams the events are spread over.
+        #[arg(long, default_value_t = 1000)]
+        streams: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -638,6 +662,28 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             };
             let figures = bench.run().await?;
             println!("{}", figures.report(writers));
+            Ok(0)
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Pipeline {
+                    database_url,
+                    nats_url,
+                    rate,
+                    seconds,
+                    warmup_seconds,
+                    streams,
+                },
+        } => {
+            let bench = amtsbuch_api::bench::PipelineBench {
+                database_url,
+                nats_url,
+                rate,
+                duration: Duration::from_secs(seconds),
+                warmup: Duration::from_secs(warmup_seconds),
+                streams,
+            };
+            println!("{}", bench.run().await?.report());
             Ok(0)
         }
     }

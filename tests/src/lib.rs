@@ -1,8 +1,12 @@
 //! Harness for end-to-end tests: a fresh PostgreSQL database per test, the real
-//! `amtsbuch` binary started as a child process on a free port, and a minimal HTTP client.
+//! `amtsbuch` binary started as a child process on a free port, a minimal HTTP client
+//! (also for Server-Sent Events), a private `nats-server` per test that can be killed and
+//! restarted, and a reader that returns what a JetStream stream holds.
 //!
-//! The binary is the one `cargo test --workspace` builds (target/<profile>/amtsbuch); the
-//! tests exercise it exactly as an operator would, through flags and HTTP.
+//! The binary is the one `cargo test --workspace` builds (target/<profile>/amtsbuch), and
+//! so is the example Fachverfahren (target/<profile>/examples/fachverfahren); the tests
+//! exercise them exactly as an operator and a Fachverfahren would, through flags, HTTP and
+//! NATS.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -36,6 +40,31 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// An example program built beside the binary (`cargo test --workspace` builds examples
+/// into target/<profile>/examples/).
+pub fn example(name: &str) -> PathBuf {
+    let bin = binary();
+    let path = bin
+        .parent()
+        .expect("target directory")
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 /// A database created for one test and dropped when the test ends.
 #[derive(Debug)]
 pub struct TestDatabase {
@@ -65,6 +94,34 @@ impl TestDatabase {
             .expect("connect to test database")
     }
 
+    /// The log as stored, in position order: what every copy elsewhere must match.
+    pub async fn events(&self) -> Vec<StoredEvent> {
+        let mut conn = self.connect().await;
+        let rows: Vec<(i64, uuid::Uuid, Vec<u8>)> =
+            sqlx::query_as("SELECT position, event_id, record FROM events ORDER BY position")
+                .fetch_all(&mut conn)
+                .await
+                .expect("read the events table");
+        rows.into_iter()
+            .map(|(position, event_id, record)| StoredEvent {
+                position: u64::try_from(position).expect("positions are positive"),
+                event_id,
+                json: serde_json::from_slice(&record).expect("records are JSON"),
+                record,
+            })
+            .collect()
+    }
+
+    /// The position of the last committed event (0 for an empty log).
+    pub async fn head(&self) -> u64 {
+        let mut conn = self.connect().await;
+        let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
+            .fetch_one(&mut conn)
+            .await
+            .expect("read log_head");
+        u64::try_from(head).expect("the head is not negative")
+    }
+
     pub async fn drop_now(self) {
         if let Ok(mut admin) = sqlx::PgConnection::connect(&server_url()).await {
             let _ = sqlx::query(&format!(
@@ -75,6 +132,17 @@ impl TestDatabase {
             .await;
         }
     }
+}
+
+/// One row of the `events` table.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub position: u64,
+    pub event_id: uuid::Uuid,
+    /// The stored record bytes, exactly as hashed.
+    pub record: Vec<u8>,
+    /// The same record parsed, for picking out metadata.
+    pub json: Value,
 }
 
 /// A running `amtsbuch serve`, started with `--dev` so that tokens from `amtsbuch token`
@@ -132,6 +200,47 @@ impl Server {
         }
     }
 
+    /// A client for this server that tasks can own (with the operator token).
+    pub fn client(&self) -> Client {
+        Client {
+            addr: self.addr.clone(),
+            token: self.token.clone(),
+        }
+    }
+
+    /// One HTTP/1.1 request with `Connection: close`.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> std::io::Result<Response> {
+        self.client().request(method, path, headers, body).await
+    }
+
+    pub async fn post_events(&self, stream: &str, expected: &str, body: &str) -> Response {
+        self.client().post_events(stream, expected, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client().get(path).await
+    }
+
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// What a request needs of a server: its address and a token to send.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub addr: String,
+    /// Sent with every request that does not bring its own `Authorization`.
+    pub token: String,
+}
+
+impl Client {
     /// One HTTP/1.1 request with `Connection: close`.
     pub async fn request(
         &self,
@@ -181,10 +290,6 @@ impl Server {
         self.request("GET", path, &[], "")
             .await
             .expect("get request")
-    }
-
-    pub async fn kill(mut self) {
-        let _ = self.child.kill().await;
     }
 }
 
@@ -315,5 +420,478 @@ impl Default for TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Server-Sent Events.
+
+/// One Server-Sent-Events frame (comments and keep-alives are skipped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseFrame {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl SseFrame {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+
+    /// The frame's id as a log position.
+    pub fn position(&self) -> u64 {
+        self.id
+            .as_deref()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("frame without a position id: {self:?}"))
+    }
+}
+
+/// A `GET /events/stream` connection read frame by frame, the way an `EventSource` reads
+/// it: the body is only read when the test asks for the next frame.
+#[derive(Debug)]
+pub struct SseClient {
+    stream: TcpStream,
+    chunked: bool,
+    /// Received bytes not yet taken out of the chunked transfer encoding.
+    raw: Vec<u8>,
+    /// Decoded body bytes not yet split into frames.
+    body: Vec<u8>,
+    ended: bool,
+}
+
+impl Server {
+    /// Subscribe to `GET /events/stream` with `token`, resuming after `last_event_id` if
+    /// given. Panics unless the server answers 200 with an event stream.
+    pub async fn subscribe(&self, token: &str, last_event_id: Option<u64>) -> SseClient {
+        let mut stream = TcpStream::connect(&self.addr).await.expect("connect");
+        let mut req = format!(
+            "GET /events/stream HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: text/event-stream\r\nAuthorization: Bearer {token}\r\n",
+            self.addr
+        );
+        if let Some(id) = last_event_id {
+            req.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).await.expect("send");
+        let mut raw = Vec::new();
+        let split = loop {
+            if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf))
+                .await
+                .expect("the subscription's response head arrives")
+                .expect("read");
+            assert!(n > 0, "connection closed before the response head");
+            raw.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let status = head.split(' ').nth(1).unwrap_or_default().to_owned();
+        if status != "200" {
+            // Read the rest for the message (the server closes: Connection: close).
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await;
+            panic!(
+                "GET /events/stream answered {status}: {}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
+        assert!(head.contains("text/event-stream"), "{head}");
+        SseClient {
+            stream,
+            chunked: head.contains("transfer-encoding: chunked"),
+            raw: raw[split + 4..].to_vec(),
+            body: Vec::new(),
+            ended: false,
+        }
+    }
+}
+
+impl SseClient {
+    /// The next frame, or `None` if none arrives within `within` or the server ended the
+    /// stream.
+    pub async fn next_frame(&mut self, within: Duration) -> Option<SseFrame> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            self.decode();
+            if let Some(frame) = self.take_frame() {
+                return Some(frame);
+            }
+            if self.ended {
+                return None;
+            }
+            let mut buf = [0u8; 16384];
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => self.ended = true,
+                Ok(Ok(n)) => self.raw.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// Frames of type `event` until one with position `last` (inclusive), in order; panics
+    /// if the stream stalls for `stall` or ends first.
+    pub async fn events_until(&mut self, last: u64, stall: Duration) -> Vec<SseFrame> {
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.next_frame(stall).await.unwrap_or_else(|| {
+                panic!(
+                    "the event stream stalled or ended before position {last}; got {:?}",
+                    frames.iter().map(SseFrame::position).collect::<Vec<_>>()
+                )
+            });
+            if frame.event.as_deref() != Some("event") {
+                panic!("unexpected frame {frame:?}");
+            }
+            let position = frame.position();
+            frames.push(frame);
+            if position >= last {
+                return frames;
+            }
+        }
+    }
+
+    /// Move complete chunks from `raw` to `body`.
+    fn decode(&mut self) {
+        if !self.chunked {
+            self.body.append(&mut self.raw);
+            return;
+        }
+        loop {
+            let Some(line_end) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size = std::str::from_utf8(&self.raw[..line_end])
+                .ok()
+                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+                .expect("a chunk size line");
+            if size == 0 {
+                self.ended = true;
+                self.raw.clear();
+                return;
+            }
+            let start = line_end + 2;
+            if self.raw.len() < start + size + 2 {
+                return;
+            }
+            self.body.extend_from_slice(&self.raw[start..start + size]);
+            self.raw.drain(..start + size + 2);
+        }
+    }
+
+    /// Split one complete frame off `body`, skipping comment-only blocks.
+    fn take_frame(&mut self) -> Option<SseFrame> {
+        loop {
+            let end = self.body.windows(2).position(|w| w == b"\n\n")?;
+            let block = String::from_utf8_lossy(&self.body[..end]).into_owned();
+            self.body.drain(..end + 2);
+            let mut frame = SseFrame {
+                id: None,
+                event: None,
+                data: String::new(),
+            };
+            let mut fields = false;
+            for line in block.lines() {
+                if line.starts_with(':') {
+                    continue;
+                }
+                let (name, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                fields = true;
+                match name {
+                    "id" => frame.id = Some(value.to_owned()),
+                    "event" => frame.event = Some(value.to_owned()),
+                    "data" => {
+                        if !frame.data.is_empty() {
+                            frame.data.push('\n');
+                        }
+                        frame.data.push_str(value);
+                    }
+                    _ => {}
+                }
+            }
+            if fields {
+                return Some(frame);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A private NATS server, and what its streams hold.
+
+/// The `nats-server` binary: `AMTSBUCH_TEST_NATS_SERVER`, `nats-server` on the PATH, or
+/// `/usr/sbin/nats-server`. Without one the test fails: the guarantees under test need a
+/// NATS server that the test can kill.
+pub fn nats_server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("AMTSBUCH_TEST_NATS_SERVER") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "AMTSBUCH_TEST_NATS_SERVER={} is not a file",
+            path.display()
+        );
+        return path;
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.is_file());
+    let fallback = PathBuf::from("/usr/sbin/nats-server");
+    on_path
+        .or_else(|| fallback.is_file().then_some(fallback))
+        .expect(
+        "these tests need a nats-server binary (with JetStream): set AMTSBUCH_TEST_NATS_SERVER, \
+             put nats-server on the PATH, or install it at /usr/sbin/nats-server",
+    )
+}
+
+/// A `nats-server -js` of the test's own on a free loopback port, storing in a directory
+/// of its own. It can be killed (SIGKILL: no orderly shutdown, unsynced data may be lost,
+/// as in a crash) and restarted on the same port and store; it is killed and its store
+/// removed when dropped.
+#[derive(Debug)]
+pub struct NatsServer {
+    binary: PathBuf,
+    port: u16,
+    // Declared before `dir` so that the process is gone before its directory is removed.
+    child: Option<std::process::Child>,
+    dir: TempDir,
+}
+
+impl NatsServer {
+    pub async fn start() -> Self {
+        let mut server = Self {
+            binary: nats_server_binary(),
+            port: free_port(),
+            child: None,
+            dir: TempDir::new(),
+        };
+        server.spawn().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILL the server and wait until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start it again on the same port with the same store, after `kill`.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    async fn spawn(&mut self) {
+        let child = std::process::Command::new(&self.binary)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.0.join("jetstream"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
+        self.child = Some(child);
+        // Ready means JetStream answers, not only that the port accepts connections: after
+        // a restart JetStream first recovers its streams from the store.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok())
+                .flatten()
+            {
+                panic!(
+                    "nats-server on port {} exited at start: {status}",
+                    self.port
+                );
+            }
+            let ready = async {
+                let client = async_nats::ConnectOptions::new()
+                    .connection_timeout(Duration::from_secs(2))
+                    .connect(self.url())
+                    .await
+                    .ok()?;
+                // Any answer of the JetStream API will do; a stream nobody creates gives one
+                // that every server version understands.
+                match async_nats::jetstream::new(client)
+                    .get_stream("AMTSBUCH_READINESS_PROBE")
+                    .await
+                {
+                    Ok(_) => Some(()),
+                    Err(e) => matches!(
+                        e.kind(),
+                        async_nats::jetstream::context::GetStreamErrorKind::JetStream(_)
+                    )
+                    .then_some(()),
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(5), ready)
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server on port {} did not become ready",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A JetStream context on `url`.
+pub async fn jetstream(url: &str) -> async_nats::jetstream::Context {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to NATS at {url}: {e}"));
+    async_nats::jetstream::new(client)
+}
+
+/// A message as a JetStream stream holds it.
+#[derive(Debug, Clone)]
+pub struct StreamedMessage {
+    pub sequence: u64,
+    pub subject: String,
+    pub headers: Vec<(String, String)>,
+    pub payload: Vec<u8>,
+}
+
+impl StreamedMessage {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The log position the relay put in `Amtsbuch-Position`.
+    pub fn position(&self) -> u64 {
+        self.header("Amtsbuch-Position")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("message {} has no Amtsbuch-Position", self.sequence))
+    }
+}
+
+/// Every message `stream` holds right now, in stream order, read with an ordered consumer
+/// (which checks for gaps itself and starts over if it sees one).
+pub async fn stream_messages(url: &str, stream: &str) -> Vec<StreamedMessage> {
+    use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+    use futures_util::StreamExt;
+
+    let js = jetstream(url).await;
+    let handle = js
+        .get_stream(stream)
+        .await
+        .unwrap_or_else(|e| panic!("stream {stream}: {e}"));
+    let state = handle.get_info().await.expect("stream info").state;
+    let total = usize::try_from(state.messages).expect("a count");
+    let mut out = Vec::with_capacity(total);
+    if total == 0 {
+        return out;
+    }
+    let consumer = handle
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .expect("ordered consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    while out.len() < total {
+        let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "stream {stream} holds {total} messages, read only {}",
+                    out.len()
+                )
+            })
+            .expect("the consumer keeps delivering")
+            .expect("a message");
+        let sequence = message.info().expect("JetStream metadata").stream_sequence;
+        let headers = message
+            .headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .flat_map(|(name, values)| {
+                values
+                    .iter()
+                    .map(move |v| (AsRef::<str>::as_ref(name).to_owned(), v.as_str().to_owned()))
+            })
+            .collect();
+        out.push(StreamedMessage {
+            sequence,
+            subject: message.subject.as_str().to_owned(),
+            headers,
+            payload: message.payload.to_vec(),
+        });
+    }
+    out
+}
+
+/// The `Amtsbuch-Position` of the last message of `stream`, or `None` if NATS, the stream
+/// or a message is not there (yet).
+pub async fn stream_last_position(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Option<u64> {
+    let handle = js.get_stream(stream).await.ok()?;
+    let state = handle.get_info().await.ok()?.state;
+    if state.messages == 0 {
+        return None;
+    }
+    let message = handle.get_raw_message(state.last_sequence).await.ok()?;
+    message
+        .headers
+        .get("Amtsbuch-Position")
+        .and_then(|v| v.as_str().parse().ok())
+}
+
+/// Wait until the relay has published the log up to `head` to `stream`.
+pub async fn wait_relayed(url: &str, stream: &str, head: u64, within: Duration) {
+    let js = jetstream(url).await;
+    let deadline = Instant::now() + within;
+    loop {
+        let last = stream_last_position(&js, stream).await;
+        if last.is_some_and(|p| p >= head) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not publish up to position {head} within {within:?}; the stream ends at {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
