@@ -153,7 +153,7 @@ fn consent_events(i: usize) -> anyhow::Result<Vec<Vec<ConsentEvent>>> {
         given_at: t,
         expires_at: None,
     })];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         first.push(ConsentEvent::Withdrawn(ConsentWithdrawn {
             consent_id: a,
             subject: s,
@@ -177,7 +177,7 @@ fn consent_events(i: usize) -> anyhow::Result<Vec<Vec<ConsentEvent>>> {
         given_at: t + chrono::Duration::hours(1),
         expires_at: Some(t + chrono::Duration::days(365)),
     })];
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         second.push(ConsentEvent::Renewed(ConsentRenewed {
             consent_id: b,
             subject: s,
