@@ -17,7 +17,20 @@ pub const KEY_FILE: &str = "amtsbuch-signing.pk8";
 pub const VKEY_FILE: &str = "amtsbuch.vkey";
 
 /// Write a private key file readable by its owner only, refusing to overwrite anything.
+///
+/// The key appears whole or not at all: it is written to a temporary file beside `path`
+/// and then linked to `path`, which fails if `path` exists. A process that starts at the
+/// same moment (`serve --dev` and `amtsbuch token` both create the development key) and
+/// finds the file therefore never reads half of it.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        uuid::Uuid::now_v7().simple()
+    ));
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -25,12 +38,13 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| fs::hard_link(&tmp, path));
+    let _ = fs::remove_file(&tmp);
+    linked.with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))
 }
 
 /// Create a new key pair for `origin` in `dir`; returns the two paths and the vkey.

@@ -125,6 +125,10 @@ pub fn generate_kek_file(path: &Path, id: &KeyId) -> Result<(), KekError> {
         base64::encode(&key)
     );
 
+    // `--out keys/kek` in an empty directory: the directory is made, as `keygen` does.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| io_error(path, &e))?;
+    }
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -182,7 +182,7 @@ impl Server {
             .spawn()
             .expect("start amtsbuch");
         let token = mint_token(cwd, &["--role", "operator", "--subject", "e2e-operator"]).await;
-        let server = Self {
+        let mut server = Self {
             child,
             addr,
             cwd: cwd.to_path_buf(),
@@ -194,6 +194,9 @@ impl Server {
                 if r.status == 200 {
                     return server;
                 }
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("amtsbuch serve {args:?} exited before it was ready ({status}); its errors are above");
             }
             assert!(Instant::now() < deadline, "amtsbuch did not become ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
