@@ -6,7 +6,8 @@
 //! to the requested size — lets the consent index catch up, and then times, for random
 //! subjects, (1) the replay of the subject's consents as of a random instant
 //! (`consent_history`, answered from the events), (2) the disclosure check (the subject's
-//! consents now, plus the domain's decision), and (3) the check together with recording the
+//! lock shared by all nodes, which also gives the instant, the subject's consents now, and
+//! the domain's decision), and (3) the check together with recording the
 //! decision in the log. Targets: replay p99 ≤ 5 ms, check p99 ≤ 2 ms.
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use amtsbuch_domain::gdpr::{
 };
 use amtsbuch_domain::seal::SystemRandom;
 use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
+use amtsbuch_infra::shared_lock::SharedLock;
 use amtsbuch_infra::{AnyStore, EventStore, PgStore};
 use amtsbuch_projections::db::ReadDb;
 use amtsbuch_projections::gdpr as models;
@@ -289,6 +291,13 @@ impl GdprBench {
         for n in 0..self.samples {
             let i = pick.next(self.subjects as u64) as usize;
             let started = Instant::now();
+            // As the service judges a disclosure: under the subject's lock, at its instant.
+            let lock = SharedLock::acquire(
+                &store,
+                &format!("subject:{}", subject(i)),
+                Duration::from_secs(10),
+            )
+            .await?;
             let consents = models::current_consents(&db, subject(i)).await?;
             let id = DisclosureId(Uuid::now_v7());
             let events = disclosure::decide(
@@ -298,7 +307,7 @@ impl GdprBench {
                     recipient: recipient.clone(),
                     purpose: purpose.clone(),
                     categories,
-                    at: Utc::now(),
+                    at: lock.granted_at(),
                     consents: &consents,
                     other_basis: None,
                 },
@@ -319,6 +328,7 @@ impl GdprBench {
                     .await?;
                 record.push(started.elapsed());
             }
+            drop(lock);
         }
         runner.shutdown().await;
         let replay = Latency::of(replay);

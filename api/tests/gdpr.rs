@@ -356,6 +356,7 @@ suite!(
     the_sweeper_erases_expired_identifications_and_records_expiry,
     raw_appends_seal_personal_data_and_retry_idempotently,
     racing_withdrawals_and_disclosures_stay_consistent,
+    erasure_refuses_unknown_subjects_and_completes_interrupted_runs,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -2373,5 +2374,65 @@ async fn racing_withdrawals_and_disclosures_stay_consistent(env: &Env) {
             "{d} vs {replay}"
         );
     }
+    env.assert_chain_intact().await;
+}
+
+/// An id the service never knew is refused and leaves nothing behind; an erasure that was
+/// interrupted after destroying the keys is completed by running it again, and its
+/// `SubjectErased` still names the keys the subject had.
+async fn erasure_refuses_unknown_subjects_and_completes_interrupted_runs(env: &Env) {
+    let stranger = "0193a1b2-0000-7000-8000-00000000dead";
+    let head = env.head().await;
+    let refused = env
+        .expect(
+            StatusCode::NOT_FOUND,
+            "POST",
+            "/dpo/subjects/{subject}/erasure",
+            &format!("/dpo/subjects/{stranger}/erasure"),
+            &dpo(),
+            None,
+        )
+        .await;
+    assert_eq!(refused["type"], "urn:amtsbuch:problem:unknown-subject");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(stranger)),
+        "{refused}"
+    );
+    assert_eq!(env.head().await, head, "an unknown subject changes nothing");
+    assert_eq!(env.vault_status(stranger).await, SubjectStatus::None);
+
+    // A crash right after the keys were destroyed: the vault says erased, the log does not.
+    let subject = env.open_account(erika(), None).await;
+    let sealer = env.state.sealer.as_ref().expect("sealer");
+    let destroyed = sealer
+        .vault()
+        .destroy(&SubjectId::parse(&subject).expect("subject"))
+        .await
+        .expect("destroy");
+    assert_eq!(destroyed.key_ids, vec!["k1".to_owned()]);
+    assert!(env.stream(&format!("erasure-{subject}")).await.is_empty());
+    let erased = env
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "/dpo/subjects/{subject}/erasure",
+            &format!("/dpo/subjects/{subject}/erasure"),
+            &dpo(),
+            None,
+        )
+        .await;
+    assert_eq!(erased["already_erased"], false, "{erased}");
+    assert_eq!(erased["account_deleted"], true, "{erased}");
+    assert_eq!(erased["key_ids"], json!(["k1"]), "{erased}");
+    let record = env.stream(&format!("erasure-{subject}")).await;
+    assert_eq!(record.len(), 1);
+    let record = record[0].record().expect("record");
+    assert_eq!(record.data["key_ids"], json!(["k1"]));
+    assert_eq!(
+        record.data["erased_at"], erased["erased_at"],
+        "the erasure took effect when the keys were destroyed"
+    );
     env.assert_chain_intact().await;
 }

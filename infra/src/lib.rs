@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod postgres;
 pub mod relay;
 pub mod sealer;
+pub mod shared_lock;
 pub mod sqlite;
 pub mod store;
 pub mod subscription;

@@ -33,6 +33,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Connections that only hold shared locks (`shared_lock`), opened when first needed.
+    locks: PgPool,
     writer: WriterHandle,
     head: watch::Receiver<u64>,
 }
@@ -75,8 +77,15 @@ impl PgStore {
         let write_pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        // Lock holders wait in a pool of their own: a command holding its subject's lock
+        // must never wait for a connection that another lock holder occupies.
+        let locks = PgPoolOptions::new()
+            .max_connections(8)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options);
         tokio::spawn(listen(pool.clone(), channel.clone(), head_tx.clone()));
         let (committed, own) = watch::channel(head.position);
         tokio::spawn(notify_others(pool.clone(), channel, own));
@@ -90,6 +99,7 @@ impl PgStore {
         );
         Ok(Self {
             pool,
+            locks,
             writer,
             head: head_rx,
         })
@@ -98,6 +108,11 @@ impl PgStore {
     /// The connection pool, for tools that read the log directly (verify, bench).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pool whose connections hold shared locks.
+    pub(crate) fn lock_pool(&self) -> &PgPool {
+        &self.locks
     }
 }
 

@@ -154,6 +154,10 @@ pub struct Destroyed {
     pub at: DateTime<Utc>,
     /// Whether this call found live key material and destroyed it.
     pub was_present: bool,
+    /// Every key version the subject ever held, all destroyed now — by this call or by an
+    /// earlier one that was interrupted before its erasure was recorded. The tombstone
+    /// written for a subject that never had a key is not one of them.
+    pub held: Vec<String>,
 }
 
 /// A key [`KeyVault::rewrap_all`] could not re-wrap; it stays under its old KEK.
@@ -343,6 +347,20 @@ fn erased_at(rows: &[KeyRow]) -> Option<DateTime<Utc>> {
     rows.iter().filter_map(|r| r.destroyed_at).min()
 }
 
+/// The destroyed key versions that once held material, oldest first: those `destroyed` just now,
+/// and earlier ones (created before they were destroyed; a bare tombstone is written with
+/// its creation and destruction at the same instant).
+fn held_keys(rows: &[KeyRow], destroyed: &[String]) -> Vec<String> {
+    let mut held: Vec<&KeyRow> = rows
+        .iter()
+        .filter(|r| {
+            destroyed.contains(&r.key_id) || r.destroyed_at.is_some_and(|at| r.created_at < at)
+        })
+        .collect();
+    held.sort_by(|a, b| (a.created_at, &a.key_id).cmp(&(b.created_at, &b.key_id)));
+    held.into_iter().map(|r| r.key_id.clone()).collect()
+}
+
 /// The subject's current key: the newest live one.
 fn current(rows: &[KeyRow]) -> Option<&KeyRow> {
     rows.iter()
@@ -488,6 +506,7 @@ impl KeyVault {
         };
         let outcome = Destroyed {
             was_present: !destroyed.is_empty(),
+            held: held_keys(&rows, &destroyed),
             key_ids: destroyed,
             at: erased_at(&rows).unwrap_or(at),
         };

@@ -154,3 +154,85 @@ async fn interleaved_writers_on_two_stores_never_collide() {
     })
     .await;
 }
+
+/// A shared lock excludes holders in other processes (two stores stand for two), waits
+/// for them at most its patience, is released by dropping it, and stamps each grant with
+/// the database's clock in grant order. Other keys and other schemas are not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_locks_exclude_other_processes_and_stamp_grants_in_order() {
+    use amtsbuch_infra::shared_lock::SharedLock;
+    use amtsbuch_infra::AnyStore;
+    use std::time::{Duration, Instant};
+
+    common::with_pg(|a, options| async move {
+        let b = AnyStore::Postgres(PgStore::connect_with(options).await.expect("second store"));
+        let a = AnyStore::Postgres(a);
+        let patience = Duration::from_millis(300);
+        let key = "subject:0193a1b2-0000-7000-8000-000000000001";
+
+        let first = SharedLock::acquire(&a, key, patience)
+            .await
+            .expect("a locks");
+        let started = Instant::now();
+        let refused = SharedLock::acquire(&b, key, patience).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("busy")),
+            "{refused:?}"
+        );
+        assert!(started.elapsed() >= patience, "it waited its patience");
+        // Another key is free meanwhile.
+        let other = SharedLock::acquire(&b, "subject:other", patience)
+            .await
+            .expect("another key");
+        drop(other);
+
+        // A waiter gets the lock as soon as the holder lets go, stamped after the holder.
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move {
+                SharedLock::acquire(&b, key, Duration::from_secs(10))
+                    .await
+                    .expect("b locks")
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiter.is_finished(), "b waits while a holds the key");
+        let held_from = first.granted_at();
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("granted after the release")
+            .expect("task");
+        assert!(second.granted_at() > held_from);
+
+        // Many rounds from both sides: grants never overlap and their stamps only grow.
+        let inside = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stamps = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        drop(second);
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let (inside, stamps) = (inside.clone(), stamps.clone());
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        let lock = SharedLock::acquire(&store, key, Duration::from_secs(10))
+                            .await
+                            .expect("lock");
+                        assert!(!inside.swap(true, std::sync::atomic::Ordering::SeqCst));
+                        stamps.lock().expect("stamps").push(lock.granted_at());
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        inside.store(false, std::sync::atomic::Ordering::SeqCst);
+                        drop(lock);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let stamps = stamps.lock().expect("stamps").clone();
+        assert_eq!(stamps.len(), 80);
+        assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
+    })
+    .await;
+}

@@ -350,6 +350,7 @@ async fn destroying_a_subject_shreds_its_personal_data(store: AnyStore, other: A
     // Destroyed through another handle: no process may keep using the key afterwards.
     let destroyed = vault(&other, &[KEK_A]).destroy(&s).await.expect("destroy");
     assert_eq!(destroyed.key_ids, vec!["k1".to_owned()]);
+    assert_eq!(destroyed.held, vec!["k1".to_owned()]);
     assert!(destroyed.was_present);
 
     let v = sealer.vault();
@@ -391,6 +392,8 @@ async fn destroying_a_subject_shreds_its_personal_data(store: AnyStore, other: A
     let again = v.destroy(&s).await.expect("destroy again");
     assert_eq!(again.key_ids, Vec::<String>::new());
     assert!(!again.was_present);
+    // An erasure interrupted after the destroy still records which keys the subject had.
+    assert_eq!(again.held, vec!["k1".to_owned()]);
     assert_eq!(again.at, destroyed.at);
 
     // The tombstone holds no key material; only the bystander's row does.
@@ -432,6 +435,7 @@ async fn erasing_a_subject_without_a_key_is_remembered(store: AnyStore, _other: 
     let destroyed = vault.destroy(&s).await.expect("destroy");
     assert!(!destroyed.was_present);
     assert!(destroyed.key_ids.is_empty());
+    assert!(destroyed.held.is_empty());
     assert_eq!(
         vault.status(&s).await,
         Ok(SubjectStatus::Erased { at: destroyed.at })
@@ -725,7 +729,8 @@ fn same_kek(a: &Kek, b: &Kek) -> bool {
 #[test]
 fn a_generated_kek_file_loads_back() {
     let dir = temp_dir();
-    let path = dir.join("kek-2026.kek");
+    // In a directory that does not exist yet, as `--out keys/kek` in an empty directory.
+    let path = dir.join("keys").join("kek-2026.kek");
     let id = KeyId::parse("kek-2026").expect("id");
     generate_kek_file(&path, &id).expect("generate");
     #[cfg(unix)]

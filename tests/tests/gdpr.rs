@@ -344,3 +344,157 @@ async fn the_dpo_guide_works_and_personal_data_never_appears_in_plaintext() {
     }
     db.drop_now().await;
 }
+
+/// Two API nodes on one database: disclosures judged by one while the subject withdraws
+/// through the other still agree with the replay — every grant is stamped before the
+/// withdrawal, every denial at or after it. (The subject's lock is the database's, and the
+/// instants come from its clock, so the nodes cannot interleave a subject's commands.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_judge_disclosures_in_the_order_of_a_withdrawal() {
+    let db = TestDatabase::create().await;
+    let dir = TempDir::new();
+    let cwd: PathBuf = dir.0.clone();
+    cli(&["kek", "generate", "--out", "keys/kek"], &cwd).await;
+    let args = ["--database-url", db.url.as_str(), "--kek", "keys/kek"];
+    let (a, b) = (
+        Server::start(&args, &cwd).await,
+        Server::start(&args, &cwd).await,
+    );
+
+    let opened = a
+        .request(
+            "POST",
+            "/accounts",
+            &[],
+            r#"{"kind":"personal","master_data":{"type":"person","given_names":"Erika","family_name":"Mustermann"}}"#,
+        )
+        .await
+        .expect("open account");
+    assert_eq!(opened.status, 201, "{}", opened.json());
+    let subject = opened.json()["account_id"]
+        .as_str()
+        .expect("account id")
+        .to_owned();
+    let citizen = format!(
+        "Bearer {}",
+        mint_token(
+            &cwd,
+            &[
+                "--role",
+                "citizen",
+                "--subject",
+                &subject,
+                "--account",
+                &subject
+            ]
+        )
+        .await
+    );
+    let fv = format!(
+        "Bearer {}",
+        mint_token(
+            &cwd,
+            &[
+                "--role",
+                "fachverfahren",
+                "--subject",
+                "fv-wohngeld",
+                "--authority",
+                "lra-meissen",
+                "--service",
+                "99108001000000",
+            ],
+        )
+        .await
+    );
+    let given = b
+        .request(
+            "POST",
+            "/consents",
+            &[("Authorization", &citizen)],
+            r#"{"scope":{"categories":["stammdaten"],"purposes":["antrag-vorbefuellung"],"recipients":["lra-meissen"]},
+                "notice":{"version":"2026-01","sha256":"0000000000000000000000000000000000000000000000000000000000000000"},
+                "channel":"servicekonto_web"}"#,
+        )
+        .await
+        .expect("give consent");
+    assert_eq!(given.status, 201, "{}", given.json());
+    let consent = given.json()["consent_id"]
+        .as_str()
+        .expect("consent id")
+        .to_owned();
+
+    // Disclosures keep arriving at node a, a little apart, before, while and after node b
+    // handles the withdrawal.
+    let ask = format!(
+        r#"{{"subject":"{subject}","categories":["stammdaten"],"purpose":"antrag-vorbefuellung"}}"#
+    );
+    let mut disclosures = Vec::new();
+    let mut withdrawal = None;
+    let mut after = 0;
+    while after < 20 {
+        if disclosures.len() == 20 && withdrawal.is_none() {
+            let (client, citizen, uri) = (
+                b.client(),
+                citizen.clone(),
+                format!("/consents/{consent}/withdrawal"),
+            );
+            withdrawal = Some(tokio::spawn(async move {
+                client
+                    .request("POST", &uri, &[("Authorization", &citizen)], "")
+                    .await
+                    .expect("withdraw")
+            }));
+        }
+        let (client, fv, ask) = (a.client(), fv.clone(), ask.clone());
+        disclosures.push(tokio::spawn(async move {
+            client
+                .request("POST", "/disclosures", &[("Authorization", &fv)], &ask)
+                .await
+                .expect("disclosure")
+        }));
+        if withdrawal.as_ref().is_some_and(|w| w.is_finished()) {
+            after += 1;
+        }
+        assert!(disclosures.len() < 5000, "the withdrawal does not finish");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let withdrawn = withdrawal
+        .expect("withdrawal sent")
+        .await
+        .expect("withdrawal task");
+    assert_eq!(withdrawn.status, 200, "{}", withdrawn.json());
+    let withdrawn_at = withdrawn.json()["ended"]["at"]
+        .as_str()
+        .expect("withdrawal instant")
+        .to_owned();
+    let mut granted = 0;
+    let total = disclosures.len();
+    for d in disclosures {
+        let d = d.await.expect("disclosure task");
+        assert_eq!(d.status, 201, "{}", d.json());
+        let d = d.json();
+        let at = d["at"].as_str().expect("instant").to_owned();
+        // Instants are RFC 3339 in UTC with six fraction digits: they order as text.
+        if d["decision"] == "granted" {
+            granted += 1;
+            assert!(
+                at < withdrawn_at,
+                "granted at {at}, withdrawn at {withdrawn_at}"
+            );
+        } else {
+            assert_eq!(d["reason"]["code"], "consent_withdrawn", "{d}");
+            assert!(
+                at >= withdrawn_at,
+                "denied at {at}, withdrawn at {withdrawn_at}"
+            );
+        }
+    }
+    assert!(
+        granted > 0 && granted < total,
+        "the withdrawal fell among the disclosures: {granted} of {total} granted"
+    );
+    a.kill().await;
+    b.kill().await;
+    db.drop_now().await;
+}

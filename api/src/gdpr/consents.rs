@@ -244,8 +244,8 @@ async fn change(
     command: impl FnOnce(DateTime<Utc>) -> ConsentCommand,
 ) -> Result<ConsentView, Problem> {
     let (c, _) = load_consent(state, caller, id).await?;
-    let _subject = super::lock_subject(c.subject()).await;
-    let command = command(Utc::now());
+    let guard = super::lock_subject(state, c.subject()).await?;
+    let command = command(guard.now());
     decide_and_append(state, caller, id, &command).await
 }
 
@@ -355,10 +355,10 @@ pub async fn give(
             "\"given_at\", the date a paper form was signed, cannot lie in the future",
         ));
     }
-    let _subject = super::lock_subject(subject).await;
+    let guard = super::lock_subject(&state, subject).await?;
     // Under the lock, so that an erasure cannot run between the check and the append.
     require_account(&state, &subject).await?;
-    let now = Utc::now();
+    let now = guard.now();
     let id = ConsentId(Uuid::now_v7());
     let command = ConsentCommand::Give(GiveConsent {
         consent_id: id,
@@ -725,8 +725,8 @@ pub async fn disclose(
         .map_err(|e| Problem::bad_request("invalid-recipient", e.to_string()))?;
     // The instant is taken under the subject's lock, so no change of its consents is
     // stamped before it and committed after the consents are read.
-    let _subject = super::lock_subject(subject).await;
-    let at = Utc::now();
+    let guard = super::lock_subject(&state, subject).await?;
+    let at = guard.now();
     let consents = subject_consents(&state, &subject).await?;
     let id = DisclosureId(Uuid::now_v7());
     let command = RequestDisclosure {

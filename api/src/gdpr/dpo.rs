@@ -31,7 +31,7 @@ use amtsbuch_domain::gdpr::{AccountId, Personal};
 use amtsbuch_domain::record::format_timestamp;
 use amtsbuch_domain::seal::KeyId;
 use amtsbuch_domain::{AppendError, ExpectedVersion, StreamId};
-use amtsbuch_infra::vault::SubjectId;
+use amtsbuch_infra::vault::{SubjectId, SubjectStatus};
 use amtsbuch_infra::{EventStore, StoreError};
 use amtsbuch_projections::db::ReadDb;
 use amtsbuch_projections::gdpr as models;
@@ -214,6 +214,7 @@ pub async fn export(
     responses(
         (status = 200, description = "Erased (or erased before): consents revoked, account deleted, keys destroyed, `SubjectErased` appended", body = Object),
         (status = 400, description = "Invalid subject", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "The service never knew the subject (no account, consent or sealed data); nothing was erased", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "A retention hold forbids erasure now (`retention-hold`); `holds` lists each with its end date", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured, or the read models did not catch up with the log in time (`read-models-behind`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn erase(
@@ -248,11 +249,11 @@ pub async fn erase_subject(
     let sealer = super::sealer(state)?;
     // Under the subject's lock no consent of it changes and no hold is placed meanwhile,
     // and every instant recorded below is later than what was committed before.
-    let _subject = super::lock_subject(subject).await;
+    let guard = super::lock_subject(state, subject).await?;
     // A hold placed, or an erasure finished, a moment ago must be seen.
     super::read_models_current(state, &[models::retention::NAME, models::accounts::NAME]).await?;
     let db = ReadDb::new(&state.store);
-    let now = Utc::now();
+    let now = guard.now();
     if let Some(done) = models::erasure(&db, subject).await.map_err(query_error)? {
         return Ok(json!({
             "subject": subject.to_string(),
@@ -286,9 +287,27 @@ pub async fn erase_subject(
         .with("erasable_from", format_timestamp(&last.until)));
     }
 
+    let consents = super::consents::subject_consents(state, &subject).await?;
+    let (events, _) = super::load::<AccountEvent>(state, &subject.stream_id()).await?;
+    let keys = sealer
+        .vault()
+        .status(&SubjectId::from(subject))
+        .await
+        .map_err(|e| super::sealer_problem(e.into()))?;
+    // An id the service never knew — no account, no consent, no sealed data: nothing to
+    // erase, and a mistyped id must not leave a tombstone and a `SubjectErased` behind.
+    if consents.is_empty() && events.is_empty() && keys == SubjectStatus::None {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown-subject",
+            "Unknown data subject",
+            format!("subject {subject} has no account, no consent and no sealed data here; nothing was erased"),
+        ));
+    }
+
     // End every consent still running: processing may not rely on it any more.
     let mut revoked = Vec::new();
-    for c in super::consents::subject_consents(state, &subject).await? {
+    for c in consents {
         if c.ended().is_some() {
             continue;
         }
@@ -309,7 +328,6 @@ pub async fn erase_subject(
     }
 
     // Delete the account (if there is one and it is not deleted already).
-    let (events, _) = super::load::<AccountEvent>(state, &subject.stream_id()).await?;
     let current = events
         .iter()
         .fold(AccountState::default(), |s, e| account::evolve(s, &e.event));
@@ -343,8 +361,9 @@ pub async fn erase_subject(
         .destroy(&SubjectId::from(subject))
         .await
         .map_err(|e| super::sealer_problem(e.into()))?;
+    // Every key the subject had, also those an interrupted earlier run destroyed already.
     let key_ids: Vec<KeyId> = destroyed
-        .key_ids
+        .held
         .iter()
         .filter_map(|k| KeyId::parse(k).ok())
         .collect();
@@ -385,7 +404,7 @@ pub async fn erase_subject(
     Ok(json!({
         "subject": subject.to_string(),
         "erased_at": format_timestamp(&erased.erased_at),
-        "key_ids": destroyed.key_ids,
+        "key_ids": destroyed.held,
         "consents_revoked": revoked,
         "account_deleted": account_deleted,
         "position": position,
@@ -400,8 +419,12 @@ fn erased_stream(subject: AccountId) -> StreamId {
 /// The Art. 30 overview.
 #[utoipa::path(get, path = "/dpo/processing", tag = "dpo",
     security(("bearer" = ["dpo"])),
-    responses((status = 200, description = "Counts per purpose × category × recipient × legal basis, for consents given and disclosures granted and denied", body = Object)))]
+    responses(
+        (status = 200, description = "Counts per purpose × category × recipient × legal basis, for consents given and disclosures granted and denied", body = Object),
+        (status = 503, description = "The read model did not catch up with the log in time (`read-models-behind`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn processing(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+    // Counts that include everything committed before the request.
+    super::read_models_current(&state, &[models::overview::NAME]).await?;
     let db = ReadDb::new(&state.store);
     let rows = models::processing_overview(&db)
         .await
@@ -423,7 +446,8 @@ pub struct ExpiringQuery {
     params(("within_days" = Option<u32>, Query, description = "1 to 3660 (default 30)")),
     responses(
         (status = 200, description = "The consents, soonest first", body = Object),
-        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "The read model did not catch up with the log in time (`read-models-behind`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn expiring(
     State(state): State<AppState>,
     query: Result<Query<ExpiringQuery>, QueryRejection>,
@@ -442,6 +466,8 @@ pub async fn expiring(
                 )
             })?,
     };
+    // A consent renewed or withdrawn a moment ago must not be listed as expiring.
+    super::read_models_current(&state, &[models::consents::NAME]).await?;
     let db = ReadDb::new(&state.store);
     let now = Utc::now();
     let rows =
@@ -489,8 +515,8 @@ pub async fn place_hold(
     let source = StreamId::parse(&req.source)
         .map_err(|e| Problem::bad_request("invalid-body", e.to_string()))?;
     // An erasure of the subject that has checked the holds finishes first.
-    let _subject = super::lock_subject(subject).await;
-    let now = Utc::now();
+    let guard = super::lock_subject(&state, subject).await?;
+    let now = guard.now();
     let until =
         match (req.until, req.reason.statutory_years()) {
             (Some(u), _) => u,

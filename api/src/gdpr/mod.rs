@@ -15,7 +15,8 @@
 //! consents before the withdrawal committed: the log would then hold a grant at an instant
 //! the replay shows the consent withdrawn. Under the lock, every instant taken is later
 //! than every change already committed for the subject and earlier than every change still
-//! to come. The lock is per process (see `lock_subject`).
+//! to come. The lock holds across processes: on PostgreSQL it is an advisory lock of the
+//! database, and the instant comes from the database's clock (see `lock_subject`).
 //!
 //! Answers a data protection officer relies on for completeness — the Art. 15 export, the
 //! disclosures of a subject, and the retention holds an erasure must respect — come partly
@@ -39,6 +40,7 @@ use amtsbuch_domain::access::{Principal, Role};
 use amtsbuch_domain::gdpr::{AccountId, EnvelopeError, GdprEvent, Personal};
 use amtsbuch_domain::{AppendError, AppendOutcome, AppendRequest, ExpectedVersion, StreamId};
 use amtsbuch_infra::sealer::{Sealer, SealerError};
+use amtsbuch_infra::shared_lock::SharedLock;
 use amtsbuch_infra::store::MAX_PAGE;
 use amtsbuch_infra::{Direction, EventStore, RecordedEvent, StoreError};
 
@@ -57,15 +59,33 @@ const READ_MODEL_PATIENCE: Duration = Duration::from_secs(10);
 static SUBJECT_LOCKS: LazyLock<Mutex<HashMap<AccountId, Weak<tokio::sync::Mutex<()>>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// Wait until no other task of this process acts for `subject`, and act for it until the
-/// guard is dropped. Take it before reading the clock for the command's instant.
+/// How long a command waits for another command of the same subject, on another node.
+const SUBJECT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The right to act for one data subject, and the instant the command acts at.
+#[derive(Debug)]
+pub struct SubjectGuard {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    shared: SharedLock,
+}
+
+impl SubjectGuard {
+    /// The command's instant: when the lock was granted, by the database's clock on
+    /// PostgreSQL, so that the commands of one subject are stamped in the order they hold
+    /// the lock even when they run on API nodes whose clocks differ.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.granted_at()
+    }
+}
+
+/// Wait until no other command acts for `subject` — in this process, or in any other
+/// process on the same PostgreSQL database — and act for it until the guard is dropped.
+/// Take the command's instant from the guard ([`SubjectGuard::now`]).
 ///
-/// The lock serializes the commands of one process, which is every command on SQLite (one
-/// file belongs to one process) and on a PostgreSQL deployment with one API node. Several
-/// API nodes on one database do not share it; there a withdrawal and a disclosure handled
-/// on different nodes within the same few milliseconds can still disagree by those
-/// milliseconds.
-pub async fn lock_subject(subject: AccountId) -> tokio::sync::OwnedMutexGuard<()> {
+/// Tasks of this process queue on a mutex first, so only one of them at a time holds a
+/// database connection for the shared lock. A command that waits longer than 10 s for
+/// another node's command of the same subject gets `503`.
+pub async fn lock_subject(state: &AppState, subject: AccountId) -> Result<SubjectGuard, Problem> {
     let lock = {
         let mut locks = SUBJECT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
         match locks.get(&subject).and_then(Weak::upgrade) {
@@ -78,7 +98,17 @@ pub async fn lock_subject(subject: AccountId) -> tokio::sync::OwnedMutexGuard<()
             }
         }
     };
-    lock.lock_owned().await
+    let local = lock.lock_owned().await;
+    let shared = SharedLock::acquire(
+        &state.store,
+        &format!("subject:{subject}"),
+        SUBJECT_PATIENCE,
+    )
+    .await?;
+    Ok(SubjectGuard {
+        _local: local,
+        shared,
+    })
 }
 
 /// Wait until the read models `names` have applied the log up to its head as it is now,
