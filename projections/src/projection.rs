@@ -43,6 +43,20 @@ pub trait Projection: Send + Sync + 'static {
         })
     }
 
+    /// The stream categories (`consent` of `consent-…`) whose events this projection reads,
+    /// or `None` (the default) for every event. The runner does not even parse the events
+    /// of other categories — it only moves the checkpoint past them — so a projection that
+    /// names its categories must name every one `apply` looks at.
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    /// With [`categories`](Self::categories): whether the projection also reads every
+    /// event that carries sealed personal data, whatever its category.
+    fn sealed_too(&self) -> bool {
+        false
+    }
+
     /// Apply one event inside the runner's transaction. `record` is `event`'s parsed bytes.
     /// Events the projection does not care about are ignored (return `Ok`). An error rolls
     /// back the whole batch; the runner retries it later.

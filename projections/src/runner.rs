@@ -481,6 +481,47 @@ pub(crate) async fn restart(
     Ok(())
 }
 
+/// The two members of a record the runner reads to pass over events a projection does not
+/// want: read without building the rest (`data` is skipped, not parsed into values).
+#[derive(serde::Deserialize)]
+struct RecordHead<'a> {
+    position: u64,
+    #[serde(borrow)]
+    stream_id: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    sealed: Option<serde::de::IgnoredAny>,
+}
+
+impl RecordHead<'_> {
+    /// Whether `projection` wants `event` — its stream is of one of the projection's
+    /// `categories`, or it is sealed and the projection reads sealed events too — after
+    /// checking the record's position.
+    fn wanted_by(
+        event: &RecordedEvent,
+        categories: &[&str],
+        projection: &dyn Projection,
+    ) -> Result<bool, ProjectionError> {
+        let corrupt = |reason: String| ProjectionError::Corrupt {
+            position: event.position,
+            reason,
+        };
+        let head: RecordHead<'_> =
+            serde_json::from_slice(&event.bytes).map_err(|e| corrupt(e.to_string()))?;
+        if head.position != event.position {
+            return Err(corrupt(format!(
+                "the record says position {}",
+                head.position
+            )));
+        }
+        // As `StreamId::category`: the part before the first `-`.
+        let category = head
+            .stream_id
+            .split_once('-')
+            .map_or(&*head.stream_id, |(c, _)| c);
+        Ok(categories.contains(&category) || (head.sealed.is_some() && projection.sealed_too()))
+    }
+}
+
 /// The outcome of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Batch {
@@ -503,6 +544,7 @@ pub(crate) async fn apply_batch(
         return Ok(Batch::Applied(expected));
     };
     // Parse before the transaction begins, to keep it (and SQLite's write lock) short.
+    let wanted = projection.categories();
     let mut batch: Vec<(RecordedEvent, EventRecord)> = Vec::with_capacity(events.len());
     for (next, event) in (expected.saturating_add(1)..).zip(events) {
         if event.position != next {
@@ -510,6 +552,11 @@ pub(crate) async fn apply_batch(
                 position: event.position,
                 reason: format!("expected position {next}, the log is not gapless"),
             });
+        }
+        if let Some(wanted) = wanted {
+            if !RecordHead::wanted_by(&event, wanted, projection)? {
+                continue;
+            }
         }
         let record = event.record().map_err(|e| ProjectionError::Corrupt {
             position: event.position,

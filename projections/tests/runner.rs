@@ -508,4 +508,69 @@ suite!(
     rebuild_of_a_counting_projection_counts_each_event_once,
     the_applied_position_reaches_the_head,
     two_runners_take_turns,
+    a_projection_gets_only_the_categories_it_names,
 );
+
+/// A projection that names its categories is handed exactly the events of those
+/// categories, in order, and its checkpoint still moves past all the others to the head.
+async fn a_projection_gets_only_the_categories_it_names(t: TestDb) {
+    let store = t.store.clone();
+    append_concurrently(&store, 3, 300, 10, 0).await;
+    let total = head(&store).await;
+    let seen = Arc::new(ConsentsAndPayments::default());
+    let projections: Vec<Arc<dyn Projection>> = vec![seen.clone()];
+    let handle = runner::spawn_with(store.clone(), projections, quick(64));
+    reach(&mut handle.applied(SELECTIVE).expect("selective"), total).await;
+    handle.shutdown().await;
+
+    let mut expected = Vec::new();
+    for event in store.read_all(0, 10_000).await.expect("log") {
+        let record = event.record().expect("record");
+        if ["consent", "payment"].contains(&record.stream_id.category()) {
+            expected.push(event.position);
+        }
+    }
+    assert!(!expected.is_empty() && (expected.len() as u64) < total);
+    assert_eq!(*seen.positions.lock().expect("seen"), expected);
+    assert_eq!(
+        checkpoint::read(&t.db(), SELECTIVE)
+            .await
+            .expect("checkpoint"),
+        Some(total)
+    );
+}
+
+const SELECTIVE: &str = "test_consents_and_payments";
+
+/// Notes the positions it is given; wants `consent` and `payment` streams only.
+#[derive(Default)]
+struct ConsentsAndPayments {
+    positions: std::sync::Mutex<Vec<u64>>,
+}
+
+impl Projection for ConsentsAndPayments {
+    fn name(&self) -> &'static str {
+        SELECTIVE
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&["consent", "payment"])
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _tx: &'a mut amtsbuch_projections::ReadTx,
+        event: &'a amtsbuch_infra::RecordedEvent,
+        record: &'a amtsbuch_domain::EventRecord,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            assert_eq!(record.position, event.position);
+            self.positions.lock().expect("seen").push(event.position);
+            Ok(())
+        })
+    }
+}

@@ -41,6 +41,13 @@ impl Projection for Accounts {
         &["gdpr_accounts", "gdpr_account_links", "gdpr_erasures"]
     }
 
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            AccountId::CATEGORY,
+            amtsbuch_domain::gdpr::retention::ERASURE_CATEGORY,
+        ])
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a mut ReadTx,

@@ -41,6 +41,10 @@ impl Projection for Consents {
         &["gdpr_consents"]
     }
 
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&[ConsentId::CATEGORY])
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a mut ReadTx,

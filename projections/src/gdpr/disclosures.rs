@@ -40,6 +40,10 @@ impl Projection for Disclosures {
         &["gdpr_disclosures"]
     }
 
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&[DisclosureId::CATEGORY])
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a mut ReadTx,

@@ -249,6 +249,10 @@ impl Projection for ProcessingOverview {
         &["gdpr_processing_overview"]
     }
 
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&[ConsentId::CATEGORY, DisclosureId::CATEGORY])
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a mut ReadTx,

@@ -33,6 +33,10 @@ impl Projection for RetentionHolds {
         &["gdpr_retention_holds"]
     }
 
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&[HoldId::CATEGORY])
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a mut ReadTx,

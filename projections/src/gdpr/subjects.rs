@@ -66,6 +66,21 @@ impl Projection for SubjectIndex {
         &["gdpr_subject_events"]
     }
 
+    // Events of the GDPR streams, and sealed events of any stream (`subjects_of`).
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            AccountId::CATEGORY,
+            ConsentId::CATEGORY,
+            DisclosureId::CATEGORY,
+            amtsbuch_domain::gdpr::retention::ERASURE_CATEGORY,
+            amtsbuch_domain::gdpr::retention::HoldId::CATEGORY,
+        ])
+    }
+
+    fn sealed_too(&self) -> bool {
+        true
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a mut ReadTx,
