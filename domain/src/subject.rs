@@ -16,7 +16,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::record::EventRecord;
-use crate::stream::{AuthorityId, EventType, ServiceKey};
+use crate::stream::{AuthorityId, EventType, ServiceKey, StreamId};
 
 /// The prefix used when none is configured.
 pub const DEFAULT_PREFIX: &str = "amtsbuch";
@@ -88,15 +88,29 @@ pub fn event_type_token(event_type: &EventType) -> String {
 
 /// The subject an event is published on.
 pub fn subject(prefix: &SubjectPrefix, record: &EventRecord) -> String {
-    let authority = record
-        .authority
-        .as_ref()
-        .map_or(ABSENT, AuthorityId::as_str);
-    let service = record.service.as_ref().map_or(ABSENT, ServiceKey::as_str);
+    subject_of(
+        prefix,
+        &record.stream_id,
+        &record.event_type,
+        record.authority.as_ref(),
+        record.service.as_ref(),
+    )
+}
+
+/// [`subject`] from the members of a record it depends on.
+pub fn subject_of(
+    prefix: &SubjectPrefix,
+    stream: &StreamId,
+    event_type: &EventType,
+    authority: Option<&AuthorityId>,
+    service: Option<&ServiceKey>,
+) -> String {
+    let authority = authority.map_or(ABSENT, AuthorityId::as_str);
+    let service = service.map_or(ABSENT, ServiceKey::as_str);
     format!(
         "{prefix}.{}.{authority}.{}.{service}",
-        record.stream_id.category(),
-        event_type_token(&record.event_type)
+        stream.category(),
+        event_type_token(event_type)
     )
 }
 

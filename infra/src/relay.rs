@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 
 use amtsbuch_domain::chain::to_hex;
 use amtsbuch_domain::merkle::leaf_hash;
-use amtsbuch_domain::subject::{subject, SubjectPrefix};
+use amtsbuch_domain::subject::{subject_of, SubjectPrefix};
+use amtsbuch_domain::{AuthorityId, EventType, ServiceKey, StreamId};
 use async_nats::header::{HeaderMap, NATS_EXPECTED_LAST_SEQUENCE, NATS_MESSAGE_ID};
 use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy, FromConsumer};
 use async_nats::jetstream::context::PublishErrorKind;
@@ -530,7 +531,9 @@ fn outgoing(
         position: event.position,
         reason,
     };
-    let record = event.record().map_err(|e| corrupt(e.to_string()))?;
+    // Only the members the subject and the headers need: `data` is skipped, not parsed.
+    let record: OutgoingHead =
+        serde_json::from_slice(&event.bytes).map_err(|e| corrupt(e.to_string()))?;
     if record.position != event.position {
         return Err(corrupt(format!(
             "the record says position {}",
@@ -557,7 +560,28 @@ fn outgoing(
     let message = PublishMessage::build()
         .payload(event.bytes.into())
         .headers(headers);
-    Ok((subject(prefix, &record), message))
+    let subject = subject_of(
+        prefix,
+        &record.stream_id,
+        &record.event_type,
+        record.authority.as_ref(),
+        record.service.as_ref(),
+    );
+    Ok((subject, message))
+}
+
+/// The members of a stored record that its NATS message is addressed and labelled by.
+#[derive(serde::Deserialize)]
+struct OutgoingHead {
+    event_id: uuid::Uuid,
+    stream_id: StreamId,
+    stream_version: u64,
+    position: u64,
+    event_type: EventType,
+    #[serde(default)]
+    authority: Option<AuthorityId>,
+    #[serde(default)]
+    service: Option<ServiceKey>,
 }
 
 // ---------------------------------------------------------------------------------------
