@@ -85,6 +85,15 @@ impl PgStore {
             .max_connections(8)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(10))
+            // A connection goes back to the pool only without any lock of its holder.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query(crate::shared_lock::UNLOCK_ALL)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         tokio::spawn(listen(pool.clone(), channel.clone(), head_tx.clone()));
         let (committed, own) = watch::channel(head.position);

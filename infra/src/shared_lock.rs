@@ -2,15 +2,15 @@
 //! must not interleave for one key (the commands of one data subject) hold one while they
 //! read, decide and append, also when several API nodes serve one PostgreSQL database.
 //!
-//! On PostgreSQL a lock is a transaction-level advisory lock in the two-key space
+//! On PostgreSQL a lock is a session-level advisory lock in the two-key space
 //! (`hashtext(current_schema())`, `hashtext(key)`), which the one-key leases of the relay,
 //! the ledger and the projections never use, so a key can never collide with a lease that is
-//! held for hours. The transaction runs on a connection of a small pool of its own — holders
-//! never take connections the commands themselves need — and does nothing but hold the lock.
-//! Dropping the lock ends the transaction: the connection goes back to its pool, which
-//! rolls the transaction back before anyone else can use it. A process that dies loses its
-//! session and with it every lock it held. Two keys whose hashes collide merely wait for
-//! each other.
+//! held for hours. It is held on a connection of a small pool of its own — holders never take
+//! connections the commands themselves need — in one round trip that also sets the wait
+//! limit and reads the database's clock. Dropping the lock returns the connection to its
+//! pool, which releases every advisory lock of the session before anyone else can use it
+//! (`after_release`); a connection that cannot is closed, which releases them too, as does
+//! the death of the process. Two keys whose hashes collide merely wait for each other.
 //!
 //! On SQLite a database file belongs to one process, whose own locks already serialize the
 //! commands, so the lock is granted at once.
@@ -18,21 +18,27 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::Postgres;
 
 use crate::any::AnyStore;
 use crate::store::StoreError;
 
-/// Waits for the lock on `key` in the current schema, at most the transaction's
-/// `lock_timeout`, then reads the database's clock. (A volatile subquery in FROM is not
-/// flattened: the lock is taken before the clock is read.)
+/// Sets the session's wait limit ($2, e.g. `10000ms`), then waits for the lock on `key`
+/// ($1) in the current schema, then reads the database's clock. Volatile subqueries in FROM
+/// are not flattened: they run innermost first.
 const LOCK: &str = "SELECT clock_timestamp() FROM \
-     (SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext($1))) AS granted";
+     (SELECT pg_advisory_lock(hashtext(current_schema()), hashtext($1)) FROM \
+       (SELECT set_config('lock_timeout', $2, false)) AS patience) AS granted";
+
+/// Releases every advisory lock of the session; run whenever a lock connection goes back to
+/// its pool.
+pub(crate) const UNLOCK_ALL: &str = "SELECT pg_advisory_unlock_all()";
 
 /// An exclusive lock on one key, held until dropped.
 #[derive(Debug)]
 pub struct SharedLock {
-    _held: Option<Transaction<'static, Postgres>>,
+    _held: Option<PoolConnection<Postgres>>,
     granted_at: DateTime<Utc>,
 }
 
@@ -57,20 +63,18 @@ impl SharedLock {
         // half-way: a lock granted to nobody is then dropped with the task's answer, instead
         // of staying on a connection whose query was abandoned.
         tokio::spawn(async move {
-            let mut tx = tokio::time::timeout(patience, pool.begin())
+            let mut conn = tokio::time::timeout(patience, pool.acquire())
                 .await
                 .map_err(|_| busy(&key, patience))??;
             let millis = patience.as_millis().clamp(1, i32::MAX as u128);
-            sqlx::query(&format!("SET LOCAL lock_timeout = {millis}"))
-                .execute(&mut *tx)
-                .await?;
             match sqlx::query_scalar(LOCK)
                 .bind(&key)
-                .fetch_one(&mut *tx)
+                .bind(format!("{millis}ms"))
+                .fetch_one(&mut *conn)
                 .await
             {
                 Ok(granted_at) => Ok(SharedLock {
-                    _held: Some(tx),
+                    _held: Some(conn),
                     granted_at,
                 }),
                 // 55P03 lock_not_available: the holder kept it longer than our patience.
