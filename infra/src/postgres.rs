@@ -85,6 +85,9 @@ impl PgStore {
             .max_connections(8)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(10))
+            // No ping before each use: the lock statement is the only use, and if the
+            // connection died it fails at once and the command answers 503.
+            .test_before_acquire(false)
             // A connection goes back to the pool only without any lock of its holder.
             .after_release(|conn, _| {
                 Box::pin(async move {
