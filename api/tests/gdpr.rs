@@ -267,6 +267,19 @@ impl Env {
         .await
     }
 
+    /// `POST /dpo/subjects/{subject}/erasure` as the DPO, expecting `status`; the body.
+    async fn erase(&self, status: StatusCode, subject: &str) -> Value {
+        self.expect(
+            status,
+            "POST",
+            "/dpo/subjects/{subject}/erasure",
+            &format!("/dpo/subjects/{subject}/erasure"),
+            &dpo(),
+            None,
+        )
+        .await
+    }
+
     /// Every stored event of a stream.
     async fn stream(&self, stream: &str) -> Vec<RecordedEvent> {
         let id = amtsbuch_domain::StreamId::parse(stream).expect("stream id");
@@ -733,17 +746,7 @@ async fn the_dpo_walk_of_the_guide(env: &Env) {
         json!(format!("{}-01-01T00:00:00.000000Z", this_year + 11))
     );
     let before = env.head().await;
-    let erasure_uri = format!("/dpo/subjects/{subject}/erasure");
-    let refused = env
-        .expect(
-            StatusCode::CONFLICT,
-            "POST",
-            "/dpo/subjects/{subject}/erasure",
-            &erasure_uri,
-            &dpo(),
-            None,
-        )
-        .await;
+    let refused = env.erase(StatusCode::CONFLICT, &subject).await;
     assert_eq!(refused["type"], "urn:amtsbuch:problem:retention-hold");
     assert_eq!(
         refused["holds"][0]["hold_id"],
@@ -793,16 +796,7 @@ async fn the_dpo_walk_of_the_guide(env: &Env) {
         )
         .await;
     assert_eq!(released["released"], true);
-    let erased = env
-        .expect(
-            StatusCode::OK,
-            "POST",
-            "/dpo/subjects/{subject}/erasure",
-            &erasure_uri,
-            &dpo(),
-            None,
-        )
-        .await;
+    let erased = env.erase(StatusCode::OK, &subject).await;
     assert_eq!(erased["already_erased"], false);
     assert_eq!(erased["account_deleted"], true);
     assert_eq!(
@@ -868,16 +862,7 @@ async fn the_dpo_walk_of_the_guide(env: &Env) {
 
     // Erasing again changes nothing and says when it happened.
     let head = env.head().await;
-    let again = env
-        .expect(
-            StatusCode::OK,
-            "POST",
-            "/dpo/subjects/{subject}/erasure",
-            &erasure_uri,
-            &dpo(),
-            None,
-        )
-        .await;
+    let again = env.erase(StatusCode::OK, &subject).await;
     assert_eq!(again["already_erased"], true, "{again}");
     assert_eq!(again["erased_at"], erased["erased_at"]);
     assert_eq!(env.head().await, head);
@@ -1231,15 +1216,7 @@ async fn accounts_link_identities_and_ask_for_deletion(env: &Env) {
     assert_eq!(env.head().await, head);
 
     // The DPO erases: the account is deleted at the subject's request.
-    env.expect(
-        StatusCode::OK,
-        "POST",
-        "/dpo/subjects/{subject}/erasure",
-        &format!("/dpo/subjects/{subject}/erasure"),
-        &dpo(),
-        None,
-    )
-    .await;
+    env.erase(StatusCode::OK, &subject).await;
     let deleted = env.stream(&format!("account-{subject}")).await;
     let deleted = deleted.last().expect("event").record().expect("record");
     assert_eq!(deleted.data["reason"], "subject_request");
@@ -2383,16 +2360,7 @@ async fn racing_withdrawals_and_disclosures_stay_consistent(env: &Env) {
 async fn erasure_refuses_unknown_subjects_and_completes_interrupted_runs(env: &Env) {
     let stranger = "0193a1b2-0000-7000-8000-00000000dead";
     let head = env.head().await;
-    let refused = env
-        .expect(
-            StatusCode::NOT_FOUND,
-            "POST",
-            "/dpo/subjects/{subject}/erasure",
-            &format!("/dpo/subjects/{stranger}/erasure"),
-            &dpo(),
-            None,
-        )
-        .await;
+    let refused = env.erase(StatusCode::NOT_FOUND, stranger).await;
     assert_eq!(refused["type"], "urn:amtsbuch:problem:unknown-subject");
     assert!(
         refused["detail"]
@@ -2413,16 +2381,7 @@ async fn erasure_refuses_unknown_subjects_and_completes_interrupted_runs(env: &E
         .expect("destroy");
     assert_eq!(destroyed.key_ids, vec!["k1".to_owned()]);
     assert!(env.stream(&format!("erasure-{subject}")).await.is_empty());
-    let erased = env
-        .expect(
-            StatusCode::OK,
-            "POST",
-            "/dpo/subjects/{subject}/erasure",
-            &format!("/dpo/subjects/{subject}/erasure"),
-            &dpo(),
-            None,
-        )
-        .await;
+    let erased = env.erase(StatusCode::OK, &subject).await;
     assert_eq!(erased["already_erased"], false, "{erased}");
     assert_eq!(erased["account_deleted"], true, "{erased}");
     assert_eq!(erased["key_ids"], json!(["k1"]), "{erased}");

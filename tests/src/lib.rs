@@ -384,6 +384,25 @@ pub async fn mint_token(cwd: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// The token of the Landratsamt Meißen's Wohngeld system, the Fachverfahren of the guides:
+/// role `fachverfahren`, authority `lra-meissen`, service `99108001000000`.
+pub async fn wohngeld_token(cwd: &std::path::Path) -> String {
+    mint_token(
+        cwd,
+        &[
+            "--role",
+            "fachverfahren",
+            "--subject",
+            "fv-wohngeld",
+            "--authority",
+            "lra-meissen",
+            "--service",
+            "99108001000000",
+        ],
+    )
+    .await
+}
+
 /// Run `amtsbuch` with arguments to completion; returns exit code and stdout.
 pub async fn run_cli(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(binary())

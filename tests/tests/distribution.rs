@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amtsbuch_tests::{
-    mint_token, run_cli, stream_messages, wait_relayed, Client, NatsServer, Server, TempDir,
-    TestDatabase,
+    mint_token, run_cli, stream_messages, wait_relayed, wohngeld_token, Client, NatsServer, Server,
+    TempDir, TestDatabase,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -600,20 +600,7 @@ async fn a_fachverfahren_gets_exactly_its_events_over_nats_and_sse() {
     wait_relayed(&nats.url(), STREAM, first_head, Duration::from_secs(60)).await;
 
     // The Fachverfahren sets up its consumer; the filter comes from its token.
-    let fv = mint_token(
-        &dir.0,
-        &[
-            "--role",
-            "fachverfahren",
-            "--subject",
-            "fv-wohngeld",
-            "--authority",
-            "lra-meissen",
-            "--service",
-            "99108001000000",
-        ],
-    )
-    .await;
+    let fv = wohngeld_token(&dir.0).await;
     let fv_auth = format!("Bearer {fv}");
     let put = |name: &'static str, body: &'static str| {
         let (operator, auth) = (operator.clone(), fv_auth.clone());

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use amtsbuch_tests::{binary, mint_token, Server, TempDir, TestDatabase};
+use amtsbuch_tests::{binary, mint_token, wohngeld_token, Server, TempDir, TestDatabase};
 use tokio::process::Command;
 
 /// The personal data docs/DPO.md enters for Erika; none of it may appear in plaintext in the
@@ -390,23 +390,7 @@ async fn two_nodes_judge_disclosures_in_the_order_of_a_withdrawal() {
         )
         .await
     );
-    let fv = format!(
-        "Bearer {}",
-        mint_token(
-            &cwd,
-            &[
-                "--role",
-                "fachverfahren",
-                "--subject",
-                "fv-wohngeld",
-                "--authority",
-                "lra-meissen",
-                "--service",
-                "99108001000000",
-            ],
-        )
-        .await
-    );
+    let fv = format!("Bearer {}", wohngeld_token(&cwd).await);
     let given = b
         .request(
             "POST",
