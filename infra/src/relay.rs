@@ -49,7 +49,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::lease::Lease;
-use crate::store::{to_i64, to_u64, RecordedEvent, StoreError};
+use crate::store::{to_i64, to_u64, EventStore, RecordedEvent, StoreError};
 use crate::{AnyStore, Subscription};
 
 /// The stream name used when none is configured.
@@ -430,6 +430,7 @@ async fn session(
 ) -> Result<Infallible, End> {
     let stream = ensure_stream(context, config).await?;
     let end = stream_end(&stream, &config.stream).await?;
+    same_log(store, &config.stream, &end).await?;
     let persisted = load_position(store, &config.stream).await?;
     let resume = resume_after(&end, persisted);
     if resume < persisted {
@@ -675,6 +676,41 @@ fn apply_settings(c: &mut stream::Config, config: &RelayConfig) {
 struct StreamEnd {
     last_sequence: u64,
     position: Option<u64>,
+    /// The event id of that message (its `Nats-Msg-Id`).
+    event_id: Option<uuid::Uuid>,
+}
+
+/// Refuse a stream that another log fed — a new or restored database pointed at an old
+/// stream: the event the stream's last message carries must be the event at that
+/// position in this log. Otherwise the relay would take the stream's end for its own
+/// progress, skip this log's events up to it, and mix the two logs after it.
+async fn same_log(store: &AnyStore, name: &str, end: &StreamEnd) -> Result<(), End> {
+    let Some(position) = end.position else {
+        return Ok(());
+    };
+    let ours = match end.event_id {
+        Some(id) => store.event_by_id(id).await?.map(|e| e.position),
+        None => None,
+    };
+    if ours == Some(position) {
+        return Ok(());
+    }
+    let head = store.head().await?.position;
+    Err(stream_error(
+        name,
+        format!(
+            "its last message is position {position} (event {}) of another log: this log {}; \
+             give this database a stream of its own (--nats-stream) or remove the old stream",
+            end.event_id
+                .map_or_else(|| "without an id".to_owned(), |id| id.to_string()),
+            if head < position {
+                format!("ends at position {head}")
+            } else {
+                "holds a different event there".to_owned()
+            }
+        ),
+    )
+    .into())
 }
 
 async fn stream_end(stream: &stream::Stream, name: &str) -> Result<StreamEnd, RelayError> {
@@ -683,6 +719,7 @@ async fn stream_end(stream: &stream::Stream, name: &str) -> Result<StreamEnd, Re
         return Ok(StreamEnd {
             last_sequence: info.state.last_sequence,
             position: None,
+            event_id: None,
         });
     }
     let message = stream
@@ -701,6 +738,10 @@ async fn stream_end(stream: &stream::Stream, name: &str) -> Result<StreamEnd, Re
     Ok(StreamEnd {
         last_sequence: message.sequence,
         position: Some(position),
+        event_id: message
+            .headers
+            .get(NATS_MESSAGE_ID)
+            .and_then(|v| uuid::Uuid::parse_str(v.as_str()).ok()),
     })
 }
 
@@ -1018,6 +1059,7 @@ mod tests {
         let at = |last_sequence, position| StreamEnd {
             last_sequence,
             position,
+            event_id: None,
         };
         // Normal restart: the stream is ahead of the persisted position (crash between
         // acknowledgement and persisting), so nothing is published twice.

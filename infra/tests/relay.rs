@@ -490,6 +490,48 @@ async fn a_foreign_message_stops_the_relay_rather_than_break_the_order() {
     .await;
 }
 
+/// A new database pointed at a stream another log fed: the relay publishes nothing and
+/// says why, instead of taking the stream's end for its own progress — which would skip
+/// this log's first events and mix the two logs after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_another_log_is_refused() {
+    log::install();
+    let scope = Scope::new(&nats_url());
+    let js = scope.jetstream().await;
+    let (scope, js) = (&scope, &js);
+    let old = 5;
+    common::with_sqlite(|store, _| async move {
+        let store = AnyStore::Sqlite(store);
+        let handle = relay::spawn(store.clone(), scope.config()).expect("spawn");
+        let n = append_some(&store, "consent-a", 0, 3).await;
+        wait_published(&handle, n, Duration::from_secs(20)).await;
+        handle.stop().await;
+    })
+    .await;
+    let before = stream_messages(js, &scope.stream).await.len();
+    assert!(before >= old, "the first log was relayed");
+
+    // A fresh database, shorter and then longer than the stream: neither is relayed.
+    common::with_sqlite(|store, _| async move {
+        let store = AnyStore::Sqlite(store);
+        let handle = relay::spawn(store.clone(), scope.config()).expect("spawn");
+        append_some(&store, "consent-b", 100, 1).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        append_some(&store, "consent-b", 200, 10).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(*handle.published().borrow(), 0);
+        assert_eq!(stream_messages(js, &scope.stream).await.len(), before);
+        assert!(
+            log::lines(&scope.stream)
+                .iter()
+                .any(|(_, m)| m.contains("of another log")),
+            "the relay says why it stopped"
+        );
+        handle.stop().await;
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. A NATS outage.
 
@@ -603,6 +645,7 @@ mod log {
 
     struct Recorder;
 
+    /// The event's stream, and its message followed by its `error` field, if any.
     #[derive(Default)]
     struct Fields {
         stream: Option<String>,
@@ -613,7 +656,8 @@ mod log {
         fn record_str(&mut self, field: &Field, value: &str) {
             match field.name() {
                 "stream" => self.stream = Some(value.to_owned()),
-                "message" => self.message = value.to_owned(),
+                "message" => self.message.insert_str(0, value),
+                "error" => self.message.push_str(&format!(" (error: {value})")),
                 _ => {}
             }
         }
