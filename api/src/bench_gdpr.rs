@@ -31,7 +31,6 @@ use amtsbuch_domain::gdpr::{
 };
 use amtsbuch_domain::seal::SystemRandom;
 use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
-use amtsbuch_infra::shared_lock::SharedLock;
 use amtsbuch_infra::{AnyStore, EventStore, PgStore};
 use amtsbuch_projections::db::ReadDb;
 use amtsbuch_projections::gdpr as models;
@@ -292,12 +291,7 @@ impl GdprBench {
             let i = pick.next(self.subjects as u64) as usize;
             let started = Instant::now();
             // As the service judges a disclosure: under the subject's lock, at its instant.
-            let lock = SharedLock::acquire(
-                &store,
-                &format!("subject:{}", subject(i)),
-                Duration::from_secs(10),
-            )
-            .await?;
+            let lock = crate::gdpr::shared_subject_lock(&store, subject(i)).await?;
             let consents = models::current_consents(&db, subject(i)).await?;
             let id = DisclosureId(Uuid::now_v7());
             let events = disclosure::decide(

@@ -92,8 +92,14 @@ impl StreamId {
 
     /// The category: everything before the first `-`.
     pub fn category(&self) -> &str {
-        self.0.split_once('-').map_or(self.0.as_str(), |(c, _)| c)
+        category_of(&self.0)
     }
+}
+
+/// The category of a stream id given as text: everything before the first `-` (for
+/// readers that have the id without parsing it).
+pub fn category_of(stream_id: &str) -> &str {
+    stream_id.split_once('-').map_or(stream_id, |(c, _)| c)
 }
 
 impl fmt::Display for StreamId {

@@ -513,11 +513,7 @@ impl RecordHead<'_> {
                 head.position
             )));
         }
-        // As `StreamId::category`: the part before the first `-`.
-        let category = head
-            .stream_id
-            .split_once('-')
-            .map_or(&*head.stream_id, |(c, _)| c);
+        let category = amtsbuch_domain::stream::category_of(&head.stream_id);
         Ok(categories.contains(&category) || (head.sealed.is_some() && projection.sealed_too()))
     }
 }

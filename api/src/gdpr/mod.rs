@@ -42,7 +42,7 @@ use amtsbuch_domain::{AppendError, AppendOutcome, AppendRequest, ExpectedVersion
 use amtsbuch_infra::sealer::{Sealer, SealerError};
 use amtsbuch_infra::shared_lock::SharedLock;
 use amtsbuch_infra::store::MAX_PAGE;
-use amtsbuch_infra::{Direction, EventStore, RecordedEvent, StoreError};
+use amtsbuch_infra::{AnyStore, Direction, EventStore, RecordedEvent, StoreError};
 
 use crate::http::AppState;
 use crate::problem::Problem;
@@ -99,16 +99,20 @@ pub async fn lock_subject(state: &AppState, subject: AccountId) -> Result<Subjec
         }
     };
     let local = lock.lock_owned().await;
-    let shared = SharedLock::acquire(
-        &state.store,
-        &format!("subject:{subject}"),
-        SUBJECT_PATIENCE,
-    )
-    .await?;
+    let shared = shared_subject_lock(&state.store, subject).await?;
     Ok(SubjectGuard {
         _local: local,
         shared,
     })
+}
+
+/// The part of the subject's lock that other processes see: its key in the database, and
+/// how long to wait for it.
+pub async fn shared_subject_lock(
+    store: &AnyStore,
+    subject: AccountId,
+) -> Result<SharedLock, StoreError> {
+    SharedLock::acquire(store, &format!("subject:{subject}"), SUBJECT_PATIENCE).await
 }
 
 /// Wait until the read models `names` have applied the log up to its head as it is now,
