@@ -32,7 +32,9 @@ use amtsbuch_domain::tlog_proof::{self, Leaf, TlogProof};
 use amtsbuch_infra::vault::{SubjectId, SubjectStatus};
 use amtsbuch_infra::{AnyStore, Direction, EventStore, PgStore, RecordedEvent};
 
+#[path = "../common/mod.rs"]
 mod common;
+mod golden;
 use common::schema::conforms;
 use common::Reply;
 
