@@ -487,7 +487,7 @@ impl PipelineBench {
         let mut subscription = client.subscribe(config.prefix.wildcard()).await?;
         client.flush().await?;
         let relay = relay::spawn(store.clone(), config.clone())?;
-        let runner = amtsbuch_projections::spawn(store.clone(), amtsbuch_projections::all());
+        let runner = amtsbuch_projections::spawn(store.clone(), crate::domains::projections());
         let applied = runner
             .applied(amtsbuch_projections::streams::NAME)
             .context("the streams projection is not among the read models")?;

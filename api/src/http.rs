@@ -138,29 +138,6 @@ fn parse_stream(raw: &str) -> Result<StreamId, Problem> {
     StreamId::parse(raw).map_err(|e| Problem::bad_request("invalid-stream-id", e.to_string()))
 }
 
-/// Refuse a raw append to a stream of a GDPR aggregate. Those streams are written only by
-/// the GDPR routes, which decide each event against the aggregate's rules: an event
-/// appended around them could give a consent nobody gave, or record an erasure that never
-/// destroyed a key, and the read models and the erasure would believe it.
-fn refuse_gdpr_stream(stream: &StreamId) -> Result<(), Problem> {
-    use amtsbuch_domain::gdpr::retention::{subject_of_erasure_stream, HoldId};
-    use amtsbuch_domain::gdpr::{AccountId, ConsentId, DisclosureId};
-    let reserved = AccountId::from_stream(stream).is_some()
-        || ConsentId::from_stream(stream).is_some()
-        || DisclosureId::from_stream(stream).is_some()
-        || HoldId::from_stream(stream).is_some()
-        || subject_of_erasure_stream(stream).is_some();
-    if reserved {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "reserved-stream",
-            "The stream is written by the GDPR routes only",
-            format!("{stream} belongs to a GDPR aggregate (an account, consent, disclosure, retention hold or erasure); its events are written only through /accounts, /consents, /disclosures, /retention-holds and /dpo, which check their rules"),
-        ));
-    }
-    Ok(())
-}
-
 fn parse_expected(headers: &HeaderMap) -> Result<ExpectedVersion, Problem> {
     match headers.get("expected-version") {
         None => Ok(ExpectedVersion::Any),
@@ -328,7 +305,8 @@ pub async fn append(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let stream = parse_stream(&stream)?;
-    refuse_gdpr_stream(&stream)?;
+    // A stream a domain module writes only through its own routes, which check its rules.
+    crate::module::refuse_reserved(crate::domains::MODULES, &stream)?;
     let expected = parse_expected(&headers)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -5,13 +5,16 @@
 
 pub mod auth;
 pub mod bench;
-pub mod bench_gdpr;
+pub mod body;
+pub mod command;
+pub mod domains;
 pub mod dto;
 pub mod gdpr;
 pub mod http;
 pub mod keys;
 pub mod ledger_http;
 pub mod metrics;
+pub mod module;
 pub mod nats_http;
 pub mod offline;
 pub mod problem;

@@ -10,15 +10,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use std::sync::Arc;
 
 use amtsbuch_api::auth::{mint, AuthConfig, Authenticator, DevKey, KeySource, TokenRequest};
 use amtsbuch_api::bench::AppendBench;
+use amtsbuch_api::domains::{self, MODULES};
 use amtsbuch_api::keys;
 use amtsbuch_api::ledger_http::LedgerInfo;
+use amtsbuch_api::module;
 use amtsbuch_api::nats_http::NatsLink;
 use amtsbuch_api::progress::ProgressLine;
 use amtsbuch_api::AppState;
@@ -66,9 +68,8 @@ enum Command {
         /// data. Create one with `amtsbuch kek generate`.
         #[arg(long = "kek", env = "AMTSBUCH_KEK", value_delimiter = ',')]
         kek: Vec<PathBuf>,
-        /// How often expired temporary accounts are erased and expired consents recorded.
-        #[arg(long, env = "AMTSBUCH_SWEEP_INTERVAL_SECS", default_value_t = 60)]
-        sweep_interval_secs: u64,
+        // The domain modules add the flags of their background jobs
+        // (`amtsbuch_api::module::command_line`).
     },
     /// Read models: rebuild one from the log, or show how far each has read it.
     Projections {
@@ -155,7 +156,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
     },
-    /// Benchmarks that print figures.
+    /// Benchmarks that print figures (the domain modules add theirs).
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
@@ -287,20 +288,6 @@ enum KekCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
-    /// Consent replay and disclosure-check latency with a large log (PostgreSQL).
-    Gdpr {
-        #[arg(long, env = "AMTSBUCH_DATABASE_URL")]
-        database_url: String,
-        /// Events in the log.
-        #[arg(long, default_value_t = 1_000_000)]
-        events: usize,
-        /// Data subjects with consents.
-        #[arg(long, default_value_t = 20_000)]
-        subjects: usize,
-        /// Timed queries of each kind.
-        #[arg(long, default_value_t = 2_000)]
-        samples: usize,
-    },
     /// Concurrent single-event appends with version checks, against the raw insert limit.
     Append {
         #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
@@ -343,7 +330,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = module::command_line(Cli::command(), MODULES).get_matches();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -354,7 +341,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let run = async {
+        if let Some((bench, args)) = module::bench_asked(&matches, MODULES) {
+            println!("{}", (bench.run)(args).await?);
+            return Ok(0);
+        }
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        dispatch(cli.command, &matches).await
+    };
+    match runtime.block_on(run) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -363,7 +358,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command) -> anyhow::Result<u8> {
+async fn dispatch(command: Command, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
     match command {
         Command::Keygen { origin, out } => {
             let (key, vkey_path, vkey) = keys::generate(&origin, &out)?;
@@ -424,7 +419,6 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             ledger: ledger_args,
             auth: auth_args,
             kek,
-            sweep_interval_secs,
         } => {
             let auth = Arc::new(authenticator(&auth_args, listen)?);
             let relay_config = nats.relay_config()?;
@@ -463,7 +457,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
                     "no key-encryption key configured (--kek): this server refuses personal data"
                 );
             }
-            let runner = amtsbuch_projections::spawn(store.clone(), amtsbuch_projections::all());
+            let runner = amtsbuch_projections::spawn(store.clone(), domains::projections());
             for name in runner.names() {
                 if let Some(applied) = runner.applied(name) {
                     let head = store.head_watch();
@@ -507,12 +501,14 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
                 }
                 None => None,
             };
-            let sweeper = amtsbuch_api::gdpr::sweeper::spawn(
-                state.clone(),
-                Duration::from_secs(sweep_interval_secs.max(1)),
-            );
+            let serve_args = matches
+                .subcommand_matches("serve")
+                .context("serve was called without its flags")?;
+            let jobs = module::spawn_jobs(&state, MODULES, serve_args)?;
             amtsbuch_api::run(listener, state, shutdown_signal()).await?;
-            sweeper.abort();
+            for job in jobs {
+                job.abort();
+            }
             runner.shutdown().await;
             tracing::info!("amtsbuch stopped");
             Ok(0)
@@ -522,10 +518,11 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         } => {
             let store = open_store(&database_url).await?;
             let mut line = ProgressLine::new(format!("rebuilding {name}"));
-            let done = amtsbuch_projections::rebuild(&store, &name, |p| {
-                line.show(p.done, p.total, p.events_per_sec)
-            })
-            .await?;
+            let done =
+                amtsbuch_projections::rebuild_among(&store, &domains::projections(), &name, |p| {
+                    line.show(p.done, p.total, p.events_per_sec)
+                })
+                .await?;
             line.finish();
             println!(
                 "ok: {name} rebuilt from {} events ({:.0} events/s)",
@@ -545,7 +542,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
                     .into_iter()
                     .collect();
             println!("log head: {head}");
-            for p in amtsbuch_projections::all() {
+            for p in domains::projections() {
                 let at = stored.get(p.name()).copied().unwrap_or(0);
                 println!(
                     "{:<24} at {at:>12}  behind by {}",
@@ -626,26 +623,6 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             })?;
             let code = amtsbuch_api::verify::run(&store).await?;
             Ok(u8::try_from(code).unwrap_or(1))
-        }
-        Command::Bench {
-            which:
-                BenchCommand::Gdpr {
-                    database_url,
-                    events,
-                    subjects,
-                    samples,
-                },
-        } => {
-            let report = amtsbuch_api::bench_gdpr::GdprBench {
-                database_url,
-                events,
-                subjects,
-                samples,
-            }
-            .run()
-            .await?;
-            println!("{report}");
-            Ok(0)
         }
         Command::Bench {
             which:
@@ -814,5 +791,34 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<clap::ArgMatches, clap::Error> {
+        module::command_line(Cli::command(), MODULES).try_get_matches_from(args)
+    }
+
+    #[test]
+    fn the_modules_flags_and_benches_fit_the_command_line() {
+        // Clap's own consistency checks (no two flags with one name, …) on the command
+        // line with every module's additions.
+        module::command_line(Cli::command(), MODULES).debug_assert();
+        let serve = parse(&["amtsbuch", "serve"]).expect("serve parses");
+        assert!(matches!(
+            Cli::from_arg_matches(&serve).map(|c| c.command),
+            Ok(Command::Serve { .. })
+        ));
+        let own = parse(&["amtsbuch", "bench", "append"]).expect("bench append parses");
+        assert!(module::bench_asked(&own, MODULES).is_none());
+        assert!(matches!(
+            Cli::from_arg_matches(&own).map(|c| c.command),
+            Ok(Command::Bench {
+                which: BenchCommand::Append { .. }
+            })
+        ));
     }
 }

@@ -31,7 +31,7 @@ use uuid::Uuid;
 use amtsbuch_domain::access::Role;
 
 use crate::auth::{require, Authenticator, Caller};
-use crate::gdpr;
+use crate::domains::MODULES;
 use crate::http::{self, AppState, MAX_BODY_BYTES};
 use crate::ledger_http;
 use crate::problem::Problem;
@@ -55,10 +55,7 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
         (name = "service", description = "Health, readiness, metrics and this document"),
         (name = "streams", description = "The raw event log (operators)"),
         (name = "subscriptions", description = "Following the log: Server-Sent Events and NATS consumers"),
-        (name = "ledger", description = "Checkpoints, proofs, receipts and exports for auditors"),
-        (name = "accounts", description = "Servicekonto accounts; master data sealed per subject"),
-        (name = "consents", description = "§ 10 SächsEGovG consents, consent receipts, and disclosures checked against them"),
-        (name = "dpo", description = "For data protection officers: replay, Art. 15 export, Art. 17 erasure, Art. 30 overview, retention holds")
+        (name = "ledger", description = "Checkpoints, proofs, receipts and exports for auditors")
     )
 )]
 struct ApiDoc;
@@ -75,8 +72,16 @@ impl Modify for BearerScheme {
     }
 }
 
-/// Every route with its OpenAPI description; no state is needed to describe them.
+/// Every route with its OpenAPI description, the core's and every domain module's; no
+/// state is needed to describe them.
 fn routes() -> OpenApiRouter<AppState> {
+    MODULES.iter().fold(core_routes(), |routes, module| {
+        routes.merge((module.routes)())
+    })
+}
+
+/// The core's routes: the service, the raw log, subscriptions and the ledger.
+fn core_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(http::healthz))
         .routes(routes!(http::readyz))
@@ -87,27 +92,6 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(http::list_streams))
         .routes(routes!(crate::sse::subscribe))
         .routes(routes!(crate::nats_http::put_consumer))
-        .routes(routes!(gdpr::accounts::open_account))
-        .routes(routes!(gdpr::accounts::get_account))
-        .routes(routes!(gdpr::accounts::change_master_data))
-        .routes(routes!(gdpr::accounts::link_identity))
-        .routes(routes!(gdpr::accounts::request_deletion))
-        .routes(routes!(gdpr::consents::give, gdpr::consents::list_own))
-        .routes(routes!(gdpr::consents::get))
-        .routes(routes!(gdpr::consents::withdraw))
-        .routes(routes!(gdpr::consents::renew))
-        .routes(routes!(gdpr::consents::narrow))
-        .routes(routes!(gdpr::consents::revoke))
-        .routes(routes!(gdpr::consents::receipt))
-        .routes(routes!(gdpr::consents::disclose))
-        .routes(routes!(gdpr::dpo::consent_history))
-        .routes(routes!(gdpr::dpo::disclosures))
-        .routes(routes!(gdpr::dpo::export))
-        .routes(routes!(gdpr::dpo::erase))
-        .routes(routes!(gdpr::dpo::processing))
-        .routes(routes!(gdpr::dpo::expiring))
-        .routes(routes!(gdpr::dpo::place_hold))
-        .routes(routes!(gdpr::dpo::release_hold))
         .routes(routes!(ledger_http::record))
         .routes(routes!(ledger_http::receipt))
         .routes(routes!(ledger_http::latest_checkpoint))

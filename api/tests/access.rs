@@ -2,11 +2,12 @@
 //! against no token, checked through the router, plus what each role sees of the event
 //! log through `GET /events/stream`.
 //!
-//! The expected access is written out below as a table, on purpose: the guard reads each
-//! route's roles from its OpenAPI annotation, so a changed annotation changes who may call
-//! the route, and this table makes that a deliberate, reviewed change of the tests too.
-//! The table must name exactly the operations the document has, so a new route cannot be
-//! added without deciding here who may call it.
+//! The expected access is written out as a table, on purpose: the guard reads each route's
+//! roles from its OpenAPI annotation, so a changed annotation changes who may call the
+//! route, and the table makes that a deliberate, reviewed change of the tests too. The
+//! core's rows are below; every domain module adds its own (`TestSupport::access`). The
+//! table must name exactly the operations the document has, so a new route cannot be
+//! added without deciding who may call it.
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -33,8 +34,8 @@ use Allowed::{Public, Roles};
 
 const EVERY_ROLE: &[Role] = &Role::ALL;
 
-/// The expected access of every operation: (method, path as documented, who).
-const TABLE: &[(&str, &str, Allowed)] = &[
+/// The expected access of every operation of the core: (method, path as documented, who).
+const CORE: &[(&str, &str, Allowed)] = &[
     ("GET", "/healthz", Public),
     ("GET", "/readyz", Public),
     ("GET", "/openapi.json", Public),
@@ -69,55 +70,19 @@ const TABLE: &[(&str, &str, Allowed)] = &[
         Roles(&[Auditor, Operator]),
     ),
     ("GET", "/ledger/export", Roles(&[Auditor, Operator])),
-    // Servicekonto accounts: the Servicekonto back end opens them and links identities as
-    // an operator; a citizen reads and changes its own (the handlers check the account).
-    ("POST", "/accounts", Roles(&[Operator])),
-    ("GET", "/accounts/{id}", Roles(&[Citizen, Dpo, Operator])),
-    (
-        "PUT",
-        "/accounts/{id}/master-data",
-        Roles(&[Citizen, Operator]),
-    ),
-    ("POST", "/accounts/{id}/identity-links", Roles(&[Operator])),
-    (
-        "POST",
-        "/accounts/{id}/deletion-request",
-        Roles(&[Citizen, Operator]),
-    ),
-    // Consents: given, changed and withdrawn by the citizen (or entered by staff of the
-    // Servicekonto from paper), revoked by the data protection officer.
-    ("POST", "/consents", Roles(&[Citizen, Operator])),
-    ("GET", "/consents", Roles(&[Citizen])),
-    ("GET", "/consents/{id}", Roles(&[Citizen, Dpo])),
-    (
-        "POST",
-        "/consents/{id}/withdrawal",
-        Roles(&[Citizen, Operator]),
-    ),
-    (
-        "POST",
-        "/consents/{id}/renewal",
-        Roles(&[Citizen, Operator]),
-    ),
-    ("POST", "/consents/{id}/scope", Roles(&[Citizen, Operator])),
-    ("POST", "/consents/{id}/revocation", Roles(&[Dpo])),
-    ("GET", "/consents/{id}/receipt", Roles(&[Citizen, Dpo])),
-    // A disclosure is asked for by whoever wants to use the data: the recipient is the
-    // authority its token is bound to.
-    ("POST", "/disclosures", Roles(&[Authority, Fachverfahren])),
-    ("GET", "/dpo/subjects/{subject}/consents", Roles(&[Dpo])),
-    ("GET", "/dpo/subjects/{subject}/disclosures", Roles(&[Dpo])),
-    ("GET", "/dpo/subjects/{subject}/export", Roles(&[Dpo])),
-    ("POST", "/dpo/subjects/{subject}/erasure", Roles(&[Dpo])),
-    ("GET", "/dpo/processing", Roles(&[Dpo])),
-    ("GET", "/dpo/consents/expiring", Roles(&[Dpo])),
-    ("POST", "/retention-holds", Roles(&[Dpo, Operator])),
-    (
-        "POST",
-        "/retention-holds/{id}/release",
-        Roles(&[Dpo, Operator]),
-    ),
 ];
+
+/// The expected access of every operation: the core's rows and every domain module's.
+fn table() -> Vec<(&'static str, &'static str, Allowed)> {
+    let mut table = CORE.to_vec();
+    for module in amtsbuch_api::domains::MODULES {
+        table.extend(module.tests.access.iter().map(|row| {
+            let allowed = row.roles.map_or(Public, Roles);
+            (row.method, row.path, allowed)
+        }));
+    }
+    table
+}
 
 fn document() -> Value {
     serde_json::to_value(router::openapi()).expect("document as JSON")
@@ -128,24 +93,25 @@ fn the_table_names_exactly_the_documented_operations() {
     let documented: BTreeSet<(String, String)> = common::documented_operations(&document())
         .into_iter()
         .collect();
-    let tabled: BTreeSet<(String, String)> = TABLE
+    let table = table();
+    let tabled: BTreeSet<(String, String)> = table
         .iter()
         .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
     assert_eq!(
         tabled.len(),
-        TABLE.len(),
+        table.len(),
         "the table names an operation twice"
     );
     let untabled: Vec<_> = documented.difference(&tabled).collect();
     assert!(
         untabled.is_empty(),
-        "operations of the OpenAPI document without an entry in TABLE (decide who may call them and add them): {untabled:?}"
+        "operations of the OpenAPI document without an entry in the table (decide who may call them and add them to CORE or to their module's TestSupport::access): {untabled:?}"
     );
     let undocumented: Vec<_> = tabled.difference(&documented).collect();
     assert!(
         undocumented.is_empty(),
-        "TABLE names operations the OpenAPI document does not have: {undocumented:?}"
+        "the table names operations the OpenAPI document does not have: {undocumented:?}"
     );
 }
 
@@ -153,8 +119,9 @@ fn the_table_names_exactly_the_documented_operations() {
 fn the_guard_reads_the_same_access_from_the_document() {
     let doc = router::openapi();
     let access = AccessTable::from_openapi(&doc);
-    assert_eq!(access.iter().count(), TABLE.len(), "{access:?}");
-    for (method, path, allowed) in TABLE {
+    let table = table();
+    assert_eq!(access.iter().count(), table.len(), "{access:?}");
+    for (method, path, allowed) in &table {
         let method = method.parse().expect("method");
         let read = access.get(&method, path);
         match allowed {
@@ -179,9 +146,10 @@ struct TestApp {
 }
 
 /// A signing server with a few events and a checkpoint covering them, personal data
-/// enabled and the GDPR samples seeded: the citizen's account, a consent of it and a hold
-/// on it. So a role that may call a GDPR route gets past the handler's own checks (a
-/// citizen owns the sample account and consent) instead of stopping at a 404.
+/// enabled and every domain module's samples seeded (for the GDPR domain: the citizen's
+/// account, a consent of it and a hold on it). So a role that may call a module's route
+/// gets past the handler's own checks (a citizen owns the sample account and consent)
+/// instead of stopping at a 404.
 async fn app() -> TestApp {
     let store = common::temp_store("access").await;
     let ledger = common::start_ledger(&store.store);
@@ -189,10 +157,11 @@ async fn app() -> TestApp {
     let checkpoint_size = common::wait_for_checkpoint(&store.store, 3).await;
     let mut state = common::state_with(&store.store, Some(ledger), HubLimits::default()).await;
     state.sealer = Some(common::sealer(&store.store, store.dir()));
-    let runner = amtsbuch_projections::spawn(store.store.clone(), amtsbuch_projections::all());
+    let runner =
+        amtsbuch_projections::spawn(store.store.clone(), amtsbuch_api::domains::projections());
     let app = router::router(state.clone());
     let mut samples = Samples::new(event_id, checkpoint_size, "amtsbuch");
-    common::seed_gdpr(&app, &state, &mut samples).await;
+    common::seed(&app, &state, &mut samples).await;
     TestApp {
         app,
         samples,
@@ -237,7 +206,8 @@ fn roles_named(detail: &str) -> BTreeSet<Role> {
 async fn every_operation_admits_exactly_its_roles() {
     let app = app().await;
     let mut cells = 0;
-    for (method, path, allowed) in TABLE {
+    let table = table();
+    for (method, path, allowed) in &table {
         for role in Role::ALL {
             let what = format!("{method} {path} as {role}");
             let reply = app.call(method, path, Some(&common::token(role))).await;
@@ -277,13 +247,13 @@ async fn every_operation_admits_exactly_its_roles() {
             Roles(_) => assert_unauthorized(&reply, "Bearer", &what),
         }
     }
-    assert_eq!(cells, TABLE.len() * (Role::ALL.len() + 1));
+    assert_eq!(cells, table.len() * (Role::ALL.len() + 1));
 }
 
 #[tokio::test]
 async fn expired_and_foreign_tokens_are_refused_on_every_protected_route() {
     let app = app().await;
-    for (method, path, allowed) in TABLE {
+    for (method, path, allowed) in table() {
         for (kind, token) in [
             ("expired", common::expired(Operator)),
             (
@@ -550,8 +520,8 @@ async fn tokens_that_may_not_subscribe_see_nothing() {
 async fn head_requests_are_guarded_like_their_get_route() {
     let app = app().await;
     let mut seen = HashSet::new();
-    for (method, path, allowed) in TABLE {
-        if *method != "GET" || !seen.insert(*path) {
+    for (method, path, allowed) in table() {
+        if method != "GET" || !seen.insert(path) {
             continue;
         }
         let no_token = app.call("HEAD", path, None).await;

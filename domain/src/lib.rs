@@ -10,9 +10,12 @@ pub mod append;
 pub mod base64;
 pub mod chain;
 pub mod checkpoint;
+pub mod decider;
+pub mod event;
 pub mod gdpr;
 pub mod jcs;
 pub mod merkle;
+pub mod newtype;
 pub mod note;
 pub mod record;
 pub mod seal;
@@ -26,6 +29,8 @@ pub use append::{
     PlannedRecord, RequestPlan,
 };
 pub use chain::{chain_hash, Hash, GENESIS_CHAIN};
+pub use decider::Decider;
+pub use event::{DomainEvent, Personal, Routing, SubjectId};
 pub use record::{EventRecord, RecordError, SealedSection};
 pub use stream::{
     AuthorityId, Category, EventType, ExpectedVersion, NameError, ServiceKey, StreamId,

@@ -20,14 +20,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use chrono::{DateTime, Datelike, Utc};
 use serde_json::{json, Value};
 
 use amtsbuch_domain::subject::{subject, SubjectPrefix};
 use amtsbuch_infra::EventStore;
 
-use super::{citizen, common, dpo, erika, operator, wohngeld, Env};
+use super::{citizen, common, dpo, erika, notice_sha256, operator, wohngeld, Env};
 
 /// The transcript of one run, normalized.
 struct Transcript {
@@ -316,7 +316,7 @@ fn id_of(v: &Value, member: &str) -> String {
 /// The requests, in order. Each answer is written down; ids the later requests need are
 /// taken from the answers.
 async fn run(env: &Env, t: &mut Transcript) {
-    let notice = json!({ "version": "2026-01", "sha256": common::notice_sha256() });
+    let notice = json!({ "version": "2026-01", "sha256": notice_sha256() });
     let scope = json!({
         "categories": ["stammdaten", "kommunikationsdaten"],
         "purposes": ["antrag-vorbefuellung", "bescheid-zustellung"],
@@ -457,7 +457,7 @@ async fn run(env: &Env, t: &mut Transcript) {
             &operator(),
             Some(json!({ "subject": a, "scope": {
                 "categories": ["verfahrensdaten"], "purposes": ["antrag-vorbefuellung"], "recipients": ["lra-bautzen"] },
-                "notice": { "version": "2025-07", "sha256": common::notice_sha256() },
+                "notice": { "version": "2025-07", "sha256": notice_sha256() },
                 "channel": "paper", "given_at": "2026-02-01T09:30:00Z",
                 "legal_basis": "art9_2_a", "legal_reference": "§ 10 Abs. 1 Satz 2 SächsEGovG" })),
         )
@@ -570,7 +570,7 @@ async fn run(env: &Env, t: &mut Transcript) {
         &format!("/consents/{c1}/renewal"),
         &citizen(&a),
         Some(
-            json!({ "notice": { "version": "2026-02", "sha256": common::notice_sha256() },
+            json!({ "notice": { "version": "2026-02", "sha256": notice_sha256() },
             "channel": "amt24", "expires_at": "2032-06-30T00:00:00Z" }),
         ),
     )

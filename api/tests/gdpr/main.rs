@@ -123,7 +123,8 @@ impl Env {
         };
         let mut state = common::state_with(&store, Some(ledger_info), HubLimits::default()).await;
         state.sealer = Some(sealer);
-        let runner = amtsbuch_projections::spawn(store.clone(), amtsbuch_projections::all());
+        let runner =
+            amtsbuch_projections::spawn(store.clone(), amtsbuch_api::domains::projections());
         Self {
             app: amtsbuch_api::router(state.clone()),
             state,
@@ -229,7 +230,7 @@ impl Env {
                 "purposes": ["antrag-vorbefuellung"],
                 "recipients": ["lra-meissen"],
             })),
-            "notice": { "version": "2026-01", "sha256": common::notice_sha256() },
+            "notice": { "version": "2026-01", "sha256": notice_sha256() },
             "channel": "servicekonto_web",
         });
         if let Some(x) = expires_at {
@@ -396,6 +397,14 @@ fn citizen(account: &str) -> String {
     request.account = Some(account.to_owned());
     request.ttl = Duration::from_secs(600);
     common::signed(&request)
+}
+
+/// The SHA-256 of the sample consents' notice text, as the API wants it.
+fn notice_sha256() -> String {
+    amtsbuch_domain::gdpr::consent::Sha256Digest::of(
+        amtsbuch_api::gdpr::samples::NOTICE_TEXT.as_bytes(),
+    )
+    .to_hex()
 }
 
 fn erika() -> Value {
@@ -639,10 +648,7 @@ async fn the_dpo_walk_of_the_guide(env: &Env) {
     assert_eq!(service["purposes"][0]["piiCategory"], json!(["stammdaten"]));
     assert_eq!(service["purposes"][0]["consentType"], "EXPLICIT");
     assert_eq!(receipt["amtsbuch"]["status"], "withdrawn");
-    assert_eq!(
-        receipt["amtsbuch"]["notice"]["sha256"],
-        common::notice_sha256()
-    );
+    assert_eq!(receipt["amtsbuch"]["notice"]["sha256"], notice_sha256());
     let given_event = env.stream(&format!("consent-{consent}")).await.remove(0);
     let given_record = given_event.record().expect("record");
     assert_eq!(given_record.event_type.as_str(), "ConsentGiven");
@@ -895,7 +901,7 @@ async fn the_dpo_walk_of_the_guide(env: &Env) {
             Some(json!({
                 "subject": subject,
                 "scope": { "categories": ["stammdaten"], "purposes": ["antrag-vorbefuellung"], "recipients": ["lra-meissen"] },
-                "notice": { "version": "2026-01", "sha256": common::notice_sha256() },
+                "notice": { "version": "2026-01", "sha256": notice_sha256() },
                 "channel": "paper",
             })),
         )
@@ -936,7 +942,7 @@ async fn consents_are_renewed_narrowed_revoked_and_listed(env: &Env) {
             &uri("renewal"),
             &citizen(&subject),
             Some(json!({
-                "notice": { "version": "2026-02", "sha256": common::notice_sha256() },
+                "notice": { "version": "2026-02", "sha256": notice_sha256() },
                 "channel": "app",
             })),
         )
@@ -1034,7 +1040,7 @@ async fn consents_are_renewed_narrowed_revoked_and_listed(env: &Env) {
         "/consents/{id}/renewal",
         &uri("renewal"),
         &citizen(&subject),
-        Some(json!({ "notice": { "version": "2026-03", "sha256": common::notice_sha256() }, "channel": "app" })),
+        Some(json!({ "notice": { "version": "2026-03", "sha256": notice_sha256() }, "channel": "app" })),
     )
     .await;
     env.expect(
@@ -1066,7 +1072,7 @@ async fn consents_are_renewed_narrowed_revoked_and_listed(env: &Env) {
         (
             "renewal",
             Some(
-                json!({ "notice": { "version": "1", "sha256": common::notice_sha256() }, "channel": "app" }),
+                json!({ "notice": { "version": "1", "sha256": notice_sha256() }, "channel": "app" }),
             ),
         ),
         (
@@ -1297,7 +1303,7 @@ async fn a_citizen_acts_only_for_its_own_account(env: &Env) {
             "/consents/{id}/renewal",
             format!("/consents/{others_consent}/renewal"),
             Some(
-                json!({ "notice": { "version": "2026-01", "sha256": common::notice_sha256() }, "channel": "app" }),
+                json!({ "notice": { "version": "2026-01", "sha256": notice_sha256() }, "channel": "app" }),
             ),
         ),
         (
@@ -1321,7 +1327,7 @@ async fn a_citizen_acts_only_for_its_own_account(env: &Env) {
             Some(json!({
                 "subject": other,
                 "scope": { "categories": ["stammdaten"], "purposes": ["antrag-vorbefuellung"], "recipients": ["lra-meissen"] },
-                "notice": { "version": "2026-01", "sha256": common::notice_sha256() },
+                "notice": { "version": "2026-01", "sha256": notice_sha256() },
                 "channel": "servicekonto_web",
             })),
         ),
@@ -1393,7 +1399,7 @@ async fn a_citizen_acts_only_for_its_own_account(env: &Env) {
             Some(json!({
                 "subject": own,
                 "scope": { "categories": ["verfahrensdaten"], "purposes": ["statistik"], "recipients": ["statistisches-landesamt"] },
-                "notice": { "version": "2026-01", "sha256": common::notice_sha256() },
+                "notice": { "version": "2026-01", "sha256": notice_sha256() },
                 "channel": "app",
             })),
         )
@@ -1409,7 +1415,7 @@ type BadCase<'a> = (&'a str, &'a str, String, &'a String, Option<Value>, &'a str
 async fn bad_input_gets_a_problem_and_changes_nothing(env: &Env) {
     let subject = env.open_account(erika(), None).await;
     let consent = env.give(&subject, None, None).await;
-    let notice = json!({ "version": "2026-01", "sha256": common::notice_sha256() });
+    let notice = json!({ "version": "2026-01", "sha256": notice_sha256() });
     let scope = json!({ "categories": ["stammdaten"], "purposes": ["antrag-vorbefuellung"], "recipients": ["lra-meissen"] });
     let give = |patch: Value| {
         let mut body =

@@ -15,19 +15,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, TimeZone, Utc};
+use clap::{Args, FromArgMatches};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Connection;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use amtsbuch_domain::event::DomainEvent;
 use amtsbuch_domain::gdpr::consent::{
     ConsentBasis, ConsentEvent, ConsentGiven, ConsentRenewed, ConsentWithdrawn, Notice, Scope,
     Sha256Digest,
 };
 use amtsbuch_domain::gdpr::disclosure::{self, DisclosureState, RequestDisclosure};
 use amtsbuch_domain::gdpr::{
-    AccountId, CategorySet, Channel, ConsentId, DataCategory, DisclosureId, GdprEvent,
-    NoticeVersion, PurposeId, RecipientId, Reference,
+    AccountId, CategorySet, Channel, ConsentId, DataCategory, DisclosureId, NoticeVersion,
+    PurposeId, RecipientId, Reference,
 };
 use amtsbuch_domain::seal::SystemRandom;
 use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
@@ -35,15 +37,37 @@ use amtsbuch_infra::{AnyStore, EventStore, PgStore};
 use amtsbuch_projections::db::ReadDb;
 use amtsbuch_projections::gdpr as models;
 
+use crate::module::Bench;
+
+/// `amtsbuch bench gdpr`, as the GDPR domain module offers it.
+pub const BENCH: Bench =
+    Bench {
+        command: || {
+            GdprBench::augment_args(clap::Command::new("gdpr").about(
+                "Consent replay and disclosure-check latency with a large log (PostgreSQL).",
+            ))
+        },
+        run: |args| {
+            Box::pin(async move {
+                let bench = GdprBench::from_arg_matches(&args)?;
+                bench.run().await
+            })
+        },
+    };
+
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct GdprBench {
+    #[arg(long, env = "AMTSBUCH_DATABASE_URL")]
     pub database_url: String,
     /// Events in the log (at least).
+    #[arg(long, default_value_t = 1_000_000)]
     pub events: usize,
     /// Data subjects with consents.
+    #[arg(long, default_value_t = 20_000)]
     pub subjects: usize,
     /// Timed queries of each kind.
+    #[arg(long, default_value_t = 2_000)]
     pub samples: usize,
 }
 
@@ -191,12 +215,12 @@ fn consent_events(i: usize) -> anyhow::Result<Vec<Vec<ConsentEvent>>> {
     Ok(vec![first, second])
 }
 
-fn encoded<E: GdprEvent>(events: &[E]) -> anyhow::Result<(StreamId, Vec<NewEvent>)> {
+fn encoded<E: DomainEvent>(events: &[E]) -> anyhow::Result<(StreamId, Vec<NewEvent>)> {
     let rng = SystemRandom::new();
     let mut stream = None;
     let mut out = Vec::with_capacity(events.len());
     for e in events {
-        let enc = amtsbuch_domain::gdpr::encode(e, Uuid::now_v7(), None, &rng)?;
+        let enc = amtsbuch_domain::event::encode(e, Uuid::now_v7(), None, &rng)?;
         stream = Some(enc.stream_id);
         out.push(enc.event);
     }
@@ -291,7 +315,7 @@ impl GdprBench {
             let i = pick.next(self.subjects as u64) as usize;
             let started = Instant::now();
             // As the service judges a disclosure: under the subject's lock, at its instant.
-            let lock = crate::gdpr::shared_subject_lock(&store, subject(i)).await?;
+            let lock = crate::command::shared_subject_lock(&store, subject(i).into()).await?;
             let consents = models::current_consents(&db, subject(i)).await?;
             let id = DisclosureId(Uuid::now_v7());
             let events = disclosure::decide(
