@@ -8,7 +8,7 @@
 //! `EventStore::append` between unrelated traffic, the runner feeds the projections, and
 //! every query is compared with a fold of the same events in memory.
 //!
-//! The events are put into their envelopes here the way `gdpr::encode` does it, with one
+//! The events are put into their envelopes here the way `event::encode` does it, with one
 //! difference: `encode` draws the seal's nonce from a `ring` random source, and this crate
 //! cannot name one (`ring` is not among its dependencies), so the test seals with
 //! `seal::seal` and counted nonces under a test key.
