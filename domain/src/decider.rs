@@ -37,3 +37,29 @@ pub trait Decider: Default + Sized {
         events.into_iter().fold(Self::default(), Self::evolve)
     }
 }
+
+/// Implements [`Decider`] for an aggregate's state with the module's free functions
+/// `decide` and `evolve`, which its tests call directly:
+/// `decider!(HoldState: HoldCommand => RetentionEvent, HoldError);`. A command that borrows
+/// outside facts names its lifetime `'c`: `RequestDisclosure<'c>`.
+macro_rules! decider {
+    ($state:ty: $command:ty => $event:ty, $rejection:ty) => {
+        impl $crate::decider::Decider for $state {
+            type Command<'c> = $command;
+            type Event = $event;
+            type Rejection = $rejection;
+
+            fn decide(
+                command: &Self::Command<'_>,
+                state: &Self,
+            ) -> Result<Vec<$event>, $rejection> {
+                decide(command, state)
+            }
+
+            fn evolve(state: Self, event: &$event) -> Self {
+                evolve(state, event)
+            }
+        }
+    };
+}
+pub(crate) use decider;

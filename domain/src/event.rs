@@ -525,14 +525,36 @@ pub fn decode<E: DomainEvent>(
     Ok(event)
 }
 
+/// Places an encoded event in the log the way the writer does and returns the record,
+/// for the envelope tests of every domain.
+#[cfg(test)]
+pub(crate) fn stored(encoded: Encoded) -> EventRecord {
+    use crate::append::{plan_batch, AppendRequest, BatchContext};
+    let mut ctx = BatchContext {
+        head_position: 0,
+        head_chain: crate::GENESIS_CHAIN,
+        versions: std::collections::HashMap::new(),
+        existing: std::collections::HashMap::new(),
+        recorded_at: DateTime::parse_from_rfc3339("2026-03-01T10:00:01Z")
+            .expect("instant")
+            .with_timezone(&Utc),
+    };
+    let request = AppendRequest {
+        stream: encoded.stream_id,
+        expected: crate::stream::ExpectedVersion::Any,
+        events: vec![encoded.event],
+    };
+    let (plans, rows) = plan_batch(&mut ctx, &[request]);
+    assert!(plans[0].is_ok(), "{:?}", plans[0]);
+    rows.into_iter().next().expect("one row").record
+}
+
 #[cfg(test)]
 mod tests {
     //! The envelope with a small domain of its own: a note whose text is personal data,
     //! routed to an authority. The GDPR events' own envelope tests are in `gdpr`.
 
     use super::*;
-    use crate::append::{plan_batch, AppendRequest, BatchContext};
-    use crate::stream::ExpectedVersion;
     use ring::rand::SystemRandom;
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -604,24 +626,6 @@ mod tests {
             subject: SubjectId(Uuid::from_u128(2)),
             text: Personal::Available("Erika Mustermann".into()),
         }
-    }
-
-    fn stored(encoded: Encoded) -> EventRecord {
-        let mut ctx = BatchContext {
-            head_position: 0,
-            head_chain: crate::GENESIS_CHAIN,
-            versions: std::collections::HashMap::new(),
-            existing: std::collections::HashMap::new(),
-            recorded_at: at(),
-        };
-        let request = AppendRequest {
-            stream: encoded.stream_id,
-            expected: ExpectedVersion::Any,
-            events: vec![encoded.event],
-        };
-        let (plans, rows) = plan_batch(&mut ctx, &[request]);
-        assert!(plans[0].is_ok());
-        rows.into_iter().next().expect("one row").record
     }
 
     #[test]

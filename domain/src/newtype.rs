@@ -43,15 +43,12 @@ pub fn check_text(kind: &'static str, s: &str, max: usize) -> Result<(), TextErr
         && s.chars().count() <= max
         && s.trim() == s
         && !s.chars().any(char::is_control);
-    if ok {
-        Ok(())
-    } else {
-        Err(TextError::Invalid {
-            kind,
-            max,
-            rule: "printable text without control characters or surrounding white space",
-        })
-    }
+    verdict(
+        ok,
+        kind,
+        max,
+        "printable text without control characters or surrounding white space",
+    )
 }
 
 /// Checks a lowercase ASCII token: letters, digits, `-`, `_`, `.`, `:`, starting with a
@@ -64,15 +61,19 @@ pub fn check_token(kind: &'static str, s: &str, max: usize) -> Result<(), TextEr
         && b.iter().all(|c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.' | b':')
         });
+    verdict(
+        ok,
+        kind,
+        max,
+        "lowercase ASCII letters, digits, '-', '_', '.', ':', starting with a letter or digit",
+    )
+}
+
+fn verdict(ok: bool, kind: &'static str, max: usize, rule: &'static str) -> Result<(), TextError> {
     if ok {
         Ok(())
     } else {
-        Err(TextError::Invalid {
-            kind,
-            max,
-            rule: "lowercase ASCII letters, digits, '-', '_', '.', ':', \
-                   starting with a letter or digit",
-        })
+        Err(TextError::Invalid { kind, max, rule })
     }
 }
 
@@ -113,6 +114,30 @@ macro_rules! uuid_id {
 }
 pub(crate) use uuid_id;
 
+/// What [`token!`] and [`text!`] share: a string newtype that exists only checked by
+/// `$check`, read back from JSON through the same check.
+macro_rules! checked_string {
+    ($name:ident, $check:path, $kind:literal, $max:expr) => {
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, $crate::newtype::TextError> {
+                $check($kind, s, $max).map(|()| Self(s.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as ::serde::Deserialize>::deserialize(d)?;
+                Self::parse(&s).map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use checked_string;
+
 /// A lowercase ASCII token newtype (recipients, purposes, versions), checked by
 /// [`check_token`]: `token!(Name, "what it is", max_len)`.
 macro_rules! token {
@@ -122,15 +147,7 @@ macro_rules! token {
         #[serde(transparent)]
         pub struct $name(String);
 
-        impl $name {
-            pub fn parse(s: &str) -> Result<Self, $crate::newtype::TextError> {
-                $crate::newtype::check_token($kind, s, $max).map(|()| Self(s.to_owned()))
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
+        $crate::newtype::checked_string!($name, $crate::newtype::check_token, $kind, $max);
 
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
@@ -142,13 +159,6 @@ macro_rules! token {
             type Err = $crate::newtype::TextError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 Self::parse(s)
-            }
-        }
-
-        impl<'de> ::serde::Deserialize<'de> for $name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <String as ::serde::Deserialize>::deserialize(d)?;
-                Self::parse(&s).map_err(::serde::de::Error::custom)
             }
         }
     };
@@ -165,26 +175,11 @@ macro_rules! text {
         #[serde(transparent)]
         pub struct $name(String);
 
-        impl $name {
-            pub fn parse(s: &str) -> Result<Self, $crate::newtype::TextError> {
-                $crate::newtype::check_text($kind, s, $max).map(|()| Self(s.to_owned()))
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
+        $crate::newtype::checked_string!($name, $crate::newtype::check_text, $kind, $max);
 
         impl ::std::fmt::Debug for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 ::std::fmt::Debug::fmt(&self.0, f)
-            }
-        }
-
-        impl<'de> ::serde::Deserialize<'de> for $name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <String as ::serde::Deserialize>::deserialize(d)?;
-                Self::parse(&s).map_err(::serde::de::Error::custom)
             }
         }
     };

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{instant, AccountId, Channel, LinkId, Personal};
-use crate::decider::Decider;
+use crate::decider::decider;
 use crate::event::{
     data_of, event_type_of, no_personal, parse_data, parse_personal, personal_of, DomainEvent,
     EventParts, PartsError, SubjectId,
@@ -880,22 +880,7 @@ pub fn evolve(state: AccountState, event: &AccountEvent) -> AccountState {
     AccountState::Opened(account)
 }
 
-impl Decider for AccountState {
-    type Command<'c> = AccountCommand;
-    type Event = AccountEvent;
-    type Rejection = AccountError;
-
-    fn decide(
-        command: &Self::Command<'_>,
-        state: &Self,
-    ) -> Result<Vec<AccountEvent>, AccountError> {
-        decide(command, state)
-    }
-
-    fn evolve(state: Self, event: &AccountEvent) -> Self {
-        evolve(state, event)
-    }
-}
+decider!(AccountState: AccountCommand => AccountEvent, AccountError);
 
 #[cfg(test)]
 mod tests {

@@ -32,7 +32,7 @@ use super::{
     instant, AccountId, CategorySet, Channel, ConsentId, DataCategory, NoticeVersion, PurposeId,
     Purposes, RecipientId, Recipients, Reference,
 };
-use crate::decider::Decider;
+use crate::decider::decider;
 use crate::event::{plain_events, DomainEvent};
 use crate::record::{opt_timestamp, timestamp};
 
@@ -850,22 +850,7 @@ pub fn subject_consents_as_of<'a>(
         .collect()
 }
 
-impl Decider for ConsentState {
-    type Command<'c> = ConsentCommand;
-    type Event = ConsentEvent;
-    type Rejection = ConsentError;
-
-    fn decide(
-        command: &Self::Command<'_>,
-        state: &Self,
-    ) -> Result<Vec<ConsentEvent>, ConsentError> {
-        decide(command, state)
-    }
-
-    fn evolve(state: Self, event: &ConsentEvent) -> Self {
-        evolve(state, event)
-    }
-}
+decider!(ConsentState: ConsentCommand => ConsentEvent, ConsentError);
 
 #[cfg(test)]
 pub(crate) mod tests {

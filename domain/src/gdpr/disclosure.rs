@@ -21,7 +21,7 @@ use super::consent::{Consent, ConsentStatus};
 use super::{
     instant, AccountId, CategorySet, ConsentId, DisclosureId, PurposeId, RecipientId, Reference,
 };
-use crate::decider::Decider;
+use crate::decider::decider;
 use crate::event::plain_events;
 use crate::record::timestamp;
 
@@ -326,22 +326,7 @@ pub fn evolve(state: DisclosureState, event: &DisclosureEvent) -> DisclosureStat
     }
 }
 
-impl Decider for DisclosureState {
-    type Command<'c> = RequestDisclosure<'c>;
-    type Event = DisclosureEvent;
-    type Rejection = DisclosureError;
-
-    fn decide(
-        command: &Self::Command<'_>,
-        state: &Self,
-    ) -> Result<Vec<DisclosureEvent>, DisclosureError> {
-        decide(command, state)
-    }
-
-    fn evolve(state: Self, event: &DisclosureEvent) -> Self {
-        evolve(state, event)
-    }
-}
+decider!(DisclosureState: RequestDisclosure<'c> => DisclosureEvent, DisclosureError);
 
 #[cfg(test)]
 mod tests {

@@ -311,11 +311,8 @@ mod tests {
     use super::consent::{ConsentEvent, ConsentWithdrawn};
     use super::testing::*;
     use super::*;
-    use crate::append::{plan_batch, AppendRequest, BatchContext};
-    use crate::event::{decode, encode, Encoded, EnvelopeError, PartsError, Sealing};
-    use crate::record::EventRecord;
+    use crate::event::{decode, encode, stored, EnvelopeError, PartsError, Sealing};
     use crate::seal::{DataKey, KeyId, SealError};
-    use crate::stream::ExpectedVersion;
     use ring::rand::SystemRandom;
 
     fn account() -> AccountId {
@@ -334,25 +331,6 @@ mod tests {
                 email: None,
             })),
         })
-    }
-
-    /// Places an encoded event in the log the way the writer does and returns the record.
-    fn stored(encoded: Encoded) -> EventRecord {
-        let mut ctx = BatchContext {
-            head_position: 0,
-            head_chain: crate::GENESIS_CHAIN,
-            versions: std::collections::HashMap::new(),
-            existing: std::collections::HashMap::new(),
-            recorded_at: at("2026-03-01T10:00:01Z"),
-        };
-        let request = AppendRequest {
-            stream: encoded.stream_id,
-            expected: ExpectedVersion::Any,
-            events: vec![encoded.event],
-        };
-        let (plans, rows) = plan_batch(&mut ctx, &[request]);
-        assert!(plans[0].is_ok());
-        rows.into_iter().next().expect("one row").record
     }
 
     #[test]

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{instant, AccountId};
-use crate::decider::Decider;
+use crate::decider::decider;
 use crate::event::plain_events;
 use crate::newtype::{id_of_stream, stream_of, uuid_id};
 use crate::record::timestamp;
@@ -276,19 +276,7 @@ pub fn evolve(state: HoldState, event: &RetentionEvent) -> HoldState {
     }
 }
 
-impl Decider for HoldState {
-    type Command<'c> = HoldCommand;
-    type Event = RetentionEvent;
-    type Rejection = HoldError;
-
-    fn decide(command: &Self::Command<'_>, state: &Self) -> Result<Vec<RetentionEvent>, HoldError> {
-        decide(command, state)
-    }
-
-    fn evolve(state: Self, event: &RetentionEvent) -> Self {
-        evolve(state, event)
-    }
-}
+decider!(HoldState: HoldCommand => RetentionEvent, HoldError);
 
 #[cfg(test)]
 mod tests {
