@@ -522,11 +522,13 @@ where
     }
 }
 
-/// Let the request through only if the caller holds one of `allowed`; otherwise `403`
-/// naming the roles that may.
-pub fn require(caller: &Principal, allowed: &[Role]) -> Result<(), Problem> {
-    if caller.has_any(allowed) {
-        return Ok(());
+/// Let the request through only if the caller holds one of `allowed`, and return the
+/// caller as the route sees it: narrowed to those of its roles that are in `allowed`
+/// (`Principal::restricted_to`), so that a role the route does not grant cannot widen
+/// anything the handler decides. Otherwise `403` naming the roles that may.
+pub fn require(caller: &Principal, allowed: &[Role]) -> Result<Principal, Problem> {
+    if let Some(narrowed) = caller.restricted_to(allowed) {
+        return Ok(narrowed);
     }
     Err(Problem::forbidden(format!(
         "this resource may be used by the roles {}; the token grants {}",

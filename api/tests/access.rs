@@ -1,12 +1,18 @@
-//! Who may call what: every operation of the OpenAPI document against every role and
-//! against no token, checked through the router, plus what each role sees of the event
-//! log through `GET /events/stream`.
+//! Who may call what: every operation of the OpenAPI document against every role, every
+//! pair of roles held by one token, and no token, for the caller's own data subject and
+//! for another's, checked through the router; plus what each role sees of the event log
+//! through `GET /events/stream`.
 //!
 //! The expected access is written out below as a table, on purpose: the guard reads each
 //! route's roles from its OpenAPI annotation, so a changed annotation changes who may call
 //! the route, and this table makes that a deliberate, reviewed change of the tests too.
 //! The table must name exactly the operations the document has, so a new route cannot be
-//! added without deciding here who may call it.
+//! added without deciding here who may call it, and whose data each of its roles reaches.
+//!
+//! The rule the combinations check: a token passes a route if ANY of its roles that the
+//! route lists passes on its own — a second role may add what that role itself may do
+//! there, and never lifts a limit of another (a citizen who is also an auditor still acts
+//! only for its own account).
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -23,6 +29,10 @@ use amtsbuch_domain::access::Role::{self, *};
 mod common;
 use common::{Reply, Samples, SseReader};
 
+/// The data subject that is not the citizen's: another account, with a consent and holds
+/// of its own.
+const OTHER_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000b0b0";
+
 /// Who may call an operation.
 #[derive(Debug, Clone, Copy)]
 enum Allowed {
@@ -33,89 +43,200 @@ use Allowed::{Public, Roles};
 
 const EVERY_ROLE: &[Role] = &Role::ALL;
 
-/// The expected access of every operation: (method, path as documented, who).
-const TABLE: &[(&str, &str, Allowed)] = &[
-    ("GET", "/healthz", Public),
-    ("GET", "/readyz", Public),
-    ("GET", "/openapi.json", Public),
-    ("GET", "/metrics", Public),
-    ("GET", "/streams/{stream}/events", Roles(&[Operator])),
-    ("POST", "/streams/{stream}/events", Roles(&[Operator])),
-    ("GET", "/events", Roles(&[Operator])),
+/// Whose data an operation acts on, and how far each of its roles reaches.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// No data subject of the caller's: the samples send the same request for every
+    /// caller.
+    Nobody,
+    /// A data subject (an account, or what belongs to one) named in the path or body.
+    /// The roles in `own_only` may act for their own account only, the operation's other
+    /// roles for every subject.
+    Subject { own_only: &'static [Role] },
+}
+use Target::Nobody;
+
+/// A citizen acts for its own account; the operation's other roles for anybody's.
+const OWN_FOR_CITIZENS: Target = Target::Subject {
+    own_only: &[Citizen],
+};
+/// Every role of the operation acts for anybody's account.
+const ANYBODY: Target = Target::Subject { own_only: &[] };
+
+/// The expected access of every operation: (method, path as documented, who, whose data).
+const TABLE: &[(&str, &str, Allowed, Target)] = &[
+    ("GET", "/healthz", Public, Nobody),
+    ("GET", "/readyz", Public, Nobody),
+    ("GET", "/openapi.json", Public, Nobody),
+    ("GET", "/metrics", Public, Nobody),
+    (
+        "GET",
+        "/streams/{stream}/events",
+        Roles(&[Operator]),
+        Nobody,
+    ),
+    (
+        "POST",
+        "/streams/{stream}/events",
+        Roles(&[Operator]),
+        Nobody,
+    ),
+    ("GET", "/events", Roles(&[Operator]), Nobody),
     (
         "GET",
         "/events/stream",
         Roles(&[Authority, Fachverfahren, Auditor, Operator]),
+        Nobody,
     ),
-    ("GET", "/events/{id}/record", Roles(&[Auditor, Operator])),
-    ("GET", "/streams", Roles(&[Operator])),
+    (
+        "GET",
+        "/events/{id}/record",
+        Roles(&[Auditor, Operator]),
+        Nobody,
+    ),
+    ("GET", "/streams", Roles(&[Operator]), Nobody),
     (
         "PUT",
         "/subscriptions/nats/{name}",
         Roles(&[Fachverfahren, Operator]),
+        Nobody,
     ),
-    ("GET", "/events/{id}/receipt", Roles(&[Auditor, Operator])),
-    ("GET", "/ledger/checkpoint", Roles(EVERY_ROLE)),
-    ("GET", "/ledger/checkpoints/{size}", Roles(EVERY_ROLE)),
-    ("GET", "/ledger/key", Roles(EVERY_ROLE)),
+    (
+        "GET",
+        "/events/{id}/receipt",
+        Roles(&[Auditor, Operator]),
+        Nobody,
+    ),
+    ("GET", "/ledger/checkpoint", Roles(EVERY_ROLE), Nobody),
+    (
+        "GET",
+        "/ledger/checkpoints/{size}",
+        Roles(EVERY_ROLE),
+        Nobody,
+    ),
+    ("GET", "/ledger/key", Roles(EVERY_ROLE), Nobody),
     (
         "GET",
         "/ledger/proof/inclusion",
         Roles(&[Auditor, Operator]),
+        Nobody,
     ),
     (
         "GET",
         "/ledger/proof/consistency",
         Roles(&[Auditor, Operator]),
+        Nobody,
     ),
-    ("GET", "/ledger/export", Roles(&[Auditor, Operator])),
+    ("GET", "/ledger/export", Roles(&[Auditor, Operator]), Nobody),
     // Servicekonto accounts: the Servicekonto back end opens them and links identities as
     // an operator; a citizen reads and changes its own (the handlers check the account).
-    ("POST", "/accounts", Roles(&[Operator])),
-    ("GET", "/accounts/{id}", Roles(&[Citizen, Dpo, Operator])),
+    ("POST", "/accounts", Roles(&[Operator]), Nobody),
+    (
+        "GET",
+        "/accounts/{id}",
+        Roles(&[Citizen, Dpo, Operator]),
+        OWN_FOR_CITIZENS,
+    ),
     (
         "PUT",
         "/accounts/{id}/master-data",
         Roles(&[Citizen, Operator]),
+        OWN_FOR_CITIZENS,
     ),
-    ("POST", "/accounts/{id}/identity-links", Roles(&[Operator])),
+    (
+        "POST",
+        "/accounts/{id}/identity-links",
+        Roles(&[Operator]),
+        ANYBODY,
+    ),
     (
         "POST",
         "/accounts/{id}/deletion-request",
         Roles(&[Citizen, Operator]),
+        OWN_FOR_CITIZENS,
     ),
     // Consents: given, changed and withdrawn by the citizen (or entered by staff of the
     // Servicekonto from paper), revoked by the data protection officer.
-    ("POST", "/consents", Roles(&[Citizen, Operator])),
-    ("GET", "/consents", Roles(&[Citizen])),
-    ("GET", "/consents/{id}", Roles(&[Citizen, Dpo])),
+    (
+        "POST",
+        "/consents",
+        Roles(&[Citizen, Operator]),
+        OWN_FOR_CITIZENS,
+    ),
+    // The token's own consents: the request names nobody.
+    ("GET", "/consents", Roles(&[Citizen]), Nobody),
+    (
+        "GET",
+        "/consents/{id}",
+        Roles(&[Citizen, Dpo]),
+        OWN_FOR_CITIZENS,
+    ),
     (
         "POST",
         "/consents/{id}/withdrawal",
         Roles(&[Citizen, Operator]),
+        OWN_FOR_CITIZENS,
     ),
     (
         "POST",
         "/consents/{id}/renewal",
         Roles(&[Citizen, Operator]),
+        OWN_FOR_CITIZENS,
     ),
-    ("POST", "/consents/{id}/scope", Roles(&[Citizen, Operator])),
-    ("POST", "/consents/{id}/revocation", Roles(&[Dpo])),
-    ("GET", "/consents/{id}/receipt", Roles(&[Citizen, Dpo])),
+    (
+        "POST",
+        "/consents/{id}/scope",
+        Roles(&[Citizen, Operator]),
+        OWN_FOR_CITIZENS,
+    ),
+    ("POST", "/consents/{id}/revocation", Roles(&[Dpo]), ANYBODY),
+    (
+        "GET",
+        "/consents/{id}/receipt",
+        Roles(&[Citizen, Dpo]),
+        OWN_FOR_CITIZENS,
+    ),
     // A disclosure is asked for by whoever wants to use the data: the recipient is the
     // authority its token is bound to.
-    ("POST", "/disclosures", Roles(&[Authority, Fachverfahren])),
-    ("GET", "/dpo/subjects/{subject}/consents", Roles(&[Dpo])),
-    ("GET", "/dpo/subjects/{subject}/disclosures", Roles(&[Dpo])),
-    ("GET", "/dpo/subjects/{subject}/export", Roles(&[Dpo])),
-    ("POST", "/dpo/subjects/{subject}/erasure", Roles(&[Dpo])),
-    ("GET", "/dpo/processing", Roles(&[Dpo])),
-    ("GET", "/dpo/consents/expiring", Roles(&[Dpo])),
-    ("POST", "/retention-holds", Roles(&[Dpo, Operator])),
+    (
+        "POST",
+        "/disclosures",
+        Roles(&[Authority, Fachverfahren]),
+        ANYBODY,
+    ),
+    (
+        "GET",
+        "/dpo/subjects/{subject}/consents",
+        Roles(&[Dpo]),
+        ANYBODY,
+    ),
+    (
+        "GET",
+        "/dpo/subjects/{subject}/disclosures",
+        Roles(&[Dpo]),
+        ANYBODY,
+    ),
+    (
+        "GET",
+        "/dpo/subjects/{subject}/export",
+        Roles(&[Dpo]),
+        ANYBODY,
+    ),
+    (
+        "POST",
+        "/dpo/subjects/{subject}/erasure",
+        Roles(&[Dpo]),
+        ANYBODY,
+    ),
+    ("GET", "/dpo/processing", Roles(&[Dpo]), Nobody),
+    ("GET", "/dpo/consents/expiring", Roles(&[Dpo]), Nobody),
+    // The sample hold is placed on a third subject, the same for every caller.
+    ("POST", "/retention-holds", Roles(&[Dpo, Operator]), Nobody),
     (
         "POST",
         "/retention-holds/{id}/release",
         Roles(&[Dpo, Operator]),
+        ANYBODY,
     ),
 ];
 
@@ -130,7 +251,7 @@ fn the_table_names_exactly_the_documented_operations() {
         .collect();
     let tabled: BTreeSet<(String, String)> = TABLE
         .iter()
-        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .map(|(m, p, ..)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
     assert_eq!(
         tabled.len(),
@@ -154,7 +275,7 @@ fn the_guard_reads_the_same_access_from_the_document() {
     let doc = router::openapi();
     let access = AccessTable::from_openapi(&doc);
     assert_eq!(access.iter().count(), TABLE.len(), "{access:?}");
-    for (method, path, allowed) in TABLE {
+    for (method, path, allowed, _) in TABLE {
         let method = method.parse().expect("method");
         let read = access.get(&method, path);
         match allowed {
@@ -173,15 +294,21 @@ fn the_guard_reads_the_same_access_from_the_document() {
 
 struct TestApp {
     app: Router,
-    samples: Samples,
+    /// The citizen's account (the one its token is bound to), its consent and its hold.
+    own: Samples,
+    /// Another subject's account, consent and hold.
+    other: Samples,
     _store: common::TempStore,
     _runner: amtsbuch_projections::RunnerHandle,
 }
 
 /// A signing server with a few events and a checkpoint covering them, personal data
-/// enabled and the GDPR samples seeded: the citizen's account, a consent of it and a hold
-/// on it. So a role that may call a GDPR route gets past the handler's own checks (a
-/// citizen owns the sample account and consent) instead of stopping at a 404.
+/// enabled and the GDPR samples seeded for two subjects: the citizen's account and
+/// another, each with a consent and a hold that the tests may release. So a role that may
+/// call a GDPR route gets past the handler's own checks (a citizen owns its sample account
+/// and consent) instead of stopping at a 404. Each subject also has a second hold that
+/// nothing releases, so that no erasure in the matrix removes a subject the later rows
+/// need.
 async fn app() -> TestApp {
     let store = common::temp_store("access").await;
     let ledger = common::start_ledger(&store.store);
@@ -191,19 +318,49 @@ async fn app() -> TestApp {
     state.sealer = Some(common::sealer(&store.store, store.dir()));
     let runner = amtsbuch_projections::spawn(store.store.clone(), amtsbuch_projections::all());
     let app = router::router(state.clone());
-    let mut samples = Samples::new(event_id, checkpoint_size, "amtsbuch");
-    common::seed_gdpr(&app, &state, &mut samples).await;
+    let mut own = Samples::new(event_id, checkpoint_size, "amtsbuch");
+    let mut other = own.clone();
+    other.account_id = uuid::Uuid::parse_str(OTHER_ACCOUNT).expect("account id");
+    for samples in [&mut own, &mut other] {
+        common::seed_gdpr(&app, &state, samples).await;
+        let hold = common::send(
+            &app,
+            common::request(
+                "POST",
+                "/retention-holds",
+                Some(&common::token(Operator)),
+                Body::from(
+                    json!({ "subject": samples.account_id, "reason": "voucher", "source": "payment-kept" })
+                        .to_string(),
+                ),
+            ),
+        )
+        .await;
+        assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.json());
+    }
     TestApp {
         app,
-        samples,
+        own,
+        other,
         _store: store,
         _runner: runner,
     }
 }
 
 impl TestApp {
+    /// Call `method path` with the citizen's own samples.
     async fn call(&self, method: &str, path: &str, token: Option<&str>) -> Reply {
-        common::send(&self.app, self.samples.request(method, path, token)).await
+        self.call_on(&self.own, method, path, token).await
+    }
+
+    async fn call_on(
+        &self,
+        samples: &Samples,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> Reply {
+        common::send(&self.app, samples.request(method, path, token)).await
     }
 }
 
@@ -233,35 +390,161 @@ fn roles_named(detail: &str) -> BTreeSet<Role> {
         .collect()
 }
 
+/// Every role alone and every pair of roles, each pair held by one token.
+fn role_sets() -> Vec<Vec<Role>> {
+    let mut sets: Vec<Vec<Role>> = Role::ALL.iter().map(|&r| vec![r]).collect();
+    for (i, &a) in Role::ALL.iter().enumerate() {
+        for &b in &Role::ALL[i + 1..] {
+            sets.push(vec![a, b]);
+        }
+    }
+    sets
+}
+
+/// What a caller holding `roles` must get from an operation, on its own data subject or
+/// (`foreign`) on another's.
+#[derive(Debug, PartialEq)]
+enum Expected {
+    /// Past the guard and the handler's own checks: neither 401 nor 403.
+    Admitted,
+    /// 403 from the guard, which names the operation's roles.
+    NotItsRoute(BTreeSet<Role>),
+    /// 403 from the handler: the roles the route lets in do not reach this subject.
+    NotItsSubject,
+}
+
+/// A token passes if any one of its roles that the operation lists passes by itself;
+/// its other roles change nothing.
+fn expected(allowed: Allowed, target: Target, roles: &[Role], foreign: bool) -> Expected {
+    let Roles(route) = allowed else {
+        return Expected::Admitted;
+    };
+    let granted: Vec<Role> = roles
+        .iter()
+        .copied()
+        .filter(|r| route.contains(r))
+        .collect();
+    if granted.is_empty() {
+        return Expected::NotItsRoute(route.iter().copied().collect());
+    }
+    match target {
+        Target::Subject { own_only } if foreign => {
+            if granted.iter().any(|r| !own_only.contains(r)) {
+                Expected::Admitted
+            } else {
+                Expected::NotItsSubject
+            }
+        }
+        _ => Expected::Admitted,
+    }
+}
+
+#[test]
+fn the_rule_of_combinations_reads_as_intended() {
+    let master_data = (Roles(&[Citizen, Operator]), OWN_FOR_CITIZENS);
+    let check = |roles: &[Role], foreign| expected(master_data.0, master_data.1, roles, foreign);
+    assert_eq!(check(&[Citizen], false), Expected::Admitted);
+    assert_eq!(check(&[Citizen], true), Expected::NotItsSubject);
+    assert_eq!(check(&[Citizen, Auditor], true), Expected::NotItsSubject);
+    assert_eq!(check(&[Citizen, Operator], true), Expected::Admitted);
+    assert!(matches!(
+        check(&[Auditor, Dpo], false),
+        Expected::NotItsRoute(_)
+    ));
+}
+
+/// The rule behind `OWN_FOR_CITIZENS` and `ANYBODY`, as the handlers apply it after the
+/// guard: each role that the route grants is asked by its own rule, and no role passes
+/// because the token holds some other role.
+#[test]
+fn each_role_reaches_subjects_by_its_own_rule() {
+    use amtsbuch_domain::gdpr::AccountId;
+    let own = AccountId(uuid::Uuid::parse_str(common::CITIZEN_ACCOUNT).expect("id"));
+    let other = AccountId(uuid::Uuid::parse_str(OTHER_ACCOUNT).expect("id"));
+    let reaches_everybody = |role: &Role| matches!(role, Dpo | Operator);
+    for roles in role_sets() {
+        let request = common::request_of(&roles, "lra-meissen", &["99108001000000"]);
+        let caller = amtsbuch_domain::access::Principal::new(
+            "caller",
+            roles.iter().copied(),
+            amtsbuch_domain::access::Bindings {
+                account: request.account,
+                authority: request.authority,
+                regions: request.regions,
+                services: request.services,
+            },
+        )
+        .expect("principal");
+        let on_own = amtsbuch_api::gdpr::act_for(&caller, &own);
+        let on_other = amtsbuch_api::gdpr::act_for(&caller, &other);
+        assert_eq!(
+            on_own.is_ok(),
+            roles.iter().any(|r| *r == Citizen || reaches_everybody(r)),
+            "{roles:?} on its own account"
+        );
+        assert_eq!(
+            on_other.is_ok(),
+            roles.iter().any(reaches_everybody),
+            "{roles:?} on another's account"
+        );
+        // Recorded as the account where the citizen's rule passed, else in the role that
+        // passed.
+        if let Ok(meta) = on_own {
+            let expected = if roles.contains(&Citizen) {
+                format!("account:{}", common::CITIZEN_ACCOUNT)
+            } else {
+                let role = roles.iter().find(|r| reaches_everybody(r)).expect("a role");
+                format!("{role}:caller")
+            };
+            assert_eq!(meta.actor, Some(expected), "{roles:?}");
+        }
+    }
+}
+
+/// The table's `Target` agrees with the samples: an operation acts on a data subject
+/// exactly when the citizen's samples and the other subject's send different requests.
 #[tokio::test]
-async fn every_operation_admits_exactly_its_roles() {
+async fn the_table_knows_which_operations_act_on_a_subject() {
     let app = app().await;
+    for (method, path, _, target) in TABLE {
+        let differs = app.own.uri(path) != app.other.uri(path)
+            || app.own.body(method, path) != app.other.body(method, path);
+        assert_eq!(
+            matches!(target, Target::Subject { .. }),
+            differs,
+            "{method} {path}: the table says {target:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_operation_admits_exactly_its_roles_in_every_combination() {
+    let app = app().await;
+    let tokens: Vec<(Vec<Role>, String)> = role_sets()
+        .into_iter()
+        .map(|roles| {
+            let token = common::token_of(&roles);
+            (roles, token)
+        })
+        .collect();
     let mut cells = 0;
-    for (method, path, allowed) in TABLE {
-        for role in Role::ALL {
-            let what = format!("{method} {path} as {role}");
-            let reply = app.call(method, path, Some(&common::token(role))).await;
-            cells += 1;
-            match allowed {
-                Roles(roles) if !roles.contains(&role) => {
-                    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}");
-                    assert_eq!(reply.media_type(), "application/problem+json", "{what}");
-                    let body = reply.json();
-                    assert_eq!(body["type"], "urn:amtsbuch:problem:forbidden", "{what}");
-                    assert_eq!(body["status"], 403, "{what}");
-                    let detail = body["detail"].as_str().expect("detail");
-                    assert_eq!(
-                        roles_named(detail),
-                        roles.iter().copied().collect(),
-                        "{what}: {detail}"
-                    );
+    let mut expected_cells = 0;
+    let mut failures = Vec::new();
+    for &(method, path, allowed, target) in TABLE {
+        let subjects: &[(&Samples, bool)] = match target {
+            Nobody => &[(&app.own, false)],
+            Target::Subject { .. } => &[(&app.own, false), (&app.other, true)],
+        };
+        expected_cells += subjects.len() * tokens.len() + 1;
+        for &(samples, foreign) in subjects {
+            for (roles, token) in &tokens {
+                let whose = if foreign { "another's" } else { "its own" };
+                let what = format!("{method} {path} with roles {roles:?} on {whose} subject");
+                let reply = app.call_on(samples, method, path, Some(token)).await;
+                cells += 1;
+                if let Some(wrong) = judge(&reply, expected(allowed, target, roles, foreign)) {
+                    failures.push(format!("{what}: {wrong}"));
                 }
-                _ => assert!(
-                    ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&reply.status),
-                    "{what}: {} {}",
-                    reply.status,
-                    reply.json()
-                ),
             }
         }
         let what = format!("{method} {path} without a token");
@@ -277,13 +560,53 @@ async fn every_operation_admits_exactly_its_roles() {
             Roles(_) => assert_unauthorized(&reply, "Bearer", &what),
         }
     }
-    assert_eq!(cells, TABLE.len() * (Role::ALL.len() + 1));
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} calls were answered wrongly:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(cells, expected_cells);
+    assert_eq!(tokens.len(), 6 + 15, "each role alone and every pair");
+}
+
+/// What is wrong with `reply` when `expected` was due, if anything.
+fn judge(reply: &Reply, expected: Expected) -> Option<String> {
+    let got = || {
+        let body: String = reply.json().to_string().chars().take(160).collect();
+        format!("{} {body}", reply.status)
+    };
+    let refused = match expected {
+        Expected::Admitted => {
+            return [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]
+                .contains(&reply.status)
+                .then(|| format!("refused: {}", got()));
+        }
+        refused => refused,
+    };
+    let body = reply.json();
+    if reply.status != StatusCode::FORBIDDEN
+        || reply.media_type() != "application/problem+json"
+        || body["type"] != "urn:amtsbuch:problem:forbidden"
+        || body["status"] != 403
+    {
+        return Some(format!("not refused with a 403 problem: {}", got()));
+    }
+    if let Expected::NotItsRoute(route) = refused {
+        let detail = body["detail"].as_str().unwrap_or_default();
+        if !detail.contains("may be used by the roles ") || roles_named(detail) != route {
+            return Some(format!(
+                "the refusal names other roles than {route:?}: {detail}"
+            ));
+        }
+    }
+    None
 }
 
 #[tokio::test]
 async fn expired_and_foreign_tokens_are_refused_on_every_protected_route() {
     let app = app().await;
-    for (method, path, allowed) in TABLE {
+    for (method, path, allowed, _) in TABLE {
         for (kind, token) in [
             ("expired", common::expired(Operator)),
             (
@@ -486,6 +809,22 @@ async fn each_caller_sees_exactly_its_events_in_catch_up_and_live() {
             common::token_for(Fachverfahren, "lra-bautzen", &[WOHNGELD]),
             vec!["bautzen-14627-wohngeld"],
         ),
+        // A role adds what it sees itself; the citizen and DPO roles see no raw events,
+        // and widen nothing of the other role.
+        (
+            "a citizen who is also an official of Meißen for 14627",
+            common::token_of(&[Citizen, Authority]),
+            meissen_officials_14627.to_vec(),
+        ),
+        (
+            "a DPO and citizen who is also the Wohngeld system of Meißen",
+            common::token_of(&[Citizen, Dpo, Fachverfahren]),
+            vec![
+                "meissen-14627-wohngeld",
+                "meissen-14612-wohngeld",
+                "meissen-untenanted-wohngeld",
+            ],
+        ),
         ("an auditor", common::token(Auditor), everything.clone()),
         ("an operator", common::token(Operator), everything.clone()),
     ];
@@ -550,7 +889,7 @@ async fn tokens_that_may_not_subscribe_see_nothing() {
 async fn head_requests_are_guarded_like_their_get_route() {
     let app = app().await;
     let mut seen = HashSet::new();
-    for (method, path, allowed) in TABLE {
+    for (method, path, allowed, _) in TABLE {
         if *method != "GET" || !seen.insert(*path) {
             continue;
         }

@@ -26,7 +26,7 @@ use amtsbuch_domain::gdpr::account::{
 use amtsbuch_domain::gdpr::{AccountId, Channel, LinkId};
 use amtsbuch_domain::record::format_timestamp;
 
-use super::{account_id, execute, personal_json, refused, require_own_account, Meta};
+use super::{account_id, act_for, execute, personal_json, refused, Meta};
 use crate::auth::Caller;
 use crate::dto::ProblemDoc;
 use crate::http::AppState;
@@ -203,7 +203,7 @@ pub async fn get_account(
     Path(id): Path<String>,
 ) -> Result<Json<AccountView>, Problem> {
     let id = account_id(&id)?;
-    require_own_account(&caller, &id)?;
+    act_for(&caller, &id)?;
     let (events, version) = super::load::<AccountEvent>(&state, &id.stream_id()).await?;
     let current = events
         .iter()
@@ -239,13 +239,13 @@ pub async fn change_master_data(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AccountView>, Problem> {
     let id = account_id(&id)?;
-    require_own_account(&caller, &id)?;
+    let meta = act_for(&caller, &id)?;
     let req: MasterDataRequest = body(raw, "{\"master_data\"}")?;
     let command = AccountCommand::ChangeMasterData(ChangeMasterData {
         master_data: req.master_data,
         changed_at: Utc::now(),
     });
-    Ok(Json(run(&state, id, command, &Meta::of(&caller)).await?.0))
+    Ok(Json(run(&state, id, command, &meta).await?.0))
 }
 
 /// Link a proven identity.
@@ -319,7 +319,7 @@ pub async fn request_deletion(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AccountView>, Problem> {
     let id = account_id(&id)?;
-    require_own_account(&caller, &id)?;
+    let meta = act_for(&caller, &id)?;
     let req: DeletionRequest = match &raw {
         Ok(b) if b.iter().all(u8::is_ascii_whitespace) => DeletionRequest::default(),
         _ => body(raw, "{\"channel\"?}")?,
@@ -328,5 +328,5 @@ pub async fn request_deletion(
         channel: req.channel.unwrap_or(Channel::ServicekontoWeb),
         requested_at: Utc::now(),
     });
-    Ok(Json(run(&state, id, command, &Meta::of(&caller)).await?.0))
+    Ok(Json(run(&state, id, command, &meta).await?.0))
 }

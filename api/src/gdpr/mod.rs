@@ -186,12 +186,22 @@ pub struct Meta {
 }
 
 impl Meta {
-    /// A citizen acts as its account; everybody else under its token's subject, which the
-    /// identity provider must keep pseudonymous (docs/DPO.md).
+    /// The caller acting in the first of its roles (the guard has narrowed it to the
+    /// route's roles); see `acting_as`.
     pub fn of(caller: &Principal) -> Self {
-        let actor = match (caller.has(Role::Citizen), caller.account()) {
-            (true, Some(account)) => format!("account:{account}"),
-            _ => format!("{}:{}", role_label(caller), caller.subject()),
+        match caller.roles().iter().next() {
+            Some(&role) => Self::acting_as(caller, role),
+            None => Self::default(),
+        }
+    }
+
+    /// The caller acting in `role`: a citizen acts as its account; everybody else under
+    /// its token's subject, which the identity provider must keep pseudonymous
+    /// (docs/DPO.md).
+    pub fn acting_as(caller: &Principal, role: Role) -> Self {
+        let actor = match (role, caller.account()) {
+            (Role::Citizen, Some(account)) => format!("account:{account}"),
+            _ => format!("{role}:{}", caller.subject()),
         };
         Self {
             actor: Some(
@@ -211,14 +221,6 @@ impl Meta {
             correlation_id: None,
         }
     }
-}
-
-fn role_label(caller: &Principal) -> &'static str {
-    caller
-        .roles()
-        .iter()
-        .next()
-        .map_or("unknown", |r| r.as_str())
 }
 
 /// The sealer, or why personal data cannot be handled.
@@ -454,17 +456,32 @@ pub fn account_id(raw: &str) -> Result<AccountId, Problem> {
         })
 }
 
-/// A citizen may only act on its own account; the roles that may act for others pass.
-pub fn require_own_account(caller: &Principal, subject: &AccountId) -> Result<(), Problem> {
-    if caller.has(Role::Citizen)
-        && !caller.roles().iter().any(|r| *r != Role::Citizen)
-        && caller.account() != Some(subject.to_string().as_str())
-    {
-        return Err(Problem::forbidden(
-            "a citizen's token acts only for its own account",
-        ));
-    }
-    Ok(())
+/// Whether the caller may act for the data subject `subject`, and if so, in which role
+/// the command is recorded (`Meta`). Each role is asked by its own rule, and the caller
+/// passes when one of its roles passes:
+///
+/// - citizen: its own account only;
+/// - DPO and operator: every subject;
+/// - authority, Fachverfahren, auditor: none (their routes name no subject of theirs).
+///
+/// Only the roles the route grants are asked, since the guard has narrowed the caller to
+/// them; a role never passes because the caller also holds some other role. A citizen who
+/// passes for its own account is recorded as that account, even if another role of the
+/// token would pass too.
+pub fn act_for(caller: &Principal, subject: &AccountId) -> Result<Meta, Problem> {
+    let subject = subject.to_string();
+    let reaches = |role: Role| match role {
+        Role::Citizen => caller.account() == Some(subject.as_str()),
+        Role::Dpo | Role::Operator => true,
+        Role::Authority | Role::Fachverfahren | Role::Auditor => false,
+    };
+    caller
+        .roles()
+        .iter()
+        .copied()
+        .find(|&role| reaches(role))
+        .map(|role| Meta::acting_as(caller, role))
+        .ok_or_else(|| Problem::forbidden("a citizen's token acts only for its own account"))
 }
 
 /// Render personal data for an answer: the value, or that it was erased.

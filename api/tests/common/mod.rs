@@ -77,6 +77,31 @@ pub fn request_for(role: Role, authority: &str, services: &[&str]) -> TokenReque
     request
 }
 
+/// A token holding all of `roles` at once, with the bindings each of them needs (as
+/// `token` gives them: account `CITIZEN_ACCOUNT`, authority `lra-meissen` with region
+/// `14627` and service `99108001000000`).
+pub fn token_of(roles: &[Role]) -> String {
+    signed(&request_of(roles, "lra-meissen", &["99108001000000"]))
+}
+
+/// The request for a token holding all of `roles`, each with its bindings.
+pub fn request_of(roles: &[Role], authority: &str, services: &[&str]) -> TokenRequest {
+    let mut request = TokenRequest::new("test-combined", roles.iter().copied());
+    for &role in roles {
+        let one = request_for(role, authority, services);
+        request.account = request.account.or(one.account);
+        request.authority = request.authority.or(one.authority);
+        if request.regions.is_empty() {
+            request.regions = one.regions;
+        }
+        if request.services.is_empty() {
+            request.services = one.services;
+        }
+    }
+    request.ttl = Duration::from_secs(600);
+    request
+}
+
 /// A token bound to another authority or other services.
 pub fn token_for(role: Role, authority: &str, services: &[&str]) -> String {
     signed(&request_for(role, authority, services))
