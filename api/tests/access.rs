@@ -924,3 +924,142 @@ async fn head_requests_are_guarded_like_their_get_route() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// A NATS consumer belongs to one authority
+
+/// The filter subjects of the consumer `name`, as the NATS server holds them.
+async fn consumer_filters(nats: &common::TestNats, name: &str) -> Vec<String> {
+    let context = amtsbuch_infra::relay::connect(&nats.config)
+        .await
+        .expect("NATS");
+    let stream = context
+        .get_stream(&nats.config.stream)
+        .await
+        .expect("stream");
+    let info = stream.consumer_info(name).await.expect("consumer");
+    if info.config.filter_subject.is_empty() {
+        info.config.filter_subjects.clone()
+    } else {
+        vec![info.config.filter_subject.clone()]
+    }
+}
+
+/// Authority ids may contain `-`, so `lra` is a prefix of `lra-meissen`: the consumers of
+/// `lra-meissen` (`lra-meissen-<name>`) must not be `lra`'s to change, nor to take before
+/// `lra-meissen` sets them up. Against the NATS server of the tests.
+#[tokio::test]
+async fn a_fachverfahren_changes_only_its_own_authoritys_consumers() {
+    let store = common::temp_store("access-nats").await;
+    let nats = common::TestNats::create().await;
+    let mut state = common::state_with(&store.store, None, HubLimits::default()).await;
+    state.nats = Some(std::sync::Arc::new(amtsbuch_api::nats_http::NatsLink::new(
+        nats.config.clone(),
+    )));
+    let app = router::router(state);
+    let prefix = nats.config.prefix.to_string();
+    let put = |token: String, name: &'static str, body: Value| {
+        let app = app.clone();
+        async move {
+            let mut request = common::request(
+                "PUT",
+                &format!("/subscriptions/nats/{name}"),
+                Some(&token),
+                Body::from(body.to_string()),
+            );
+            request.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            common::send(&app, request).await
+        }
+    };
+    let meissen = || common::token_for(Fachverfahren, "lra-meissen", &[WOHNGELD]);
+    let lra = || common::token_for(Fachverfahren, "lra", &[PARKEN]);
+    let meissen_filters = vec![format!("{prefix}.*.lra-meissen.*.{WOHNGELD}")];
+    let lra_filters = vec![format!("{prefix}.*.lra.*.{PARKEN}")];
+
+    let made = put(meissen(), "lra-meissen-wohngeld", json!({})).await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.json());
+    assert_eq!(
+        consumer_filters(&nats, "lra-meissen-wohngeld").await,
+        meissen_filters
+    );
+
+    // `lra` can neither rewrite lra-meissen's consumer nor take a name of lra-meissen's
+    // that is still free.
+    for name in ["lra-meissen-wohngeld", "lra-meissen-spaeter"] {
+        let refused = put(lra(), name, json!({})).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{name}: {}",
+            refused.json()
+        );
+        assert_eq!(refused.media_type(), "application/problem+json");
+        assert_eq!(refused.json()["type"], "urn:amtsbuch:problem:forbidden");
+    }
+    assert_eq!(
+        consumer_filters(&nats, "lra-meissen-wohngeld").await,
+        meissen_filters,
+        "the consumer is unchanged"
+    );
+    let context = amtsbuch_infra::relay::connect(&nats.config)
+        .await
+        .expect("NATS");
+    let stream = context
+        .get_stream(&nats.config.stream)
+        .await
+        .expect("stream");
+    assert!(
+        stream.consumer_info("lra-meissen-spaeter").await.is_err(),
+        "no consumer was made under lra-meissen's name"
+    );
+
+    // Its own names it may use; a name ends in one part after the authority, so that the
+    // authority is what comes before the last `-`.
+    let own = put(lra(), "lra-parken", json!({})).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.json());
+    assert_eq!(consumer_filters(&nats, "lra-parken").await, lra_filters);
+    for name in ["lra-meissen-wohn-geld", "lra-", "lra"] {
+        let refused = put(meissen(), name, json!({})).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{name}: {}",
+            refused.json()
+        );
+    }
+
+    // A token that is Fachverfahren and operator at once acts as the Fachverfahren when it
+    // names no filters, and as the operator when it does.
+    let both = common::signed(&common::request_of(
+        &[Fachverfahren, Operator],
+        "lra-meissen",
+        &[WOHNGELD],
+    ));
+    let as_fachverfahren = put(both.clone(), "lra-meissen-beides", json!({})).await;
+    assert_eq!(
+        as_fachverfahren.status,
+        StatusCode::OK,
+        "{}",
+        as_fachverfahren.json()
+    );
+    assert_eq!(
+        consumer_filters(&nats, "lra-meissen-beides").await,
+        meissen_filters
+    );
+    let everything = vec![format!("{prefix}.>")];
+    let as_operator = put(both, "ops_all", json!({ "filter_subjects": everything })).await;
+    assert_eq!(as_operator.status, StatusCode::OK, "{}", as_operator.json());
+    assert_eq!(consumer_filters(&nats, "ops_all").await, everything);
+    // The operator may change any consumer, the Fachverfahren's too.
+    let rewritten = put(
+        common::token(Operator),
+        "lra-parken",
+        json!({ "filter_subjects": everything }),
+    )
+    .await;
+    assert_eq!(rewritten.status, StatusCode::OK, "{}", rewritten.json());
+    assert_eq!(consumer_filters(&nats, "lra-parken").await, everything);
+}
