@@ -252,17 +252,20 @@ impl Env {
     /// Ask, as the Wohngeld system of the Landratsamt Meißen, to use `subject`'s master
     /// data for prefilling an application.
     async fn disclose(&self, subject: &str) -> Value {
+        self.disclose_for(subject, "stammdaten", "antrag-vorbefuellung")
+            .await
+    }
+
+    /// Ask, as the Wohngeld system of the Landratsamt Meißen, to use `subject`'s data of
+    /// `category` for `purpose`; the decision (granted or denied).
+    async fn disclose_for(&self, subject: &str, category: &str, purpose: &str) -> Value {
         self.expect(
             StatusCode::CREATED,
             "POST",
             "/disclosures",
             "/disclosures",
             &wohngeld(),
-            Some(json!({
-                "subject": subject,
-                "categories": ["stammdaten"],
-                "purpose": "antrag-vorbefuellung",
-            })),
+            Some(json!({ "subject": subject, "categories": [category], "purpose": purpose })),
         )
         .await
     }
@@ -982,14 +985,7 @@ async fn consents_are_renewed_narrowed_revoked_and_listed(env: &Env) {
     assert_eq!(env.head().await, head);
     // A disclosure of what was narrowed away is denied.
     let denied = env
-        .expect(
-            StatusCode::CREATED,
-            "POST",
-            "/disclosures",
-            "/disclosures",
-            &wohngeld(),
-            Some(json!({ "subject": subject, "categories": ["kommunikationsdaten"], "purpose": "antrag-vorbefuellung" })),
-        )
+        .disclose_for(&subject, "kommunikationsdaten", "antrag-vorbefuellung")
         .await;
     assert_eq!(
         denied["reason"]["code"], "categories_not_covered",
@@ -1394,18 +1390,7 @@ async fn a_citizen_acts_only_for_its_own_account(env: &Env) {
         .await;
     assert_eq!(still["status"], "given");
     // No consent in its name lets a Fachverfahren use the other's data for that purpose.
-    let asked = env
-        .expect(
-            StatusCode::CREATED,
-            "POST",
-            "/disclosures",
-            "/disclosures",
-            &wohngeld(),
-            Some(
-                json!({ "subject": other, "categories": ["stammdaten"], "purpose": "newsletter" }),
-            ),
-        )
-        .await;
+    let asked = env.disclose_for(&other, "stammdaten", "newsletter").await;
     assert_eq!(asked["decision"], "denied", "{asked}");
     // A token that is also the operator's may change the other's master data — as the
     // operator, and the log records it so, not as the citizen's account.
