@@ -25,8 +25,10 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
+use crate::db::Db;
+use crate::reads;
 use crate::store::{
-    clamp_limit, to_hash, to_i64, to_u64, Direction, EventStore, Head, RecordedEvent, StoreError,
+    to_hash, to_i64, to_u64, Direction, EventStore, Head, RecordedEvent, StoreError,
 };
 use crate::writer::{Committer, Landing, WriterHandle};
 
@@ -39,6 +41,8 @@ const INSERT_CHUNK: usize = 500;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// `pool` with `write_gate`, for the statements written once for both databases (`db`).
+    db: Db,
     writer: WriterHandle,
     head: watch::Receiver<u64>,
     write_gate: Arc<Mutex<()>>,
@@ -74,10 +78,11 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
-        let head = read_head(&pool).await?;
+        let write_gate = Arc::new(Mutex::new(()));
+        let db = Db::from_sqlite(pool.clone(), write_gate.clone());
+        let head = reads::head(&db).await?;
         let (head_tx, head_rx) = watch::channel(head.position);
         let conn = SqliteConnection::connect_with(&options).await?;
-        let write_gate = Arc::new(Mutex::new(()));
         let writer = WriterHandle::spawn(
             SqliteCommitter {
                 conn,
@@ -87,6 +92,7 @@ impl SqliteStore {
         );
         Ok(Self {
             pool,
+            db,
             writer,
             head: head_rx,
             write_gate,
@@ -96,6 +102,12 @@ impl SqliteStore {
     /// The connection pool, for tools that read the log directly.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The database, for statements written once for both adapters. Its writes hold
+    /// `write_gate`.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Hold this around every write transaction on the file (the writer does; projections
@@ -110,10 +122,6 @@ impl SqliteStore {
 
 const HEAD_SQL: &str = "SELECT position, chain_hash FROM log_head WHERE id = 1";
 
-async fn read_head(pool: &SqlitePool) -> Result<Head, StoreError> {
-    head_from(&sqlx::query(HEAD_SQL).fetch_one(pool).await?)
-}
-
 fn head_from(row: &SqliteRow) -> Result<Head, StoreError> {
     let position = to_u64(row.try_get("position")?);
     let chain: Vec<u8> = row.try_get("chain_hash")?;
@@ -121,22 +129,6 @@ fn head_from(row: &SqliteRow) -> Result<Head, StoreError> {
         position,
         chain_hash: to_hash(position, "head chain hash", &chain)?,
     })
-}
-
-fn recorded(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let position = to_u64(row.try_get("position")?);
-    let leaf: &[u8] = row.try_get("leaf_hash")?;
-    let chain: &[u8] = row.try_get("chain_hash")?;
-    Ok(RecordedEvent {
-        position,
-        bytes: row.try_get("record")?,
-        leaf_hash: to_hash(position, "leaf hash", leaf)?,
-        chain_hash: to_hash(position, "chain hash", chain)?,
-    })
-}
-
-fn all_recorded(rows: Vec<SqliteRow>) -> Result<Vec<RecordedEvent>, StoreError> {
-    rows.iter().map(recorded).collect()
 }
 
 impl EventStore for SqliteStore {
@@ -151,35 +143,11 @@ impl EventStore for SqliteStore {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = match direction {
-            Direction::Forwards => {
-                "SELECT position, record, leaf_hash, chain_hash FROM events \
-                 WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version LIMIT ?3"
-            }
-            Direction::Backwards => {
-                "SELECT position, record, leaf_hash, chain_hash FROM events \
-                 WHERE stream_id = ?1 AND stream_version <= ?2 ORDER BY stream_version DESC LIMIT ?3"
-            }
-        };
-        let rows = sqlx::query(sql)
-            .bind(stream.as_str())
-            .bind(to_i64(from))
-            .bind(to_i64(clamp_limit(limit) as u64))
-            .fetch_all(&self.pool)
-            .await?;
-        all_recorded(rows)
+        reads::read_stream(&self.db, stream, from, direction, limit).await
     }
 
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, record, leaf_hash, chain_hash FROM events \
-             WHERE position > ?1 ORDER BY position LIMIT ?2",
-        )
-        .bind(to_i64(after))
-        .bind(to_i64(clamp_limit(limit) as u64))
-        .fetch_all(&self.pool)
-        .await?;
-        all_recorded(rows)
+        reads::read_all(&self.db, after, limit).await
     }
 
     async fn read_category(
@@ -188,35 +156,19 @@ impl EventStore for SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, record, leaf_hash, chain_hash FROM events \
-             WHERE category = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
-        )
-        .bind(category.as_str())
-        .bind(to_i64(after))
-        .bind(to_i64(clamp_limit(limit) as u64))
-        .fetch_all(&self.pool)
-        .await?;
-        all_recorded(rows)
+        reads::read_category(&self.db, category, after, limit).await
     }
 
     async fn event_by_id(&self, id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
-        let row = sqlx::query(
-            "SELECT position, record, leaf_hash, chain_hash FROM events WHERE event_id = ?1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(recorded).transpose()
+        reads::event_by_id(&self.db, id).await
     }
 
     async fn head(&self) -> Result<Head, StoreError> {
-        read_head(&self.pool).await
+        reads::head(&self.db).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        reads::ping(&self.db).await
     }
 
     fn head_watch(&self) -> watch::Receiver<u64> {
