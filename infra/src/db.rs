@@ -10,11 +10,15 @@
 //! module is the small layer that makes that convenient: typed parameters (`Value`), rows
 //! with typed getters (`Row`), a pool (`Db`) and a transaction (`Tx`). It is not an ORM.
 //!
-//! What cannot be one text stays dialect-specific, next to its portable neighbours and
-//! chosen by `Dialect`, with a comment saying why: row locks (`FOR UPDATE`, which SQLite
-//! lacks because `BEGIN IMMEDIATE` already locks the whole file), advisory locks, and the
-//! event store's append path (`postgres.rs`, `sqlite.rs`), whose array parameters and
-//! single-statement fast path are what make appends fast on PostgreSQL.
+//! What cannot be one text stays dialect-specific, with a comment saying why, in one of
+//! two forms. A statement whose SQL differs is chosen by `match db.dialect()` right beside
+//! its portable neighbours: row locks (`FOR UPDATE`, which SQLite lacks because `BEGIN
+//! IMMEDIATE` already locks the whole file), SQLite's `secure_delete`, a query plan one
+//! database needs spelled out. A mechanism that needs an adapter's own handles matches on
+//! `AnyStore` instead: leases and shared locks (advisory locks on a connection of their
+//! own on PostgreSQL, nothing to lock across processes on SQLite), and the event store's
+//! append path (`postgres.rs`, `sqlite.rs`), the performance-critical code whose array
+//! parameters and single-statement fast path make appends fast on PostgreSQL.
 //!
 //! Conventions that keep a schema portable (see `migrations/*/20261129000001_projections.sql`):
 //!

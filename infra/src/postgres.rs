@@ -7,6 +7,11 @@
 //! batch is visible. Positions are therefore gapless and commit-ordered without any reader
 //! having to wait or filter by transaction ids. Each commit notifies the other processes
 //! (`pg_notify`) so their subscriptions wake at once instead of at the next poll.
+//!
+//! Reads are the same SQL on both adapters (`reads`, through `db`). What is here is
+//! PostgreSQL's own: connecting, LISTEN/NOTIFY, and the writer's append path, whose array
+//! parameters (`unnest`, `= ANY`) and compare-and-set fast path have no SQLite form and make
+//! a batch one round trip; it is the hot path and is written for this database alone.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

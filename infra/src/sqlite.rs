@@ -5,6 +5,11 @@
 //! through the group-commit writer's single connection inside `BEGIN IMMEDIATE`, which
 //! gives the same commit-ordered, gapless positions as the PostgreSQL adapter. One file
 //! belongs to one `amtsbuch` process; several processes need PostgreSQL.
+//!
+//! Reads are the same SQL on both adapters (`reads`, through `db`). What is here is
+//! SQLite's own: opening the file, and the writer's append path — `BEGIN IMMEDIATE` on its
+//! single connection, lists passed as JSON arrays, multi-row inserts — which is the hot
+//! path and is written for this database alone.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -120,17 +125,6 @@ impl SqliteStore {
     }
 }
 
-const HEAD_SQL: &str = "SELECT position, chain_hash FROM log_head WHERE id = 1";
-
-fn head_from(row: &SqliteRow) -> Result<Head, StoreError> {
-    let position = to_u64(row.try_get("position")?);
-    let chain: Vec<u8> = row.try_get("chain_hash")?;
-    Ok(Head {
-        position,
-        chain_hash: to_hash(position, "head chain hash", &chain)?,
-    })
-}
-
 impl EventStore for SqliteStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         self.writer.append(request).await
@@ -174,6 +168,18 @@ impl EventStore for SqliteStore {
     fn head_watch(&self) -> watch::Receiver<u64> {
         self.head.clone()
     }
+}
+
+/// The head as the committer reads it, on its own connection inside its transaction.
+const HEAD_SQL: &str = "SELECT position, chain_hash FROM log_head WHERE id = 1";
+
+fn head_from(row: &SqliteRow) -> Result<Head, StoreError> {
+    let position = to_u64(row.try_get("position")?);
+    let chain: Vec<u8> = row.try_get("chain_hash")?;
+    Ok(Head {
+        position,
+        chain_hash: to_hash(position, "head chain hash", &chain)?,
+    })
 }
 
 struct SqliteCommitter {
