@@ -13,7 +13,8 @@
 //! both PostgreSQL and SQLite, through `amtsbuch_infra::db` (re-exported here as `db`:
 //! `ReadDb`, `ReadTx`, `Value`, `Row`); query handlers use the same layer. Each read model is a module: `streams` is
 //! the stream catalogue. A new read model is one more module, its tables in a migration
-//! for each database, and one more entry in `all`.
+//! for each database (a domain's named after it, `…_gdpr_read_models.sql`), and one more
+//! entry in `all`.
 
 use std::sync::Arc;
 
