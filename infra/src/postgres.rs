@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use amtsbuch_domain::{
-    plan_batch, AppendError, AppendOutcome, AppendRequest, BatchContext, Category, EventRecord,
+    plan_batch, AppendError, AppendOutcome, AppendRequest, BatchContext, EventRecord,
     ExistingEvent, ExpectedVersion, PlannedRecord, RequestPlan, StreamId,
 };
 use chrono::{DateTime, Utc};
@@ -29,9 +29,7 @@ use uuid::Uuid;
 
 use crate::db::Db;
 use crate::reads;
-use crate::store::{
-    to_hash, to_i64, to_u64, Direction, EventStore, Head, RecordedEvent, StoreError,
-};
+use crate::store::{to_hash, to_i64, to_u64, EventStore, Head, StoreError};
 use crate::writer::{Committer, Landing, WriterHandle};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -212,40 +210,7 @@ impl EventStore for PgStore {
         self.writer.append(request).await
     }
 
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: u64,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        reads::read_stream(&self.db, stream, from, direction, limit).await
-    }
-
-    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        reads::read_all(&self.db, after, limit).await
-    }
-
-    async fn read_category(
-        &self,
-        category: &Category,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        reads::read_category(&self.db, category, after, limit).await
-    }
-
-    async fn event_by_id(&self, id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
-        reads::event_by_id(&self.db, id).await
-    }
-
-    async fn head(&self) -> Result<Head, StoreError> {
-        reads::head(&self.db).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        reads::ping(&self.db).await
-    }
+    reads::shared_reads!();
 
     fn head_watch(&self) -> watch::Receiver<u64> {
         self.head.clone()

@@ -12,6 +12,55 @@ use uuid::Uuid;
 use crate::db::{Db, Row};
 use crate::store::{clamp_limit, to_hash, to_i64, Direction, Head, RecordedEvent, StoreError};
 
+/// The reads of `EventStore` for an adapter whose field `db` is its `Db`, expanded into
+/// each adapter's `impl EventStore`, so that both run the functions below.
+macro_rules! shared_reads {
+    () => {
+        async fn read_stream(
+            &self,
+            stream: &amtsbuch_domain::StreamId,
+            from: u64,
+            direction: $crate::store::Direction,
+            limit: usize,
+        ) -> Result<Vec<$crate::store::RecordedEvent>, $crate::store::StoreError> {
+            $crate::reads::read_stream(&self.db, stream, from, direction, limit).await
+        }
+
+        async fn read_all(
+            &self,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<$crate::store::RecordedEvent>, $crate::store::StoreError> {
+            $crate::reads::read_all(&self.db, after, limit).await
+        }
+
+        async fn read_category(
+            &self,
+            category: &amtsbuch_domain::Category,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<$crate::store::RecordedEvent>, $crate::store::StoreError> {
+            $crate::reads::read_category(&self.db, category, after, limit).await
+        }
+
+        async fn event_by_id(
+            &self,
+            id: uuid::Uuid,
+        ) -> Result<Option<$crate::store::RecordedEvent>, $crate::store::StoreError> {
+            $crate::reads::event_by_id(&self.db, id).await
+        }
+
+        async fn head(&self) -> Result<$crate::store::Head, $crate::store::StoreError> {
+            $crate::reads::head(&self.db).await
+        }
+
+        async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+            $crate::reads::ping(&self.db).await
+        }
+    };
+}
+pub(crate) use shared_reads;
+
 /// `SELECT` of a `RecordedEvent`'s columns from `events`, followed by `$tail`.
 macro_rules! events {
     ($tail:literal $(,)?) => {
