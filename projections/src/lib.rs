@@ -10,10 +10,11 @@
 //! model and replays the log into it.
 //!
 //! Read models live in the event store's database and are written in SQL that runs on
-//! both PostgreSQL and SQLite, through the small `db` layer (`ReadDb`, `ReadTx`, `Value`,
-//! `Row`); query handlers use the same layer. Each read model is a module: `streams` is
+//! both PostgreSQL and SQLite, through `amtsbuch_infra::db` (re-exported here as `db`:
+//! `ReadDb`, `ReadTx`, `Value`, `Row`); query handlers use the same layer. Each read model is a module: `streams` is
 //! the stream catalogue. A new read model is one more module, its tables in a migration
-//! for each database, and one more entry in `all`.
+//! for each database (a domain's named after it, `…_gdpr_read_models.sql`), and one more
+//! entry in `all`.
 
 use std::sync::Arc;
 
