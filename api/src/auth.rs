@@ -7,7 +7,9 @@
 //! header merely selects among them. That closes the two classic holes of JWT libraries,
 //! `alg: none` and the HMAC confusion where a public key is used as a shared secret.
 //! Every token must carry `exp`, `sub` and an `aud` naming this service; `iss` is checked
-//! when an issuer is configured. The role claims then go through `Principal::new`, so a
+//! when an issuer is configured. A token whose header or claims name a member twice, or
+//! whose header lists critical extensions (`crit`), is refused before its signature is
+//! checked (`check_structure`). The role claims then go through `Principal::new`, so a
 //! token whose bindings do not fit its roles is refused here, once, with the name of the
 //! missing claim, and handlers never see a half-scoped caller.
 //!
@@ -135,6 +137,10 @@ pub enum AuthError {
     WrongAudience { expected: String },
     #[error("the token is not issued by the expected identity provider: iss must be {expected:?}")]
     WrongIssuer { expected: String },
+    #[error("the token's header marks extensions as critical (`crit`), and this service understands none, so it cannot accept the token (RFC 7515 section 4.1.11)")]
+    CriticalExtension,
+    #[error("a member name appears twice in the token's {0}; names must be unique (RFC 7515 section 4, RFC 7519 section 4)")]
+    DuplicateMember(&'static str),
     #[error("the token lacks the claim `{0}`")]
     MissingClaim(String),
     #[error("the claim `{claim}` is invalid: {reason}")]
@@ -301,6 +307,7 @@ impl Authenticator {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::MalformedToken);
         }
+        check_structure(token)?;
         let header = jsonwebtoken::decode_header(token).map_err(|_| header_error(token))?;
         let alg = header.alg;
         if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
@@ -409,6 +416,98 @@ fn validation(
     }
     v.required_spec_claims = required;
     v
+}
+
+/// What the JWT library does not check of a token's form: no member name twice, in the
+/// header or anywhere in the claims (serde reads a repeated name as "the last one wins",
+/// so one token could say two things to two readers), and no `crit` header (critical
+/// extensions must be understood, and this service understands none). Checked before the
+/// signature, on at most `MAX_TOKEN_LEN` bytes; a header or claims part that is not
+/// base64url JSON makes the token malformed.
+fn check_structure(token: &str) -> Result<(), AuthError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(claims), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::MalformedToken);
+    };
+    let json = |text| base64url_decode(text).ok_or(AuthError::MalformedToken);
+    let (header, claims) = (json(header)?, json(claims)?);
+    for (part, json) in [("header", &header), ("claims", &claims)] {
+        match serde_json::from_slice::<UniqueNames>(json) {
+            Ok(UniqueNames(true)) => {}
+            Ok(UniqueNames(false)) => return Err(AuthError::DuplicateMember(part)),
+            Err(_) => return Err(AuthError::MalformedToken),
+        }
+    }
+    let header: Map<String, Value> =
+        serde_json::from_slice(&header).map_err(|_| AuthError::MalformedToken)?;
+    if header.contains_key("crit") {
+        return Err(AuthError::CriticalExtension);
+    }
+    Ok(())
+}
+
+/// Whether a JSON text names every member of every object in it once only. It walks the
+/// text without keeping it; the names of one object at a time are held to compare.
+struct UniqueNames(bool);
+
+impl<'de> serde::Deserialize<'de> for UniqueNames {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueNamesVisitor)
+    }
+}
+
+struct UniqueNamesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueNamesVisitor {
+    type Value = UniqueNames;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueNames, A::Error> {
+        let mut names = HashSet::new();
+        let mut unique = true;
+        while let Some(name) = map.next_key::<String>()? {
+            unique &= names.insert(name);
+            unique &= map.next_value::<UniqueNames>()?.0;
+        }
+        Ok(UniqueNames(unique))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueNames, A::Error> {
+        let mut unique = true;
+        while let Some(item) = seq.next_element::<UniqueNames>()? {
+            unique &= item.0;
+        }
+        Ok(UniqueNames(unique))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueNames, E> {
+        Ok(UniqueNames(true))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueNames, E> {
+        Ok(UniqueNames(true))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueNames, E> {
+        Ok(UniqueNames(true))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueNames, E> {
+        Ok(UniqueNames(true))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<UniqueNames, E> {
+        Ok(UniqueNames(true))
+    }
+
+    fn visit_unit<E>(self) -> Result<UniqueNames, E> {
+        Ok(UniqueNames(true))
+    }
 }
 
 /// Why a token's header did not parse: an algorithm this service refuses (`none`, or one
@@ -522,11 +621,13 @@ where
     }
 }
 
-/// Let the request through only if the caller holds one of `allowed`; otherwise `403`
-/// naming the roles that may.
-pub fn require(caller: &Principal, allowed: &[Role]) -> Result<(), Problem> {
-    if caller.has_any(allowed) {
-        return Ok(());
+/// Let the request through only if the caller holds one of `allowed`, and return the
+/// caller as the route sees it: narrowed to those of its roles that are in `allowed`
+/// (`Principal::restricted_to`), so that a role the route does not grant cannot widen
+/// anything the handler decides. Otherwise `403` naming the roles that may.
+pub fn require(caller: &Principal, allowed: &[Role]) -> Result<Principal, Problem> {
+    if let Some(narrowed) = caller.restricted_to(allowed) {
+        return Ok(narrowed);
     }
     Err(Problem::forbidden(format!(
         "this resource may be used by the roles {}; the token grants {}",

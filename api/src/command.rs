@@ -180,12 +180,22 @@ pub struct Meta {
 }
 
 impl Meta {
-    /// A citizen acts as its account; everybody else under its token's subject, which the
-    /// identity provider must keep pseudonymous (docs/DPO.md).
+    /// The caller acting in the first of its roles (the guard has narrowed it to the
+    /// route's roles); see `acting_as`.
     pub fn of(caller: &Principal) -> Self {
-        let actor = match (caller.has(Role::Citizen), caller.account()) {
-            (true, Some(account)) => format!("account:{account}"),
-            _ => format!("{}:{}", role_label(caller), caller.subject()),
+        match caller.roles().iter().next() {
+            Some(&role) => Self::acting_as(caller, role),
+            None => Self::default(),
+        }
+    }
+
+    /// The caller acting in `role`: a citizen acts as its account; everybody else under
+    /// its token's subject, which the identity provider must keep pseudonymous
+    /// (docs/DPO.md).
+    pub fn acting_as(caller: &Principal, role: Role) -> Self {
+        let actor = match (role, caller.account()) {
+            (Role::Citizen, Some(account)) => format!("account:{account}"),
+            _ => format!("{role}:{}", caller.subject()),
         };
         Self {
             actor: Some(
@@ -210,14 +220,6 @@ impl Meta {
     pub fn routed(self, routing: Routing) -> Self {
         Self { routing, ..self }
     }
-}
-
-fn role_label(caller: &Principal) -> &'static str {
-    caller
-        .roles()
-        .iter()
-        .next()
-        .map_or("unknown", |r| r.as_str())
 }
 
 /// The sealer, or why personal data cannot be handled.

@@ -160,24 +160,43 @@ pub struct TestSupport {
     pub samples: &'static dyn Samples,
 }
 
-/// One row of the authorization matrix: an operation as documented, and the roles that
-/// may call it (`None`: everybody, without a token).
+/// One row of the authorization matrix: an operation as documented, the roles that may
+/// call it (`None`: everybody, without a token), and whose data it acts on.
 #[derive(Debug, Clone, Copy)]
 pub struct AccessRow {
     pub method: &'static str,
     pub path: &'static str,
     pub roles: Option<&'static [Role]>,
+    pub target: Target,
 }
 
 impl AccessRow {
-    /// An operation the roles `roles` may call.
-    pub const fn roles(method: &'static str, path: &'static str, roles: &'static [Role]) -> Self {
+    /// An operation the roles `roles` may call, acting on `target`'s data.
+    pub const fn roles(
+        method: &'static str,
+        path: &'static str,
+        roles: &'static [Role],
+        target: Target,
+    ) -> Self {
         Self {
             method,
             path,
             roles: Some(roles),
+            target,
         }
     }
+}
+
+/// Whose data an operation acts on, and how far each of its roles reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// No data subject of the caller's: the samples send the same request for every
+    /// caller.
+    Nobody,
+    /// A data subject (an account, or what belongs to one) named in the path or body.
+    /// The roles in `own_only` may act for their own account only, the operation's other
+    /// roles for every subject.
+    Subject { own_only: &'static [Role] },
 }
 
 /// The named sample values of the tests (ids, mostly): `account`, `consent`, …
@@ -205,6 +224,18 @@ pub trait Samples: Send + Sync + std::fmt::Debug {
 
     /// A valid body for the operation `method path`, if it is the module's and takes one.
     fn body(&self, values: &SampleValues, method: &str, path: &str) -> Option<Value>;
+
+    /// Makes the seeded data outlive every operation of the module (an erasure, say), for
+    /// tests that call each operation many times over. Nothing, unless the module says so.
+    fn keep<'a>(
+        &'a self,
+        _app: &'a axum::Router,
+        _state: &'a AppState,
+        _operator: &'a str,
+        _values: &'a SampleValues,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// A data subject's access export (Art. 15 GDPR): the core's members — what it is, the

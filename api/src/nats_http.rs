@@ -5,8 +5,15 @@
 //! (`amtsbuch_domain::subject`), so those events are selected on the NATS server by filter
 //! subjects, and this route sets up a durable pull consumer whose filters come from the
 //! caller's token — never from the request — so a Fachverfahren cannot widen what it
-//! receives. Its consumer names start with its authority id, so one authority cannot
-//! change another's consumer. Operators may set up consumers with filters of their choice.
+//! receives. Operators may set up and change any consumer, with filters of their choice.
+//!
+//! A consumer belongs to the authority its name gives: `<authority>-<name>`, where
+//! `<name>` has no `-`, so the authority is everything before the last `-`. A Fachverfahren
+//! may set up and change the consumers of its own authority only. A mere prefix would not
+//! do: authority ids may contain `-`, and `lra` is a prefix of `lra-meissen`, so the
+//! Fachverfahren of `lra` could otherwise rewrite `lra-meissen-wohngeld`, or take that name
+//! before `lra-meissen` sets it up. Read this way, every name has at most one owner, and
+//! nothing else needs to be recorded.
 //! Who may connect to NATS at all, and read which consumer, is NATS's own authorization
 //! (accounts and permissions); docs/FACHVERFAHREN.md shows the set-up.
 
@@ -114,15 +121,25 @@ fn relay_problem(e: RelayError) -> Problem {
     }
 }
 
+/// The authority a consumer name belongs to: what comes before its last `-`, if both
+/// parts are non-empty. Names without `-` belong to no authority (only operators set them
+/// up).
+fn owner(name: &ConsumerName) -> Option<&str> {
+    name.as_str()
+        .rsplit_once('-')
+        .filter(|(authority, own)| !authority.is_empty() && !own.is_empty())
+        .map(|(authority, _)| authority)
+}
+
 /// Create or update a durable pull consumer on the event stream.
 #[utoipa::path(put, path = "/subscriptions/nats/{name}", tag = "subscriptions",
     security(("bearer" = ["fachverfahren", "operator"])),
-    params(("name" = String, Path, description = "The durable consumer's name: 1 to 64 letters, digits, `-`, `_`; a Fachverfahren's must start with `<authority>-`")),
+    params(("name" = String, Path, description = "The durable consumer's name: 1 to 64 letters, digits, `-`, `_`; a Fachverfahren's is `<authority>-<name>` with no `-` in `<name>`")),
     request_body(content = Option<ConsumerRequest>, description = "Optional: where a new consumer starts"),
     responses(
         (status = 200, description = "The consumer exists with these filters", body = ConsumerView),
         (status = 400, description = "Invalid name or request", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not this caller's consumer", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not a consumer of the caller's authority, or filters from a Fachverfahren", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 501, description = "This NATS server cannot filter as needed (several services need NATS 2.10)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "NATS unreachable, or this server has no NATS distribution", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn put_consumer(
@@ -153,32 +170,33 @@ pub async fn put_consumer(
         })?
     };
     let name = ConsumerName::parse(&name).map_err(relay_problem)?;
-    let filters = if caller.has(Role::Operator) {
-        request.filter_subjects.clone().ok_or_else(|| {
-            Problem::bad_request(
-                "invalid-body",
-                "an operator sets up a consumer with explicit \"filter_subjects\"",
-            )
-        })?
-    } else {
-        if request.filter_subjects.is_some() {
+    // Each role by its own rule (the guard left only fachverfahren and operator): explicit
+    // filters are the operator's, for any consumer; without them, a Fachverfahren gets
+    // its token's filters on a consumer of its own authority.
+    let filters = match request.filter_subjects.clone() {
+        Some(filters) if caller.has(Role::Operator) => filters,
+        Some(_) => {
             return Err(Problem::forbidden(
                 "a Fachverfahren's filters come from its token (authority and services); leave out \"filter_subjects\"",
-            ));
+            ))
         }
-        let (Some(authority), services) = (caller.authority(), caller.services()) else {
-            return Err(Problem::forbidden("the token names no authority"));
-        };
-        if !name
-            .as_str()
-            .strip_prefix(authority.as_str())
-            .is_some_and(|rest| rest.starts_with('-') && rest.len() > 1)
-        {
-            return Err(Problem::forbidden(format!(
-                "consumers of authority {authority} are named {authority}-…, e.g. {authority}-fachverfahren"
-            )));
+        None if caller.has(Role::Fachverfahren) => {
+            let (Some(authority), services) = (caller.authority(), caller.services()) else {
+                return Err(Problem::forbidden("the token names no authority"));
+            };
+            if owner(&name) != Some(authority.as_str()) {
+                return Err(Problem::forbidden(format!(
+                    "consumers of authority {authority} are named {authority}-<name>, where <name> has letters, digits and `_` but no `-` (e.g. {authority}-wohngeld); this name is not one of them"
+                )));
+            }
+            fachverfahren_filters(&link.config.prefix, authority, services)
         }
-        fachverfahren_filters(&link.config.prefix, authority, services)
+        None => {
+            return Err(Problem::bad_request(
+                "invalid-body",
+                "an operator sets up a consumer with explicit \"filter_subjects\"",
+            ))
+        }
     };
     let start = match (request.after, request.start) {
         (Some(p), _) => DeliverFrom::After(p),
@@ -195,4 +213,31 @@ pub async fn put_consumer(
         filter_subjects: filters,
         pending: info.num_pending,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_name_has_at_most_one_owner() {
+        let owner_of = |name: &str| {
+            let name = ConsumerName::parse(name).expect("name");
+            owner(&name).map(str::to_owned)
+        };
+        assert_eq!(
+            owner_of("lra-meissen-wohngeld").as_deref(),
+            Some("lra-meissen")
+        );
+        // `lra` is a prefix of `lra-meissen`, but the name is not `lra`'s.
+        assert_eq!(owner_of("lra-meissen").as_deref(), Some("lra"));
+        assert_eq!(owner_of("lra-parken_2").as_deref(), Some("lra"));
+        assert_eq!(
+            owner_of("14612000-ordnungsamt-fv").as_deref(),
+            Some("14612000-ordnungsamt")
+        );
+        for nobodys in ["ops_all", "lra-", "-wohngeld"] {
+            assert_eq!(owner_of(nobodys), None, "{nobodys}");
+        }
+    }
 }

@@ -9,7 +9,8 @@
 //! `guard` reads those requirements back out of the generated document into an
 //! `AccessTable` and enforces them for every request before any handler runs. A route
 //! without a declaration is refused to everybody (fail closed), and a test checks there
-//! is none.
+//! is none. The handler then sees the caller narrowed to the roles the route lists, so a
+//! role the route does not grant can neither help nor hinder inside it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -319,9 +320,11 @@ async fn guard(
                     return Problem::from(e).into_response();
                 }
             };
-            if let Err(problem) = require(&principal, roles) {
-                return problem.into_response();
-            }
+            // The handler sees the caller in the route's roles only (ADR 0004).
+            let principal = match require(&principal, roles) {
+                Ok(narrowed) => narrowed,
+                Err(problem) => return problem.into_response(),
+            };
             req.extensions_mut().insert(Caller(principal));
             next.run(req).await
         }

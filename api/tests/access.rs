@@ -1,13 +1,19 @@
-//! Who may call what: every operation of the OpenAPI document against every role and
-//! against no token, checked through the router, plus what each role sees of the event
-//! log through `GET /events/stream`.
+//! Who may call what: every operation of the OpenAPI document against every role, every
+//! pair of roles held by one token, and no token, for the caller's own data subject and
+//! for another's, checked through the router; plus what each role sees of the event log
+//! through `GET /events/stream`.
 //!
 //! The expected access is written out as a table, on purpose: the guard reads each route's
 //! roles from its OpenAPI annotation, so a changed annotation changes who may call the
 //! route, and the table makes that a deliberate, reviewed change of the tests too. The
 //! core's rows are below; every domain module adds its own (`TestSupport::access`). The
 //! table must name exactly the operations the document has, so a new route cannot be
-//! added without deciding who may call it.
+//! added without deciding who may call it, and whose data each of its roles reaches.
+//!
+//! The rule the combinations check: a token passes a route if ANY of its roles that the
+//! route lists passes on its own — a second role may add what that role itself may do
+//! there, and never lifts a limit of another (a citizen who is also an auditor still acts
+//! only for its own account).
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -17,6 +23,7 @@ use axum::http::{header, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
 
+use amtsbuch_api::module::Target::{self, Nobody};
 use amtsbuch_api::router::{self, Access, AccessTable};
 use amtsbuch_api::sse::HubLimits;
 use amtsbuch_domain::access::Role::{self, *};
@@ -34,51 +41,86 @@ use Allowed::{Public, Roles};
 
 const EVERY_ROLE: &[Role] = &Role::ALL;
 
-/// The expected access of every operation of the core: (method, path as documented, who).
-const CORE: &[(&str, &str, Allowed)] = &[
-    ("GET", "/healthz", Public),
-    ("GET", "/readyz", Public),
-    ("GET", "/openapi.json", Public),
-    ("GET", "/metrics", Public),
-    ("GET", "/streams/{stream}/events", Roles(&[Operator])),
-    ("POST", "/streams/{stream}/events", Roles(&[Operator])),
-    ("GET", "/events", Roles(&[Operator])),
+/// A citizen acts for its own account; the operation's other roles for anybody's.
+const OWN_FOR_CITIZENS: Target = Target::Subject {
+    own_only: &[Citizen],
+};
+
+/// The expected access of every operation of the core: (method, path as documented, who,
+/// whose data).
+const CORE: &[(&str, &str, Allowed, Target)] = &[
+    ("GET", "/healthz", Public, Nobody),
+    ("GET", "/readyz", Public, Nobody),
+    ("GET", "/openapi.json", Public, Nobody),
+    ("GET", "/metrics", Public, Nobody),
+    (
+        "GET",
+        "/streams/{stream}/events",
+        Roles(&[Operator]),
+        Nobody,
+    ),
+    (
+        "POST",
+        "/streams/{stream}/events",
+        Roles(&[Operator]),
+        Nobody,
+    ),
+    ("GET", "/events", Roles(&[Operator]), Nobody),
     (
         "GET",
         "/events/stream",
         Roles(&[Authority, Fachverfahren, Auditor, Operator]),
+        Nobody,
     ),
-    ("GET", "/events/{id}/record", Roles(&[Auditor, Operator])),
-    ("GET", "/streams", Roles(&[Operator])),
+    (
+        "GET",
+        "/events/{id}/record",
+        Roles(&[Auditor, Operator]),
+        Nobody,
+    ),
+    ("GET", "/streams", Roles(&[Operator]), Nobody),
     (
         "PUT",
         "/subscriptions/nats/{name}",
         Roles(&[Fachverfahren, Operator]),
+        Nobody,
     ),
-    ("GET", "/events/{id}/receipt", Roles(&[Auditor, Operator])),
-    ("GET", "/ledger/checkpoint", Roles(EVERY_ROLE)),
-    ("GET", "/ledger/checkpoints/{size}", Roles(EVERY_ROLE)),
-    ("GET", "/ledger/key", Roles(EVERY_ROLE)),
+    (
+        "GET",
+        "/events/{id}/receipt",
+        Roles(&[Auditor, Operator]),
+        Nobody,
+    ),
+    ("GET", "/ledger/checkpoint", Roles(EVERY_ROLE), Nobody),
+    (
+        "GET",
+        "/ledger/checkpoints/{size}",
+        Roles(EVERY_ROLE),
+        Nobody,
+    ),
+    ("GET", "/ledger/key", Roles(EVERY_ROLE), Nobody),
     (
         "GET",
         "/ledger/proof/inclusion",
         Roles(&[Auditor, Operator]),
+        Nobody,
     ),
     (
         "GET",
         "/ledger/proof/consistency",
         Roles(&[Auditor, Operator]),
+        Nobody,
     ),
-    ("GET", "/ledger/export", Roles(&[Auditor, Operator])),
+    ("GET", "/ledger/export", Roles(&[Auditor, Operator]), Nobody),
 ];
 
 /// The expected access of every operation: the core's rows and every domain module's.
-fn table() -> Vec<(&'static str, &'static str, Allowed)> {
+fn table() -> Vec<(&'static str, &'static str, Allowed, Target)> {
     let mut table = CORE.to_vec();
     for module in amtsbuch_api::domains::MODULES {
         table.extend(module.tests.access.iter().map(|row| {
             let allowed = row.roles.map_or(Public, Roles);
-            (row.method, row.path, allowed)
+            (row.method, row.path, allowed, row.target)
         }));
     }
     table
@@ -96,7 +138,7 @@ fn the_table_names_exactly_the_documented_operations() {
     let table = table();
     let tabled: BTreeSet<(String, String)> = table
         .iter()
-        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .map(|(m, p, ..)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
     assert_eq!(
         tabled.len(),
@@ -121,7 +163,7 @@ fn the_guard_reads_the_same_access_from_the_document() {
     let access = AccessTable::from_openapi(&doc);
     let table = table();
     assert_eq!(access.iter().count(), table.len(), "{access:?}");
-    for (method, path, allowed) in &table {
+    for (method, path, allowed, _) in &table {
         let method = method.parse().expect("method");
         let read = access.get(&method, path);
         match allowed {
@@ -140,16 +182,22 @@ fn the_guard_reads_the_same_access_from_the_document() {
 
 struct TestApp {
     app: Router,
-    samples: Samples,
+    /// The citizen's account (the one its token is bound to), its consent and its hold.
+    own: Samples,
+    /// Another subject's account, consent and hold.
+    other: Samples,
     _store: common::TempStore,
     _runner: amtsbuch_projections::RunnerHandle,
 }
 
 /// A signing server with a few events and a checkpoint covering them, personal data
-/// enabled and every domain module's samples seeded (for the GDPR domain: the citizen's
-/// account, a consent of it and a hold on it). So a role that may call a module's route
-/// gets past the handler's own checks (a citizen owns the sample account and consent)
-/// instead of stopping at a 404.
+/// enabled and every domain module's samples seeded for two subjects: the citizen's
+/// account and another (for the GDPR domain each with a consent and a hold that the tests
+/// may release). So a role that may call a module's route gets past the handler's own
+/// checks (a citizen owns its sample account and consent) instead of stopping at a 404.
+/// The modules also keep their samples from being removed for good (for the GDPR domain,
+/// a second hold that nothing releases), so that no erasure in the matrix removes a
+/// subject the later rows need.
 async fn app() -> TestApp {
     let store = common::temp_store("access").await;
     let ledger = common::start_ledger(&store.store);
@@ -160,19 +208,36 @@ async fn app() -> TestApp {
     let runner =
         amtsbuch_projections::spawn(store.store.clone(), amtsbuch_api::domains::projections());
     let app = router::router(state.clone());
-    let mut samples = Samples::new(event_id, checkpoint_size, "amtsbuch");
-    common::seed(&app, &state, &mut samples).await;
+    let mut own = Samples::new(event_id, checkpoint_size, "amtsbuch");
+    let mut other =
+        Samples::of_subject(event_id, checkpoint_size, "amtsbuch", common::OTHER_ACCOUNT);
+    for samples in [&mut own, &mut other] {
+        common::seed(&app, &state, samples).await;
+        common::keep(&app, &state, samples).await;
+    }
     TestApp {
         app,
-        samples,
+        own,
+        other,
         _store: store,
         _runner: runner,
     }
 }
 
 impl TestApp {
+    /// Call `method path` with the citizen's own samples.
     async fn call(&self, method: &str, path: &str, token: Option<&str>) -> Reply {
-        common::send(&self.app, self.samples.request(method, path, token)).await
+        self.call_on(&self.own, method, path, token).await
+    }
+
+    async fn call_on(
+        &self,
+        samples: &Samples,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> Reply {
+        common::send(&self.app, samples.request(method, path, token)).await
     }
 }
 
@@ -202,36 +267,102 @@ fn roles_named(detail: &str) -> BTreeSet<Role> {
         .collect()
 }
 
+/// What a caller holding `roles` must get from an operation, on its own data subject or
+/// (`foreign`) on another's.
+#[derive(Debug, PartialEq)]
+enum Expected {
+    /// Past the guard and the handler's own checks: neither 401 nor 403.
+    Admitted,
+    /// 403 from the guard, which names the operation's roles.
+    NotItsRoute(BTreeSet<Role>),
+    /// 403 from the handler: the roles the route lets in do not reach this subject.
+    NotItsSubject,
+}
+
+/// A token passes if any one of its roles that the operation lists passes by itself;
+/// its other roles change nothing.
+fn expected(allowed: Allowed, target: Target, roles: &[Role], foreign: bool) -> Expected {
+    let Roles(route) = allowed else {
+        return Expected::Admitted;
+    };
+    let granted: Vec<Role> = roles
+        .iter()
+        .copied()
+        .filter(|r| route.contains(r))
+        .collect();
+    if granted.is_empty() {
+        return Expected::NotItsRoute(route.iter().copied().collect());
+    }
+    match target {
+        Target::Subject { own_only } if foreign => {
+            if granted.iter().any(|r| !own_only.contains(r)) {
+                Expected::Admitted
+            } else {
+                Expected::NotItsSubject
+            }
+        }
+        _ => Expected::Admitted,
+    }
+}
+
+#[test]
+fn the_rule_of_combinations_reads_as_intended() {
+    let master_data = (Roles(&[Citizen, Operator]), OWN_FOR_CITIZENS);
+    let check = |roles: &[Role], foreign| expected(master_data.0, master_data.1, roles, foreign);
+    assert_eq!(check(&[Citizen], false), Expected::Admitted);
+    assert_eq!(check(&[Citizen], true), Expected::NotItsSubject);
+    assert_eq!(check(&[Citizen, Auditor], true), Expected::NotItsSubject);
+    assert_eq!(check(&[Citizen, Operator], true), Expected::Admitted);
+    assert!(matches!(
+        check(&[Auditor, Dpo], false),
+        Expected::NotItsRoute(_)
+    ));
+}
+
+/// The table's `Target` agrees with the samples: an operation acts on a data subject
+/// exactly when the citizen's samples and the other subject's send different requests.
 #[tokio::test]
-async fn every_operation_admits_exactly_its_roles() {
+async fn the_table_knows_which_operations_act_on_a_subject() {
     let app = app().await;
+    for (method, path, _, target) in table() {
+        let differs = app.own.uri(path) != app.other.uri(path)
+            || app.own.body(method, path) != app.other.body(method, path);
+        assert_eq!(
+            matches!(target, Target::Subject { .. }),
+            differs,
+            "{method} {path}: the table says {target:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_operation_admits_exactly_its_roles_in_every_combination() {
+    let app = app().await;
+    let tokens: Vec<(Vec<Role>, String)> = common::role_sets()
+        .into_iter()
+        .map(|roles| {
+            let token = common::token_of(&roles);
+            (roles, token)
+        })
+        .collect();
     let mut cells = 0;
-    let table = table();
-    for (method, path, allowed) in &table {
-        for role in Role::ALL {
-            let what = format!("{method} {path} as {role}");
-            let reply = app.call(method, path, Some(&common::token(role))).await;
-            cells += 1;
-            match allowed {
-                Roles(roles) if !roles.contains(&role) => {
-                    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}");
-                    assert_eq!(reply.media_type(), "application/problem+json", "{what}");
-                    let body = reply.json();
-                    assert_eq!(body["type"], "urn:amtsbuch:problem:forbidden", "{what}");
-                    assert_eq!(body["status"], 403, "{what}");
-                    let detail = body["detail"].as_str().expect("detail");
-                    assert_eq!(
-                        roles_named(detail),
-                        roles.iter().copied().collect(),
-                        "{what}: {detail}"
-                    );
+    let mut expected_cells = 0;
+    let mut failures = Vec::new();
+    for (method, path, allowed, target) in table() {
+        let subjects: &[(&Samples, bool)] = match target {
+            Nobody => &[(&app.own, false)],
+            Target::Subject { .. } => &[(&app.own, false), (&app.other, true)],
+        };
+        expected_cells += subjects.len() * tokens.len() + 1;
+        for &(samples, foreign) in subjects {
+            for (roles, token) in &tokens {
+                let whose = if foreign { "another's" } else { "its own" };
+                let what = format!("{method} {path} with roles {roles:?} on {whose} subject");
+                let reply = app.call_on(samples, method, path, Some(token)).await;
+                cells += 1;
+                if let Some(wrong) = judge(&reply, expected(allowed, target, roles, foreign)) {
+                    failures.push(format!("{what}: {wrong}"));
                 }
-                _ => assert!(
-                    ![StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN].contains(&reply.status),
-                    "{what}: {} {}",
-                    reply.status,
-                    reply.json()
-                ),
             }
         }
         let what = format!("{method} {path} without a token");
@@ -247,13 +378,53 @@ async fn every_operation_admits_exactly_its_roles() {
             Roles(_) => assert_unauthorized(&reply, "Bearer", &what),
         }
     }
-    assert_eq!(cells, table.len() * (Role::ALL.len() + 1));
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} calls were answered wrongly:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(cells, expected_cells);
+    assert_eq!(tokens.len(), 6 + 15, "each role alone and every pair");
+}
+
+/// What is wrong with `reply` when `expected` was due, if anything.
+fn judge(reply: &Reply, expected: Expected) -> Option<String> {
+    let got = || {
+        let body: String = reply.json().to_string().chars().take(160).collect();
+        format!("{} {body}", reply.status)
+    };
+    let refused = match expected {
+        Expected::Admitted => {
+            return [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]
+                .contains(&reply.status)
+                .then(|| format!("refused: {}", got()));
+        }
+        refused => refused,
+    };
+    let body = reply.json();
+    if reply.status != StatusCode::FORBIDDEN
+        || reply.media_type() != "application/problem+json"
+        || body["type"] != "urn:amtsbuch:problem:forbidden"
+        || body["status"] != 403
+    {
+        return Some(format!("not refused with a 403 problem: {}", got()));
+    }
+    if let Expected::NotItsRoute(route) = refused {
+        let detail = body["detail"].as_str().unwrap_or_default();
+        if !detail.contains("may be used by the roles ") || roles_named(detail) != route {
+            return Some(format!(
+                "the refusal names other roles than {route:?}: {detail}"
+            ));
+        }
+    }
+    None
 }
 
 #[tokio::test]
 async fn expired_and_foreign_tokens_are_refused_on_every_protected_route() {
     let app = app().await;
-    for (method, path, allowed) in table() {
+    for (method, path, allowed, _) in table() {
         for (kind, token) in [
             ("expired", common::expired(Operator)),
             (
@@ -456,6 +627,22 @@ async fn each_caller_sees_exactly_its_events_in_catch_up_and_live() {
             common::token_for(Fachverfahren, "lra-bautzen", &[WOHNGELD]),
             vec!["bautzen-14627-wohngeld"],
         ),
+        // A role adds what it sees itself; the citizen and DPO roles see no raw events,
+        // and widen nothing of the other role.
+        (
+            "a citizen who is also an official of Meißen for 14627",
+            common::token_of(&[Citizen, Authority]),
+            meissen_officials_14627.to_vec(),
+        ),
+        (
+            "a DPO and citizen who is also the Wohngeld system of Meißen",
+            common::token_of(&[Citizen, Dpo, Fachverfahren]),
+            vec![
+                "meissen-14627-wohngeld",
+                "meissen-14612-wohngeld",
+                "meissen-untenanted-wohngeld",
+            ],
+        ),
         ("an auditor", common::token(Auditor), everything.clone()),
         ("an operator", common::token(Operator), everything.clone()),
     ];
@@ -520,7 +707,7 @@ async fn tokens_that_may_not_subscribe_see_nothing() {
 async fn head_requests_are_guarded_like_their_get_route() {
     let app = app().await;
     let mut seen = HashSet::new();
-    for (method, path, allowed) in table() {
+    for (method, path, allowed, _) in table() {
         if method != "GET" || !seen.insert(path) {
             continue;
         }
@@ -554,4 +741,143 @@ async fn head_requests_are_guarded_like_their_get_route() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// A NATS consumer belongs to one authority
+
+/// The filter subjects of the consumer `name`, as the NATS server holds them.
+async fn consumer_filters(nats: &common::TestNats, name: &str) -> Vec<String> {
+    let context = amtsbuch_infra::relay::connect(&nats.config)
+        .await
+        .expect("NATS");
+    let stream = context
+        .get_stream(&nats.config.stream)
+        .await
+        .expect("stream");
+    let info = stream.consumer_info(name).await.expect("consumer");
+    if info.config.filter_subject.is_empty() {
+        info.config.filter_subjects.clone()
+    } else {
+        vec![info.config.filter_subject.clone()]
+    }
+}
+
+/// Authority ids may contain `-`, so `lra` is a prefix of `lra-meissen`: the consumers of
+/// `lra-meissen` (`lra-meissen-<name>`) must not be `lra`'s to change, nor to take before
+/// `lra-meissen` sets them up. Against the NATS server of the tests.
+#[tokio::test]
+async fn a_fachverfahren_changes_only_its_own_authoritys_consumers() {
+    let store = common::temp_store("access-nats").await;
+    let nats = common::TestNats::create().await;
+    let mut state = common::state_with(&store.store, None, HubLimits::default()).await;
+    state.nats = Some(std::sync::Arc::new(amtsbuch_api::nats_http::NatsLink::new(
+        nats.config.clone(),
+    )));
+    let app = router::router(state);
+    let prefix = nats.config.prefix.to_string();
+    let put = |token: String, name: &'static str, body: Value| {
+        let app = app.clone();
+        async move {
+            let mut request = common::request(
+                "PUT",
+                &format!("/subscriptions/nats/{name}"),
+                Some(&token),
+                Body::from(body.to_string()),
+            );
+            request.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            common::send(&app, request).await
+        }
+    };
+    let meissen = || common::token_for(Fachverfahren, "lra-meissen", &[WOHNGELD]);
+    let lra = || common::token_for(Fachverfahren, "lra", &[PARKEN]);
+    let meissen_filters = vec![format!("{prefix}.*.lra-meissen.*.{WOHNGELD}")];
+    let lra_filters = vec![format!("{prefix}.*.lra.*.{PARKEN}")];
+
+    let made = put(meissen(), "lra-meissen-wohngeld", json!({})).await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.json());
+    assert_eq!(
+        consumer_filters(&nats, "lra-meissen-wohngeld").await,
+        meissen_filters
+    );
+
+    // `lra` can neither rewrite lra-meissen's consumer nor take a name of lra-meissen's
+    // that is still free.
+    for name in ["lra-meissen-wohngeld", "lra-meissen-spaeter"] {
+        let refused = put(lra(), name, json!({})).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{name}: {}",
+            refused.json()
+        );
+        assert_eq!(refused.media_type(), "application/problem+json");
+        assert_eq!(refused.json()["type"], "urn:amtsbuch:problem:forbidden");
+    }
+    assert_eq!(
+        consumer_filters(&nats, "lra-meissen-wohngeld").await,
+        meissen_filters,
+        "the consumer is unchanged"
+    );
+    let context = amtsbuch_infra::relay::connect(&nats.config)
+        .await
+        .expect("NATS");
+    let stream = context
+        .get_stream(&nats.config.stream)
+        .await
+        .expect("stream");
+    assert!(
+        stream.consumer_info("lra-meissen-spaeter").await.is_err(),
+        "no consumer was made under lra-meissen's name"
+    );
+
+    // Its own names it may use; a name ends in one part after the authority, so that the
+    // authority is what comes before the last `-`.
+    let own = put(lra(), "lra-parken", json!({})).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.json());
+    assert_eq!(consumer_filters(&nats, "lra-parken").await, lra_filters);
+    for name in ["lra-meissen-wohn-geld", "lra-", "lra"] {
+        let refused = put(meissen(), name, json!({})).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{name}: {}",
+            refused.json()
+        );
+    }
+
+    // A token that is Fachverfahren and operator at once acts as the Fachverfahren when it
+    // names no filters, and as the operator when it does.
+    let both = common::signed(&common::request_of(
+        &[Fachverfahren, Operator],
+        "lra-meissen",
+        &[WOHNGELD],
+    ));
+    let as_fachverfahren = put(both.clone(), "lra-meissen-beides", json!({})).await;
+    assert_eq!(
+        as_fachverfahren.status,
+        StatusCode::OK,
+        "{}",
+        as_fachverfahren.json()
+    );
+    assert_eq!(
+        consumer_filters(&nats, "lra-meissen-beides").await,
+        meissen_filters
+    );
+    let everything = vec![format!("{prefix}.>")];
+    let as_operator = put(both, "ops_all", json!({ "filter_subjects": everything })).await;
+    assert_eq!(as_operator.status, StatusCode::OK, "{}", as_operator.json());
+    assert_eq!(consumer_filters(&nats, "ops_all").await, everything);
+    // The operator may change any consumer, the Fachverfahren's too.
+    let rewritten = put(
+        common::token(Operator),
+        "lra-parken",
+        json!({ "filter_subjects": everything }),
+    )
+    .await;
+    assert_eq!(rewritten.status, StatusCode::OK, "{}", rewritten.json());
+    assert_eq!(consumer_filters(&nats, "lra-parken").await, everything);
 }

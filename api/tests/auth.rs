@@ -384,6 +384,96 @@ fn each_defect_is_refused_with_its_own_error() {
     }
 }
 
+/// A token with exactly this header and payload text, signed with the Ed25519 key `ed-1`:
+/// for headers and claims that no JSON serializer would write.
+fn hand_made(header: &str, payload: &str) -> String {
+    let input = format!(
+        "{}.{}",
+        b64url(header.as_bytes()),
+        b64url(payload.as_bytes())
+    );
+    let signature =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &ed25519(), Algorithm::EdDSA).expect("sign");
+    format!("{input}.{signature}")
+}
+
+/// The claims of `claims()` as JSON text without its closing brace, so a test can append
+/// members of its own.
+fn open_claims() -> String {
+    let text = claims().to_string();
+    text.strip_suffix('}').expect("an object").to_owned()
+}
+
+/// RFC 7515 section 4.1.11: a header that marks extensions as critical must be refused
+/// unless they are understood, and this service understands none. RFC 7515 section 4 and
+/// RFC 7519 section 4: a member name twice in the header or the claims is refused rather
+/// than read as "the last one wins" — otherwise a token could carry `"roles":
+/// ["authority"]` for one reader and `["operator"]` for another.
+#[test]
+fn critical_extensions_and_duplicate_members_are_refused() {
+    let header = r#"{"alg":"EdDSA","kid":"ed-1"}"#;
+    let claims = format!("{}}}", open_claims());
+    for auth in [by_jwks(), by_pem()] {
+        // The hand-made control is accepted, so each refusal below is for its defect.
+        let control = auth.authenticate(&hand_made(header, &claims));
+        assert!(control.is_ok(), "{control:?}");
+        let cases: Vec<(&str, String, AuthError)> = vec![
+            (
+                "crit naming an extension",
+                hand_made(
+                    r#"{"alg":"EdDSA","kid":"ed-1","crit":["urn:example:x"],"urn:example:x":1}"#,
+                    &claims,
+                ),
+                AuthError::CriticalExtension,
+            ),
+            (
+                "crit naming a registered member",
+                hand_made(r#"{"alg":"EdDSA","kid":"ed-1","crit":["exp"]}"#, &claims),
+                AuthError::CriticalExtension,
+            ),
+            (
+                "crit empty",
+                hand_made(r#"{"alg":"EdDSA","kid":"ed-1","crit":[]}"#, &claims),
+                AuthError::CriticalExtension,
+            ),
+            (
+                "a claim twice, the second widening the first",
+                hand_made(
+                    header,
+                    &format!(r#"{},"roles":["operator"]}}"#, open_claims()),
+                ),
+                AuthError::DuplicateMember("claims"),
+            ),
+            (
+                "a claim twice, once escaped",
+                hand_made(header, &format!(r#"{},"sub":"x"}}"#, open_claims())),
+                AuthError::DuplicateMember("claims"),
+            ),
+            (
+                "a member twice inside a claim",
+                hand_made(
+                    header,
+                    &format!(r#"{},"x":{{"a":1,"a":2}}}}"#, open_claims()),
+                ),
+                AuthError::DuplicateMember("claims"),
+            ),
+            (
+                "the key id twice",
+                hand_made(r#"{"alg":"EdDSA","kid":"ed-1","kid":"ed-1"}"#, &claims),
+                AuthError::DuplicateMember("header"),
+            ),
+            (
+                "an unregistered header member twice",
+                hand_made(r#"{"alg":"EdDSA","kid":"ed-1","x":1,"x":2}"#, &claims),
+                AuthError::DuplicateMember("header"),
+            ),
+        ];
+        for (case, token, expected) in &cases {
+            assert_eq!(auth.authenticate(token).as_ref(), Err(expected), "{case}");
+        }
+    }
+}
+
 #[test]
 fn the_leeway_tolerates_small_clock_skew() {
     let auth = by_jwks();

@@ -8,6 +8,11 @@
 //! binding means. The rule itself, `Principal::may_see`, lives here rather than in the HTTP
 //! layer because reads, subscriptions and the NATS distribution must all apply the same
 //! rule, and a pure function of the principal and the record can be tested exhaustively.
+//!
+//! A token may hold several roles. Every rule here is written per role and a principal
+//! passes when one of its roles passes on its own (`may_see` is the union of what each
+//! role sees); a route narrows its caller to the roles it grants (`restricted_to`) before
+//! any handler looks at it, so a role never lifts a limit of another.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -46,6 +51,18 @@ impl Role {
         Role::Auditor,
         Role::Operator,
     ];
+
+    /// Whether the role is scoped by `binding`: citizen by its account, authority by its
+    /// authority and regions, fachverfahren by its authority and services. Operator,
+    /// auditor and DPO act for the whole service and use none.
+    pub fn uses(self, binding: Binding) -> bool {
+        matches!(
+            (self, binding),
+            (Role::Citizen, Binding::Account)
+                | (Role::Authority, Binding::Authority | Binding::Regions)
+                | (Role::Fachverfahren, Binding::Authority | Binding::Services)
+        )
+    }
 
     /// The role's name as it appears in tokens and messages.
     pub fn as_str(self) -> &'static str {
@@ -241,21 +258,17 @@ impl Principal {
             }
         }
         for &role in &roles {
-            let missing = |binding| PrincipalError::MissingBinding { role, binding };
-            match role {
-                Role::Citizen if bindings.account.is_none() => {
-                    return Err(missing(Binding::Account));
-                }
-                Role::Authority | Role::Fachverfahren if bindings.authority.is_none() => {
-                    return Err(missing(Binding::Authority));
-                }
-                Role::Authority if bindings.regions.is_empty() => {
-                    return Err(missing(Binding::Regions));
-                }
-                Role::Fachverfahren if bindings.services.is_empty() => {
-                    return Err(missing(Binding::Services));
-                }
-                _ => {}
+            let absent = [
+                (Binding::Account, bindings.account.is_none()),
+                (Binding::Authority, bindings.authority.is_none()),
+                (Binding::Regions, bindings.regions.is_empty()),
+                (Binding::Services, bindings.services.is_empty()),
+            ];
+            if let Some(&(binding, _)) = absent
+                .iter()
+                .find(|&&(binding, absent)| absent && role.uses(binding))
+            {
+                return Err(PrincipalError::MissingBinding { role, binding });
             }
         }
         Ok(Self {
@@ -290,6 +303,44 @@ impl Principal {
 
     pub fn services(&self) -> &[ServiceKey] {
         &self.services
+    }
+
+    /// The same caller acting only in those of its roles that are in `allowed`, with only
+    /// the bindings those roles use; `None` if it holds none of them.
+    ///
+    /// This is how a route sees its caller: a role the route does not grant must not
+    /// widen anything the route's own roles may do. Without it, a citizen token that also
+    /// held the auditor role would reach a check such as "a citizen acts only for its own
+    /// account" as "not only a citizen", and act for everybody. Dropping the unused
+    /// bindings keeps a handler from reading, say, an `account` that belongs to a role it
+    /// does not serve.
+    pub fn restricted_to(&self, allowed: &[Role]) -> Option<Principal> {
+        let roles: BTreeSet<Role> = self
+            .roles
+            .iter()
+            .copied()
+            .filter(|role| allowed.contains(role))
+            .collect();
+        if roles.is_empty() {
+            return None;
+        }
+        let uses = |binding: Binding| roles.iter().any(|&role| role.uses(binding));
+        Some(Principal {
+            subject: self.subject.clone(),
+            account: self.account.clone().filter(|_| uses(Binding::Account)),
+            authority: self.authority.clone().filter(|_| uses(Binding::Authority)),
+            regions: if uses(Binding::Regions) {
+                self.regions.clone()
+            } else {
+                Vec::new()
+            },
+            services: if uses(Binding::Services) {
+                self.services.clone()
+            } else {
+                Vec::new()
+            },
+            roles,
+        })
     }
 
     /// Whether the principal holds `role`.
@@ -657,6 +708,91 @@ mod tests {
             Some("14612000"),
             Some(WOHNGELD)
         )));
+    }
+
+    /// A principal holding every role, with every binding.
+    fn everyone() -> Principal {
+        Principal::new(
+            "everyone",
+            Role::ALL,
+            Bindings {
+                account: Some("acc-1".into()),
+                authority: Some(authority("lra-meissen")),
+                regions: vec![region("14612")],
+                services: vec![service(WOHNGELD)],
+            },
+        )
+        .expect("principal")
+    }
+
+    #[test]
+    fn a_restricted_principal_keeps_only_the_allowed_roles_and_their_bindings() {
+        let p = everyone();
+        // A route for citizens and operators sees a citizen with its account, and nothing
+        // of the authority the token also names.
+        let r = p
+            .restricted_to(&[Role::Citizen, Role::Operator])
+            .expect("allowed");
+        assert_eq!(
+            r.roles().iter().copied().collect::<Vec<_>>(),
+            vec![Role::Citizen, Role::Operator]
+        );
+        assert_eq!(r.account(), Some("acc-1"));
+        assert_eq!(r.authority(), None);
+        assert!(r.regions().is_empty() && r.services().is_empty());
+        assert_eq!(r.subject(), "everyone");
+        // A Fachverfahren keeps its authority and services, not the official's regions.
+        let r = p.restricted_to(&[Role::Fachverfahren]).expect("allowed");
+        assert_eq!(r.authority(), Some(&authority("lra-meissen")));
+        assert_eq!(r.services(), &[service(WOHNGELD)]);
+        assert!(r.regions().is_empty());
+        assert_eq!(r.account(), None);
+        // The DPO alone uses no binding at all.
+        let r = p.restricted_to(&[Role::Dpo]).expect("allowed");
+        assert_eq!(
+            r,
+            Principal::new("everyone", [Role::Dpo], Bindings::default()).expect("dpo")
+        );
+        // None of the allowed roles: nothing is left.
+        assert_eq!(
+            only(Role::Citizen).restricted_to(&[Role::Dpo, Role::Operator]),
+            None
+        );
+        assert_eq!(p.restricted_to(&[]), None);
+    }
+
+    #[test]
+    fn a_restricted_principal_sees_only_what_its_remaining_roles_see() {
+        let p = everyone();
+        let elsewhere = event(Some("lra-bautzen"), Some("14625000"), Some(PARKEN));
+        assert!(p.may_see(&elsewhere), "as auditor and operator");
+        let r = p
+            .restricted_to(&[Role::Citizen, Role::Fachverfahren])
+            .expect("allowed");
+        assert!(!r.may_see(&elsewhere));
+        assert!(r.may_see(&event(Some("lra-meissen"), None, Some(WOHNGELD))));
+    }
+
+    #[test]
+    fn each_binding_belongs_to_the_roles_that_need_it() {
+        for role in Role::ALL {
+            let used: Vec<Binding> = [
+                Binding::Account,
+                Binding::Authority,
+                Binding::Regions,
+                Binding::Services,
+            ]
+            .into_iter()
+            .filter(|&b| role.uses(b))
+            .collect();
+            let expected: &[Binding] = match role {
+                Role::Citizen => &[Binding::Account],
+                Role::Authority => &[Binding::Authority, Binding::Regions],
+                Role::Fachverfahren => &[Binding::Authority, Binding::Services],
+                Role::Dpo | Role::Auditor | Role::Operator => &[],
+            };
+            assert_eq!(used, expected, "{role}");
+        }
     }
 
     #[test]

@@ -20,18 +20,20 @@ use amtsbuch_domain::chain::{chain_hash, to_hex, GENESIS_CHAIN};
 use amtsbuch_domain::checkpoint::{sign_checkpoint, Checkpoint};
 use amtsbuch_domain::merkle::{self, leaf_hash, node_hash, CompactRange, Hash, SubtreeSource};
 use amtsbuch_domain::note::Signer;
-use sqlx::postgres::PgPool;
-use sqlx::sqlite::SqlitePool;
-use sqlx::Row;
 
+use crate::db::{chunk_sizes, placeholders, values_list, Db, DbError, Row, Value};
 use crate::lease::Lease;
-use crate::store::{to_hash, to_i64, to_u64, EventStore, StoreError};
+use crate::store::{to_hash, to_i64, EventStore, StoreError};
 use crate::AnyStore;
 
 /// Interior nodes are stored at levels that are multiples of this.
 const STRIDE: u32 = 4;
 /// Events read per page while following the log.
 const PAGE: usize = 2000;
+/// Most leaves or nodes asked for in one statement, and most nodes inserted by one. A proof
+/// names a few dozen subtrees, each folded from at most 8 stored hashes, so its leaves and
+/// its nodes are one statement each.
+const MAX_LIST: usize = 1024;
 
 /// How the ledger task signs.
 #[derive(Debug)]
@@ -68,38 +70,29 @@ pub enum LedgerError {
     Corrupt { position: u64, reason: String },
 }
 
-impl From<sqlx::Error> for LedgerError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<DbError> for LedgerError {
+    fn from(e: DbError) -> Self {
         LedgerError::Store(e.into())
     }
 }
 
 // ---------------------------------------------------------------------------------------
-// Storage: the few statements the ledger needs, for each adapter.
+// Storage: the few statements the ledger needs, one text for both databases.
 
-fn checkpoint_from(size: i64, root: &[u8], note: String) -> Result<StoredCheckpoint, StoreError> {
-    let size = to_u64(size);
+fn checkpoint(row: &Row) -> Result<StoredCheckpoint, StoreError> {
+    let size = row.get_u64("size")?;
     Ok(StoredCheckpoint {
         size,
-        root: to_hash(size, "checkpoint root", root)?,
-        note,
+        root: to_hash(size, "checkpoint root", row.bytes("root")?)?,
+        note: row.get("note")?,
     })
 }
 
 /// The latest signed checkpoint, if any.
 pub async fn latest_checkpoint(store: &AnyStore) -> Result<Option<StoredCheckpoint>, StoreError> {
     let sql = "SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1";
-    let row = match store {
-        AnyStore::Postgres(s) => sqlx::query(sql)
-            .fetch_optional(s.pool())
-            .await?
-            .map(Row2::Pg),
-        AnyStore::Sqlite(s) => sqlx::query(sql)
-            .fetch_optional(s.pool())
-            .await?
-            .map(Row2::Lite),
-    };
-    row.map(|r| r.checkpoint()).transpose()
+    let row = Db::new(store).fetch_optional(sql, &[]).await?;
+    row.as_ref().map(checkpoint).transpose()
 }
 
 /// The checkpoint of exactly this size, if one was signed.
@@ -116,52 +109,26 @@ pub async fn checkpoints_between(
     from: u64,
     to: u64,
 ) -> Result<Vec<StoredCheckpoint>, StoreError> {
-    let rows: Vec<Row2> = match store {
-        AnyStore::Postgres(s) => sqlx::query(
+    let rows = Db::new(store)
+        .fetch_all(
             "SELECT size, root, note FROM checkpoints WHERE size BETWEEN $1 AND $2 ORDER BY size",
+            &[to_i64(from).into(), to_i64(to).into()],
         )
-        .bind(to_i64(from))
-        .bind(to_i64(to))
-        .fetch_all(s.pool())
-        .await?
-        .into_iter()
-        .map(Row2::Pg)
-        .collect(),
-        AnyStore::Sqlite(s) => sqlx::query(
-            "SELECT size, root, note FROM checkpoints WHERE size BETWEEN ?1 AND ?2 ORDER BY size",
-        )
-        .bind(to_i64(from))
-        .bind(to_i64(to))
-        .fetch_all(s.pool())
-        .await?
-        .into_iter()
-        .map(Row2::Lite)
-        .collect(),
-    };
-    rows.iter().map(Row2::checkpoint).collect()
+        .await?;
+    rows.iter().map(checkpoint).collect()
 }
 
-/// A row of either adapter, for the shared decoding of checkpoints.
-enum Row2 {
-    Pg(sqlx::postgres::PgRow),
-    Lite(sqlx::sqlite::SqliteRow),
-}
-
-impl Row2 {
-    fn checkpoint(&self) -> Result<StoredCheckpoint, StoreError> {
-        match self {
-            Row2::Pg(r) => checkpoint_from(
-                r.try_get("size")?,
-                r.try_get::<&[u8], _>("root")?,
-                r.try_get("note")?,
-            ),
-            Row2::Lite(r) => checkpoint_from(
-                r.try_get("size")?,
-                r.try_get::<&[u8], _>("root")?,
-                r.try_get("note")?,
-            ),
+/// `list` cut into statements of at most `MAX_LIST` items, each padded to a power of two
+/// by repeating its last item. Repeats change nothing in an `IN (…)`, and the statements
+/// come in a handful of shapes that stay prepared, instead of one shape per length.
+fn padded<T: Copy>(list: &[T]) -> impl Iterator<Item = Vec<T>> + '_ {
+    list.chunks(MAX_LIST).map(|chunk| {
+        let mut padded = chunk.to_vec();
+        if let Some(last) = chunk.last() {
+            padded.resize(chunk.len().next_power_of_two(), *last);
         }
-    }
+        padded
+    })
 }
 
 /// Leaf hashes by 0-based leaf index, and stored nodes by (level, index).
@@ -170,69 +137,33 @@ async fn fetch(
     leaves: &[u64],
     nodes: &[(u64, u64)],
 ) -> Result<(HashMap<u64, Hash>, HashMap<(u64, u64), Hash>), StoreError> {
-    let positions: Vec<i64> = leaves.iter().map(|i| to_i64(i + 1)).collect();
-    let levels: Vec<i64> = nodes.iter().map(|(l, _)| to_i64(*l)).collect();
-    let idxs: Vec<i64> = nodes.iter().map(|(_, i)| to_i64(*i)).collect();
+    let db = Db::new(store);
     let mut leaf_map = HashMap::with_capacity(leaves.len());
     let mut node_map = HashMap::with_capacity(nodes.len());
-    match store {
-        AnyStore::Postgres(s) => {
-            if !positions.is_empty() {
-                for r in
-                    sqlx::query("SELECT position, leaf_hash FROM events WHERE position = ANY($1)")
-                        .bind(&positions)
-                        .fetch_all(s.pool())
-                        .await?
-                {
-                    let p = to_u64(r.try_get("position")?);
-                    leaf_map.insert(p - 1, to_hash(p, "leaf hash", r.try_get("leaf_hash")?)?);
-                }
-            }
-            if !levels.is_empty() {
-                for r in sqlx::query(
-                    "SELECT level, idx, hash FROM merkle_nodes \
-                     WHERE (level, idx) IN (SELECT * FROM unnest($1::int8[], $2::int8[]))",
-                )
-                .bind(&levels)
-                .bind(&idxs)
-                .fetch_all(s.pool())
-                .await?
-                {
-                    let key = (to_u64(r.try_get("level")?), to_u64(r.try_get("idx")?));
-                    node_map.insert(key, to_hash(0, "merkle node", r.try_get("hash")?)?);
-                }
-            }
+    for list in padded(leaves) {
+        let sql = format!(
+            "SELECT position, leaf_hash FROM events WHERE position IN ({})",
+            placeholders(1, list.len())
+        );
+        let params: Vec<Value> = list.iter().map(|i| to_i64(i + 1).into()).collect();
+        for r in db.fetch_all(&sql, &params).await? {
+            let p = r.get_u64("position")?;
+            leaf_map.insert(p - 1, to_hash(p, "leaf hash", r.bytes("leaf_hash")?)?);
         }
-        AnyStore::Sqlite(s) => {
-            if !positions.is_empty() {
-                let json = serde_json::to_string(&positions)
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                for r in sqlx::query("SELECT position, leaf_hash FROM events WHERE position IN (SELECT value FROM json_each(?1))")
-                    .bind(json)
-                    .fetch_all(s.pool())
-                    .await?
-                {
-                    let p = to_u64(r.try_get("position")?);
-                    leaf_map.insert(p - 1, to_hash(p, "leaf hash", r.try_get("leaf_hash")?)?);
-                }
-            }
-            if !levels.is_empty() {
-                let pairs: Vec<[i64; 2]> =
-                    levels.iter().zip(&idxs).map(|(l, i)| [*l, *i]).collect();
-                let json = serde_json::to_string(&pairs)
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                for r in sqlx::query(
-                    "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) IN \
-                     (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1))",
-                )
-                .bind(json)
-                .fetch_all(s.pool())
-                .await?
-                {
-                    let key = (to_u64(r.try_get("level")?), to_u64(r.try_get("idx")?));
-                    node_map.insert(key, to_hash(0, "merkle node", r.try_get("hash")?)?);
-                }
-            }
+    }
+    for list in padded(nodes) {
+        // SQLite compares a row value with a list only in the form `IN (subquery)`.
+        let sql = format!(
+            "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) IN ({})",
+            values_list(2, list.len())
+        );
+        let params: Vec<Value> = list
+            .iter()
+            .flat_map(|(level, idx)| [to_i64(*level).into(), to_i64(*idx).into()])
+            .collect();
+        for r in db.fetch_all(&sql, &params).await? {
+            let key = (r.get_u64("level")?, r.get_u64("idx")?);
+            node_map.insert(key, to_hash(0, "merkle node", r.bytes("hash")?)?);
         }
     }
     Ok((leaf_map, node_map))
@@ -521,15 +452,14 @@ async fn follow(store: &AnyStore, config: &LedgerConfig) -> Result<(), LedgerErr
 }
 
 async fn load_state(store: &AnyStore) -> Result<CompactRange, LedgerError> {
-    let sql = "SELECT size, compact_range FROM ledger_state";
-    let row: Option<(i64, Vec<u8>)> = match store {
-        AnyStore::Postgres(s) => sqlx::query_as(sql).fetch_optional(s.pool()).await?,
-        AnyStore::Sqlite(s) => sqlx::query_as(sql).fetch_optional(s.pool()).await?,
-    };
-    let Some((size, bytes)) = row else {
+    let row = Db::new(store)
+        .fetch_optional("SELECT size, compact_range FROM ledger_state", &[])
+        .await?;
+    let Some(row) = row else {
         return Ok(CompactRange::new());
     };
-    let size = to_u64(size);
+    let size = row.get_u64("size")?;
+    let bytes = row.bytes("compact_range")?;
     let nodes = bytes
         .chunks(32)
         .map(|c| to_hash(size, "compact range node", c))
@@ -555,29 +485,16 @@ async fn sign_and_store(
     let signers: Vec<&Signer> = config.signers.iter().collect();
     let note = sign_checkpoint(&checkpoint, &signers)
         .map_err(|e| LedgerError::Invalid(format!("cannot sign: {e}")))?;
-    let size = to_i64(range.size());
     let compact: Vec<u8> = range.nodes().iter().flatten().copied().collect();
-    let levels: Vec<i64> = pending.iter().map(|(l, _, _)| to_i64(*l)).collect();
-    let idxs: Vec<i64> = pending.iter().map(|(_, i, _)| to_i64(*i)).collect();
-    let hashes: Vec<&[u8]> = pending.iter().map(|(_, _, h)| h.as_slice()).collect();
-    let moved = match store {
-        AnyStore::Postgres(s) => {
-            persist_pg(
-                s.pool(),
-                size,
-                &compact,
-                &levels,
-                &idxs,
-                &hashes,
-                &checkpoint.root,
-                &note,
-            )
-            .await?
-        }
-        AnyStore::Sqlite(s) => {
-            persist_sqlite(s.pool(), size, &compact, pending, &checkpoint.root, &note).await?
-        }
-    };
+    let moved = persist(
+        &Db::new(store),
+        range.size(),
+        &compact,
+        pending,
+        &checkpoint.root,
+        &note,
+    )
+    .await?;
     if !moved {
         return Err(LedgerError::Invalid(
             "another process advanced the ledger; resuming from its state".into(),
@@ -587,91 +504,57 @@ async fn sign_and_store(
     Ok(())
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one transaction's worth of columns"
-)]
-async fn persist_pg(
-    pool: &PgPool,
-    size: i64,
-    compact: &[u8],
-    levels: &[i64],
-    idxs: &[i64],
-    hashes: &[&[u8]],
-    root: &Hash,
-    note: &str,
-) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO merkle_nodes (level, idx, hash) \
-         SELECT * FROM unnest($1::int8[], $2::int8[], $3::bytea[]) ON CONFLICT DO NOTHING",
-    )
-    .bind(levels)
-    .bind(idxs)
-    .bind(hashes)
-    .execute(&mut *tx)
-    .await?;
-    // The state only moves forward: a second signer that lost the lock cannot go back.
-    let moved = sqlx::query(
-        "INSERT INTO ledger_state (id, size, compact_range) VALUES (TRUE, $1, $2) \
-         ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, compact_range = EXCLUDED.compact_range \
-         WHERE ledger_state.size < EXCLUDED.size",
-    )
-    .bind(size)
-    .bind(compact)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if moved != 1 {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    sqlx::query("INSERT INTO checkpoints (size, root, note) VALUES ($1, $2, $3)")
-        .bind(size)
-        .bind(root.as_slice())
-        .bind(note)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(true)
-}
-
-async fn persist_sqlite(
-    pool: &SqlitePool,
-    size: i64,
+/// Store a signed checkpoint with the nodes it completed and the new tree state, in one
+/// transaction; `false` (and nothing stored) if the stored state is not older.
+async fn persist(
+    db: &Db,
+    size: u64,
     compact: &[u8],
     pending: &[(u64, u64, Hash)],
     root: &Hash,
     note: &str,
 ) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await?;
-    for (level, idx, hash) in pending {
-        sqlx::query("INSERT OR IGNORE INTO merkle_nodes (level, idx, hash) VALUES (?1, ?2, ?3)")
-            .bind(to_i64(*level))
-            .bind(to_i64(*idx))
-            .bind(hash.as_slice())
-            .execute(&mut *tx)
-            .await?;
+    let mut tx = db.begin().await?;
+    let mut rest = pending;
+    for n in chunk_sizes(pending.len(), MAX_LIST) {
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let sql = format!(
+            "INSERT INTO merkle_nodes (level, idx, hash) {} ON CONFLICT DO NOTHING",
+            values_list(3, n)
+        );
+        let params: Vec<Value> = chunk
+            .iter()
+            .flat_map(|(level, idx, hash)| {
+                [
+                    to_i64(*level).into(),
+                    to_i64(*idx).into(),
+                    hash.as_slice().into(),
+                ]
+            })
+            .collect();
+        tx.execute(&sql, &params).await?;
     }
-    let moved = sqlx::query(
-        "INSERT INTO ledger_state (id, size, compact_range) VALUES (1, ?1, ?2) \
-         ON CONFLICT (id) DO UPDATE SET size = excluded.size, compact_range = excluded.compact_range \
-         WHERE ledger_state.size < excluded.size",
-    )
-    .bind(size)
-    .bind(compact)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    // The state only moves forward: a second signer that lost the lock cannot go back.
+    // (`TRUE` is the one id on PostgreSQL's BOOLEAN key and 1 on SQLite's INTEGER key.)
+    let moved = tx
+        .execute(
+            "INSERT INTO ledger_state (id, size, compact_range) VALUES (TRUE, $1, $2) \
+             ON CONFLICT (id) DO UPDATE \
+             SET size = EXCLUDED.size, compact_range = EXCLUDED.compact_range \
+             WHERE ledger_state.size < EXCLUDED.size",
+            &[to_i64(size).into(), compact.into()],
+        )
+        .await?;
     if moved != 1 {
+        tx.rollback().await?;
         return Ok(false);
     }
-    sqlx::query("INSERT INTO checkpoints (size, root, note) VALUES (?1, ?2, ?3)")
-        .bind(size)
-        .bind(root.as_slice())
-        .bind(note)
-        .execute(&mut *tx)
-        .await?;
+    tx.execute(
+        "INSERT INTO checkpoints (size, root, note) VALUES ($1, $2, $3)",
+        &[to_i64(size).into(), root.as_slice().into(), note.into()],
+    )
+    .await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -5,12 +5,18 @@
 //! (`tests/contract.rs`). Both hand appends to a group-commit `writer` that batches
 //! concurrent appends into one transaction under the log-head lock, and both plan batches
 //! with the same pure code in `amtsbuch-domain`. `AnyStore` picks an adapter from a URL.
+//!
+//! Everything else that keeps tables in the store's database (the ledger, the relay's
+//! cursor, the key vault, and the read models in `amtsbuch-projections`) writes its SQL once
+//! for both databases through `db` (`Db`, `Tx`, `Value`, `Row`).
 
 pub mod any;
+pub mod db;
 pub mod kek;
 pub mod lease;
 pub mod ledger;
 pub mod postgres;
+mod reads;
 pub mod relay;
 pub mod sealer;
 pub mod shared_lock;
@@ -21,6 +27,7 @@ pub mod vault;
 mod writer;
 
 pub use any::AnyStore;
+pub use db::{Db, DbError, Dialect, Row, Tx, Value};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use store::{Direction, EventStore, Head, RecordedEvent, StoreError};

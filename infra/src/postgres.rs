@@ -7,24 +7,29 @@
 //! batch is visible. Positions are therefore gapless and commit-ordered without any reader
 //! having to wait or filter by transaction ids. Each commit notifies the other processes
 //! (`pg_notify`) so their subscriptions wake at once instead of at the next poll.
+//!
+//! Reads are the same SQL on both adapters (`reads`, through `db`). What is here is
+//! PostgreSQL's own: connecting, LISTEN/NOTIFY, and the writer's append path, whose array
+//! parameters (`unnest`, `= ANY`) and compare-and-set fast path have no SQLite form and make
+//! a batch one round trip; it is the hot path and is written for this database alone.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use amtsbuch_domain::{
-    plan_batch, AppendError, AppendOutcome, AppendRequest, BatchContext, Category, EventRecord,
+    plan_batch, AppendError, AppendOutcome, AppendRequest, BatchContext, EventRecord,
     ExistingEvent, ExpectedVersion, PlannedRecord, RequestPlan, StreamId,
 };
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::Row;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::store::{
-    clamp_limit, to_hash, to_i64, to_u64, Direction, EventStore, Head, RecordedEvent, StoreError,
-};
+use crate::db::Db;
+use crate::reads;
+use crate::store::{to_hash, to_i64, to_u64, EventStore, Head, StoreError};
 use crate::writer::{Committer, Landing, WriterHandle};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -33,6 +38,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// `pool` for the statements written once for both databases (`db`).
+    db: Db,
     /// Connections that only hold shared locks (`shared_lock`), opened when first needed.
     locks: PgPool,
     writer: WriterHandle,
@@ -70,7 +77,8 @@ impl PgStore {
             .await?;
         let channel = format!("amtsbuch_log_{schema}");
 
-        let head = read_head(&pool).await?;
+        let db = Db::from_postgres(pool.clone());
+        let head = reads::head(&db).await?;
         let (head_tx, head_rx) = watch::channel(head.position);
 
         // The writer gets its own small pool so that readers can never starve it.
@@ -111,6 +119,7 @@ impl PgStore {
         );
         Ok(Self {
             pool,
+            db,
             locks,
             writer,
             head: head_rx,
@@ -122,22 +131,15 @@ impl PgStore {
         &self.pool
     }
 
+    /// The database, for statements written once for both adapters.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// The pool whose connections hold shared locks.
     pub(crate) fn lock_pool(&self) -> &PgPool {
         &self.locks
     }
-}
-
-async fn read_head(pool: &PgPool) -> Result<Head, StoreError> {
-    let row = sqlx::query("SELECT position, chain_hash FROM log_head")
-        .fetch_one(pool)
-        .await?;
-    let position = to_u64(row.try_get("position")?);
-    let chain: Vec<u8> = row.try_get("chain_hash")?;
-    Ok(Head {
-        position,
-        chain_hash: to_hash(position, "head chain hash", &chain)?,
-    })
 }
 
 /// Shortest gap between two notifications this process sends.
@@ -203,101 +205,12 @@ async fn listen(pool: PgPool, channel: String, head: watch::Sender<u64>) {
     }
 }
 
-fn recorded(row: &PgRow) -> Result<RecordedEvent, StoreError> {
-    let position = to_u64(row.try_get("position")?);
-    let leaf: &[u8] = row.try_get("leaf_hash")?;
-    let chain: &[u8] = row.try_get("chain_hash")?;
-    Ok(RecordedEvent {
-        position,
-        bytes: row.try_get("record")?,
-        leaf_hash: to_hash(position, "leaf hash", leaf)?,
-        chain_hash: to_hash(position, "chain hash", chain)?,
-    })
-}
-
-fn all_recorded(rows: Vec<PgRow>) -> Result<Vec<RecordedEvent>, StoreError> {
-    rows.iter().map(recorded).collect()
-}
-
 impl EventStore for PgStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         self.writer.append(request).await
     }
 
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: u64,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = match direction {
-            Direction::Forwards => {
-                "SELECT position, record, leaf_hash, chain_hash FROM events \
-                 WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3"
-            }
-            Direction::Backwards => {
-                "SELECT position, record, leaf_hash, chain_hash FROM events \
-                 WHERE stream_id = $1 AND stream_version <= $2 ORDER BY stream_version DESC LIMIT $3"
-            }
-        };
-        let rows = sqlx::query(sql)
-            .bind(stream.as_str())
-            .bind(to_i64(from))
-            .bind(to_i64(clamp_limit(limit) as u64))
-            .fetch_all(&self.pool)
-            .await?;
-        all_recorded(rows)
-    }
-
-    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, record, leaf_hash, chain_hash FROM events \
-             WHERE position > $1 ORDER BY position LIMIT $2",
-        )
-        .bind(to_i64(after))
-        .bind(to_i64(clamp_limit(limit) as u64))
-        .fetch_all(&self.pool)
-        .await?;
-        all_recorded(rows)
-    }
-
-    async fn read_category(
-        &self,
-        category: &Category,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, record, leaf_hash, chain_hash FROM events \
-             WHERE category = $1 AND position > $2 ORDER BY position LIMIT $3",
-        )
-        .bind(category.as_str())
-        .bind(to_i64(after))
-        .bind(to_i64(clamp_limit(limit) as u64))
-        .fetch_all(&self.pool)
-        .await?;
-        all_recorded(rows)
-    }
-
-    async fn event_by_id(&self, id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
-        let row = sqlx::query(
-            "SELECT position, record, leaf_hash, chain_hash FROM events WHERE event_id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(recorded).transpose()
-    }
-
-    async fn head(&self) -> Result<Head, StoreError> {
-        read_head(&self.pool).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
+    reads::shared_reads!();
 
     fn head_watch(&self) -> watch::Receiver<u64> {
         self.head.clone()

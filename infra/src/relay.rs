@@ -48,8 +48,9 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::db::Db;
 use crate::lease::Lease;
-use crate::store::{to_i64, to_u64, EventStore, RecordedEvent, StoreError};
+use crate::store::{to_i64, EventStore, RecordedEvent, StoreError};
 use crate::{AnyStore, Subscription};
 
 /// The stream name used when none is configured.
@@ -768,51 +769,31 @@ fn resume_after(end: &StreamEnd, persisted: u64) -> u64 {
 // The durable position.
 
 async fn load_position(store: &AnyStore, name: &str) -> Result<u64, StoreError> {
-    let position: Option<i64> = match store {
-        AnyStore::Postgres(s) => {
-            sqlx::query_scalar("SELECT position FROM relay_state WHERE name = $1")
-                .bind(name)
-                .fetch_optional(s.pool())
-                .await?
-        }
-        AnyStore::Sqlite(s) => {
-            sqlx::query_scalar("SELECT position FROM relay_state WHERE name = ?1")
-                .bind(name)
-                .fetch_optional(s.pool())
-                .await?
-        }
-    };
-    Ok(position.map_or(0, to_u64))
+    let row = Db::new(store)
+        .fetch_optional(
+            "SELECT position FROM relay_state WHERE name = $1",
+            &[name.into()],
+        )
+        .await?;
+    Ok(match row {
+        Some(row) => row.get_u64("position")?,
+        None => 0,
+    })
 }
 
 /// Move the stored position forward (never back: a relay that lost its lock may still
-/// report an older position).
+/// report an older position). `updated_at` takes its column default, the database's clock
+/// in each dialect's own form, which `EXCLUDED` carries into an update as well.
 async fn save_position(store: &AnyStore, name: &str, position: u64) -> Result<(), StoreError> {
-    match store {
-        AnyStore::Postgres(s) => {
-            sqlx::query(
-                "INSERT INTO relay_state (name, position, updated_at) VALUES ($1, $2, now()) \
-                 ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at \
-                 WHERE relay_state.position < EXCLUDED.position",
-            )
-            .bind(name)
-            .bind(to_i64(position))
-            .execute(s.pool())
-            .await?;
-        }
-        AnyStore::Sqlite(s) => {
-            sqlx::query(
-                "INSERT INTO relay_state (name, position, updated_at) \
-                 VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
-                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
-                 WHERE relay_state.position < excluded.position",
-            )
-            .bind(name)
-            .bind(to_i64(position))
-            .execute(s.pool())
-            .await?;
-        }
-    }
+    Db::new(store)
+        .execute(
+            "INSERT INTO relay_state (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE \
+             SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at \
+             WHERE relay_state.position < EXCLUDED.position",
+            &[name.into(), to_i64(position).into()],
+        )
+        .await?;
     Ok(())
 }
 

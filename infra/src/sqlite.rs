@@ -5,6 +5,11 @@
 //! through the group-commit writer's single connection inside `BEGIN IMMEDIATE`, which
 //! gives the same commit-ordered, gapless positions as the PostgreSQL adapter. One file
 //! belongs to one `amtsbuch` process; several processes need PostgreSQL.
+//!
+//! Reads are the same SQL on both adapters (`reads`, through `db`). What is here is
+//! SQLite's own: opening the file, and the writer's append path — `BEGIN IMMEDIATE` on its
+//! single connection, lists passed as JSON arrays, multi-row inserts — which is the hot
+//! path and is written for this database alone.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -12,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amtsbuch_domain::{
-    plan_batch, AppendOutcome, AppendRequest, BatchContext, Category, EventRecord, ExistingEvent,
+    plan_batch, AppendOutcome, AppendRequest, BatchContext, EventRecord, ExistingEvent,
     RequestPlan, StreamId,
 };
 use chrono::{DateTime, Utc};
@@ -23,11 +28,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{watch, Mutex};
-use uuid::Uuid;
 
-use crate::store::{
-    clamp_limit, to_hash, to_i64, to_u64, Direction, EventStore, Head, RecordedEvent, StoreError,
-};
+use crate::db::Db;
+use crate::reads;
+use crate::store::{to_hash, to_i64, to_u64, EventStore, Head, StoreError};
 use crate::writer::{Committer, Landing, WriterHandle};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -39,6 +43,8 @@ const INSERT_CHUNK: usize = 500;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// `pool` with `write_gate`, for the statements written once for both databases (`db`).
+    db: Db,
     writer: WriterHandle,
     head: watch::Receiver<u64>,
     write_gate: Arc<Mutex<()>>,
@@ -74,10 +80,11 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
-        let head = read_head(&pool).await?;
+        let write_gate = Arc::new(Mutex::new(()));
+        let db = Db::from_sqlite(pool.clone(), write_gate.clone());
+        let head = reads::head(&db).await?;
         let (head_tx, head_rx) = watch::channel(head.position);
         let conn = SqliteConnection::connect_with(&options).await?;
-        let write_gate = Arc::new(Mutex::new(()));
         let writer = WriterHandle::spawn(
             SqliteCommitter {
                 conn,
@@ -87,6 +94,7 @@ impl SqliteStore {
         );
         Ok(Self {
             pool,
+            db,
             writer,
             head: head_rx,
             write_gate,
@@ -96,6 +104,12 @@ impl SqliteStore {
     /// The connection pool, for tools that read the log directly.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The database, for statements written once for both adapters. Its writes hold
+    /// `write_gate`.
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Hold this around every write transaction on the file (the writer does; projections
@@ -108,11 +122,20 @@ impl SqliteStore {
     }
 }
 
-const HEAD_SQL: &str = "SELECT position, chain_hash FROM log_head WHERE id = 1";
+impl EventStore for SqliteStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        self.writer.append(request).await
+    }
 
-async fn read_head(pool: &SqlitePool) -> Result<Head, StoreError> {
-    head_from(&sqlx::query(HEAD_SQL).fetch_one(pool).await?)
+    reads::shared_reads!();
+
+    fn head_watch(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
 }
+
+/// The head as the committer reads it, on its own connection inside its transaction.
+const HEAD_SQL: &str = "SELECT position, chain_hash FROM log_head WHERE id = 1";
 
 fn head_from(row: &SqliteRow) -> Result<Head, StoreError> {
     let position = to_u64(row.try_get("position")?);
@@ -121,107 +144,6 @@ fn head_from(row: &SqliteRow) -> Result<Head, StoreError> {
         position,
         chain_hash: to_hash(position, "head chain hash", &chain)?,
     })
-}
-
-fn recorded(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let position = to_u64(row.try_get("position")?);
-    let leaf: &[u8] = row.try_get("leaf_hash")?;
-    let chain: &[u8] = row.try_get("chain_hash")?;
-    Ok(RecordedEvent {
-        position,
-        bytes: row.try_get("record")?,
-        leaf_hash: to_hash(position, "leaf hash", leaf)?,
-        chain_hash: to_hash(position, "chain hash", chain)?,
-    })
-}
-
-fn all_recorded(rows: Vec<SqliteRow>) -> Result<Vec<RecordedEvent>, StoreError> {
-    rows.iter().map(recorded).collect()
-}
-
-impl EventStore for SqliteStore {
-    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        self.writer.append(request).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: u64,
-        direction: Direction,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = match direction {
-            Direction::Forwards => {
-                "SELECT position, record, leaf_hash, chain_hash FROM events \
-                 WHERE stream_id = ?1 AND stream_version >= ?2 ORDER BY stream_version LIMIT ?3"
-            }
-            Direction::Backwards => {
-                "SELECT position, record, leaf_hash, chain_hash FROM events \
-                 WHERE stream_id = ?1 AND stream_version <= ?2 ORDER BY stream_version DESC LIMIT ?3"
-            }
-        };
-        let rows = sqlx::query(sql)
-            .bind(stream.as_str())
-            .bind(to_i64(from))
-            .bind(to_i64(clamp_limit(limit) as u64))
-            .fetch_all(&self.pool)
-            .await?;
-        all_recorded(rows)
-    }
-
-    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, record, leaf_hash, chain_hash FROM events \
-             WHERE position > ?1 ORDER BY position LIMIT ?2",
-        )
-        .bind(to_i64(after))
-        .bind(to_i64(clamp_limit(limit) as u64))
-        .fetch_all(&self.pool)
-        .await?;
-        all_recorded(rows)
-    }
-
-    async fn read_category(
-        &self,
-        category: &Category,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT position, record, leaf_hash, chain_hash FROM events \
-             WHERE category = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
-        )
-        .bind(category.as_str())
-        .bind(to_i64(after))
-        .bind(to_i64(clamp_limit(limit) as u64))
-        .fetch_all(&self.pool)
-        .await?;
-        all_recorded(rows)
-    }
-
-    async fn event_by_id(&self, id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
-        let row = sqlx::query(
-            "SELECT position, record, leaf_hash, chain_hash FROM events WHERE event_id = ?1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(recorded).transpose()
-    }
-
-    async fn head(&self) -> Result<Head, StoreError> {
-        read_head(&self.pool).await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    fn head_watch(&self) -> watch::Receiver<u64> {
-        self.head.clone()
-    }
 }
 
 struct SqliteCommitter {

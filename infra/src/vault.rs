@@ -31,16 +31,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use amtsbuch_domain::record::{format_timestamp, truncate_micros};
+use amtsbuch_domain::record::truncate_micros;
 use amtsbuch_domain::seal::{self, DataKey, KeyId, SealError, SystemRandom, WrappedKey};
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgRow};
-use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Connection, Row};
 use uuid::Uuid;
 
+use crate::db::{Db, DbError, Dialect, Row, Value};
 use crate::kek::Keyring;
-use crate::store::{to_i64, to_u64, StoreError};
+use crate::store::{to_i64, StoreError};
 use crate::AnyStore;
 
 /// The version a subject's first (and so far only) data key gets.
@@ -123,8 +121,8 @@ pub enum VaultError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for VaultError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<DbError> for VaultError {
+    fn from(e: DbError) -> Self {
         VaultError::Store(e.into())
     }
 }
@@ -193,7 +191,7 @@ pub struct RewrapReport {
 /// The key vault over one store's database. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct KeyVault {
-    store: AnyStore,
+    db: Db,
     keyring: Arc<Keyring>,
     rng: SystemRandom,
 }
@@ -215,66 +213,37 @@ struct StoredWrap {
     wrapped_key: String,
 }
 
-/// The pool of either adapter.
-enum Db<'a> {
-    Pg(&'a PgPool),
-    Lite(&'a SqlitePool),
-}
-
-const PG_ROWS: &str = "SELECT subject, key_id, kek_id, alg, nonce, wrapped_key, created_at, \
+const ROWS: &str = "SELECT subject, key_id, kek_id, alg, nonce, wrapped_key, created_at, \
      destroyed_at FROM subject_keys WHERE subject = $1";
-const LITE_ROWS: &str = "SELECT subject, key_id, kek_id, alg, nonce, wrapped_key, created_at, \
-     destroyed_at FROM subject_keys WHERE subject = ?1";
 
-const PG_INSERT: &str = "INSERT INTO subject_keys \
+const INSERT: &str = "INSERT INTO subject_keys \
      (subject, key_id, kek_id, alg, nonce, wrapped_key, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subject, key_id) DO NOTHING";
-const LITE_INSERT: &str = "INSERT INTO subject_keys \
-     (subject, key_id, kek_id, alg, nonce, wrapped_key, created_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (subject, key_id) DO NOTHING";
 
-const PG_TOMBSTONE: &str = "INSERT INTO subject_keys (subject, key_id, created_at, destroyed_at) \
+const TOMBSTONE: &str = "INSERT INTO subject_keys (subject, key_id, created_at, destroyed_at) \
      VALUES ($1, $2, $3, $3) ON CONFLICT (subject, key_id) DO NOTHING";
-const LITE_TOMBSTONE: &str =
-    "INSERT INTO subject_keys (subject, key_id, created_at, destroyed_at) \
-     VALUES (?1, ?2, ?3, ?3) ON CONFLICT (subject, key_id) DO NOTHING";
 
-const PG_DESTROY: &str = "UPDATE subject_keys \
+const DESTROY: &str = "UPDATE subject_keys \
      SET kek_id = NULL, alg = NULL, nonce = NULL, wrapped_key = NULL, destroyed_at = $2 \
      WHERE subject = $1 AND destroyed_at IS NULL RETURNING key_id";
-const LITE_DESTROY: &str = "UPDATE subject_keys \
-     SET kek_id = NULL, alg = NULL, nonce = NULL, wrapped_key = NULL, destroyed_at = ?2 \
-     WHERE subject = ?1 AND destroyed_at IS NULL RETURNING key_id";
 
-const PG_COUNT_UNDER: &str =
-    "SELECT COUNT(*) FROM subject_keys WHERE destroyed_at IS NULL AND kek_id = $1";
-const LITE_COUNT_UNDER: &str =
-    "SELECT COUNT(*) FROM subject_keys WHERE destroyed_at IS NULL AND kek_id = ?1";
-const PG_COUNT_OTHER: &str =
-    "SELECT COUNT(*) FROM subject_keys WHERE destroyed_at IS NULL AND kek_id <> $1";
-const LITE_COUNT_OTHER: &str =
-    "SELECT COUNT(*) FROM subject_keys WHERE destroyed_at IS NULL AND kek_id <> ?1";
+const COUNT_UNDER: &str =
+    "SELECT COUNT(*) AS n FROM subject_keys WHERE destroyed_at IS NULL AND kek_id = $1";
+const COUNT_OTHER: &str =
+    "SELECT COUNT(*) AS n FROM subject_keys WHERE destroyed_at IS NULL AND kek_id <> $1";
 
 /// Live keys under other KEKs after `(subject, key_id)`, in key order.
-const PG_OLD_PAGE: &str = "SELECT subject, key_id, kek_id, alg, nonce, wrapped_key, \
+const OLD_PAGE: &str = "SELECT subject, key_id, kek_id, alg, nonce, wrapped_key, \
      created_at, destroyed_at FROM subject_keys \
      WHERE destroyed_at IS NULL AND kek_id <> $1 AND (subject, key_id) > ($2, $3) \
      ORDER BY subject, key_id LIMIT $4";
-const LITE_OLD_PAGE: &str = "SELECT subject, key_id, kek_id, alg, nonce, wrapped_key, \
-     created_at, destroyed_at FROM subject_keys \
-     WHERE destroyed_at IS NULL AND kek_id <> ?1 AND (subject, key_id) > (?2, ?3) \
-     ORDER BY subject, key_id LIMIT ?4";
 
 /// Replaces a wrapping only if the row still holds the one that was read: a key destroyed
 /// or re-wrapped in the meantime is left alone.
-const PG_REWRAP: &str = "UPDATE subject_keys \
+const REWRAP: &str = "UPDATE subject_keys \
      SET kek_id = $1, alg = $2, nonce = $3, wrapped_key = $4 \
      WHERE subject = $5 AND key_id = $6 AND destroyed_at IS NULL \
        AND kek_id = $7 AND nonce = $8 AND wrapped_key = $9";
-const LITE_REWRAP: &str = "UPDATE subject_keys \
-     SET kek_id = ?1, alg = ?2, nonce = ?3, wrapped_key = ?4 \
-     WHERE subject = ?5 AND key_id = ?6 AND destroyed_at IS NULL \
-       AND kek_id = ?7 AND nonce = ?8 AND wrapped_key = ?9";
 
 /// The present instant at the precision both databases keep.
 fn now() -> DateTime<Utc> {
@@ -295,50 +264,34 @@ fn wrapping(
     })
 }
 
-fn pg_row(r: &PgRow) -> Result<KeyRow, VaultError> {
-    Ok(KeyRow {
-        subject: r.try_get("subject")?,
-        key_id: r.try_get("key_id")?,
-        wrapping: wrapping(
-            r.try_get("kek_id")?,
-            r.try_get("alg")?,
-            r.try_get("nonce")?,
-            r.try_get("wrapped_key")?,
-        ),
-        created_at: r.try_get("created_at")?,
-        destroyed_at: r.try_get("destroyed_at")?,
-    })
-}
-
-fn lite_row(r: &SqliteRow) -> Result<KeyRow, VaultError> {
-    let subject: String = r.try_get("subject")?;
-    let key_id: String = r.try_get("key_id")?;
-    let time = |text: String| {
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| VaultError::Integrity {
-                subject: subject.clone(),
-                key_id: key_id.clone(),
-                reason: format!("stored timestamp is not RFC 3339: {e}"),
-            })
+fn key_row(r: &Row) -> Result<KeyRow, VaultError> {
+    let subject: String = r.get("subject")?;
+    let key_id: String = r.get("key_id")?;
+    // A stored time that does not parse (only possible in SQLite's text) makes this key
+    // unusable, like any other malformed part of its row.
+    let unusable = |e: DbError| VaultError::Integrity {
+        subject: subject.clone(),
+        key_id: key_id.clone(),
+        reason: e.to_string(),
     };
-    let created_at = time(r.try_get("created_at")?)?;
-    let destroyed_at = r
-        .try_get::<Option<String>, _>("destroyed_at")?
-        .map(time)
-        .transpose()?;
+    let created_at = r.timestamp("created_at").map_err(unusable)?;
+    let destroyed_at = r.opt_timestamp("destroyed_at").map_err(unusable)?;
     Ok(KeyRow {
         wrapping: wrapping(
-            r.try_get("kek_id")?,
-            r.try_get("alg")?,
-            r.try_get("nonce")?,
-            r.try_get("wrapped_key")?,
+            r.get("kek_id")?,
+            r.get("alg")?,
+            r.get("nonce")?,
+            r.get("wrapped_key")?,
         ),
         subject,
         key_id,
         created_at,
         destroyed_at,
     })
+}
+
+fn key_rows(rows: &[Row]) -> Result<Vec<KeyRow>, VaultError> {
+    rows.iter().map(key_row).collect()
 }
 
 /// When the subject was erased, if it was: the earliest destruction among its keys.
@@ -372,7 +325,7 @@ impl KeyVault {
     /// new keys under the keyring's first KEK.
     pub fn new(store: AnyStore, keyring: Keyring) -> Self {
         Self {
-            store,
+            db: Db::new(&store),
             keyring: Arc::new(keyring),
             rng: SystemRandom::new(),
         }
@@ -380,13 +333,6 @@ impl KeyVault {
 
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
-    }
-
-    fn db(&self) -> Db<'_> {
-        match &self.store {
-            AnyStore::Postgres(s) => Db::Pg(s.pool()),
-            AnyStore::Sqlite(s) => Db::Lite(s.pool()),
-        }
     }
 
     /// The subject's current key, to seal new personal data with; created and stored
@@ -445,64 +391,34 @@ impl KeyVault {
     /// racing with it cannot create a key afterwards.
     pub async fn destroy(&self, subject: &SubjectId) -> Result<Destroyed, VaultError> {
         let at = now();
-        let (destroyed, rows): (Vec<String>, Vec<KeyRow>) = match self.db() {
-            Db::Pg(pool) => {
-                let mut tx = pool.begin().await?;
-                // The tombstone goes in first: after it, no first key can be inserted, so
-                // the update below sees every live key there will ever be.
-                sqlx::query(PG_TOMBSTONE)
-                    .bind(subject.as_str())
-                    .bind(FIRST_KEY_ID)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                let destroyed: Vec<String> = sqlx::query_scalar(PG_DESTROY)
-                    .bind(subject.as_str())
-                    .bind(at)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let rows = sqlx::query(PG_ROWS)
-                    .bind(subject.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                (
-                    destroyed,
-                    rows.iter().map(pg_row).collect::<Result<_, _>>()?,
-                )
-            }
-            Db::Lite(pool) => {
-                let mut conn = pool.acquire().await?;
-                // Overwrite the freed bytes of the old row in the database file instead of
-                // leaving them in free space (best effort: the WAL keeps older page images
-                // until it is checkpointed and reused).
-                sqlx::query("PRAGMA secure_delete = ON")
-                    .execute(&mut *conn)
-                    .await?;
-                let mut tx = conn.begin().await?;
-                let at_text = format_timestamp(&at);
-                sqlx::query(LITE_TOMBSTONE)
-                    .bind(subject.as_str())
-                    .bind(FIRST_KEY_ID)
-                    .bind(&at_text)
-                    .execute(&mut *tx)
-                    .await?;
-                let destroyed: Vec<String> = sqlx::query_scalar(LITE_DESTROY)
-                    .bind(subject.as_str())
-                    .bind(&at_text)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let rows = sqlx::query(LITE_ROWS)
-                    .bind(subject.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                (
-                    destroyed,
-                    rows.iter().map(lite_row).collect::<Result<_, _>>()?,
-                )
-            }
-        };
+        let subject_param = Value::from(subject.as_str());
+        let mut tx = self.db.begin().await?;
+        if tx.dialect() == Dialect::Sqlite {
+            // Overwrite the freed bytes of the old row in the database file instead of
+            // leaving them in free space (best effort: the WAL keeps older page images
+            // until it is checkpointed and reused). PostgreSQL has no such setting; its
+            // old row versions stay until VACUUM (see the migration).
+            tx.execute("PRAGMA secure_delete = ON", &[]).await?;
+        }
+        // The tombstone goes in first: after it, no first key can be inserted, so the
+        // update below sees every live key there will ever be.
+        tx.execute(
+            TOMBSTONE,
+            &[
+                subject_param.clone(),
+                FIRST_KEY_ID.into(),
+                Value::Timestamptz(at),
+            ],
+        )
+        .await?;
+        let destroyed = tx
+            .fetch_all(DESTROY, &[subject_param.clone(), Value::Timestamptz(at)])
+            .await?
+            .iter()
+            .map(|r| r.get::<String>("key_id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = key_rows(&tx.fetch_all(ROWS, &[subject_param]).await?)?;
+        tx.commit().await?;
         let outcome = Destroyed {
             was_present: !destroyed.is_empty(),
             held: held_keys(&rows, &destroyed),
@@ -544,8 +460,8 @@ impl KeyVault {
         let kek = self.keyring.current();
         let mut report = RewrapReport {
             kek_id: kek.id().clone(),
-            to_do: self.count(PG_COUNT_OTHER, LITE_COUNT_OTHER).await?,
-            already_current: self.count(PG_COUNT_UNDER, LITE_COUNT_UNDER).await?,
+            to_do: self.count(COUNT_OTHER).await?,
+            already_current: self.count(COUNT_UNDER).await?,
             rewrapped: 0,
             skipped: 0,
             failed: 0,
@@ -578,7 +494,7 @@ impl KeyVault {
             report.skipped += updates.len() as u64 - changed;
             progress(&report);
         }
-        report.remaining = self.count(PG_COUNT_OTHER, LITE_COUNT_OTHER).await?;
+        report.remaining = self.count(COUNT_OTHER).await?;
         tracing::info!(
             kek_id = %report.kek_id,
             rewrapped = report.rewrapped,
@@ -594,22 +510,7 @@ impl KeyVault {
     // Storage and unwrapping.
 
     async fn rows(&self, subject: &SubjectId) -> Result<Vec<KeyRow>, VaultError> {
-        match self.db() {
-            Db::Pg(pool) => sqlx::query(PG_ROWS)
-                .bind(subject.as_str())
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(pg_row)
-                .collect(),
-            Db::Lite(pool) => sqlx::query(LITE_ROWS)
-                .bind(subject.as_str())
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(lite_row)
-                .collect(),
-        }
+        key_rows(&self.db.fetch_all(ROWS, &[subject.as_str().into()]).await?)
     }
 
     /// The key to seal with from the subject's rows: refused after erasure, `None` when the
@@ -638,33 +539,20 @@ impl KeyVault {
         key_id: &KeyId,
         wrapped: &WrappedKey,
     ) -> Result<(), VaultError> {
-        let created_at = now();
-        match self.db() {
-            Db::Pg(pool) => {
-                sqlx::query(PG_INSERT)
-                    .bind(subject.as_str())
-                    .bind(key_id.as_str())
-                    .bind(wrapped.kek_id.as_str())
-                    .bind(&wrapped.alg)
-                    .bind(&wrapped.nonce)
-                    .bind(&wrapped.ciphertext)
-                    .bind(created_at)
-                    .execute(pool)
-                    .await?;
-            }
-            Db::Lite(pool) => {
-                sqlx::query(LITE_INSERT)
-                    .bind(subject.as_str())
-                    .bind(key_id.as_str())
-                    .bind(wrapped.kek_id.as_str())
-                    .bind(&wrapped.alg)
-                    .bind(&wrapped.nonce)
-                    .bind(&wrapped.ciphertext)
-                    .bind(format_timestamp(&created_at))
-                    .execute(pool)
-                    .await?;
-            }
-        }
+        self.db
+            .execute(
+                INSERT,
+                &[
+                    subject.as_str().into(),
+                    key_id.as_str().into(),
+                    wrapped.kek_id.as_str().into(),
+                    wrapped.alg.as_str().into(),
+                    wrapped.nonce.as_str().into(),
+                    wrapped.ciphertext.as_str().into(),
+                    Value::Timestamptz(now()),
+                ],
+            )
+            .await?;
         Ok(())
     }
 
@@ -715,45 +603,24 @@ impl KeyVault {
         .map_err(VaultError::Crypto)
     }
 
-    async fn count(&self, pg: &str, lite: &str) -> Result<u64, VaultError> {
+    async fn count(&self, sql: &str) -> Result<u64, VaultError> {
         let kek_id = self.keyring.current().id().as_str();
-        let n: i64 = match self.db() {
-            Db::Pg(pool) => sqlx::query_scalar(pg).bind(kek_id).fetch_one(pool).await?,
-            Db::Lite(pool) => {
-                sqlx::query_scalar(lite)
-                    .bind(kek_id)
-                    .fetch_one(pool)
-                    .await?
-            }
-        };
-        Ok(to_u64(n))
+        let row = self.db.fetch_optional(sql, &[kek_id.into()]).await?;
+        Ok(match row {
+            Some(row) => row.get_u64("n")?,
+            None => 0,
+        })
     }
 
     async fn old_page(&self, after: &(String, String)) -> Result<Vec<KeyRow>, VaultError> {
         let kek_id = self.keyring.current().id().as_str();
-        let limit = to_i64(REWRAP_PAGE as u64);
-        match self.db() {
-            Db::Pg(pool) => sqlx::query(PG_OLD_PAGE)
-                .bind(kek_id)
-                .bind(&after.0)
-                .bind(&after.1)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(pg_row)
-                .collect(),
-            Db::Lite(pool) => sqlx::query(LITE_OLD_PAGE)
-                .bind(kek_id)
-                .bind(&after.0)
-                .bind(&after.1)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(lite_row)
-                .collect(),
-        }
+        let params = [
+            kek_id.into(),
+            after.0.as_str().into(),
+            after.1.as_str().into(),
+            to_i64(REWRAP_PAGE as u64).into(),
+        ];
+        key_rows(&self.db.fetch_all(OLD_PAGE, &params).await?)
     }
 
     /// Stores new wrappings in one transaction; returns how many rows took them.
@@ -762,48 +629,23 @@ impl KeyVault {
             return Ok(0);
         }
         let mut changed = 0;
-        match self.db() {
-            Db::Pg(pool) => {
-                let mut tx = pool.begin().await?;
-                for (row, new) in updates {
-                    let Some(old) = &row.wrapping else { continue };
-                    changed += sqlx::query(PG_REWRAP)
-                        .bind(new.kek_id.as_str())
-                        .bind(&new.alg)
-                        .bind(&new.nonce)
-                        .bind(&new.ciphertext)
-                        .bind(&row.subject)
-                        .bind(&row.key_id)
-                        .bind(&old.kek_id)
-                        .bind(&old.nonce)
-                        .bind(&old.wrapped_key)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                }
-                tx.commit().await?;
-            }
-            Db::Lite(pool) => {
-                let mut tx = pool.begin().await?;
-                for (row, new) in updates {
-                    let Some(old) = &row.wrapping else { continue };
-                    changed += sqlx::query(LITE_REWRAP)
-                        .bind(new.kek_id.as_str())
-                        .bind(&new.alg)
-                        .bind(&new.nonce)
-                        .bind(&new.ciphertext)
-                        .bind(&row.subject)
-                        .bind(&row.key_id)
-                        .bind(&old.kek_id)
-                        .bind(&old.nonce)
-                        .bind(&old.wrapped_key)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                }
-                tx.commit().await?;
-            }
+        let mut tx = self.db.begin().await?;
+        for (row, new) in updates {
+            let Some(old) = &row.wrapping else { continue };
+            let params = [
+                new.kek_id.as_str().into(),
+                new.alg.as_str().into(),
+                new.nonce.as_str().into(),
+                new.ciphertext.as_str().into(),
+                row.subject.as_str().into(),
+                row.key_id.as_str().into(),
+                old.kek_id.as_str().into(),
+                old.nonce.as_str().into(),
+                old.wrapped_key.as_str().into(),
+            ];
+            changed += tx.execute(REWRAP, &params).await?;
         }
+        tx.commit().await?;
         Ok(changed)
     }
 }

@@ -10,11 +10,13 @@
 //! model and replays the log into it.
 //!
 //! Read models live in the event store's database and are written in SQL that runs on
-//! both PostgreSQL and SQLite, through the small `db` layer (`ReadDb`, `ReadTx`, `Value`,
-//! `Row`); query handlers use the same layer. Each read model is a module: `streams` is
-//! the stream catalogue, the core's only read model (`all`). A business domain keeps its
-//! read models in a folder of its own here (`<domain>/`), and its domain module in the
-//! service registers them; the service runs the core's and every registered module's.
+//! both PostgreSQL and SQLite, through `amtsbuch_infra::db` (re-exported here as `db`:
+//! `ReadDb`, `ReadTx`, `Value`, `Row`); query handlers use the same layer. Each read model
+//! is a module: `streams` is the stream catalogue, the core's only read model (`all`). A
+//! business domain keeps its read models in a folder of its own here (`<domain>/`), their
+//! tables in migrations named after the domain (`…_<domain>_read_models.sql`), and its
+//! domain module in the service registers them; the service runs the core's and every
+//! registered module's.
 
 use std::sync::Arc;
 

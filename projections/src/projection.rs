@@ -12,7 +12,7 @@
 //!   runner serializes writes per projection (through its checkpoint row), not per table.
 //!
 //! A projection's tables come from the migrations in `migrations/postgres/` and
-//! `migrations/sqlite/`, written in the portable subset `crate::db` describes.
+//! `migrations/sqlite/`, written in the portable subset `amtsbuch_infra::db` describes.
 
 use amtsbuch_domain::event::{decode, DomainEvent};
 use amtsbuch_domain::{EventRecord, StreamId};

@@ -25,7 +25,7 @@ use amtsbuch_domain::gdpr::account::{
 use amtsbuch_domain::gdpr::{AccountId, Channel, LinkId};
 use amtsbuch_domain::record::format_timestamp;
 
-use super::{account_id, require_own_account};
+use super::{account_id, act_for};
 use crate::auth::Caller;
 use crate::body;
 use crate::command::{self, execute, personal_json, refused, Meta};
@@ -186,7 +186,7 @@ pub async fn get_account(
     Path(id): Path<String>,
 ) -> Result<Json<AccountView>, Problem> {
     let id = account_id(&id)?;
-    require_own_account(&caller, &id)?;
+    act_for(&caller, &id)?;
     let (current, version) = command::current::<AccountState>(&state, &id.stream_id()).await?;
     Ok(Json(view_of(&current, version)?))
 }
@@ -219,13 +219,13 @@ pub async fn change_master_data(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AccountView>, Problem> {
     let id = account_id(&id)?;
-    require_own_account(&caller, &id)?;
+    let meta = act_for(&caller, &id)?;
     let req: MasterDataRequest = body::json(raw, "{\"master_data\"}")?;
     let command = AccountCommand::ChangeMasterData(ChangeMasterData {
         master_data: req.master_data,
         changed_at: Utc::now(),
     });
-    Ok(Json(run(&state, id, command, &Meta::of(&caller)).await?.0))
+    Ok(Json(run(&state, id, command, &meta).await?.0))
 }
 
 /// Link a proven identity.
@@ -299,11 +299,11 @@ pub async fn request_deletion(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AccountView>, Problem> {
     let id = account_id(&id)?;
-    require_own_account(&caller, &id)?;
+    let meta = act_for(&caller, &id)?;
     let req: DeletionRequest = body::optional(raw, "{\"channel\"?}")?;
     let command = AccountCommand::RequestDeletion(RequestAccountDeletion {
         channel: req.channel.unwrap_or(Channel::ServicekontoWeb),
         requested_at: Utc::now(),
     });
-    Ok(Json(run(&state, id, command, &Meta::of(&caller)).await?.0))
+    Ok(Json(run(&state, id, command, &meta).await?.0))
 }

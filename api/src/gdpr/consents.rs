@@ -36,7 +36,7 @@ use amtsbuch_domain::Decider;
 use amtsbuch_domain::ExpectedVersion;
 use amtsbuch_infra::EventStore;
 
-use super::{account_id, require_own_account};
+use super::{account_id, act_for};
 use crate::auth::Caller;
 use crate::body;
 use crate::command::{self, append, execute, lock_subject, refused, Meta, Stored};
@@ -219,19 +219,31 @@ fn consent_id(raw: &str) -> Result<ConsentId, Problem> {
         })
 }
 
-/// The consent's current state, checking the caller may act on it.
+/// A consent as loaded for a caller who may act on it.
+struct Loaded {
+    consent: Consent,
+    events: Vec<Stored<ConsentEvent>>,
+    /// How a command of the caller on it is recorded.
+    meta: Meta,
+}
+
+/// The consent's current state, checking the caller may act for its subject.
 async fn load_consent(
     state: &AppState,
     caller: &Principal,
     id: ConsentId,
-) -> Result<(Consent, Vec<Stored<ConsentEvent>>), Problem> {
+) -> Result<Loaded, Problem> {
     let (events, _) = command::load::<ConsentEvent>(state, &id.stream_id()).await?;
     let current = ConsentState::fold(events.iter().map(|e| &e.event));
-    let ConsentState::Given(c) = current else {
+    let ConsentState::Given(consent) = current else {
         return Err(Problem::not_found(format!("no consent {id}")));
     };
-    require_own_account(caller, &c.subject())?;
-    Ok((c, events))
+    let meta = act_for(caller, &consent.subject())?;
+    Ok(Loaded {
+        consent,
+        events,
+        meta,
+    })
 }
 
 /// Run a command on an existing consent the caller may act on. `command` is given the
@@ -243,26 +255,20 @@ async fn change(
     id: ConsentId,
     command: impl FnOnce(DateTime<Utc>) -> ConsentCommand,
 ) -> Result<ConsentView, Problem> {
-    let (c, _) = load_consent(state, caller, id).await?;
-    let guard = lock_subject(state, c.subject().into()).await?;
+    let loaded = load_consent(state, caller, id).await?;
+    let guard = lock_subject(state, loaded.consent.subject().into()).await?;
     let command = command(guard.now());
-    decide_and_append(state, caller, id, &command).await
+    decide_and_append(state, &loaded.meta, id, &command).await
 }
 
 async fn decide_and_append(
     state: &AppState,
-    caller: &Principal,
+    meta: &Meta,
     id: ConsentId,
     command: &ConsentCommand,
 ) -> Result<ConsentView, Problem> {
-    let done = execute::<ConsentState>(
-        state,
-        &id.stream_id(),
-        command,
-        consent_refused,
-        &Meta::of(caller),
-    )
-    .await?;
+    let done =
+        execute::<ConsentState>(state, &id.stream_id(), command, consent_refused, meta).await?;
     let ConsentState::Given(c) = &done.state else {
         return Err(Problem::internal(&"a consent command left no consent"));
     };
@@ -334,7 +340,7 @@ pub async fn give(
             ))
         }
     };
-    require_own_account(&caller, &subject)?;
+    let meta = act_for(&caller, &subject)?;
     let scope = req.scope.scope()?;
     let legal_reference = match req.legal_reference {
         Some(r) => r,
@@ -371,7 +377,7 @@ pub async fn give(
         given_at: req.given_at.unwrap_or(now),
         expires_at: req.expires_at,
     });
-    let view = decide_and_append(&state, &caller, id, &command).await?;
+    let view = decide_and_append(&state, &meta, id, &command).await?;
     Ok((
         StatusCode::CREATED,
         [(axum::http::header::LOCATION, format!("/consents/{id}"))],
@@ -394,8 +400,8 @@ pub async fn get(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ConsentView>, Problem> {
-    let (c, _) = load_consent(&state, &caller, consent_id(&id)?).await?;
-    Ok(Json(consent_view(&c, Utc::now())))
+    let loaded = load_consent(&state, &caller, consent_id(&id)?).await?;
+    Ok(Json(consent_view(&loaded.consent, Utc::now())))
 }
 
 /// Withdraw: nothing but the channel.
@@ -580,7 +586,9 @@ pub async fn receipt(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, Problem> {
-    let (c, events) = load_consent(&state, &caller, consent_id(&id)?).await?;
+    let Loaded {
+        consent: c, events, ..
+    } = load_consent(&state, &caller, consent_id(&id)?).await?;
     let given = events
         .first()
         .ok_or_else(|| Problem::internal(&"a given consent without events"))?;

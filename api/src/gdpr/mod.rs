@@ -37,6 +37,7 @@ use amtsbuch_domain::access::{Principal, Role};
 use amtsbuch_domain::gdpr::retention::{HoldId, ERASURE_CATEGORY};
 use amtsbuch_domain::gdpr::{AccountId, ConsentId, DisclosureId};
 
+use crate::command::Meta;
 use crate::module::{DomainModule, Reserved, TestSupport};
 use crate::problem::Problem;
 use crate::AppState;
@@ -116,17 +117,32 @@ pub fn account_id(raw: &str) -> Result<AccountId, Problem> {
         })
 }
 
-/// A citizen may only act on its own account; the roles that may act for others pass.
-pub fn require_own_account(caller: &Principal, subject: &AccountId) -> Result<(), Problem> {
-    if caller.has(Role::Citizen)
-        && !caller.roles().iter().any(|r| *r != Role::Citizen)
-        && caller.account() != Some(subject.to_string().as_str())
-    {
-        return Err(Problem::forbidden(
-            "a citizen's token acts only for its own account",
-        ));
-    }
-    Ok(())
+/// Whether the caller may act for the data subject `subject`, and if so, in which role
+/// the command is recorded (`Meta`). Each role is asked by its own rule, and the caller
+/// passes when one of its roles passes:
+///
+/// - citizen: its own account only;
+/// - DPO and operator: every subject;
+/// - authority, Fachverfahren, auditor: none (their routes name no subject of theirs).
+///
+/// Only the roles the route grants are asked, since the guard has narrowed the caller to
+/// them; a role never passes because the caller also holds some other role. A citizen who
+/// passes for its own account is recorded as that account, even if another role of the
+/// token would pass too.
+pub fn act_for(caller: &Principal, subject: &AccountId) -> Result<Meta, Problem> {
+    let subject = subject.to_string();
+    let reaches = |role: Role| match role {
+        Role::Citizen => caller.account() == Some(subject.as_str()),
+        Role::Dpo | Role::Operator => true,
+        Role::Authority | Role::Fachverfahren | Role::Auditor => false,
+    };
+    caller
+        .roles()
+        .iter()
+        .copied()
+        .find(|&role| reaches(role))
+        .map(|role| Meta::acting_as(caller, role))
+        .ok_or_else(|| Problem::forbidden("a citizen's token acts only for its own account"))
 }
 
 /// The vault's name for the holder of an account's data keys: the account as data subject.

@@ -11,43 +11,98 @@ use amtsbuch_domain::gdpr::consent::Sha256Digest;
 use amtsbuch_domain::gdpr::AccountId;
 
 use crate::command::{execute, refused, Meta};
-use crate::module::{AccessRow, SampleValues, Samples};
+use crate::module::{AccessRow, SampleValues, Samples, Target, Target::Nobody};
 use crate::AppState;
 
-/// Who may call each GDPR operation.
+/// A citizen acts for its own account; the operation's other roles for anybody's.
+const OWN_FOR_CITIZENS: Target = Target::Subject {
+    own_only: &[Citizen],
+};
+/// Every role of the operation acts for anybody's account.
+const ANYBODY: Target = Target::Subject { own_only: &[] };
+
+/// Who may call each GDPR operation, and whose data it acts on.
 pub const ACCESS: &[AccessRow] = &[
     // Servicekonto accounts: the Servicekonto back end opens them and links identities as
     // an operator; a citizen reads and changes its own (the handlers check the account).
-    AccessRow::roles("POST", "/accounts", &[Operator]),
-    AccessRow::roles("GET", "/accounts/{id}", &[Citizen, Dpo, Operator]),
-    AccessRow::roles("PUT", "/accounts/{id}/master-data", &[Citizen, Operator]),
-    AccessRow::roles("POST", "/accounts/{id}/identity-links", &[Operator]),
+    AccessRow::roles("POST", "/accounts", &[Operator], Nobody),
+    AccessRow::roles(
+        "GET",
+        "/accounts/{id}",
+        &[Citizen, Dpo, Operator],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles(
+        "PUT",
+        "/accounts/{id}/master-data",
+        &[Citizen, Operator],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/accounts/{id}/identity-links",
+        &[Operator],
+        ANYBODY,
+    ),
     AccessRow::roles(
         "POST",
         "/accounts/{id}/deletion-request",
         &[Citizen, Operator],
+        OWN_FOR_CITIZENS,
     ),
     // Consents: given, changed and withdrawn by the citizen (or entered by staff of the
     // Servicekonto from paper), revoked by the data protection officer.
-    AccessRow::roles("POST", "/consents", &[Citizen, Operator]),
-    AccessRow::roles("GET", "/consents", &[Citizen]),
-    AccessRow::roles("GET", "/consents/{id}", &[Citizen, Dpo]),
-    AccessRow::roles("POST", "/consents/{id}/withdrawal", &[Citizen, Operator]),
-    AccessRow::roles("POST", "/consents/{id}/renewal", &[Citizen, Operator]),
-    AccessRow::roles("POST", "/consents/{id}/scope", &[Citizen, Operator]),
-    AccessRow::roles("POST", "/consents/{id}/revocation", &[Dpo]),
-    AccessRow::roles("GET", "/consents/{id}/receipt", &[Citizen, Dpo]),
+    AccessRow::roles("POST", "/consents", &[Citizen, Operator], OWN_FOR_CITIZENS),
+    // The token's own consents: the request names nobody.
+    AccessRow::roles("GET", "/consents", &[Citizen], Nobody),
+    AccessRow::roles("GET", "/consents/{id}", &[Citizen, Dpo], OWN_FOR_CITIZENS),
+    AccessRow::roles(
+        "POST",
+        "/consents/{id}/withdrawal",
+        &[Citizen, Operator],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/consents/{id}/renewal",
+        &[Citizen, Operator],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/consents/{id}/scope",
+        &[Citizen, Operator],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles("POST", "/consents/{id}/revocation", &[Dpo], ANYBODY),
+    AccessRow::roles(
+        "GET",
+        "/consents/{id}/receipt",
+        &[Citizen, Dpo],
+        OWN_FOR_CITIZENS,
+    ),
     // A disclosure is asked for by whoever wants to use the data: the recipient is the
     // authority its token is bound to.
-    AccessRow::roles("POST", "/disclosures", &[Authority, Fachverfahren]),
-    AccessRow::roles("GET", "/dpo/subjects/{subject}/consents", &[Dpo]),
-    AccessRow::roles("GET", "/dpo/subjects/{subject}/disclosures", &[Dpo]),
-    AccessRow::roles("GET", "/dpo/subjects/{subject}/export", &[Dpo]),
-    AccessRow::roles("POST", "/dpo/subjects/{subject}/erasure", &[Dpo]),
-    AccessRow::roles("GET", "/dpo/processing", &[Dpo]),
-    AccessRow::roles("GET", "/dpo/consents/expiring", &[Dpo]),
-    AccessRow::roles("POST", "/retention-holds", &[Dpo, Operator]),
-    AccessRow::roles("POST", "/retention-holds/{id}/release", &[Dpo, Operator]),
+    AccessRow::roles("POST", "/disclosures", &[Authority, Fachverfahren], ANYBODY),
+    AccessRow::roles("GET", "/dpo/subjects/{subject}/consents", &[Dpo], ANYBODY),
+    AccessRow::roles(
+        "GET",
+        "/dpo/subjects/{subject}/disclosures",
+        &[Dpo],
+        ANYBODY,
+    ),
+    AccessRow::roles("GET", "/dpo/subjects/{subject}/export", &[Dpo], ANYBODY),
+    AccessRow::roles("POST", "/dpo/subjects/{subject}/erasure", &[Dpo], ANYBODY),
+    AccessRow::roles("GET", "/dpo/processing", &[Dpo], Nobody),
+    AccessRow::roles("GET", "/dpo/consents/expiring", &[Dpo], Nobody),
+    // The sample hold is placed on a third subject, the same for every caller.
+    AccessRow::roles("POST", "/retention-holds", &[Dpo, Operator], Nobody),
+    AccessRow::roles(
+        "POST",
+        "/retention-holds/{id}/release",
+        &[Dpo, Operator],
+        ANYBODY,
+    ),
 ];
 
 /// Operations that change the samples for good, in the order they run after every other
@@ -146,6 +201,27 @@ impl Samples for GdprSamples {
             )
             .await;
             values.insert("hold".into(), id_in(&hold, "hold_id"));
+        })
+    }
+
+    /// A second hold on the account that nothing releases, so that no erasure removes it.
+    fn keep<'a>(
+        &'a self,
+        app: &'a axum::Router,
+        _state: &'a AppState,
+        operator: &'a str,
+        values: &'a SampleValues,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let account = values.get("account").cloned().unwrap_or_default();
+            call(
+                app,
+                "POST",
+                "/retention-holds",
+                operator,
+                Some(json!({ "subject": account, "reason": "voucher", "source": "payment-kept" })),
+            )
+            .await;
         })
     }
 

@@ -46,6 +46,9 @@ pub fn authenticator() -> Arc<Authenticator> {
     )
 }
 
+/// A data subject that is not the citizen's: another account.
+pub const OTHER_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000b0b0";
+
 /// The account a citizen's token is bound to: a fixed account id, so that tests can open
 /// the account it names and the citizen then owns it.
 pub const CITIZEN_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000ac01";
@@ -73,6 +76,31 @@ pub fn request_for(role: Role, authority: &str, services: &[&str]) -> TokenReque
                 .collect();
         }
         _ => {}
+    }
+    request.ttl = Duration::from_secs(600);
+    request
+}
+
+/// A token holding all of `roles` at once, with the bindings each of them needs (as
+/// `token` gives them: account `CITIZEN_ACCOUNT`, authority `lra-meissen` with region
+/// `14627` and service `99108001000000`).
+pub fn token_of(roles: &[Role]) -> String {
+    signed(&request_of(roles, "lra-meissen", &["99108001000000"]))
+}
+
+/// The request for a token holding all of `roles`, each with its bindings.
+pub fn request_of(roles: &[Role], authority: &str, services: &[&str]) -> TokenRequest {
+    let mut request = TokenRequest::new("test-combined", roles.iter().copied());
+    for &role in roles {
+        let one = request_for(role, authority, services);
+        request.account = request.account.or(one.account);
+        request.authority = request.authority.or(one.authority);
+        if request.regions.is_empty() {
+            request.regions = one.regions;
+        }
+        if request.services.is_empty() {
+            request.services = one.services;
+        }
     }
     request.ttl = Duration::from_secs(600);
     request
@@ -228,6 +256,30 @@ pub fn sealer(store: &AnyStore, dir: &std::path::Path) -> amtsbuch_infra::sealer
         store.clone(),
         keyring,
     ))
+}
+
+/// Make the seeded samples of every domain module outlive every operation
+/// (`Samples::keep`), for tests that call each operation many times over.
+pub async fn keep(app: &Router, state: &AppState, samples: &Samples) {
+    let operator = token(Role::Operator);
+    for module in amtsbuch_api::domains::MODULES {
+        module
+            .tests
+            .samples
+            .keep(app, state, &operator, &samples.values)
+            .await;
+    }
+}
+
+/// Every role alone and every pair of roles, each pair held by one token.
+pub fn role_sets() -> Vec<Vec<Role>> {
+    let mut sets: Vec<Vec<Role>> = Role::ALL.iter().map(|&r| vec![r]).collect();
+    for (i, &a) in Role::ALL.iter().enumerate() {
+        for &b in &Role::ALL[i + 1..] {
+            sets.push(vec![a, b]);
+        }
+    }
+    sets
 }
 
 /// Seed the sample data of every domain module (`TestSupport::samples`), so that every
@@ -532,9 +584,19 @@ impl Samples {
     /// modules' values are ids that need not exist until `seed`, the account being the
     /// citizen's.
     pub fn new(event_id: uuid::Uuid, checkpoint_size: u64, nats_prefix: &str) -> Self {
+        Self::of_subject(event_id, checkpoint_size, nats_prefix, CITIZEN_ACCOUNT)
+    }
+
+    /// `new`, for the data subject `account` instead of the citizen's.
+    pub fn of_subject(
+        event_id: uuid::Uuid,
+        checkpoint_size: u64,
+        nats_prefix: &str,
+        account: &str,
+    ) -> Self {
         let mut values = SampleValues::new();
         for module in amtsbuch_api::domains::MODULES {
-            values.extend(module.tests.samples.values(CITIZEN_ACCOUNT));
+            values.extend(module.tests.samples.values(account));
         }
         Self {
             event_id,
