@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod bench;
 pub mod bench_gdpr;
+pub mod body;
 pub mod dto;
 pub mod gdpr;
 pub mod http;

@@ -336,6 +336,86 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
     assert_eq!(app.head().await, 1, "a refused request wrote something");
 }
 
+/// JSON that `serde_json` would read, but only by changing it: a repeated member name
+/// (the last one wins) or a number no double holds so that it prints back the same. Each
+/// is refused with a problem naming the offending value's JSON pointer, wherever it is.
+#[tokio::test]
+async fn bodies_that_would_be_stored_changed_are_refused_with_a_pointer() {
+    let app = app().await;
+    let subject = "0193a1b2-0000-7000-8000-00000000ac01";
+    let cases = [
+        (
+            r#"[{"type":"A","data":{"n":123456789012345678901234567890}}]"#.to_owned(),
+            "/0/data/n",
+        ),
+        (r#"[{"type":"A","data":{"n":1e-400}}]"#.into(), "/0/data/n"),
+        (r#"[{"type":"A","data":{"n":1e400}}]"#.into(), "/0/data/n"),
+        (
+            r#"[{"type":"A","data":9007199254740993}]"#.into(),
+            "/0/data",
+        ),
+        (r#"[{"type":"A","data":{"a":1,"a":2}}]"#.into(), "/0/data/a"),
+        (
+            r#"[{"type":"A","data":{"a":1,"\u0061":2}}]"#.into(),
+            "/0/data/a",
+        ),
+        (
+            r#"[{"type":"A","data":1},{"type":"B","data":{"x":{"deep":[0,{"b/c":1,"b/c":2}]}}}]"#
+                .into(),
+            "/1/data/x/deep/1/b~1c",
+        ),
+        (
+            r#"[{"type":"A","data":1,"metadata":{"tenant":"t","tenant":"u"}}]"#.into(),
+            "/0/metadata/tenant",
+        ),
+        (
+            r#"[{"type":"A","data":1,"metadata":{"schema_version":1e-400}}]"#.into(),
+            "/0/metadata/schema_version",
+        ),
+        (
+            format!(
+                r#"[{{"type":"A","data":1,"personal":{{"subject":"{subject}","data":{{"n":0.30000000000000000001}}}}}}]"#
+            ),
+            "/0/personal/data/n",
+        ),
+        (
+            format!(
+                r#"[{{"type":"A","data":1,"personal":{{"subject":"{subject}","data":{{"k":[{{"z":1,"z":1}}]}}}}}}]"#
+            ),
+            "/0/personal/data/k/0/z",
+        ),
+        (r#"[{"type":"A","type":"A","data":1}]"#.into(), "/0/type"),
+    ];
+    for (body, pointer) in cases {
+        let r = app.post("/streams/ok-1/events", None, body.clone()).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "invalid-body");
+        assert_eq!(r.body["pointer"], pointer, "{body}: {}", r.body);
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(pointer)),
+            "{body}: {}",
+            r.body
+        );
+    }
+    assert_eq!(app.head().await, 0, "a refused request wrote something");
+
+    // What round-trips is accepted and stored as the same value, in canonical form.
+    let created = app
+        .post(
+            "/streams/ok-1/events",
+            None,
+            r#"[{"type":"A","data":{"tenth":0.1,"one":1.0,"hundred":1e2,"zero":-0,"half":5e-1,"max":9007199254740991}}]"#,
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let stored = app.get("/streams/ok-1/events").await;
+    assert_eq!(
+        stored.body["events"][0]["data"].to_string(),
+        r#"{"half":0.5,"hundred":100,"max":9007199254740991,"one":1,"tenth":0.1,"zero":0}"#
+    );
+}
+
 #[tokio::test]
 async fn bad_queries_and_unknown_routes_get_problems() {
     let app = app().await;
