@@ -44,6 +44,7 @@ async fn app() -> TestApp {
 struct Reply {
     status: StatusCode,
     content_type: String,
+    correlation: Option<String>,
     body: Value,
 }
 
@@ -57,6 +58,11 @@ impl TestApp {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        let correlation = response
+            .headers()
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024)
             .await
             .expect("body");
@@ -64,6 +70,7 @@ impl TestApp {
         Reply {
             status,
             content_type,
+            correlation,
             body,
         }
     }
@@ -101,7 +108,8 @@ fn events(n: usize) -> String {
     Value::Array(list).to_string()
 }
 
-/// A problem response: right status, the problem media type, a `type` and a `detail`.
+/// A problem response: right status, the problem media type, a `type` and a `detail`,
+/// and the request's correlation id.
 fn assert_problem(r: &Reply, status: StatusCode, kind: &str) {
     assert_eq!(r.status, status, "{}", r.body);
     assert_eq!(r.content_type, "application/problem+json");
@@ -113,6 +121,13 @@ fn assert_problem(r: &Reply, status: StatusCode, kind: &str) {
     );
     assert_eq!(r.body["status"], status.as_u16());
     assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    assert!(
+        r.correlation
+            .as_deref()
+            .is_some_and(|c| uuid::Uuid::parse_str(c).is_ok()),
+        "{} {kind} without a correlation id",
+        r.status
+    );
 }
 
 #[tokio::test]
@@ -322,6 +337,13 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
             "invalid-stream-id",
         ),
         (
+            "/streams/bad-%FF/events",
+            None,
+            events(1),
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+        ),
+        (
             "/streams/ok-1/events",
             None,
             too_big,
@@ -428,12 +450,17 @@ async fn bad_queries_and_unknown_routes_get_problems() {
         "/streams/ok-1/events?direction=sideways",
         "/streams/ok-1/events?from=abc",
         "/streams/Bad/events",
+        "/streams/bad-%FF/events",
+        "/accounts/%C3%28",
+        "/events/%80/receipt",
     ] {
         assert_problem(
             &app.get(uri).await,
             StatusCode::BAD_REQUEST,
             if uri.contains("Bad") {
                 "invalid-stream-id"
+            } else if uri.contains('%') {
+                "invalid-path"
             } else {
                 "invalid-query"
             },
