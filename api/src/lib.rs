@@ -19,6 +19,7 @@ pub mod problem;
 pub mod progress;
 pub mod remote;
 pub mod router;
+pub mod server;
 pub mod sse;
 pub mod verify;
 
@@ -35,8 +36,5 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, router(state), shutdown).await
 }

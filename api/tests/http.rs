@@ -484,3 +484,82 @@ async fn bad_queries_and_unknown_routes_get_problems() {
         "method-not-allowed",
     );
 }
+
+/// The limits the HTTP parser itself enforces, over a real socket: a request with more than
+/// 100 header fields gets a problem with a correlation id, not hyper's bare 431, and the
+/// server still shuts down gracefully.
+#[tokio::test]
+async fn too_many_headers_get_a_problem_over_a_socket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = app().await;
+    let state = AppState::new(app.store.clone(), None, common::authenticator())
+        .await
+        .expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(amtsbuch_api::run(listener, state, async {
+        let _ = stopped.await;
+    }));
+
+    // `Host` and `Connection` are two of the fields.
+    let send = |extra: usize| async move {
+        let mut head =
+            String::from("GET /healthz HTTP/1.1\r\nHost: amtsbuch\r\nConnection: close\r\n");
+        for i in 0..extra {
+            head.push_str(&format!("X-Extra-{i}: {i}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read");
+        let answer = String::from_utf8(answer).expect("text");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .expect("a status line");
+        let header = |name: &str| {
+            head.lines()
+                .filter_map(|l| l.split_once(": "))
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_owned())
+        };
+        (
+            status,
+            header("content-type"),
+            header("x-correlation-id"),
+            serde_json::from_str::<Value>(body).unwrap_or(Value::Null),
+        )
+    };
+
+    let (status, _, correlation, _) = send(98).await;
+    assert_eq!(status, 200, "100 fields are allowed");
+    assert!(correlation.is_some());
+    for extra in [99, 500] {
+        let (status, content_type, correlation, body) = send(extra).await;
+        assert_eq!(status, 431, "{} fields", extra + 2);
+        assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+        assert!(correlation.is_some_and(|c| uuid::Uuid::parse_str(&c).is_ok()));
+        assert_eq!(
+            body["type"], "urn:amtsbuch:problem:too-many-headers",
+            "{body}"
+        );
+        assert_eq!(body["status"], 431);
+    }
+
+    let _ = stop.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the server stops after the signal")
+        .expect("task")
+        .expect("serve");
+}
