@@ -92,8 +92,11 @@ pub struct EventInput {
     #[serde(rename = "type")]
     #[schema(value_type = String, example = "ConsentGiven")]
     event_type: EventType,
-    /// The payload: any I-JSON value (numbers exact in IEEE double precision), normally an
-    /// object; no personal data.
+    /// The payload: any I-JSON value (RFC 7493), normally an object; no personal data.
+    /// Member names occur once per object, and every number is stored exactly as sent:
+    /// one that an IEEE double cannot hold so that it prints back as the same value
+    /// (`1e-400`, `123456789012345678901234567890`) is refused, not rounded. `1.0`, `1e2`
+    /// and `-0` are stored in their canonical form `1`, `100`, `0`.
     data: Value,
     #[serde(default)]
     metadata: MetadataInput,
@@ -109,7 +112,7 @@ pub struct EventInput {
 pub struct PersonalInput {
     /// The data subject: its Servicekonto account id (a UUID).
     subject: String,
-    /// The personal data, any JSON value.
+    /// The personal data, any I-JSON value (as `data`).
     data: Value,
 }
 
@@ -189,12 +192,10 @@ struct ToSeal {
 }
 
 fn parse_events(body: &[u8]) -> Result<(Vec<NewEvent>, Vec<ToSeal>), Problem> {
-    let inputs: Vec<EventInput> = serde_json::from_slice(body).map_err(|e| {
-        Problem::bad_request(
-            "invalid-body",
-            format!("the body must be a JSON array of events {{\"id\"?, \"type\", \"data\", \"metadata\"?}}: {e}"),
-        )
-    })?;
+    let inputs: Vec<EventInput> = crate::body::parse_json(
+        body,
+        "a JSON array of events {\"id\"?, \"type\", \"data\", \"metadata\"?}",
+    )?;
     if inputs.is_empty() {
         return Err(Problem::bad_request(
             "invalid-body",

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod bench;
 pub mod bench_gdpr;
+pub mod body;
 pub mod dto;
 pub mod gdpr;
 pub mod http;
@@ -18,6 +19,7 @@ pub mod problem;
 pub mod progress;
 pub mod remote;
 pub mod router;
+pub mod server;
 pub mod sse;
 pub mod verify;
 
@@ -34,8 +36,5 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, router(state), shutdown).await
 }

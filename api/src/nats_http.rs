@@ -160,14 +160,7 @@ pub async fn put_consumer(
     let request: ConsumerRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ConsumerRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            Problem::bad_request(
-                "invalid-body",
-                format!(
-                    "the body must be {{\"start\"?: \"all\"|\"new\", \"after\"?: position}}: {e}"
-                ),
-            )
-        })?
+        crate::body::parse_json(&body, "{\"start\"?: \"all\"|\"new\", \"after\"?: position}")?
     };
     let name = ConsumerName::parse(&name).map_err(relay_problem)?;
     // Each role by its own rule (the guard left only fachverfahren and operator): explicit

@@ -2048,6 +2048,69 @@ async fn bad_input_gets_a_problem_and_changes_nothing(env: &Env) {
         );
         assert_eq!(env.head().await, head, "{what} changed the log");
     }
+    // JSON that is not I-JSON is refused with the pointer of the offending value, and the
+    // problem does not echo the value.
+    let sha = common::notice_sha256();
+    let not_i_json = [
+        (
+            "/accounts",
+            "/accounts".to_owned(),
+            &op,
+            r#"{"kind":"personal","master_data":{"type":"person","given_names":"Erika","given_names":"Gabriele","family_name":"Mustermann"}}"#.to_owned(),
+            "/master_data/given_names",
+        ),
+        (
+            "/accounts/{id}/master-data",
+            a("/master-data"),
+            &me,
+            r#"{"master_data":{"type":"person","given_names":"Erika","family_name":"Mustermann","address":{"street":"Hauptstraße 1","street":"Gabrielenweg 2"}}}"#.into(),
+            "/master_data/address/street",
+        ),
+        (
+            "/consents",
+            "/consents".into(),
+            &me,
+            format!(r#"{{"scope":{{"categories":["stammdaten"],"purposes":["antrag-vorbefuellung"],"recipients":["lra-meissen"]}},"notice":{{"version":"2026-01","sha256":"{sha}","version":"2026-02"}},"channel":"paper"}}"#),
+            "/notice/version",
+        ),
+        (
+            "/retention-holds",
+            "/retention-holds".into(),
+            &dp,
+            format!(r#"{{"subject":"{subject}","reason":"voucher","source":"payment-1","until":1e400}}"#),
+            "/until",
+        ),
+    ];
+    for (path, uri, token, text, pointer) in not_i_json {
+        let method = if path.ends_with("master-data") {
+            "PUT"
+        } else {
+            "POST"
+        };
+        let reply = common::send(
+            &env.app,
+            common::request(method, &uri, Some(token), Body::from(text.clone())),
+        )
+        .await;
+        conforms(&env.doc, method, path, &reply);
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{text}: {}",
+            reply.json()
+        );
+        assert_eq!(reply.json()["type"], "urn:amtsbuch:problem:invalid-body");
+        assert_eq!(reply.json()["pointer"], pointer, "{text}: {}", reply.json());
+        let answer = String::from_utf8_lossy(&reply.bytes).into_owned();
+        assert!(
+            !answer.contains("Gabriele")
+                && !answer.contains("Gabrielenweg")
+                && !answer.contains("2026-02"),
+            "{answer}"
+        );
+        assert_eq!(env.head().await, head, "{text} changed the log");
+    }
+
     // The problems do not echo personal data back.
     let reply = env
         .call(

@@ -11,6 +11,7 @@ pub mod base64;
 pub mod chain;
 pub mod checkpoint;
 pub mod gdpr;
+pub mod ijson;
 pub mod jcs;
 pub mod merkle;
 pub mod note;

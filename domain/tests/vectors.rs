@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use amtsbuch_domain::{jcs, merkle};
+use amtsbuch_domain::{ijson, jcs, merkle};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -97,6 +97,30 @@ fn jcs_vectors_canonicalize_byte_for_byte() {
     }
     assert!(failures.is_empty(), "JCS vectors failed:\n{failures}");
     println!("JCS: {} vectors canonicalized exactly", inputs.len());
+}
+
+/// The strict I-JSON check (`ijson`) accepts every JCS input but one number: RFC 8785's
+/// own example `333333333.33333329` is canonicalized to `333333333.3333333`, another decimal,
+/// and an append refuses to make that change silently. Every canonical output is accepted,
+/// since canonical JSON round-trips by construction.
+#[test]
+fn jcs_vectors_are_i_json_except_a_number_jcs_rounds() {
+    let dir = vectors_root().join("jcs");
+    let inputs = json_files(&dir.join("input"));
+    assert!(!inputs.is_empty(), "no JCS vectors found");
+    let mut refused = Vec::new();
+    for input in &inputs {
+        let name = input
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if let Err(v) = ijson::check(&read(input)) {
+            refused.push(format!("{name} {}", v.pointer));
+        }
+        let output = dir.join("output").join(name);
+        assert_eq!(ijson::check(&read(&output)), Ok(()), "output/{name}");
+    }
+    assert_eq!(refused, ["values.json /numbers/0"]);
 }
 
 /// JCS output is only as exact as the parsed doubles. `serde_json` by default

@@ -28,21 +28,10 @@ use amtsbuch_domain::record::format_timestamp;
 
 use super::{account_id, act_for, execute, personal_json, refused, Meta};
 use crate::auth::Caller;
+use crate::body;
 use crate::dto::ProblemDoc;
 use crate::http::AppState;
 use crate::problem::Problem;
-
-/// Parse a JSON body into `T`, answering a problem that names what is wrong.
-pub(crate) fn body<T: serde::de::DeserializeOwned>(
-    raw: Result<Bytes, BytesRejection>,
-    shape: &str,
-) -> Result<T, Problem> {
-    let raw = raw.map_err(|e| Problem::bad_request("invalid-body", e.body_text()))?;
-    serde_json::from_slice(&raw).map_err(|e| {
-        // The serde message names the field, never echoes a long value back.
-        Problem::bad_request("invalid-body", format!("the body must be {shape}: {e}"))
-    })
-}
 
 /// Open an account.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -169,7 +158,7 @@ pub async fn open_account(
     Caller(caller): Caller,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let req: OpenAccountRequest = body(raw, "{\"kind\", \"master_data\", \"expires_at\"?}")?;
+    let req: OpenAccountRequest = body::json(raw, "{\"kind\", \"master_data\", \"expires_at\"?}")?;
     let id = AccountId(Uuid::now_v7());
     let command = AccountCommand::Open(OpenAccount {
         account_id: id,
@@ -240,7 +229,7 @@ pub async fn change_master_data(
 ) -> Result<Json<AccountView>, Problem> {
     let id = account_id(&id)?;
     let meta = act_for(&caller, &id)?;
-    let req: MasterDataRequest = body(raw, "{\"master_data\"}")?;
+    let req: MasterDataRequest = body::json(raw, "{\"master_data\"}")?;
     let command = AccountCommand::ChangeMasterData(ChangeMasterData {
         master_data: req.master_data,
         changed_at: Utc::now(),
@@ -279,7 +268,7 @@ pub async fn link_identity(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let id = account_id(&id)?;
-    let req: LinkRequest = body(raw, "{\"method\", \"pseudonym\"}")?;
+    let req: LinkRequest = body::json(raw, "{\"method\", \"pseudonym\"}")?;
     let command = AccountCommand::LinkIdentity(LinkIdentity {
         link_id: LinkId(Uuid::now_v7()),
         method: req.method,
@@ -322,7 +311,7 @@ pub async fn request_deletion(
     let meta = act_for(&caller, &id)?;
     let req: DeletionRequest = match &raw {
         Ok(b) if b.iter().all(u8::is_ascii_whitespace) => DeletionRequest::default(),
-        _ => body(raw, "{\"channel\"?}")?,
+        _ => body::json(raw, "{\"channel\"?}")?,
     };
     let command = AccountCommand::RequestDeletion(RequestAccountDeletion {
         channel: req.channel.unwrap_or(Channel::ServicekontoWeb),

@@ -35,9 +35,9 @@ use amtsbuch_domain::record::format_timestamp;
 use amtsbuch_domain::ExpectedVersion;
 use amtsbuch_infra::EventStore;
 
-use super::accounts::body;
 use super::{account_id, act_for, append, execute, refused, Meta};
 use crate::auth::Caller;
+use crate::body;
 use crate::dto::ProblemDoc;
 use crate::http::AppState;
 use crate::problem::Problem;
@@ -332,7 +332,7 @@ pub async fn give(
     Caller(caller): Caller,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let req: GiveRequest = body(
+    let req: GiveRequest = body::json(
         raw,
         "{\"subject\"?, \"scope\": {\"categories\", \"purposes\", \"recipients\"}, \"notice\": {\"version\", \"sha256\"}, \"channel\", \"expires_at\"?}",
     )?;
@@ -425,7 +425,7 @@ fn optional<T: Default + serde::de::DeserializeOwned>(
 ) -> Result<T, Problem> {
     match &raw {
         Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(T::default()),
-        _ => body(raw, shape),
+        _ => body::json(raw, shape),
     }
 }
 
@@ -488,7 +488,7 @@ pub async fn renew(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConsentView>, Problem> {
     let id = consent_id(&id)?;
-    let req: RenewRequest = body(raw, "{\"notice\", \"channel\", \"expires_at\"?}")?;
+    let req: RenewRequest = body::json(raw, "{\"notice\", \"channel\", \"expires_at\"?}")?;
     let view = change(&state, &caller, id, |now| {
         ConsentCommand::Renew(RenewConsent {
             notice: req.notice,
@@ -528,7 +528,7 @@ pub async fn narrow(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConsentView>, Problem> {
     let id = consent_id(&id)?;
-    let req: NarrowRequest = body(raw, "{\"scope\", \"channel\"?}")?;
+    let req: NarrowRequest = body::json(raw, "{\"scope\", \"channel\"?}")?;
     let scope = req.scope.scope()?;
     let by = Initiator::Subject {
         channel: req.channel.unwrap_or(Channel::ServicekontoWeb),
@@ -573,7 +573,7 @@ pub async fn revoke(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConsentView>, Problem> {
     let id = consent_id(&id)?;
-    let req: RevokeRequest = body(raw, "{\"reason\", \"reference\"?}")?;
+    let req: RevokeRequest = body::json(raw, "{\"reason\", \"reference\"?}")?;
     let view = change(&state, &caller, id, |now| {
         ConsentCommand::Revoke(RevokeConsent {
             reason: req.reason,
@@ -727,7 +727,7 @@ pub async fn disclose(
     Caller(caller): Caller,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let req: DisclosureRequest = body(
+    let req: DisclosureRequest = body::json(
         raw,
         "{\"subject\", \"categories\", \"purpose\", \"other_basis\"?}",
     )?;

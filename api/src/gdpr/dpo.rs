@@ -36,9 +36,9 @@ use amtsbuch_infra::{EventStore, StoreError};
 use amtsbuch_projections::db::ReadDb;
 use amtsbuch_projections::gdpr as models;
 
-use super::accounts::body;
 use super::{account_id, append, execute, refused, Meta, StoreOrProblem};
 use crate::auth::Caller;
+use crate::body;
 use crate::dto::ProblemDoc;
 use crate::http::AppState;
 use crate::problem::Problem;
@@ -510,7 +510,7 @@ pub async fn place_hold(
     Caller(caller): Caller,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let req: HoldRequest = body(raw, "{\"subject\", \"reason\", \"source\", \"until\"?}")?;
+    let req: HoldRequest = body::json(raw, "{\"subject\", \"reason\", \"source\", \"until\"?}")?;
     let subject = account_id(&req.subject)?;
     let source = StreamId::parse(&req.source)
         .map_err(|e| Problem::bad_request("invalid-body", e.to_string()))?;
