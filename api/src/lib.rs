@@ -4,8 +4,8 @@
 //! port 0. The CLI (`main.rs`) parses flags and calls `serve`, `verify` or `bench` here.
 
 pub mod auth;
-pub mod bench;
 pub mod bench_gdpr;
+pub mod cli;
 pub mod dto;
 pub mod gdpr;
 pub mod http;
@@ -13,13 +13,9 @@ pub mod keys;
 pub mod ledger_http;
 pub mod metrics;
 pub mod nats_http;
-pub mod offline;
 pub mod problem;
-pub mod progress;
-pub mod remote;
 pub mod router;
 pub mod sse;
-pub mod verify;
 
 use std::future::Future;
 

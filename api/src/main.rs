@@ -16,11 +16,11 @@ use tracing_subscriber::EnvFilter;
 use std::sync::Arc;
 
 use amtsbuch_api::auth::{mint, AuthConfig, Authenticator, DevKey, KeySource, TokenRequest};
-use amtsbuch_api::bench::AppendBench;
+use amtsbuch_api::cli::bench::AppendBench;
+use amtsbuch_api::cli::progress::ProgressLine;
 use amtsbuch_api::keys;
 use amtsbuch_api::ledger_http::LedgerInfo;
 use amtsbuch_api::nats_http::NatsLink;
-use amtsbuch_api::progress::ProgressLine;
 use amtsbuch_api::AppState;
 use amtsbuch_domain::access::{RegionKey, Role};
 use amtsbuch_domain::subject::SubjectPrefix;
@@ -600,7 +600,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             ..
         } => {
             let code = tokio::task::spawn_blocking(move || {
-                amtsbuch_api::remote::run(&url, &keys, &state, token.as_deref())
+                amtsbuch_api::cli::remote::run(&url, &keys, &state, token.as_deref())
             })
             .await??;
             Ok(u8::try_from(code).unwrap_or(1))
@@ -611,20 +611,21 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
             ..
         } => {
             let code = tokio::task::spawn_blocking(move || {
-                amtsbuch_api::offline::run_export_cli(&export, &keys)
+                amtsbuch_api::cli::offline::run_export_cli(&export, &keys)
             })
             .await??;
             Ok(u8::try_from(code).unwrap_or(1))
         }
         Command::VerifyProof { file, keys, record } => {
-            let code = amtsbuch_api::offline::run_receipt_cli(&file, &keys, record.as_deref())?;
+            let code =
+                amtsbuch_api::cli::offline::run_receipt_cli(&file, &keys, record.as_deref())?;
             Ok(u8::try_from(code).unwrap_or(1))
         }
         Command::Verify { database_url, .. } => {
             let store = AnyStore::open(&database_url).await.with_context(|| {
                 format!("cannot open the event store at {}", redact(&database_url))
             })?;
-            let code = amtsbuch_api::verify::run(&store).await?;
+            let code = amtsbuch_api::cli::verify::run(&store).await?;
             Ok(u8::try_from(code).unwrap_or(1))
         }
         Command::Bench {
@@ -675,7 +676,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
                     streams,
                 },
         } => {
-            let bench = amtsbuch_api::bench::PipelineBench {
+            let bench = amtsbuch_api::cli::bench::PipelineBench {
                 database_url,
                 nats_url,
                 rate,

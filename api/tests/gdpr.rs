@@ -304,11 +304,11 @@ impl Env {
     }
 
     async fn assert_chain_intact(&self) {
-        let verdict = amtsbuch_api::verify::verify_store(&self.store, |_, _| {})
+        let verdict = amtsbuch_api::cli::verify::verify_store(&self.store, |_, _| {})
             .await
             .expect("verify");
         assert!(
-            matches!(verdict, amtsbuch_api::verify::Verdict::Intact { .. }),
+            matches!(verdict, amtsbuch_api::cli::verify::Verdict::Intact { .. }),
             "{verdict:?}"
         );
     }

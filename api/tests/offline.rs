@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use amtsbuch_api::offline::{
+use amtsbuch_api::cli::offline::{
     export_ok_line, export_warning, receipt_note, receipt_ok_line, run_export_cli, run_receipt_cli,
     verify_export, verify_receipt, ExportFailure, ExportReason, ExportSummary, ReceiptFailure,
     SignatureFailure,

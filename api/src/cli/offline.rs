@@ -1872,7 +1872,7 @@ pub fn verify_receipt(
 /// the exit code: 0 verified, 1 failed. Errors are for unusable arguments (unreadable
 /// files, bad keys), not for a bad export.
 pub fn run_export_cli(path: &Path, keys: &[PathBuf]) -> anyhow::Result<i32> {
-    let verifiers = crate::remote::read_vkeys(keys)?;
+    let verifiers = crate::cli::remote::read_vkeys(keys)?;
     let file =
         File::open(path).with_context(|| format!("cannot open export {}", path.display()))?;
     let input = BufReader::with_capacity(1 << 20, file);
@@ -1941,7 +1941,7 @@ pub fn run_receipt_cli(
     keys: &[PathBuf],
     record: Option<&Path>,
 ) -> anyhow::Result<i32> {
-    let verifiers = crate::remote::read_vkeys(keys)?;
+    let verifiers = crate::cli::remote::read_vkeys(keys)?;
     let proof =
         fs::read(path).with_context(|| format!("cannot read receipt {}", path.display()))?;
     let record = record
