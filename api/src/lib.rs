@@ -1,7 +1,7 @@
 //! The Amtsbuch service: HTTP API, and the commands of the `amtsbuch` binary.
 //!
 //! `run` serves the API on a listener until a shutdown future completes; tests call it on
-//! port 0. The CLI (`main.rs`) parses flags and calls `serve`, `verify` or `bench` here.
+//! port 0. The binary (`main.rs`) parses flags and runs the commands in `cli`.
 
 pub mod auth;
 pub mod bench_gdpr;
