@@ -52,8 +52,8 @@
 //!
 //! - a record line is taken apart where it lies in the input's buffer by a scanner that
 //!   accepts only the plain shape the server writes, decoding the base64 straight into a
-//!   reused buffer as it finds the string's end (anything else goes to `serde_json` and the
-//!   strict decoders, which also word the error);
+//!   reused buffer as it finds the string's end (`base64::decode_json_string`; anything
+//!   else goes to `serde_json` and the strict decoders, which also word the error);
 //! - the record bytes are checked by a walk over the one canonical layout
 //!   `EventRecord::to_bytes` writes, which borrows what the checks need and validates the
 //!   rest, and falls back to `EventRecord::from_bytes` for anything else, so that exactly
@@ -660,7 +660,7 @@ fn scan_record_members(text: &[u8], out: &mut Vec<u8>) -> Option<(ScannedRecord,
             b"position" if position.is_none() => position = Some(s.integer()?),
             b"record" if !record => {
                 s.byte(b'"')?;
-                s.at += decode_base64_string(s.rest(), out)? + 1;
+                s.at += base64::decode_json_string(s.rest(), out)? + 1;
                 record = true;
             }
             b"leaf_hash" if leaf.is_none() => leaf = Some(s.hex_hash()?),
@@ -682,113 +682,6 @@ fn scan_record_members(text: &[u8], out: &mut Vec<u8>) -> Option<(ScannedRecord,
         stored_chain: chain?,
     };
     Some((scanned, s.at))
-}
-
-/// The base64 alphabet's values; 0xff marks everything else, `=` included.
-const BASE64: [u8; 256] = {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut table = [0xff; 256];
-    let mut i = 0;
-    while i < 64 {
-        table[alphabet[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-};
-
-/// Every pair of base64 characters, indexed by their two bytes: the twelve bits they
-/// encode, or 0xffff when either is outside the alphabet. Decoding two characters with
-/// one lookup halves the work of the hottest loop; the table (128 KiB) is built once.
-fn base64_pairs() -> &'static [u16] {
-    static PAIRS: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
-    PAIRS.get_or_init(|| {
-        (0..=u16::MAX)
-            .map(|i| {
-                let (high, low) = (BASE64[usize::from(i >> 8)], BASE64[usize::from(i & 0xff)]);
-                if (high | low) & 0xc0 != 0 {
-                    0xffff
-                } else {
-                    u16::from(high) << 6 | u16::from(low)
-                }
-            })
-            .collect()
-    })
-}
-
-/// Decodes the contents of a JSON string of base64, from just after its opening quote,
-/// into `out`, and returns the index of the closing quote.
-///
-/// Decoding and finding the string's end are one pass: the closing quote is the first
-/// character outside the alphabet that is not padding. Accepts exactly the texts that
-/// [`base64::decode`] accepts (canonical padded base64: padding only at the end, unused
-/// bits zero), which a unit test checks against it; for anything else it returns `None`
-/// and leaves `out` as it was, so that the slow path can name the problem.
-fn decode_base64_string(s: &[u8], out: &mut Vec<u8>) -> Option<usize> {
-    let start = out.len();
-    let mut at = 0;
-    // Eight characters (six bytes) at a time while they are all in the alphabet, then
-    // the remaining whole quanta. Decoded bytes are staged on the stack and appended in
-    // large pieces: appending six bytes at a time to the vector costs more than decoding.
-    let mut staged = [0u8; 384];
-    let mut filled = 0;
-    let pairs = base64_pairs();
-    while let Some(chunk) = s.get(at..at + 8) {
-        let pair = |i: usize| pairs[usize::from(chunk[i]) << 8 | usize::from(chunk[i + 1])];
-        let (a, b, c, d) = (pair(0), pair(2), pair(4), pair(6));
-        if (a | b | c | d) & 0xf000 != 0 {
-            break;
-        }
-        let n = u64::from(a) << 52 | u64::from(b) << 40 | u64::from(c) << 28 | u64::from(d) << 16;
-        if filled + 6 > staged.len() {
-            out.extend_from_slice(&staged[..filled]);
-            filled = 0;
-        }
-        staged[filled..filled + 6].copy_from_slice(&n.to_be_bytes()[..6]);
-        filled += 6;
-        at += 8;
-    }
-    out.extend_from_slice(&staged[..filled]);
-    while let Some(quantum) = s.get(at..at + 4) {
-        let mut n: u32 = 0;
-        let mut invalid = 0;
-        for &c in quantum {
-            let v = BASE64[usize::from(c)];
-            invalid |= v;
-            n = n << 6 | u32::from(v & 0x3f);
-        }
-        if invalid & 0xc0 != 0 {
-            break;
-        }
-        out.extend_from_slice(&n.to_be_bytes()[1..]);
-        at += 4;
-    }
-    let value = |c: u8| Some(BASE64[usize::from(c)]).filter(|v| v & 0xc0 == 0);
-    let end =
-        match *s.get(at..).unwrap_or_default() {
-            [b'"', ..] => Some(at),
-            // Two characters carry one byte: the low four bits of the second must be zero.
-            [a, b, b'=', b'=', b'"', ..] => value(a)
-                .zip(value(b))
-                .filter(|(_, b)| b & 0x0f == 0)
-                .map(|(a, b)| {
-                    out.push(a << 2 | b >> 4);
-                    at + 4
-                }),
-            // Three characters carry two bytes: the low two bits of the third must be zero.
-            [a, b, c, b'=', b'"', ..] => value(a)
-                .zip(value(b))
-                .zip(value(c))
-                .filter(|(_, c)| c & 0x03 == 0)
-                .map(|((a, b), c)| {
-                    out.extend_from_slice(&[a << 2 | b >> 4, b << 4 | c >> 2]);
-                    at + 4
-                }),
-            _ => None,
-        };
-    if end.is_none() {
-        out.truncate(start);
-    }
-    end
 }
 
 /// Lowercase hex digit values; 0xff marks everything else.
@@ -2063,59 +1956,6 @@ mod tests {
             );
             assert_eq!(out, [9], "{variant}");
         }
-    }
-
-    #[test]
-    fn the_fused_base64_decoder_accepts_exactly_what_the_strict_one_does() {
-        let mut rng = Rng(0x5eed);
-        let alphabet =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\"-_ \\\n";
-        let mut texts: Vec<String> = Vec::new();
-        for len in 0..64 {
-            let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-            let text = base64::encode(&bytes);
-            // The valid text, and copies with one character replaced or the length cut.
-            texts.push(text.clone());
-            for _ in 0..20 {
-                let mut broken = text.clone().into_bytes();
-                if !broken.is_empty() {
-                    let at = rng.below(broken.len());
-                    broken[at] = alphabet[rng.below(alphabet.len())];
-                    let cut = rng.below(broken.len() + 1);
-                    texts.push(String::from_utf8_lossy(&broken).into_owned());
-                    texts.push(String::from_utf8_lossy(&broken[..cut]).into_owned());
-                }
-            }
-        }
-        texts.extend(
-            ["Zh==", "Zm9=", "Zg==", "Zm8=", "====", "Zg=a", "Z===", "Zg"].map(String::from),
-        );
-        let mut accepted = 0;
-        for text in texts {
-            let strict = base64::decode(&text);
-            let mut out = vec![7];
-            let quoted = format!("{text}\",\"more\"");
-            let fused = decode_base64_string(quoted.as_bytes(), &mut out);
-            match strict {
-                // A quote inside the text ends the string early: then the fused decoder
-                // sees a shorter text, which the strict decoder is asked about instead.
-                _ if text.contains('"') => {
-                    let head = &text[..text.find('"').unwrap_or(0)];
-                    let expected = base64::decode(head).ok();
-                    assert_eq!(fused.map(|_| out[1..].to_vec()), expected, "{text:?}");
-                }
-                Ok(bytes) => {
-                    accepted += 1;
-                    assert_eq!(fused, Some(text.len()), "{text:?}");
-                    assert_eq!(out[1..], bytes[..], "{text:?}");
-                }
-                Err(_) => {
-                    assert_eq!(fused, None, "{text:?}");
-                    assert_eq!(out, [7], "{text:?}");
-                }
-            }
-        }
-        assert!(accepted >= 64, "the valid texts were checked");
     }
 
     #[test]
