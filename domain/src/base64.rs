@@ -248,6 +248,7 @@ fn character_error(ch: u8, offset: usize) -> Base64Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Rng;
 
     /// RFC 4648 section 10 test vectors.
     const RFC4648: [(&str, &str); 7] = [
@@ -363,23 +364,6 @@ mod tests {
                 Err(Base64Error::Padding { offset: at })
             };
             assert_eq!(decode(&padded), expected, "{padded}");
-        }
-    }
-
-    /// A small deterministic generator (xorshift), so that the property check below sees
-    /// the same inputs on every run.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
         }
     }
 
