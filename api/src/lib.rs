@@ -9,6 +9,7 @@ pub mod cli;
 pub mod dto;
 pub mod gdpr;
 pub mod http;
+pub mod hub;
 pub mod keys;
 pub mod ledger_http;
 pub mod metrics;
@@ -16,13 +17,14 @@ pub mod nats_http;
 pub mod problem;
 pub mod router;
 pub mod sse;
+pub mod state;
 
 use std::future::Future;
 
 use tokio::net::TcpListener;
 
-pub use http::AppState;
 pub use router::router;
+pub use state::AppState;
 
 /// Serve the API on `listener` until `shutdown` completes, then finish open requests.
 pub async fn run(

@@ -16,8 +16,8 @@ use axum::http::{header, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
 
+use amtsbuch_api::hub::HubLimits;
 use amtsbuch_api::router::{self, Access, AccessTable};
-use amtsbuch_api::sse::HubLimits;
 use amtsbuch_domain::access::Role::{self, *};
 
 mod common;

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use amtsbuch_api::auth::TokenRequest;
-use amtsbuch_api::sse::HubLimits;
+use amtsbuch_api::hub::HubLimits;
 use amtsbuch_api::AppState;
 use amtsbuch_domain::access::Role;
 use amtsbuch_domain::chain::to_hex;
@@ -115,7 +115,7 @@ impl Env {
                 interval: Duration::from_millis(20),
             },
         );
-        let ledger_info = amtsbuch_api::ledger_http::LedgerInfo {
+        let ledger_info = amtsbuch_api::state::LedgerInfo {
             origin: common::ORIGIN.into(),
             vkeys: vec![common::ledger_signer().vkey()],
         };

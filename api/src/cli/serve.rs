@@ -24,9 +24,7 @@ use amtsbuch_infra::EventStore;
 
 use crate::auth::{AuthConfig, Authenticator, DevKey, KeySource};
 use crate::keys;
-use crate::ledger_http::LedgerInfo;
-use crate::nats_http::NatsLink;
-use crate::AppState;
+use crate::state::{AppState, LedgerInfo, NatsLink};
 
 // The flags of `serve`. (Plain comments on the flag groups: a doc comment would become
 // the command's help text.)

@@ -29,8 +29,8 @@ use amtsbuch_domain::record::format_timestamp;
 use super::{account_id, execute, personal_json, refused, require_own_account, Meta};
 use crate::auth::Caller;
 use crate::dto::ProblemDoc;
-use crate::http::AppState;
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// Parse a JSON body into `T`, answering a problem that names what is wrong.
 pub(crate) fn body<T: serde::de::DeserializeOwned>(
