@@ -35,9 +35,10 @@ use amtsbuch_domain::access::Role;
 
 use crate::auth::{require, Authenticator, Caller};
 use crate::gdpr;
-use crate::http::{self, AppState, MAX_BODY_BYTES};
+use crate::http::{self, MAX_BODY_BYTES};
 use crate::ledger_http;
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// Longest time a handler may take to produce its response head. Streaming bodies (SSE,
 /// exports) are not cut off: their head is sent at once.

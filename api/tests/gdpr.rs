@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use amtsbuch_api::auth::TokenRequest;
-use amtsbuch_api::sse::HubLimits;
+use amtsbuch_api::hub::HubLimits;
 use amtsbuch_api::AppState;
 use amtsbuch_domain::access::Role;
 use amtsbuch_domain::chain::to_hex;
@@ -115,7 +115,7 @@ impl Env {
                 interval: Duration::from_millis(20),
             },
         );
-        let ledger_info = amtsbuch_api::ledger_http::LedgerInfo {
+        let ledger_info = amtsbuch_api::state::LedgerInfo {
             origin: common::ORIGIN.into(),
             vkeys: vec![common::ledger_signer().vkey()],
         };
@@ -307,11 +307,11 @@ impl Env {
     }
 
     async fn assert_chain_intact(&self) {
-        let verdict = amtsbuch_api::verify::verify_store(&self.store, |_, _| {})
+        let verdict = amtsbuch_api::cli::verify::verify_store(&self.store, |_, _| {})
             .await
             .expect("verify");
         assert!(
-            matches!(verdict, amtsbuch_api::verify::Verdict::Intact { .. }),
+            matches!(verdict, amtsbuch_api::cli::verify::Verdict::Intact { .. }),
             "{verdict:?}"
         );
     }

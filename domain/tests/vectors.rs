@@ -1,8 +1,8 @@
 //! Published test vectors run against the canonical JSON and Merkle code.
 //!
-//! The vectors live outside the crate, in `shared/vectors` next to the
-//! project root: RFC 8785 (JCS) input/output pairs and the transparency-dev
-//! Merkle inclusion and consistency probes. They are what other
+//! The vectors live beside this file, in `tests/vectors/` (see its README for
+//! their sources and licences): RFC 8785 (JCS) input/output pairs and the
+//! transparency-dev Merkle inclusion and consistency probes. They are what other
 //! implementations are tested against, so passing them is how we know an
 //! auditor's third-party tooling will agree with ours. A missing or empty
 //! vector directory fails the tests: a suite that silently checks nothing
@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 fn vectors_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
 /// All `.json` files below `dir`, recursively, in a stable order.

@@ -30,8 +30,8 @@ use super::{account_id, act_for, execute, personal_json, refused, Meta};
 use crate::auth::Caller;
 use crate::body;
 use crate::dto::ProblemDoc;
-use crate::http::AppState;
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// Open an account.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -39,8 +39,8 @@ use super::{account_id, act_for, append, execute, refused, Meta};
 use crate::auth::Caller;
 use crate::body;
 use crate::dto::ProblemDoc;
-use crate::http::AppState;
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// The provision consents under § 10 rest on, recorded with each.
 pub const SECTION_10: &str = "§ 10 Abs. 1 Satz 2 SächsEGovG";

@@ -40,8 +40,8 @@ use super::{account_id, append, execute, refused, Meta, StoreOrProblem};
 use crate::auth::Caller;
 use crate::body;
 use crate::dto::ProblemDoc;
-use crate::http::AppState;
 use crate::problem::Problem;
+use crate::state::AppState;
 
 fn query_error(e: impl std::fmt::Display) -> Problem {
     Problem::internal(&e)

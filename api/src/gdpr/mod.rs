@@ -44,8 +44,8 @@ use amtsbuch_infra::shared_lock::SharedLock;
 use amtsbuch_infra::store::MAX_PAGE;
 use amtsbuch_infra::{AnyStore, Direction, EventStore, RecordedEvent, StoreError};
 
-use crate::http::AppState;
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// How often a command is decided again when another one changed its aggregate first.
 const ATTEMPTS: usize = 3;

@@ -17,8 +17,8 @@ use amtsbuch_projections::gdpr as models;
 
 use super::dpo::{erase_subject, Erasure};
 use super::{execute, refused, Meta};
-use crate::http::AppState;
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// Start sweeping every `every`; the task ends with the process.
 pub fn spawn(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
