@@ -25,36 +25,20 @@ use amtsbuch_domain::{
     AppendRequest, AuthorityId, EventRecord, EventType, ExpectedVersion, NewEvent, ServiceKey,
     StreamId,
 };
-use amtsbuch_infra::{AnyStore, Direction, EventStore, RecordedEvent};
+use amtsbuch_infra::{Direction, EventStore, RecordedEvent};
 
 use crate::dto::{
     AppendResult, EventView, Health, LogPage, MetadataView, ProblemDoc, Ready, SealedView,
     StreamCatalogue, StreamPage, StreamSummaryView,
 };
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default and largest page of a read.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
-
-/// Shared state of the handlers.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub store: AnyStore,
-    /// The signing configuration, when this server signs checkpoints.
-    pub ledger: Option<crate::ledger_http::LedgerInfo>,
-    /// Checks bearer tokens.
-    pub auth: std::sync::Arc<crate::auth::Authenticator>,
-    pub metrics: crate::metrics::Metrics,
-    /// The live feed behind `GET /events/stream`.
-    pub hub: crate::sse::Hub,
-    /// The NATS distribution, when this server relays to NATS.
-    pub nats: Option<std::sync::Arc<crate::nats_http::NatsLink>>,
-    /// Seals and opens personal data; `None` when no key-encryption key is configured.
-    pub sealer: Option<amtsbuch_infra::sealer::Sealer>,
-}
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "service", security(()),
@@ -92,8 +76,11 @@ pub struct EventInput {
     #[serde(rename = "type")]
     #[schema(value_type = String, example = "ConsentGiven")]
     event_type: EventType,
-    /// The payload: any I-JSON value (numbers exact in IEEE double precision), normally an
-    /// object; no personal data.
+    /// The payload: any I-JSON value (RFC 7493), normally an object; no personal data.
+    /// Member names occur once per object, and every number is stored exactly as sent:
+    /// one that an IEEE double cannot hold so that it prints back as the same value
+    /// (`1e-400`, `123456789012345678901234567890`) is refused, not rounded. `1.0`, `1e2`
+    /// and `-0` are stored in their canonical form `1`, `100`, `0`.
     data: Value,
     #[serde(default)]
     metadata: MetadataInput,
@@ -109,7 +96,7 @@ pub struct EventInput {
 pub struct PersonalInput {
     /// The data subject: its Servicekonto account id (a UUID).
     subject: String,
-    /// The personal data, any JSON value.
+    /// The personal data, any I-JSON value (as `data`).
     data: Value,
 }
 
@@ -166,12 +153,10 @@ struct ToSeal {
 }
 
 fn parse_events(body: &[u8]) -> Result<(Vec<NewEvent>, Vec<ToSeal>), Problem> {
-    let inputs: Vec<EventInput> = serde_json::from_slice(body).map_err(|e| {
-        Problem::bad_request(
-            "invalid-body",
-            format!("the body must be a JSON array of events {{\"id\"?, \"type\", \"data\", \"metadata\"?}}: {e}"),
-        )
-    })?;
+    let inputs: Vec<EventInput> = crate::body::parse_json(
+        body,
+        "a JSON array of events {\"id\"?, \"type\", \"data\", \"metadata\"?}",
+    )?;
     if inputs.is_empty() {
         return Err(Problem::bad_request(
             "invalid-body",
@@ -614,37 +599,4 @@ pub async fn read_all(
         events: events_json(&events)?,
         next_after,
     }))
-}
-
-impl AppState {
-    /// The state of a server on `store`, with fresh metrics and a live feed for
-    /// subscriptions.
-    pub async fn new(
-        store: AnyStore,
-        ledger: Option<crate::ledger_http::LedgerInfo>,
-        auth: std::sync::Arc<crate::auth::Authenticator>,
-    ) -> Result<Self, amtsbuch_infra::StoreError> {
-        let metrics = crate::metrics::Metrics::new();
-        let hub = crate::sse::Hub::spawn(
-            store.clone(),
-            crate::sse::HubLimits::default(),
-            metrics.clone(),
-        )
-        .await?;
-        Ok(Self {
-            store,
-            ledger,
-            auth,
-            metrics,
-            hub,
-            nats: None,
-            sealer: None,
-        })
-    }
-}
-
-impl axum::extract::FromRef<AppState> for std::sync::Arc<crate::auth::Authenticator> {
-    fn from_ref(state: &AppState) -> Self {
-        state.auth.clone()
-    }
 }

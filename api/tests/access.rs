@@ -23,9 +23,9 @@ use axum::http::{header, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
 
+use amtsbuch_api::hub::HubLimits;
 use amtsbuch_api::module::Target::{self, Nobody};
 use amtsbuch_api::router::{self, Access, AccessTable};
-use amtsbuch_api::sse::HubLimits;
 use amtsbuch_domain::access::Role::{self, *};
 
 mod common;
@@ -771,7 +771,7 @@ async fn a_fachverfahren_changes_only_its_own_authoritys_consumers() {
     let store = common::temp_store("access-nats").await;
     let nats = common::TestNats::create().await;
     let mut state = common::state_with(&store.store, None, HubLimits::default()).await;
-    state.nats = Some(std::sync::Arc::new(amtsbuch_api::nats_http::NatsLink::new(
+    state.nats = Some(std::sync::Arc::new(amtsbuch_api::state::NatsLink::new(
         nats.config.clone(),
     )));
     let app = router::router(state);

@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::Router;
 use serde_json::{json, Value};
 
+use amtsbuch_api::hub::HubLimits;
 use amtsbuch_api::router;
-use amtsbuch_api::sse::HubLimits;
 use amtsbuch_domain::access::Role;
 use amtsbuch_domain::record::SealedSection;
 use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
@@ -258,7 +258,7 @@ async fn build(seeded: bool) -> TestApp {
         amtsbuch_projections::spawn(store.store.clone(), amtsbuch_api::domains::projections());
     let nats = common::TestNats::create().await;
     let nats_prefix = nats.config.prefix.to_string();
-    state.nats = Some(std::sync::Arc::new(amtsbuch_api::nats_http::NatsLink::new(
+    state.nats = Some(std::sync::Arc::new(amtsbuch_api::state::NatsLink::new(
         nats.config.clone(),
     )));
     let mut samples = Samples::new(event_id, checkpoint_size, &nats_prefix);

@@ -552,7 +552,8 @@ pub(crate) fn stored(encoded: Encoded) -> EventRecord {
 #[cfg(test)]
 mod tests {
     //! The envelope with a small domain of its own: a note whose text is personal data,
-    //! routed to an authority. The GDPR events' own envelope tests are in `gdpr`.
+    //! routed to an authority. The GDPR events' own envelope tests are in their domain's
+    //! folder.
 
     use super::*;
     use ring::rand::SystemRandom;

@@ -12,15 +12,20 @@ pub mod chain;
 pub mod checkpoint;
 pub mod decider;
 pub mod event;
+pub mod export;
 pub mod gdpr;
+pub mod ijson;
 pub mod jcs;
 pub mod merkle;
 pub mod newtype;
 pub mod note;
+pub mod receipt;
 pub mod record;
 pub mod seal;
 pub mod stream;
 pub mod subject;
+#[cfg(test)]
+mod test_rng;
 pub mod tlog_proof;
 pub mod verify;
 

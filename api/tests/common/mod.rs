@@ -21,10 +21,10 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use amtsbuch_api::auth::{mint, AuthConfig, Authenticator, DevKey, TokenRequest};
-use amtsbuch_api::ledger_http::LedgerInfo;
+use amtsbuch_api::hub::{Hub, HubLimits};
 use amtsbuch_api::metrics::Metrics;
 use amtsbuch_api::module::SampleValues;
-use amtsbuch_api::sse::{Hub, HubLimits};
+use amtsbuch_api::state::LedgerInfo;
 use amtsbuch_api::AppState;
 use amtsbuch_domain::access::{RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};

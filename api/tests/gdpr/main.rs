@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use amtsbuch_api::auth::TokenRequest;
-use amtsbuch_api::sse::HubLimits;
+use amtsbuch_api::hub::HubLimits;
 use amtsbuch_api::AppState;
 use amtsbuch_domain::access::Role;
 use amtsbuch_domain::chain::to_hex;
@@ -117,7 +117,7 @@ impl Env {
                 interval: Duration::from_millis(20),
             },
         );
-        let ledger_info = amtsbuch_api::ledger_http::LedgerInfo {
+        let ledger_info = amtsbuch_api::state::LedgerInfo {
             origin: common::ORIGIN.into(),
             vkeys: vec![common::ledger_signer().vkey()],
         };
@@ -310,11 +310,11 @@ impl Env {
     }
 
     async fn assert_chain_intact(&self) {
-        let verdict = amtsbuch_api::verify::verify_store(&self.store, |_, _| {})
+        let verdict = amtsbuch_api::cli::verify::verify_store(&self.store, |_, _| {})
             .await
             .expect("verify");
         assert!(
-            matches!(verdict, amtsbuch_api::verify::Verdict::Intact { .. }),
+            matches!(verdict, amtsbuch_api::cli::verify::Verdict::Intact { .. }),
             "{verdict:?}"
         );
     }
@@ -428,7 +428,101 @@ fn each_role_reaches_subjects_by_its_own_rule() {
     }
 }
 
-/// The table's `Target` agrees with the samples: an operation acts on a data subject
+/// The command path writes the routing of its metadata into every envelope, so that a
+/// domain's events reach the authority and the Fachverfahren they are addressed to — by
+/// their NATS subject and through `may_see` — and an event without routing reaches
+/// neither, as the GDPR events always have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_path_routes_events_as_their_metadata_says() {
+    use amtsbuch_api::command::{execute, refused, Meta};
+    use amtsbuch_domain::access::{Bindings, Principal};
+    use amtsbuch_domain::gdpr::retention::{HoldCommand, HoldId, HoldReason, HoldState, PlaceHold};
+    use amtsbuch_domain::gdpr::AccountId;
+    use amtsbuch_domain::subject::{subject, SubjectPrefix};
+    use amtsbuch_domain::{AuthorityId, Routing, ServiceKey, StreamId};
+
+    let env = Env::sqlite().await;
+    let place = |hold: HoldId| {
+        HoldCommand::Place(PlaceHold {
+            hold_id: hold,
+            subject: AccountId(uuid::Uuid::now_v7()),
+            reason: HoldReason::Voucher,
+            source: StreamId::parse("payment-1").expect("stream"),
+            placed_at: Utc::now(),
+            until: Utc::now() + chrono::Duration::days(365),
+        })
+    };
+    let wohngeld_of_meissen = Principal::new(
+        "fv",
+        [Role::Fachverfahren],
+        Bindings {
+            authority: AuthorityId::parse("lra-meissen").ok(),
+            services: vec![ServiceKey::parse("99108001000000").expect("service")],
+            ..Bindings::default()
+        },
+    )
+    .expect("principal");
+    let prefix = SubjectPrefix::parse("amtsbuch").expect("prefix");
+
+    let routed = HoldId(uuid::Uuid::now_v7());
+    let meta = Meta::system("test").routed(Routing {
+        authority: AuthorityId::parse("lra-meissen").ok(),
+        service: ServiceKey::parse("99108001000000").ok(),
+        tenant: Some("14627010".into()),
+    });
+    execute::<HoldState>(
+        &env.state,
+        &routed.stream_id(),
+        &place(routed),
+        |e| refused("hold-refused", e),
+        &meta,
+    )
+    .await
+    .expect("placed");
+    let record = env.stream(routed.stream_id().as_str()).await[0]
+        .record()
+        .expect("record");
+    assert_eq!(
+        (
+            record.authority.as_ref().map(AuthorityId::as_str),
+            record.service.as_ref().map(ServiceKey::as_str),
+            record.tenant.as_deref(),
+            record.actor.as_deref(),
+        ),
+        (
+            Some("lra-meissen"),
+            Some("99108001000000"),
+            Some("14627010"),
+            Some("system:test")
+        )
+    );
+    assert_eq!(
+        subject(&prefix, &record),
+        "amtsbuch.retention.lra-meissen.RetentionHoldPlaced.99108001000000"
+    );
+    assert!(wohngeld_of_meissen.may_see(&record));
+
+    let unrouted = HoldId(uuid::Uuid::now_v7());
+    execute::<HoldState>(
+        &env.state,
+        &unrouted.stream_id(),
+        &place(unrouted),
+        |e| refused("hold-refused", e),
+        &Meta::system("test"),
+    )
+    .await
+    .expect("placed");
+    let record = env.stream(unrouted.stream_id().as_str()).await[0]
+        .record()
+        .expect("record");
+    assert!(record.authority.is_none() && record.service.is_none() && record.tenant.is_none());
+    assert_eq!(
+        subject(&prefix, &record),
+        "amtsbuch.retention._.RetentionHoldPlaced._"
+    );
+    assert!(!wohngeld_of_meissen.may_see(&record));
+    env.close().await;
+}
 
 // ---------------------------------------------------------------------------------------
 // Tokens
@@ -2108,6 +2202,69 @@ async fn bad_input_gets_a_problem_and_changes_nothing(env: &Env) {
         );
         assert_eq!(env.head().await, head, "{what} changed the log");
     }
+    // JSON that is not I-JSON is refused with the pointer of the offending value, and the
+    // problem does not echo the value.
+    let sha = notice_sha256();
+    let not_i_json = [
+        (
+            "/accounts",
+            "/accounts".to_owned(),
+            &op,
+            r#"{"kind":"personal","master_data":{"type":"person","given_names":"Erika","given_names":"Gabriele","family_name":"Mustermann"}}"#.to_owned(),
+            "/master_data/given_names",
+        ),
+        (
+            "/accounts/{id}/master-data",
+            a("/master-data"),
+            &me,
+            r#"{"master_data":{"type":"person","given_names":"Erika","family_name":"Mustermann","address":{"street":"Hauptstraße 1","street":"Gabrielenweg 2"}}}"#.into(),
+            "/master_data/address/street",
+        ),
+        (
+            "/consents",
+            "/consents".into(),
+            &me,
+            format!(r#"{{"scope":{{"categories":["stammdaten"],"purposes":["antrag-vorbefuellung"],"recipients":["lra-meissen"]}},"notice":{{"version":"2026-01","sha256":"{sha}","version":"2026-02"}},"channel":"paper"}}"#),
+            "/notice/version",
+        ),
+        (
+            "/retention-holds",
+            "/retention-holds".into(),
+            &dp,
+            format!(r#"{{"subject":"{subject}","reason":"voucher","source":"payment-1","until":1e400}}"#),
+            "/until",
+        ),
+    ];
+    for (path, uri, token, text, pointer) in not_i_json {
+        let method = if path.ends_with("master-data") {
+            "PUT"
+        } else {
+            "POST"
+        };
+        let reply = common::send(
+            &env.app,
+            common::request(method, &uri, Some(token), Body::from(text.clone())),
+        )
+        .await;
+        conforms(&env.doc, method, path, &reply);
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{text}: {}",
+            reply.json()
+        );
+        assert_eq!(reply.json()["type"], "urn:amtsbuch:problem:invalid-body");
+        assert_eq!(reply.json()["pointer"], pointer, "{text}: {}", reply.json());
+        let answer = String::from_utf8_lossy(&reply.bytes).into_owned();
+        assert!(
+            !answer.contains("Gabriele")
+                && !answer.contains("Gabrielenweg")
+                && !answer.contains("2026-02"),
+            "{answer}"
+        );
+        assert_eq!(env.head().await, head, "{text} changed the log");
+    }
+
     // The problems do not echo personal data back.
     let reply = env
         .call(

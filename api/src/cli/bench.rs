@@ -10,6 +10,9 @@
 //! checks, no idempotency lookups, no hashing, no head lock. The ratio between the two is
 //! the price of the guarantees. The run uses a scratch schema (PostgreSQL) or a temporary
 //! file (SQLite) and removes it afterwards, so it never touches a production log.
+//!
+//! `BenchCommand` holds the flags of the core's `bench` subcommands; the domain modules add
+//! theirs (`crate::module::Bench`).
 
 use std::time::{Duration, Instant};
 
@@ -22,10 +25,87 @@ use amtsbuch_domain::subject::SubjectPrefix;
 use amtsbuch_domain::{
     AppendRequest, AuthorityId, EventType, ExpectedVersion, NewEvent, ServiceKey, StreamId,
 };
+use amtsbuch_infra::any::DEFAULT_DATABASE_URL;
 use amtsbuch_infra::relay::{self, RelayConfig};
 use amtsbuch_infra::{AnyStore, EventStore, PgStore, SqliteStore, Subscription};
 use futures_util::StreamExt;
 use tokio::sync::watch;
+
+/// The core's benchmarks of `amtsbuch bench`.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Concurrent single-event appends with version checks, against the raw insert limit.
+    Append {
+        #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+        #[arg(long, default_value_t = 64)]
+        writers: usize,
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+    },
+    /// Open-loop appends at a fixed rate with the relay and the read models running:
+    /// append latency, and how soon each event reaches NATS and the read model.
+    Pipeline {
+        #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+        database_url: String,
+        #[arg(
+            long,
+            env = "AMTSBUCH_NATS_URL",
+            default_value = "nats://127.0.0.1:4222"
+        )]
+        nats_url: String,
+        /// Offered load, events per second.
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Seconds of load before measuring.
+        #[arg(long, default_value_t = 3)]
+        warmup_seconds: u64,
+        /// Streams the events are spread over.
+        #[arg(long, default_value_t = 1000)]
+        streams: usize,
+    },
+}
+
+/// `amtsbuch bench …`: runs one benchmark and prints its figures.
+pub async fn command(which: BenchCommand) -> anyhow::Result<u8> {
+    match which {
+        BenchCommand::Append {
+            database_url,
+            writers,
+            events,
+        } => {
+            let bench = AppendBench {
+                database_url,
+                writers,
+                events,
+            };
+            let figures = bench.run().await?;
+            println!("{}", figures.report(writers));
+        }
+        BenchCommand::Pipeline {
+            database_url,
+            nats_url,
+            rate,
+            seconds,
+            warmup_seconds,
+            streams,
+        } => {
+            let bench = PipelineBench {
+                database_url,
+                nats_url,
+                rate,
+                duration: Duration::from_secs(seconds),
+                warmup: Duration::from_secs(warmup_seconds),
+                streams,
+            };
+            println!("{}", bench.run().await?.report());
+        }
+    }
+    Ok(0)
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
