@@ -141,6 +141,19 @@ impl From<StoreError> for Problem {
             StoreError::Append(AppendError::Invalid(detail)) => {
                 Problem::bad_request("invalid-events", detail)
             }
+            StoreError::Append(AppendError::TooLarge {
+                event_id,
+                size,
+                limit,
+            }) => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "record-too-large",
+                "An event is too large to be distributed",
+                format!("event {event_id} would be stored as a record of {size} bytes, but this log stores records of at most {limit} bytes: every record must fit into one NATS message; make its data smaller or split it over several events"),
+            )
+            .with("event_id", event_id.to_string())
+            .with("record_bytes", size)
+            .with("max_record_bytes", limit),
             StoreError::Unavailable(_) | StoreError::Closed => Problem::unavailable(&e),
             StoreError::Corrupt { .. } => Problem::internal(&e),
         }
