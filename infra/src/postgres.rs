@@ -14,6 +14,7 @@
 //! a batch one round trip; it is the hot path and is written for this database alone.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use amtsbuch_domain::{
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::db::Db;
+use crate::lease::LeaseSession;
 use crate::reads;
 use crate::store::{to_hash, to_i64, to_u64, EventStore, Head, StoreError};
 use crate::writer::{Committer, Landing, WriterHandle};
@@ -42,6 +44,8 @@ pub struct PgStore {
     db: Db,
     /// Connections that only hold shared locks (`shared_lock`), opened when first needed.
     locks: PgPool,
+    /// The session that holds this store's leases (`lease`), opened when first needed.
+    leases: Arc<LeaseSession>,
     writer: WriterHandle,
     head: watch::Receiver<u64>,
 }
@@ -105,7 +109,8 @@ impl PgStore {
                     Ok(true)
                 })
             })
-            .connect_lazy_with(options);
+            .connect_lazy_with(options.clone());
+        let leases = LeaseSession::new(options);
         tokio::spawn(listen(pool.clone(), channel.clone(), head_tx.clone()));
         let (committed, own) = watch::channel(head.position);
         tokio::spawn(notify_others(pool.clone(), channel, own));
@@ -121,6 +126,7 @@ impl PgStore {
             pool,
             db,
             locks,
+            leases,
             writer,
             head: head_rx,
         })
@@ -139,6 +145,11 @@ impl PgStore {
     /// The pool whose connections hold shared locks.
     pub(crate) fn lock_pool(&self) -> &PgPool {
         &self.locks
+    }
+
+    /// The session that holds leases.
+    pub(crate) fn leases(&self) -> &Arc<LeaseSession> {
+        &self.leases
     }
 }
 

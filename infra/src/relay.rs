@@ -73,8 +73,6 @@ pub const HEADER_LEAF_HASH: &str = "Amtsbuch-Leaf-Hash";
 
 /// How often a standby asks for the lock.
 const STANDBY: Duration = Duration::from_secs(1);
-/// How often the active relay checks that its lock's connection still answers.
-const LOCK_CHECK: Duration = Duration::from_secs(2);
 /// Shortest gap between two writes of `relay_state`.
 const PERSIST_INTERVAL: Duration = Duration::from_millis(250);
 /// First and longest pause between attempts after a failure.
@@ -318,7 +316,7 @@ async fn run(
     let mut backoff = BACKOFF_MIN;
     let mut context: Option<js::Context> = None;
     loop {
-        let mut lock = match &store {
+        let lock = match &store {
             AnyStore::Postgres(_) => match Lease::acquire(&store, &lock_name, STANDBY).await {
                 Ok(lock) => Some(lock),
                 Err(e) => {
@@ -333,32 +331,29 @@ async fn run(
         active.send_replace(true);
         tracing::info!(stream = %config.stream, "this process relays the log to NATS");
         loop {
-            let context = match &context {
-                Some(c) => c.clone(),
-                None => match connect(&config).await {
-                    Ok(c) => context.insert(c).clone(),
-                    Err(e) => {
-                        outage.failed(&config.stream, &e);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                        continue;
-                    }
-                },
+            let connected = match &context {
+                Some(c) => Ok(c.clone()),
+                None => connect(&config).await.map(|c| context.insert(c).clone()),
             };
             let mut progressed = false;
-            let end = match session(
-                &store,
-                &config,
-                &context,
-                lock.as_mut(),
-                &published,
-                &mut outage,
-                &mut progressed,
-            )
-            .await
-            {
-                Ok(never) => match never {},
-                Err(end) => end,
+            let end = match (connected, lock.as_ref()) {
+                // A relay whose lease is gone must not start again: another may have it.
+                (_, Some(lock)) if !lock.is_held() => End::LockLost(lock.lost().await),
+                (Err(e), _) => End::Failed(e),
+                (Ok(context), _) => match session(
+                    &store,
+                    &config,
+                    &context,
+                    lock.as_ref(),
+                    &published,
+                    &mut outage,
+                    &mut progressed,
+                )
+                .await
+                {
+                    Ok(never) => match never {},
+                    Err(end) => end,
+                },
             };
             if progressed {
                 backoff = BACKOFF_MIN;
@@ -374,7 +369,17 @@ async fn run(
                 }
                 End::Failed(e) => {
                     outage.failed(&config.stream, &e);
-                    tokio::time::sleep(backoff).await;
+                    // The pause ends early if the lease is lost meanwhile; the check at the
+                    // top of the loop then stands by.
+                    match lock.as_ref() {
+                        Some(lock) => {
+                            tokio::select! {
+                                () = tokio::time::sleep(backoff) => {}
+                                _ = lock.lost() => {}
+                            }
+                        }
+                        None => tokio::time::sleep(backoff).await,
+                    }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
@@ -424,15 +429,18 @@ async fn session(
     store: &AnyStore,
     config: &RelayConfig,
     context: &js::Context,
-    lock: Option<&mut Lease>,
+    lock: Option<&Lease>,
     published: &watch::Sender<u64>,
     outage: &mut Outage,
     progressed: &mut bool,
 ) -> Result<Infallible, End> {
+    // What was persisted is read before the stream's end: every position persisted was in
+    // the stream by then, so the stream can only end below it if it lost messages, even if
+    // a relay that has not yet noticed losing its lease still persists a later position.
+    let persisted = load_position(store, &config.stream).await?;
     let stream = ensure_stream(context, config).await?;
     let end = stream_end(&stream, &config.stream).await?;
     same_log(store, &config.stream, &end).await?;
-    let persisted = load_position(store, &config.stream).await?;
     let resume = resume_after(&end, persisted);
     if resume < persisted {
         tracing::warn!(
@@ -448,16 +456,10 @@ async fn session(
     let mut last_sequence = end.last_sequence;
     let mut events = Subscription::start(store.clone(), resume);
     let mut acks: FuturesOrdered<BoxFuture<'static, Acked>> = FuturesOrdered::new();
-    // Checking the lock runs beside publishing, never in its way: a slow answer from the
-    // database must not hold up events.
+    // The lease is watched beside publishing, never in its way.
     let lost = async move {
         match lock {
-            Some(lock) => loop {
-                tokio::time::sleep(LOCK_CHECK).await;
-                if let Err(reason) = lock.check().await.map_err(|e| e.to_string()) {
-                    return reason;
-                }
-            },
+            Some(lock) => lock.lost().await,
             None => std::future::pending().await,
         }
     };

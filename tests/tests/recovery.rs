@@ -1,0 +1,216 @@
+//! Recovery after faults, through the binary: two servers on one PostgreSQL database that
+//! is restarted the hard way (`pg_ctl stop -m immediate`) keep one leader per job at a time.
+//! Each test that stops a database runs a PostgreSQL server of its own (`PgServer`), never
+//! the machine's shared one.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use amtsbuch_tests::{run_cli, wait_relayed, NatsServer, PgServer, Server, TempDir};
+use serde_json::json;
+use sqlx::Connection;
+
+/// Appends from both servers, one after the other, until `stop` is set; failures (while the
+/// database is away) are expected and ignored.
+fn keep_appending(
+    servers: Vec<amtsbuch_tests::Client>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut accepted = 0;
+        let mut n = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            let client = &servers[(n % servers.len() as u64) as usize];
+            let body = json!([{ "type": "Noted", "data": { "n": n } }]).to_string();
+            let stream = format!("application-{}", n % 7);
+            if let Ok(r) = client
+                .request(
+                    "POST",
+                    &format!("/streams/{stream}/events"),
+                    &[("Expected-Version", "any")],
+                    &body,
+                )
+                .await
+            {
+                if r.status == 201 {
+                    accepted += 1;
+                }
+            }
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        accepted
+    })
+}
+
+/// When a server held a role, from its log: one `(from, until)` per tenure, the times as
+/// the log writes them (RFC 3339 UTC of one width, so that text order is time order);
+/// `until` is `None` for a tenure that lasted to the end of the log.
+fn tenures(log: &str, starts: &str, ends: &[&str]) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    for line in log.lines() {
+        let Some(time) = line.split_whitespace().next() else {
+            continue;
+        };
+        let open = out.last().is_some_and(|(_, until)| until.is_none());
+        if line.contains(starts) && !open {
+            out.push((time.to_owned(), None));
+        } else if open && ends.iter().any(|e| line.contains(e)) {
+            if let Some(last) = out.last_mut() {
+                last.1 = Some(time.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Panics if a tenure of one server overlaps one of the other's.
+fn assert_one_at_a_time(
+    role: &str,
+    a: &[(String, Option<String>)],
+    b: &[(String, Option<String>)],
+) {
+    let ends_before =
+        |until: &Option<String>, from: &String| until.as_ref().is_some_and(|u| u <= from);
+    for x in a {
+        for y in b {
+            assert!(
+                ends_before(&x.1, &y.0) || ends_before(&y.1, &x.0),
+                "two servers held the {role} at once: {x:?} on one and {y:?} on the other"
+            );
+        }
+    }
+}
+
+async fn head(url: &str) -> u64 {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    let head: i64 = sqlx::query_scalar("SELECT position FROM log_head")
+        .fetch_one(&mut conn)
+        .await
+        .expect("head");
+    u64::try_from(head).expect("not negative")
+}
+
+async fn signed_size(url: &str) -> u64 {
+    let Ok(mut conn) = sqlx::PgConnection::connect(url).await else {
+        return 0;
+    };
+    let size: Option<i64> = sqlx::query_scalar("SELECT max(size) FROM checkpoints")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or(None);
+    size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0)
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Two servers share a database, a signing key and a NATS stream. The database is killed
+/// (`-m immediate`) and started again while both append. Afterwards the ledger signer and
+/// the relay changed hands at most cleanly: no server started a job while the other still
+/// held it, nobody saw a conflict that only two leaders cause, the ledger signs again and
+/// the stream holds every event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_at_a_time_across_a_postgresql_restart() {
+    let pg = PgServer::start().await;
+    let url = pg.create_database("amtsbuch").await;
+    let nats = NatsServer::start().await;
+    let dir = TempDir::new();
+    let keys = dir.0.join("keys");
+    let (code, out, err) = run_cli(&[
+        "keygen",
+        "--origin",
+        "e2e.amtsbuch/failover",
+        "--out",
+        &keys.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let key = keys.join("amtsbuch-signing.pk8").display().to_string();
+    let nats_url = nats.url();
+    let args = [
+        "--database-url",
+        url.as_str(),
+        "--nats-url",
+        nats_url.as_str(),
+        "--signing-key",
+        key.as_str(),
+        "--origin",
+        "e2e.amtsbuch/failover",
+        "--checkpoint-interval-ms",
+        "100",
+    ];
+    let logs = [dir.0.join("a.log"), dir.0.join("b.log")];
+    let filter = "info,amtsbuch_infra::ledger=debug";
+    let a = Server::start_logging(&args, &dir.0, filter, Some(&logs[0])).await;
+    let b = Server::start_logging(&args, &dir.0, filter, Some(&logs[1])).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = keep_appending(vec![a.client(), b.client()], stop.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while signed_size(&url).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint before the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    pg.stop_immediately();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pg.start_again().await;
+    let restarted = head(&url).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    stop.store(true, Ordering::SeqCst);
+    let accepted = load.await.expect("load");
+    let last = head(&url).await;
+    assert!(
+        last > restarted,
+        "appends went on after the restart ({accepted} accepted)"
+    );
+
+    // Both jobs carry on after the restart.
+    wait_relayed(&nats_url, "AMTSBUCH", last, Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while signed_size(&url).await < last {
+        assert!(
+            Instant::now() < deadline,
+            "the ledger does not sign again after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.kill().await;
+    b.kill().await;
+
+    let (log_a, log_b) = (read_log(&logs[0]), read_log(&logs[1]));
+    let ledger_ends = ["lost the ledger lease", "ledger stopped signing"];
+    assert_one_at_a_time(
+        "ledger",
+        &tenures(&log_a, "this process signs the ledger", &ledger_ends),
+        &tenures(&log_b, "this process signs the ledger", &ledger_ends),
+    );
+    let relay_ends = ["lost the relay lock"];
+    assert_one_at_a_time(
+        "relay",
+        &tenures(&log_a, "this process relays the log to NATS", &relay_ends),
+        &tenures(&log_b, "this process relays the log to NATS", &relay_ends),
+    );
+    for (name, log) in [("a", &log_a), ("b", &log_b)] {
+        for alarm in [
+            "lacks events it had acknowledged",
+            "another process advanced the ledger",
+        ] {
+            assert!(
+                !log.contains(alarm),
+                "server {name} logged {alarm:?}, which only two leaders cause:\n{log}"
+            );
+        }
+    }
+    let messages = amtsbuch_tests::stream_messages(&nats_url, "AMTSBUCH").await;
+    let positions: Vec<u64> = messages.iter().map(|m| m.position()).collect();
+    assert_eq!(positions, (1..=last).collect::<Vec<_>>());
+}
