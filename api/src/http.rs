@@ -65,21 +65,36 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the event store answers within two seconds.
+/// Readiness: the event store answers within two seconds, and its writer can write.
 #[utoipa::path(get, path = "/readyz", tag = "service", security(()),
     responses(
         (status = 200, description = "Ready", body = Ready),
-        (status = 503, description = "The store is unreachable", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 503, description = "Not ready: the store is unreachable (`unavailable`), or appends fail (`writer-failing`, since when)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => Json(Ready {
-            status: "ready".into(),
-            store: state.store.kind().into(),
-        })
-        .into_response(),
-        Ok(Err(e)) => Problem::unavailable(&e).into_response(),
-        Err(_) => Problem::unavailable(&"store ping timed out").into_response(),
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Problem::unavailable(&e).into_response(),
+        Err(_) => return Problem::unavailable(&"store ping timed out").into_response(),
     }
+    if let Some(since) = state.store.writer_fault() {
+        return not_ready(
+            "writer-failing",
+            format!("appends have failed since {}; the server log has the cause. The writer tries a write every second and is ready again once one succeeds", format_timestamp(&since)),
+        )
+        .into_response();
+    }
+    Json(Ready {
+        status: "ready".into(),
+        store: state.store.kind().into(),
+    })
+    .into_response()
+}
+
+fn not_ready(kind: &'static str, detail: String) -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, kind, "Not ready", detail).with_header(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static(crate::problem::RETRY_AFTER_SECS),
+    )
 }
 
 /// One event of an append body.

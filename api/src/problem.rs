@@ -12,6 +12,10 @@ use serde_json::{json, Map, Value};
 use amtsbuch_domain::AppendError;
 use amtsbuch_infra::StoreError;
 
+/// What a 503 asks the caller to wait, in seconds: the store answers within about a second
+/// whether it works, and probes its own writer every second.
+pub const RETRY_AFTER_SECS: &str = "1";
+
 /// A problem details response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
@@ -82,6 +86,7 @@ impl Problem {
         )
     }
 
+    /// The store cannot be used now: logged here, answered opaquely, with `Retry-After`.
     pub fn unavailable(error: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %error, "store unavailable");
         Self::new(
@@ -90,6 +95,7 @@ impl Problem {
             "Service unavailable",
             "the event store is not reachable; retry later (appends with the same event ids are safe to retry)",
         )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS))
     }
 }
 

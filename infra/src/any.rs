@@ -14,6 +14,15 @@ use crate::{PgStore, SqliteStore};
 /// The default embedded store, relative to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/amtsbuch.db";
 
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Postgres($s) => $e,
+            AnyStore::Sqlite($s) => $e,
+        }
+    };
+}
+
 /// Either adapter.
 #[derive(Debug, Clone)]
 pub enum AnyStore {
@@ -34,6 +43,12 @@ impl AnyStore {
                 redact(url)
             )))
         }
+    }
+
+    /// Since when appends fail as a whole, if they do now: the writer could not write its
+    /// last batch, and no write has worked since (it probes every second while idle).
+    pub fn writer_fault(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        dispatch!(self, s => s.writer_fault())
     }
 
     /// Which adapter this is, for logs and the CLI.
@@ -57,15 +72,6 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-macro_rules! dispatch {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            AnyStore::Postgres($s) => $e,
-            AnyStore::Sqlite($s) => $e,
-        }
-    };
 }
 
 impl EventStore for AnyStore {

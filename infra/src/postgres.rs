@@ -32,7 +32,7 @@ use crate::db::Db;
 use crate::lease::LeaseSession;
 use crate::reads;
 use crate::store::{to_hash, to_i64, to_u64, EventStore, Head, StoreError};
-use crate::writer::{Committer, Landing, WriterHandle};
+use crate::writer::{Committer, Landing, WriterHandle, PROBE};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -140,6 +140,11 @@ impl PgStore {
     /// The database, for statements written once for both adapters.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Since when appends fail as a whole, if they do now (see `writer`).
+    pub fn writer_fault(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.writer.fault()
     }
 
     /// The pool whose connections hold shared locks.
@@ -607,6 +612,11 @@ impl Committer for PgCommitter {
                 Box::pin(std::future::ready(Flight::Fast(Err(e))))
             }
         }
+    }
+
+    async fn probe(&mut self) -> Result<(), StoreError> {
+        sqlx::query(PROBE).execute(&self.pool).await?;
+        Ok(())
     }
 
     fn landed(&mut self, output: Flight) -> Landing {

@@ -214,3 +214,125 @@ async fn one_leader_at_a_time_across_a_postgresql_restart() {
     let positions: Vec<u64> = messages.iter().map(|m| m.position()).collect();
     assert_eq!(positions, (1..=last).collect::<Vec<_>>());
 }
+
+/// One event whose `data.text` has `n` bytes.
+fn sized_event(n: usize) -> String {
+    json!([{ "type": "Noted", "data": { "text": "x".repeat(n) } }]).to_string()
+}
+
+/// A tmpfs of its own, mounted for one test (which must run as root, as CI does) and
+/// unmounted when dropped.
+struct SmallDisk {
+    dir: TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        assert!(
+            amtsbuch_tests::running_as_root(),
+            "this test mounts a small tmpfs to fill it up, which needs root (CI runs as root)"
+        );
+        let dir = TempDir::new();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir.0)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs at {}",
+            dir.0.display()
+        );
+        Self { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir.0)
+            .status();
+    }
+}
+
+/// The embedded store on a disk that fills up: appends answer 503 and readiness says the
+/// writer cannot write; once space is freed, the writer recovers by itself — no restart —
+/// and the log verifies. (The writer's connection used to stay inside a transaction after
+/// the first "database or disk is full", every later append answered 503 until a restart,
+/// and `/readyz` stayed 200.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_store_recovers_by_itself_after_a_full_disk() {
+    let disk = SmallDisk::mount("24m");
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}/amtsbuch.db", disk.dir.0.display());
+    let server = Server::start(&["--database-url", &url], &dir.0).await;
+    let r = server
+        .post_events("application-1", "any", &sized_event(10))
+        .await;
+    assert_eq!(r.status, 201);
+
+    // Leave about 2 MiB free, then append until the disk is full.
+    let ballast = disk.dir.0.join("ballast");
+    let free = {
+        let out = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&disk.dir.0)
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse::<usize>().ok())
+            .expect("free bytes")
+    };
+    std::fs::write(&ballast, vec![0u8; free.saturating_sub(2 << 20)]).expect("ballast");
+    let mut accepted = 1;
+    let failed = loop {
+        let r = server
+            .post_events("application-1", "any", &sized_event(200_000))
+            .await;
+        match r.status {
+            201 => accepted += 1,
+            503 => break r,
+            other => panic!(
+                "append answered {other}: {}",
+                String::from_utf8_lossy(&r.body)
+            ),
+        }
+        assert!(accepted < 200, "the disk never filled up");
+    };
+    assert!(failed.header("retry-after").is_some());
+    let ready = server.get("/readyz").await;
+    assert_eq!(
+        ready.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+    assert_eq!(ready.json()["type"], "urn:amtsbuch:problem:writer-failing");
+
+    std::fs::remove_file(&ballast).expect("free the space");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.get("/readyz").await.status != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "readiness did not recover after space was freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..3 {
+        let r = server
+            .post_events("application-1", "any", &sized_event(200_000))
+            .await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        accepted += 1;
+    }
+    server.kill().await;
+    let (code, out, err) = run_cli(&["verify", "--database-url", &url]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with(&format!("ok: {accepted} events verified")),
+        "{out}"
+    );
+}
