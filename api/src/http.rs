@@ -65,11 +65,12 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the event store answers within two seconds, and its writer can write.
+/// Readiness: the event store answers within two seconds, its writer can write, and the
+/// relay (if this process runs it) is not stuck at an event it cannot publish.
 #[utoipa::path(get, path = "/readyz", tag = "service", security(()),
     responses(
         (status = 200, description = "Ready", body = Ready),
-        (status = 503, description = "Not ready: the store is unreachable (`unavailable`), or appends fail (`writer-failing`, since when)", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 503, description = "Not ready: the store is unreachable (`unavailable`), appends fail (`writer-failing`, since when), or the NATS relay cannot publish the event at a position (`relay-blocked`, naming it)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => {}
@@ -81,6 +82,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "writer-failing",
             format!("appends have failed since {}; the server log has the cause. The writer tries a write every second and is ready again once one succeeds", format_timestamp(&since)),
         )
+        .into_response();
+    }
+    if let Some(blocked) = state.nats.as_ref().and_then(|n| n.blocked()) {
+        return not_ready(
+            "relay-blocked",
+            format!("the NATS relay cannot publish the event at position {} and will not publish later ones before it: {}", blocked.position, blocked.reason),
+        )
+        .with("position", blocked.position)
         .into_response();
     }
     Json(Ready {
@@ -334,7 +343,7 @@ pub fn sealing_problem(e: amtsbuch_infra::sealer::SealerError, index: usize) -> 
         (status = 400, description = "Invalid input; nothing was written", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "The token's roles may not use this route, or the stream belongs to a GDPR aggregate (`reserved-stream`), which only the GDPR routes write", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Expected version or event id conflict, or the personal data's subject is erased (`subject-erased`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 1 MiB (`body-too-large`), or an event's stored record would be larger than one NATS message can carry (`record-too-large`, with `max_record_bytes`); nothing was written", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "The store is unreachable, or personal data was sent to a server without a key-encryption key", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn append(
     State(state): State<AppState>,

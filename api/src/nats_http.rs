@@ -23,12 +23,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
+use tokio::sync::{watch, OnceCell};
 use utoipa::ToSchema;
 
 use amtsbuch_domain::access::Role;
 use amtsbuch_domain::subject::fachverfahren_filters;
-use amtsbuch_infra::relay::{self, ConsumerName, DeliverFrom, RelayConfig, RelayError};
+use amtsbuch_infra::relay::{
+    self, Blocked, ConsumerName, DeliverFrom, RelayConfig, RelayError, RelayHandle,
+};
 
 use crate::auth::Caller;
 use crate::dto::ProblemDoc;
@@ -40,6 +42,8 @@ use crate::problem::Problem;
 pub struct NatsLink {
     pub config: RelayConfig,
     context: OnceCell<async_nats::jetstream::Context>,
+    /// The event this process's relay is stuck at, if it runs one (for `/readyz`).
+    blocked: Option<watch::Receiver<Option<Blocked>>>,
 }
 
 impl NatsLink {
@@ -47,7 +51,19 @@ impl NatsLink {
         Self {
             config,
             context: OnceCell::new(),
+            blocked: None,
         }
+    }
+
+    /// Report `relay`'s state too: readiness fails while it cannot publish an event.
+    pub fn watching(mut self, relay: &RelayHandle) -> Self {
+        self.blocked = Some(relay.blocked());
+        self
+    }
+
+    /// The event this process's relay cannot publish, while it cannot.
+    pub fn blocked(&self) -> Option<Blocked> {
+        self.blocked.as_ref().and_then(|b| b.borrow().clone())
     }
 
     /// The JetStream context, connected on first use (NATS may be down when the server
@@ -112,7 +128,7 @@ fn relay_problem(e: RelayError) -> Problem {
             "The event stream cannot be used",
             e.to_string(),
         ),
-        RelayError::Nats(_) | RelayError::Store(_) => Problem::new(
+        RelayError::Nats(_) | RelayError::Store(_) | RelayError::Undeliverable { .. } => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "nats-unavailable",
             "NATS is unavailable",

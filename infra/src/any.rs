@@ -51,6 +51,12 @@ impl AnyStore {
         dispatch!(self, s => s.writer_fault())
     }
 
+    /// Refuse appends whose records are longer than `limit` bytes (`AppendError::TooLarge`);
+    /// returns the limit before. The relay sets it to what its NATS server can carry.
+    pub fn set_max_record_bytes(&self, limit: usize) -> usize {
+        dispatch!(self, s => s.set_max_record_bytes(limit))
+    }
+
     /// Which adapter this is, for logs and the CLI.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amtsbuch_domain::{
-    plan_batch, AppendError, AppendOutcome, AppendRequest, BatchContext, EventRecord,
+    plan_batch_within, AppendError, AppendOutcome, AppendRequest, BatchContext, EventRecord,
     ExistingEvent, ExpectedVersion, PlannedRecord, RequestPlan, StreamId,
 };
 use chrono::{DateTime, Utc};
@@ -145,6 +145,11 @@ impl PgStore {
     /// Since when appends fail as a whole, if they do now (see `writer`).
     pub fn writer_fault(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         self.writer.fault()
+    }
+
+    /// Refuse appends whose records are longer than `limit` bytes; returns the limit before.
+    pub fn set_max_record_bytes(&self, limit: usize) -> usize {
+        self.writer.set_max_record_bytes(limit)
     }
 
     /// The pool whose connections hold shared locks.
@@ -376,6 +381,7 @@ impl PgCommitter {
         &mut self,
         batch: &[AppendRequest],
         recorded_at: DateTime<Utc>,
+        max_record_bytes: usize,
     ) -> Result<Option<(Vec<RequestPlan>, Vec<PlannedRecord>, Head, Head)>, StoreError> {
         let Some(cache) = &self.cache else {
             return Ok(None);
@@ -428,10 +434,12 @@ impl PgCommitter {
             existing: HashMap::new(),
             recorded_at,
         };
-        let (plans, planned) = plan_batch(&mut ctx, batch);
-        let doubtful = plans
-            .iter()
-            .any(|p| matches!(p, Err(e) if !matches!(e, AppendError::Invalid(_))));
+        let (plans, planned) = plan_batch_within(&mut ctx, batch, max_record_bytes);
+        // A record too large here is too large at the real head as well: the cached head
+        // is never ahead of it, and a later position only makes the record longer.
+        let doubtful = plans.iter().any(|p| {
+            matches!(p, Err(e) if !matches!(e, AppendError::Invalid(_) | AppendError::TooLarge { .. }))
+        });
         if doubtful {
             return Ok(None);
         }
@@ -482,6 +490,7 @@ async fn commit_locked(
     pool: &PgPool,
     batch: &[AppendRequest],
     recorded_at: DateTime<Utc>,
+    max_record_bytes: usize,
 ) -> Result<Decided, StoreError> {
     let mut tx = pool.begin().await?;
 
@@ -538,7 +547,7 @@ async fn commit_locked(
         existing,
         recorded_at,
     };
-    let (plans, planned) = plan_batch(&mut ctx, batch);
+    let (plans, planned) = plan_batch_within(&mut ctx, batch, max_record_bytes);
     let head = Head {
         position: ctx.head_position,
         chain_hash: ctx.head_chain,
@@ -582,9 +591,10 @@ impl Committer for PgCommitter {
         &mut self,
         batch: Vec<AppendRequest>,
         recorded_at: DateTime<Utc>,
+        max_record_bytes: usize,
     ) -> BoxFuture<'static, Flight> {
         let pool = self.pool.clone();
-        match self.plan_fast(&batch, recorded_at).await {
+        match self.plan_fast(&batch, recorded_at, max_record_bytes).await {
             Ok(Some((plans, planned, old, new))) => {
                 if planned.is_empty() {
                     // Only invalid requests: refused whatever the log holds, nothing to write.
@@ -593,9 +603,9 @@ impl Committer for PgCommitter {
                 Box::pin(async move {
                     match write_fast(&pool, &planned, old, new, recorded_at).await {
                         Ok(true) => Flight::Fast(Ok((plans, new))),
-                        Ok(false) => {
-                            Flight::Locked(commit_locked(&pool, &batch, recorded_at).await)
-                        }
+                        Ok(false) => Flight::Locked(
+                            commit_locked(&pool, &batch, recorded_at, max_record_bytes).await,
+                        ),
                         Err(e) => Flight::Fast(Err(e)),
                     }
                 })
@@ -603,9 +613,11 @@ impl Committer for PgCommitter {
             Ok(None) => {
                 // The next batch must not build on a cache the database may contradict.
                 self.cache = None;
-                Box::pin(
-                    async move { Flight::Locked(commit_locked(&pool, &batch, recorded_at).await) },
-                )
+                Box::pin(async move {
+                    Flight::Locked(
+                        commit_locked(&pool, &batch, recorded_at, max_record_bytes).await,
+                    )
+                })
             }
             Err(e) => {
                 self.cache = None;

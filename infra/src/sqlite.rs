@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amtsbuch_domain::{
-    plan_batch, AppendOutcome, AppendRequest, BatchContext, EventRecord, ExistingEvent,
+    plan_batch_within, AppendOutcome, AppendRequest, BatchContext, EventRecord, ExistingEvent,
     RequestPlan, StreamId,
 };
 use chrono::{DateTime, Utc};
@@ -107,6 +107,11 @@ impl SqliteStore {
         self.writer.fault()
     }
 
+    /// Refuse appends whose records are longer than `limit` bytes; returns the limit before.
+    pub fn set_max_record_bytes(&self, limit: usize) -> usize {
+        self.writer.set_max_record_bytes(limit)
+    }
+
     /// The connection pool, for tools that read the log directly.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -186,6 +191,7 @@ impl SqliteCommitter {
         &mut self,
         batch: &[AppendRequest],
         recorded_at: DateTime<Utc>,
+        max_record_bytes: usize,
     ) -> Result<(Vec<RequestPlan>, Head), StoreError> {
         let gate = self.write_gate.clone();
         let _turn = gate.lock().await;
@@ -248,7 +254,7 @@ impl SqliteCommitter {
             existing,
             recorded_at,
         };
-        let (plans, planned) = plan_batch(&mut ctx, batch);
+        let (plans, planned) = plan_batch_within(&mut ctx, batch, max_record_bytes);
         let recorded_at = amtsbuch_domain::record::format_timestamp(&recorded_at);
         // Multi-row inserts: one statement per chunk instead of one per event.
         for chunk in planned.chunks(INSERT_CHUNK) {
@@ -294,10 +300,13 @@ impl Committer for SqliteCommitter {
         &mut self,
         batch: Vec<AppendRequest>,
         recorded_at: DateTime<Utc>,
+        max_record_bytes: usize,
     ) -> BoxFuture<'static, Landing> {
         // A dropped transaction rolls back, so an error anywhere leaves nothing behind; the
         // connection it ran on is given up as well, in case it still thinks otherwise.
-        let landing = self.commit_inner(&batch, recorded_at).await;
+        let landing = self
+            .commit_inner(&batch, recorded_at, max_record_bytes)
+            .await;
         if landing.is_err() {
             self.discard().await;
         }

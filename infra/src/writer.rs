@@ -19,6 +19,8 @@
 //! `PROBE_EVERY` with a small write that needs what an append needs (`Committer::probe`).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use amtsbuch_domain::{AppendOutcome, AppendRequest, RequestPlan};
 use chrono::{DateTime, Utc};
@@ -53,12 +55,13 @@ pub(crate) trait Committer: Send + 'static {
     /// What a flight reports back; turned into a `Landing` by `landed`.
     type Output: Send + 'static;
 
-    /// Plan `batch` and start writing it. The returned future completes the write and owns
-    /// everything it needs.
+    /// Plan `batch` (refusing records longer than `max_record_bytes`) and start writing it.
+    /// The returned future completes the write and owns everything it needs.
     fn launch(
         &mut self,
         batch: Vec<AppendRequest>,
         recorded_at: DateTime<Utc>,
+        max_record_bytes: usize,
     ) -> impl Future<Output = BoxFuture<'static, Self::Output>> + Send;
 
     /// The write finished.
@@ -76,6 +79,7 @@ type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
 pub(crate) struct WriterHandle {
     tx: mpsc::Sender<(AppendRequest, Reply)>,
     fault: watch::Receiver<Option<DateTime<Utc>>>,
+    max_record_bytes: Arc<AtomicUsize>,
 }
 
 impl WriterHandle {
@@ -83,8 +87,21 @@ impl WriterHandle {
     pub(crate) fn spawn<C: Committer>(committer: C, head: watch::Sender<u64>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (fault_tx, fault) = watch::channel(None);
-        tokio::spawn(run(committer, rx, head, fault_tx));
-        Self { tx, fault }
+        let max_record_bytes = Arc::new(AtomicUsize::new(crate::relay::max_record_bytes(
+            crate::relay::NATS_DEFAULT_MAX_PAYLOAD,
+        )));
+        tokio::spawn(run(committer, rx, head, fault_tx, max_record_bytes.clone()));
+        Self {
+            tx,
+            fault,
+            max_record_bytes,
+        }
+    }
+
+    /// Refuse records longer than `limit` bytes from the next batch on; returns the limit
+    /// before. Starts at what a NATS server with default settings can carry.
+    pub(crate) fn set_max_record_bytes(&self, limit: usize) -> usize {
+        self.max_record_bytes.swap(limit, Ordering::Relaxed)
     }
 
     /// Since when appends fail as a whole, if they do now: the first failed batch after
@@ -109,6 +126,7 @@ async fn run<C: Committer>(
     mut rx: mpsc::Receiver<(AppendRequest, Reply)>,
     head: watch::Sender<u64>,
     fault: watch::Sender<Option<DateTime<Utc>>>,
+    max_record_bytes: Arc<AtomicUsize>,
 ) {
     loop {
         let next = if fault.borrow().is_some() {
@@ -159,7 +177,8 @@ async fn run<C: Committer>(
             tokio::task::yield_now().await;
         }
         let recorded_at = amtsbuch_domain::record::truncate_micros(Utc::now());
-        let output = committer.launch(requests, recorded_at).await.await;
+        let limit = max_record_bytes.load(Ordering::Relaxed);
+        let output = committer.launch(requests, recorded_at, limit).await.await;
         let landing = committer.landed(output);
         settle(&fault, landing.is_ok());
         deliver(landing, replies, &head);

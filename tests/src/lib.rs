@@ -175,6 +175,27 @@ impl Server {
         log: &str,
         log_file: Option<&std::path::Path>,
     ) -> Self {
+        Self::launch(args, cwd, log, log_file, "/readyz").await
+    }
+
+    /// `start_logging`, waiting only until the process answers (`/healthz`), not until it
+    /// is ready: for tests of a server that is not ready.
+    pub async fn start_live(
+        args: &[&str],
+        cwd: &std::path::Path,
+        log: &str,
+        log_file: Option<&std::path::Path>,
+    ) -> Self {
+        Self::launch(args, cwd, log, log_file, "/healthz").await
+    }
+
+    async fn launch(
+        args: &[&str],
+        cwd: &std::path::Path,
+        log: &str,
+        log_file: Option<&std::path::Path>,
+        ready_path: &str,
+    ) -> Self {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
@@ -215,7 +236,7 @@ impl Server {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = server.request("GET", "/readyz", &[], "").await {
+            if let Ok(r) = server.request("GET", ready_path, &[], "").await {
                 if r.status == 200 {
                     return server;
                 }
@@ -705,6 +726,8 @@ pub fn nats_server_binary() -> PathBuf {
 pub struct NatsServer {
     binary: PathBuf,
     port: u16,
+    /// The server's `max_payload`, when not its default (1 MiB).
+    max_payload: Option<usize>,
     // Declared before `dir` so that the process is gone before its directory is removed.
     child: Option<std::process::Child>,
     dir: TempDir,
@@ -712,14 +735,28 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub async fn start() -> Self {
+        Self::start_with_max_payload(None).await
+    }
+
+    /// `start`, with this `max_payload` (the most bytes of headers and payload one message
+    /// may have) instead of the default 1 MiB.
+    pub async fn start_with_max_payload(max_payload: Option<usize>) -> Self {
         let mut server = Self {
             binary: nats_server_binary(),
             port: free_port(),
+            max_payload,
             child: None,
             dir: TempDir::new(),
         };
         server.spawn().await;
         server
+    }
+
+    /// Restart it (SIGKILL, then start on the same port and store) with another
+    /// `max_payload`; clients learn the new value when they reconnect.
+    pub async fn restart_with_max_payload(&mut self, max_payload: Option<usize>) {
+        self.max_payload = max_payload;
+        self.restart().await;
     }
 
     pub fn url(&self) -> String {
@@ -741,7 +778,15 @@ impl NatsServer {
     }
 
     async fn spawn(&mut self) {
+        let config = self.dir.0.join("nats.conf");
+        let settings = self
+            .max_payload
+            .map(|n| format!("max_payload: {n}\n"))
+            .unwrap_or_default();
+        std::fs::write(&config, settings).expect("write nats.conf");
         let child = std::process::Command::new(&self.binary)
+            .arg("-c")
+            .arg(&config)
             .args([
                 "-a",
                 "127.0.0.1",

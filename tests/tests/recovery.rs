@@ -220,6 +220,90 @@ fn sized_event(n: usize) -> String {
     json!([{ "type": "Noted", "data": { "text": "x".repeat(n) } }]).to_string()
 }
 
+/// The length of an event's stored record.
+async fn record_len(server: &Server, event_id: &str) -> usize {
+    let r = server.get(&format!("/events/{event_id}/record")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.body.len()
+}
+
+/// With NATS configured, the log takes exactly the records its server can carry: a record
+/// of `max_payload` minus the relay's headers is accepted and delivered, one byte more is
+/// refused with a 413 problem and nothing is stored. (A 1 MiB body on a server with the
+/// default `max_payload` used to be accepted and stop the relay for good.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_accepts_only_records_its_nats_server_can_carry() {
+    let max_payload = 64 * 1024;
+    let nats = NatsServer::start_with_max_payload(Some(max_payload)).await;
+    let dir = TempDir::new();
+    let server = Server::start(&["--nats-url", &nats.url()], &dir.0).await;
+    // Once its first event is in the stream, the relay has told the store the limit.
+    let first = server
+        .post_events("application-1", "any", &sized_event(1000))
+        .await;
+    assert_eq!(
+        first.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    wait_relayed(&nats.url(), "AMTSBUCH", 1, Duration::from_secs(30)).await;
+    let limit = max_payload - amtsbuch_infra::relay::MAX_HEADER_BYTES;
+
+    // The same event with `grow` more bytes of data makes a record of exactly the limit.
+    let id = first.json()["event_ids"][0]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let grow = limit - record_len(&server, &id).await;
+    let too_large = server
+        .post_events("application-1", "any", &sized_event(1000 + grow + 1))
+        .await;
+    assert_eq!(
+        too_large.status,
+        413,
+        "{}",
+        String::from_utf8_lossy(&too_large.body)
+    );
+    let problem = too_large.json();
+    assert_eq!(problem["type"], "urn:amtsbuch:problem:record-too-large");
+    assert_eq!(problem["max_record_bytes"], limit);
+    assert_eq!(problem["record_bytes"], limit + 1);
+    let stream = server.get("/streams/application-1/events").await.json();
+    assert_eq!(
+        stream["events"].as_array().map(Vec::len),
+        Some(1),
+        "nothing was stored"
+    );
+
+    let fits = server
+        .post_events("application-1", "any", &sized_event(1000 + grow))
+        .await;
+    assert_eq!(fits.status, 201, "{}", String::from_utf8_lossy(&fits.body));
+    let id = fits.json()["event_ids"][0].as_str().expect("id").to_owned();
+    assert_eq!(record_len(&server, &id).await, limit);
+    wait_relayed(&nats.url(), "AMTSBUCH", 2, Duration::from_secs(30)).await;
+    server.kill().await;
+
+    // Without NATS the limit is what a server with default settings carries (1 MiB): an
+    // append of exactly 1 MiB, the largest body taken, is refused.
+    let server = Server::start(&[], &dir.0).await;
+    let body = sized_event(1024 * 1024 - sized_event(0).len());
+    assert_eq!(body.len(), 1024 * 1024);
+    let default = server.post_events("application-1", "any", &body).await;
+    assert_eq!(
+        default.status,
+        413,
+        "{}",
+        String::from_utf8_lossy(&default.body)
+    );
+    assert_eq!(
+        default.json()["max_record_bytes"],
+        1024 * 1024 - amtsbuch_infra::relay::MAX_HEADER_BYTES
+    );
+    server.kill().await;
+}
+
 /// A tmpfs of its own, mounted for one test (which must run as root, as CI does) and
 /// unmounted when dropped.
 struct SmallDisk {
