@@ -65,17 +65,31 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the event store answers within two seconds, its writer can write, and the
-/// relay (if this process runs it) is not stuck at an event it cannot publish.
+/// How long readiness waits for the store, then for a diagnosis of why it did not answer.
+const READY_PING: Duration = Duration::from_millis(800);
+const READY_DIAGNOSIS: Duration = Duration::from_millis(400);
+
+/// Readiness: the event store answers, its writer can write, and the relay (if this
+/// process runs it) is not stuck at an event it cannot publish. Answers within about a
+/// second either way.
 #[utoipa::path(get, path = "/readyz", tag = "service", security(()),
     responses(
         (status = 200, description = "Ready", body = Ready),
-        (status = 503, description = "Not ready: the store is unreachable (`unavailable`), appends fail (`writer-failing`, since when), or the NATS relay cannot publish the event at a position (`relay-blocked`, naming it)", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 503, description = "Not ready: the store is unreachable (`unavailable`, the detail says why when it can tell: nothing listens at the address, or the server has no free connection), appends fail (`writer-failing`, since when), or the NATS relay cannot publish the event at a position (`relay-blocked`, naming it)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Problem::unavailable(&e).into_response(),
-        Err(_) => return Problem::unavailable(&"store ping timed out").into_response(),
+    let unreachable = match tokio::time::timeout(READY_PING, state.store.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("the store did not answer in time".to_owned()),
+    };
+    if let Some(error) = unreachable {
+        let mut problem = Problem::unavailable(&error);
+        if let AnyStore::Postgres(pg) = &state.store {
+            if let Ok(Some(why)) = tokio::time::timeout(READY_DIAGNOSIS, pg.diagnose()).await {
+                problem.detail = why;
+            }
+        }
+        return problem.into_response();
     }
     if let Some(since) = state.store.writer_fault() {
         return not_ready(
@@ -344,7 +358,7 @@ pub fn sealing_problem(e: amtsbuch_infra::sealer::SealerError, index: usize) -> 
         (status = 403, description = "The token's roles may not use this route, or the stream belongs to a GDPR aggregate (`reserved-stream`), which only the GDPR routes write", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Expected version or event id conflict, or the personal data's subject is erased (`subject-erased`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 1 MiB (`body-too-large`), or an event's stored record would be larger than one NATS message can carry (`record-too-large`, with `max_record_bytes`); nothing was written", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unreachable, or personal data was sent to a server without a key-encryption key", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 503, description = "The store is unreachable (with `Retry-After`; the append may be retried with the same event ids), or personal data was sent to a server without a key-encryption key", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn append(
     State(state): State<AppState>,
     Path(stream): Path<String>,

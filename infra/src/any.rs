@@ -8,6 +8,7 @@ use amtsbuch_domain::{AppendOutcome, AppendRequest, Category, StreamId};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::postgres::ConnectionBudget;
 use crate::store::{Direction, EventStore, Head, RecordedEvent, StoreError};
 use crate::{PgStore, SqliteStore};
 
@@ -33,8 +34,17 @@ pub enum AnyStore {
 impl AnyStore {
     /// Open the store a URL names, running migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_within(url, ConnectionBudget::DEFAULT).await
+    }
+
+    /// `open`, holding at most `budget` connections on PostgreSQL (SQLite needs no
+    /// budget: its connections are file handles of this process).
+    pub async fn open_within(url: &str, budget: ConnectionBudget) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(PgStore::connect(url).await?))
+            let options = crate::postgres::parse_url(url)?;
+            Ok(Self::Postgres(
+                PgStore::connect_within(options, budget).await?,
+            ))
         } else if url.starts_with("sqlite:") {
             Ok(Self::Sqlite(SqliteStore::open(url).await?))
         } else {

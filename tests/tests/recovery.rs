@@ -420,3 +420,174 @@ async fn the_embedded_store_recovers_by_itself_after_a_full_disk() {
         "{out}"
     );
 }
+
+/// While PostgreSQL is away, an append and `/readyz` answer 503 within about a second, the
+/// append with `Retry-After`, readiness saying why (nothing accepts connections). The
+/// same append retried once the database is back is stored once. (An append used to wait
+/// 10 s for a pool connection, `/readyz` 2 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_fail_fast_while_the_database_is_away() {
+    let pg = PgServer::start().await;
+    let url = pg.create_database("amtsbuch").await;
+    let dir = TempDir::new();
+    let server = Server::start(&["--database-url", &url], &dir.0).await;
+    let r = server
+        .post_events("application-1", "any", &sized_event(10))
+        .await;
+    assert_eq!(r.status, 201);
+
+    pg.stop_immediately();
+    let body = json!([{ "id": uuid::Uuid::now_v7(), "type": "Noted", "data": {} }]).to_string();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r = server.post_events("application-1", "any", &body).await;
+        let took = started.elapsed();
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(
+            took < Duration::from_millis(1800),
+            "the append took {took:?}"
+        );
+
+        let started = Instant::now();
+        let r = server.get("/readyz").await;
+        let took = started.elapsed();
+        assert_eq!(r.status, 503);
+        assert!(
+            took < Duration::from_millis(1800),
+            "readiness took {took:?}"
+        );
+        let detail = r.json()["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains("connection refused"), "{detail}");
+    }
+
+    pg.start_again().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stored = loop {
+        let r = server.post_events("application-1", "any", &body).await;
+        if r.status == 201 {
+            break r;
+        }
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert!(Instant::now() < deadline, "appends did not work again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let again = server.post_events("application-1", "any", &body).await;
+    assert_eq!(again.status, 200, "a retry returns the original position");
+    assert_eq!(
+        again.json()["first_position"],
+        stored.json()["first_position"]
+    );
+    assert_eq!(head(&url).await, 2);
+    server.kill().await;
+}
+
+/// The connections the database sees from this node's application.
+async fn connections_of(url: &str, database: &str) -> i64 {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'amtsbuch'",
+    )
+    .bind(database)
+    .fetch_one(&mut conn)
+    .await
+    .expect("count connections")
+}
+
+/// A node running everything (ledger, relay, read models, GDPR sweeper) under load holds
+/// no more PostgreSQL connections than its budget, 12 by default. (Each node used to hold
+/// about 27, and two nodes and a benchmark exhausted `max_connections = 100`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stays_within_its_connection_budget() {
+    let pg = PgServer::start().await;
+    let url = pg.create_database("amtsbuch").await;
+    let nats = NatsServer::start().await;
+    let dir = TempDir::new();
+    let keys = dir.0.join("keys");
+    let (code, out, err) = run_cli(&[
+        "keygen",
+        "--origin",
+        "e2e.amtsbuch/budget",
+        "--out",
+        &keys.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let key = keys.join("amtsbuch-signing.pk8").display().to_string();
+    let nats_url = nats.url();
+    let server = Server::start(
+        &[
+            "--database-url",
+            &url,
+            "--nats-url",
+            &nats_url,
+            "--signing-key",
+            &key,
+            "--origin",
+            "e2e.amtsbuch/budget",
+        ],
+        &dir.0,
+    )
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = (0..8).map(|_| server.client()).collect();
+    let load = keep_appending(clients, stop.clone());
+    let mut most = 0;
+    for _ in 0..40 {
+        // Reads and appends at once, so that every pool is in use.
+        let reads: Vec<_> = (0..8)
+            .map(|_| {
+                let c = server.client();
+                tokio::spawn(async move { c.get("/events?after=0&limit=100").await.status })
+            })
+            .collect();
+        most = most.max(connections_of(&pg.url("postgres"), "amtsbuch").await);
+        for r in reads {
+            assert_eq!(r.await.expect("read"), 200);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    load.await.expect("load");
+    assert!(most <= 12, "the node held {most} connections");
+    server.kill().await;
+}
+
+/// A server that cannot connect says why: nothing listening at the address, or a server
+/// that refuses more clients — not "pool timed out" for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_port_and_a_full_server_read_differently() {
+    let dir = TempDir::new();
+    let closed = format!(
+        "postgres://postgres@127.0.0.1:{}/amtsbuch",
+        amtsbuch_tests::free_port()
+    );
+    let (code, out, err) = run_cli(&["verify", "--database-url", &closed]).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(!err.contains("pool timed out"), "{err}");
+
+    let pg = PgServer::start().await;
+    let url = pg.create_database("amtsbuch").await;
+    let mut admin = sqlx::PgConnection::connect(&pg.url("postgres"))
+        .await
+        .expect("connect");
+    sqlx::query("ALTER SYSTEM SET max_connections = 8")
+        .execute(&mut admin)
+        .await
+        .expect("limit connections");
+    drop(admin);
+    pg.stop_immediately();
+    pg.start_again().await;
+    let mut held = Vec::new();
+    while let Ok(c) = sqlx::PgConnection::connect(&url).await {
+        held.push(c);
+        assert!(held.len() <= 8, "max_connections is not in force");
+    }
+    let (code, out, err) = run_cli(&["verify", "--database-url", &url]).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("too many clients"), "{err}");
+    assert!(!err.contains("pool timed out"), "{err}");
+    drop(held);
+    drop(dir);
+}
