@@ -48,8 +48,9 @@ pub struct PgStore {
     leases: Arc<LeaseSession>,
     writer: WriterHandle,
     head: watch::Receiver<u64>,
-    /// How the store connects, for the lease session and for `diagnose`.
-    options: PgConnectOptions,
+    /// How the store connects, for `diagnose` (behind an `Arc`: the options are large, and
+    /// every clone of the store would copy them).
+    options: Arc<PgConnectOptions>,
 }
 
 /// How long a request waits for a pooled connection before it is answered "unavailable":
@@ -206,7 +207,7 @@ impl PgStore {
             leases,
             writer,
             head: head_rx,
-            options,
+            options: Arc::new(options),
         })
     }
 
