@@ -466,6 +466,22 @@ pub async fn run_cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Create a signing key for `origin` with `amtsbuch keygen` under `dir/keys`; returns the
+/// private key's path, for `--signing-key`.
+pub async fn keygen(dir: &std::path::Path, origin: &str) -> String {
+    let keys = dir.join("keys");
+    let (code, out, err) = run_cli(&[
+        "keygen",
+        "--origin",
+        origin,
+        "--out",
+        &keys.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    keys.join("amtsbuch-signing.pk8").display().to_string()
+}
+
 /// A scratch directory removed on drop.
 #[derive(Debug)]
 pub struct TempDir(pub PathBuf);

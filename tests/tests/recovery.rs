@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amtsbuch_tests::{run_cli, wait_relayed, NatsServer, PgServer, Server, TempDir};
+use amtsbuch_tests::{keygen, run_cli, wait_relayed, NatsServer, PgServer, Server, TempDir};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -119,17 +119,7 @@ async fn one_leader_at_a_time_across_a_postgresql_restart() {
     let url = pg.create_database("amtsbuch").await;
     let nats = NatsServer::start().await;
     let dir = TempDir::new();
-    let keys = dir.0.join("keys");
-    let (code, out, err) = run_cli(&[
-        "keygen",
-        "--origin",
-        "e2e.amtsbuch/failover",
-        "--out",
-        &keys.display().to_string(),
-    ])
-    .await;
-    assert_eq!(code, 0, "{out}{err}");
-    let key = keys.join("amtsbuch-signing.pk8").display().to_string();
+    let key = keygen(&dir.0, "e2e.amtsbuch/failover").await;
     let nats_url = nats.url();
     let args = [
         "--database-url",
@@ -503,17 +493,7 @@ async fn a_node_stays_within_its_connection_budget() {
     let url = pg.create_database("amtsbuch").await;
     let nats = NatsServer::start().await;
     let dir = TempDir::new();
-    let keys = dir.0.join("keys");
-    let (code, out, err) = run_cli(&[
-        "keygen",
-        "--origin",
-        "e2e.amtsbuch/budget",
-        "--out",
-        &keys.display().to_string(),
-    ])
-    .await;
-    assert_eq!(code, 0, "{out}{err}");
-    let key = keys.join("amtsbuch-signing.pk8").display().to_string();
+    let key = keygen(&dir.0, "e2e.amtsbuch/budget").await;
     let nats_url = nats.url();
     let server = Server::start(
         &[
