@@ -19,11 +19,16 @@
 //! server lets go of its locks too) and marks every lease of it lost. Jobs watch
 //! `Lease::lost` beside their work and check `Lease::is_held` before each step that others
 //! would see. A new holder, in turn, waits `TAKEOVER_GRACE` after the lock is granted —
-//! longer than a previous holder can take to notice — before it reports the lease as taken.
-//! So two holders never work at once as long as a process is not frozen for longer than the
-//! grace; the work guarded by a lease must still be safe if that happens (the ledger's
-//! forward-only state update, the relay's expected stream sequence, the projections'
-//! checkpoint re-read under a row lock).
+//! longer than a previous holder can take to notice — before it reports the lease as taken,
+//! whenever a previous holder may still be at work: when this process saw the lock held by
+//! another session (it takes the lease over), or when the server started less than the
+//! grace ago (a restart ended every session, the holder's too). A lease taken on a server
+//! that has been up for a while and was free at the first attempt — a node starting — is
+//! used at once. So two holders never work at once as long as a process is not frozen for
+//! longer than the grace (and a holder's backend is not terminated by hand at the moment
+//! another node starts); the work guarded by a lease must still be safe if that happens (the
+//! ledger's forward-only state update, the relay's expected stream sequence, the
+//! projections' checkpoint re-read under a row lock).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -88,13 +93,15 @@ impl Drop for Registered {
 /// The advisory lock key of `name`: one 64-bit key (from `hashtext`) in the current
 /// schema, so that tests and tenants in separate schemas do not contend. The ledger's
 /// `amtsbuch_ledger` key has this form.
-const TRY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.' || $1))";
+/// Also says whether the server started less than $2 seconds ago.
+const TRY_LOCK: &str = "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.' || $1)), \
+     clock_timestamp() - pg_postmaster_start_time() < make_interval(secs => $2)";
 const UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext(current_schema() || '.' || $1))";
 
 impl Lease {
     /// Take the lease `name` if nobody holds it; `None` if another session (PostgreSQL) or
     /// another task of this process holds it. On PostgreSQL this takes `TAKEOVER_GRACE`
-    /// when the lock is granted.
+    /// when a previous holder may still be at work (see the module's documentation).
     pub async fn try_acquire(store: &AnyStore, name: &str) -> Result<Option<Lease>, StoreError> {
         match store {
             AnyStore::Postgres(s) => {
@@ -104,7 +111,7 @@ impl Lease {
                 let session = s.leases().clone();
                 let name = name.to_owned();
                 tokio::spawn(async move {
-                    let Some((generation, ended)) = session.try_lock(&name).await? else {
+                    let Some((generation, ended, takeover)) = session.try_lock(&name).await? else {
                         return Ok(None);
                     };
                     let lease = Lease {
@@ -116,8 +123,10 @@ impl Lease {
                             released: false,
                         },
                     };
-                    tokio::time::sleep(TAKEOVER_GRACE).await;
-                    lease.check_held()?;
+                    if takeover {
+                        tokio::time::sleep(TAKEOVER_GRACE).await;
+                        lease.check_held()?;
+                    }
                     Ok(Some(lease))
                 })
                 .await
@@ -250,6 +259,10 @@ struct Ended {
     reason: String,
 }
 
+/// A granted lock: the session's generation, the watch of ended sessions, and whether a
+/// previous holder may still be at work (`TAKEOVER_GRACE` applies).
+type Granted = (u64, watch::Receiver<Ended>, bool);
+
 /// The one connection that holds every lease of a `PgStore`, opened when first needed and
 /// again after it ended.
 #[derive(Debug)]
@@ -266,6 +279,8 @@ struct SessionState {
     generation: u64,
     /// Names locked on the current session.
     held: HashSet<String>,
+    /// Names this store found locked by another session at its last attempt.
+    seen_held: HashSet<String>,
 }
 
 impl LeaseSession {
@@ -285,13 +300,10 @@ impl LeaseSession {
         session
     }
 
-    /// Lock `name` on the session (opening it if needed): its generation and the watch
-    /// of ended sessions if granted, `None` if another session or a lease of this one
-    /// holds it.
-    async fn try_lock(
-        &self,
-        name: &str,
-    ) -> Result<Option<(u64, watch::Receiver<Ended>)>, StoreError> {
+    /// Lock `name` on the session (opening it if needed): its generation, the watch of
+    /// ended sessions and whether a previous holder may still be at work if granted, `None`
+    /// if another session or a lease of this one holds it.
+    async fn try_lock(&self, name: &str) -> Result<Option<Granted>, StoreError> {
         let mut state = self.state.lock().await;
         if state.held.contains(name) {
             return Ok(None);
@@ -308,17 +320,26 @@ impl LeaseSession {
         };
         let granted = tokio::time::timeout(
             PING_TIMEOUT,
-            sqlx::query_scalar::<_, bool>(TRY_LOCK)
+            sqlx::query_as::<_, (bool, bool)>(TRY_LOCK)
                 .bind(name)
+                .bind(TAKEOVER_GRACE.as_secs_f64())
                 .fetch_one(&mut *conn),
         )
         .await;
         match granted {
-            Ok(Ok(true)) => {
+            Ok(Ok((true, restarted))) => {
                 state.held.insert(name.to_owned());
-                Ok(Some((state.generation, self.ended.subscribe())))
+                let seen = state.seen_held.remove(name);
+                Ok(Some((
+                    state.generation,
+                    self.ended.subscribe(),
+                    seen || restarted,
+                )))
             }
-            Ok(Ok(false)) => Ok(None),
+            Ok(Ok((false, _))) => {
+                state.seen_held.insert(name.to_owned());
+                Ok(None)
+            }
             Ok(Err(e)) => {
                 let reason = e.to_string();
                 self.end(&mut state, &reason);
