@@ -148,6 +148,11 @@ pub struct ProblemDoc {
     pub status: u16,
     /// What happened and what to change.
     pub detail: String,
+    /// Extension member of `invalid-body` when the body is JSON but not I-JSON (RFC 7493):
+    /// the JSON pointer (RFC 6901) of the offending value — a member whose name occurs
+    /// twice in its object, or a number the log would store as another number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
     /// Extension member of `wrong-expected-version`: the stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,

@@ -32,29 +32,13 @@ use crate::dto::{
     StreamCatalogue, StreamPage, StreamSummaryView,
 };
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default and largest page of a read.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
-
-/// Shared state of the handlers.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub store: AnyStore,
-    /// The signing configuration, when this server signs checkpoints.
-    pub ledger: Option<crate::ledger_http::LedgerInfo>,
-    /// Checks bearer tokens.
-    pub auth: std::sync::Arc<crate::auth::Authenticator>,
-    pub metrics: crate::metrics::Metrics,
-    /// The live feed behind `GET /events/stream`.
-    pub hub: crate::sse::Hub,
-    /// The NATS distribution, when this server relays to NATS.
-    pub nats: Option<std::sync::Arc<crate::nats_http::NatsLink>>,
-    /// Seals and opens personal data; `None` when no key-encryption key is configured.
-    pub sealer: Option<amtsbuch_infra::sealer::Sealer>,
-}
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "service", security(()),
@@ -130,8 +114,11 @@ pub struct EventInput {
     #[serde(rename = "type")]
     #[schema(value_type = String, example = "ConsentGiven")]
     event_type: EventType,
-    /// The payload: any I-JSON value (numbers exact in IEEE double precision), normally an
-    /// object; no personal data.
+    /// The payload: any I-JSON value (RFC 7493), normally an object; no personal data.
+    /// Member names occur once per object, and every number is stored exactly as sent:
+    /// one that an IEEE double cannot hold so that it prints back as the same value
+    /// (`1e-400`, `123456789012345678901234567890`) is refused, not rounded. `1.0`, `1e2`
+    /// and `-0` are stored in their canonical form `1`, `100`, `0`.
     data: Value,
     #[serde(default)]
     metadata: MetadataInput,
@@ -147,7 +134,7 @@ pub struct EventInput {
 pub struct PersonalInput {
     /// The data subject: its Servicekonto account id (a UUID).
     subject: String,
-    /// The personal data, any JSON value.
+    /// The personal data, any I-JSON value (as `data`).
     data: Value,
 }
 
@@ -174,29 +161,6 @@ pub struct MetadataInput {
 
 fn parse_stream(raw: &str) -> Result<StreamId, Problem> {
     StreamId::parse(raw).map_err(|e| Problem::bad_request("invalid-stream-id", e.to_string()))
-}
-
-/// Refuse a raw append to a stream of a GDPR aggregate. Those streams are written only by
-/// the GDPR routes, which decide each event against the aggregate's rules: an event
-/// appended around them could give a consent nobody gave, or record an erasure that never
-/// destroyed a key, and the read models and the erasure would believe it.
-fn refuse_gdpr_stream(stream: &StreamId) -> Result<(), Problem> {
-    use amtsbuch_domain::gdpr::retention::{subject_of_erasure_stream, HoldId};
-    use amtsbuch_domain::gdpr::{AccountId, ConsentId, DisclosureId};
-    let reserved = AccountId::from_stream(stream).is_some()
-        || ConsentId::from_stream(stream).is_some()
-        || DisclosureId::from_stream(stream).is_some()
-        || HoldId::from_stream(stream).is_some()
-        || subject_of_erasure_stream(stream).is_some();
-    if reserved {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "reserved-stream",
-            "The stream is written by the GDPR routes only",
-            format!("{stream} belongs to a GDPR aggregate (an account, consent, disclosure, retention hold or erasure); its events are written only through /accounts, /consents, /disclosures, /retention-holds and /dpo, which check their rules"),
-        ));
-    }
-    Ok(())
 }
 
 fn parse_expected(headers: &HeaderMap) -> Result<ExpectedVersion, Problem> {
@@ -227,12 +191,10 @@ struct ToSeal {
 }
 
 fn parse_events(body: &[u8]) -> Result<(Vec<NewEvent>, Vec<ToSeal>), Problem> {
-    let inputs: Vec<EventInput> = serde_json::from_slice(body).map_err(|e| {
-        Problem::bad_request(
-            "invalid-body",
-            format!("the body must be a JSON array of events {{\"id\"?, \"type\", \"data\", \"metadata\"?}}: {e}"),
-        )
-    })?;
+    let inputs: Vec<EventInput> = crate::body::parse_json(
+        body,
+        "a JSON array of events {\"id\"?, \"type\", \"data\", \"metadata\"?}",
+    )?;
     if inputs.is_empty() {
         return Err(Problem::bad_request(
             "invalid-body",
@@ -366,7 +328,8 @@ pub async fn append(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let stream = parse_stream(&stream)?;
-    refuse_gdpr_stream(&stream)?;
+    // A stream a domain module writes only through its own routes, which check its rules.
+    crate::module::refuse_reserved(crate::domains::MODULES, &stream)?;
     let expected = parse_expected(&headers)?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -674,37 +637,4 @@ pub async fn read_all(
         events: events_json(&events)?,
         next_after,
     }))
-}
-
-impl AppState {
-    /// The state of a server on `store`, with fresh metrics and a live feed for
-    /// subscriptions.
-    pub async fn new(
-        store: AnyStore,
-        ledger: Option<crate::ledger_http::LedgerInfo>,
-        auth: std::sync::Arc<crate::auth::Authenticator>,
-    ) -> Result<Self, amtsbuch_infra::StoreError> {
-        let metrics = crate::metrics::Metrics::new();
-        let hub = crate::sse::Hub::spawn(
-            store.clone(),
-            crate::sse::HubLimits::default(),
-            metrics.clone(),
-        )
-        .await?;
-        Ok(Self {
-            store,
-            ledger,
-            auth,
-            metrics,
-            hub,
-            nats: None,
-            sealer: None,
-        })
-    }
-}
-
-impl axum::extract::FromRef<AppState> for std::sync::Arc<crate::auth::Authenticator> {
-    fn from_ref(state: &AppState) -> Self {
-        state.auth.clone()
-    }
 }

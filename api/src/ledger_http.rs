@@ -25,16 +25,8 @@ use amtsbuch_infra::ledger::{self, LedgerError, StoredCheckpoint};
 use amtsbuch_infra::{EventStore, RecordedEvent};
 
 use crate::dto::{ConsistencyProof, InclusionProof, ProblemDoc};
-use crate::http::AppState;
 use crate::problem::Problem;
-
-/// What the HTTP layer knows of the ledger's configuration.
-#[derive(Debug, Clone)]
-pub struct LedgerInfo {
-    pub origin: String,
-    /// The verifier keys (C2SP vkeys) of every signing key.
-    pub vkeys: Vec<String>,
-}
+use crate::state::{AppState, LedgerInfo};
 
 /// Records per page while streaming an export.
 const EXPORT_PAGE: usize = 2000;

@@ -1,32 +1,34 @@
 //! The Amtsbuch service: HTTP API, and the commands of the `amtsbuch` binary.
 //!
 //! `run` serves the API on a listener until a shutdown future completes; tests call it on
-//! port 0. The CLI (`main.rs`) parses flags and calls `serve`, `verify` or `bench` here.
+//! port 0. The binary (`main.rs`) parses flags and runs the commands in `cli`.
 
 pub mod auth;
-pub mod bench;
-pub mod bench_gdpr;
+pub mod body;
+pub mod cli;
+pub mod command;
+pub mod domains;
 pub mod dto;
 pub mod gdpr;
 pub mod http;
+pub mod hub;
 pub mod keys;
 pub mod ledger_http;
 pub mod metrics;
+pub mod module;
 pub mod nats_http;
-pub mod offline;
 pub mod problem;
-pub mod progress;
-pub mod remote;
 pub mod router;
+pub mod server;
 pub mod sse;
-pub mod verify;
+pub mod state;
 
 use std::future::Future;
 
 use tokio::net::TcpListener;
 
-pub use http::AppState;
 pub use router::router;
+pub use state::AppState;
 
 /// Serve the API on `listener` until `shutdown` completes, then finish open requests.
 pub async fn run(
@@ -34,8 +36,5 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, router(state), shutdown).await
 }

@@ -23,57 +23,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{watch, OnceCell};
 use utoipa::ToSchema;
 
 use amtsbuch_domain::access::Role;
 use amtsbuch_domain::subject::fachverfahren_filters;
-use amtsbuch_infra::relay::{
-    self, Blocked, ConsumerName, DeliverFrom, RelayConfig, RelayError, RelayHandle,
-};
+use amtsbuch_infra::relay::{self, ConsumerName, DeliverFrom, RelayError};
 
 use crate::auth::Caller;
 use crate::dto::ProblemDoc;
-use crate::http::AppState;
 use crate::problem::Problem;
-
-/// What the HTTP layer needs of the NATS distribution.
-#[derive(Debug)]
-pub struct NatsLink {
-    pub config: RelayConfig,
-    context: OnceCell<async_nats::jetstream::Context>,
-    /// The event this process's relay is stuck at, if it runs one (for `/readyz`).
-    blocked: Option<watch::Receiver<Option<Blocked>>>,
-}
-
-impl NatsLink {
-    pub fn new(config: RelayConfig) -> Self {
-        Self {
-            config,
-            context: OnceCell::new(),
-            blocked: None,
-        }
-    }
-
-    /// Report `relay`'s state too: readiness fails while it cannot publish an event.
-    pub fn watching(mut self, relay: &RelayHandle) -> Self {
-        self.blocked = Some(relay.blocked());
-        self
-    }
-
-    /// The event this process's relay cannot publish, while it cannot.
-    pub fn blocked(&self) -> Option<Blocked> {
-        self.blocked.as_ref().and_then(|b| b.borrow().clone())
-    }
-
-    /// The JetStream context, connected on first use (NATS may be down when the server
-    /// starts; appends and the relay do not wait for it).
-    async fn context(&self) -> Result<&async_nats::jetstream::Context, RelayError> {
-        self.context
-            .get_or_try_init(|| relay::connect(&self.config))
-            .await
-    }
-}
+use crate::state::AppState;
 
 /// Where a new consumer starts; an existing consumer keeps its progress.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -176,14 +135,7 @@ pub async fn put_consumer(
     let request: ConsumerRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ConsumerRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            Problem::bad_request(
-                "invalid-body",
-                format!(
-                    "the body must be {{\"start\"?: \"all\"|\"new\", \"after\"?: position}}: {e}"
-                ),
-            )
-        })?
+        crate::body::parse_json(&body, "{\"start\"?: \"all\"|\"new\", \"after\"?: position}")?
     };
     let name = ConsumerName::parse(&name).map_err(relay_problem)?;
     // Each role by its own rule (the guard left only fachverfahren and operator): explicit

@@ -1,5 +1,6 @@
 //! The router: every route, its OpenAPI description, who may call it, and the layers every
-//! request passes (correlation id and log span, metrics, timeout, authentication).
+//! request passes (correlation id and log span, metrics, timeout, the limits no handler
+//! should see broken, authentication).
 //!
 //! Each handler carries a `#[utoipa::path]` annotation, and routes are registered through
 //! `utoipa_axum`, so the router and `/openapi.json` are built from the same declarations and
@@ -16,8 +17,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, RawPathParams, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -32,10 +34,11 @@ use uuid::Uuid;
 use amtsbuch_domain::access::Role;
 
 use crate::auth::{require, Authenticator, Caller};
-use crate::gdpr;
-use crate::http::{self, AppState, MAX_BODY_BYTES};
+use crate::domains::MODULES;
+use crate::http::{self, MAX_BODY_BYTES};
 use crate::ledger_http;
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// Longest time a handler may take to produce its response head. Streaming bodies (SSE,
 /// exports) are not cut off: their head is sent at once.
@@ -43,6 +46,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The request header carrying a correlation id, echoed on the response.
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// Most header fields a request may carry (hyper's default, which `server` raises so that
+/// this limit is the one a client meets, answered with a problem).
+pub const MAX_HEADERS: usize = 100;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,10 +63,7 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
         (name = "service", description = "Health, readiness, metrics and this document"),
         (name = "streams", description = "The raw event log (operators)"),
         (name = "subscriptions", description = "Following the log: Server-Sent Events and NATS consumers"),
-        (name = "ledger", description = "Checkpoints, proofs, receipts and exports for auditors"),
-        (name = "accounts", description = "Servicekonto accounts; master data sealed per subject"),
-        (name = "consents", description = "§ 10 SächsEGovG consents, consent receipts, and disclosures checked against them"),
-        (name = "dpo", description = "For data protection officers: replay, Art. 15 export, Art. 17 erasure, Art. 30 overview, retention holds")
+        (name = "ledger", description = "Checkpoints, proofs, receipts and exports for auditors")
     )
 )]
 struct ApiDoc;
@@ -76,8 +80,16 @@ impl Modify for BearerScheme {
     }
 }
 
-/// Every route with its OpenAPI description; no state is needed to describe them.
+/// Every route with its OpenAPI description, the core's and every domain module's; no
+/// state is needed to describe them.
 fn routes() -> OpenApiRouter<AppState> {
+    MODULES.iter().fold(core_routes(), |routes, module| {
+        routes.merge((module.routes)())
+    })
+}
+
+/// The core's routes: the service, the raw log, subscriptions and the ledger.
+fn core_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(http::healthz))
         .routes(routes!(http::readyz))
@@ -88,27 +100,6 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(http::list_streams))
         .routes(routes!(crate::sse::subscribe))
         .routes(routes!(crate::nats_http::put_consumer))
-        .routes(routes!(gdpr::accounts::open_account))
-        .routes(routes!(gdpr::accounts::get_account))
-        .routes(routes!(gdpr::accounts::change_master_data))
-        .routes(routes!(gdpr::accounts::link_identity))
-        .routes(routes!(gdpr::accounts::request_deletion))
-        .routes(routes!(gdpr::consents::give, gdpr::consents::list_own))
-        .routes(routes!(gdpr::consents::get))
-        .routes(routes!(gdpr::consents::withdraw))
-        .routes(routes!(gdpr::consents::renew))
-        .routes(routes!(gdpr::consents::narrow))
-        .routes(routes!(gdpr::consents::revoke))
-        .routes(routes!(gdpr::consents::receipt))
-        .routes(routes!(gdpr::consents::disclose))
-        .routes(routes!(gdpr::dpo::consent_history))
-        .routes(routes!(gdpr::dpo::disclosures))
-        .routes(routes!(gdpr::dpo::export))
-        .routes(routes!(gdpr::dpo::erase))
-        .routes(routes!(gdpr::dpo::processing))
-        .routes(routes!(gdpr::dpo::expiring))
-        .routes(routes!(gdpr::dpo::place_hold))
-        .routes(routes!(gdpr::dpo::release_hold))
         .routes(routes!(ledger_http::record))
         .routes(routes!(ledger_http::receipt))
         .routes(routes!(ledger_http::latest_checkpoint))
@@ -180,15 +171,18 @@ fn with_auth_responses(mut doc: OpenApiDoc) -> OpenApiDoc {
 pub fn router(state: AppState) -> Router {
     let (routes, doc) = routes().split_for_parts();
     let access = Arc::new(AccessTable::from_openapi(&with_auth_responses(doc)));
-    // `route_layer`s run outside-in in reverse order of addition: observe, then guard.
+    // The guard is a `route_layer`: it runs only for a matched route and method, so that a
+    // wrong path stays a 404 rather than a 401. `observe` is a `layer` added after the
+    // fallbacks, so it wraps them too and every answer, 404 and 405 included, carries a
+    // correlation id; it runs first, then the guard.
     routes
         .route_layer(middleware::from_fn_with_state(
             (access, state.auth.clone()),
             guard,
         ))
-        .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -353,9 +347,17 @@ async fn guard(
 }
 
 /// The outermost layer: a correlation id for the request (the caller's, if it sent a
-/// valid one), a log span carrying it, the timeout, and the request metrics. Nothing from
-/// bodies, tokens or query strings is logged.
-async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// valid one), a log span carrying it, the refusal of requests no handler should see, the
+/// timeout, the request metrics, and a problem for any error answer that is not one yet.
+/// Nothing from bodies, tokens or query strings is logged.
+async fn observe(
+    State(state): State<AppState>,
+    path: Result<RawPathParams, RawPathParamsRejection>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    // Before the correlation header is added, which would count as one more field.
+    let refused = refusal(&req, path.err());
     let correlation = req
         .headers()
         .get(CORRELATION_HEADER)
@@ -372,10 +374,15 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let span = tracing::info_span!("request", %method, %route, correlation_id = %correlation);
     let started = Instant::now();
-    let mut response = {
-        match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req).instrument(span.clone())).await
+    let mut response = match refused {
+        Some(problem) => problem.into_response(),
+        None => match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            next.run(req).instrument(span.clone()),
+        )
+        .await
         {
-            Ok(r) => r,
+            Ok(r) => as_problem(r),
             Err(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
@@ -416,4 +423,98 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         tracing::debug!(parent: &span, status = status.as_u16(), took_ms = took.as_millis() as u64, "request");
     }
     response
+}
+
+/// A request no handler should see: more header fields than `MAX_HEADERS`, or a path
+/// parameter that is not UTF-8 once percent-decoded (axum's `Path` extractor would refuse
+/// that in plain text, in every handler that takes one).
+fn refusal(req: &Request, path: Option<RawPathParamsRejection>) -> Option<Problem> {
+    let fields = req.headers().len();
+    if fields > MAX_HEADERS {
+        return Some(Problem::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too-many-headers",
+            "Too many request header fields",
+            format!("a request may carry at most {MAX_HEADERS} header fields; this one carries {fields}"),
+        ));
+    }
+    match path {
+        Some(RawPathParamsRejection::InvalidUtf8InPathParam(e)) => Some(Problem::bad_request(
+            "invalid-path",
+            format!(
+                "a path segment is not UTF-8 once percent-decoded ({}); ids and names are ASCII",
+                e.body_text()
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// Every error answer as a problem. The handlers and extractors of this API answer with
+/// problems themselves; an error that is not one comes from a rejection nobody mapped, so
+/// it is logged for a fix and replaced by a problem that keeps its status and headers.
+fn as_problem(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    tracing::warn!(
+        status = status.as_u16(),
+        "an error answer was not a problem; answering with a generic one"
+    );
+    let mut replaced = Problem::new(
+        status,
+        "http-error",
+        status.canonical_reason().unwrap_or("Error"),
+        "the request was refused before Amtsbuch's own checks could say why; the status tells what kind of error it is",
+    )
+    .into_response();
+    let (parts, _) = response.into_parts();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            replaced.headers_mut().append(name, value.clone());
+        }
+    }
+    replaced
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_answer_that_is_not_a_problem_becomes_one() {
+        let plain = (
+            StatusCode::BAD_REQUEST,
+            [(header::ALLOW, "GET")],
+            "Invalid URL: something axum says",
+        )
+            .into_response();
+        let replaced = as_problem(plain);
+        assert_eq!(replaced.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            replaced.headers().get(header::CONTENT_TYPE),
+            Some(&HeaderValue::from_static("application/problem+json"))
+        );
+        assert_eq!(
+            replaced.headers().get(header::ALLOW),
+            Some(&HeaderValue::from_static("GET"))
+        );
+
+        // Problems and successes pass unchanged.
+        let problem = Problem::not_found("nothing here").into_response();
+        assert_eq!(
+            as_problem(problem).headers().get(header::CONTENT_TYPE),
+            Some(&HeaderValue::from_static("application/problem+json"))
+        );
+        let ok = (StatusCode::OK, "plain text is fine here").into_response();
+        assert_eq!(
+            as_problem(ok).headers().get(header::CONTENT_TYPE),
+            Some(&HeaderValue::from_static("text/plain; charset=utf-8"))
+        );
+    }
 }

@@ -1,11 +1,10 @@
 //! HTTP subscriptions for systems without NATS: `GET /events/stream` as Server-Sent Events.
 //!
-//! One `Hub` per process follows the log (a single `Subscription`) and fans each new event
-//! out over a bounded `broadcast` channel, so a hundred subscribers cost one reader of the
-//! database, not a hundred. A connection first catches up from its resume position by paging
-//! through the log itself, then switches to the hub; because positions are gapless and
-//! commit-ordered, "deliver everything after the last position sent" is all the bookkeeping
-//! it needs, and any hole between catch-up and the live feed is read from the log.
+//! Every connection is fed by the process's one `Hub` (`crate::hub`). A connection first
+//! catches up from its resume position by paging through the log itself, then switches to
+//! the hub; because positions are gapless and commit-ordered, "deliver everything after the
+//! last position sent" is all the bookkeeping it needs, and any hole between catch-up and
+//! the live feed is read from the log.
 //!
 //! Writers never wait for subscribers: the hub never blocks on a slow connection. A
 //! connection that falls further behind than the broadcast buffer is disconnected with an
@@ -14,7 +13,6 @@
 //! filtered by the caller's visibility before it is sent.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +22,9 @@ use serde_json::json;
 use tokio::sync::broadcast;
 
 use amtsbuch_domain::EventRecord;
-use amtsbuch_infra::{AnyStore, EventStore, RecordedEvent, Subscription};
+use amtsbuch_infra::{AnyStore, EventStore, RecordedEvent};
 
+use crate::hub::{ClientSlot, Hub, LiveEvent};
 use crate::metrics::Metrics;
 
 /// Events read per page while a connection catches up.
@@ -34,153 +33,28 @@ const CATCH_UP_PAGE: usize = 500;
 /// Who may see which event: the caller's visibility rule.
 pub type Visibility = Arc<dyn Fn(&EventRecord) -> bool + Send + Sync>;
 
-/// An event as the hub hands it out: stored form and parsed record, shared by every
-/// connection.
-#[derive(Debug)]
-pub struct LiveEvent {
-    pub event: RecordedEvent,
-    pub record: EventRecord,
-}
-
-/// The per-process fan-out of new events.
-#[derive(Clone)]
-pub struct Hub {
-    store: AnyStore,
-    tx: broadcast::Sender<Arc<LiveEvent>>,
-    clients: Arc<AtomicUsize>,
-    max_clients: usize,
-    metrics: Metrics,
-}
-
-impl std::fmt::Debug for Hub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub")
-            .field("clients", &self.clients.load(Ordering::Relaxed))
-            .field("max_clients", &self.max_clients)
-            .finish_non_exhaustive()
-    }
-}
-
-/// How many events a connection may fall behind the live feed, and how many connections
-/// a process serves.
-#[derive(Debug, Clone, Copy)]
-pub struct HubLimits {
-    pub buffer: usize,
-    pub max_clients: usize,
-}
-
-impl Default for HubLimits {
-    fn default() -> Self {
-        Self {
-            buffer: 8192,
-            max_clients: 1000,
-        }
-    }
-}
-
-impl Hub {
-    /// Start following the log from its current head.
-    pub async fn spawn(
-        store: AnyStore,
-        limits: HubLimits,
-        metrics: Metrics,
-    ) -> Result<Self, amtsbuch_infra::StoreError> {
-        let (tx, _) = broadcast::channel(limits.buffer.max(1));
-        let head = store.head().await?.position;
-        let hub = Self {
-            store: store.clone(),
-            tx: tx.clone(),
-            clients: Arc::new(AtomicUsize::new(0)),
-            max_clients: limits.max_clients,
-            metrics,
-        };
-        let clients = hub.clients.clone();
-        hub.metrics.gauge_fn(
-            "amtsbuch_sse_clients",
-            "Open Server-Sent-Events subscriptions.",
-            move || vec![(vec![], clients.load(Ordering::Relaxed) as f64)],
-        );
-        tokio::spawn(follow(store, head, tx));
-        Ok(hub)
-    }
-
-    /// Reserve a connection slot, or `None` when the process serves its maximum.
-    pub fn admit(&self) -> Option<ClientSlot> {
-        let n = self.clients.fetch_add(1, Ordering::AcqRel);
-        if n >= self.max_clients {
-            self.clients.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(ClientSlot {
-            clients: self.clients.clone(),
-        })
-    }
-
-    /// The SSE response for one connection that has seen everything up to `after`.
-    pub fn stream(
-        &self,
-        after: u64,
-        visible: Visibility,
-        slot: ClientSlot,
-    ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-        let conn = Connection {
-            store: self.store.clone(),
-            live: self.tx.subscribe(),
-            after,
-            visible,
-            phase: Phase::CatchUp,
-            pending: Vec::new().into_iter(),
-            metrics: self.metrics.clone(),
-            _slot: slot,
-        };
-        let events = stream::unfold(conn, |mut c| async move {
-            let next = c.next().await?;
-            Some((Ok(next), c))
-        });
-        Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-    }
-}
-
-/// Holds one of the hub's connection slots until the connection ends.
-#[derive(Debug)]
-pub struct ClientSlot {
-    clients: Arc<AtomicUsize>,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        self.clients.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Follow the log and broadcast each event. Sending never waits: a receiver that is too far
-/// behind finds out itself (`RecvError::Lagged`).
-async fn follow(store: AnyStore, head: u64, tx: broadcast::Sender<Arc<LiveEvent>>) {
-    let mut after = head;
-    loop {
-        let mut sub = Subscription::start(store.clone(), after);
-        while let Some(next) = sub.next().await {
-            match next {
-                Ok(event) => {
-                    after = event.position;
-                    match event.record() {
-                        Ok(record) => {
-                            // No receivers is fine: nobody is subscribed right now.
-                            let _ = tx.send(Arc::new(LiveEvent { event, record }));
-                        }
-                        Err(e) => {
-                            tracing::error!(position = after, error = %e, "unreadable record; subscribers will skip it");
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "the live feed lost the store; resuming");
-                    break;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+/// The SSE response for one connection that has seen everything up to `after`.
+fn stream(
+    hub: &Hub,
+    after: u64,
+    visible: Visibility,
+    slot: ClientSlot,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let conn = Connection {
+        store: hub.store().clone(),
+        live: hub.live(),
+        after,
+        visible,
+        phase: Phase::CatchUp,
+        pending: Vec::new().into_iter(),
+        metrics: hub.metrics().clone(),
+        _slot: slot,
+    };
+    let events = stream::unfold(conn, |mut c| async move {
+        let next = c.next().await?;
+        Some((Ok(next), c))
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 enum Phase {
@@ -335,7 +209,7 @@ pub struct StreamQuery {
         (status = 400, description = "Invalid position, or one beyond the end of the log", body = crate::dto::ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "This server serves its maximum of subscriptions", body = crate::dto::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn subscribe(
-    axum::extract::State(state): axum::extract::State<crate::http::AppState>,
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
     crate::auth::Caller(principal): crate::auth::Caller,
     headers: axum::http::HeaderMap,
     query: Result<axum::extract::Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
@@ -381,5 +255,5 @@ pub async fn subscribe(
         )
     })?;
     let visible: Visibility = Arc::new(move |record: &EventRecord| principal.may_see(record));
-    Ok(state.hub.stream(after, visible, slot).into_response())
+    Ok(stream(&state.hub, after, visible, slot).into_response())
 }

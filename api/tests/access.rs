@@ -3,11 +3,12 @@
 //! for another's, checked through the router; plus what each role sees of the event log
 //! through `GET /events/stream`.
 //!
-//! The expected access is written out below as a table, on purpose: the guard reads each
-//! route's roles from its OpenAPI annotation, so a changed annotation changes who may call
-//! the route, and this table makes that a deliberate, reviewed change of the tests too.
-//! The table must name exactly the operations the document has, so a new route cannot be
-//! added without deciding here who may call it, and whose data each of its roles reaches.
+//! The expected access is written out as a table, on purpose: the guard reads each route's
+//! roles from its OpenAPI annotation, so a changed annotation changes who may call the
+//! route, and the table makes that a deliberate, reviewed change of the tests too. The
+//! core's rows are below; every domain module adds its own (`TestSupport::access`). The
+//! table must name exactly the operations the document has, so a new route cannot be
+//! added without deciding who may call it, and whose data each of its roles reaches.
 //!
 //! The rule the combinations check: a token passes a route if ANY of its roles that the
 //! route lists passes on its own — a second role may add what that role itself may do
@@ -22,16 +23,13 @@ use axum::http::{header, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
 
+use amtsbuch_api::hub::HubLimits;
+use amtsbuch_api::module::Target::{self, Nobody};
 use amtsbuch_api::router::{self, Access, AccessTable};
-use amtsbuch_api::sse::HubLimits;
 use amtsbuch_domain::access::Role::{self, *};
 
 mod common;
 use common::{Reply, Samples, SseReader};
-
-/// The data subject that is not the citizen's: another account, with a consent and holds
-/// of its own.
-const OTHER_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000b0b0";
 
 /// Who may call an operation.
 #[derive(Debug, Clone, Copy)]
@@ -43,28 +41,14 @@ use Allowed::{Public, Roles};
 
 const EVERY_ROLE: &[Role] = &Role::ALL;
 
-/// Whose data an operation acts on, and how far each of its roles reaches.
-#[derive(Debug, Clone, Copy)]
-enum Target {
-    /// No data subject of the caller's: the samples send the same request for every
-    /// caller.
-    Nobody,
-    /// A data subject (an account, or what belongs to one) named in the path or body.
-    /// The roles in `own_only` may act for their own account only, the operation's other
-    /// roles for every subject.
-    Subject { own_only: &'static [Role] },
-}
-use Target::Nobody;
-
 /// A citizen acts for its own account; the operation's other roles for anybody's.
 const OWN_FOR_CITIZENS: Target = Target::Subject {
     own_only: &[Citizen],
 };
-/// Every role of the operation acts for anybody's account.
-const ANYBODY: Target = Target::Subject { own_only: &[] };
 
-/// The expected access of every operation: (method, path as documented, who, whose data).
-const TABLE: &[(&str, &str, Allowed, Target)] = &[
+/// The expected access of every operation of the core: (method, path as documented, who,
+/// whose data).
+const CORE: &[(&str, &str, Allowed, Target)] = &[
     ("GET", "/healthz", Public, Nobody),
     ("GET", "/readyz", Public, Nobody),
     ("GET", "/openapi.json", Public, Nobody),
@@ -128,117 +112,19 @@ const TABLE: &[(&str, &str, Allowed, Target)] = &[
         Nobody,
     ),
     ("GET", "/ledger/export", Roles(&[Auditor, Operator]), Nobody),
-    // Servicekonto accounts: the Servicekonto back end opens them and links identities as
-    // an operator; a citizen reads and changes its own (the handlers check the account).
-    ("POST", "/accounts", Roles(&[Operator]), Nobody),
-    (
-        "GET",
-        "/accounts/{id}",
-        Roles(&[Citizen, Dpo, Operator]),
-        OWN_FOR_CITIZENS,
-    ),
-    (
-        "PUT",
-        "/accounts/{id}/master-data",
-        Roles(&[Citizen, Operator]),
-        OWN_FOR_CITIZENS,
-    ),
-    (
-        "POST",
-        "/accounts/{id}/identity-links",
-        Roles(&[Operator]),
-        ANYBODY,
-    ),
-    (
-        "POST",
-        "/accounts/{id}/deletion-request",
-        Roles(&[Citizen, Operator]),
-        OWN_FOR_CITIZENS,
-    ),
-    // Consents: given, changed and withdrawn by the citizen (or entered by staff of the
-    // Servicekonto from paper), revoked by the data protection officer.
-    (
-        "POST",
-        "/consents",
-        Roles(&[Citizen, Operator]),
-        OWN_FOR_CITIZENS,
-    ),
-    // The token's own consents: the request names nobody.
-    ("GET", "/consents", Roles(&[Citizen]), Nobody),
-    (
-        "GET",
-        "/consents/{id}",
-        Roles(&[Citizen, Dpo]),
-        OWN_FOR_CITIZENS,
-    ),
-    (
-        "POST",
-        "/consents/{id}/withdrawal",
-        Roles(&[Citizen, Operator]),
-        OWN_FOR_CITIZENS,
-    ),
-    (
-        "POST",
-        "/consents/{id}/renewal",
-        Roles(&[Citizen, Operator]),
-        OWN_FOR_CITIZENS,
-    ),
-    (
-        "POST",
-        "/consents/{id}/scope",
-        Roles(&[Citizen, Operator]),
-        OWN_FOR_CITIZENS,
-    ),
-    ("POST", "/consents/{id}/revocation", Roles(&[Dpo]), ANYBODY),
-    (
-        "GET",
-        "/consents/{id}/receipt",
-        Roles(&[Citizen, Dpo]),
-        OWN_FOR_CITIZENS,
-    ),
-    // A disclosure is asked for by whoever wants to use the data: the recipient is the
-    // authority its token is bound to.
-    (
-        "POST",
-        "/disclosures",
-        Roles(&[Authority, Fachverfahren]),
-        ANYBODY,
-    ),
-    (
-        "GET",
-        "/dpo/subjects/{subject}/consents",
-        Roles(&[Dpo]),
-        ANYBODY,
-    ),
-    (
-        "GET",
-        "/dpo/subjects/{subject}/disclosures",
-        Roles(&[Dpo]),
-        ANYBODY,
-    ),
-    (
-        "GET",
-        "/dpo/subjects/{subject}/export",
-        Roles(&[Dpo]),
-        ANYBODY,
-    ),
-    (
-        "POST",
-        "/dpo/subjects/{subject}/erasure",
-        Roles(&[Dpo]),
-        ANYBODY,
-    ),
-    ("GET", "/dpo/processing", Roles(&[Dpo]), Nobody),
-    ("GET", "/dpo/consents/expiring", Roles(&[Dpo]), Nobody),
-    // The sample hold is placed on a third subject, the same for every caller.
-    ("POST", "/retention-holds", Roles(&[Dpo, Operator]), Nobody),
-    (
-        "POST",
-        "/retention-holds/{id}/release",
-        Roles(&[Dpo, Operator]),
-        ANYBODY,
-    ),
 ];
+
+/// The expected access of every operation: the core's rows and every domain module's.
+fn table() -> Vec<(&'static str, &'static str, Allowed, Target)> {
+    let mut table = CORE.to_vec();
+    for module in amtsbuch_api::domains::MODULES {
+        table.extend(module.tests.access.iter().map(|row| {
+            let allowed = row.roles.map_or(Public, Roles);
+            (row.method, row.path, allowed, row.target)
+        }));
+    }
+    table
+}
 
 fn document() -> Value {
     serde_json::to_value(router::openapi()).expect("document as JSON")
@@ -249,24 +135,25 @@ fn the_table_names_exactly_the_documented_operations() {
     let documented: BTreeSet<(String, String)> = common::documented_operations(&document())
         .into_iter()
         .collect();
-    let tabled: BTreeSet<(String, String)> = TABLE
+    let table = table();
+    let tabled: BTreeSet<(String, String)> = table
         .iter()
         .map(|(m, p, ..)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
     assert_eq!(
         tabled.len(),
-        TABLE.len(),
+        table.len(),
         "the table names an operation twice"
     );
     let untabled: Vec<_> = documented.difference(&tabled).collect();
     assert!(
         untabled.is_empty(),
-        "operations of the OpenAPI document without an entry in TABLE (decide who may call them and add them): {untabled:?}"
+        "operations of the OpenAPI document without an entry in the table (decide who may call them and add them to CORE or to their module's TestSupport::access): {untabled:?}"
     );
     let undocumented: Vec<_> = tabled.difference(&documented).collect();
     assert!(
         undocumented.is_empty(),
-        "TABLE names operations the OpenAPI document does not have: {undocumented:?}"
+        "the table names operations the OpenAPI document does not have: {undocumented:?}"
     );
 }
 
@@ -274,8 +161,9 @@ fn the_table_names_exactly_the_documented_operations() {
 fn the_guard_reads_the_same_access_from_the_document() {
     let doc = router::openapi();
     let access = AccessTable::from_openapi(&doc);
-    assert_eq!(access.iter().count(), TABLE.len(), "{access:?}");
-    for (method, path, allowed, _) in TABLE {
+    let table = table();
+    assert_eq!(access.iter().count(), table.len(), "{access:?}");
+    for (method, path, allowed, _) in &table {
         let method = method.parse().expect("method");
         let read = access.get(&method, path);
         match allowed {
@@ -303,12 +191,13 @@ struct TestApp {
 }
 
 /// A signing server with a few events and a checkpoint covering them, personal data
-/// enabled and the GDPR samples seeded for two subjects: the citizen's account and
-/// another, each with a consent and a hold that the tests may release. So a role that may
-/// call a GDPR route gets past the handler's own checks (a citizen owns its sample account
-/// and consent) instead of stopping at a 404. Each subject also has a second hold that
-/// nothing releases, so that no erasure in the matrix removes a subject the later rows
-/// need.
+/// enabled and every domain module's samples seeded for two subjects: the citizen's
+/// account and another (for the GDPR domain each with a consent and a hold that the tests
+/// may release). So a role that may call a module's route gets past the handler's own
+/// checks (a citizen owns its sample account and consent) instead of stopping at a 404.
+/// The modules also keep their samples from being removed for good (for the GDPR domain,
+/// a second hold that nothing releases), so that no erasure in the matrix removes a
+/// subject the later rows need.
 async fn app() -> TestApp {
     let store = common::temp_store("access").await;
     let ledger = common::start_ledger(&store.store);
@@ -316,27 +205,15 @@ async fn app() -> TestApp {
     let checkpoint_size = common::wait_for_checkpoint(&store.store, 3).await;
     let mut state = common::state_with(&store.store, Some(ledger), HubLimits::default()).await;
     state.sealer = Some(common::sealer(&store.store, store.dir()));
-    let runner = amtsbuch_projections::spawn(store.store.clone(), amtsbuch_projections::all());
+    let runner =
+        amtsbuch_projections::spawn(store.store.clone(), amtsbuch_api::domains::projections());
     let app = router::router(state.clone());
     let mut own = Samples::new(event_id, checkpoint_size, "amtsbuch");
-    let mut other = own.clone();
-    other.account_id = uuid::Uuid::parse_str(OTHER_ACCOUNT).expect("account id");
+    let mut other =
+        Samples::of_subject(event_id, checkpoint_size, "amtsbuch", common::OTHER_ACCOUNT);
     for samples in [&mut own, &mut other] {
-        common::seed_gdpr(&app, &state, samples).await;
-        let hold = common::send(
-            &app,
-            common::request(
-                "POST",
-                "/retention-holds",
-                Some(&common::token(Operator)),
-                Body::from(
-                    json!({ "subject": samples.account_id, "reason": "voucher", "source": "payment-kept" })
-                        .to_string(),
-                ),
-            ),
-        )
-        .await;
-        assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.json());
+        common::seed(&app, &state, samples).await;
+        common::keep(&app, &state, samples).await;
     }
     TestApp {
         app,
@@ -388,17 +265,6 @@ fn roles_named(detail: &str) -> BTreeSet<Role> {
     list.split(", ")
         .map(|name| name.parse().expect("a role name"))
         .collect()
-}
-
-/// Every role alone and every pair of roles, each pair held by one token.
-fn role_sets() -> Vec<Vec<Role>> {
-    let mut sets: Vec<Vec<Role>> = Role::ALL.iter().map(|&r| vec![r]).collect();
-    for (i, &a) in Role::ALL.iter().enumerate() {
-        for &b in &Role::ALL[i + 1..] {
-            sets.push(vec![a, b]);
-        }
-    }
-    sets
 }
 
 /// What a caller holding `roles` must get from an operation, on its own data subject or
@@ -453,60 +319,12 @@ fn the_rule_of_combinations_reads_as_intended() {
     ));
 }
 
-/// The rule behind `OWN_FOR_CITIZENS` and `ANYBODY`, as the handlers apply it after the
-/// guard: each role that the route grants is asked by its own rule, and no role passes
-/// because the token holds some other role.
-#[test]
-fn each_role_reaches_subjects_by_its_own_rule() {
-    use amtsbuch_domain::gdpr::AccountId;
-    let own = AccountId(uuid::Uuid::parse_str(common::CITIZEN_ACCOUNT).expect("id"));
-    let other = AccountId(uuid::Uuid::parse_str(OTHER_ACCOUNT).expect("id"));
-    let reaches_everybody = |role: &Role| matches!(role, Dpo | Operator);
-    for roles in role_sets() {
-        let request = common::request_of(&roles, "lra-meissen", &["99108001000000"]);
-        let caller = amtsbuch_domain::access::Principal::new(
-            "caller",
-            roles.iter().copied(),
-            amtsbuch_domain::access::Bindings {
-                account: request.account,
-                authority: request.authority,
-                regions: request.regions,
-                services: request.services,
-            },
-        )
-        .expect("principal");
-        let on_own = amtsbuch_api::gdpr::act_for(&caller, &own);
-        let on_other = amtsbuch_api::gdpr::act_for(&caller, &other);
-        assert_eq!(
-            on_own.is_ok(),
-            roles.iter().any(|r| *r == Citizen || reaches_everybody(r)),
-            "{roles:?} on its own account"
-        );
-        assert_eq!(
-            on_other.is_ok(),
-            roles.iter().any(reaches_everybody),
-            "{roles:?} on another's account"
-        );
-        // Recorded as the account where the citizen's rule passed, else in the role that
-        // passed.
-        if let Ok(meta) = on_own {
-            let expected = if roles.contains(&Citizen) {
-                format!("account:{}", common::CITIZEN_ACCOUNT)
-            } else {
-                let role = roles.iter().find(|r| reaches_everybody(r)).expect("a role");
-                format!("{role}:caller")
-            };
-            assert_eq!(meta.actor, Some(expected), "{roles:?}");
-        }
-    }
-}
-
 /// The table's `Target` agrees with the samples: an operation acts on a data subject
 /// exactly when the citizen's samples and the other subject's send different requests.
 #[tokio::test]
 async fn the_table_knows_which_operations_act_on_a_subject() {
     let app = app().await;
-    for (method, path, _, target) in TABLE {
+    for (method, path, _, target) in table() {
         let differs = app.own.uri(path) != app.other.uri(path)
             || app.own.body(method, path) != app.other.body(method, path);
         assert_eq!(
@@ -520,7 +338,7 @@ async fn the_table_knows_which_operations_act_on_a_subject() {
 #[tokio::test]
 async fn every_operation_admits_exactly_its_roles_in_every_combination() {
     let app = app().await;
-    let tokens: Vec<(Vec<Role>, String)> = role_sets()
+    let tokens: Vec<(Vec<Role>, String)> = common::role_sets()
         .into_iter()
         .map(|roles| {
             let token = common::token_of(&roles);
@@ -530,7 +348,7 @@ async fn every_operation_admits_exactly_its_roles_in_every_combination() {
     let mut cells = 0;
     let mut expected_cells = 0;
     let mut failures = Vec::new();
-    for &(method, path, allowed, target) in TABLE {
+    for (method, path, allowed, target) in table() {
         let subjects: &[(&Samples, bool)] = match target {
             Nobody => &[(&app.own, false)],
             Target::Subject { .. } => &[(&app.own, false), (&app.other, true)],
@@ -606,7 +424,7 @@ fn judge(reply: &Reply, expected: Expected) -> Option<String> {
 #[tokio::test]
 async fn expired_and_foreign_tokens_are_refused_on_every_protected_route() {
     let app = app().await;
-    for (method, path, allowed, _) in TABLE {
+    for (method, path, allowed, _) in table() {
         for (kind, token) in [
             ("expired", common::expired(Operator)),
             (
@@ -889,8 +707,8 @@ async fn tokens_that_may_not_subscribe_see_nothing() {
 async fn head_requests_are_guarded_like_their_get_route() {
     let app = app().await;
     let mut seen = HashSet::new();
-    for (method, path, allowed, _) in TABLE {
-        if *method != "GET" || !seen.insert(*path) {
+    for (method, path, allowed, _) in table() {
+        if method != "GET" || !seen.insert(path) {
             continue;
         }
         let no_token = app.call("HEAD", path, None).await;
@@ -953,7 +771,7 @@ async fn a_fachverfahren_changes_only_its_own_authoritys_consumers() {
     let store = common::temp_store("access-nats").await;
     let nats = common::TestNats::create().await;
     let mut state = common::state_with(&store.store, None, HubLimits::default()).await;
-    state.nats = Some(std::sync::Arc::new(amtsbuch_api::nats_http::NatsLink::new(
+    state.nats = Some(std::sync::Arc::new(amtsbuch_api::state::NatsLink::new(
         nats.config.clone(),
     )));
     let app = router::router(state);

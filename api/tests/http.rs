@@ -44,6 +44,7 @@ async fn app() -> TestApp {
 struct Reply {
     status: StatusCode,
     content_type: String,
+    correlation: Option<String>,
     body: Value,
 }
 
@@ -57,6 +58,11 @@ impl TestApp {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        let correlation = response
+            .headers()
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = axum::body::to_bytes(response.into_body(), 16 * 1024 * 1024)
             .await
             .expect("body");
@@ -64,6 +70,7 @@ impl TestApp {
         Reply {
             status,
             content_type,
+            correlation,
             body,
         }
     }
@@ -101,7 +108,8 @@ fn events(n: usize) -> String {
     Value::Array(list).to_string()
 }
 
-/// A problem response: right status, the problem media type, a `type` and a `detail`.
+/// A problem response: right status, the problem media type, a `type` and a `detail`,
+/// and the request's correlation id.
 fn assert_problem(r: &Reply, status: StatusCode, kind: &str) {
     assert_eq!(r.status, status, "{}", r.body);
     assert_eq!(r.content_type, "application/problem+json");
@@ -113,6 +121,13 @@ fn assert_problem(r: &Reply, status: StatusCode, kind: &str) {
     );
     assert_eq!(r.body["status"], status.as_u16());
     assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    assert!(
+        r.correlation
+            .as_deref()
+            .is_some_and(|c| uuid::Uuid::parse_str(c).is_ok()),
+        "{} {kind} without a correlation id",
+        r.status
+    );
 }
 
 #[tokio::test]
@@ -322,6 +337,13 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
             "invalid-stream-id",
         ),
         (
+            "/streams/bad-%FF/events",
+            None,
+            events(1),
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+        ),
+        (
             "/streams/ok-1/events",
             None,
             too_big,
@@ -336,6 +358,86 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
     assert_eq!(app.head().await, 1, "a refused request wrote something");
 }
 
+/// JSON that `serde_json` would read, but only by changing it: a repeated member name
+/// (the last one wins) or a number no double holds so that it prints back the same. Each
+/// is refused with a problem naming the offending value's JSON pointer, wherever it is.
+#[tokio::test]
+async fn bodies_that_would_be_stored_changed_are_refused_with_a_pointer() {
+    let app = app().await;
+    let subject = "0193a1b2-0000-7000-8000-00000000ac01";
+    let cases = [
+        (
+            r#"[{"type":"A","data":{"n":123456789012345678901234567890}}]"#.to_owned(),
+            "/0/data/n",
+        ),
+        (r#"[{"type":"A","data":{"n":1e-400}}]"#.into(), "/0/data/n"),
+        (r#"[{"type":"A","data":{"n":1e400}}]"#.into(), "/0/data/n"),
+        (
+            r#"[{"type":"A","data":9007199254740993}]"#.into(),
+            "/0/data",
+        ),
+        (r#"[{"type":"A","data":{"a":1,"a":2}}]"#.into(), "/0/data/a"),
+        (
+            r#"[{"type":"A","data":{"a":1,"\u0061":2}}]"#.into(),
+            "/0/data/a",
+        ),
+        (
+            r#"[{"type":"A","data":1},{"type":"B","data":{"x":{"deep":[0,{"b/c":1,"b/c":2}]}}}]"#
+                .into(),
+            "/1/data/x/deep/1/b~1c",
+        ),
+        (
+            r#"[{"type":"A","data":1,"metadata":{"tenant":"t","tenant":"u"}}]"#.into(),
+            "/0/metadata/tenant",
+        ),
+        (
+            r#"[{"type":"A","data":1,"metadata":{"schema_version":1e-400}}]"#.into(),
+            "/0/metadata/schema_version",
+        ),
+        (
+            format!(
+                r#"[{{"type":"A","data":1,"personal":{{"subject":"{subject}","data":{{"n":0.30000000000000000001}}}}}}]"#
+            ),
+            "/0/personal/data/n",
+        ),
+        (
+            format!(
+                r#"[{{"type":"A","data":1,"personal":{{"subject":"{subject}","data":{{"k":[{{"z":1,"z":1}}]}}}}}}]"#
+            ),
+            "/0/personal/data/k/0/z",
+        ),
+        (r#"[{"type":"A","type":"A","data":1}]"#.into(), "/0/type"),
+    ];
+    for (body, pointer) in cases {
+        let r = app.post("/streams/ok-1/events", None, body.clone()).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, "invalid-body");
+        assert_eq!(r.body["pointer"], pointer, "{body}: {}", r.body);
+        assert!(
+            r.body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(pointer)),
+            "{body}: {}",
+            r.body
+        );
+    }
+    assert_eq!(app.head().await, 0, "a refused request wrote something");
+
+    // What round-trips is accepted and stored as the same value, in canonical form.
+    let created = app
+        .post(
+            "/streams/ok-1/events",
+            None,
+            r#"[{"type":"A","data":{"tenth":0.1,"one":1.0,"hundred":1e2,"zero":-0,"half":5e-1,"max":9007199254740991}}]"#,
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let stored = app.get("/streams/ok-1/events").await;
+    assert_eq!(
+        stored.body["events"][0]["data"].to_string(),
+        r#"{"half":0.5,"hundred":100,"max":9007199254740991,"one":1,"tenth":0.1,"zero":0}"#
+    );
+}
+
 #[tokio::test]
 async fn bad_queries_and_unknown_routes_get_problems() {
     let app = app().await;
@@ -348,12 +450,17 @@ async fn bad_queries_and_unknown_routes_get_problems() {
         "/streams/ok-1/events?direction=sideways",
         "/streams/ok-1/events?from=abc",
         "/streams/Bad/events",
+        "/streams/bad-%FF/events",
+        "/accounts/%C3%28",
+        "/events/%80/receipt",
     ] {
         assert_problem(
             &app.get(uri).await,
             StatusCode::BAD_REQUEST,
             if uri.contains("Bad") {
                 "invalid-stream-id"
+            } else if uri.contains('%') {
+                "invalid-path"
             } else {
                 "invalid-query"
             },
@@ -376,4 +483,83 @@ async fn bad_queries_and_unknown_routes_get_problems() {
         StatusCode::METHOD_NOT_ALLOWED,
         "method-not-allowed",
     );
+}
+
+/// The limits the HTTP parser itself enforces, over a real socket: a request with more than
+/// 100 header fields gets a problem with a correlation id, not hyper's bare 431, and the
+/// server still shuts down gracefully.
+#[tokio::test]
+async fn too_many_headers_get_a_problem_over_a_socket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = app().await;
+    let state = AppState::new(app.store.clone(), None, common::authenticator())
+        .await
+        .expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(amtsbuch_api::run(listener, state, async {
+        let _ = stopped.await;
+    }));
+
+    // `Host` and `Connection` are two of the fields.
+    let send = |extra: usize| async move {
+        let mut head =
+            String::from("GET /healthz HTTP/1.1\r\nHost: amtsbuch\r\nConnection: close\r\n");
+        for i in 0..extra {
+            head.push_str(&format!("X-Extra-{i}: {i}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read");
+        let answer = String::from_utf8(answer).expect("text");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .expect("a status line");
+        let header = |name: &str| {
+            head.lines()
+                .filter_map(|l| l.split_once(": "))
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_owned())
+        };
+        (
+            status,
+            header("content-type"),
+            header("x-correlation-id"),
+            serde_json::from_str::<Value>(body).unwrap_or(Value::Null),
+        )
+    };
+
+    let (status, _, correlation, _) = send(98).await;
+    assert_eq!(status, 200, "100 fields are allowed");
+    assert!(correlation.is_some());
+    for extra in [99, 500] {
+        let (status, content_type, correlation, body) = send(extra).await;
+        assert_eq!(status, 431, "{} fields", extra + 2);
+        assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+        assert!(correlation.is_some_and(|c| uuid::Uuid::parse_str(&c).is_ok()));
+        assert_eq!(
+            body["type"], "urn:amtsbuch:problem:too-many-headers",
+            "{body}"
+        );
+        assert_eq!(body["status"], 431);
+    }
+
+    let _ = stop.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the server stops after the signal")
+        .expect("task")
+        .expect("serve");
 }

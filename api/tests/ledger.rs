@@ -10,7 +10,7 @@ use axum::http::{header, Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use amtsbuch_api::ledger_http::LedgerInfo;
+use amtsbuch_api::state::LedgerInfo;
 use amtsbuch_api::{router, AppState};
 use amtsbuch_domain::access::Role;
 

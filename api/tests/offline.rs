@@ -11,15 +11,16 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use amtsbuch_api::offline::{
+use amtsbuch_api::cli::offline::{
     export_ok_line, export_warning, receipt_note, receipt_ok_line, run_export_cli, run_receipt_cli,
-    verify_export, verify_receipt, ExportFailure, ExportReason, ExportSummary, ReceiptFailure,
-    SignatureFailure,
+    verify_export, verify_export_on,
 };
 use amtsbuch_domain::chain::{chain_hash, to_hex};
 use amtsbuch_domain::checkpoint::{sign_checkpoint, Checkpoint};
+use amtsbuch_domain::export::{ExportFailure, ExportReason, ExportSummary, SignatureFailure};
 use amtsbuch_domain::merkle::{inclusion_proof, leaf_hash, CompactRange, Hash, MemoryLeaves};
 use amtsbuch_domain::note::{self, Signer, Verifier};
+use amtsbuch_domain::receipt::{verify_receipt, ReceiptFailure};
 use amtsbuch_domain::tlog_proof::TlogProof;
 use amtsbuch_domain::{
     base64, jcs, plan_batch, AppendRequest, BatchContext, EventType, ExpectedVersion, NewEvent,
@@ -1065,6 +1066,32 @@ fn tampering_deep_in_a_large_export_is_found_at_its_position() {
     let failure = fails(&lines);
     assert_eq!((failure.position, failure.line), (Some(9_001), line_no(i)));
     assert!(matches!(failure.reason, ExportReason::ChainMismatch { .. }));
+}
+
+/// The verifier reads on one thread and checks on another where there are two CPUs; the
+/// verdicts must not depend on it.
+#[test]
+fn one_thread_and_two_threads_reach_the_same_verdicts() {
+    let records = build_log(5, 20, None);
+    let lines = export(&records, 1, 5, 5);
+    let good = text(&lines);
+    let mut bad_lines = lines.clone();
+    bad_lines.swap(2, 3);
+    let bad = text(&bad_lines);
+
+    let run = |text: &str, threads: usize| {
+        verify_export_on(text.as_bytes(), &verifiers(), |_| {}, threads).map(|mut s| {
+            s.elapsed = std::time::Duration::ZERO;
+            s
+        })
+    };
+    let one = run(&good, 1).expect("verified");
+    assert_eq!(one.events, records.len() as u64);
+    assert_eq!(one.uncovered_events, 0);
+    assert_eq!(run(&good, 2), Ok(one));
+    let failure = run(&bad, 1).expect_err("swapped");
+    assert_eq!(failure.line, 3);
+    assert_eq!(run(&bad, 2), Err(failure));
 }
 
 #[test]

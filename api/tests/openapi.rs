@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::Router;
 use serde_json::{json, Value};
 
+use amtsbuch_api::hub::HubLimits;
 use amtsbuch_api::router;
-use amtsbuch_api::sse::HubLimits;
 use amtsbuch_domain::access::Role;
 use amtsbuch_domain::record::SealedSection;
 use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
@@ -239,34 +239,36 @@ struct TestApp {
 }
 
 /// A signing server with a few events and a checkpoint covering them, the read models
-/// running, and a sealer for personal data with the GDPR samples seeded (an account, a
-/// consent of it, a retention hold on it), so every operation can succeed.
+/// running, and a sealer for personal data with every domain module's samples seeded (for
+/// the GDPR domain an account, a consent of it, a retention hold on it), so every
+/// operation can succeed.
 async fn app() -> TestApp {
     build(true).await
 }
 
-/// `app`, or with `gdpr` false a server without a key-encryption key and without any
-/// account, consent or hold: its GDPR routes answer 404, 409 or 503.
-async fn build(gdpr: bool) -> TestApp {
+/// `app`, or with `seeded` false a server without a key-encryption key and without any
+/// sample data: the domain modules' routes answer 404, 409 or 503.
+async fn build(seeded: bool) -> TestApp {
     let store = common::temp_store("openapi").await;
     let ledger = common::start_ledger(&store.store);
     let event_id = common::append_consents(&store.store, 3).await;
     let checkpoint_size = common::wait_for_checkpoint(&store.store, 3).await;
     let mut state = common::state_with(&store.store, Some(ledger), HubLimits::default()).await;
-    let runner = amtsbuch_projections::spawn(store.store.clone(), amtsbuch_projections::all());
+    let runner =
+        amtsbuch_projections::spawn(store.store.clone(), amtsbuch_api::domains::projections());
     let nats = common::TestNats::create().await;
     let nats_prefix = nats.config.prefix.to_string();
-    state.nats = Some(std::sync::Arc::new(amtsbuch_api::nats_http::NatsLink::new(
+    state.nats = Some(std::sync::Arc::new(amtsbuch_api::state::NatsLink::new(
         nats.config.clone(),
     )));
     let mut samples = Samples::new(event_id, checkpoint_size, &nats_prefix);
-    if gdpr {
+    if seeded {
         state.sealer = Some(common::sealer(&store.store, store.dir()));
     }
     let app = router::router(state.clone());
-    if gdpr {
-        common::seed_gdpr(&app, &state, &mut samples).await;
-        // The consent receipt needs a checkpoint covering the consent.
+    if seeded {
+        common::seed(&app, &state, &mut samples).await;
+        // A receipt (the consent receipt) needs a checkpoint covering the samples.
         let head = amtsbuch_infra::EventStore::head(&store.store)
             .await
             .expect("head");
@@ -305,18 +307,6 @@ fn is_fallback(reply: &Reply) -> bool {
                 .is_some_and(|d| d.contains("GET /openapi.json lists the routes")))
 }
 
-/// Operations that change the seeded samples for good, in the order they run after every
-/// other operation: revoking before withdrawing (a withdrawal of an ended consent is a
-/// no-op, a revocation of one is refused), the deletion request after the changes of the
-/// account, the hold released before the erasure it would forbid.
-const LAST: &[(&str, &str)] = &[
-    ("POST", "/consents/{id}/revocation"),
-    ("POST", "/consents/{id}/withdrawal"),
-    ("POST", "/accounts/{id}/deletion-request"),
-    ("POST", "/retention-holds/{id}/release"),
-    ("POST", "/dpo/subjects/{subject}/erasure"),
-];
-
 /// Call `method path` with the samples as a caller holding every role; the answer must
 /// come from the route, not the router's fallback, and be one the document declares.
 async fn call_documented(app: &TestApp, method: &str, path: &str) -> Reply {
@@ -335,7 +325,12 @@ async fn call_documented(app: &TestApp, method: &str, path: &str) -> Reply {
 async fn every_documented_operation_is_routed_and_answers_as_documented() {
     let app = app().await;
     let mut operations = common::documented_operations(&app.doc);
-    for last in LAST {
+    // Operations that change the seeded samples for good run after every other one, in
+    // the order their module gives.
+    let last = amtsbuch_api::domains::MODULES
+        .iter()
+        .flat_map(|m| m.tests.last.iter());
+    for last in last {
         let at = operations
             .iter()
             .position(|(m, p)| (m.as_str(), p.as_str()) == *last)
@@ -374,8 +369,8 @@ async fn every_documented_operation_is_routed_and_answers_as_documented() {
 
 #[tokio::test]
 async fn without_personal_data_every_operation_still_answers_as_documented() {
-    // No account, consent or hold exists and nothing can be sealed: the GDPR routes
-    // answer 404, 409 or 503, and each of those must be an answer the document lists.
+    // No sample data exists and nothing can be sealed: the domain modules' routes answer
+    // 404, 409 or 503, and each of those must be an answer the document lists.
     let app = build(false).await;
     let mut failures = 0;
     for (method, path) in common::documented_operations(&app.doc) {
@@ -390,7 +385,7 @@ async fn without_personal_data_every_operation_still_answers_as_documented() {
         }
     }
     // The samples name things that do not exist here, so this is no rerun of the test
-    // above: most GDPR routes must have failed.
+    // above: most of the domain modules' routes must have failed.
     assert!(failures >= 15, "only {failures} operations failed");
 }
 

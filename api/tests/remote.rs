@@ -51,7 +51,7 @@ async fn consistency(
 }
 
 async fn check(url: String, key: std::path::PathBuf, state: std::path::PathBuf) -> i32 {
-    tokio::task::spawn_blocking(move || amtsbuch_api::remote::run(&url, &[key], &state, None))
+    tokio::task::spawn_blocking(move || amtsbuch_api::cli::remote::run(&url, &[key], &state, None))
         .await
         .expect("task")
         .expect("runs")

@@ -15,8 +15,8 @@ use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
 
+use amtsbuch_api::hub::HubLimits;
 use amtsbuch_api::router;
-use amtsbuch_api::sse::HubLimits;
 use amtsbuch_domain::access::Role;
 use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
 use amtsbuch_infra::{AnyStore, EventStore};

@@ -10,14 +10,22 @@ pub mod append;
 pub mod base64;
 pub mod chain;
 pub mod checkpoint;
+pub mod decider;
+pub mod event;
+pub mod export;
 pub mod gdpr;
+pub mod ijson;
 pub mod jcs;
 pub mod merkle;
+pub mod newtype;
 pub mod note;
+pub mod receipt;
 pub mod record;
 pub mod seal;
 pub mod stream;
 pub mod subject;
+#[cfg(test)]
+mod test_rng;
 pub mod tlog_proof;
 pub mod verify;
 
@@ -26,6 +34,8 @@ pub use append::{
     ExistingEvent, NewEvent, PlannedRecord, RequestPlan,
 };
 pub use chain::{chain_hash, Hash, GENESIS_CHAIN};
+pub use decider::Decider;
+pub use event::{DomainEvent, Personal, Routing, SubjectId};
 pub use record::{EventRecord, RecordError, SealedSection};
 pub use stream::{
     AuthorityId, Category, EventType, ExpectedVersion, NameError, ServiceKey, StreamId,

@@ -1,8 +1,8 @@
 //! Published test vectors run against the canonical JSON and Merkle code.
 //!
-//! The vectors live outside the crate, in `shared/vectors` next to the
-//! project root: RFC 8785 (JCS) input/output pairs and the transparency-dev
-//! Merkle inclusion and consistency probes. They are what other
+//! The vectors live beside this file, in `tests/vectors/` (see its README for
+//! their sources and licences): RFC 8785 (JCS) input/output pairs and the
+//! transparency-dev Merkle inclusion and consistency probes. They are what other
 //! implementations are tested against, so passing them is how we know an
 //! auditor's third-party tooling will agree with ours. A missing or empty
 //! vector directory fails the tests: a suite that silently checks nothing
@@ -13,12 +13,12 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use amtsbuch_domain::{jcs, merkle};
+use amtsbuch_domain::{ijson, jcs, merkle};
 use serde::Deserialize;
 use serde_json::Value;
 
 fn vectors_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
 /// All `.json` files below `dir`, recursively, in a stable order.
@@ -97,6 +97,30 @@ fn jcs_vectors_canonicalize_byte_for_byte() {
     }
     assert!(failures.is_empty(), "JCS vectors failed:\n{failures}");
     println!("JCS: {} vectors canonicalized exactly", inputs.len());
+}
+
+/// The strict I-JSON check (`ijson`) accepts every JCS input but one number: RFC 8785's
+/// own example `333333333.33333329` is canonicalized to `333333333.3333333`, another decimal,
+/// and an append refuses to make that change silently. Every canonical output is accepted,
+/// since canonical JSON round-trips by construction.
+#[test]
+fn jcs_vectors_are_i_json_except_a_number_jcs_rounds() {
+    let dir = vectors_root().join("jcs");
+    let inputs = json_files(&dir.join("input"));
+    assert!(!inputs.is_empty(), "no JCS vectors found");
+    let mut refused = Vec::new();
+    for input in &inputs {
+        let name = input
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if let Err(v) = ijson::check(&read(input)) {
+            refused.push(format!("{name} {}", v.pointer));
+        }
+        let output = dir.join("output").join(name);
+        assert_eq!(ijson::check(&read(&output)), Ok(()), "output/{name}");
+    }
+    assert_eq!(refused, ["values.json /numbers/0"]);
 }
 
 /// JCS output is only as exact as the parsed doubles. `serde_json` by default

@@ -1,16 +1,18 @@
 //! The sealing service: puts events into log envelopes with their personal data sealed
 //! under the subject's key from the [`KeyVault`], and reads them back.
 //!
-//! `domain::gdpr` knows how an event splits into non-personal `data` and a personal part,
-//! and `domain::seal` how to encrypt; this module adds the one thing they cannot know: which
-//! key to use, and whether it still exists. Reading a record whose subject was erased gives
+//! `domain::event` knows how an event of any domain splits into non-personal `data` and a
+//! personal part, and `domain::seal` how to encrypt; this module adds the one thing they
+//! cannot know: which key to use, and whether it still exists. Reading a record whose subject was erased gives
 //! the event with [`Personal::Erased`] in place of its personal data; a key that exists but
 //! does not open the section is an integrity failure and is never passed off as erasure.
 //!
-//! Events that are not GDPR aggregate events (the raw append API, where an operator sends a
+//! Events that are not domain events (the raw append API, where an operator sends a
 //! `personal` value beside `data`) use [`Sealer::seal_value`] and [`Sealer::open_section`].
 
-use amtsbuch_domain::gdpr::{decode, encode, Encoded, EnvelopeError, GdprEvent, Personal, Sealing};
+use amtsbuch_domain::event::{
+    decode, encode, DomainEvent, Encoded, EnvelopeError, Personal, Sealing,
+};
 use amtsbuch_domain::seal::{self, DataKey, Envelope, KeyId, SealError, SystemRandom};
 use amtsbuch_domain::{EventRecord, SealedSection};
 use serde_json::Value;
@@ -59,7 +61,7 @@ impl Sealer {
     /// Puts `event` into a log envelope with id `event_id`, its personal part (if its type
     /// has one) sealed under the subject's current key, which is created on first use.
     /// Refused with [`VaultError::Erased`] when the subject was erased.
-    pub async fn seal_event<E: GdprEvent>(
+    pub async fn seal_event<E: DomainEvent>(
         &self,
         event: &E,
         event_id: Uuid,
@@ -67,8 +69,15 @@ impl Sealer {
         if !E::carries_personal_data(event.event_type()) {
             return encode(event, event_id, None, &self.rng).map_err(SealerError::Envelope);
         }
-        let subject = SubjectId::from(event.subject());
-        let (key_id, key) = self.vault.key_for_sealing(&subject).await?;
+        let Some(subject) = event.data_subject() else {
+            return Err(SealerError::Envelope(EnvelopeError::NoSubject(
+                event.event_type(),
+            )));
+        };
+        let (key_id, key) = self
+            .vault
+            .key_for_sealing(&SubjectId::from(subject))
+            .await?;
         let sealing = Sealing {
             key_id: &key_id,
             key: &key,
@@ -78,7 +87,10 @@ impl Sealer {
 
     /// Reads an event back from a stored record. When the subject's key is destroyed, the
     /// event holds [`Personal::Erased`] in place of its personal data.
-    pub async fn open_record<E: GdprEvent>(&self, record: &EventRecord) -> Result<E, SealerError> {
+    pub async fn open_record<E: DomainEvent>(
+        &self,
+        record: &EventRecord,
+    ) -> Result<E, SealerError> {
         let key = match &record.sealed {
             Some(section) if E::carries_personal_data(record.event_type.as_str()) => {
                 self.key_for(record, section).await?

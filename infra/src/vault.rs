@@ -31,7 +31,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use amtsbuch_domain::gdpr::AccountId;
 use amtsbuch_domain::record::truncate_micros;
 use amtsbuch_domain::seal::{self, DataKey, KeyId, SealError, SystemRandom, WrappedKey};
 use chrono::{DateTime, Utc};
@@ -51,7 +50,7 @@ const REWRAP_PAGE: usize = 256;
 /// At most this many failures are listed in a [`RewrapReport`]; all are counted.
 const MAX_LISTED_FAILURES: usize = 100;
 
-/// The pseudonymous id of a data subject: an account id ([`AccountId`]) as lowercase
+/// The pseudonymous id of a data subject ([`amtsbuch_domain::SubjectId`]) as lowercase
 /// hyphenated UUID text, exactly as sealed sections name it.
 ///
 /// Only that form is accepted. The subject stays in plaintext in every sealed section of
@@ -61,7 +60,7 @@ const MAX_LISTED_FAILURES: usize = 100;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubjectId(String);
 
-/// A subject id was not an account UUID. The refused text is not quoted: a caller that
+/// A subject id was not a UUID in its one spelling. The refused text is not quoted: a caller that
 /// got this wrong may have passed personal data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a subject id must be an account UUID in lowercase hyphenated form (36 characters)")]
@@ -82,8 +81,8 @@ impl SubjectId {
     }
 }
 
-impl From<AccountId> for SubjectId {
-    fn from(id: AccountId) -> Self {
+impl From<amtsbuch_domain::SubjectId> for SubjectId {
+    fn from(id: amtsbuch_domain::SubjectId) -> Self {
         Self(id.to_string())
     }
 }
@@ -668,7 +667,10 @@ mod tests {
         let id = "0193a1b2-0000-7000-8000-00000000000a";
         assert_eq!(SubjectId::parse(id).map(|s| s.to_string()), Ok(id.into()));
         assert_eq!(
-            SubjectId::from(AccountId(Uuid::parse_str(id).expect("uuid"))).as_str(),
+            SubjectId::from(amtsbuch_domain::SubjectId(
+                Uuid::parse_str(id).expect("uuid")
+            ))
+            .as_str(),
             id
         );
         for bad in [

@@ -9,11 +9,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use amtsbuch_domain::gdpr::account::{
-    AccountDeletionRequested, AccountEvent, AccountKind, AccountOpened, MasterData, PersonData,
-    Text,
+use amtsbuch_domain::event::{
+    event_type_of, DomainEvent, EventParts, PartsError, Personal, SubjectId as Subject,
 };
-use amtsbuch_domain::gdpr::{AccountId, Channel, Personal};
 use amtsbuch_domain::merkle::leaf_hash;
 use amtsbuch_domain::seal::{self, DataKey, Envelope, Kek, KeyId, SystemRandom, KEY_LEN};
 use amtsbuch_domain::{
@@ -48,7 +46,7 @@ const KEK_A: (&str, u8) = ("kek-a", 0xa1);
 const KEK_B: (&str, u8) = ("kek-b", 0xb2);
 
 fn subject() -> SubjectId {
-    SubjectId::from(AccountId(Uuid::now_v7()))
+    SubjectId::from(Subject(Uuid::now_v7()))
 }
 
 fn k1() -> KeyId {
@@ -61,32 +59,110 @@ fn at(s: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn account_of(subject: &SubjectId) -> AccountId {
-    AccountId(Uuid::parse_str(subject.as_str()).expect("uuid"))
+/// The events of a small domain of the tests' own: a register entry of a data subject,
+/// opened with the holder's name (personal data) and closed again.
+#[derive(Debug, Clone, PartialEq)]
+enum EntryEvent {
+    Opened {
+        subject: Subject,
+        name: Personal<String>,
+    },
+    Closed {
+        subject: Subject,
+    },
 }
 
-fn opened(subject: &SubjectId) -> AccountEvent {
-    AccountEvent::Opened(AccountOpened {
-        account_id: account_of(subject),
-        kind: AccountKind::Personal,
-        opened_at: at("2026-03-01T10:00:00Z"),
-        expires_at: None,
-        master_data: Personal::Available(MasterData::Person(PersonData {
-            given_names: Text::parse("Anna").expect("text"),
-            family_name: Text::parse("Müller").expect("text"),
-            birth_date: None,
-            address: None,
-            email: None,
-        })),
-    })
+fn subject_of(subject: &SubjectId) -> Subject {
+    Subject(Uuid::parse_str(subject.as_str()).expect("uuid"))
 }
 
-fn deletion_requested(subject: &SubjectId) -> AccountEvent {
-    AccountEvent::DeletionRequested(AccountDeletionRequested {
-        account_id: account_of(subject),
-        channel: Channel::ServicekontoWeb,
-        requested_at: at("2026-03-02T10:00:00Z"),
-    })
+fn entry_stream(subject: &SubjectId) -> StreamId {
+    StreamId::parse(&format!("entry-{}", subject.as_str())).expect("stream")
+}
+
+impl DomainEvent for EntryEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::Opened { .. } => "EntryOpened",
+            Self::Closed { .. } => "EntryClosed",
+        }
+    }
+
+    fn stream_id(&self) -> StreamId {
+        let subject = self
+            .data_subject()
+            .expect("every entry event has a subject");
+        entry_stream(&SubjectId::from(subject))
+    }
+
+    fn occurred_at(&self) -> DateTime<Utc> {
+        at("2026-03-01T10:00:00Z")
+    }
+
+    fn data_subject(&self) -> Option<Subject> {
+        match self {
+            Self::Opened { subject, .. } | Self::Closed { subject } => Some(*subject),
+        }
+    }
+
+    fn carries_personal_data(event_type: &str) -> bool {
+        event_type == "EntryOpened"
+    }
+
+    fn to_parts(&self) -> Result<EventParts, PartsError> {
+        let name = self.event_type();
+        let (subject, personal) = match self {
+            Self::Opened { subject, name: n } => match n {
+                Personal::Available(n) => (subject, Some(json!({ "name": n }))),
+                Personal::Erased => return Err(PartsError::Erased { event_type: name }),
+            },
+            Self::Closed { subject } => (subject, None),
+        };
+        Ok(EventParts {
+            event_type: event_type_of(name)?,
+            data: json!({ "subject": subject.to_string() }),
+            personal,
+        })
+    }
+
+    fn from_parts(
+        event_type: &EventType,
+        data: &Value,
+        personal: Option<&Value>,
+    ) -> Result<Self, PartsError> {
+        let subject = data["subject"]
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .map(Subject)
+            .ok_or(PartsError::Data {
+                event_type: "EntryOpened",
+                message: "no subject".into(),
+            })?;
+        match event_type.as_str() {
+            "EntryOpened" => Ok(Self::Opened {
+                subject,
+                name: match personal {
+                    Some(p) => Personal::Available(p["name"].as_str().unwrap_or("").to_owned()),
+                    None => Personal::Erased,
+                },
+            }),
+            "EntryClosed" => Ok(Self::Closed { subject }),
+            other => Err(PartsError::UnknownEventType(other.to_owned())),
+        }
+    }
+}
+
+fn opened(subject: &SubjectId) -> EntryEvent {
+    EntryEvent::Opened {
+        subject: subject_of(subject),
+        name: Personal::Available("Anna Müller".into()),
+    }
+}
+
+fn closed(subject: &SubjectId) -> EntryEvent {
+    EntryEvent::Closed {
+        subject: subject_of(subject),
+    }
 }
 
 /// Whether two keys are the same: what one seals, the other opens.
@@ -270,7 +346,7 @@ async fn sealed_events_round_trip_through_the_log(store: AnyStore, _other: AnySt
     let s = subject();
 
     // An event without personal data needs no key and makes none.
-    let requested = deletion_requested(&s);
+    let requested = closed(&s);
     let encoded = sealer
         .seal_event(&requested, Uuid::now_v7())
         .await
@@ -291,7 +367,7 @@ async fn sealed_events_round_trip_through_the_log(store: AnyStore, _other: AnySt
         record.sealed.as_ref().map(|x| x.subject.as_str()),
         Some(s.as_str())
     );
-    assert_eq!(sealer.open_record::<AccountEvent>(&record).await, Ok(event));
+    assert_eq!(sealer.open_record::<EntryEvent>(&record).await, Ok(event));
 
     // Read through a stream as well, after a second event of the stream.
     let encoded = sealer
@@ -300,14 +376,14 @@ async fn sealed_events_round_trip_through_the_log(store: AnyStore, _other: AnySt
         .expect("seal");
     append(&store, encoded.stream_id, encoded.event).await;
     let stream = store
-        .read_stream(&account_of(&s).stream_id(), 1, Direction::Forwards, 10)
+        .read_stream(&entry_stream(&s), 1, Direction::Forwards, 10)
         .await
         .expect("read");
     let mut events = Vec::new();
     for e in &stream {
         events.push(
             sealer
-                .open_record::<AccountEvent>(&e.record().expect("record"))
+                .open_record::<EntryEvent>(&e.record().expect("record"))
                 .await
                 .expect("open"),
         );
@@ -359,15 +435,15 @@ async fn destroying_a_subject_shreds_its_personal_data(store: AnyStore, other: A
         v.status(&s).await,
         Ok(SubjectStatus::Erased { at: destroyed.at })
     );
-    let AccountEvent::Opened(mut erased) = event else {
-        unreachable!("opened() is an AccountOpened")
+    let EntryEvent::Opened { subject, .. } = event else {
+        unreachable!("opened() opens an entry")
     };
-    erased.master_data = Personal::Erased;
+    let erased = EntryEvent::Opened {
+        subject,
+        name: Personal::Erased,
+    };
     let record = account_event.record().expect("record");
-    assert_eq!(
-        sealer.open_record::<AccountEvent>(&record).await,
-        Ok(AccountEvent::Opened(erased))
-    );
+    assert_eq!(sealer.open_record::<EntryEvent>(&record).await, Ok(erased));
     assert_eq!(
         sealer
             .open_section(&raw_event.record().expect("record"))
@@ -513,7 +589,7 @@ async fn a_key_that_does_not_unwrap_is_an_integrity_failure(store: AnyStore, _ot
         Err(VaultError::Integrity { .. })
     ));
     assert!(matches!(
-        wrong.open_record::<AccountEvent>(&record).await,
+        wrong.open_record::<EntryEvent>(&record).await,
         Err(SealerError::Vault(VaultError::Integrity { .. }))
     ));
     // A KEK that is not configured at all.
@@ -539,7 +615,7 @@ async fn a_key_that_does_not_unwrap_is_an_integrity_failure(store: AnyStore, _ot
         Err(VaultError::Integrity { .. })
     ));
     assert!(matches!(
-        sealer.open_record::<AccountEvent>(&record).await,
+        sealer.open_record::<EntryEvent>(&record).await,
         Err(SealerError::Vault(VaultError::Integrity { .. }))
     ));
 }
@@ -562,7 +638,7 @@ async fn a_section_that_does_not_open_is_not_erasure(store: AnyStore, _other: An
         section.ciphertext = base64::encode(&bytes);
     }
     assert!(matches!(
-        sealer.open_record::<AccountEvent>(&tampered).await,
+        sealer.open_record::<EntryEvent>(&tampered).await,
         Err(SealerError::Integrity { .. })
     ));
     assert!(matches!(
@@ -575,7 +651,7 @@ async fn a_section_that_does_not_open_is_not_erasure(store: AnyStore, _other: An
         section.key_id = "k9".into();
     }
     assert!(matches!(
-        sealer.open_record::<AccountEvent>(&unknown).await,
+        sealer.open_record::<EntryEvent>(&unknown).await,
         Err(SealerError::Vault(VaultError::NoKey { .. }))
     ));
 }

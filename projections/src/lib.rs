@@ -11,10 +11,12 @@
 //!
 //! Read models live in the event store's database and are written in SQL that runs on
 //! both PostgreSQL and SQLite, through `amtsbuch_infra::db` (re-exported here as `db`:
-//! `ReadDb`, `ReadTx`, `Value`, `Row`); query handlers use the same layer. Each read model is a module: `streams` is
-//! the stream catalogue. A new read model is one more module, its tables in a migration
-//! for each database (a domain's named after it, `…_gdpr_read_models.sql`), and one more
-//! entry in `all`.
+//! `ReadDb`, `ReadTx`, `Value`, `Row`); query handlers use the same layer. Each read model
+//! is a module: `streams` is the stream catalogue, the core's only read model (`all`). A
+//! business domain keeps its read models in a folder of its own here (`<domain>/`), their
+//! tables in migrations named after the domain (`…_<domain>_read_models.sql`), and its
+//! domain module in the service registers them; the service runs the core's and every
+//! registered module's.
 
 use std::sync::Arc;
 
@@ -27,25 +29,12 @@ pub mod runner;
 pub mod streams;
 
 pub use db::{DbError, Dialect, ReadDb, ReadTx, Row, Value};
-pub use projection::{Projection, ProjectionError};
+pub use projection::{read_event, Projection, ProjectionError};
 pub use rebuild::{rebuild, rebuild_among, Progress, RebuildError, Replayer};
 pub use runner::{spawn, spawn_with, ProjectionState, RunnerConfig, RunnerHandle};
 
-/// Every read model of Amtsbuch: what `amtsbuch serve` runs and `rebuild` knows.
+/// The read models of the core, which every service runs and `rebuild` knows; the
+/// domains' read models come with their domain modules.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    let mut all: Vec<Arc<dyn Projection>> = vec![Arc::new(streams::Streams)];
-    all.extend(gdpr::projections());
-    all
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-
-    #[test]
-    fn every_projection_has_a_name_of_its_own() {
-        let all = super::all();
-        let names: HashSet<_> = all.iter().map(|p| p.name()).collect();
-        assert_eq!(names.len(), all.len());
-    }
+    vec![Arc::new(streams::Streams)]
 }

@@ -14,7 +14,8 @@
 //! A projection's tables come from the migrations in `migrations/postgres/` and
 //! `migrations/sqlite/`, written in the portable subset `amtsbuch_infra::db` describes.
 
-use amtsbuch_domain::EventRecord;
+use amtsbuch_domain::event::{decode, DomainEvent};
+use amtsbuch_domain::{EventRecord, StreamId};
 use amtsbuch_infra::{RecordedEvent, StoreError};
 use futures_util::future::BoxFuture;
 
@@ -82,6 +83,39 @@ pub trait Projection: Send + Sync + 'static {
             }
             Ok(())
         })
+    }
+}
+
+/// The domain event of type `E` that `record` holds, if its stream is one of `E`'s
+/// (`is_ours` decides, quietly, so that other streams of the category pass without a
+/// word). Events are decoded without a key: personal parts read as `Personal::Erased`, so
+/// nothing a projection stores can be personal data.
+///
+/// A record in such a stream that does not read as an `E` — a client can append anything
+/// through the raw log API — is logged and skipped rather than refused: a refusal would
+/// stop the projection at that event for good.
+pub fn read_event<E: DomainEvent>(
+    projection: &'static str,
+    is_ours: impl Fn(&StreamId) -> bool,
+    event: &RecordedEvent,
+    record: &EventRecord,
+) -> Option<E> {
+    if !is_ours(&record.stream_id) {
+        return None;
+    }
+    match decode::<E>(record, None) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::warn!(
+                projection,
+                position = event.position,
+                stream = %record.stream_id,
+                event_type = %record.event_type,
+                error = %e,
+                "skipping a record that does not read as its domain event"
+            );
+            None
+        }
     }
 }
 

@@ -76,8 +76,8 @@ impl From<crate::db::DbError> for RebuildError {
     }
 }
 
-/// Rebuild the built-in projection `name` (one of `crate::all()`), reporting progress.
-/// Returns the final progress.
+/// Rebuild the core projection `name` (one of `crate::all()`), reporting progress.
+/// Returns the final progress. A domain's projection is rebuilt with [`rebuild_among`].
 pub async fn rebuild(
     store: &AnyStore,
     name: &str,

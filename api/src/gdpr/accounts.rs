@@ -19,30 +19,19 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use amtsbuch_domain::gdpr::account::{
-    self, AccountCommand, AccountEvent, AccountKind, AccountState, ChangeMasterData,
-    IdentityMethod, IdentityPseudonym, LinkIdentity, MasterData, OpenAccount,
-    RequestAccountDeletion,
+    self, AccountCommand, AccountKind, AccountState, ChangeMasterData, IdentityMethod,
+    IdentityPseudonym, LinkIdentity, MasterData, OpenAccount, RequestAccountDeletion,
 };
 use amtsbuch_domain::gdpr::{AccountId, Channel, LinkId};
 use amtsbuch_domain::record::format_timestamp;
 
-use super::{account_id, act_for, execute, personal_json, refused, Meta};
+use super::{account_id, act_for};
 use crate::auth::Caller;
+use crate::body;
+use crate::command::{self, execute, personal_json, refused, Meta};
 use crate::dto::ProblemDoc;
-use crate::http::AppState;
 use crate::problem::Problem;
-
-/// Parse a JSON body into `T`, answering a problem that names what is wrong.
-pub(crate) fn body<T: serde::de::DeserializeOwned>(
-    raw: Result<Bytes, BytesRejection>,
-    shape: &str,
-) -> Result<T, Problem> {
-    let raw = raw.map_err(|e| Problem::bad_request("invalid-body", e.body_text()))?;
-    serde_json::from_slice(&raw).map_err(|e| {
-        // The serde message names the field, never echoes a long value back.
-        Problem::bad_request("invalid-body", format!("the body must be {shape}: {e}"))
-    })
-}
+use crate::AppState;
 
 /// Open an account.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -142,15 +131,9 @@ async fn run(
     command: AccountCommand,
     meta: &Meta,
 ) -> Result<(AccountView, u64), Problem> {
-    super::sealer(state)?;
-    let done = execute(
-        state,
-        &id.stream_id(),
-        account::evolve,
-        |s| account::decide(&command, s).map_err(account_refused),
-        meta,
-    )
-    .await?;
+    command::sealer(state)?;
+    let done =
+        execute::<AccountState>(state, &id.stream_id(), &command, account_refused, meta).await?;
     let last = done.outcome.as_ref().map_or(0, |o| o.last_position);
     Ok((view_of(&done.state, done.version)?, last))
 }
@@ -169,7 +152,7 @@ pub async fn open_account(
     Caller(caller): Caller,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let req: OpenAccountRequest = body(raw, "{\"kind\", \"master_data\", \"expires_at\"?}")?;
+    let req: OpenAccountRequest = body::json(raw, "{\"kind\", \"master_data\", \"expires_at\"?}")?;
     let id = AccountId(Uuid::now_v7());
     let command = AccountCommand::Open(OpenAccount {
         account_id: id,
@@ -204,10 +187,7 @@ pub async fn get_account(
 ) -> Result<Json<AccountView>, Problem> {
     let id = account_id(&id)?;
     act_for(&caller, &id)?;
-    let (events, version) = super::load::<AccountEvent>(&state, &id.stream_id()).await?;
-    let current = events
-        .iter()
-        .fold(AccountState::default(), |s, e| account::evolve(s, &e.event));
+    let (current, version) = command::current::<AccountState>(&state, &id.stream_id()).await?;
     Ok(Json(view_of(&current, version)?))
 }
 
@@ -240,7 +220,7 @@ pub async fn change_master_data(
 ) -> Result<Json<AccountView>, Problem> {
     let id = account_id(&id)?;
     let meta = act_for(&caller, &id)?;
-    let req: MasterDataRequest = body(raw, "{\"master_data\"}")?;
+    let req: MasterDataRequest = body::json(raw, "{\"master_data\"}")?;
     let command = AccountCommand::ChangeMasterData(ChangeMasterData {
         master_data: req.master_data,
         changed_at: Utc::now(),
@@ -279,7 +259,7 @@ pub async fn link_identity(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let id = account_id(&id)?;
-    let req: LinkRequest = body(raw, "{\"method\", \"pseudonym\"}")?;
+    let req: LinkRequest = body::json(raw, "{\"method\", \"pseudonym\"}")?;
     let command = AccountCommand::LinkIdentity(LinkIdentity {
         link_id: LinkId(Uuid::now_v7()),
         method: req.method,
@@ -320,10 +300,7 @@ pub async fn request_deletion(
 ) -> Result<Json<AccountView>, Problem> {
     let id = account_id(&id)?;
     let meta = act_for(&caller, &id)?;
-    let req: DeletionRequest = match &raw {
-        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => DeletionRequest::default(),
-        _ => body(raw, "{\"channel\"?}")?,
-    };
+    let req: DeletionRequest = body::optional(raw, "{\"channel\"?}")?;
     let command = AccountCommand::RequestDeletion(RequestAccountDeletion {
         channel: req.channel.unwrap_or(Channel::ServicekontoWeb),
         requested_at: Utc::now(),

@@ -32,15 +32,17 @@ use amtsbuch_domain::gdpr::{
     Recipients, Reference,
 };
 use amtsbuch_domain::record::format_timestamp;
+use amtsbuch_domain::Decider;
 use amtsbuch_domain::ExpectedVersion;
 use amtsbuch_infra::EventStore;
 
-use super::accounts::body;
-use super::{account_id, act_for, append, execute, refused, Meta};
+use super::{account_id, act_for};
 use crate::auth::Caller;
+use crate::body;
+use crate::command::{self, append, execute, lock_subject, refused, Meta, Stored};
 use crate::dto::ProblemDoc;
-use crate::http::AppState;
 use crate::problem::Problem;
+use crate::AppState;
 
 /// The provision consents under § 10 rest on, recorded with each.
 pub const SECTION_10: &str = "§ 10 Abs. 1 Satz 2 SächsEGovG";
@@ -220,7 +222,7 @@ fn consent_id(raw: &str) -> Result<ConsentId, Problem> {
 /// A consent as loaded for a caller who may act on it.
 struct Loaded {
     consent: Consent,
-    events: Vec<super::Stored<ConsentEvent>>,
+    events: Vec<Stored<ConsentEvent>>,
     /// How a command of the caller on it is recorded.
     meta: Meta,
 }
@@ -231,10 +233,8 @@ async fn load_consent(
     caller: &Principal,
     id: ConsentId,
 ) -> Result<Loaded, Problem> {
-    let (events, _) = super::load::<ConsentEvent>(state, &id.stream_id()).await?;
-    let current = events
-        .iter()
-        .fold(ConsentState::default(), |s, e| consent::evolve(s, &e.event));
+    let (events, _) = command::load::<ConsentEvent>(state, &id.stream_id()).await?;
+    let current = ConsentState::fold(events.iter().map(|e| &e.event));
     let ConsentState::Given(consent) = current else {
         return Err(Problem::not_found(format!("no consent {id}")));
     };
@@ -256,7 +256,7 @@ async fn change(
     command: impl FnOnce(DateTime<Utc>) -> ConsentCommand,
 ) -> Result<ConsentView, Problem> {
     let loaded = load_consent(state, caller, id).await?;
-    let guard = super::lock_subject(state, loaded.consent.subject()).await?;
+    let guard = lock_subject(state, loaded.consent.subject().into()).await?;
     let command = command(guard.now());
     decide_and_append(state, &loaded.meta, id, &command).await
 }
@@ -267,14 +267,8 @@ async fn decide_and_append(
     id: ConsentId,
     command: &ConsentCommand,
 ) -> Result<ConsentView, Problem> {
-    let done = execute(
-        state,
-        &id.stream_id(),
-        consent::evolve,
-        |s| consent::decide(command, s).map_err(consent_refused),
-        meta,
-    )
-    .await?;
+    let done =
+        execute::<ConsentState>(state, &id.stream_id(), command, consent_refused, meta).await?;
     let ConsentState::Given(c) = &done.state else {
         return Err(Problem::internal(&"a consent command left no consent"));
     };
@@ -301,13 +295,13 @@ async fn require_account(state: &AppState, subject: &AccountId) -> Result<(), Pr
     if let Some(sealer) = &state.sealer {
         let status = sealer
             .vault()
-            .status(&amtsbuch_infra::vault::SubjectId::from(*subject))
+            .status(&super::vault_subject(*subject))
             .await
-            .map_err(|e| super::sealer_problem(e.into()))?;
+            .map_err(|e| command::sealer_problem(e.into()))?;
         if let amtsbuch_infra::vault::SubjectStatus::Erased { at } = status {
-            return Err(super::sealer_problem(
+            return Err(command::sealer_problem(
                 amtsbuch_infra::vault::VaultError::Erased {
-                    subject: (*subject).into(),
+                    subject: super::vault_subject(*subject),
                     at,
                 }
                 .into(),
@@ -332,7 +326,7 @@ pub async fn give(
     Caller(caller): Caller,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let req: GiveRequest = body(
+    let req: GiveRequest = body::json(
         raw,
         "{\"subject\"?, \"scope\": {\"categories\", \"purposes\", \"recipients\"}, \"notice\": {\"version\", \"sha256\"}, \"channel\", \"expires_at\"?}",
     )?;
@@ -367,7 +361,7 @@ pub async fn give(
             "\"given_at\", the date a paper form was signed, cannot lie in the future",
         ));
     }
-    let guard = super::lock_subject(&state, subject).await?;
+    let guard = lock_subject(&state, subject.into()).await?;
     // Under the lock, so that an erasure cannot run between the check and the append.
     require_account(&state, &subject).await?;
     let now = guard.now();
@@ -419,16 +413,6 @@ pub struct WithdrawRequest {
     channel: Option<Channel>,
 }
 
-fn optional<T: Default + serde::de::DeserializeOwned>(
-    raw: Result<Bytes, BytesRejection>,
-    shape: &str,
-) -> Result<T, Problem> {
-    match &raw {
-        Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(T::default()),
-        _ => body(raw, shape),
-    }
-}
-
 /// Withdraw a consent (Art. 7 (3) GDPR): as easy as giving it, effective at once; a
 /// repeat changes nothing.
 #[utoipa::path(post, path = "/consents/{id}/withdrawal", tag = "consents",
@@ -447,7 +431,7 @@ pub async fn withdraw(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConsentView>, Problem> {
     let id = consent_id(&id)?;
-    let req: WithdrawRequest = optional(raw, "{\"channel\"?}")?;
+    let req: WithdrawRequest = body::optional(raw, "{\"channel\"?}")?;
     let channel = req.channel.unwrap_or(Channel::ServicekontoWeb);
     let view = change(&state, &caller, id, |now| {
         ConsentCommand::Withdraw(WithdrawConsent {
@@ -488,7 +472,7 @@ pub async fn renew(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConsentView>, Problem> {
     let id = consent_id(&id)?;
-    let req: RenewRequest = body(raw, "{\"notice\", \"channel\", \"expires_at\"?}")?;
+    let req: RenewRequest = body::json(raw, "{\"notice\", \"channel\", \"expires_at\"?}")?;
     let view = change(&state, &caller, id, |now| {
         ConsentCommand::Renew(RenewConsent {
             notice: req.notice,
@@ -528,7 +512,7 @@ pub async fn narrow(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConsentView>, Problem> {
     let id = consent_id(&id)?;
-    let req: NarrowRequest = body(raw, "{\"scope\", \"channel\"?}")?;
+    let req: NarrowRequest = body::json(raw, "{\"scope\", \"channel\"?}")?;
     let scope = req.scope.scope()?;
     let by = Initiator::Subject {
         channel: req.channel.unwrap_or(Channel::ServicekontoWeb),
@@ -573,7 +557,7 @@ pub async fn revoke(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConsentView>, Problem> {
     let id = consent_id(&id)?;
-    let req: RevokeRequest = body(raw, "{\"reason\", \"reference\"?}")?;
+    let req: RevokeRequest = body::json(raw, "{\"reason\", \"reference\"?}")?;
     let view = change(&state, &caller, id, |now| {
         ConsentCommand::Revoke(RevokeConsent {
             reason: req.reason,
@@ -727,7 +711,7 @@ pub async fn disclose(
     Caller(caller): Caller,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let req: DisclosureRequest = body(
+    let req: DisclosureRequest = body::json(
         raw,
         "{\"subject\", \"categories\", \"purpose\", \"other_basis\"?}",
     )?;
@@ -739,7 +723,7 @@ pub async fn disclose(
         .map_err(|e| Problem::bad_request("invalid-recipient", e.to_string()))?;
     // The instant is taken under the subject's lock, so no change of its consents is
     // stamped before it and committed after the consents are read.
-    let guard = super::lock_subject(&state, subject).await?;
+    let guard = lock_subject(&state, subject.into()).await?;
     let at = guard.now();
     let consents = subject_consents(&state, &subject).await?;
     let id = DisclosureId(Uuid::now_v7());

@@ -19,29 +19,37 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use amtsbuch_domain::gdpr::account::{
-    self, AccountCommand, AccountEvent, AccountState, DeleteAccount, DeletionReason,
+use amtsbuch_domain::event::{Personal, SubjectId};
+use amtsbuch_domain::gdpr::account::{AccountCommand, AccountState, DeleteAccount, DeletionReason};
+use amtsbuch_domain::gdpr::consent::{
+    ConsentCommand, ConsentState, ControllerReason, RevokeConsent,
 };
-use amtsbuch_domain::gdpr::consent::{self, ConsentCommand, ControllerReason, RevokeConsent};
 use amtsbuch_domain::gdpr::retention::{
     self, HoldCommand, HoldId, HoldReason, HoldState, PlaceHold, ReleaseHold, RetentionEvent,
     SubjectErased,
 };
-use amtsbuch_domain::gdpr::{AccountId, Personal};
+use amtsbuch_domain::gdpr::AccountId;
 use amtsbuch_domain::record::format_timestamp;
 use amtsbuch_domain::seal::KeyId;
 use amtsbuch_domain::{AppendError, ExpectedVersion, StreamId};
-use amtsbuch_infra::vault::{SubjectId, SubjectStatus};
+use amtsbuch_infra::vault::SubjectStatus;
 use amtsbuch_infra::{EventStore, StoreError};
 use amtsbuch_projections::db::ReadDb;
 use amtsbuch_projections::gdpr as models;
+use futures_util::future::BoxFuture;
+use serde_json::Map;
 
-use super::accounts::body;
-use super::{account_id, append, execute, refused, Meta, StoreOrProblem};
+use super::account_id;
 use crate::auth::Caller;
+use crate::body;
+use crate::command::{
+    self, append, execute, lock_subject, read_models_current, refused, Meta, StoreOrProblem,
+};
+use crate::domains::MODULES;
 use crate::dto::ProblemDoc;
-use crate::http::AppState;
+use crate::module::{ExportPart, ProcessingPart};
 use crate::problem::Problem;
+use crate::AppState;
 
 fn query_error(e: impl std::fmt::Display) -> Problem {
     Problem::internal(&e)
@@ -109,7 +117,7 @@ pub async fn disclosures(
     Path(subject): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let subject = account_id(&subject)?;
-    super::read_models_current(&state, &[models::disclosures::NAME]).await?;
+    read_models_current(&state, &[models::disclosures::NAME]).await?;
     let db = ReadDb::new(&state.store);
     let found = models::disclosures_by_consent(&db, subject)
         .await
@@ -135,76 +143,88 @@ pub async fn export(
     Path(subject): Path<String>,
 ) -> Result<Json<Value>, Problem> {
     let subject = account_id(&subject)?;
-    let sealer = super::sealer(&state)?;
-    let head = state.store.head().await?.position;
-    super::read_models_current(
-        &state,
-        &[
-            models::subjects::NAME,
-            models::disclosures::NAME,
-            models::retention::NAME,
-            models::accounts::NAME,
-        ],
-    )
-    .await?;
-    let db = ReadDb::new(&state.store);
-    let positions = models::subject_positions(&db, subject)
-        .await
-        .map_err(query_error)?;
-    let mut events = Vec::with_capacity(positions.len());
-    for p in positions {
-        let Some(e) = state.store.read_all(p - 1, 1).await?.pop() else {
-            continue;
-        };
-        let record = e.record().map_err(|err| Problem::internal(&err))?;
-        let personal = match sealer.open_section(&record).await {
-            Ok(None) => None,
-            Ok(Some(Personal::Available(v))) => Some(v),
-            Ok(Some(Personal::Erased)) => Some(json!({ "erased": true })),
-            Err(err) => return Err(super::sealer_problem(err)),
-        };
-        let mut item = json!({
-            "position": e.position,
-            "event_id": record.event_id,
-            "stream": record.stream_id.as_str(),
-            "version": record.stream_version,
-            "type": record.event_type.as_str(),
-            "occurred_at": format_timestamp(&record.occurred_at),
-            "recorded_at": format_timestamp(&record.recorded_at),
-            "data": record.data,
-            "leaf_hash": amtsbuch_domain::chain::to_hex(&e.leaf_hash),
-        });
-        if let (Some(p), Some(o)) = (personal, item.as_object_mut()) {
-            o.insert("personal".into(), p);
+    command::sealer(&state)?;
+    Ok(Json(
+        crate::module::subject_export(&state, MODULES, subject.into()).await?,
+    ))
+}
+
+/// The GDPR domain's part of the Art. 15 export: the account, its consents now, the
+/// disclosures and retention holds, when it was erased, and every event that concerns the
+/// subject, with its personal data decrypted (or marked erased), its position and its
+/// leaf hash.
+pub const EXPORT: ExportPart = ExportPart {
+    read_models: &[
+        models::subjects::NAME,
+        models::disclosures::NAME,
+        models::retention::NAME,
+        models::accounts::NAME,
+    ],
+    build: export_part,
+};
+
+fn export_part(
+    state: &AppState,
+    subject: SubjectId,
+    now: DateTime<Utc>,
+) -> BoxFuture<'_, Result<Map<String, Value>, Problem>> {
+    Box::pin(async move {
+        let subject = AccountId(subject.0);
+        let sealer = command::sealer(state)?;
+        let db = ReadDb::new(&state.store);
+        let positions = models::subject_positions(&db, subject)
+            .await
+            .map_err(query_error)?;
+        let mut events = Vec::with_capacity(positions.len());
+        for p in positions {
+            let Some(e) = state.store.read_all(p - 1, 1).await?.pop() else {
+                continue;
+            };
+            let record = e.record().map_err(|err| Problem::internal(&err))?;
+            let personal = match sealer.open_section(&record).await {
+                Ok(None) => None,
+                Ok(Some(Personal::Available(v))) => Some(v),
+                Ok(Some(Personal::Erased)) => Some(json!({ "erased": true })),
+                Err(err) => return Err(command::sealer_problem(err)),
+            };
+            let mut item = json!({
+                "position": e.position,
+                "event_id": record.event_id,
+                "stream": record.stream_id.as_str(),
+                "version": record.stream_version,
+                "type": record.event_type.as_str(),
+                "occurred_at": format_timestamp(&record.occurred_at),
+                "recorded_at": format_timestamp(&record.recorded_at),
+                "data": record.data,
+                "leaf_hash": amtsbuch_domain::chain::to_hex(&e.leaf_hash),
+            });
+            if let (Some(p), Some(o)) = (personal, item.as_object_mut()) {
+                o.insert("personal".into(), p);
+            }
+            events.push(item);
         }
-        events.push(item);
-    }
-    let (account_events, version) =
-        super::load::<AccountEvent>(&state, &subject.stream_id()).await?;
-    let account_state = account_events
-        .iter()
-        .fold(AccountState::default(), |s, e| account::evolve(s, &e.event));
-    let account = match account_state.account() {
-        Some(_) => serde_json::to_value(super::accounts::view_of(&account_state, version)?)
-            .unwrap_or(Value::Null),
-        None => Value::Null,
-    };
-    let now = Utc::now();
-    let consents = super::consents::subject_consents(&state, &subject).await?;
-    let erasure = models::erasure(&db, subject).await.map_err(query_error)?;
-    Ok(Json(json!({
-        "kind": "amtsbuch-art15-export",
-        "subject": subject.to_string(),
-        "generated_at": format_timestamp(&now),
-        "log_head": head,
-        "account": account,
-        "consents": consents.iter().map(|c| super::consents::consent_view(c, now)).collect::<Vec<_>>(),
-        "disclosures": models::disclosures_by_consent(&db, subject).await.map_err(query_error)?.to_json(),
-        "retention_holds": models::holds_of(&db, subject).await.map_err(query_error)?.iter().map(|h| h.to_json()).collect::<Vec<_>>(),
-        "erased_at": erasure.map(|e| format_timestamp(&e.erased_at)),
-        "events": events,
-        "verify": "every event's leaf_hash is SHA-256(0x00 || stored record); GET /ledger/proof/inclusion?event_id=… proves it is in the signed log",
-    })))
+        let (account_state, version) =
+            command::current::<AccountState>(state, &subject.stream_id()).await?;
+        let account = match account_state.account() {
+            Some(_) => serde_json::to_value(super::accounts::view_of(&account_state, version)?)
+                .unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        let consents = super::consents::subject_consents(state, &subject).await?;
+        let erasure = models::erasure(&db, subject).await.map_err(query_error)?;
+        let part = json!({
+            "account": account,
+            "consents": consents.iter().map(|c| super::consents::consent_view(c, now)).collect::<Vec<_>>(),
+            "disclosures": models::disclosures_by_consent(&db, subject).await.map_err(query_error)?.to_json(),
+            "retention_holds": models::holds_of(&db, subject).await.map_err(query_error)?.iter().map(|h| h.to_json()).collect::<Vec<_>>(),
+            "erased_at": erasure.map(|e| format_timestamp(&e.erased_at)),
+            "events": events,
+        });
+        match part {
+            Value::Object(members) => Ok(members),
+            _ => Err(Problem::internal(&"the export part is not an object")),
+        }
+    })
 }
 
 /// Art. 17: erase a subject — unless a retention duty forbids it.
@@ -246,12 +266,12 @@ pub async fn erase_subject(
     why: Erasure,
     meta: &Meta,
 ) -> Result<Value, Problem> {
-    let sealer = super::sealer(state)?;
+    let sealer = command::sealer(state)?;
     // Under the subject's lock no consent of it changes and no hold is placed meanwhile,
     // and every instant recorded below is later than what was committed before.
-    let guard = super::lock_subject(state, subject).await?;
+    let guard = lock_subject(state, subject.into()).await?;
     // A hold placed, or an erasure finished, a moment ago must be seen.
-    super::read_models_current(state, &[models::retention::NAME, models::accounts::NAME]).await?;
+    read_models_current(state, &[models::retention::NAME, models::accounts::NAME]).await?;
     let db = ReadDb::new(&state.store);
     let now = guard.now();
     if let Some(done) = models::erasure(&db, subject).await.map_err(query_error)? {
@@ -288,15 +308,15 @@ pub async fn erase_subject(
     }
 
     let consents = super::consents::subject_consents(state, &subject).await?;
-    let (events, _) = super::load::<AccountEvent>(state, &subject.stream_id()).await?;
+    let (current, version) = command::current::<AccountState>(state, &subject.stream_id()).await?;
     let keys = sealer
         .vault()
-        .status(&SubjectId::from(subject))
+        .status(&super::vault_subject(subject))
         .await
-        .map_err(|e| super::sealer_problem(e.into()))?;
+        .map_err(|e| command::sealer_problem(e.into()))?;
     // An id the service never knew — no account, no consent, no sealed data: nothing to
     // erase, and a mistyped id must not leave a tombstone and a `SubjectErased` behind.
-    if consents.is_empty() && events.is_empty() && keys == SubjectStatus::None {
+    if consents.is_empty() && version == 0 && keys == SubjectStatus::None {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
             "unknown-subject",
@@ -316,11 +336,11 @@ pub async fn erase_subject(
             reference: None,
             revoked_at: now,
         });
-        execute(
+        execute::<ConsentState>(
             state,
             &c.id().stream_id(),
-            consent::evolve,
-            |s| consent::decide(&command, s).map_err(|e| refused("consent-refused", e)),
+            &command,
+            |e| refused("consent-refused", e),
             meta,
         )
         .await?;
@@ -328,9 +348,6 @@ pub async fn erase_subject(
     }
 
     // Delete the account (if there is one and it is not deleted already).
-    let current = events
-        .iter()
-        .fold(AccountState::default(), |s, e| account::evolve(s, &e.event));
     let mut account_deleted = false;
     if let Some(a) = current.account() {
         if a.deleted().is_none() {
@@ -343,11 +360,11 @@ pub async fn erase_subject(
                 reason,
                 deleted_at: now,
             });
-            execute(
+            execute::<AccountState>(
                 state,
                 &subject.stream_id(),
-                account::evolve,
-                |s| account::decide(&command, s).map_err(|e| refused("account-refused", e)),
+                &command,
+                |e| refused("account-refused", e),
                 meta,
             )
             .await?;
@@ -358,9 +375,9 @@ pub async fn erase_subject(
     // Destroy the keys: from here on every sealed section of the subject is unreadable.
     let destroyed = sealer
         .vault()
-        .destroy(&SubjectId::from(subject))
+        .destroy(&super::vault_subject(subject))
         .await
-        .map_err(|e| super::sealer_problem(e.into()))?;
+        .map_err(|e| command::sealer_problem(e.into()))?;
     // Every key the subject had, also those an interrupted earlier run destroyed already.
     let key_ids: Vec<KeyId> = destroyed
         .held
@@ -424,14 +441,25 @@ fn erased_stream(subject: AccountId) -> StreamId {
         (status = 503, description = "The read model did not catch up with the log in time (`read-models-behind`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn processing(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
     // Counts that include everything committed before the request.
-    super::read_models_current(&state, &[models::overview::NAME]).await?;
-    let db = ReadDb::new(&state.store);
-    let rows = models::processing_overview(&db)
-        .await
-        .map_err(query_error)?;
-    Ok(Json(json!({
-        "rows": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
-    })))
+    let rows = crate::module::processing_overview(&state, MODULES).await?;
+    Ok(Json(json!({ "rows": rows })))
+}
+
+/// The GDPR domain's rows of the Art. 30 overview: consents given and disclosures granted
+/// and denied, per purpose, category, recipient and legal basis.
+pub const PROCESSING: ProcessingPart = ProcessingPart {
+    read_models: &[models::overview::NAME],
+    rows: processing_rows,
+};
+
+fn processing_rows(state: &AppState) -> BoxFuture<'_, Result<Vec<Value>, Problem>> {
+    Box::pin(async move {
+        let db = ReadDb::new(&state.store);
+        let rows = models::processing_overview(&db)
+            .await
+            .map_err(query_error)?;
+        Ok(rows.iter().map(|r| r.to_json()).collect())
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -467,7 +495,7 @@ pub async fn expiring(
             })?,
     };
     // A consent renewed or withdrawn a moment ago must not be listed as expiring.
-    super::read_models_current(&state, &[models::consents::NAME]).await?;
+    read_models_current(&state, &[models::consents::NAME]).await?;
     let db = ReadDb::new(&state.store);
     let now = Utc::now();
     let rows =
@@ -510,12 +538,12 @@ pub async fn place_hold(
     Caller(caller): Caller,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let req: HoldRequest = body(raw, "{\"subject\", \"reason\", \"source\", \"until\"?}")?;
+    let req: HoldRequest = body::json(raw, "{\"subject\", \"reason\", \"source\", \"until\"?}")?;
     let subject = account_id(&req.subject)?;
     let source = StreamId::parse(&req.source)
         .map_err(|e| Problem::bad_request("invalid-body", e.to_string()))?;
     // An erasure of the subject that has checked the holds finishes first.
-    let guard = super::lock_subject(&state, subject).await?;
+    let guard = lock_subject(&state, subject.into()).await?;
     let now = guard.now();
     let until =
         match (req.until, req.reason.statutory_years()) {
@@ -535,11 +563,11 @@ pub async fn place_hold(
         placed_at: now,
         until,
     });
-    let done = execute(
+    let done = execute::<HoldState>(
         &state,
         &id.stream_id(),
-        retention::evolve,
-        |s: &HoldState| retention::decide(&command, s).map_err(|e| refused("hold-refused", e)),
+        &command,
+        |e| refused("hold-refused", e),
         &Meta::of(&caller),
     )
     .await?;
@@ -587,18 +615,18 @@ pub async fn release_hold(
                 "a hold id is a lowercase hyphenated UUID",
             )
         })?;
-    let (events, _) = super::load::<RetentionEvent>(&state, &id.stream_id()).await?;
+    let (events, _) = command::load::<RetentionEvent>(&state, &id.stream_id()).await?;
     if events.is_empty() {
         return Err(Problem::not_found(format!("no retention hold {id}")));
     }
     let command = HoldCommand::Release(ReleaseHold {
         released_at: Utc::now(),
     });
-    let done = execute(
+    let done = execute::<HoldState>(
         &state,
         &id.stream_id(),
-        retention::evolve,
-        |s: &HoldState| retention::decide(&command, s).map_err(|e| refused("hold-refused", e)),
+        &command,
+        |e| refused("hold-refused", e),
         &Meta::of(&caller),
     )
     .await?;

@@ -1,445 +1,106 @@
-//! The GDPR core over HTTP: Servicekonto accounts, § 10 SächsEGovG consents, checked
-//! disclosures, and the data protection officer's replay, export and erasure.
+//! The GDPR domain over HTTP: Servicekonto accounts, § 10 SächsEGovG consents, checked
+//! disclosures, and the data protection officer's replay, export and erasure — one domain
+//! module ([`MODULE`]), registered in `crate::domains`.
 //!
-//! Every command runs the same way (`execute`): read the aggregate's stream, fold it with
-//! the domain's `evolve`, `decide` the command, and append the decided events with the
-//! stream's version as the expected version, so two concurrent commands on one aggregate
-//! cannot both be decided on the same state (the loser is decided again on the new state).
-//! Events that carry personal data are sealed under the subject's key on the way in
-//! (`Sealer`), and opened on the way out; after erasure they read as `Personal::Erased`.
-//! Time is the server's: the instant of a command is taken when it is handled.
+//! Every command runs through the core's command path (`crate::command::execute`): read
+//! the aggregate's stream, fold it, decide, append with the stream's version as the
+//! expected version. Events that carry personal data are sealed under the account's key
+//! on the way in, and opened on the way out; after erasure they read as
+//! `Personal::Erased`. Time is the server's: the instant of a command is taken when it is
+//! handled.
 //!
 //! Commands that change what a subject has consented to, and the disclosures judged against
-//! those consents, take the subject's lock (`lock_subject`) and only then read the clock.
-//! Otherwise a withdrawal could take its instant, and a disclosure a later one but read the
-//! consents before the withdrawal committed: the log would then hold a grant at an instant
-//! the replay shows the consent withdrawn. Under the lock, every instant taken is later
-//! than every change already committed for the subject and earlier than every change still
-//! to come. The lock holds across processes: on PostgreSQL it is an advisory lock of the
-//! database, and the instant comes from the database's clock (see `lock_subject`).
+//! those consents, take the subject's lock (`crate::command::lock_subject`) and only then
+//! read the clock. Otherwise a withdrawal could take its instant, and a disclosure a later
+//! one but read the consents before the withdrawal committed: the log would then hold a
+//! grant at an instant the replay shows the consent withdrawn.
 //!
 //! Answers a data protection officer relies on for completeness — the Art. 15 export, the
 //! disclosures of a subject, and the retention holds an erasure must respect — come partly
 //! from read models, which follow the log a moment behind. Those routes first wait until
-//! the read models they use have reached the log's head (`read_models_current`).
+//! the read models they use have reached the log's head
+//! (`crate::command::read_models_current`).
 
 pub mod accounts;
+pub mod bench;
 pub mod consents;
 pub mod dpo;
+pub mod samples;
 pub mod sweeper;
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, Weak};
-use std::time::Duration;
-
-use axum::http::{header, HeaderValue, StatusCode};
-use chrono::{DateTime, Utc};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use amtsbuch_domain::access::{Principal, Role};
-use amtsbuch_domain::gdpr::{AccountId, EnvelopeError, GdprEvent, Personal};
-use amtsbuch_domain::{AppendError, AppendOutcome, AppendRequest, ExpectedVersion, StreamId};
-use amtsbuch_infra::sealer::{Sealer, SealerError};
-use amtsbuch_infra::shared_lock::SharedLock;
-use amtsbuch_infra::store::MAX_PAGE;
-use amtsbuch_infra::{AnyStore, Direction, EventStore, RecordedEvent, StoreError};
+use amtsbuch_domain::gdpr::retention::{HoldId, ERASURE_CATEGORY};
+use amtsbuch_domain::gdpr::{AccountId, ConsentId, DisclosureId};
 
-use crate::http::AppState;
+use crate::command::Meta;
+use crate::module::{DomainModule, Reserved, TestSupport};
 use crate::problem::Problem;
+use crate::AppState;
 
-/// How often a command is decided again when another one changed its aggregate first.
-const ATTEMPTS: usize = 3;
+/// The GDPR domain, as the service registers it.
+pub static MODULE: DomainModule = DomainModule {
+    name: "gdpr",
+    routes,
+    projections: amtsbuch_projections::gdpr::projections,
+    reserved: Some(Reserved {
+        categories: &[
+            AccountId::CATEGORY,
+            ConsentId::CATEGORY,
+            DisclosureId::CATEGORY,
+            HoldId::CATEGORY,
+            ERASURE_CATEGORY,
+        ],
+        title: "The stream is written by the GDPR routes only",
+        detail: "{stream} belongs to a GDPR aggregate (an account, consent, disclosure, retention hold or erasure); its events are written only through /accounts, /consents, /disclosures, /retention-holds and /dpo, which check their rules",
+    }),
+    jobs: Some(sweeper::JOBS),
+    bench: Some(bench::BENCH),
+    export: Some(dpo::EXPORT),
+    processing: Some(dpo::PROCESSING),
+    tests: TestSupport {
+        access: samples::ACCESS,
+        last: samples::LAST,
+        samples: &samples::SAMPLES,
+    },
+};
 
-/// How long an answer waits for the read models it relies on to reach the log's head
-/// before it gives up with `503 read-models-behind`.
-const READ_MODEL_PATIENCE: Duration = Duration::from_secs(10);
+#[derive(OpenApi)]
+#[openapi(tags(
+    (name = "accounts", description = "Servicekonto accounts; master data sealed per subject"),
+    (name = "consents", description = "§ 10 SächsEGovG consents, consent receipts, and disclosures checked against them"),
+    (name = "dpo", description = "For data protection officers: replay, Art. 15 export, Art. 17 erasure, Art. 30 overview, retention holds")
+))]
+struct GdprDoc;
 
-/// The subjects some task of this process is acting for, each with its lock. Entries
-/// nobody holds or waits for any more are dropped whenever a new subject is added.
-static SUBJECT_LOCKS: LazyLock<Mutex<HashMap<AccountId, Weak<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// How long a command waits for another command of the same subject, on another node.
-const SUBJECT_PATIENCE: Duration = Duration::from_secs(10);
-
-/// The right to act for one data subject, and the instant the command acts at.
-#[derive(Debug)]
-pub struct SubjectGuard {
-    _local: tokio::sync::OwnedMutexGuard<()>,
-    shared: SharedLock,
-}
-
-impl SubjectGuard {
-    /// The command's instant: when the lock was granted, by the database's clock on
-    /// PostgreSQL, so that the commands of one subject are stamped in the order they hold
-    /// the lock even when they run on API nodes whose clocks differ.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.shared.granted_at()
-    }
-}
-
-/// Wait until no other command acts for `subject` — in this process, or in any other
-/// process on the same PostgreSQL database — and act for it until the guard is dropped.
-/// Take the command's instant from the guard ([`SubjectGuard::now`]).
-///
-/// Tasks of this process queue on a mutex first, so only one of them at a time holds a
-/// database connection for the shared lock. A command that waits longer than 10 s for
-/// another node's command of the same subject gets `503`.
-pub async fn lock_subject(state: &AppState, subject: AccountId) -> Result<SubjectGuard, Problem> {
-    let lock = {
-        let mut locks = SUBJECT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
-        match locks.get(&subject).and_then(Weak::upgrade) {
-            Some(lock) => lock,
-            None => {
-                locks.retain(|_, lock| lock.strong_count() > 0);
-                let lock = Arc::new(tokio::sync::Mutex::new(()));
-                locks.insert(subject, Arc::downgrade(&lock));
-                lock
-            }
-        }
-    };
-    let local = lock.lock_owned().await;
-    let shared = shared_subject_lock(&state.store, subject).await?;
-    Ok(SubjectGuard {
-        _local: local,
-        shared,
-    })
-}
-
-/// The part of the subject's lock that other processes see: its key in the database, and
-/// how long to wait for it.
-pub async fn shared_subject_lock(
-    store: &AnyStore,
-    subject: AccountId,
-) -> Result<SharedLock, StoreError> {
-    SharedLock::acquire(store, &format!("subject:{subject}"), SUBJECT_PATIENCE).await
-}
-
-/// Wait until the read models `names` have applied the log up to its head as it is now,
-/// so that an answer built from them misses nothing committed before the request.
-pub async fn read_models_current(state: &AppState, names: &[&str]) -> Result<(), Problem> {
-    let head = state.store.head().await?.position;
-    let db = amtsbuch_projections::db::ReadDb::new(&state.store);
-    let deadline = tokio::time::Instant::now() + READ_MODEL_PATIENCE;
-    loop {
-        let applied = amtsbuch_projections::checkpoint::all(&db)
-            .await
-            .map_err(|e| Problem::internal(&e))?;
-        let behind: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|name| {
-                !applied
-                    .iter()
-                    .any(|(n, position)| n == name && *position >= head)
-            })
-            .collect();
-        if behind.is_empty() {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(behind = ?behind, head, "read models lag behind the log");
-            return Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "read-models-behind",
-                "The read models lag behind the log",
-                format!(
-                    "the read models {} have not reached position {head} of the log within {} s, so the answer could miss recent events; retry later",
-                    behind.join(", "),
-                    READ_MODEL_PATIENCE.as_secs()
-                ),
-            )
-            .with_header(header::RETRY_AFTER, HeaderValue::from_static("5")));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// An event of an aggregate as read back, with where it sits in the log.
-#[derive(Debug, Clone)]
-pub struct Stored<E> {
-    pub event: E,
-    pub event_id: Uuid,
-    pub position: u64,
-    pub leaf_hash: amtsbuch_domain::Hash,
-    pub recorded_at: DateTime<Utc>,
-}
-
-/// What a command did.
-#[derive(Debug)]
-pub struct Executed<S, E> {
-    /// The aggregate after the command.
-    pub state: S,
-    /// The events the command decided (none for a command that changed nothing).
-    pub events: Vec<E>,
-    /// Where they landed.
-    pub outcome: Option<AppendOutcome>,
-    /// The stream's version after the command.
-    pub version: u64,
-}
-
-/// Who a command is recorded for: the envelope's `actor` (pseudonymous) and correlation.
-#[derive(Debug, Clone, Default)]
-pub struct Meta {
-    pub actor: Option<String>,
-    pub correlation_id: Option<Uuid>,
-}
-
-impl Meta {
-    /// The caller acting in the first of its roles (the guard has narrowed it to the
-    /// route's roles); see `acting_as`.
-    pub fn of(caller: &Principal) -> Self {
-        match caller.roles().iter().next() {
-            Some(&role) => Self::acting_as(caller, role),
-            None => Self::default(),
-        }
-    }
-
-    /// The caller acting in `role`: a citizen acts as its account; everybody else under
-    /// its token's subject, which the identity provider must keep pseudonymous
-    /// (docs/DPO.md).
-    pub fn acting_as(caller: &Principal, role: Role) -> Self {
-        let actor = match (role, caller.account()) {
-            (Role::Citizen, Some(account)) => format!("account:{account}"),
-            _ => format!("{role}:{}", caller.subject()),
-        };
-        Self {
-            actor: Some(
-                actor
-                    .chars()
-                    .take(amtsbuch_domain::record::MAX_LABEL_LEN)
-                    .collect(),
-            ),
-            correlation_id: None,
-        }
-    }
-
-    /// A command the server runs on its own (sweepers).
-    pub fn system(what: &str) -> Self {
-        Self {
-            actor: Some(format!("system:{what}")),
-            correlation_id: None,
-        }
-    }
-}
-
-/// The sealer, or why personal data cannot be handled.
-pub fn sealer(state: &AppState) -> Result<&Sealer, Problem> {
-    state.sealer.as_ref().ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "personal-data-disabled",
-            "Personal data cannot be handled",
-            "this server has no key-encryption key (--kek), so it neither seals nor opens personal data",
-        )
-    })
-}
-
-/// A failure of the sealing layer as a problem. An erased subject is an expected answer;
-/// everything else is a fault of ours or of the stored data.
-pub fn sealer_problem(e: SealerError) -> Problem {
-    use amtsbuch_infra::vault::VaultError;
-    match e {
-        SealerError::Vault(VaultError::Erased { subject, at }) => Problem::new(
-            StatusCode::CONFLICT,
-            "subject-erased",
-            "The data subject is erased",
-            format!(
-                "subject {subject} was erased at {}; no personal data is stored for it any more",
-                amtsbuch_domain::record::format_timestamp(&at)
-            ),
-        ),
-        other => Problem::internal(&other),
-    }
-}
-
-/// Read an aggregate's events, opening sealed personal data (erased subjects read as
-/// `Personal::Erased`).
-pub async fn load<E: GdprEvent>(
-    state: &AppState,
-    stream: &StreamId,
-) -> Result<(Vec<Stored<E>>, u64), Problem> {
-    let mut out = Vec::new();
-    let mut from = 1;
-    loop {
-        let page = state
-            .store
-            .read_stream(stream, from, Direction::Forwards, MAX_PAGE)
-            .await?;
-        let full = page.len() == MAX_PAGE;
-        for e in &page {
-            out.push(open::<E>(state, e).await?);
-        }
-        if !full {
-            break;
-        }
-        from += page.len() as u64;
-    }
-    let version = out.len() as u64;
-    Ok((out, version))
-}
-
-/// One stored event of an aggregate, opened.
-pub async fn open<E: GdprEvent>(state: &AppState, e: &RecordedEvent) -> Result<Stored<E>, Problem> {
-    let record = e.record().map_err(|err| Problem::internal(&err))?;
-    let event = match (&record.sealed, state.sealer.as_ref()) {
-        (None, _) => amtsbuch_domain::gdpr::decode::<E>(&record, None)
-            .map_err(|err| Problem::internal(&format!("position {}: {err}", e.position)))?,
-        (Some(_), Some(sealer)) => sealer
-            .open_record::<E>(&record)
-            .await
-            .map_err(sealer_problem)?,
-        (Some(_), None) => {
-            return Err(sealer(state)
-                .err()
-                .unwrap_or_else(|| Problem::internal(&"no sealer")))
-        }
-    };
-    Ok(Stored {
-        event,
-        event_id: record.event_id,
-        position: e.position,
-        leaf_hash: e.leaf_hash,
-        recorded_at: record.recorded_at,
-    })
-}
-
-/// Append decided events of one aggregate under `expected`.
-pub async fn append<E: GdprEvent>(
-    state: &AppState,
-    stream: &StreamId,
-    events: &[E],
-    expected: ExpectedVersion,
-    meta: &Meta,
-) -> Result<AppendOutcome, StoreOrProblem> {
-    let mut new_events = Vec::with_capacity(events.len());
-    for event in events {
-        let id = Uuid::now_v7();
-        let encoded = match state.sealer.as_ref() {
-            Some(sealer) => sealer.seal_event(event, id).await.map_err(sealer_problem)?,
-            None => amtsbuch_domain::gdpr::encode(
-                event,
-                id,
-                None,
-                &amtsbuch_domain::seal::SystemRandom::new(),
-            )
-            .map_err(|e| match e {
-                EnvelopeError::KeyRequired(_) => {
-                    sealer(state).err().unwrap_or_else(|| Problem::internal(&e))
-                }
-                other => Problem::internal(&other),
-            })?,
-        };
-        if encoded.stream_id != *stream {
-            return Err(Problem::internal(&format!(
-                "an event of {} was decided for {stream}",
-                encoded.stream_id
-            ))
-            .into());
-        }
-        let mut event = encoded.event;
-        event.actor = meta.actor.clone();
-        event.correlation_id = meta.correlation_id;
-        new_events.push(event);
-    }
-    Ok(state
-        .store
-        .append(AppendRequest {
-            stream: stream.clone(),
-            expected,
-            events: new_events,
-        })
-        .await?)
-}
-
-/// A failed append: a conflict the caller may retry, or a problem to answer with.
-#[derive(Debug)]
-pub enum StoreOrProblem {
-    Store(StoreError),
-    Problem(Problem),
-}
-
-impl From<StoreError> for StoreOrProblem {
-    fn from(e: StoreError) -> Self {
-        Self::Store(e)
-    }
-}
-
-impl From<Problem> for StoreOrProblem {
-    fn from(p: Problem) -> Self {
-        Self::Problem(p)
-    }
-}
-
-impl From<StoreOrProblem> for Problem {
-    fn from(e: StoreOrProblem) -> Self {
-        match e {
-            StoreOrProblem::Store(s) => s.into(),
-            StoreOrProblem::Problem(p) => p,
-        }
-    }
-}
-
-/// Run a command on one aggregate: load, fold, decide, append with the stream's version
-/// as the expected version; decided again when another command got there first.
-pub async fn execute<E, S>(
-    state: &AppState,
-    stream: &StreamId,
-    evolve: fn(S, &E) -> S,
-    decide: impl Fn(&S) -> Result<Vec<E>, Problem>,
-    meta: &Meta,
-) -> Result<Executed<S, E>, Problem>
-where
-    E: GdprEvent,
-    S: Default,
-{
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let (history, version) = load::<E>(state, stream).await?;
-        let current = history
-            .iter()
-            .fold(S::default(), |s, stored| evolve(s, &stored.event));
-        let events = decide(&current)?;
-        if events.is_empty() {
-            return Ok(Executed {
-                state: current,
-                events,
-                outcome: None,
-                version,
-            });
-        }
-        let expected = if version == 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(version)
-        };
-        match append(state, stream, &events, expected, meta).await {
-            Ok(outcome) => {
-                let state_after = events.iter().fold(current, evolve);
-                return Ok(Executed {
-                    state: state_after,
-                    events,
-                    version: outcome.next_version,
-                    outcome: Some(outcome),
-                });
-            }
-            Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
-                ..
-            }))) if attempt < ATTEMPTS => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// A domain refusal as a `409` problem with the rule that refused it.
-pub fn refused(kind: &'static str, e: impl std::fmt::Display) -> Problem {
-    Problem::new(
-        StatusCode::CONFLICT,
-        kind,
-        "The command is not possible in the current state",
-        e.to_string(),
-    )
+/// Every route of the GDPR domain, with its OpenAPI description and tags.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(GdprDoc::openapi())
+        .routes(routes!(accounts::open_account))
+        .routes(routes!(accounts::get_account))
+        .routes(routes!(accounts::change_master_data))
+        .routes(routes!(accounts::link_identity))
+        .routes(routes!(accounts::request_deletion))
+        .routes(routes!(consents::give, consents::list_own))
+        .routes(routes!(consents::get))
+        .routes(routes!(consents::withdraw))
+        .routes(routes!(consents::renew))
+        .routes(routes!(consents::narrow))
+        .routes(routes!(consents::revoke))
+        .routes(routes!(consents::receipt))
+        .routes(routes!(consents::disclose))
+        .routes(routes!(dpo::consent_history))
+        .routes(routes!(dpo::disclosures))
+        .routes(routes!(dpo::export))
+        .routes(routes!(dpo::erase))
+        .routes(routes!(dpo::processing))
+        .routes(routes!(dpo::expiring))
+        .routes(routes!(dpo::place_hold))
+        .routes(routes!(dpo::release_hold))
 }
 
 /// Parse an account id from a path or body.
@@ -484,10 +145,92 @@ pub fn act_for(caller: &Principal, subject: &AccountId) -> Result<Meta, Problem>
         .ok_or_else(|| Problem::forbidden("a citizen's token acts only for its own account"))
 }
 
-/// Render personal data for an answer: the value, or that it was erased.
-pub fn personal_json<T: serde::Serialize>(p: &Personal<T>) -> serde_json::Value {
-    match p {
-        Personal::Available(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
-        Personal::Erased => serde_json::json!({ "erased": true }),
+/// The vault's name for the holder of an account's data keys: the account as data subject.
+pub fn vault_subject(account: AccountId) -> amtsbuch_infra::vault::SubjectId {
+    amtsbuch_domain::SubjectId::from(account).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+    use crate::module;
+
+    /// The command line of `amtsbuch` as far as the module touches it.
+    fn parse(args: &[&str]) -> Result<clap::ArgMatches, clap::Error> {
+        let cli = clap::Command::new("amtsbuch")
+            .subcommand(clap::Command::new("serve"))
+            .subcommand(clap::Command::new("bench"));
+        module::command_line(cli, &[&MODULE]).try_get_matches_from(args)
+    }
+
+    #[test]
+    fn serve_takes_the_sweep_interval_from_the_command_line_and_the_environment() {
+        let matches = parse(&["amtsbuch", "serve", "--sweep-interval-secs", "5"]).expect("parses");
+        let serve = matches.subcommand_matches("serve").expect("serve");
+        assert_eq!(serve.get_one::<u64>("sweep_interval_secs"), Some(&5));
+        let default = parse(&["amtsbuch", "serve"]).expect("parses");
+        let serve = default.subcommand_matches("serve").expect("serve");
+        assert_eq!(serve.get_one::<u64>("sweep_interval_secs"), Some(&60));
+        // The only test that sets this variable, and the only one that reads it.
+        std::env::set_var("AMTSBUCH_SWEEP_INTERVAL_SECS", "7");
+        let from_env = parse(&["amtsbuch", "serve"]);
+        std::env::remove_var("AMTSBUCH_SWEEP_INTERVAL_SECS");
+        let from_env = from_env.expect("parses");
+        let serve = from_env.subcommand_matches("serve").expect("serve");
+        assert_eq!(serve.get_one::<u64>("sweep_interval_secs"), Some(&7));
+        assert!(parse(&["amtsbuch", "serve", "--sweep-interval-secs", "soon"]).is_err());
+    }
+
+    #[test]
+    fn bench_gdpr_is_offered_with_its_flags() {
+        let matches = parse(&[
+            "amtsbuch",
+            "bench",
+            "gdpr",
+            "--database-url",
+            "postgres://db/test",
+            "--events",
+            "10",
+        ])
+        .expect("parses");
+        let (_, args) = module::bench_asked(&matches, &[&MODULE]).expect("the GDPR bench");
+        let bench =
+            <bench::GdprBench as clap::FromArgMatches>::from_arg_matches(&args).expect("its flags");
+        assert_eq!(
+            (
+                bench.database_url.as_str(),
+                bench.events,
+                bench.subjects,
+                bench.samples
+            ),
+            ("postgres://db/test", 10, 20_000, 2_000)
+        );
+    }
+
+    #[test]
+    fn raw_appends_to_the_aggregates_streams_are_refused_and_to_others_not() {
+        let stream = |s: &str| amtsbuch_domain::StreamId::parse(s).expect("stream");
+        let id = "0193a1b2-0000-7000-8000-000000000001";
+        for category in ["account", "consent", "disclosure", "retention", "erasure"] {
+            let reserved = stream(&format!("{category}-{id}"));
+            let problem = module::refuse_reserved(&[&MODULE], &reserved).expect_err("refused");
+            assert_eq!(problem.kind, "reserved-stream");
+            assert_eq!(problem.status, StatusCode::FORBIDDEN);
+            assert!(problem
+                .detail
+                .starts_with(&format!("{category}-{id} belongs to a GDPR aggregate")));
+        }
+        for free in [
+            "consent-1",
+            "application-0193a1b2-0000-7000-8000-000000000001",
+            "accounts-x",
+        ] {
+            assert!(
+                module::refuse_reserved(&[&MODULE], &stream(free)).is_ok(),
+                "{free}"
+            );
+        }
     }
 }

@@ -9,16 +9,43 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use clap::{Args, FromArgMatches};
 
-use amtsbuch_domain::gdpr::consent::{self, ConsentCommand, RecordConsentExpiry};
+use amtsbuch_domain::gdpr::consent::{ConsentCommand, ConsentState, RecordConsentExpiry};
 use amtsbuch_infra::lease::Lease;
 use amtsbuch_projections::db::ReadDb;
 use amtsbuch_projections::gdpr as models;
 
 use super::dpo::{erase_subject, Erasure};
-use super::{execute, refused, Meta};
-use crate::http::AppState;
+use crate::command::{execute, refused, Meta};
+use crate::module::Jobs;
 use crate::problem::Problem;
+use crate::AppState;
+
+/// The sweeper as a background job of `serve`, with its flag.
+pub const JOBS: Jobs = Jobs {
+    args: SweepArgs::augment_args,
+    spawn: spawn_from_args,
+};
+
+/// The flag of `serve` that tunes the sweeper.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// How often expired temporary accounts are erased and expired consents recorded.
+    #[arg(long, env = "AMTSBUCH_SWEEP_INTERVAL_SECS", default_value_t = 60)]
+    sweep_interval_secs: u64,
+}
+
+fn spawn_from_args(
+    state: &AppState,
+    args: &clap::ArgMatches,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let args = SweepArgs::from_arg_matches(args)?;
+    Ok(vec![spawn(
+        state.clone(),
+        Duration::from_secs(args.sweep_interval_secs.max(1)),
+    )])
+}
 
 /// Start sweeping every `every`; the task ends with the process.
 pub fn spawn(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
@@ -85,11 +112,11 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Problem> {
         .map_err(|e| Problem::internal(&e))?
     {
         let command = ConsentCommand::RecordExpiry(RecordConsentExpiry { now });
-        let done = execute(
+        let done = execute::<ConsentState>(
             state,
             &consent_id.stream_id(),
-            consent::evolve,
-            |s| consent::decide(&command, s).map_err(|e| refused("consent-refused", e)),
+            &command,
+            |e| refused("consent-refused", e),
             &meta,
         )
         .await;

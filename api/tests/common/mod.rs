@@ -21,9 +21,10 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use amtsbuch_api::auth::{mint, AuthConfig, Authenticator, DevKey, TokenRequest};
-use amtsbuch_api::ledger_http::LedgerInfo;
+use amtsbuch_api::hub::{Hub, HubLimits};
 use amtsbuch_api::metrics::Metrics;
-use amtsbuch_api::sse::{Hub, HubLimits};
+use amtsbuch_api::module::SampleValues;
+use amtsbuch_api::state::LedgerInfo;
 use amtsbuch_api::AppState;
 use amtsbuch_domain::access::{RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};
@@ -44,6 +45,9 @@ pub fn authenticator() -> Arc<Authenticator> {
         .expect("authenticator"),
     )
 }
+
+/// A data subject that is not the citizen's: another account.
+pub const OTHER_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000b0b0";
 
 /// The account a citizen's token is bound to: a fixed account id, so that tests can open
 /// the account it names and the citizen then owns it.
@@ -254,82 +258,46 @@ pub fn sealer(store: &AnyStore, dir: &std::path::Path) -> amtsbuch_infra::sealer
     ))
 }
 
-/// Open the account `samples.account_id` (the citizen's) as the Servicekonto would, and
-/// give it a consent and a retention hold through the API, so that every GDPR route can be
-/// called with the samples and succeed. The account goes through the service layer
-/// because `POST /accounts` chooses account ids itself. Sets `samples.consent_id` and
-/// `samples.hold_id`; the state must have a sealer.
-pub async fn seed_gdpr(app: &Router, state: &AppState, samples: &mut Samples) {
-    use amtsbuch_domain::gdpr::account::{self, AccountCommand, AccountKind, OpenAccount};
-    use amtsbuch_domain::gdpr::AccountId;
-    let id = AccountId(samples.account_id);
-    let master_data = serde_json::from_value(serde_json::json!({
-        "type": "person", "given_names": "Erika", "family_name": "Mustermann"
-    }))
-    .expect("master data");
-    let command = AccountCommand::Open(OpenAccount {
-        account_id: id,
-        kind: AccountKind::Personal,
-        master_data,
-        opened_at: chrono::Utc::now(),
-        expires_at: None,
-    });
-    amtsbuch_api::gdpr::execute(
-        state,
-        &id.stream_id(),
-        account::evolve,
-        |s| {
-            account::decide(&command, s)
-                .map_err(|e| amtsbuch_api::gdpr::refused("account-refused", e))
-        },
-        &amtsbuch_api::gdpr::Meta::system("test"),
-    )
-    .await
-    .expect("open the sample account");
+/// Make the seeded samples of every domain module outlive every operation
+/// (`Samples::keep`), for tests that call each operation many times over.
+pub async fn keep(app: &Router, state: &AppState, samples: &Samples) {
     let operator = token(Role::Operator);
-    let given = send(
-        app,
-        request(
-            "POST",
-            "/consents",
-            Some(&operator),
-            Body::from(samples.body("POST", "/consents").expect("body").to_string()),
-        ),
-    )
-    .await;
-    assert_eq!(given.status, StatusCode::CREATED, "{}", given.json());
-    samples.consent_id = given.json()["consent_id"]
-        .as_str()
-        .and_then(|s| uuid::Uuid::parse_str(s).ok())
-        .expect("consent id");
-    let until = chrono::Utc::now() + chrono::Duration::days(365);
-    let hold = send(
-        app,
-        request(
-            "POST",
-            "/retention-holds",
-            Some(&operator),
-            Body::from(
-                serde_json::json!({
-                    "subject": samples.account_id,
-                    "reason": "open_procedure",
-                    "source": "procedure-1",
-                    "until": amtsbuch_domain::record::format_timestamp(&until),
-                })
-                .to_string(),
-            ),
-        ),
-    )
-    .await;
-    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.json());
-    samples.hold_id = hold.json()["hold_id"]
-        .as_str()
-        .and_then(|s| uuid::Uuid::parse_str(s).ok())
-        .expect("hold id");
+    for module in amtsbuch_api::domains::MODULES {
+        module
+            .tests
+            .samples
+            .keep(app, state, &operator, &samples.values)
+            .await;
+    }
 }
 
-/// Wait until every projection of `amtsbuch_projections::all` has applied the log up to
-/// its head as it is now.
+/// Every role alone and every pair of roles, each pair held by one token.
+pub fn role_sets() -> Vec<Vec<Role>> {
+    let mut sets: Vec<Vec<Role>> = Role::ALL.iter().map(|&r| vec![r]).collect();
+    for (i, &a) in Role::ALL.iter().enumerate() {
+        for &b in &Role::ALL[i + 1..] {
+            sets.push(vec![a, b]);
+        }
+    }
+    sets
+}
+
+/// Seed the sample data of every domain module (`TestSupport::samples`), so that every
+/// route of every module can be called with the samples and succeed; the state must have
+/// a sealer.
+pub async fn seed(app: &Router, state: &AppState, samples: &mut Samples) {
+    let operator = token(Role::Operator);
+    for module in amtsbuch_api::domains::MODULES {
+        module
+            .tests
+            .samples
+            .seed(app, state, &operator, &mut samples.values)
+            .await;
+    }
+}
+
+/// Wait until every projection the service runs (`amtsbuch_api::domains::projections`) has
+/// applied the log up to its head as it is now.
 pub async fn read_models_caught_up(store: &AnyStore) {
     use amtsbuch_infra::EventStore;
     let head = store.head().await.expect("head").position;
@@ -337,7 +305,7 @@ pub async fn read_models_caught_up(store: &AnyStore) {
         return;
     }
     let db = amtsbuch_projections::ReadDb::new(store);
-    let names: Vec<&str> = amtsbuch_projections::all()
+    let names: Vec<&str> = amtsbuch_api::domains::projections()
         .iter()
         .map(|p| p.name())
         .collect();
@@ -595,47 +563,46 @@ pub async fn wait_for_checkpoint(store: &AnyStore, size: u64) -> u64 {
     panic!("no checkpoint of size {size} within 10 s");
 }
 
-/// The notice text of the sample consents, and its SHA-256 as the API wants it.
-pub const NOTICE_TEXT: &str = "Einwilligung nach § 10 Abs. 1 Satz 2 SächsEGovG (Testfassung)";
-
-pub fn notice_sha256() -> String {
-    amtsbuch_domain::gdpr::consent::Sha256Digest::of(NOTICE_TEXT.as_bytes()).to_hex()
-}
-
 /// Concrete values for the path parameters, queries and bodies of the documented routes,
-/// chosen so that each call can succeed on a log that holds `event_id`, has a checkpoint of
-/// `checkpoint_size`, and (for the GDPR routes) holds the account `account_id` with the
-/// consent `consent_id` and the retention hold `hold_id`. A route with a parameter not named
-/// here makes `uri` panic, so a new route gets its sample when it is added to the tests'
-/// tables.
+/// chosen so that each call can succeed on a log that holds `event_id` and has a checkpoint
+/// of `checkpoint_size`, and — for the domain modules' routes — once the modules' sample
+/// data is seeded (`seed`); each module names its own (`TestSupport::samples`). A route
+/// with a parameter nobody names makes `uri` panic, so a new route gets its sample when
+/// it is added.
 #[derive(Debug, Clone)]
 pub struct Samples {
     pub event_id: uuid::Uuid,
     pub checkpoint_size: u64,
     /// The subject prefix of the NATS stream the server relays to, if any.
     pub nats_prefix: String,
-    /// `{id}` of `/accounts/…` and `{subject}` of `/dpo/subjects/…`: the citizen's account,
-    /// so that a citizen's token owns it.
-    pub account_id: uuid::Uuid,
-    /// `{id}` of `/consents/…`.
-    pub consent_id: uuid::Uuid,
-    /// `{id}` of `/retention-holds/…`.
-    pub hold_id: uuid::Uuid,
+    /// The domain modules' named sample values (`account`, `consent`, …).
+    pub values: SampleValues,
 }
 
 impl Samples {
     /// Samples for a log holding `event_id` with a checkpoint of `checkpoint_size`; the
-    /// GDPR ids are the citizen's account and fixed ids that need not exist.
+    /// modules' values are ids that need not exist until `seed`, the account being the
+    /// citizen's.
     pub fn new(event_id: uuid::Uuid, checkpoint_size: u64, nats_prefix: &str) -> Self {
+        Self::of_subject(event_id, checkpoint_size, nats_prefix, CITIZEN_ACCOUNT)
+    }
+
+    /// `new`, for the data subject `account` instead of the citizen's.
+    pub fn of_subject(
+        event_id: uuid::Uuid,
+        checkpoint_size: u64,
+        nats_prefix: &str,
+        account: &str,
+    ) -> Self {
+        let mut values = SampleValues::new();
+        for module in amtsbuch_api::domains::MODULES {
+            values.extend(module.tests.samples.values(account));
+        }
         Self {
             event_id,
             checkpoint_size,
             nats_prefix: nats_prefix.to_owned(),
-            account_id: uuid::Uuid::parse_str(CITIZEN_ACCOUNT).expect("account id"),
-            consent_id: uuid::Uuid::parse_str("0193a1b2-0000-7000-8000-0000000000c1")
-                .expect("consent id"),
-            hold_id: uuid::Uuid::parse_str("0193a1b2-0000-7000-8000-000000000401")
-                .expect("hold id"),
+            values,
         }
     }
 
@@ -648,15 +615,14 @@ impl Samples {
             match (first, segment) {
                 (_, "{stream}") => uri.push_str("consent-1"),
                 ("events", "{id}") => uri.push_str(&self.event_id.to_string()),
-                ("accounts", "{id}") | ("dpo", "{subject}") => {
-                    uri.push_str(&self.account_id.to_string())
-                }
-                ("consents", "{id}") => uri.push_str(&self.consent_id.to_string()),
-                ("retention-holds", "{id}") => uri.push_str(&self.hold_id.to_string()),
                 (_, "{size}") => uri.push_str(&self.checkpoint_size.to_string()),
                 (_, "{name}") => uri.push_str("lra-meissen-fv"),
                 (_, s) if s.starts_with('{') => {
-                    panic!("no sample value for the path parameter {s} of {path}; add one to common::Samples")
+                    let value = amtsbuch_api::domains::MODULES
+                        .iter()
+                        .find_map(|m| m.tests.samples.param(&self.values, first, s))
+                        .unwrap_or_else(|| panic!("no sample value for the path parameter {s} of {path}; add one to common::Samples or the module's samples"));
+                    uri.push_str(&value);
                 }
                 (_, s) => uri.push_str(s),
             }
@@ -672,56 +638,18 @@ impl Samples {
     /// A valid body for the route `method path`, if it takes one.
     pub fn body(&self, method: &str, path: &str) -> Option<Value> {
         use serde_json::json;
-        let account = self.account_id.to_string();
-        let master_data =
-            json!({ "type": "person", "given_names": "Erika", "family_name": "Mustermann" });
-        let notice = json!({ "version": "2026-01", "sha256": notice_sha256() });
-        Some(match (method, path) {
+        match (method, path) {
             ("POST", "/streams/{stream}/events") => {
-                json!([{ "type": "ConsentGiven", "data": { "sample": true } }])
+                Some(json!([{ "type": "ConsentGiven", "data": { "sample": true } }]))
             }
             // As an operator, who chooses the filters.
             ("PUT", "/subscriptions/nats/{name}") => {
-                json!({ "filter_subjects": [format!("{}.>", self.nats_prefix)] })
+                Some(json!({ "filter_subjects": [format!("{}.>", self.nats_prefix)] }))
             }
-            ("POST", "/accounts") => json!({ "kind": "personal", "master_data": master_data }),
-            ("PUT", "/accounts/{id}/master-data") => json!({ "master_data": {
-                "type": "person", "given_names": "Erika", "family_name": "Musterfrau" } }),
-            ("POST", "/accounts/{id}/identity-links") => {
-                json!({ "method": { "kind": "eid" }, "pseudonym": "eid-sample-pseudonym" })
-            }
-            ("POST", "/consents") => json!({
-                "subject": account,
-                "scope": {
-                    "categories": ["stammdaten", "kommunikationsdaten"],
-                    "purposes": ["antrag-vorbefuellung"],
-                    "recipients": ["lra-meissen"],
-                },
-                "notice": notice,
-                "channel": "servicekonto_web",
-            }),
-            ("POST", "/consents/{id}/renewal") => {
-                json!({ "notice": notice, "channel": "amt24" })
-            }
-            ("POST", "/consents/{id}/scope") => json!({ "scope": {
-                "categories": ["stammdaten"],
-                "purposes": ["antrag-vorbefuellung"],
-                "recipients": ["lra-meissen"],
-            } }),
-            ("POST", "/consents/{id}/revocation") => json!({ "reason": "purpose_fulfilled" }),
-            ("POST", "/disclosures") => json!({
-                "subject": account,
-                "categories": ["stammdaten"],
-                "purpose": "antrag-vorbefuellung",
-            }),
-            // On another subject, so that it does not hold the sample account.
-            ("POST", "/retention-holds") => json!({
-                "subject": "0193a1b2-0000-7000-8000-00000000ac02",
-                "reason": "voucher",
-                "source": "payment-1",
-            }),
-            _ => return None,
-        })
+            _ => amtsbuch_api::domains::MODULES
+                .iter()
+                .find_map(|m| m.tests.samples.body(&self.values, method, path)),
+        }
     }
 
     /// A request to the route `method path` with `token`.

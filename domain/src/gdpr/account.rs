@@ -15,11 +15,14 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{
-    data_of, instant, no_personal, opt_timestamp, parse_data, parse_personal, personal_of, text,
-    AccountId, Channel, EventParts, GdprEvent, GdprNameError, LinkId, PartsError, Personal,
+use super::{instant, AccountId, Channel, LinkId, Personal};
+use crate::decider::decider;
+use crate::event::{
+    data_of, event_type_of, no_personal, parse_data, parse_personal, personal_of, DomainEvent,
+    EventParts, PartsError, SubjectId,
 };
-use crate::record::timestamp;
+use crate::newtype::{text, TextError};
+use crate::record::{opt_timestamp, timestamp};
 use crate::stream::{EventType, StreamId};
 
 /// The three kinds of Servicekonto.
@@ -102,7 +105,7 @@ text!(
 pub struct EmailAddress(String);
 
 impl EmailAddress {
-    pub fn parse(s: &str) -> Result<Self, GdprNameError> {
+    pub fn parse(s: &str) -> Result<Self, TextError> {
         let ok = s.len() <= 254
             && !s.chars().any(|c| c.is_whitespace() || c.is_control())
             && matches!(s.split_once('@'), Some((local, domain))
@@ -110,7 +113,7 @@ impl EmailAddress {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(GdprNameError::Invalid {
+            Err(TextError::Invalid {
                 kind: "e-mail address",
                 max: 254,
                 rule: "local-part@domain without white space",
@@ -136,10 +139,10 @@ impl<'de> Deserialize<'de> for EmailAddress {
 pub struct CountryCode([u8; 2]);
 
 impl CountryCode {
-    pub fn parse(s: &str) -> Result<Self, GdprNameError> {
+    pub fn parse(s: &str) -> Result<Self, TextError> {
         match s.as_bytes() {
             [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => Ok(Self([*a, *b])),
-            _ => Err(GdprNameError::Invalid {
+            _ => Err(TextError::Invalid {
                 kind: "country code",
                 max: 2,
                 rule: "two uppercase letters (ISO 3166-1 alpha-2)",
@@ -404,22 +407,24 @@ const DELETION_REQUESTED: &str = "AccountDeletionRequested";
 const DELETED: &str = "AccountDeleted";
 
 fn master_data_part(md: &Personal<MasterData>) -> Personal<MasterDataPart> {
-    match md {
-        Personal::Available(m) => Personal::Available(MasterDataPart {
-            master_data: m.clone(),
-        }),
-        Personal::Erased => Personal::Erased,
+    md.clone().map(|master_data| MasterDataPart { master_data })
+}
+
+impl AccountEvent {
+    /// The account the event belongs to.
+    pub fn subject(&self) -> AccountId {
+        match self {
+            Self::Opened(e) => e.account_id,
+            Self::IdentityLinked(e) => e.account_id,
+            Self::IdentityUnlinked(e) => e.account_id,
+            Self::MasterDataChanged(e) => e.account_id,
+            Self::DeletionRequested(e) => e.account_id,
+            Self::Deleted(e) => e.account_id,
+        }
     }
 }
 
-fn master_data_of(part: Personal<MasterDataPart>) -> Personal<MasterData> {
-    match part {
-        Personal::Available(p) => Personal::Available(p.master_data),
-        Personal::Erased => Personal::Erased,
-    }
-}
-
-impl GdprEvent for AccountEvent {
+impl DomainEvent for AccountEvent {
     fn event_type(&self) -> &'static str {
         match self {
             Self::Opened(_) => OPENED,
@@ -446,15 +451,8 @@ impl GdprEvent for AccountEvent {
         }
     }
 
-    fn subject(&self) -> AccountId {
-        match self {
-            Self::Opened(e) => e.account_id,
-            Self::IdentityLinked(e) => e.account_id,
-            Self::IdentityUnlinked(e) => e.account_id,
-            Self::MasterDataChanged(e) => e.account_id,
-            Self::DeletionRequested(e) => e.account_id,
-            Self::Deleted(e) => e.account_id,
-        }
+    fn data_subject(&self) -> Option<SubjectId> {
+        Some(self.subject().into())
     }
 
     fn carries_personal_data(event_type: &str) -> bool {
@@ -469,12 +467,10 @@ impl GdprEvent for AccountEvent {
                 Some(personal_of(name, &master_data_part(&e.master_data))?),
             ),
             Self::IdentityLinked(e) => {
-                let part = match &e.pseudonym {
-                    Personal::Available(p) => Personal::Available(PseudonymPart {
-                        pseudonym: p.clone(),
-                    }),
-                    Personal::Erased => Personal::Erased,
-                };
+                let part = e
+                    .pseudonym
+                    .clone()
+                    .map(|pseudonym| PseudonymPart { pseudonym });
                 (data_of(name, e)?, Some(personal_of(name, &part)?))
             }
             Self::IdentityUnlinked(e) => (data_of(name, e)?, None),
@@ -485,10 +481,8 @@ impl GdprEvent for AccountEvent {
             Self::DeletionRequested(e) => (data_of(name, e)?, None),
             Self::Deleted(e) => (data_of(name, e)?, None),
         };
-        let event_type =
-            EventType::parse(name).map_err(|_| PartsError::UnknownEventType(name.to_owned()))?;
         Ok(EventParts {
-            event_type,
+            event_type: event_type_of(name)?,
             data,
             personal,
         })
@@ -502,15 +496,14 @@ impl GdprEvent for AccountEvent {
         Ok(match event_type.as_str() {
             OPENED => {
                 let mut e: AccountOpened = parse_data(OPENED, data)?;
-                e.master_data = master_data_of(parse_personal(OPENED, personal)?);
+                e.master_data =
+                    parse_personal::<MasterDataPart>(OPENED, personal)?.map(|p| p.master_data);
                 Self::Opened(e)
             }
             LINKED => {
                 let mut e: IdentityLinked = parse_data(LINKED, data)?;
-                e.pseudonym = match parse_personal::<PseudonymPart>(LINKED, personal)? {
-                    Personal::Available(p) => Personal::Available(p.pseudonym),
-                    Personal::Erased => Personal::Erased,
-                };
+                e.pseudonym =
+                    parse_personal::<PseudonymPart>(LINKED, personal)?.map(|p| p.pseudonym);
                 Self::IdentityLinked(e)
             }
             UNLINKED => {
@@ -519,7 +512,8 @@ impl GdprEvent for AccountEvent {
             }
             CHANGED => {
                 let mut e: MasterDataChanged = parse_data(CHANGED, data)?;
-                e.master_data = master_data_of(parse_personal(CHANGED, personal)?);
+                e.master_data =
+                    parse_personal::<MasterDataPart>(CHANGED, personal)?.map(|p| p.master_data);
                 Self::MasterDataChanged(e)
             }
             DELETION_REQUESTED => {
@@ -886,10 +880,14 @@ pub fn evolve(state: AccountState, event: &AccountEvent) -> AccountState {
     AccountState::Opened(account)
 }
 
+decider!(AccountState: AccountCommand => AccountEvent, AccountError);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{DomainEvent, PartsError};
     use crate::gdpr::testing::*;
+    use crate::stream::EventType;
 
     const OPENED_AT: &str = "2026-02-01T09:00:00Z";
 

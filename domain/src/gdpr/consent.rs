@@ -27,15 +27,14 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::{
-    data_of, instant, no_personal, opt_timestamp, parse_data, AccountId, CategorySet, Channel,
-    ConsentId, DataCategory, EventParts, GdprEvent, NoticeVersion, PartsError, PurposeId, Purposes,
-    RecipientId, Recipients, Reference,
+    instant, AccountId, CategorySet, Channel, ConsentId, DataCategory, NoticeVersion, PurposeId,
+    Purposes, RecipientId, Recipients, Reference,
 };
-use crate::record::timestamp;
-use crate::stream::{EventType, StreamId};
+use crate::decider::decider;
+use crate::event::{plain_events, DomainEvent};
+use crate::record::{opt_timestamp, timestamp};
 
 /// The legal basis a consent gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -393,12 +392,15 @@ pub enum ConsentEvent {
     Expired(ConsentExpired),
 }
 
-const GIVEN: &str = "ConsentGiven";
-const RENEWED: &str = "ConsentRenewed";
-const NARROWED: &str = "ConsentScopeNarrowed";
-const WITHDRAWN: &str = "ConsentWithdrawn";
-const REVOKED: &str = "ConsentRevoked";
-const EXPIRED: &str = "ConsentExpired";
+plain_events!(ConsentEvent {
+    id: consent_id, subject: subject: AccountId,
+    Given(ConsentGiven) = "ConsentGiven", at given_at;
+    Renewed(ConsentRenewed) = "ConsentRenewed", at renewed_at;
+    ScopeNarrowed(ConsentScopeNarrowed) = "ConsentScopeNarrowed", at narrowed_at;
+    Withdrawn(ConsentWithdrawn) = "ConsentWithdrawn", at withdrawn_at;
+    Revoked(ConsentRevoked) = "ConsentRevoked", at revoked_at;
+    Expired(ConsentExpired) = "ConsentExpired", at expired_at;
+});
 
 impl ConsentEvent {
     pub fn consent_id(&self) -> ConsentId {
@@ -410,93 +412,6 @@ impl ConsentEvent {
             Self::Revoked(e) => e.consent_id,
             Self::Expired(e) => e.consent_id,
         }
-    }
-}
-
-impl GdprEvent for ConsentEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            Self::Given(_) => GIVEN,
-            Self::Renewed(_) => RENEWED,
-            Self::ScopeNarrowed(_) => NARROWED,
-            Self::Withdrawn(_) => WITHDRAWN,
-            Self::Revoked(_) => REVOKED,
-            Self::Expired(_) => EXPIRED,
-        }
-    }
-
-    fn stream_id(&self) -> StreamId {
-        self.consent_id().stream_id()
-    }
-
-    fn occurred_at(&self) -> DateTime<Utc> {
-        match self {
-            Self::Given(e) => e.given_at,
-            Self::Renewed(e) => e.renewed_at,
-            Self::ScopeNarrowed(e) => e.narrowed_at,
-            Self::Withdrawn(e) => e.withdrawn_at,
-            Self::Revoked(e) => e.revoked_at,
-            Self::Expired(e) => e.expired_at,
-        }
-    }
-
-    fn subject(&self) -> AccountId {
-        match self {
-            Self::Given(e) => e.subject,
-            Self::Renewed(e) => e.subject,
-            Self::ScopeNarrowed(e) => e.subject,
-            Self::Withdrawn(e) => e.subject,
-            Self::Revoked(e) => e.subject,
-            Self::Expired(e) => e.subject,
-        }
-    }
-
-    fn carries_personal_data(_event_type: &str) -> bool {
-        false
-    }
-
-    fn to_parts(&self) -> Result<EventParts, PartsError> {
-        let name = self.event_type();
-        let data = match self {
-            Self::Given(e) => data_of(name, e)?,
-            Self::Renewed(e) => data_of(name, e)?,
-            Self::ScopeNarrowed(e) => data_of(name, e)?,
-            Self::Withdrawn(e) => data_of(name, e)?,
-            Self::Revoked(e) => data_of(name, e)?,
-            Self::Expired(e) => data_of(name, e)?,
-        };
-        let event_type =
-            EventType::parse(name).map_err(|_| PartsError::UnknownEventType(name.to_owned()))?;
-        Ok(EventParts {
-            event_type,
-            data,
-            personal: None,
-        })
-    }
-
-    fn from_parts(
-        event_type: &EventType,
-        data: &Value,
-        personal: Option<&Value>,
-    ) -> Result<Self, PartsError> {
-        let name = match event_type.as_str() {
-            GIVEN => GIVEN,
-            RENEWED => RENEWED,
-            NARROWED => NARROWED,
-            WITHDRAWN => WITHDRAWN,
-            REVOKED => REVOKED,
-            EXPIRED => EXPIRED,
-            other => return Err(PartsError::UnknownEventType(other.to_owned())),
-        };
-        no_personal(name, personal)?;
-        Ok(match name {
-            GIVEN => Self::Given(parse_data(name, data)?),
-            RENEWED => Self::Renewed(parse_data(name, data)?),
-            NARROWED => Self::ScopeNarrowed(parse_data(name, data)?),
-            WITHDRAWN => Self::Withdrawn(parse_data(name, data)?),
-            REVOKED => Self::Revoked(parse_data(name, data)?),
-            _ => Self::Expired(parse_data(name, data)?),
-        })
     }
 }
 
@@ -935,9 +850,12 @@ pub fn subject_consents_as_of<'a>(
         .collect()
 }
 
+decider!(ConsentState: ConsentCommand => ConsentEvent, ConsentError);
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::event::{DomainEvent, PartsError};
     use crate::gdpr::testing::*;
     use crate::gdpr::DataCategory::*;
 

@@ -16,15 +16,14 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::consent::{Consent, ConsentStatus};
 use super::{
-    data_of, instant, no_personal, parse_data, AccountId, CategorySet, ConsentId, DisclosureId,
-    EventParts, GdprEvent, PartsError, PurposeId, RecipientId, Reference,
+    instant, AccountId, CategorySet, ConsentId, DisclosureId, PurposeId, RecipientId, Reference,
 };
+use crate::decider::decider;
+use crate::event::plain_events;
 use crate::record::timestamp;
-use crate::stream::{EventType, StreamId};
 
 /// A legal basis other than consent under which a public body may receive data.
 /// Art. 6 (1) (a) is consent itself, which only a recorded consent can give, and (f) does
@@ -156,75 +155,11 @@ impl DisclosureEvent {
     }
 }
 
-const GRANTED: &str = "DisclosureGranted";
-const DENIED: &str = "DisclosureDenied";
-
-impl GdprEvent for DisclosureEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            Self::Granted(_) => GRANTED,
-            Self::Denied(_) => DENIED,
-        }
-    }
-
-    fn stream_id(&self) -> StreamId {
-        match self {
-            Self::Granted(e) => e.disclosure_id.stream_id(),
-            Self::Denied(e) => e.disclosure_id.stream_id(),
-        }
-    }
-
-    fn occurred_at(&self) -> DateTime<Utc> {
-        match self {
-            Self::Granted(e) => e.at,
-            Self::Denied(e) => e.at,
-        }
-    }
-
-    fn subject(&self) -> AccountId {
-        match self {
-            Self::Granted(e) => e.subject,
-            Self::Denied(e) => e.subject,
-        }
-    }
-
-    fn carries_personal_data(_event_type: &str) -> bool {
-        false
-    }
-
-    fn to_parts(&self) -> Result<EventParts, PartsError> {
-        let name = self.event_type();
-        let data = match self {
-            Self::Granted(e) => data_of(name, e)?,
-            Self::Denied(e) => data_of(name, e)?,
-        };
-        let event_type =
-            EventType::parse(name).map_err(|_| PartsError::UnknownEventType(name.to_owned()))?;
-        Ok(EventParts {
-            event_type,
-            data,
-            personal: None,
-        })
-    }
-
-    fn from_parts(
-        event_type: &EventType,
-        data: &Value,
-        personal: Option<&Value>,
-    ) -> Result<Self, PartsError> {
-        match event_type.as_str() {
-            GRANTED => {
-                no_personal(GRANTED, personal)?;
-                Ok(Self::Granted(parse_data(GRANTED, data)?))
-            }
-            DENIED => {
-                no_personal(DENIED, personal)?;
-                Ok(Self::Denied(parse_data(DENIED, data)?))
-            }
-            other => Err(PartsError::UnknownEventType(other.to_owned())),
-        }
-    }
-}
+plain_events!(DisclosureEvent {
+    id: disclosure_id, subject: subject: AccountId,
+    Granted(DisclosureGranted) = "DisclosureGranted", at at;
+    Denied(DisclosureDenied) = "DisclosureDenied", at at;
+});
 
 /// The state of a disclosure stream: undecided, or the decision.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -391,15 +326,19 @@ pub fn evolve(state: DisclosureState, event: &DisclosureEvent) -> DisclosureStat
     }
 }
 
+decider!(DisclosureState: RequestDisclosure<'c> => DisclosureEvent, DisclosureError);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{DomainEvent, PartsError};
     use crate::gdpr::consent::tests::{given, given_with, scope, subject, wide, withdrawn_at};
     use crate::gdpr::consent::{
         self, ConsentCommand, ConsentEvent, ConsentState, ControllerReason, RevokeConsent,
     };
     use crate::gdpr::testing::*;
     use crate::gdpr::{Channel, DataCategory::*};
+    use crate::stream::EventType;
 
     fn disclosure_id() -> DisclosureId {
         DisclosureId(uuid(0xd1))

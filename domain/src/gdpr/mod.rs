@@ -8,8 +8,9 @@
 //! force and which disclosures happened under them, and the log must stay verifiable after
 //! a subject has been erased. So:
 //!
-//! - every aggregate is a decider (`decide(&Command, &State)`, `evolve(State, &Event)`),
-//!   pure and synchronous, with time, ids and outside facts carried in the command;
+//! - every aggregate is a decider ([`crate::decider::Decider`]: `decide(&Command, &State)`,
+//!   `evolve(State, &Event)`), pure and synchronous, with time, ids and outside facts
+//!   carried in the command;
 //! - every event splits into non-personal `data` (pseudonymous UUIDs are fine) and an
 //!   optional `personal` part that the service seals under the subject's data key
 //!   ([`crate::seal`]) before append. Read back after erasure, the personal part is gone,
@@ -18,9 +19,10 @@
 //!   envelope's `occurred_at`. Validity intervals are half-open: a consent given at g,
 //!   withdrawn at w, is valid for g ≤ t < w.
 //!
-//! This module holds what the three aggregates share — ids, data categories, recipients,
-//! purposes, channels, the [`Personal`] wrapper — and the glue between events and the log
-//! envelope ([`GdprEvent`], [`encode`], [`decode`]).
+//! This module holds what the aggregates share — ids, data categories, recipients,
+//! purposes, channels. The envelope, [`Personal`] and the newtype macros are the core's
+//! (`crate::event`, `crate::newtype`), shared with every other domain; an [`AccountId`]
+//! is the data subject ([`SubjectId`]) of the events that concern it.
 
 pub mod account;
 pub mod consent;
@@ -29,138 +31,42 @@ pub mod retention;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use ring::rand::SecureRandom;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use uuid::Uuid;
 
-use crate::append::NewEvent;
-use crate::record::{truncate_micros, EventRecord};
-use crate::seal::{self, DataKey, Envelope, KeyId, SealError};
-use crate::stream::{EventType, StreamId};
-
-/// A UUID newtype for the ids of this module; serialized as the plain hyphenated UUID.
-macro_rules! uuid_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(pub Uuid);
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.hyphenated().fmt(f)
-            }
-        }
-    };
-}
+pub use crate::event::Personal;
+use crate::event::SubjectId;
+use crate::newtype::{text, token, uuid_id};
+use crate::record::truncate_micros;
 
 uuid_id!(
     /// A Servicekonto. Its id is also the pseudonymous id of the data subject in consents,
     /// disclosures and sealed sections: nothing personal can be read from it, and once the
     /// account's key is destroyed nothing links it to a person any more.
-    AccountId
+    AccountId,
+    stream = "account"
 );
 uuid_id!(
     /// One consent; each consent is its own stream `consent-<uuid>`.
-    ConsentId
+    ConsentId,
+    stream = "consent"
 );
 uuid_id!(
     /// One disclosure decision; each is its own stream `disclosure-<uuid>`.
-    DisclosureId
+    DisclosureId,
+    stream = "disclosure"
 );
 uuid_id!(
     /// One identity link of an account (an eID, an ELSTER certificate …).
     LinkId
 );
 
-/// Builds the stream id `<category>-<uuid>`.
-fn stream_of(category: &str, id: Uuid) -> StreamId {
-    // A lowercase category and a hyphenated UUID always satisfy the stream grammar; the
-    // tests of each aggregate build and parse its stream id.
-    StreamId::parse(&format!("{category}-{}", id.hyphenated()))
-        .expect("a lowercase category and a UUID form a valid stream id")
-}
-
-/// Reads the UUID back from a stream id of the given category.
-fn id_of_stream(category: &str, stream: &StreamId) -> Option<Uuid> {
-    let rest = stream.as_str().strip_prefix(category)?.strip_prefix('-')?;
-    Uuid::parse_str(rest).ok()
-}
-
-impl AccountId {
-    pub const CATEGORY: &'static str = "account";
-
-    pub fn stream_id(&self) -> StreamId {
-        stream_of(Self::CATEGORY, self.0)
-    }
-
-    pub fn from_stream(stream: &StreamId) -> Option<Self> {
-        id_of_stream(Self::CATEGORY, stream).map(Self)
-    }
-}
-
-impl ConsentId {
-    pub const CATEGORY: &'static str = "consent";
-
-    pub fn stream_id(&self) -> StreamId {
-        stream_of(Self::CATEGORY, self.0)
-    }
-
-    pub fn from_stream(stream: &StreamId) -> Option<Self> {
-        id_of_stream(Self::CATEGORY, stream).map(Self)
-    }
-}
-
-impl DisclosureId {
-    pub const CATEGORY: &'static str = "disclosure";
-
-    pub fn stream_id(&self) -> StreamId {
-        stream_of(Self::CATEGORY, self.0)
-    }
-
-    pub fn from_stream(stream: &StreamId) -> Option<Self> {
-        id_of_stream(Self::CATEGORY, stream).map(Self)
-    }
-}
-
-/// Personal data that may have been erased.
-///
-/// Events and states hold personal data only through this type. Written events always hold
-/// `Available`; an event read back after the subject's key was destroyed holds `Erased`,
-/// and every rule that does not need the plaintext keeps working. Its `Debug` output never
-/// shows the value, so personal data cannot reach a log through a `{:?}`.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub enum Personal<T> {
-    Available(T),
-    /// The plaintext is gone: the subject was erased (crypto-shredded).
-    #[default]
-    Erased,
-}
-
-impl<T> Personal<T> {
-    pub fn available(&self) -> Option<&T> {
-        match self {
-            Self::Available(value) => Some(value),
-            Self::Erased => None,
-        }
-    }
-
-    pub fn is_erased(&self) -> bool {
-        matches!(self, Self::Erased)
-    }
-}
-
-impl<T> fmt::Debug for Personal<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Available(_) => f.write_str("Available(<personal data>)"),
-            Self::Erased => f.write_str("Erased"),
-        }
+/// An account is the data subject of the events that concern it: its key seals their
+/// personal part.
+impl From<AccountId> for SubjectId {
+    fn from(id: AccountId) -> Self {
+        SubjectId(id.0)
     }
 }
 
@@ -275,76 +181,6 @@ impl<'de> Deserialize<'de> for CategorySet {
     }
 }
 
-/// Why a name or text given from outside was refused. The refused value is not quoted:
-/// many of these texts are personal data, and errors end up in logs and responses.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GdprNameError {
-    #[error("{kind} must be 1 to {max} characters: {rule}")]
-    Invalid {
-        kind: &'static str,
-        max: usize,
-        rule: &'static str,
-    },
-}
-
-/// A lowercase ASCII token newtype (recipients, purposes, notice versions).
-macro_rules! token {
-    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            pub fn parse(s: &str) -> Result<Self, GdprNameError> {
-                let b = s.as_bytes();
-                let ok = !b.is_empty()
-                    && b.len() <= $max
-                    && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-                    && b.iter().all(|c| {
-                        c.is_ascii_lowercase()
-                            || c.is_ascii_digit()
-                            || matches!(c, b'-' | b'_' | b'.' | b':')
-                    });
-                if ok {
-                    Ok(Self(s.to_owned()))
-                } else {
-                    Err(GdprNameError::Invalid {
-                        kind: $kind,
-                        max: $max,
-                        rule: "lowercase ASCII letters, digits, '-', '_', '.', ':', \
-                               starting with a letter or digit",
-                    })
-                }
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = GdprNameError;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::parse(s)
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::parse(&s).map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
 token!(
     /// An e-government application or public body that receives personal data
     /// (`amt24`, `lra-meissen:wohngeld`, `fv.kita-portal`), as the register of recipients
@@ -366,58 +202,6 @@ token!(
     "notice version",
     64
 );
-
-/// Checks bounded free text: no surrounding white space, no control characters.
-fn check_text(kind: &'static str, s: &str, max: usize) -> Result<(), GdprNameError> {
-    let ok = !s.is_empty()
-        && s.chars().count() <= max
-        && s.trim() == s
-        && !s.chars().any(char::is_control);
-    if ok {
-        Ok(())
-    } else {
-        Err(GdprNameError::Invalid {
-            kind,
-            max,
-            rule: "printable text without control characters or surrounding white space",
-        })
-    }
-}
-
-/// A bounded text newtype validated by [`check_text`]. Paths are spelled out because the
-/// macro is also expanded in the child modules.
-macro_rules! text {
-    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr) => {
-        $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            pub fn parse(s: &str) -> Result<Self, $crate::gdpr::GdprNameError> {
-                $crate::gdpr::check_text($kind, s, $max).map(|()| Self(s.to_owned()))
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl ::std::fmt::Debug for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                ::std::fmt::Debug::fmt(&self.0, f)
-            }
-        }
-
-        impl<'de> ::serde::Deserialize<'de> for $name {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <String as ::serde::Deserialize>::deserialize(d)?;
-                Self::parse(&s).map_err(::serde::de::Error::custom)
-            }
-        }
-    };
-}
-use text;
 
 text!(
     /// A non-personal reference: a legal provision (`§ 10 Abs. 1 Satz 2 SächsEGovG`), a
@@ -455,280 +239,15 @@ fn instant(t: DateTime<Utc>) -> DateTime<Utc> {
     truncate_micros(t)
 }
 
-/// Serde for optional timestamps in the record format; absent members are omitted.
-pub(crate) mod opt_timestamp {
-    use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => crate::record::timestamp::serialize(t, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-        #[derive(Deserialize)]
-        struct Wrapped(#[serde(with = "crate::record::timestamp")] DateTime<Utc>);
-        Ok(Option::<Wrapped>::deserialize(d)?.map(|Wrapped(t)| t))
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Events and the log envelope
-// ---------------------------------------------------------------------------------------
-
-/// An event split the way the log stores it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventParts {
-    pub event_type: EventType,
-    /// Non-personal members only; goes to the record's `data`.
-    pub data: Value,
-    /// Plaintext personal data, if the event type carries any; must be sealed into the
-    /// record's `sealed` section, never stored as it is. `Debug` shows it, so never log
-    /// an `EventParts`.
-    pub personal: Option<Value>,
-}
-
-/// Why an event could not be split into, or rebuilt from, its stored parts.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PartsError {
-    #[error("event type {0:?} does not belong to this aggregate")]
-    UnknownEventType(String),
-    #[error("data of {event_type} is malformed: {message}")]
-    Data {
-        event_type: &'static str,
-        message: String,
-    },
-    #[error("personal part of {event_type} is malformed")]
-    Personal { event_type: &'static str },
-    #[error("{event_type} carries no personal data, but a personal part was given")]
-    UnexpectedPersonal { event_type: &'static str },
-    /// An event whose personal data is erased cannot be written again.
-    #[error("{event_type} holds erased personal data and cannot be stored")]
-    Erased { event_type: &'static str },
-}
-
-/// What the log needs to know about an event of this module.
-pub trait GdprEvent: Sized {
-    /// The event type name, e.g. `ConsentGiven`.
-    fn event_type(&self) -> &'static str;
-    /// The stream the event belongs to (`account-<uuid>`, `consent-<uuid>`,
-    /// `disclosure-<uuid>`).
-    fn stream_id(&self) -> StreamId;
-    /// The effective instant; it becomes the envelope's `occurred_at`.
-    fn occurred_at(&self) -> DateTime<Utc>;
-    /// The data subject whose key seals the event's personal part.
-    fn subject(&self) -> AccountId;
-    /// Whether events of this type carry a personal part.
-    fn carries_personal_data(event_type: &str) -> bool;
-    fn to_parts(&self) -> Result<EventParts, PartsError>;
-    /// Rebuilds an event; `personal` is `None` when the personal part is unavailable
-    /// because the subject was erased, and the event then holds [`Personal::Erased`].
-    fn from_parts(
-        event_type: &EventType,
-        data: &Value,
-        personal: Option<&Value>,
-    ) -> Result<Self, PartsError>;
-}
-
-/// Serializes the non-personal members of an event.
-fn data_of<T: Serialize>(event_type: &'static str, data: &T) -> Result<Value, PartsError> {
-    serde_json::to_value(data).map_err(|e| PartsError::Data {
-        event_type,
-        message: e.to_string(),
-    })
-}
-
-/// Parses the non-personal members of an event.
-fn parse_data<T: DeserializeOwned>(
-    event_type: &'static str,
-    data: &Value,
-) -> Result<T, PartsError> {
-    T::deserialize(data).map_err(|e| PartsError::Data {
-        event_type,
-        message: e.to_string(),
-    })
-}
-
-/// Serializes a personal part; erased data cannot be written.
-fn personal_of<T: Serialize>(
-    event_type: &'static str,
-    personal: &Personal<T>,
-) -> Result<Value, PartsError> {
-    match personal {
-        Personal::Available(value) => {
-            serde_json::to_value(value).map_err(|_| PartsError::Personal { event_type })
-        }
-        Personal::Erased => Err(PartsError::Erased { event_type }),
-    }
-}
-
-/// Parses a personal part, or marks it erased when it is unavailable. The error never
-/// quotes the value, since it is personal data.
-fn parse_personal<T: DeserializeOwned>(
-    event_type: &'static str,
-    personal: Option<&Value>,
-) -> Result<Personal<T>, PartsError> {
-    match personal {
-        Some(value) => T::deserialize(value)
-            .map(Personal::Available)
-            .map_err(|_| PartsError::Personal { event_type }),
-        None => Ok(Personal::Erased),
-    }
-}
-
-/// Refuses a personal part for an event type that has none.
-fn no_personal(event_type: &'static str, personal: Option<&Value>) -> Result<(), PartsError> {
-    match personal {
-        None => Ok(()),
-        Some(_) => Err(PartsError::UnexpectedPersonal { event_type }),
-    }
-}
-
-/// Why an event could not be put into, or read from, a log envelope.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EnvelopeError {
-    #[error(transparent)]
-    Parts(#[from] PartsError),
-    #[error(transparent)]
-    Seal(#[from] SealError),
-    #[error("{0} carries personal data but no data key was given to seal it")]
-    KeyRequired(&'static str),
-    #[error("event type {0:?} carries personal data but the record has no sealed section")]
-    MissingSealedSection(String),
-    #[error("event type {0:?} carries no personal data but the record has a sealed section")]
-    UnexpectedSealedSection(String),
-    #[error("the record is in stream {found}, but its event belongs to {expected}")]
-    StreamMismatch { expected: String, found: String },
-    #[error("the sealed section names subject {found:?}, but the event's subject is {expected}")]
-    SubjectMismatch { expected: String, found: String },
-}
-
-/// The data key to seal an event's personal part with: version `key_id` of the subject's
-/// key.
-#[derive(Debug, Clone, Copy)]
-pub struct Sealing<'a> {
-    pub key_id: &'a KeyId,
-    pub key: &'a DataKey,
-}
-
-/// An event ready to append: the stream it goes to and the envelope content.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Encoded {
-    pub stream_id: StreamId,
-    pub event: NewEvent,
-}
-
-/// Puts an event into a log envelope, sealing its personal part (if any) under the
-/// subject's key for exactly this event id, stream and type. `occurred_at` is the event's
-/// effective instant. Actor, tenant, correlation and routing are left for the caller.
-pub fn encode<E: GdprEvent>(
-    event: &E,
-    event_id: Uuid,
-    sealing: Option<Sealing<'_>>,
-    rng: &dyn SecureRandom,
-) -> Result<Encoded, EnvelopeError> {
-    let parts = event.to_parts()?;
-    let stream_id = event.stream_id();
-    let sealed = match (parts.personal, sealing) {
-        (None, _) => None,
-        (Some(_), None) => return Err(EnvelopeError::KeyRequired(event.event_type())),
-        (Some(personal), Some(sealing)) => {
-            let envelope = Envelope {
-                event_id,
-                stream_id: &stream_id,
-                event_type: &parts.event_type,
-            };
-            Some(seal::seal_random(
-                &personal,
-                sealing.key,
-                sealing.key_id,
-                &event.subject().to_string(),
-                &envelope,
-                rng,
-            )?)
-        }
-    };
-    Ok(Encoded {
-        stream_id,
-        event: NewEvent {
-            event_id,
-            event_type: parts.event_type,
-            schema_version: 1,
-            data: parts.data,
-            tenant: None,
-            actor: None,
-            correlation_id: None,
-            causation_id: None,
-            authority: None,
-            service: None,
-            occurred_at: Some(event.occurred_at()),
-            sealed,
-        },
-    })
-}
-
-/// Reads an event back from a stored record. `key` is the subject's data key of the
-/// version the sealed section names, or `None` when that key has been destroyed (the
-/// subject was erased): the event then holds [`Personal::Erased`].
-///
-/// Pass `None` only for a destroyed key. A key that exists but does not open the section
-/// is an integrity failure and is reported as one, never as erasure.
-pub fn decode<E: GdprEvent>(
-    record: &EventRecord,
-    key: Option<&DataKey>,
-) -> Result<E, EnvelopeError> {
-    let personal = match (
-        &record.sealed,
-        E::carries_personal_data(record.event_type.as_str()),
-    ) {
-        (None, false) => None,
-        (None, true) => {
-            return Err(EnvelopeError::MissingSealedSection(
-                record.event_type.as_str().to_owned(),
-            ))
-        }
-        (Some(_), false) => {
-            return Err(EnvelopeError::UnexpectedSealedSection(
-                record.event_type.as_str().to_owned(),
-            ))
-        }
-        (Some(_), true) if key.is_none() => None,
-        (Some(section), true) => {
-            let envelope = Envelope {
-                event_id: record.event_id,
-                stream_id: &record.stream_id,
-                event_type: &record.event_type,
-            };
-            key.map(|k| seal::open(section, k, &envelope)).transpose()?
-        }
-    };
-    let event = E::from_parts(&record.event_type, &record.data, personal.as_ref())?;
-    let expected = event.stream_id();
-    if expected != record.stream_id {
-        return Err(EnvelopeError::StreamMismatch {
-            expected: expected.to_string(),
-            found: record.stream_id.to_string(),
-        });
-    }
-    if let Some(section) = &record.sealed {
-        let subject = event.subject().to_string();
-        if section.subject != subject {
-            return Err(EnvelopeError::SubjectMismatch {
-                expected: subject,
-                found: section.subject.chars().take(100).collect(),
-            });
-        }
-    }
-    Ok(event)
-}
-
 #[cfg(test)]
 pub(crate) mod testing {
-    //! Helpers shared by the tests of the three aggregates.
+    //! Helpers shared by the tests of the aggregates.
+
+    use serde_json::Value;
+    use uuid::Uuid;
 
     use super::*;
+    use crate::event::DomainEvent;
 
     /// An instant from RFC 3339 text.
     pub fn at(s: &str) -> DateTime<Utc> {
@@ -756,7 +275,7 @@ pub(crate) mod testing {
     /// Checks an event's stored form: type, canonical `data` and `personal`, and that it
     /// reads back as the same event. `data` and `personal` are compared as canonical JSON
     /// text, so the snapshot is the exact spelling that is stored (and hashed).
-    pub fn snapshot<E: GdprEvent + PartialEq + fmt::Debug>(
+    pub fn snapshot<E: DomainEvent + PartialEq + fmt::Debug>(
         event: &E,
         event_type: &str,
         data: &str,
@@ -792,8 +311,8 @@ mod tests {
     use super::consent::{ConsentEvent, ConsentWithdrawn};
     use super::testing::*;
     use super::*;
-    use crate::append::{plan_batch, AppendRequest, BatchContext};
-    use crate::stream::ExpectedVersion;
+    use crate::event::{decode, encode, stored, EnvelopeError, PartsError, Sealing};
+    use crate::seal::{DataKey, KeyId, SealError};
     use ring::rand::SystemRandom;
 
     fn account() -> AccountId {
@@ -812,25 +331,6 @@ mod tests {
                 email: None,
             })),
         })
-    }
-
-    /// Places an encoded event in the log the way the writer does and returns the record.
-    fn stored(encoded: Encoded) -> EventRecord {
-        let mut ctx = BatchContext {
-            head_position: 0,
-            head_chain: crate::GENESIS_CHAIN,
-            versions: std::collections::HashMap::new(),
-            existing: std::collections::HashMap::new(),
-            recorded_at: at("2026-03-01T10:00:01Z"),
-        };
-        let request = AppendRequest {
-            stream: encoded.stream_id,
-            expected: ExpectedVersion::Any,
-            events: vec![encoded.event],
-        };
-        let (plans, rows) = plan_batch(&mut ctx, &[request]);
-        assert!(plans[0].is_ok());
-        rows.into_iter().next().expect("one row").record
     }
 
     #[test]

@@ -14,43 +14,22 @@
 //! versions it destroyed, so that the log records when the personal data became
 //! unreadable. No event here carries personal data.
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use uuid::Uuid;
 
-use super::{
-    data_of, id_of_stream, instant, no_personal, parse_data, stream_of, AccountId, EventParts,
-    GdprEvent, PartsError,
-};
+use super::{instant, AccountId};
+use crate::decider::decider;
+use crate::event::plain_events;
+use crate::newtype::{id_of_stream, stream_of, uuid_id};
 use crate::record::timestamp;
 use crate::seal::KeyId;
-use crate::stream::{EventType, StreamId};
+use crate::stream::StreamId;
 
-/// One retention hold; each is its own stream `retention-<uuid>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct HoldId(pub Uuid);
-
-impl fmt::Display for HoldId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-impl HoldId {
-    pub const CATEGORY: &'static str = "retention";
-
-    pub fn stream_id(&self) -> StreamId {
-        stream_of(Self::CATEGORY, self.0)
-    }
-
-    pub fn from_stream(stream: &StreamId) -> Option<Self> {
-        id_of_stream(Self::CATEGORY, stream).map(Self)
-    }
-}
+uuid_id!(
+    /// One retention hold; each is its own stream `retention-<uuid>`.
+    HoldId,
+    stream = "retention"
+);
 
 /// The category of the streams that record erasures, one per subject.
 pub const ERASURE_CATEGORY: &str = "erasure";
@@ -153,79 +132,17 @@ pub enum RetentionEvent {
     Released(RetentionHoldReleased),
 }
 
-const PLACED: &str = "RetentionHoldPlaced";
-const RELEASED: &str = "RetentionHoldReleased";
-const ERASED: &str = "SubjectErased";
+plain_events!(RetentionEvent {
+    id: hold_id, subject: subject: AccountId,
+    Placed(RetentionHoldPlaced) = "RetentionHoldPlaced", at placed_at;
+    Released(RetentionHoldReleased) = "RetentionHoldReleased", at released_at;
+});
 
 impl RetentionEvent {
     pub fn hold_id(&self) -> HoldId {
         match self {
             Self::Placed(e) => e.hold_id,
             Self::Released(e) => e.hold_id,
-        }
-    }
-}
-
-impl GdprEvent for RetentionEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            Self::Placed(_) => PLACED,
-            Self::Released(_) => RELEASED,
-        }
-    }
-
-    fn stream_id(&self) -> StreamId {
-        self.hold_id().stream_id()
-    }
-
-    fn occurred_at(&self) -> DateTime<Utc> {
-        match self {
-            Self::Placed(e) => e.placed_at,
-            Self::Released(e) => e.released_at,
-        }
-    }
-
-    fn subject(&self) -> AccountId {
-        match self {
-            Self::Placed(e) => e.subject,
-            Self::Released(e) => e.subject,
-        }
-    }
-
-    fn carries_personal_data(_event_type: &str) -> bool {
-        false
-    }
-
-    fn to_parts(&self) -> Result<EventParts, PartsError> {
-        let name = self.event_type();
-        let data = match self {
-            Self::Placed(e) => data_of(name, e)?,
-            Self::Released(e) => data_of(name, e)?,
-        };
-        let event_type =
-            EventType::parse(name).map_err(|_| PartsError::UnknownEventType(name.to_owned()))?;
-        Ok(EventParts {
-            event_type,
-            data,
-            personal: None,
-        })
-    }
-
-    fn from_parts(
-        event_type: &EventType,
-        data: &Value,
-        personal: Option<&Value>,
-    ) -> Result<Self, PartsError> {
-        match event_type.as_str() {
-            PLACED => {
-                no_personal(PLACED, personal)?;
-                Ok(Self::Placed(parse_data(PLACED, data)?))
-            }
-            RELEASED => {
-                no_personal(RELEASED, personal)?;
-                Ok(Self::Released(parse_data(RELEASED, data)?))
-            }
-            other => Err(PartsError::UnknownEventType(other.to_owned())),
         }
     }
 }
@@ -243,49 +160,8 @@ pub struct SubjectErased {
     pub key_ids: Vec<KeyId>,
 }
 
-impl GdprEvent for SubjectErased {
-    fn event_type(&self) -> &'static str {
-        ERASED
-    }
-
-    fn stream_id(&self) -> StreamId {
-        erasure_stream(self.subject)
-    }
-
-    fn occurred_at(&self) -> DateTime<Utc> {
-        self.erased_at
-    }
-
-    fn subject(&self) -> AccountId {
-        self.subject
-    }
-
-    fn carries_personal_data(_event_type: &str) -> bool {
-        false
-    }
-
-    fn to_parts(&self) -> Result<EventParts, PartsError> {
-        let event_type = EventType::parse(ERASED)
-            .map_err(|_| PartsError::UnknownEventType(ERASED.to_owned()))?;
-        Ok(EventParts {
-            event_type,
-            data: data_of(ERASED, self)?,
-            personal: None,
-        })
-    }
-
-    fn from_parts(
-        event_type: &EventType,
-        data: &Value,
-        personal: Option<&Value>,
-    ) -> Result<Self, PartsError> {
-        if event_type.as_str() != ERASED {
-            return Err(PartsError::UnknownEventType(event_type.as_str().to_owned()));
-        }
-        no_personal(ERASED, personal)?;
-        parse_data(ERASED, data)
-    }
-}
+plain_events!(SubjectErased = "SubjectErased", at erased_at,
+    subject: subject: AccountId, stream: |e| erasure_stream(e.subject));
 
 // ---------------------------------------------------------------------------------------
 // State and decider
@@ -400,10 +276,14 @@ pub fn evolve(state: HoldState, event: &RetentionEvent) -> HoldState {
     }
 }
 
+decider!(HoldState: HoldCommand => RetentionEvent, HoldError);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{DomainEvent, PartsError};
     use crate::gdpr::testing::*;
+    use crate::stream::EventType;
 
     fn hold_id() -> HoldId {
         HoldId(uuid(0x40))

@@ -21,9 +21,9 @@ use serde_json::{json, Value as Json};
 use sqlx::types::chrono::{DateTime, Utc};
 
 use super::consents::uuid;
-use super::{opt_ts, read, ts, unwritable};
+use super::{opt_ts, ts, unwritable};
 use crate::db::{DbError, ReadDb, ReadTx, Row, Value};
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{read_event, Projection, ProjectionError};
 
 /// The projection's name.
 pub const NAME: &str = "accounts";
@@ -57,9 +57,9 @@ impl Projection for Accounts {
         Box::pin(async move {
             let account = |s: &StreamId| AccountId::from_stream(s).is_some();
             let erasure = |s: &StreamId| subject_of_erasure_stream(s).is_some();
-            if let Some(e) = read::<AccountEvent>(NAME, account, event, record) {
+            if let Some(e) = read_event::<AccountEvent>(NAME, account, event, record) {
                 apply(tx, event, &e).await?;
-            } else if let Some(e) = read::<SubjectErased>(NAME, erasure, event, record) {
+            } else if let Some(e) = read_event::<SubjectErased>(NAME, erasure, event, record) {
                 let key_ids = json_of!(e.key_ids).map_err(|r| unwritable(event, r))?;
                 tx.execute(
                     "INSERT INTO gdpr_erasures (subject, erased_at, key_ids, position) \

@@ -21,9 +21,9 @@ use serde_json::{json, Value as Json};
 use sqlx::types::chrono::{DateTime, Utc};
 use sqlx::types::Uuid;
 
-use super::{opt_ts, parsed, read, ts, unwritable};
+use super::{opt_ts, parsed, ts, unwritable};
 use crate::db::{DbError, ReadDb, ReadTx, Row, Value};
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{read_event, Projection, ProjectionError};
 
 /// The projection's name.
 pub const NAME: &str = "consents";
@@ -53,7 +53,7 @@ impl Projection for Consents {
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let ours = |s: &StreamId| ConsentId::from_stream(s).is_some();
-            if let Some(e) = read::<ConsentEvent>(NAME, ours, event, record) {
+            if let Some(e) = read_event::<ConsentEvent>(NAME, ours, event, record) {
                 apply(tx, event, record, &e).await?;
             }
             Ok(())

@@ -20,9 +20,9 @@ use serde_json::{json, Value as Json};
 use sqlx::types::chrono::{DateTime, Utc};
 
 use super::consents::uuid;
-use super::{consent_basis, decode_error, parsed, read, ts, unwritable, LegalBasis};
+use super::{consent_basis, decode_error, parsed, ts, unwritable, LegalBasis};
 use crate::db::{DbError, ReadDb, ReadTx, Row};
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{read_event, Projection, ProjectionError};
 
 /// The projection's name.
 pub const NAME: &str = "disclosures";
@@ -55,7 +55,7 @@ impl Projection for Disclosures {
             if record.stream_version != 1 {
                 return Ok(());
             }
-            if let Some(e) = read::<DisclosureEvent>(NAME, ours, event, record) {
+            if let Some(e) = read_event::<DisclosureEvent>(NAME, ours, event, record) {
                 insert(tx, event, &e).await?;
             }
             Ok(())

@@ -18,10 +18,11 @@
 
 use std::collections::HashMap;
 
+use amtsbuch_domain::event::{decode, DomainEvent};
 use amtsbuch_domain::gdpr::consent::{
     self, Consent, ConsentEvent, ConsentState, ConsentStatus, Ending,
 };
-use amtsbuch_domain::gdpr::{self, AccountId, ConsentId};
+use amtsbuch_domain::gdpr::{AccountId, ConsentId};
 use amtsbuch_domain::{EventRecord, EventType, Hash, StreamId};
 use serde_json::{json, Value as Json};
 use sqlx::types::chrono::{DateTime, Utc};
@@ -193,7 +194,7 @@ async fn subject_streams(
         let parsed = EventRecord::from_bytes(&bytes)
             .map_err(|e| e.to_string())
             .and_then(|record| {
-                gdpr::decode::<ConsentEvent>(&record, None)
+                decode::<ConsentEvent>(&record, None)
                     .map(|event| (record, event))
                     .map_err(|e| e.to_string())
             });
@@ -271,7 +272,7 @@ pub async fn consent_history(
         let events = stream
             .events
             .into_iter()
-            .filter(|(_, e)| gdpr::GdprEvent::occurred_at(e) <= as_of)
+            .filter(|(_, e)| DomainEvent::occurred_at(e) <= as_of)
             .map(|(logged, _)| logged)
             .collect();
         history.push(ConsentAsOf {

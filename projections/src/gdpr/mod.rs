@@ -1,6 +1,6 @@
 //! The GDPR read models and the data protection officer's queries.
 //!
-//! Five projections, each with its own tables (migration `20261129000004_gdpr_read_models`):
+//! Six projections, each with its own tables (created by the GDPR migrations):
 //!
 //! - `consents` (`consents`): one row per consent, its status as of its last event, its
 //!   current scope and term — the index from a subject to its consent streams, and the
@@ -11,7 +11,9 @@
 //!   category, recipient, legal basis and kind, kept by upserts;
 //! - `accounts` (`accounts`): accounts without master data, their identity links' levels
 //!   and the erasures (`SubjectErased`);
-//! - `retention_holds` (`retention`): the holds that forbid erasure.
+//! - `retention_holds` (`retention`): the holds that forbid erasure;
+//! - `subject_index` (`subjects`): every position of the log that concerns a subject, for
+//!   the Art. 15 export.
 //!
 //! The replay of a subject's consents (`history`) is answered from the events themselves,
 //! not from a read model: the read model only says which streams to read, and one query
@@ -24,8 +26,9 @@
 //! recipients, legal bases, statuses and instants.
 //!
 //! A record in a GDPR stream that does not read as its event (a client can append anything
-//! through the raw log API) is logged and skipped by the projections rather than refused:
-//! a refusal would stop the projection at that event for good. The replay of a subject's
+//! through the raw log API) is logged and skipped by the projections rather than refused
+//! (`crate::projection::read_event`): a refusal would stop the projection at that event
+//! for good. The replay of a subject's
 //! consents, which reads the events itself, reports such a record in one of the subject's
 //! consent streams as [`GdprQueryError::Unreadable`] instead of passing over it.
 //!
@@ -35,9 +38,9 @@
 
 use std::sync::Arc;
 
+use amtsbuch_domain::event::decode;
 use amtsbuch_domain::gdpr::consent::ConsentBasis;
 use amtsbuch_domain::gdpr::disclosure::StatutoryBasis;
-use amtsbuch_domain::gdpr::{self, GdprEvent};
 use amtsbuch_domain::record::format_timestamp;
 use amtsbuch_domain::{EventRecord, StreamId};
 use amtsbuch_infra::RecordedEvent;
@@ -110,7 +113,7 @@ pub use overview::{processing_overview, OverviewRow, ProcessingKind, ProcessingO
 pub use retention::{active_holds, holds_of, HoldRow, RetentionHolds};
 pub use subjects::{consents_due_for_expiry, subject_positions, SubjectIndex};
 
-/// The GDPR projections, for `crate::all`.
+/// The GDPR projections, which the GDPR domain module registers with the service.
 pub fn projections() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(Consents),
@@ -197,35 +200,6 @@ pub(crate) fn unwritable(event: &RecordedEvent, reason: String) -> ProjectionErr
     }
 }
 
-/// The event of type `E` that `record` holds, if its stream is one of `E`'s (`is_ours`
-/// decides, quietly, so that other streams of the category pass without a word).
-/// A record in such a stream that does not read as an `E` is logged and skipped: see the
-/// module docs.
-pub(crate) fn read<E: GdprEvent>(
-    projection: &'static str,
-    is_ours: impl Fn(&StreamId) -> bool,
-    event: &RecordedEvent,
-    record: &EventRecord,
-) -> Option<E> {
-    if !is_ours(&record.stream_id) {
-        return None;
-    }
-    match gdpr::decode::<E>(record, None) {
-        Ok(e) => Some(e),
-        Err(e) => {
-            tracing::warn!(
-                projection,
-                position = event.position,
-                stream = %record.stream_id,
-                event_type = %record.event_type,
-                error = %e,
-                "skipping a record that does not read as its GDPR event"
-            );
-            None
-        }
-    }
-}
-
 /// The legal basis of the consent `stream`, from its first event in the log, which
 /// `ConsentGiven` always is. Reading the log rather than the `consents` read model keeps
 /// a projection independent of how far another projection has got, so a rebuild yields
@@ -245,7 +219,7 @@ pub(crate) async fn consent_basis(
         .map(|r| r.get::<Vec<u8>>("record"))
         .transpose()?
         .and_then(|bytes| EventRecord::from_bytes(&bytes).ok())
-        .and_then(|record| gdpr::decode::<ConsentEvent>(&record, None).ok())
+        .and_then(|record| decode::<ConsentEvent>(&record, None).ok())
         .and_then(|event| match event {
             ConsentEvent::Given(g) => Some(LegalBasis::Consent(g.legal_basis)),
             _ => None,

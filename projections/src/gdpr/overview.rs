@@ -23,9 +23,9 @@ use futures_util::future::BoxFuture;
 use serde_json::{json, Value as Json};
 use sqlx::types::chrono::{DateTime, Utc};
 
-use super::{consent_basis, parsed, read, ts, unwritable, LegalBasis};
+use super::{consent_basis, parsed, ts, unwritable, LegalBasis};
 use crate::db::{chunk_sizes, values_list, DbError, ReadDb, ReadTx, Row, Value};
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{read_event, Projection, ProjectionError};
 
 /// The projection's name.
 pub const NAME: &str = "processing_overview";
@@ -116,7 +116,9 @@ impl Sum {
         let fail = |reason: String| unwritable(event, reason);
         let consent = |s: &StreamId| ConsentId::from_stream(s).is_some();
         let disclosure = |s: &StreamId| DisclosureId::from_stream(s).is_some();
-        if let Some(ConsentEvent::Given(g)) = read::<ConsentEvent>(NAME, consent, event, record) {
+        if let Some(ConsentEvent::Given(g)) =
+            read_event::<ConsentEvent>(NAME, consent, event, record)
+        {
             let basis = name_of!(g.legal_basis).map_err(fail)?;
             for purpose in g.scope.purposes() {
                 for category in g.scope.categories().iter() {
@@ -134,7 +136,7 @@ impl Sum {
             }
             return Ok(());
         }
-        let Some(d) = read::<DisclosureEvent>(NAME, disclosure, event, record) else {
+        let Some(d) = read_event::<DisclosureEvent>(NAME, disclosure, event, record) else {
             return Ok(());
         };
         let (purpose, recipient, categories, at, basis, kind) = match &d {

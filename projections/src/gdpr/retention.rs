@@ -13,9 +13,9 @@ use serde_json::{json, Value as Json};
 use sqlx::types::chrono::{DateTime, Utc};
 
 use super::consents::uuid;
-use super::{opt_ts, parsed, read, ts, unwritable};
+use super::{opt_ts, parsed, ts, unwritable};
 use crate::db::{DbError, ReadDb, ReadTx, Row, Value};
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{read_event, Projection, ProjectionError};
 
 /// The projection's name.
 pub const NAME: &str = "retention_holds";
@@ -45,7 +45,7 @@ impl Projection for RetentionHolds {
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let ours = |s: &StreamId| HoldId::from_stream(s).is_some();
-            match read::<RetentionEvent>(NAME, ours, event, record) {
+            match read_event::<RetentionEvent>(NAME, ours, event, record) {
                 Some(RetentionEvent::Placed(p)) => {
                     let reason = name_of!(p.reason).map_err(|r| unwritable(event, r))?;
                     tx.execute(

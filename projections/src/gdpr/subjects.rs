@@ -10,15 +10,14 @@
 use amtsbuch_domain::gdpr::consent::ConsentEvent;
 use amtsbuch_domain::gdpr::disclosure::DisclosureEvent;
 use amtsbuch_domain::gdpr::retention::{RetentionEvent, SubjectErased};
-use amtsbuch_domain::gdpr::{AccountId, ConsentId, DisclosureId, GdprEvent};
+use amtsbuch_domain::gdpr::{AccountId, ConsentId, DisclosureId};
 use amtsbuch_domain::EventRecord;
 use amtsbuch_infra::RecordedEvent;
 use futures_util::future::BoxFuture;
 use sqlx::types::Uuid;
 
-use super::read;
 use crate::db::{DbError, ReadDb, ReadTx};
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{read_event, Projection, ProjectionError};
 
 /// The projection's name.
 pub const NAME: &str = "subject_index";
@@ -39,18 +38,18 @@ fn subjects_of(event: &RecordedEvent, record: &EventRecord) -> Vec<AccountId> {
         found.push(id);
     } else if ConsentId::from_stream(&record.stream_id).is_some() {
         let ours = |s: &_| ConsentId::from_stream(s).is_some();
-        found.extend(read::<ConsentEvent>(NAME, ours, event, record).map(|e| e.subject()));
+        found.extend(read_event::<ConsentEvent>(NAME, ours, event, record).map(|e| e.subject()));
     } else if DisclosureId::from_stream(&record.stream_id).is_some() {
         let ours = |s: &_| DisclosureId::from_stream(s).is_some();
-        found.extend(read::<DisclosureEvent>(NAME, ours, event, record).map(|e| e.subject()));
+        found.extend(read_event::<DisclosureEvent>(NAME, ours, event, record).map(|e| e.subject()));
     } else if amtsbuch_domain::gdpr::retention::subject_of_erasure_stream(&record.stream_id)
         .is_some()
     {
         let ours = |s: &_| amtsbuch_domain::gdpr::retention::subject_of_erasure_stream(s).is_some();
-        found.extend(read::<SubjectErased>(NAME, ours, event, record).map(|e| e.subject()));
+        found.extend(read_event::<SubjectErased>(NAME, ours, event, record).map(|e| e.subject));
     } else if amtsbuch_domain::gdpr::retention::HoldId::from_stream(&record.stream_id).is_some() {
         let ours = |s: &_| amtsbuch_domain::gdpr::retention::HoldId::from_stream(s).is_some();
-        found.extend(read::<RetentionEvent>(NAME, ours, event, record).map(|e| e.subject()));
+        found.extend(read_event::<RetentionEvent>(NAME, ours, event, record).map(|e| e.subject()));
     }
     found.sort();
     found.dedup();
