@@ -294,6 +294,79 @@ async fn the_log_accepts_only_records_its_nats_server_can_carry() {
     server.kill().await;
 }
 
+/// A record the relay cannot publish (stored before the server's `max_payload` was lowered)
+/// stops the relay at its position, since every later event must follow it. That is not
+/// silent: the error log names the position, `/readyz` answers 503 `relay-blocked` with it,
+/// and once the operator raises `max_payload` the relay goes on by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_cannot_publish_an_event_says_where_and_goes_on_once_it_can() {
+    let dir = TempDir::new();
+    // Stored without NATS, under the default limit of 1 MiB.
+    let server = Server::start(&[], &dir.0).await;
+    for body in [sized_event(10), sized_event(100_000), sized_event(10)] {
+        let r = server.post_events("application-1", "any", &body).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+    server.kill().await;
+
+    let mut nats = NatsServer::start_with_max_payload(Some(64 * 1024)).await;
+    let log = dir.0.join("serve.log");
+    let server = Server::start_live(&["--nats-url", &nats.url()], &dir.0, "info", Some(&log)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let problem = loop {
+        let r = server.get("/readyz").await;
+        if r.status == 503 && r.json()["type"] == "urn:amtsbuch:problem:relay-blocked" {
+            assert!(r.header("retry-after").is_some());
+            break r.json();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness never reported the stuck relay: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(problem["position"], 2, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("position 2")),
+        "{problem}"
+    );
+    wait_relayed(&nats.url(), "AMTSBUCH", 1, Duration::from_secs(10)).await;
+    let logged = read_log(&log);
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("position 2")),
+        "no error names the position:\n{logged}"
+    );
+    let metrics = String::from_utf8_lossy(&server.get("/metrics").await.body).into_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "amtsbuch_relay_blocked_position 2"),
+        "{metrics}"
+    );
+
+    nats.restart_with_max_payload(None).await;
+    wait_relayed(&nats.url(), "AMTSBUCH", 3, Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.get("/readyz").await.status != 200 {
+        assert!(Instant::now() < deadline, "readiness did not recover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = String::from_utf8_lossy(&server.get("/metrics").await.body).into_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "amtsbuch_relay_blocked_position 0"),
+        "{metrics}"
+    );
+    server.kill().await;
+}
+
 /// A tmpfs of its own, mounted for one test (which must run as root, as CI does) and
 /// unmounted when dropped.
 struct SmallDisk {
@@ -570,4 +643,47 @@ async fn a_wrong_port_and_a_full_server_read_differently() {
     assert!(!err.contains("pool timed out"), "{err}");
     drop(held);
     drop(dir);
+}
+
+/// `--db-connections` sets the node's budget: below what a node must cover it refuses to
+/// start and says what the connections are for; at the minimum it serves within it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_budget_is_one_setting_and_too_small_a_one_is_refused() {
+    let pg = PgServer::start().await;
+    let url = pg.create_database("amtsbuch").await;
+    let dir = TempDir::new();
+    let out = tokio::process::Command::new(amtsbuch_tests::binary())
+        .args([
+            "serve",
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &url,
+        ])
+        .args(["--db-connections", "5"])
+        .current_dir(&dir.0)
+        .env_remove("AMTSBUCH_DB_CONNECTIONS")
+        .output()
+        .await
+        .expect("run serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--db-connections 5 cannot cover"), "{err}");
+    assert!(
+        err.contains("read models") && err.contains("at least 6"),
+        "{err}"
+    );
+
+    let server = Server::start(&["--database-url", &url, "--db-connections", "6"], &dir.0).await;
+    for n in 0..20 {
+        let r = server
+            .post_events("application-1", "any", &sized_event(n))
+            .await;
+        assert_eq!(r.status, 201);
+        assert_eq!(server.get("/events?after=0&limit=100").await.status, 200);
+    }
+    let held = connections_of(&pg.url("postgres"), "amtsbuch").await;
+    assert!(held <= 6, "the node held {held} connections");
+    server.kill().await;
 }
