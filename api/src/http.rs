@@ -25,7 +25,7 @@ use amtsbuch_domain::{
     AppendRequest, AuthorityId, EventRecord, EventType, ExpectedVersion, NewEvent, ServiceKey,
     StreamId,
 };
-use amtsbuch_infra::{Direction, EventStore, RecordedEvent};
+use amtsbuch_infra::{AnyStore, Direction, EventStore, RecordedEvent};
 
 use crate::dto::{
     AppendResult, EventView, Health, LogPage, MetadataView, ProblemDoc, Ready, SealedView,
@@ -49,21 +49,59 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the event store answers within two seconds.
+/// How long readiness waits for the store, then for a diagnosis of why it did not answer.
+const READY_PING: Duration = Duration::from_millis(800);
+const READY_DIAGNOSIS: Duration = Duration::from_millis(400);
+
+/// Readiness: the event store answers, its writer can write, and the relay (if this
+/// process runs it) is not stuck at an event it cannot publish. Answers within about a
+/// second either way.
 #[utoipa::path(get, path = "/readyz", tag = "service", security(()),
     responses(
         (status = 200, description = "Ready", body = Ready),
-        (status = 503, description = "The store is unreachable", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 503, description = "Not ready: the store is unreachable (`unavailable`, the detail says why when it can tell: nothing listens at the address, or the server has no free connection), appends fail (`writer-failing`, since when), or the NATS relay cannot publish the event at a position (`relay-blocked`, naming it)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => Json(Ready {
-            status: "ready".into(),
-            store: state.store.kind().into(),
-        })
-        .into_response(),
-        Ok(Err(e)) => Problem::unavailable(&e).into_response(),
-        Err(_) => Problem::unavailable(&"store ping timed out").into_response(),
+    let unreachable = match tokio::time::timeout(READY_PING, state.store.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("the store did not answer in time".to_owned()),
+    };
+    if let Some(error) = unreachable {
+        let mut problem = Problem::unavailable(&error);
+        if let AnyStore::Postgres(pg) = &state.store {
+            if let Ok(Some(why)) = tokio::time::timeout(READY_DIAGNOSIS, pg.diagnose()).await {
+                problem.detail = why;
+            }
+        }
+        return problem.into_response();
     }
+    if let Some(since) = state.store.writer_fault() {
+        return not_ready(
+            "writer-failing",
+            format!("appends have failed since {}; the server log has the cause. The writer tries a write every second and is ready again once one succeeds", format_timestamp(&since)),
+        )
+        .into_response();
+    }
+    if let Some(blocked) = state.nats.as_ref().and_then(|n| n.blocked()) {
+        return not_ready(
+            "relay-blocked",
+            format!("the NATS relay cannot publish the event at position {} and will not publish later ones before it: {}", blocked.position, blocked.reason),
+        )
+        .with("position", blocked.position)
+        .into_response();
+    }
+    Json(Ready {
+        status: "ready".into(),
+        store: state.store.kind().into(),
+    })
+    .into_response()
+}
+
+fn not_ready(kind: &'static str, detail: String) -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, kind, "Not ready", detail).with_header(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static(crate::problem::RETRY_AFTER_SECS),
+    )
 }
 
 /// One event of an append body.
@@ -281,8 +319,8 @@ pub fn sealing_problem(e: amtsbuch_infra::sealer::SealerError, index: usize) -> 
         (status = 400, description = "Invalid input; nothing was written", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "The token's roles may not use this route, or the stream belongs to a GDPR aggregate (`reserved-stream`), which only the GDPR routes write", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Expected version or event id conflict, or the personal data's subject is erased (`subject-erased`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unreachable, or personal data was sent to a server without a key-encryption key", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 413, description = "The body is larger than 1 MiB (`body-too-large`), or an event's stored record would be larger than one NATS message can carry (`record-too-large`, with `max_record_bytes`); nothing was written", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unreachable (with `Retry-After`; the append may be retried with the same event ids), or personal data was sent to a server without a key-encryption key", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn append(
     State(state): State<AppState>,
     Path(stream): Path<String>,

@@ -87,7 +87,7 @@ fn relay_problem(e: RelayError) -> Problem {
             "The event stream cannot be used",
             e.to_string(),
         ),
-        RelayError::Nats(_) | RelayError::Store(_) => Problem::new(
+        RelayError::Nats(_) | RelayError::Store(_) | RelayError::Undeliverable { .. } => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "nats-unavailable",
             "NATS is unavailable",

@@ -12,6 +12,10 @@ use serde_json::{json, Map, Value};
 use amtsbuch_domain::AppendError;
 use amtsbuch_infra::StoreError;
 
+/// What a 503 asks the caller to wait, in seconds: the store answers within about a second
+/// whether it works, and probes its own writer every second.
+pub const RETRY_AFTER_SECS: &str = "1";
+
 /// A problem details response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
@@ -82,6 +86,7 @@ impl Problem {
         )
     }
 
+    /// The store cannot be used now: logged here, answered opaquely, with `Retry-After`.
     pub fn unavailable(error: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %error, "store unavailable");
         Self::new(
@@ -90,6 +95,7 @@ impl Problem {
             "Service unavailable",
             "the event store is not reachable; retry later (appends with the same event ids are safe to retry)",
         )
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS))
     }
 }
 
@@ -141,6 +147,19 @@ impl From<StoreError> for Problem {
             StoreError::Append(AppendError::Invalid(detail)) => {
                 Problem::bad_request("invalid-events", detail)
             }
+            StoreError::Append(AppendError::TooLarge {
+                event_id,
+                size,
+                limit,
+            }) => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "record-too-large",
+                "An event is too large to be distributed",
+                format!("event {event_id} would be stored as a record of {size} bytes, but this log stores records of at most {limit} bytes: every record must fit into one NATS message; make its data smaller or split it over several events"),
+            )
+            .with("event_id", event_id.to_string())
+            .with("record_bytes", size)
+            .with("max_record_bytes", limit),
             StoreError::Unavailable(_) | StoreError::Closed => Problem::unavailable(&e),
             StoreError::Corrupt { .. } => Problem::internal(&e),
         }

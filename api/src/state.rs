@@ -8,9 +8,9 @@
 //! names their shared types, so those live here or in a module that imports no routes
 //! (`hub`, `auth`, `metrics`).
 
-use tokio::sync::OnceCell;
+use tokio::sync::{watch, OnceCell};
 
-use amtsbuch_infra::relay::{self, RelayConfig, RelayError};
+use amtsbuch_infra::relay::{self, Blocked, RelayConfig, RelayError, RelayHandle};
 use amtsbuch_infra::AnyStore;
 
 /// Shared state of the handlers.
@@ -76,6 +76,8 @@ pub struct LedgerInfo {
 pub struct NatsLink {
     pub config: RelayConfig,
     context: OnceCell<async_nats::jetstream::Context>,
+    /// The event this process's relay is stuck at, if it runs one (for `/readyz`).
+    blocked: Option<watch::Receiver<Option<Blocked>>>,
 }
 
 impl NatsLink {
@@ -83,7 +85,19 @@ impl NatsLink {
         Self {
             config,
             context: OnceCell::new(),
+            blocked: None,
         }
+    }
+
+    /// Report `relay`'s state too: readiness fails while it cannot publish an event.
+    pub fn watching(mut self, relay: &RelayHandle) -> Self {
+        self.blocked = Some(relay.blocked());
+        self
+    }
+
+    /// The event this process's relay cannot publish, while it cannot.
+    pub fn blocked(&self) -> Option<Blocked> {
+        self.blocked.as_ref().and_then(|b| b.borrow().clone())
     }
 
     /// The JetStream context, connected on first use (NATS may be down when the server

@@ -114,6 +114,14 @@ pub enum AppendError {
     IdempotencyConflict { event_id: Uuid },
     #[error("{0}")]
     Invalid(String),
+    /// The event's stored record would be larger than the log accepts: larger than what
+    /// its distribution (a NATS message) can carry. Decided by the record's bytes alone.
+    #[error("event {event_id} would be stored as a record of {size} bytes; this log stores records of at most {limit} bytes")]
+    TooLarge {
+        event_id: Uuid,
+        size: usize,
+        limit: usize,
+    },
 }
 
 /// An event already in the log whose id a batch reuses.
@@ -203,13 +211,23 @@ pub fn plan_batch(
     ctx: &mut BatchContext,
     requests: &[AppendRequest],
 ) -> (Vec<RequestPlan>, Vec<PlannedRecord>) {
+    plan_batch_within(ctx, requests, usize::MAX)
+}
+
+/// `plan_batch`, refusing a request with `AppendError::TooLarge` if one of its records
+/// would be longer than `max_record_bytes`.
+pub fn plan_batch_within(
+    ctx: &mut BatchContext,
+    requests: &[AppendRequest],
+    max_record_bytes: usize,
+) -> (Vec<RequestPlan>, Vec<PlannedRecord>) {
     let mut plans = Vec::with_capacity(requests.len());
     let mut rows: Vec<PlannedRecord> = Vec::with_capacity(requests.len());
     // Ids placed earlier in this batch, by row, so that a retry inside one batch is
     // recognised like one against the stored log, without copying records around.
     let mut placed: HashMap<Uuid, usize> = HashMap::new();
     for req in requests {
-        let plan = plan_one(ctx, req, &mut rows, &mut placed);
+        let plan = plan_one(ctx, req, &mut rows, &mut placed, max_record_bytes);
         plans.push(plan);
     }
     (plans, rows)
@@ -220,6 +238,7 @@ fn plan_one(
     req: &AppendRequest,
     rows: &mut Vec<PlannedRecord>,
     placed: &mut HashMap<Uuid, usize>,
+    max_record_bytes: usize,
 ) -> RequestPlan {
     validate_request(req)?;
 
@@ -282,6 +301,13 @@ fn plan_one(
             }
             RecordError::Malformed(m) => AppendError::Invalid(m),
         })?;
+        if bytes.len() > max_record_bytes {
+            return Err(AppendError::TooLarge {
+                event_id: e.event_id,
+                size: bytes.len(),
+                limit: max_record_bytes,
+            });
+        }
         let leaf = leaf_hash(&bytes);
         chain = chain_hash(&chain, &leaf);
         planned.push(PlannedRecord {
@@ -430,6 +456,50 @@ mod tests {
         );
         assert_eq!(c.head_position, 14);
         assert_eq!(c.head_chain, rows[3].chain_hash);
+    }
+
+    /// A record longer than the limit refuses its whole request and nothing of it moves the
+    /// head; a record of exactly the limit and the other requests of the batch go through.
+    #[test]
+    fn a_record_over_the_limit_refuses_only_its_request() {
+        let big = |n: usize| {
+            NewEvent::new(
+                EventType::parse("Noted").expect("type"),
+                json!({ "text": "x".repeat(n) }),
+            )
+        };
+        // How long the record of `big(1000)` as the first event of the log is.
+        let (_, rows) = plan_batch(
+            &mut ctx(),
+            &[req("a-1", ExpectedVersion::Any, vec![big(1000)])],
+        );
+        let limit = rows[0].bytes.len();
+
+        let mut c = ctx();
+        let (plans, rows) = plan_batch_within(
+            &mut c,
+            &[
+                req("a-1", ExpectedVersion::Any, vec![big(1000)]),
+                req("b-1", ExpectedVersion::Any, vec![event(1), big(1001)]),
+                req("c-1", ExpectedVersion::Any, vec![event(2)]),
+            ],
+            limit,
+        );
+        assert!(plans[0].is_ok(), "{:?}", plans[0]);
+        assert!(
+            matches!(&plans[1], Err(AppendError::TooLarge { size, limit: l, .. }) if *size > limit && *l == limit),
+            "{:?}",
+            plans[1]
+        );
+        assert_eq!(plans[2].as_ref().map(|o| o.first_position), Ok(2));
+        assert_eq!(
+            rows.iter()
+                .map(|r| r.record.stream_id.as_str())
+                .collect::<Vec<_>>(),
+            ["a-1", "c-1"]
+        );
+        assert_eq!(c.head_position, 2);
+        assert!(!c.versions.contains_key(&stream("b-1")));
     }
 
     #[test]

@@ -30,8 +30,8 @@ pub mod tlog_proof;
 pub mod verify;
 
 pub use append::{
-    plan_batch, AppendError, AppendOutcome, AppendRequest, BatchContext, ExistingEvent, NewEvent,
-    PlannedRecord, RequestPlan,
+    plan_batch, plan_batch_within, AppendError, AppendOutcome, AppendRequest, BatchContext,
+    ExistingEvent, NewEvent, PlannedRecord, RequestPlan,
 };
 pub use chain::{chain_hash, Hash, GENESIS_CHAIN};
 pub use decider::Decider;

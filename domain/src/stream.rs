@@ -71,6 +71,9 @@ impl fmt::Display for Category {
 pub struct StreamId(String);
 
 impl StreamId {
+    /// The longest stream id: a category of 64 bytes, `-`, an id of 200.
+    pub const MAX_LEN: usize = MAX_CATEGORY + 1 + MAX_ID;
+
     pub fn parse(s: &str) -> Result<Self, NameError> {
         let err = || NameError::StreamId(s.chars().take(300).collect());
         let (category, id) = s.split_once('-').ok_or_else(err)?;

@@ -8,11 +8,21 @@ use amtsbuch_domain::{AppendOutcome, AppendRequest, Category, StreamId};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::postgres::ConnectionBudget;
 use crate::store::{Direction, EventStore, Head, RecordedEvent, StoreError};
 use crate::{PgStore, SqliteStore};
 
 /// The default embedded store, relative to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/amtsbuch.db";
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Postgres($s) => $e,
+            AnyStore::Sqlite($s) => $e,
+        }
+    };
+}
 
 /// Either adapter.
 #[derive(Debug, Clone)]
@@ -24,8 +34,17 @@ pub enum AnyStore {
 impl AnyStore {
     /// Open the store a URL names, running migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_within(url, ConnectionBudget::DEFAULT).await
+    }
+
+    /// `open`, holding at most `budget` connections on PostgreSQL (SQLite needs no
+    /// budget: its connections are file handles of this process).
+    pub async fn open_within(url: &str, budget: ConnectionBudget) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(PgStore::connect(url).await?))
+            let options = crate::postgres::parse_url(url)?;
+            Ok(Self::Postgres(
+                PgStore::connect_within(options, budget).await?,
+            ))
         } else if url.starts_with("sqlite:") {
             Ok(Self::Sqlite(SqliteStore::open(url).await?))
         } else {
@@ -34,6 +53,18 @@ impl AnyStore {
                 redact(url)
             )))
         }
+    }
+
+    /// Since when appends fail as a whole, if they do now: the writer could not write its
+    /// last batch, and no write has worked since (it probes every second while idle).
+    pub fn writer_fault(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        dispatch!(self, s => s.writer_fault())
+    }
+
+    /// Refuse appends whose records are longer than `limit` bytes (`AppendError::TooLarge`);
+    /// returns the limit before. The relay sets it to what its NATS server can carry.
+    pub fn set_max_record_bytes(&self, limit: usize) -> usize {
+        dispatch!(self, s => s.set_max_record_bytes(limit))
     }
 
     /// Which adapter this is, for logs and the CLI.
@@ -57,15 +88,6 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-macro_rules! dispatch {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            AnyStore::Postgres($s) => $e,
-            AnyStore::Sqlite($s) => $e,
-        }
-    };
 }
 
 impl EventStore for AnyStore {

@@ -30,6 +30,8 @@ use crate::AnyStore;
 const STRIDE: u32 = 4;
 /// Events read per page while following the log.
 const PAGE: usize = 2000;
+/// How often a stand-by tries to take the ledger over.
+const STANDBY: Duration = Duration::from_secs(1);
 /// Most leaves or nodes asked for in one statement, and most nodes inserted by one. A proof
 /// names a few dozen subtrees, each folded from at most 8 stored hashes, so its leaves and
 /// its nodes are one statement each.
@@ -349,20 +351,52 @@ pub fn spawn(store: AnyStore, config: LedgerConfig) -> tokio::task::JoinHandle<(
 /// Hold the ledger lock (PostgreSQL) for as long as this process signs.
 async fn lead(store: &AnyStore, config: &LedgerConfig) -> Result<(), LedgerError> {
     match store {
-        AnyStore::Postgres(_) => {
-            // While another process signs for this database, stand by.
-            let lock = Lease::acquire(store, "amtsbuch_ledger", Duration::from_secs(2)).await?;
+        AnyStore::Postgres(_) => loop {
+            // While another process signs for this database, or the database is away,
+            // stand by.
+            let lease = match Lease::acquire(store, "amtsbuch_ledger", STANDBY).await {
+                Ok(lease) => lease,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot take the ledger lease; retrying");
+                    tokio::time::sleep(STANDBY).await;
+                    continue;
+                }
+            };
             tracing::info!("this process signs the ledger");
-            let result = follow(store, config).await;
-            drop(lock);
-            result
-        }
-        AnyStore::Sqlite(_) => follow(store, config).await,
+            let result = follow(store, config, Some(&lease)).await;
+            if result.is_err() && !lease.is_held() {
+                tracing::warn!("lost the ledger lease; standing by");
+                continue;
+            }
+            lease.release().await;
+            return result;
+        },
+        AnyStore::Sqlite(_) => follow(store, config, None).await,
     }
 }
 
-/// Resume from the stored state and follow the log, signing as configured.
-async fn follow(store: &AnyStore, config: &LedgerConfig) -> Result<(), LedgerError> {
+/// Resume from the stored state and follow the log, signing as configured, for as long as
+/// `lease` (if any) is held.
+async fn follow(
+    store: &AnyStore,
+    config: &LedgerConfig,
+    lease: Option<&Lease>,
+) -> Result<(), LedgerError> {
+    // Another process may sign once this one's lease is lost: stop at once, and never sign
+    // without it.
+    let held = || match lease {
+        Some(lease) if !lease.is_held() => Err(LedgerError::Store(StoreError::Unavailable(
+            "the ledger lease is lost".into(),
+        ))),
+        _ => Ok(()),
+    };
+    let lost = async {
+        match lease {
+            Some(lease) => lease.lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(lost);
     let mut range = load_state(store).await?;
     let last = latest_checkpoint(store).await?;
     match &last {
@@ -431,6 +465,7 @@ async fn follow(store: &AnyStore, config: &LedgerConfig) -> Result<(), LedgerErr
             if range.size() - signed_size >= config.every_events
                 || since.elapsed() >= config.interval
             {
+                held()?;
                 sign_and_store(store, config, &range, &pending).await?;
                 signed_size = range.size();
                 pending.clear();
@@ -447,6 +482,7 @@ async fn follow(store: &AnyStore, config: &LedgerConfig) -> Result<(), LedgerErr
         tokio::select! {
             changed = head.changed() => if changed.is_err() { return Ok(()) },
             _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
+            reason = &mut lost => return Err(LedgerError::Store(StoreError::Unavailable(reason))),
         }
     }
 }

@@ -14,23 +14,25 @@
 //! a batch one round trip; it is the hot path and is written for this database alone.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use amtsbuch_domain::{
-    plan_batch, AppendError, AppendOutcome, AppendRequest, BatchContext, EventRecord,
+    plan_batch_within, AppendError, AppendOutcome, AppendRequest, BatchContext, EventRecord,
     ExistingEvent, ExpectedVersion, PlannedRecord, RequestPlan, StreamId,
 };
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::Row;
+use sqlx::{ConnectOptions, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::db::Db;
+use crate::lease::LeaseSession;
 use crate::reads;
 use crate::store::{to_hash, to_i64, to_u64, EventStore, Head, StoreError};
-use crate::writer::{Committer, Landing, WriterHandle};
+use crate::writer::{Committer, Landing, WriterHandle, PROBE};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -42,32 +44,113 @@ pub struct PgStore {
     db: Db,
     /// Connections that only hold shared locks (`shared_lock`), opened when first needed.
     locks: PgPool,
+    /// The session that holds this store's leases (`lease`), opened when first needed.
+    leases: Arc<LeaseSession>,
     writer: WriterHandle,
     head: watch::Receiver<u64>,
+    /// How the store connects, for `diagnose` (behind an `Arc`: the options are large, and
+    /// every clone of the store would copy them).
+    options: Arc<PgConnectOptions>,
+}
+
+/// How long a request waits for a pooled connection before it is answered "unavailable":
+/// while the database is away, callers hear so within about a second instead of queueing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How many PostgreSQL connections one store (one `amtsbuch` process) may hold at most,
+/// and how it divides them:
+///
+/// - the group-commit writer: 1 (it writes one batch at a time);
+/// - the session that holds every lease of the process (ledger, relay, read models, GDPR
+///   sweeper): 1, opened when the first lease is tried;
+/// - subject locks (`shared_lock`): a third of the rest, at least 1 — as many GDPR commands
+///   as can run at once on this node;
+/// - reads and everything else (including the one connection that listens for other
+///   processes' commits): the remainder, at least 3.
+///
+/// PgBouncer (or another pooler) in transaction mode cannot stand in front of these
+/// connections: leases and subject locks are session-level advisory locks and `LISTEN` is
+/// a session's, and both would be lost or leak to other clients when the pooler hands the
+/// server connection on after each transaction. Session mode works, with a pool at least
+/// this size per node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionBudget(u32);
+
+impl ConnectionBudget {
+    /// What a node gets unless told otherwise.
+    pub const DEFAULT: ConnectionBudget = ConnectionBudget(12);
+    /// The least a store can work with: writer, lease session, one lock, the listener and
+    /// two reads.
+    pub const MIN: u32 = 6;
+
+    /// A budget of `total` connections, refused with the reason below `MIN`.
+    pub fn new(total: u32) -> Result<Self, String> {
+        if total < Self::MIN {
+            return Err(format!(
+                "{total} PostgreSQL connections cannot cover what a node runs: the writer (1), \
+                 the leases of the ledger, the relay, the read models and the GDPR sweeper \
+                 (1, shared), subject locks (at least 1), and reads (at least 3, one of which \
+                 listens for other nodes' commits); give at least {}",
+                Self::MIN
+            ));
+        }
+        Ok(Self(total))
+    }
+
+    /// The total.
+    pub fn total(self) -> u32 {
+        self.0
+    }
+
+    /// Reads (with the listener) and locks; the writer and the lease session take one each.
+    fn split(self) -> (u32, u32) {
+        let rest = self.0.saturating_sub(2);
+        let locks = (rest / 3).max(1);
+        (rest - locks, locks)
+    }
+}
+
+impl Default for ConnectionBudget {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 impl PgStore {
     /// Connect to a `postgres://` URL, run pending migrations, start the writer.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options: PgConnectOptions = url
-            .parse()
-            .map_err(|e: sqlx::Error| StoreError::Unavailable(format!("bad database URL: {e}")))?;
-        Self::connect_with(options).await
+        Self::connect_with(parse_url(url)?).await
     }
 
-    /// Connect with explicit options (tests use this to isolate each run in a schema).
+    /// Connect with explicit options (tests use this to isolate each run in a schema),
+    /// within the default connection budget.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        Self::connect_within(options, ConnectionBudget::DEFAULT).await
+    }
+
+    /// Connect holding at most `budget` connections.
+    pub async fn connect_within(
+        options: PgConnectOptions,
+        budget: ConnectionBudget,
+    ) -> Result<Self, StoreError> {
         // JIT compilation pays off for long analytical queries, never for this service's
         // short ones: it once added 10–20 ms to a 0.1 ms index lookup whose row estimate
         // crossed the JIT threshold. Every session of the service runs without it.
         let options = options
             .application_name("amtsbuch")
             .options([("jit", "off")]);
+        // One connection of our own first: a pool that cannot connect only says it timed
+        // out, which hides whether nothing listens there or the server is full.
+        let first = options
+            .connect()
+            .await
+            .map_err(|e| StoreError::Unavailable(describe_connect_error(&options, &e)))?;
+        let (reads, lock_connections) = budget.split();
         let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await?;
+            .max_connections(reads)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
+        drop(first);
         MIGRATOR
             .run(&pool)
             .await
@@ -81,18 +164,17 @@ impl PgStore {
         let head = reads::head(&db).await?;
         let (head_tx, head_rx) = watch::channel(head.position);
 
-        // The writer gets its own small pool so that readers can never starve it.
+        // The writer gets its own pool so that readers can never starve it.
         let write_pool = PgPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await?;
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
         // Lock holders wait in a pool of their own: a command holding its subject's lock
         // must never wait for a connection that another lock holder occupies.
         let locks = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(lock_connections)
             .min_connections(0)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             // No ping before each use: the lock statement is the only use, and if the
             // connection died it fails at once and the command answers 503.
             .test_before_acquire(false)
@@ -105,7 +187,8 @@ impl PgStore {
                     Ok(true)
                 })
             })
-            .connect_lazy_with(options);
+            .connect_lazy_with(options.clone());
+        let leases = LeaseSession::new(options.clone());
         tokio::spawn(listen(pool.clone(), channel.clone(), head_tx.clone()));
         let (committed, own) = watch::channel(head.position);
         tokio::spawn(notify_others(pool.clone(), channel, own));
@@ -121,9 +204,29 @@ impl PgStore {
             pool,
             db,
             locks,
+            leases,
             writer,
             head: head_rx,
+            options: Arc::new(options),
         })
+    }
+
+    /// Why the database cannot be reached now, found by opening one connection directly:
+    /// a pool that times out does not say whether nothing listens at the address or the
+    /// server refuses more clients. `None` if a connection opens.
+    pub async fn diagnose(&self) -> Option<String> {
+        match tokio::time::timeout(DIAGNOSE_TIMEOUT, self.options.connect()).await {
+            Ok(Ok(conn)) => {
+                drop(conn);
+                None
+            }
+            Ok(Err(e)) => Some(describe_connect_error(&self.options, &e)),
+            Err(_) => Some(format!(
+                "PostgreSQL at {} did not answer a new connection within {} ms",
+                address(&self.options),
+                DIAGNOSE_TIMEOUT.as_millis()
+            )),
+        }
     }
 
     /// The connection pool, for tools that read the log directly (verify, bench).
@@ -136,9 +239,65 @@ impl PgStore {
         &self.db
     }
 
+    /// Since when appends fail as a whole, if they do now (see `writer`).
+    pub fn writer_fault(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.writer.fault()
+    }
+
+    /// Refuse appends whose records are longer than `limit` bytes; returns the limit before.
+    pub fn set_max_record_bytes(&self, limit: usize) -> usize {
+        self.writer.set_max_record_bytes(limit)
+    }
+
     /// The pool whose connections hold shared locks.
     pub(crate) fn lock_pool(&self) -> &PgPool {
         &self.locks
+    }
+
+    /// The session that holds leases.
+    pub(crate) fn leases(&self) -> &Arc<LeaseSession> {
+        &self.leases
+    }
+}
+
+/// How long `diagnose` waits for a connection of its own.
+const DIAGNOSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The options a `postgres://` URL names.
+pub(crate) fn parse_url(url: &str) -> Result<PgConnectOptions, StoreError> {
+    url.parse()
+        .map_err(|e: sqlx::Error| StoreError::Unavailable(format!("bad database URL: {e}")))
+}
+
+/// Where the options point, for messages (never with the password).
+fn address(options: &PgConnectOptions) -> String {
+    match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    }
+}
+
+/// A failed connection attempt in words an operator can act on; above all, a wrong address
+/// and a full server must not read alike.
+fn describe_connect_error(options: &PgConnectOptions, e: &sqlx::Error) -> String {
+    let at = address(options);
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(
+            "nothing accepts connections at {at} (connection refused): is PostgreSQL running there, and are host and port right?"
+        ),
+        sqlx::Error::Io(io) => format!("cannot reach PostgreSQL at {at}: {io}"),
+        // 53300 too_many_connections: the server is up but every connection slot is taken.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("53300") => format!(
+            "PostgreSQL at {at} refuses more clients ({}): all of its max_connections are in use; \
+             free some, raise max_connections, or give the nodes fewer (--db-connections)",
+            db.message()
+        ),
+        // 57P03 cannot_connect_now: starting up, shutting down or in recovery.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("57P03") => format!(
+            "PostgreSQL at {at} does not accept connections yet ({})",
+            db.message()
+        ),
+        other => format!("cannot connect to PostgreSQL at {at}: {other}"),
     }
 }
 
@@ -360,6 +519,7 @@ impl PgCommitter {
         &mut self,
         batch: &[AppendRequest],
         recorded_at: DateTime<Utc>,
+        max_record_bytes: usize,
     ) -> Result<Option<(Vec<RequestPlan>, Vec<PlannedRecord>, Head, Head)>, StoreError> {
         let Some(cache) = &self.cache else {
             return Ok(None);
@@ -412,10 +572,12 @@ impl PgCommitter {
             existing: HashMap::new(),
             recorded_at,
         };
-        let (plans, planned) = plan_batch(&mut ctx, batch);
-        let doubtful = plans
-            .iter()
-            .any(|p| matches!(p, Err(e) if !matches!(e, AppendError::Invalid(_))));
+        let (plans, planned) = plan_batch_within(&mut ctx, batch, max_record_bytes);
+        // A record too large here is too large at the real head as well: the cached head
+        // is never ahead of it, and a later position only makes the record longer.
+        let doubtful = plans.iter().any(|p| {
+            matches!(p, Err(e) if !matches!(e, AppendError::Invalid(_) | AppendError::TooLarge { .. }))
+        });
         if doubtful {
             return Ok(None);
         }
@@ -466,6 +628,7 @@ async fn commit_locked(
     pool: &PgPool,
     batch: &[AppendRequest],
     recorded_at: DateTime<Utc>,
+    max_record_bytes: usize,
 ) -> Result<Decided, StoreError> {
     let mut tx = pool.begin().await?;
 
@@ -522,7 +685,7 @@ async fn commit_locked(
         existing,
         recorded_at,
     };
-    let (plans, planned) = plan_batch(&mut ctx, batch);
+    let (plans, planned) = plan_batch_within(&mut ctx, batch, max_record_bytes);
     let head = Head {
         position: ctx.head_position,
         chain_hash: ctx.head_chain,
@@ -566,9 +729,10 @@ impl Committer for PgCommitter {
         &mut self,
         batch: Vec<AppendRequest>,
         recorded_at: DateTime<Utc>,
+        max_record_bytes: usize,
     ) -> BoxFuture<'static, Flight> {
         let pool = self.pool.clone();
-        match self.plan_fast(&batch, recorded_at).await {
+        match self.plan_fast(&batch, recorded_at, max_record_bytes).await {
             Ok(Some((plans, planned, old, new))) => {
                 if planned.is_empty() {
                     // Only invalid requests: refused whatever the log holds, nothing to write.
@@ -577,9 +741,9 @@ impl Committer for PgCommitter {
                 Box::pin(async move {
                     match write_fast(&pool, &planned, old, new, recorded_at).await {
                         Ok(true) => Flight::Fast(Ok((plans, new))),
-                        Ok(false) => {
-                            Flight::Locked(commit_locked(&pool, &batch, recorded_at).await)
-                        }
+                        Ok(false) => Flight::Locked(
+                            commit_locked(&pool, &batch, recorded_at, max_record_bytes).await,
+                        ),
                         Err(e) => Flight::Fast(Err(e)),
                     }
                 })
@@ -587,15 +751,22 @@ impl Committer for PgCommitter {
             Ok(None) => {
                 // The next batch must not build on a cache the database may contradict.
                 self.cache = None;
-                Box::pin(
-                    async move { Flight::Locked(commit_locked(&pool, &batch, recorded_at).await) },
-                )
+                Box::pin(async move {
+                    Flight::Locked(
+                        commit_locked(&pool, &batch, recorded_at, max_record_bytes).await,
+                    )
+                })
             }
             Err(e) => {
                 self.cache = None;
                 Box::pin(std::future::ready(Flight::Fast(Err(e))))
             }
         }
+    }
+
+    async fn probe(&mut self) -> Result<(), StoreError> {
+        sqlx::query(PROBE).execute(&self.pool).await?;
+        Ok(())
     }
 
     fn landed(&mut self, output: Flight) -> Landing {

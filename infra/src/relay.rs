@@ -26,6 +26,16 @@
 //! `PERSIST_INTERVAL`), for monitoring and as the resume point when the stream cannot
 //! tell, e.g. after its messages expired under a retention limit.
 //!
+//! A message can only be as long as the NATS server's `max_payload`, headers included, so
+//! the relay tells the store how long a record may be (`max_record_bytes`; every node's
+//! relay does, stand-bys included, and follows the server's value as it changes), and the
+//! append path refuses longer records: whatever the log accepts, the relay can deliver.
+//! Should the relay still meet a record it cannot publish (the server's `max_payload` was
+//! lowered after the record was stored), it stops at that position, because every later
+//! event must follow it, and says so loudly: an error log naming the position, and
+//! `RelayHandle::blocked`, which the service reports as a metric and in `/readyz`. It
+//! retries with backoff and goes on by itself once the server accepts the message.
+//!
 //! `ensure_consumer` sets up the durable pull consumer a Fachverfahren reads with.
 
 use std::convert::Infallible;
@@ -71,10 +81,36 @@ pub const HEADER_STREAM_VERSION: &str = "Amtsbuch-Stream-Version";
 /// Header: the RFC 6962 leaf hash of the payload, in hex.
 pub const HEADER_LEAF_HASH: &str = "Amtsbuch-Leaf-Hash";
 
+/// NATS's `max_payload` unless its configuration says otherwise: 1 MiB. The store limits
+/// records to what a server with this setting can carry until a relay learns better, and
+/// without NATS for good, so that the log can be relayed later by a server with default
+/// settings.
+pub const NATS_DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// The longest header block the relay sends with a message, as NATS counts it against
+/// `max_payload` (`NATS/1.0\r\n`, one `name: value\r\n` per header, `\r\n`), with every
+/// value at its longest: a UUID, a stream id of `StreamId::MAX_LEN`, numbers of 20 digits
+/// and a hex SHA-256.
+pub const MAX_HEADER_BYTES: usize = "NATS/1.0\r\n".len()
+    + header_bytes("Nats-Msg-Id", 36)
+    + header_bytes("Nats-Expected-Last-Sequence", 20)
+    + header_bytes(HEADER_POSITION, 20)
+    + header_bytes(HEADER_STREAM, StreamId::MAX_LEN)
+    + header_bytes(HEADER_STREAM_VERSION, 20)
+    + header_bytes(HEADER_LEAF_HASH, 64)
+    + "\r\n".len();
+
+const fn header_bytes(name: &str, value: usize) -> usize {
+    name.len() + ": ".len() + value + "\r\n".len()
+}
+
+/// The longest record the relay can publish to a server with this `max_payload`.
+pub fn max_record_bytes(max_payload: usize) -> usize {
+    max_payload.saturating_sub(MAX_HEADER_BYTES)
+}
+
 /// How often a standby asks for the lock.
 const STANDBY: Duration = Duration::from_secs(1);
-/// How often the active relay checks that its lock's connection still answers.
-const LOCK_CHECK: Duration = Duration::from_secs(2);
 /// Shortest gap between two writes of `relay_state`.
 const PERSIST_INTERVAL: Duration = Duration::from_millis(250);
 /// First and longest pause between attempts after a failure.
@@ -167,8 +203,17 @@ pub enum RelayError {
     Stream { stream: String, reason: String },
     #[error("{0}")]
     Unsupported(String),
+    #[error("the event at position {position} cannot be published: {reason}")]
+    Undeliverable { position: u64, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Where the relay is stuck: a stored event it cannot publish, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    pub position: u64,
+    pub reason: String,
 }
 
 fn nats(e: impl std::fmt::Display) -> RelayError {
@@ -188,6 +233,7 @@ fn stream_error(stream: &str, reason: impl Into<String>) -> RelayError {
 pub struct RelayHandle {
     published: watch::Receiver<u64>,
     active: watch::Receiver<bool>,
+    blocked: watch::Receiver<Option<Blocked>>,
     task: JoinHandle<()>,
     /// Writes `relay_state`; it ends by itself, after a last write, once `task` has ended.
     persister: JoinHandle<()>,
@@ -211,6 +257,11 @@ impl RelayHandle {
         *self.active.borrow()
     }
 
+    /// The event this process's relay cannot publish, while it cannot.
+    pub fn blocked(&self) -> watch::Receiver<Option<Blocked>> {
+        self.blocked.clone()
+    }
+
     /// Stop the relay and wait until it has let go of its lock and NATS connection and
     /// has recorded the last acknowledged position in `relay_state`.
     pub async fn stop(mut self) {
@@ -232,15 +283,25 @@ pub fn spawn(store: AnyStore, config: RelayConfig) -> Result<RelayHandle, RelayE
     config.validate()?;
     let (published_tx, published) = watch::channel(0);
     let (active_tx, active) = watch::channel(false);
+    let (blocked_tx, blocked) = watch::channel(None);
     let persister = tokio::spawn(persist(
         store.clone(),
         config.stream.clone(),
         published_tx.subscribe(),
     ));
-    let task = tokio::spawn(run(store, config, published_tx, active_tx));
+    let task = tokio::spawn(run(
+        store,
+        config,
+        Watches {
+            published: published_tx,
+            active: active_tx,
+            blocked: blocked_tx,
+        },
+    ));
     Ok(RelayHandle {
         published,
         active,
+        blocked,
         task,
         persister,
     })
@@ -290,7 +351,9 @@ impl Outage {
         }
         self.logged = Some(kind);
         match e {
-            RelayError::Stream { .. } | RelayError::Store(StoreError::Corrupt { .. }) => {
+            RelayError::Stream { .. }
+            | RelayError::Undeliverable { .. }
+            | RelayError::Store(StoreError::Corrupt { .. }) => {
                 tracing::error!(stream, error = %e, down_for = ?since.elapsed(), "NATS relay stopped; retrying until this is fixed")
             }
             _ => {
@@ -307,19 +370,33 @@ impl Outage {
     }
 }
 
-async fn run(
-    store: AnyStore,
-    config: RelayConfig,
+/// The watches a relay task reports through.
+struct Watches {
     published: watch::Sender<u64>,
     active: watch::Sender<bool>,
-) {
+    blocked: watch::Sender<Option<Blocked>>,
+}
+
+async fn run(store: AnyStore, config: RelayConfig, watches: Watches) {
     let lock_name = format!("amtsbuch_relay.{}", config.stream);
     let mut outage = Outage::default();
     let mut backoff = BACKOFF_MIN;
-    let mut context: Option<js::Context> = None;
+    // NATS first, on every node, stand-bys included: the append path's record limit
+    // follows the server's `max_payload`. The client reconnects by itself after an outage,
+    // so only this first connect needs retrying.
+    let context = loop {
+        match connect(&config).await {
+            Ok(c) => break c,
+            Err(e) => {
+                outage.failed(&config.stream, &e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    };
     loop {
-        let mut lock = match &store {
-            AnyStore::Postgres(_) => match Lease::acquire(&store, &lock_name, STANDBY).await {
+        let lock = match &store {
+            AnyStore::Postgres(_) => match standby(&store, &lock_name, &context).await {
                 Ok(lock) => Some(lock),
                 Err(e) => {
                     outage.failed(&config.stream, &e.into());
@@ -330,42 +407,34 @@ async fn run(
             },
             AnyStore::Sqlite(_) => None,
         };
-        active.send_replace(true);
+        watches.active.send_replace(true);
         tracing::info!(stream = %config.stream, "this process relays the log to NATS");
         loop {
-            let context = match &context {
-                Some(c) => c.clone(),
-                None => match connect(&config).await {
-                    Ok(c) => context.insert(c).clone(),
-                    Err(e) => {
-                        outage.failed(&config.stream, &e);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                        continue;
-                    }
-                },
-            };
             let mut progressed = false;
-            let end = match session(
-                &store,
-                &config,
-                &context,
-                lock.as_mut(),
-                &published,
-                &mut outage,
-                &mut progressed,
-            )
-            .await
-            {
-                Ok(never) => match never {},
-                Err(end) => end,
+            let end = match lock.as_ref() {
+                // A relay whose lease is gone must not start again: another may have it.
+                Some(lock) if !lock.is_held() => End::LockLost(lock.lost().await),
+                _ => match session(
+                    &store,
+                    &config,
+                    &context,
+                    lock.as_ref(),
+                    &watches,
+                    &mut outage,
+                    &mut progressed,
+                )
+                .await
+                {
+                    Ok(never) => match never {},
+                    Err(end) => end,
+                },
             };
             if progressed {
                 backoff = BACKOFF_MIN;
             }
             match end {
                 End::Closed => {
-                    active.send_replace(false);
+                    watches.active.send_replace(false);
                     return;
                 }
                 End::LockLost(reason) => {
@@ -373,14 +442,61 @@ async fn run(
                     break;
                 }
                 End::Failed(e) => {
+                    if let RelayError::Undeliverable { position, reason } = &e {
+                        watches.blocked.send_replace(Some(Blocked {
+                            position: *position,
+                            reason: reason.clone(),
+                        }));
+                    }
                     outage.failed(&config.stream, &e);
-                    tokio::time::sleep(backoff).await;
+                    // The pause ends early if the lease is lost meanwhile; the check at the
+                    // top of the loop then stands by.
+                    match lock.as_ref() {
+                        Some(lock) => {
+                            tokio::select! {
+                                () = tokio::time::sleep(backoff) => {}
+                                _ = lock.lost() => {}
+                            }
+                        }
+                        None => tokio::time::sleep(backoff).await,
+                    }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }
-        active.send_replace(false);
+        watches.active.send_replace(false);
+        // Only the active relay knows whether it is stuck.
+        watches.blocked.send_replace(None);
         drop(lock);
+    }
+}
+
+/// Wait until this process holds the relay's lease, following the server's `max_payload`
+/// meanwhile.
+async fn standby(store: &AnyStore, name: &str, context: &js::Context) -> Result<Lease, StoreError> {
+    loop {
+        follow_max_payload(store, context);
+        if let Some(lease) = Lease::try_acquire(store, name).await? {
+            return Ok(lease);
+        }
+        tokio::time::sleep(STANDBY).await;
+    }
+}
+
+/// Limit the records the store accepts to what the connected server can carry (its
+/// `max_payload` as it last announced it, minus the relay's headers).
+fn follow_max_payload(store: &AnyStore, context: &js::Context) {
+    let max_payload = context.client().max_payload();
+    if max_payload == 0 {
+        return;
+    }
+    let limit = max_record_bytes(max_payload);
+    if store.set_max_record_bytes(limit) != limit {
+        tracing::info!(
+            max_payload,
+            max_record_bytes = limit,
+            "appends take records up to what the NATS server can carry"
+        );
     }
 }
 
@@ -424,15 +540,20 @@ async fn session(
     store: &AnyStore,
     config: &RelayConfig,
     context: &js::Context,
-    lock: Option<&mut Lease>,
-    published: &watch::Sender<u64>,
+    lock: Option<&Lease>,
+    watches: &Watches,
     outage: &mut Outage,
     progressed: &mut bool,
 ) -> Result<Infallible, End> {
+    let published = &watches.published;
+    follow_max_payload(store, context);
+    // What was persisted is read before the stream's end: every position persisted was in
+    // the stream by then, so the stream can only end below it if it lost messages, even if
+    // a relay that has not yet noticed losing its lease still persists a later position.
+    let persisted = load_position(store, &config.stream).await?;
     let stream = ensure_stream(context, config).await?;
     let end = stream_end(&stream, &config.stream).await?;
     same_log(store, &config.stream, &end).await?;
-    let persisted = load_position(store, &config.stream).await?;
     let resume = resume_after(&end, persisted);
     if resume < persisted {
         tracing::warn!(
@@ -448,24 +569,20 @@ async fn session(
     let mut last_sequence = end.last_sequence;
     let mut events = Subscription::start(store.clone(), resume);
     let mut acks: FuturesOrdered<BoxFuture<'static, Acked>> = FuturesOrdered::new();
-    // Checking the lock runs beside publishing, never in its way: a slow answer from the
-    // database must not hold up events.
+    // The lease is watched beside publishing, never in its way.
     let lost = async move {
         match lock {
-            Some(lock) => loop {
-                tokio::time::sleep(LOCK_CHECK).await;
-                if let Err(reason) = lock.check().await.map_err(|e| e.to_string()) {
-                    return reason;
-                }
-            },
+            Some(lock) => lock.lost().await,
             None => std::future::pending().await,
         }
     };
     tokio::pin!(lost);
+    let mut limit_check = tokio::time::interval(STANDBY);
     loop {
         tokio::select! {
             biased;
             reason = &mut lost => return Err(End::LockLost(reason)),
+            _ = limit_check.tick() => follow_max_payload(store, context),
             Some(acked) = acks.next(), if !acks.is_empty() => {
                 let ack = acked.result.map_err(|(kind, text)| {
                     if kind == PublishErrorKind::WrongLastSequence {
@@ -489,6 +606,14 @@ async fn session(
                 published.send_replace(acked.position);
                 *progressed = true;
                 outage.recovered(&config.stream);
+                watches.blocked.send_if_modified(|b| {
+                    let passed = b.as_ref().is_some_and(|b| acked.position >= b.position);
+                    if passed {
+                        tracing::info!(stream = %config.stream, position = acked.position, "NATS relay published the event it was stuck at");
+                        *b = None;
+                    }
+                    passed
+                });
             }
             event = events.next(), if acks.len() < config.max_in_flight => {
                 let event = match event {
@@ -501,7 +626,17 @@ async fn session(
                 let pending = context
                     .send_publish(subject, message)
                     .await
-                    .map_err(|e| nats(format!("cannot publish position {position}: {e}")))?;
+                    .map_err(|e| match e.kind() {
+                        // It stays too large however often it is retried: name it, and what
+                        // the operator can do.
+                        PublishErrorKind::MaxPayloadExceeded => RelayError::Undeliverable {
+                            position,
+                            reason: format!(
+                                "{e}; raise the NATS server's max_payload and reload it, the relay goes on by itself"
+                            ),
+                        },
+                        _ => nats(format!("cannot publish position {position}: {e}")),
+                    })?;
                 last_sequence += 1;
                 let sequence = last_sequence;
                 acks.push_back(Box::pin(async move {
@@ -549,16 +684,7 @@ fn outgoing(
             "the stored leaf hash does not match the record".into(),
         ));
     }
-    let mut headers = HeaderMap::new();
-    headers.insert(NATS_MESSAGE_ID, record.event_id.to_string());
-    headers.insert(
-        NATS_EXPECTED_LAST_SEQUENCE,
-        expected_last_sequence.to_string(),
-    );
-    headers.insert(HEADER_POSITION, event.position.to_string());
-    headers.insert(HEADER_STREAM, record.stream_id.as_str());
-    headers.insert(HEADER_STREAM_VERSION, record.stream_version.to_string());
-    headers.insert(HEADER_LEAF_HASH, to_hex(&event.leaf_hash));
+    let headers = headers(&record, &event.leaf_hash, expected_last_sequence);
     let message = PublishMessage::build()
         .payload(event.bytes.into())
         .headers(headers);
@@ -570,6 +696,25 @@ fn outgoing(
         record.service.as_ref(),
     );
     Ok((subject, message))
+}
+
+/// The headers of a record's message. `MAX_HEADER_BYTES` bounds their length.
+fn headers(
+    record: &OutgoingHead,
+    leaf_hash: &amtsbuch_domain::Hash,
+    expected_last_sequence: u64,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, record.event_id.to_string());
+    headers.insert(
+        NATS_EXPECTED_LAST_SEQUENCE,
+        expected_last_sequence.to_string(),
+    );
+    headers.insert(HEADER_POSITION, record.position.to_string());
+    headers.insert(HEADER_STREAM, record.stream_id.as_str());
+    headers.insert(HEADER_STREAM_VERSION, record.stream_version.to_string());
+    headers.insert(HEADER_LEAF_HASH, to_hex(leaf_hash));
+    headers
 }
 
 /// The members of a stored record that its NATS message is addressed and labelled by.
@@ -1110,6 +1255,50 @@ mod tests {
         for bad in ["", "a..b", "a.>.b", "a.b*", "a. b", "a.", ".a"] {
             assert!(!is_filter(bad), "{bad:?}");
         }
+    }
+
+    /// The header budget the append path reserves is exactly the longest header block the
+    /// relay sends, counted as NATS counts it against `max_payload`.
+    #[test]
+    fn the_header_budget_covers_the_longest_headers() {
+        let wire = |h: &HeaderMap| {
+            "NATS/1.0\r\n".len()
+                + h.iter()
+                    .flat_map(|(name, values)| {
+                        values.iter().map(move |v| {
+                            AsRef::<[u8]>::as_ref(name).len() + 2 + v.as_str().len() + 2
+                        })
+                    })
+                    .sum::<usize>()
+                + 2
+        };
+        let stream_id = format!("{}-{}", "c".repeat(64), "i".repeat(200));
+        assert_eq!(stream_id.len(), StreamId::MAX_LEN);
+        let longest = OutgoingHead {
+            event_id: uuid::Uuid::max(),
+            stream_id: StreamId::parse(&stream_id).expect("longest stream id"),
+            stream_version: u64::MAX,
+            position: u64::MAX,
+            event_type: EventType::parse("Noted").expect("type"),
+            authority: None,
+            service: None,
+        };
+        assert_eq!(
+            wire(&headers(&longest, &[0xab; 32], u64::MAX)),
+            MAX_HEADER_BYTES
+        );
+        let short = OutgoingHead {
+            stream_id: StreamId::parse("consent-1").expect("stream id"),
+            stream_version: 1,
+            position: 1,
+            ..longest
+        };
+        assert!(wire(&headers(&short, &[0; 32], 0)) < MAX_HEADER_BYTES);
+        assert_eq!(
+            max_record_bytes(NATS_DEFAULT_MAX_PAYLOAD),
+            1024 * 1024 - MAX_HEADER_BYTES
+        );
+        assert_eq!(max_record_bytes(100), 0);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amtsbuch_domain::{
-    plan_batch, AppendOutcome, AppendRequest, BatchContext, EventRecord, ExistingEvent,
+    plan_batch_within, AppendOutcome, AppendRequest, BatchContext, EventRecord, ExistingEvent,
     RequestPlan, StreamId,
 };
 use chrono::{DateTime, Utc};
@@ -32,7 +32,7 @@ use tokio::sync::{watch, Mutex};
 use crate::db::Db;
 use crate::reads;
 use crate::store::{to_hash, to_i64, to_u64, EventStore, Head, StoreError};
-use crate::writer::{Committer, Landing, WriterHandle};
+use crate::writer::{Committer, Landing, WriterHandle, PROBE};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -87,7 +87,8 @@ impl SqliteStore {
         let conn = SqliteConnection::connect_with(&options).await?;
         let writer = WriterHandle::spawn(
             SqliteCommitter {
-                conn,
+                conn: Some(conn),
+                options,
                 write_gate: write_gate.clone(),
             },
             head_tx,
@@ -99,6 +100,16 @@ impl SqliteStore {
             head: head_rx,
             write_gate,
         })
+    }
+
+    /// Since when appends fail as a whole, if they do now (see `writer`).
+    pub fn writer_fault(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.writer.fault()
+    }
+
+    /// Refuse appends whose records are longer than `limit` bytes; returns the limit before.
+    pub fn set_max_record_bytes(&self, limit: usize) -> usize {
+        self.writer.set_max_record_bytes(limit)
     }
 
     /// The connection pool, for tools that read the log directly.
@@ -147,19 +158,49 @@ fn head_from(row: &SqliteRow) -> Result<Head, StoreError> {
 }
 
 struct SqliteCommitter {
-    conn: SqliteConnection,
+    /// The writer's connection; `None` after a failure until the next batch opens a new one.
+    conn: Option<SqliteConnection>,
+    options: SqliteConnectOptions,
     write_gate: Arc<Mutex<()>>,
 }
 
 impl SqliteCommitter {
+    /// The writer's connection, opened afresh if the last one was given up.
+    async fn connection(&mut self) -> Result<&mut SqliteConnection, StoreError> {
+        if self.conn.is_none() {
+            self.conn = Some(SqliteConnection::connect_with(&self.options).await?);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("the writer has no connection".into()))
+    }
+
+    /// Give up the connection after a failure. A failed statement or commit can leave it
+    /// inside a transaction that sqlx still counts although SQLite already ended it (a full
+    /// disk rolls the transaction back by itself); every later `BEGIN IMMEDIATE` on it would
+    /// be refused ("non-zero transaction depth") until a restart. Closing it rolls back
+    /// whatever it still had open, and the next batch starts on a clean connection.
+    async fn discard(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Dropping it on a timeout closes it just the same, on its worker thread.
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.close()).await;
+        }
+    }
+
     async fn commit_inner(
         &mut self,
         batch: &[AppendRequest],
         recorded_at: DateTime<Utc>,
+        max_record_bytes: usize,
     ) -> Result<(Vec<RequestPlan>, Head), StoreError> {
-        let _turn = self.write_gate.lock().await;
+        let gate = self.write_gate.clone();
+        let _turn = gate.lock().await;
         // IMMEDIATE takes the write lock up front, so the head read below cannot be stale.
-        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self
+            .connection()
+            .await?
+            .begin_with("BEGIN IMMEDIATE")
+            .await?;
         let head = head_from(&sqlx::query(HEAD_SQL).fetch_one(&mut *tx).await?)?;
         // Versions and reused ids with one statement each, the lists passed as JSON arrays,
         // rather than one statement per stream and per event: every statement is a round
@@ -213,7 +254,7 @@ impl SqliteCommitter {
             existing,
             recorded_at,
         };
-        let (plans, planned) = plan_batch(&mut ctx, batch);
+        let (plans, planned) = plan_batch_within(&mut ctx, batch, max_record_bytes);
         let recorded_at = amtsbuch_domain::record::format_timestamp(&recorded_at);
         // Multi-row inserts: one statement per chunk instead of one per event.
         for chunk in planned.chunks(INSERT_CHUNK) {
@@ -259,13 +300,32 @@ impl Committer for SqliteCommitter {
         &mut self,
         batch: Vec<AppendRequest>,
         recorded_at: DateTime<Utc>,
+        max_record_bytes: usize,
     ) -> BoxFuture<'static, Landing> {
-        // A dropped transaction rolls back, so an error anywhere leaves nothing behind.
-        let landing = self.commit_inner(&batch, recorded_at).await;
+        // A dropped transaction rolls back, so an error anywhere leaves nothing behind; the
+        // connection it ran on is given up as well, in case it still thinks otherwise.
+        let landing = self
+            .commit_inner(&batch, recorded_at, max_record_bytes)
+            .await;
+        if landing.is_err() {
+            self.discard().await;
+        }
         Box::pin(std::future::ready(landing))
     }
 
     fn landed(&mut self, output: Landing) -> Landing {
         output
+    }
+
+    async fn probe(&mut self) -> Result<(), StoreError> {
+        let gate = self.write_gate.clone();
+        let _turn = gate.lock().await;
+        let done = sqlx::query(PROBE)
+            .execute(&mut *self.connection().await?)
+            .await;
+        if done.is_err() {
+            self.discard().await;
+        }
+        done.map(|_| ()).map_err(StoreError::from)
     }
 }

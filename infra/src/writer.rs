@@ -12,11 +12,20 @@
 //! time: commits on one database are serialized by the head lock anyway, and measurements
 //! with two batches in flight showed no gain (see docs/PERFORMANCE.md). The bounded channel
 //! gives back-pressure instead of unbounded memory.
+//!
+//! A batch that fails as a whole (the database is away, the disk is full) makes the writer
+//! *faulty* until a write succeeds again; readiness reports it (`WriterHandle::fault`). A
+//! faulty writer does not wait for the next append to find out: while idle it probes every
+//! `PROBE_EVERY` with a small write that needs what an append needs (`Committer::probe`).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use amtsbuch_domain::{AppendOutcome, AppendRequest, RequestPlan};
 use chrono::{DateTime, Utc};
+use std::time::Duration;
+
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -29,6 +38,13 @@ const MAX_BATCH_EVENTS: usize = 2048;
 const MAX_GATHER_ROUNDS: usize = 8;
 /// Pending appends beyond this make callers wait for room.
 const QUEUE: usize = 8192;
+/// How often an idle faulty writer probes whether it can write again.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The probe: one row whose count changes, so that the write really writes (one text for
+/// both databases; the table is in the migrations).
+pub(crate) const PROBE: &str = "INSERT INTO writer_probe (id, probes) VALUES (1, 1) \
+     ON CONFLICT (id) DO UPDATE SET probes = writer_probe.probes + 1";
 
 /// Each request's decision and the head after the batch, or why the batch as a whole failed
 /// (in which case nothing of it is known to be committed).
@@ -39,16 +55,21 @@ pub(crate) trait Committer: Send + 'static {
     /// What a flight reports back; turned into a `Landing` by `landed`.
     type Output: Send + 'static;
 
-    /// Plan `batch` and start writing it. The returned future completes the write and owns
-    /// everything it needs.
+    /// Plan `batch` (refusing records longer than `max_record_bytes`) and start writing it.
+    /// The returned future completes the write and owns everything it needs.
     fn launch(
         &mut self,
         batch: Vec<AppendRequest>,
         recorded_at: DateTime<Utc>,
+        max_record_bytes: usize,
     ) -> impl Future<Output = BoxFuture<'static, Self::Output>> + Send;
 
     /// The write finished.
     fn landed(&mut self, output: Self::Output) -> Landing;
+
+    /// Write `PROBE` the way appends write, to learn whether writing works again after a
+    /// failed batch.
+    fn probe(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
@@ -57,14 +78,36 @@ type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
 #[derive(Debug, Clone)]
 pub(crate) struct WriterHandle {
     tx: mpsc::Sender<(AppendRequest, Reply)>,
+    fault: watch::Receiver<Option<DateTime<Utc>>>,
+    max_record_bytes: Arc<AtomicUsize>,
 }
 
 impl WriterHandle {
     /// Start the writer task. `head` is told every new committed position.
     pub(crate) fn spawn<C: Committer>(committer: C, head: watch::Sender<u64>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(committer, rx, head));
-        Self { tx }
+        let (fault_tx, fault) = watch::channel(None);
+        let max_record_bytes = Arc::new(AtomicUsize::new(crate::relay::max_record_bytes(
+            crate::relay::NATS_DEFAULT_MAX_PAYLOAD,
+        )));
+        tokio::spawn(run(committer, rx, head, fault_tx, max_record_bytes.clone()));
+        Self {
+            tx,
+            fault,
+            max_record_bytes,
+        }
+    }
+
+    /// Refuse records longer than `limit` bytes from the next batch on; returns the limit
+    /// before. Starts at what a NATS server with default settings can carry.
+    pub(crate) fn set_max_record_bytes(&self, limit: usize) -> usize {
+        self.max_record_bytes.swap(limit, Ordering::Relaxed)
+    }
+
+    /// Since when appends fail as a whole, if they do now: the first failed batch after
+    /// the last successful write (a batch or a probe). The errors themselves are logged.
+    pub(crate) fn fault(&self) -> Option<DateTime<Utc>> {
+        *self.fault.borrow()
     }
 
     pub(crate) async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
@@ -82,8 +125,28 @@ async fn run<C: Committer>(
     mut committer: C,
     mut rx: mpsc::Receiver<(AppendRequest, Reply)>,
     head: watch::Sender<u64>,
+    fault: watch::Sender<Option<DateTime<Utc>>>,
+    max_record_bytes: Arc<AtomicUsize>,
 ) {
-    while let Some((request, reply)) = rx.recv().await {
+    loop {
+        let next = if fault.borrow().is_some() {
+            match tokio::time::timeout(PROBE_EVERY, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let probed = committer.probe().await;
+                    if let Err(e) = &probed {
+                        tracing::debug!(error = %e, "the writer still cannot write");
+                    }
+                    settle(&fault, probed.is_ok());
+                    continue;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some((request, reply)) = next else {
+            return;
+        };
         let mut events = request.events.len();
         let mut requests = vec![request];
         let mut replies = vec![reply];
@@ -114,9 +177,29 @@ async fn run<C: Committer>(
             tokio::task::yield_now().await;
         }
         let recorded_at = amtsbuch_domain::record::truncate_micros(Utc::now());
-        let output = committer.launch(requests, recorded_at).await.await;
-        deliver(committer.landed(output), replies, &head);
+        let limit = max_record_bytes.load(Ordering::Relaxed);
+        let output = committer.launch(requests, recorded_at, limit).await.await;
+        let landing = committer.landed(output);
+        settle(&fault, landing.is_ok());
+        deliver(landing, replies, &head);
     }
+}
+
+/// Record whether the last write worked: a fault starts with the first failure and ends
+/// with the next success.
+fn settle(fault: &watch::Sender<Option<DateTime<Utc>>>, wrote: bool) {
+    fault.send_if_modified(|since| match (since.is_some(), wrote) {
+        (false, false) => {
+            *since = Some(Utc::now());
+            true
+        }
+        (true, true) => {
+            tracing::info!("the writer can write again");
+            *since = None;
+            true
+        }
+        _ => false,
+    });
 }
 
 fn deliver(landing: Landing, replies: Vec<Reply>, head: &watch::Sender<u64>) {

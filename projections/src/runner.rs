@@ -46,7 +46,10 @@ pub struct RunnerConfig {
     pub poll: Duration,
     /// How often a stand-by tries to take a projection over.
     pub standby_retry: Duration,
-    /// How often the holder confirms its lease is still held.
+    /// How often the holder confirms its lease is still held between batches. The check
+    /// reads the lease's state, which the lease's own watch keeps current (see
+    /// `amtsbuch_infra::lease`), so it costs nothing; while idle the runner also wakes
+    /// as soon as the lease is lost.
     pub lease_check: Duration,
     /// First wait after a failed batch; doubled after each further failure.
     pub backoff_min: Duration,
@@ -60,7 +63,7 @@ impl Default for RunnerConfig {
             batch_size: 500,
             poll: Duration::from_secs(1),
             standby_retry: Duration::from_secs(2),
-            lease_check: Duration::from_secs(5),
+            lease_check: Duration::from_millis(250),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
         }
@@ -446,6 +449,9 @@ impl Task {
                     }
                 }
                 _ = self.stop.changed() => return Ok(()),
+                reason = lease.lost() => {
+                    return Err(Failure::Lease(StoreError::Unavailable(reason)));
+                }
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Harness for end-to-end tests: a fresh PostgreSQL database per test, the real
 //! `amtsbuch` binary started as a child process on a free port, a minimal HTTP client
 //! (also for Server-Sent Events), a private `nats-server` per test that can be killed and
-//! restarted, and a reader that returns what a JetStream stream holds.
+//! restarted, a private PostgreSQL server (`PgServer`) for tests that stop the database,
+//! and a reader that returns what a JetStream stream holds.
 //!
 //! The binary is the one `cargo test --workspace` builds (target/<profile>/amtsbuch), and
 //! so is the example Fachverfahren (target/<profile>/examples/fachverfahren); the tests
@@ -162,11 +163,54 @@ impl Server {
     /// Start `amtsbuch serve` with extra arguments on a free loopback port, in `cwd`, and
     /// wait until it is ready.
     pub async fn start(args: &[&str], cwd: &std::path::Path) -> Self {
+        Self::start_logging(args, cwd, "warn", None).await
+    }
+
+    /// `start` with the log filter `log` (`AMTSBUCH_LOG`), writing the server's log to
+    /// `log_file` instead of the test's output if given (without colours, one line per
+    /// entry, each starting with its RFC 3339 time).
+    pub async fn start_logging(
+        args: &[&str],
+        cwd: &std::path::Path,
+        log: &str,
+        log_file: Option<&std::path::Path>,
+    ) -> Self {
+        Self::launch(args, cwd, log, log_file, "/readyz").await
+    }
+
+    /// `start_logging`, waiting only until the process answers (`/healthz`), not until it
+    /// is ready: for tests of a server that is not ready.
+    pub async fn start_live(
+        args: &[&str],
+        cwd: &std::path::Path,
+        log: &str,
+        log_file: Option<&std::path::Path>,
+    ) -> Self {
+        Self::launch(args, cwd, log, log_file, "/healthz").await
+    }
+
+    async fn launch(
+        args: &[&str],
+        cwd: &std::path::Path,
+        log: &str,
+        log_file: Option<&std::path::Path>,
+        ready_path: &str,
+    ) -> Self {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
         };
         let addr = format!("127.0.0.1:{port}");
+        let stderr = match log_file {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("log file"),
+            ),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(binary())
             .arg("serve")
             .arg("--listen")
@@ -176,8 +220,10 @@ impl Server {
             .current_dir(cwd)
             .env_remove("AMTSBUCH_DATABASE_URL")
             .env_remove("AMTSBUCH_NATS_URL")
-            .env("AMTSBUCH_LOG", "warn")
+            .env("AMTSBUCH_LOG", log)
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("start amtsbuch");
@@ -190,7 +236,7 @@ impl Server {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = server.request("GET", "/readyz", &[], "").await {
+            if let Ok(r) = server.request("GET", ready_path, &[], "").await {
                 if r.status == 200 {
                     return server;
                 }
@@ -418,6 +464,22 @@ pub async fn run_cli(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Create a signing key for `origin` with `amtsbuch keygen` under `dir/keys`; returns the
+/// private key's path, for `--signing-key`.
+pub async fn keygen(dir: &std::path::Path, origin: &str) -> String {
+    let keys = dir.join("keys");
+    let (code, out, err) = run_cli(&[
+        "keygen",
+        "--origin",
+        origin,
+        "--out",
+        &keys.display().to_string(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    keys.join("amtsbuch-signing.pk8").display().to_string()
 }
 
 /// A scratch directory removed on drop.
@@ -680,6 +742,8 @@ pub fn nats_server_binary() -> PathBuf {
 pub struct NatsServer {
     binary: PathBuf,
     port: u16,
+    /// The server's `max_payload`, when not its default (1 MiB).
+    max_payload: Option<usize>,
     // Declared before `dir` so that the process is gone before its directory is removed.
     child: Option<std::process::Child>,
     dir: TempDir,
@@ -687,14 +751,28 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub async fn start() -> Self {
+        Self::start_with_max_payload(None).await
+    }
+
+    /// `start`, with this `max_payload` (the most bytes of headers and payload one message
+    /// may have) instead of the default 1 MiB.
+    pub async fn start_with_max_payload(max_payload: Option<usize>) -> Self {
         let mut server = Self {
             binary: nats_server_binary(),
             port: free_port(),
+            max_payload,
             child: None,
             dir: TempDir::new(),
         };
         server.spawn().await;
         server
+    }
+
+    /// Restart it (SIGKILL, then start on the same port and store) with another
+    /// `max_payload`; clients learn the new value when they reconnect.
+    pub async fn restart_with_max_payload(&mut self, max_payload: Option<usize>) {
+        self.max_payload = max_payload;
+        self.restart().await;
     }
 
     pub fn url(&self) -> String {
@@ -716,7 +794,15 @@ impl NatsServer {
     }
 
     async fn spawn(&mut self) {
+        let config = self.dir.0.join("nats.conf");
+        let settings = self
+            .max_payload
+            .map(|n| format!("max_payload: {n}\n"))
+            .unwrap_or_default();
+        std::fs::write(&config, settings).expect("write nats.conf");
         let child = std::process::Command::new(&self.binary)
+            .arg("-c")
+            .arg(&config)
             .args([
                 "-a",
                 "127.0.0.1",
@@ -915,5 +1001,187 @@ pub async fn wait_relayed(url: &str, stream: &str, head: u64, within: Duration) 
             "the relay did not publish up to position {head} within {within:?}; the stream ends at {last:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A private PostgreSQL server.
+
+/// Whether this process runs as root (then PostgreSQL's tools run as the `postgres` user,
+/// since the server refuses to run as root, and the tests may mount file systems).
+pub fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// The directory with PostgreSQL's `initdb`, `pg_ctl` and `postgres`:
+/// `AMTSBUCH_TEST_PG_BIN`, the newest `/usr/lib/postgresql/<version>/bin`, or the PATH.
+pub fn pg_bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("AMTSBUCH_TEST_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return bin;
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .find(|dir| dir.join("initdb").is_file())
+        .expect(
+            "these tests start a PostgreSQL server of their own: set AMTSBUCH_TEST_PG_BIN to the \
+             directory with initdb and pg_ctl, or install the PostgreSQL server",
+        )
+}
+
+/// A PostgreSQL server of the test's own — `initdb` into a scratch directory, its own
+/// port on the loopback interface, trust authentication — that the test may stop and
+/// start as it likes (never the machine's shared server). Stopped and removed when dropped.
+#[derive(Debug)]
+pub struct PgServer {
+    bin: PathBuf,
+    port: u16,
+    data: PathBuf,
+    // Last, so that the server is stopped before its directory is removed.
+    dir: TempDir,
+}
+
+impl PgServer {
+    /// Create the cluster and start it.
+    pub async fn start() -> Self {
+        let dir = TempDir::new();
+        let data = dir.0.join("data");
+        let server = Self {
+            bin: pg_bin_dir(),
+            port: free_port(),
+            data,
+            dir,
+        };
+        if running_as_root() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(&server.dir.0)
+                .status()
+                .expect("chown");
+            assert!(
+                status.success(),
+                "cannot give the cluster directory to postgres"
+            );
+        }
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &server.data.display().to_string(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        server.start_again().await;
+        server
+    }
+
+    /// A URL of database `db` on this server.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Create database `name` and return its URL.
+    pub async fn create_database(&self, name: &str) -> String {
+        let mut admin = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .expect("connect to the private server");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        self.url(name)
+    }
+
+    /// Stop the server the hard way: every backend is killed, nothing is flushed, and the
+    /// next start runs crash recovery.
+    pub fn stop_immediately(&self) {
+        self.pg_ctl(&["stop", "-m", "immediate", "-w"]);
+    }
+
+    /// Start the (stopped) server and wait until it accepts connections.
+    pub async fn start_again(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c shared_buffers=16MB",
+            self.port,
+            self.dir.0.display()
+        );
+        let log = self.dir.0.join("postgres.log").display().to_string();
+        self.pg_ctl(&["start", "-w", "-t", "60", "-l", &log, "-o", &options]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the private PostgreSQL did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.data.display().to_string();
+        let mut all = vec!["-D", &data];
+        all.extend_from_slice(args);
+        self.run("pg_ctl", &all);
+    }
+
+    /// One of PostgreSQL's tools, run as `postgres` when the test runs as root.
+    fn tool(&self, tool: &str) -> std::process::Command {
+        let program = self.bin.join(tool);
+        let mut command = if running_as_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        command.stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .tool(tool)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.data.display().to_string();
+        let _ = self
+            .tool("pg_ctl")
+            .args(["-D", &data, "stop", "-m", "immediate", "-w"])
+            .output();
     }
 }

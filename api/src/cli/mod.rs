@@ -19,10 +19,19 @@ pub mod verify;
 use anyhow::Context;
 
 use amtsbuch_infra::any::redact;
+use amtsbuch_infra::postgres::ConnectionBudget;
 use amtsbuch_infra::AnyStore;
 
 async fn open_store(database_url: &str) -> anyhow::Result<AnyStore> {
-    AnyStore::open(database_url)
+    open_store_within(database_url, ConnectionBudget::DEFAULT).await
+}
+
+/// `open_store`, holding at most `budget` PostgreSQL connections.
+async fn open_store_within(
+    database_url: &str,
+    budget: ConnectionBudget,
+) -> anyhow::Result<AnyStore> {
+    AnyStore::open_within(database_url, budget)
         .await
         .with_context(|| format!("cannot open the event store at {}", redact(database_url)))
 }

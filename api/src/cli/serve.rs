@@ -18,6 +18,7 @@ use anyhow::Context;
 use amtsbuch_domain::subject::SubjectPrefix;
 use amtsbuch_infra::any::{redact, DEFAULT_DATABASE_URL};
 use amtsbuch_infra::ledger::{self, LedgerConfig};
+use amtsbuch_infra::postgres::ConnectionBudget;
 use amtsbuch_infra::relay::{self, RelayConfig};
 use amtsbuch_infra::sealer::Sealer;
 use amtsbuch_infra::vault::KeyVault;
@@ -50,6 +51,10 @@ pub struct ServeArgs {
     /// data. Create one with `amtsbuch kek generate`.
     #[arg(long = "kek", env = "AMTSBUCH_KEK", value_delimiter = ',')]
     kek: Vec<PathBuf>,
+    /// The most PostgreSQL connections this node holds (at least 6): the writer, one
+    /// session for the leases of its once-per-database jobs, subject locks and reads.
+    #[arg(long, env = "AMTSBUCH_DB_CONNECTIONS", default_value_t = ConnectionBudget::DEFAULT.total())]
+    db_connections: u32,
     // The domain modules add the flags of their background jobs.
 }
 
@@ -142,10 +147,17 @@ pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<
         ledger: ledger_args,
         auth: auth_args,
         kek,
+        db_connections,
     } = args;
     let auth = Arc::new(authenticator(&auth_args, listen)?);
     let relay_config = nats.relay_config()?;
-    let store = super::open_store(&database_url).await?;
+    let budget = connection_budget(
+        db_connections,
+        &database_url,
+        &ledger_args,
+        relay_config.is_some(),
+    )?;
+    let store = super::open_store_within(&database_url, budget).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -216,8 +228,17 @@ pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<
                     vec![(vec![], lag as f64)]
                 },
             );
+            let blocked = handle.blocked();
+            state.metrics.gauge_fn(
+                "amtsbuch_relay_blocked_position",
+                "The log position of an event this node's relay cannot publish (NATS refuses it, e.g. above its max_payload) and is stuck at; 0 while it is not stuck.",
+                move || {
+                    let at = blocked.borrow().as_ref().map_or(0, |b| b.position);
+                    vec![(vec![], at as f64)]
+                },
+            );
             tracing::info!(stream = %config.stream, prefix = %config.prefix, "relaying events to NATS JetStream");
-            state.nats = Some(Arc::new(NatsLink::new(config)));
+            state.nats = Some(Arc::new(NatsLink::new(config).watching(&handle)));
             Some(handle)
         }
         None => None,
@@ -230,6 +251,40 @@ pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<
     runner.shutdown().await;
     tracing::info!("amtsbuch stopped");
     Ok(0)
+}
+
+/// The node's PostgreSQL connection budget, refused with what it must cover when too small.
+/// The embedded store needs none: its connections are file handles.
+fn connection_budget(
+    total: u32,
+    database_url: &str,
+    ledger: &LedgerArgs,
+    relays: bool,
+) -> anyhow::Result<ConnectionBudget> {
+    if !database_url.starts_with("postgres") {
+        return Ok(ConnectionBudget::DEFAULT);
+    }
+    ConnectionBudget::new(total).map_err(|_| {
+        let mut jobs = Vec::new();
+        if !ledger.signing_key.is_empty() {
+            jobs.push("the ledger signer".to_owned());
+        }
+        if relays {
+            jobs.push("the NATS relay".to_owned());
+        }
+        jobs.push(format!(
+            "{} read models",
+            crate::domains::projections().len()
+        ));
+        jobs.push("the domain modules' background jobs".to_owned());
+        anyhow::anyhow!(
+            "--db-connections {total} cannot cover what this node runs on PostgreSQL: the writer (1), \
+             one session for the leases of {} (1), subject locks for GDPR commands (at least 1) \
+             and reads (at least 3, one of which listens for other nodes' commits); give at least {}",
+            jobs.join(", "),
+            ConnectionBudget::MIN
+        )
+    })
 }
 
 /// The token verifier `serve` uses: the provider's keys, and with `--dev` the local

@@ -51,8 +51,7 @@ fn spawn_from_args(
 pub fn spawn(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            let mut lease = match Lease::acquire(&state.store, "amtsbuch_gdpr_sweeper", every).await
-            {
+            let lease = match Lease::acquire(&state.store, "amtsbuch_gdpr_sweeper", every).await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %e, "GDPR sweeper cannot take its lease; retrying");
@@ -60,16 +59,19 @@ pub fn spawn(state: AppState, every: Duration) -> tokio::task::JoinHandle<()> {
                     continue;
                 }
             };
-            loop {
+            tracing::info!("this process runs the GDPR sweeper");
+            // Stop as soon as the lease is lost, not at the next interval: another process
+            // may sweep from then on.
+            while lease.is_held() {
                 if let Err(e) = sweep(&state).await {
                     tracing::warn!(status = e.status.as_u16(), detail = %e.detail, "GDPR sweep failed; retrying at the next interval");
                 }
-                tokio::time::sleep(every).await;
-                if lease.check().await.is_err() {
-                    tracing::warn!("GDPR sweeper lost its lease; standing by");
-                    break;
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    _ = lease.lost() => {}
                 }
             }
+            tracing::warn!("GDPR sweeper lost its lease; standing by");
         }
     })
 }
