@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod append;
+pub mod applications;
 pub mod base64;
 pub mod chain;
 pub mod checkpoint;
