@@ -22,8 +22,11 @@
 //! - cash records are kept (books ten years, vouchers six) from the 1 January after the
 //!   annual accounts of the year they were booked in ([`retention_until`]).
 
+pub mod camt;
 pub mod claim;
+pub mod hkr;
 pub mod receivable;
+pub mod reconcile;
 
 use std::fmt;
 
