@@ -20,6 +20,7 @@ pub mod jcs;
 pub mod merkle;
 pub mod newtype;
 pub mod note;
+pub mod payments;
 pub mod receipt;
 pub mod record;
 pub mod seal;
