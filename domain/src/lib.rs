@@ -19,6 +19,7 @@ pub mod jcs;
 pub mod merkle;
 pub mod newtype;
 pub mod note;
+pub mod participation;
 pub mod receipt;
 pub mod record;
 pub mod seal;
