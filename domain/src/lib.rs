@@ -21,6 +21,7 @@ pub mod merkle;
 pub mod newtype;
 pub mod note;
 pub mod payments;
+pub mod participation;
 pub mod receipt;
 pub mod record;
 pub mod seal;
