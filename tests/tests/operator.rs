@@ -1,0 +1,173 @@
+//! An operator's first hour with the binary: a verifier that only reads what it checks and
+//! refuses to vouch for a log that is not there.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use amtsbuch_tests::{binary, Server, TempDir, TestDatabase};
+use sqlx::Connection;
+
+/// Run `amtsbuch` in `cwd` to completion (at most 60 s); returns exit code, stdout, stderr.
+async fn run_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
+    let child = tokio::process::Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("AMTSBUCH_DATABASE_URL")
+        .env_remove("AMTSBUCH_NATS_URL")
+        .env_remove("AMTSBUCH_LISTEN")
+        .env_remove("AMTSBUCH_KEK")
+        .env_remove("AMTSBUCH_SIGNING_KEY")
+        .env_remove("AMTSBUCH_JWKS")
+        .env_remove("AMTSBUCH_DEV")
+        .env("AMTSBUCH_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start amtsbuch");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("amtsbuch {args:?} did not exit within 60 s"))
+        .expect("run amtsbuch");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The names in a directory, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The tables of a PostgreSQL database's public schema.
+async fn tables(url: &str) -> Vec<String> {
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("list tables")
+}
+
+/// A missing SQLite file is refused and not created, nor its directory.
+#[tokio::test]
+async fn verify_refuses_a_missing_database_file_and_creates_nothing() {
+    let dir = TempDir::new();
+    let (code, out, err) = run_in(
+        &dir.0,
+        &["verify", "--database-url", "sqlite://nothere/x.db"],
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(!out.contains("ok:"), "{out}");
+    assert!(
+        err.contains("no database file") && err.contains("nothere/x.db"),
+        "{err}"
+    );
+    assert!(listing(&dir.0).is_empty(), "{:?}", listing(&dir.0));
+
+    // The default URL, in a directory without data/: the same.
+    let (code, out, err) = run_in(&dir.0, &["verify"]).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("data/amtsbuch.db"), "{err}");
+    assert!(listing(&dir.0).is_empty(), "{:?}", listing(&dir.0));
+}
+
+/// A PostgreSQL database without the log is refused and left without tables: the verifier
+/// does not migrate it.
+#[tokio::test]
+async fn verify_does_not_migrate_an_empty_postgres_database() {
+    let db = TestDatabase::create().await;
+    let (code, out, err) = run_in(
+        &std::env::temp_dir(),
+        &["verify", "--database-url", &db.url],
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(!out.contains("ok:"), "{out}");
+    assert!(err.contains("holds no Amtsbuch log"), "{err}");
+    assert_eq!(tables(&db.url).await, Vec::<String>::new());
+    db.drop_now().await;
+}
+
+/// A log that exists but holds no event is refused too: "ok: 0 events" would vouch for
+/// nothing. On SQLite the file is not written to.
+#[tokio::test]
+async fn verify_refuses_an_empty_log_on_both_stores() {
+    let db = TestDatabase::create().await;
+    let store = amtsbuch_infra::AnyStore::open(&db.url)
+        .await
+        .expect("migrate");
+    drop(store);
+    let (code, out, err) = run_in(
+        &std::env::temp_dir(),
+        &["verify", "--database-url", &db.url],
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("is empty"), "{err}");
+    db.drop_now().await;
+
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}/log.db", dir.0.display());
+    let store = amtsbuch_infra::AnyStore::open(&url).await.expect("create");
+    drop(store);
+    // Let the store's writer task finish closing its connection.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let file = dir.0.join("log.db");
+    let before = std::fs::read(&file).expect("read the file");
+    let (code, out, err) = run_in(&dir.0, &["verify", "--database-url", &url]).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("is empty"), "{err}");
+    assert_eq!(std::fs::read(&file).expect("read the file"), before);
+}
+
+/// A file that is not the log's database is refused with what was found, not verified as
+/// an empty log.
+#[tokio::test]
+async fn verify_refuses_a_file_without_the_log() {
+    let dir = TempDir::new();
+    let file = dir.0.join("other.db");
+    let url = format!("sqlite://{}", file.display());
+    let mut conn = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
+        .await
+        .expect("create");
+    sqlx::query("CREATE TABLE notes (id INTEGER)")
+        .execute(&mut conn)
+        .await
+        .expect("create table");
+    conn.close().await.expect("close");
+    let (code, out, err) = run_in(&dir.0, &["verify", "--database-url", &url]).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("holds no Amtsbuch log"), "{err}");
+}
+
+/// A log with events still verifies, read-only, while a server writes it.
+#[tokio::test]
+async fn verify_reads_a_live_embedded_log() {
+    let dir = TempDir::new();
+    let server = Server::start(&[], &dir.0).await;
+    let r = server
+        .post_events(
+            "application-1",
+            "no-stream",
+            r#"[{"type":"Noted","data":{"n":1}}]"#,
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let (code, out, err) = run_in(&dir.0, &["verify"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok: 1 events verified"), "{out}");
+    server.kill().await;
+}
