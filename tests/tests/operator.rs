@@ -1,11 +1,13 @@
 //! An operator's first hour with the binary: a verifier that only reads what it checks and
-//! refuses to vouch for a log that is not there.
+//! refuses to vouch for a log that is not there, and a `serve` that checks its flags, the
+//! files they name and its port before it creates anything, with error texts that say what
+//! is wrong once.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use amtsbuch_tests::{binary, Server, TempDir, TestDatabase};
+use amtsbuch_tests::{binary, free_port, PgServer, Server, TempDir, TestDatabase};
 use sqlx::Connection;
 
 /// Run `amtsbuch` in `cwd` to completion (at most 60 s); returns exit code, stdout, stderr.
@@ -170,4 +172,169 @@ async fn verify_reads_a_live_embedded_log() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("ok: 1 events verified"), "{out}");
     server.kill().await;
+}
+
+/// Each flag that names a file whose content is wrong or missing stops `serve` before it
+/// creates a database, a key or a directory, and before it says it serves.
+#[tokio::test]
+async fn serve_checks_the_files_it_is_given_before_it_creates_anything() {
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--dev", "--kek", "/nonexistent/kek"], "/nonexistent/kek"),
+        (
+            &["--dev", "--signing-key", "/nonexistent/signing.pk8"],
+            "/nonexistent/signing.pk8",
+        ),
+        (
+            &["--jwks", "/nonexistent/jwks.json"],
+            "/nonexistent/jwks.json",
+        ),
+        (
+            &["--dev", "--database-url", "mysql://localhost/amtsbuch"],
+            "unsupported database URL",
+        ),
+    ];
+    for (flags, says) in cases {
+        let dir = TempDir::new();
+        let mut args = vec!["serve", "--listen", &listen];
+        args.extend_from_slice(flags);
+        let (code, out, err) = run_in(&dir.0, &args).await;
+        assert_ne!(code, 0, "{flags:?}: {out}{err}");
+        assert!(err.contains(says), "{flags:?}: {err}");
+        assert!(!err.contains("serving"), "{flags:?}: {err}");
+        assert!(
+            listing(&dir.0).is_empty(),
+            "{flags:?} left {:?} behind",
+            listing(&dir.0)
+        );
+    }
+}
+
+/// A port that is taken is found before anything is written, and said so.
+#[tokio::test]
+async fn serve_binds_its_port_before_it_writes_anything() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let dir = TempDir::new();
+    let (code, out, err) = run_in(&dir.0, &["serve", "--dev", "--listen", &addr]).await;
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains(&addr) && err.contains("taken"), "{err}");
+    assert!(listing(&dir.0).is_empty(), "{:?}", listing(&dir.0));
+    drop(taken);
+}
+
+/// `--listen` takes a host name, and `--dev` still only on loopback.
+#[tokio::test]
+async fn serve_listens_on_a_host_name_and_keeps_dev_on_loopback() {
+    let dir = TempDir::new();
+    let port = free_port();
+    let listen = format!("localhost:{port}");
+    let mut child = tokio::process::Command::new(binary())
+        .args(["serve", "--dev", "--listen", &listen])
+        .current_dir(&dir.0)
+        .env_remove("AMTSBUCH_DATABASE_URL")
+        .env_remove("AMTSBUCH_NATS_URL")
+        .env("AMTSBUCH_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start amtsbuch");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("serve --listen {listen} exited: {status}");
+        }
+        assert!(std::time::Instant::now() < deadline, "serve did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill().await;
+
+    let dir = TempDir::new();
+    let listen = format!("0.0.0.0:{}", free_port());
+    let (code, _, err) = run_in(&dir.0, &["serve", "--dev", "--listen", &listen]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("--dev") && err.contains("refused"), "{err}");
+    assert!(listing(&dir.0).is_empty(), "{:?}", listing(&dir.0));
+
+    let (code, _, err) = run_in(&dir.0, &["serve", "--dev", "--listen", "localhost"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no port"), "{err}");
+}
+
+/// An error whose text already carries its cause is printed once.
+#[tokio::test]
+async fn errors_are_printed_once() {
+    let dir = TempDir::new();
+    let (code, out, err) =
+        run_in(&dir.0, &["token", "--role", "citizen", "--subject", "c-1"]).await;
+    assert_ne!(code, 0, "{out}");
+    assert_eq!(err.matches("requires").count(), 1, "{err}");
+    assert!(listing(&dir.0).is_empty(), "{:?}", listing(&dir.0));
+}
+
+/// A wrong PostgreSQL port and a server that is full read differently when `serve`
+/// starts, and neither as "pool timed out"; and nothing is written to the working
+/// directory either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_says_whether_postgres_is_absent_or_full() {
+    let dir = TempDir::new();
+    let closed = format!("postgres://postgres@127.0.0.1:{}/amtsbuch", free_port());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (code, out, err) = run_in(
+        &dir.0,
+        &[
+            "serve",
+            "--dev",
+            "--listen",
+            &listen,
+            "--database-url",
+            &closed,
+        ],
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(!err.contains("pool timed out"), "{err}");
+    assert!(listing(&dir.0).is_empty(), "{:?}", listing(&dir.0));
+
+    let pg = PgServer::start().await;
+    let url = pg.create_database("amtsbuch").await;
+    let mut admin = sqlx::PgConnection::connect(&pg.url("postgres"))
+        .await
+        .expect("connect");
+    sqlx::query("ALTER SYSTEM SET max_connections = 8")
+        .execute(&mut admin)
+        .await
+        .expect("limit connections");
+    drop(admin);
+    pg.stop_immediately();
+    pg.start_again().await;
+    let mut held = Vec::new();
+    while let Ok(c) = sqlx::PgConnection::connect(&url).await {
+        held.push(c);
+        assert!(held.len() <= 8, "max_connections is not in force");
+    }
+    let (code, out, err) = run_in(
+        &dir.0,
+        &[
+            "serve",
+            "--dev",
+            "--listen",
+            &listen,
+            "--database-url",
+            &url,
+        ],
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("too many clients"), "{err}");
+    assert!(!err.contains("pool timed out"), "{err}");
+    drop(held);
 }
