@@ -338,3 +338,87 @@ async fn serve_says_whether_postgres_is_absent_or_full() {
     assert!(!err.contains("pool timed out"), "{err}");
     drop(held);
 }
+
+/// The compose setup's sample key set (compose/try): a server that trusts it as a provider's
+/// keys — without `--dev` — accepts the tokens `amtsbuch token` mints with the published
+/// sample key, and refuses those of any other key.
+#[tokio::test]
+async fn the_sample_key_set_accepts_the_token_helpers_tokens_without_dev() {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("compose")
+        .join("try");
+    let jwks = sample.join("jwks.json").display().to_string();
+    let key = sample.join("token-key.pk8").display().to_string();
+    let dir = TempDir::new();
+    let port = free_port();
+    let mut child = tokio::process::Command::new(binary())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--jwks", &jwks, "--jwt-issuer", "amtsbuch-dev"])
+        .current_dir(&dir.0)
+        .env_remove("AMTSBUCH_DATABASE_URL")
+        .env_remove("AMTSBUCH_NATS_URL")
+        .env_remove("AMTSBUCH_DEV")
+        .env("AMTSBUCH_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start amtsbuch");
+    let (code, token, err) = run_in(
+        &dir.0,
+        &[
+            "token",
+            "--dev-key",
+            &key,
+            "--role",
+            "operator",
+            "--subject",
+            "ops-1",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, other, err) = run_in(
+        &dir.0,
+        &[
+            "token",
+            "--dev-key",
+            "other.pk8",
+            "--role",
+            "operator",
+            "--subject",
+            "ops-1",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let client = |token: &str| amtsbuch_tests::Client {
+        addr: format!("127.0.0.1:{port}"),
+        token: token.trim().to_owned(),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client(&token).request("GET", "/readyz", &[], "").await {
+            if r.status == 200 {
+                break;
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("serve with the sample key set exited: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not get ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        client(&token).get("/events?after=0&limit=1").await.status,
+        200
+    );
+    assert_eq!(
+        client(&other).get("/events?after=0&limit=1").await.status,
+        401
+    );
+    let _ = child.kill().await;
+}
