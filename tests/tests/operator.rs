@@ -180,7 +180,8 @@ async fn verify_reads_a_live_embedded_log() {
 async fn serve_checks_the_files_it_is_given_before_it_creates_anything() {
     let port = free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
+        (&["--dev", "--origin", "bad origin"], "--origin"),
         (&["--dev", "--kek", "/nonexistent/kek"], "/nonexistent/kek"),
         (
             &["--dev", "--signing-key", "/nonexistent/signing.pk8"],

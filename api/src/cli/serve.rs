@@ -164,6 +164,12 @@ pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<
         relay_config.is_some(),
     )?;
     check_database_url(&database_url)?;
+    if !amtsbuch_domain::note::is_valid_key_name(&ledger_args.origin) {
+        anyhow::bail!(
+            "--origin {:?} cannot name the log and its keys: it must be non-empty and contain neither white space nor '+'",
+            ledger_args.origin
+        );
+    }
     let given_keyring = if kek.is_empty() {
         None
     } else {
