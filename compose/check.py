@@ -14,8 +14,11 @@ merges the override into the base file. Then it checks what a user meets on firs
 - every bind mount says `create_host_path: false`, so a missing file is an error rather
   than an empty directory created in its place;
 - the service has a healthcheck, waits for `setup` to complete, and never runs `--dev`;
-- with `--binary PATH`, the service's healthcheck command runs against a real
-  `amtsbuch serve` and must succeed once the server is ready and fail once it is gone.
+- with `--binary PATH`, the setup service's script runs (paths moved to a temporary
+  directory): it must stop with a message while the key set is missing, then create the
+  keys and print the verifier key, and keep them on a second start; and the service's
+  healthcheck command runs against a real `amtsbuch serve` and must succeed once the server
+  is ready and fail once it is gone.
 
 Usage: compose/check.py [--binary target/debug/amtsbuch]. Exits non-zero on any finding.
 Needs PyYAML and jsonschema (Debian: python3-yaml python3-jsonschema).
@@ -216,7 +219,7 @@ def check_healthcheck(config, binary):
     port = free_port()
     with tempfile.TemporaryDirectory() as cwd:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AMTSBUCH_")}
-        env["AMTSBUCH_LOG"] = "warn"
+        env["AMTSBUCH_LOG"] = "error"
         server = subprocess.Popen(
             [binary, "serve", "--dev", "--listen", f"127.0.0.1:{port}"],
             cwd=cwd,
@@ -241,6 +244,51 @@ def check_healthcheck(config, binary):
         finding("healthcheck", "succeeds with no server listening")
 
 
+def check_setup(config, binary):
+    """The setup service's script, run with its paths under a temporary directory and the
+    binary's directory on PATH (chown left out: there is no user amtsbuch here)."""
+    script = config["services"]["setup"]["command"][0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMTSBUCH_")}
+    env["AMTSBUCH_ORIGIN"] = config["services"]["setup"]["environment"]["AMTSBUCH_ORIGIN"]
+    env["PATH"] = os.path.dirname(os.path.abspath(binary)) + os.pathsep + env.get("PATH", "")
+    env["AMTSBUCH_LOG"] = "warn"
+    with tempfile.TemporaryDirectory() as root:
+        keys, secrets = os.path.join(root, "keys"), os.path.join(root, "secrets")
+        os.makedirs(keys)
+        os.makedirs(secrets)
+        local = (
+            script.replace("/keys", keys)
+            .replace("/secrets", secrets)
+            .replace("$$", "$")
+            .replace("chown amtsbuch:amtsbuch", "true")
+        )
+
+        def run():
+            return subprocess.run(["sh", "-c", local], env=env, capture_output=True, text=True)
+
+        missing = run()
+        if missing.returncode == 0 or "secrets/jwks.json" not in missing.stderr:
+            finding("setup", "does not stop with a clear message when secrets/jwks.json is missing")
+        if os.listdir(keys):
+            finding("setup", "creates keys although secrets/jwks.json is missing")
+        with open(os.path.join(secrets, "jwks.json"), "w", encoding="utf-8") as f:
+            f.write('{"keys": []}')
+        first = run()
+        if first.returncode != 0:
+            finding("setup", f"fails with a key set present: {first.stderr.strip()}")
+            return
+        with open(os.path.join(keys, "amtsbuch.vkey"), encoding="utf-8") as f:
+            vkey = f.read().strip()
+        if not vkey.startswith(env["AMTSBUCH_ORIGIN"] + "+") or vkey not in first.stdout:
+            finding("setup", "does not print the log's verifier key")
+        with open(os.path.join(keys, "amtsbuch-signing.pk8"), "rb") as f:
+            key = f.read()
+        again = run()
+        with open(os.path.join(keys, "amtsbuch-signing.pk8"), "rb") as f:
+            if again.returncode != 0 or f.read() != key or vkey not in again.stdout:
+                finding("setup", "a second start does not keep the keys of the first")
+
+
 def main():
     binary = None
     args = sys.argv[1:]
@@ -257,13 +305,21 @@ def main():
         if not os.path.isfile(os.path.join(ROOT, "compose", "try", name)):
             finding("compose/try", f"{name} is missing")
     if binary and not findings:
+        check_setup(base, binary)
         check_healthcheck(base, binary)
     for f in findings:
         print(f, file=sys.stderr)
     if findings:
         sys.exit(1)
-    print(f"ok: docker-compose.yml and compose/try/docker-compose.yml are valid Compose files"
-          + (", and the healthcheck tells a ready server from none" if binary else ""))
+    print(
+        "ok: docker-compose.yml and compose/try/docker-compose.yml are valid Compose files"
+        + (
+            "; setup stops without a key set and makes and keeps the keys with one; and the"
+            " healthcheck tells a ready server from none"
+            if binary
+            else ""
+        )
+    )
 
 
 if __name__ == "__main__":
