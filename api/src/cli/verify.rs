@@ -19,7 +19,9 @@ use anyhow::Context;
 use amtsbuch_domain::chain::to_hex;
 use amtsbuch_domain::verify::{ChainVerifier, VerifyError};
 use amtsbuch_infra::any::{redact, DEFAULT_DATABASE_URL};
-use amtsbuch_infra::{AnyStore, EventStore, Head, ReadOnlyLog, RecordedEvent, StoreError};
+use amtsbuch_infra::{
+    AnyStore, EventStore, Head, PgStore, ReadOnlyLog, RecordedEvent, SqliteStore, StoreError,
+};
 
 // The flags of `verify`. (Plain comments on the flag groups: a doc comment would become
 // the command's help text.)
@@ -149,16 +151,26 @@ impl LogSource for ReadOnlyLog {
     }
 }
 
-/// A running store, for checks of a log while it is written.
-impl LogSource for AnyStore {
-    async fn head(&self) -> Result<Head, StoreError> {
-        EventStore::head(self).await
-    }
+/// The running stores, for checks of a log while it is written (tests do).
+macro_rules! store_source {
+    ($($store:ty),*) => {$(
+        impl LogSource for $store {
+            async fn head(&self) -> Result<Head, StoreError> {
+                EventStore::head(self).await
+            }
 
-    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        EventStore::read_all(self, after, limit).await
-    }
+            async fn read_all(
+                &self,
+                after: u64,
+                limit: usize,
+            ) -> Result<Vec<RecordedEvent>, StoreError> {
+                EventStore::read_all(self, after, limit).await
+            }
+        }
+    )*};
 }
+
+store_source!(AnyStore, PgStore, SqliteStore);
 
 /// Walk the whole log. `progress` is called with the number of events checked so far.
 pub async fn verify_store<S: LogSource>(
