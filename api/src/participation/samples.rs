@@ -1,0 +1,185 @@
+//! What the service's own tests need of the participation domain
+//! (`crate::module::TestSupport`): who may call each of its operations, and sample data
+//! that makes each of them succeed — an active dialog with one comment of the citizen's.
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use uuid::Uuid;
+
+use amtsbuch_domain::participation::contribution::{
+    Content, ContributionCommand, ContributionState, Submit,
+};
+use amtsbuch_domain::participation::procedure::{
+    DraftProcedure, ProcedureCommand, ProcedureState, ScheduleRound,
+};
+use amtsbuch_domain::participation::{
+    Ags, ContributionId, ContributionKind, ContributionText, Format, ParticipantId, ProcedureId,
+    Pseudonym, RoundId, Title, Topic,
+};
+use amtsbuch_domain::AuthorityId;
+
+use crate::command::{current, execute, read_models_current, refused, Meta};
+use crate::module::{AccessRow, SampleValues, Samples, Target::Nobody};
+use crate::AppState;
+
+/// Who may call each participation operation: the public routes everybody, without a
+/// token.
+pub const ACCESS: &[AccessRow] = &[
+    public("GET", "/participations"),
+    public("GET", "/participations/calendar"),
+    public("GET", "/participations/{id}"),
+    public("GET", "/participations/{id}/contributions"),
+    public("GET", "/participations/{id}/moderation-log"),
+];
+
+const fn public(method: &'static str, path: &'static str) -> AccessRow {
+    AccessRow {
+        method,
+        path,
+        roles: None,
+        target: Nobody,
+    }
+}
+
+/// No operation changes the samples for good.
+pub const LAST: &[(&str, &str)] = &[];
+
+/// The participation samples.
+pub static SAMPLES: ParticipationSamples = ParticipationSamples;
+
+/// The samples: `procedure` is drafted, announced and opened by the first `seed`, and
+/// each seed adds a comment of its participant.
+#[derive(Debug, Clone, Copy)]
+pub struct ParticipationSamples;
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+impl Samples for ParticipationSamples {
+    fn values(&self, citizen: &str) -> SampleValues {
+        [
+            ("participant", citizen),
+            ("procedure", "0193a1b2-0000-7000-8000-0000000000f1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    /// Runs the domain's commands through the command path, then waits for the read model.
+    /// The state must have a sealer (the comment's text is sealed).
+    fn seed<'a>(
+        &'a self,
+        _app: &'a axum::Router,
+        state: &'a AppState,
+        _operator: &'a str,
+        values: &'a mut SampleValues,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            // One procedure for every caller's samples: the public routes name nobody.
+            let pid = values
+                .get("procedure")
+                .and_then(|p| Uuid::parse_str(p).ok())
+                .map(ProcedureId)
+                .expect("the sample procedure is a UUID");
+            let stream = pid.stream_id();
+            let stream = &stream;
+            let meta = Meta::system("test");
+            let meta = &meta;
+            let run = |command: ProcedureCommand| async move {
+                execute::<ProcedureState>(
+                    state,
+                    stream,
+                    &command,
+                    |e| refused("procedure-refused", e),
+                    meta,
+                )
+                .await
+                .expect("the sample procedure")
+            };
+            let (existing, _) = current::<ProcedureState>(state, stream)
+                .await
+                .expect("the sample procedure's stream");
+            let start = match existing.procedure().and_then(|p| p.rounds.first()) {
+                Some(round) => round.starts_at,
+                None => {
+                    run(ProcedureCommand::Draft(DraftProcedure {
+                        procedure_id: pid,
+                        authority: AuthorityId::parse("stadt-dresden").expect("authority"),
+                        format: Format::Dialog,
+                        title: Title::parse("Stadtteildialog Johannstadt").expect("title"),
+                        topics: vec![Topic::parse("verkehr").expect("topic")],
+                        region: Ags::parse("14612000").expect("ags"),
+                        geometry: None,
+                        accepts_late: false,
+                        report_threshold: None,
+                        survey: None,
+                        at: now(),
+                    }))
+                    .await;
+                    run(ProcedureCommand::Announce { at: now() }).await;
+                    let start = now() + chrono::Duration::milliseconds(1);
+                    run(ProcedureCommand::ScheduleRound(ScheduleRound {
+                        round_id: RoundId(Uuid::now_v7()),
+                        stage: None,
+                        starts_at: start,
+                        ends_at: start + chrono::Duration::days(30),
+                        documents: vec![],
+                        preclusion_notice: false,
+                        at: start,
+                    }))
+                    .await;
+                    start
+                }
+            };
+            let (opened, _) = current::<ProcedureState>(state, stream)
+                .await
+                .expect("the sample procedure's stream");
+            let author = values
+                .get("participant")
+                .and_then(|a| Uuid::parse_str(a).ok())
+                .map(ParticipantId)
+                .expect("the sample participant is a UUID");
+            let procedure = opened.procedure().expect("drafted").clone();
+            let cid = ContributionId(Uuid::now_v7());
+            let submit = ContributionCommand::Submit(Submit {
+                contribution_id: cid,
+                procedure: &procedure,
+                kind: ContributionKind::Comment,
+                author,
+                content: Content {
+                    pseudonym: Some(Pseudonym::parse("Anwohnerin").expect("pseudonym")),
+                    text: Some(ContributionText::parse("Mehr Bäume an der Elbe").expect("text")),
+                    ..Content::default()
+                },
+                attachments: vec![],
+                choices: Default::default(),
+                at: now().max(start),
+            });
+            execute::<ContributionState>(
+                state,
+                &cid.stream_id(),
+                &submit,
+                |e| refused("contribution-refused", e),
+                &Meta::system("test"),
+            )
+            .await
+            .expect("the sample comment");
+            read_models_current(state, &[amtsbuch_projections::participation::NAME])
+                .await
+                .expect("the read model follows");
+        })
+    }
+
+    fn param(&self, values: &SampleValues, first: &str, param: &str) -> Option<String> {
+        match (first, param) {
+            ("participations", "{id}") => values.get("procedure").cloned(),
+            _ => None,
+        }
+    }
+
+    fn body(&self, _values: &SampleValues, _method: &str, _path: &str) -> Option<Value> {
+        None
+    }
+}

@@ -1,0 +1,569 @@
+//! The participation domain's public routes through the router, on SQLite and on
+//! PostgreSQL: the search with its filters and its refusals of bad input (B4), a procedure
+//! and its rounds, the published contributions — comments under their pseudonyms, formal
+//! statements counted and never shown (B2's privacy half) —, an author's erasure, after
+//! which the comment reads as removed, no plaintext is left in the log and the log still
+//! verifies, the moderation log and the calendar.
+//!
+//! The history is made by the domain's commands through the service's command path
+//! (`command::execute`, sealing what participants wrote), as the participant and organiser
+//! routes will; every answer is checked against the OpenAPI document.
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::Router;
+use chrono::Utc;
+use serde_json::Value;
+use uuid::Uuid;
+
+use amtsbuch_api::command::{current, execute, refused, Meta};
+use amtsbuch_api::hub::HubLimits;
+use amtsbuch_api::AppState;
+use amtsbuch_domain::participation::contribution::{
+    Content, ContributionCommand, ContributionState, Submit,
+};
+use amtsbuch_domain::participation::procedure::{
+    DraftProcedure, ProcedureCommand, ProcedureState, ScheduleRound,
+};
+use amtsbuch_domain::participation::{
+    Ags, ContributionId, ContributionKind, ContributionText, DocumentRef, Format, Geometry,
+    ParticipantId, Position, ProcedureId, Pseudonym, RoundId, Sha256Hex, Stage, Title, Topic,
+};
+use amtsbuch_domain::AuthorityId;
+use amtsbuch_infra::{AnyStore, EventStore, PgStore};
+
+#[path = "../common/mod.rs"]
+mod common;
+use common::schema::conforms;
+use common::Reply;
+
+enum Place {
+    Sqlite(common::TempStore),
+    Postgres { schema: String, dir: PathBuf },
+}
+
+struct Env {
+    app: Router,
+    state: AppState,
+    store: AnyStore,
+    doc: Value,
+    runner: Option<amtsbuch_projections::RunnerHandle>,
+    place: Option<Place>,
+}
+
+fn database_url() -> String {
+    std::env::var("AMTSBUCH_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+async fn admin() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let base: sqlx::postgres::PgConnectOptions = database_url().parse().expect("test database URL");
+    sqlx::PgConnection::connect_with(&base)
+        .await
+        .expect("PostgreSQL must be running for the tests (AMTSBUCH_TEST_DATABASE_URL)")
+}
+
+impl Env {
+    async fn sqlite() -> Self {
+        let temp = common::temp_store("participation").await;
+        let store = temp.store.clone();
+        let sealer = common::sealer(&store, temp.dir());
+        Self::start(store, sealer, Place::Sqlite(temp)).await
+    }
+
+    async fn postgres() -> Self {
+        let base: sqlx::postgres::PgConnectOptions =
+            database_url().parse().expect("test database URL");
+        let schema = format!("pa_{}", Uuid::now_v7().simple());
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut admin().await)
+            .await
+            .expect("create schema");
+        let options = base.options([("search_path", schema.as_str())]);
+        let store = AnyStore::Postgres(PgStore::connect_with(options).await.expect("store"));
+        let dir = std::env::temp_dir().join(format!("amtsbuch-participation-{schema}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let sealer = common::sealer(&store, &dir);
+        Self::start(store, sealer, Place::Postgres { schema, dir }).await
+    }
+
+    async fn start(store: AnyStore, sealer: amtsbuch_infra::sealer::Sealer, place: Place) -> Self {
+        let mut state = common::state_with(&store, None, HubLimits::default()).await;
+        state.sealer = Some(sealer);
+        let runner =
+            amtsbuch_projections::spawn(store.clone(), amtsbuch_api::domains::projections());
+        Self {
+            app: amtsbuch_api::router(state.clone()),
+            state,
+            store,
+            doc: serde_json::to_value(amtsbuch_api::router::openapi()).expect("document"),
+            runner: Some(runner),
+            place: Some(place),
+        }
+    }
+
+    async fn close(mut self) {
+        if let Some(runner) = self.runner.take() {
+            runner.shutdown().await;
+        }
+        match self.place.take() {
+            Some(Place::Postgres { schema, dir }) => {
+                let mut admin = admin().await;
+                let _ = sqlx::query("SET lock_timeout = '20s'")
+                    .execute(&mut admin)
+                    .await;
+                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&mut admin)
+                    .await;
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Some(Place::Sqlite(temp)) => drop(temp),
+            None => {}
+        }
+    }
+
+    /// `GET uri` without a token, checked against the document's operation `path`.
+    async fn get(&self, path: &str, uri: &str) -> Reply {
+        let reply = common::send(&self.app, common::request("GET", uri, None, Body::empty())).await;
+        conforms(&self.doc, "GET", path, &reply);
+        reply
+    }
+
+    async fn ok(&self, path: &str, uri: &str) -> Value {
+        let reply = self.get(path, uri).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{uri}: {}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        reply.json()
+    }
+
+    async fn refused(&self, path: &str, uri: &str, status: StatusCode, kind: &str) {
+        let reply = self.get(path, uri).await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{uri}: {}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        assert_eq!(reply.media_type(), "application/problem+json", "{uri}");
+        assert_eq!(
+            reply.json()["type"],
+            format!("urn:amtsbuch:problem:{kind}"),
+            "{uri}"
+        );
+    }
+
+    async fn procedure(&self, pid: ProcedureId, command: ProcedureCommand) -> ProcedureState {
+        execute::<ProcedureState>(
+            &self.state,
+            &pid.stream_id(),
+            &command,
+            |e| refused("procedure-refused", e),
+            &Meta::system("test"),
+        )
+        .await
+        .expect("procedure command")
+        .state
+    }
+
+    /// Drafts a procedure; unless `draft_only`, announces it and opens a round now.
+    async fn open(
+        &self,
+        n: u128,
+        format: Format,
+        title: &str,
+        ags: &str,
+        at: (f64, f64),
+        draft_only: bool,
+    ) -> ProcedureId {
+        let pid = ProcedureId(Uuid::now_v7());
+        self.procedure(
+            pid,
+            ProcedureCommand::Draft(DraftProcedure {
+                procedure_id: pid,
+                authority: AuthorityId::parse("stadt-dresden").expect("authority"),
+                format,
+                title: Title::parse(title).expect("title"),
+                topics: vec![Topic::parse("wohnen").expect("topic")],
+                region: Ags::parse(ags).expect("ags"),
+                geometry: Some(Geometry::Point {
+                    coordinates: Position::new(at.0, at.1).expect("position"),
+                }),
+                accepts_late: false,
+                report_threshold: None,
+                survey: None,
+                at: Utc::now(),
+            }),
+        )
+        .await;
+        if draft_only {
+            return pid;
+        }
+        self.procedure(pid, ProcedureCommand::Announce { at: Utc::now() })
+            .await;
+        let start = Utc::now() + chrono::Duration::milliseconds(2);
+        let stage = (format == Format::Bauleitplanung).then_some(Stage::Auslegung32);
+        self.procedure(
+            pid,
+            ProcedureCommand::ScheduleRound(ScheduleRound {
+                round_id: RoundId(Uuid::now_v7()),
+                stage,
+                starts_at: start,
+                ends_at: start + chrono::Duration::days(31),
+                documents: vec![DocumentRef {
+                    sha256: Sha256Hex::parse(&format!("{n:064x}")).expect("hash"),
+                    size: 4096,
+                    title: Title::parse("Planzeichnung").expect("title"),
+                }],
+                preclusion_notice: true,
+                at: start,
+            }),
+        )
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        pid
+    }
+
+    async fn contribute(
+        &self,
+        pid: ProcedureId,
+        kind: ContributionKind,
+        author: ParticipantId,
+        pseudonym: Option<&str>,
+        text: &str,
+    ) -> ContributionId {
+        let (procedure, _) = current::<ProcedureState>(&self.state, &pid.stream_id())
+            .await
+            .expect("procedure");
+        let cid = ContributionId(Uuid::now_v7());
+        let command = ContributionCommand::Submit(Submit {
+            contribution_id: cid,
+            procedure: procedure.procedure().expect("drafted"),
+            kind,
+            author,
+            content: Content {
+                pseudonym: pseudonym.map(|p| Pseudonym::parse(p).expect("pseudonym")),
+                text: Some(ContributionText::parse(text).expect("text")),
+                ..Content::default()
+            },
+            attachments: vec![],
+            choices: Default::default(),
+            at: Utc::now(),
+        });
+        execute::<ContributionState>(
+            &self.state,
+            &cid.stream_id(),
+            &command,
+            |e| refused("contribution-refused", e),
+            &Meta::system("test"),
+        )
+        .await
+        .expect("contribution");
+        cid
+    }
+
+    async fn caught_up(&self) {
+        common::read_models_caught_up(&self.store).await;
+    }
+
+    /// Every stored record, as text.
+    async fn log_text(&self) -> String {
+        let events = self.store.read_all(0, 10_000).await.expect("log");
+        events
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.bytes).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn ids(body: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+const DRESDEN: (f64, f64) = (13.7373, 51.0504);
+const LEIPZIG: (f64, f64) = (12.3731, 51.3397);
+const STATEMENT: &str = "Die geplante Bebauung verschattet unser Grundstück vollständig.";
+const COMMENT: &str = "Bitte einen sicheren Radweg entlang der Elbe.";
+
+/// B4 over HTTP, and the refusals of bad input: each a 400 problem.
+async fn the_search_filters_and_refuses_bad_input(env: Env) {
+    let bplan = env
+        .open(
+            1,
+            Format::Bauleitplanung,
+            "Bebauungsplan Nr. 357 Dresden-Johannstadt",
+            "14612000",
+            DRESDEN,
+            false,
+        )
+        .await;
+    let dialog = env
+        .open(
+            2,
+            Format::Dialog,
+            "Radverkehrskonzept Leipzig",
+            "14713000",
+            LEIPZIG,
+            false,
+        )
+        .await;
+    let draft = env
+        .open(
+            3,
+            Format::Bauleitplanung,
+            "Bebauungsplan Dresden-Plauen",
+            "14612000",
+            DRESDEN,
+            true,
+        )
+        .await;
+    env.caught_up().await;
+    let (b, d) = (bplan.to_string(), dialog.to_string());
+    let search = |q: &str| format!("/participations?{q}");
+    let p = "/participations";
+    assert_eq!(ids(&env.ok(p, p).await), sorted(vec![b.clone(), d.clone()]));
+    assert_eq!(
+        ids(&env.ok(p, &search("status=active")).await),
+        sorted(vec![b.clone(), d.clone()])
+    );
+    assert_eq!(
+        ids(&env
+            .ok(
+                p,
+                &search("status=active&format=bauleitplanung&ags=14612000")
+            )
+            .await),
+        vec![b.clone()]
+    );
+    assert_eq!(
+        ids(&env.ok(p, &search("status=archived")).await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(&env.ok(p, &search("q=Johannstadt")).await),
+        vec![b.clone()]
+    );
+    assert_eq!(
+        ids(&env.ok(p, &search("q=Radverkehrskonzept%20Leipzig")).await),
+        vec![d.clone()]
+    );
+    assert_eq!(
+        ids(&env.ok(p, &search("bbox=12.2,51.2,12.5,51.5")).await),
+        vec![d.clone()]
+    );
+    assert_eq!(
+        ids(&env
+            .ok(p, &search("topic=wohnen&authority=stadt-dresden"))
+            .await)
+        .len(),
+        2
+    );
+    assert_eq!(
+        ids(&env.ok(p, &search("from=2099-01-01T00:00:00Z")).await),
+        Vec::<String>::new()
+    );
+    let page = env.ok(p, &search("limit=1")).await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page["items"][0]["status"], "active");
+
+    for bad in [
+        "bbox=0,0,200,0",
+        "bbox=13,51,12,52",
+        "bbox=1,2,3",
+        "status=draft",
+        "status=open",
+        "format=petition",
+        "ags=15000000",
+        "ags=1461200",
+        "topic=Wohnen",
+        "from=yesterday",
+        "from=2026-05-01T00:00:00Z&to=2026-04-01T00:00:00Z",
+        "limit=0",
+        "limit=101",
+        "sort=title",
+    ] {
+        env.refused(p, &search(bad), StatusCode::BAD_REQUEST, "invalid-query")
+            .await;
+    }
+    let one = "/participations/{id}";
+    env.refused(
+        one,
+        &format!("/participations/{draft}"),
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
+    env.refused(
+        one,
+        "/participations/not-an-id",
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
+    let shown = env.ok(one, &format!("/participations/{b}")).await;
+    assert_eq!(shown["stage"], "auslegung32");
+    assert_eq!(shown["rounds"][0]["documents"][0]["size"], 4096);
+    let calendar = env
+        .ok("/participations/calendar", "/participations/calendar")
+        .await;
+    assert_eq!(calendar["items"].as_array().map(Vec::len), Some(2));
+    env.refused(
+        "/participations/calendar",
+        "/participations/calendar?from=2026-01-01T00:00:00Z&to=2028-01-01T00:00:00Z",
+        StatusCode::BAD_REQUEST,
+        "invalid-query",
+    )
+    .await;
+    env.close().await;
+}
+
+/// Statements are counted, never shown; comments are shown under their pseudonyms, and
+/// once their author is erased they read as removed, the log holds no plaintext and
+/// still verifies.
+async fn contributions_are_public_as_their_kind_allows_and_erasure_removes_them(env: Env) {
+    let bplan = env
+        .open(
+            1,
+            Format::Bauleitplanung,
+            "Bebauungsplan Nr. 357 Dresden-Johannstadt",
+            "14612000",
+            DRESDEN,
+            false,
+        )
+        .await;
+    let dialog = env
+        .open(
+            2,
+            Format::Dialog,
+            "Radverkehrskonzept Leipzig",
+            "14713000",
+            LEIPZIG,
+            false,
+        )
+        .await;
+    let citizen = ParticipantId(Uuid::now_v7());
+    let commenter = ParticipantId(Uuid::now_v7());
+    env.contribute(bplan, ContributionKind::Statement, citizen, None, STATEMENT)
+        .await;
+    let comment = env
+        .contribute(
+            dialog,
+            ContributionKind::Comment,
+            commenter,
+            Some("Radlerin"),
+            COMMENT,
+        )
+        .await;
+    env.caught_up().await;
+    let list = "/participations/{id}/contributions";
+
+    let statements = env
+        .ok(list, &format!("/participations/{bplan}/contributions"))
+        .await;
+    assert_eq!(statements["count"], 1);
+    assert_eq!(statements["items"].as_array().map(Vec::len), Some(0));
+    assert!(!statements.to_string().contains("verschattet"));
+    let shown = env
+        .ok("/participations/{id}", &format!("/participations/{bplan}"))
+        .await;
+    assert_eq!(shown["contributions"], 1);
+
+    let comments = env
+        .ok(list, &format!("/participations/{dialog}/contributions"))
+        .await;
+    assert_eq!(comments["count"], 1);
+    assert_eq!(comments["items"][0]["id"], comment.to_string());
+    assert_eq!(comments["items"][0]["text"], COMMENT);
+    assert_eq!(comments["items"][0]["pseudonym"], "Radlerin");
+    assert_eq!(comments["items"][0]["removed"], false);
+    assert_eq!(comments["items"][0]["answer"], "not_answered");
+    assert!(
+        !comments.to_string().contains(&commenter.to_string()),
+        "no author id in public"
+    );
+    let log = env.log_text().await;
+    assert!(!log.contains("verschattet") && !log.contains("Radweg") && !log.contains("Radlerin"));
+
+    // Erasure destroys the author's key: the comment reads as removed.
+    let sealer = env.state.sealer.as_ref().expect("sealer");
+    sealer
+        .vault()
+        .destroy(&amtsbuch_domain::SubjectId(commenter.0).into())
+        .await
+        .expect("erase the commenter");
+    let after = env
+        .ok(list, &format!("/participations/{dialog}/contributions"))
+        .await;
+    assert_eq!(after["count"], 1);
+    assert_eq!(after["items"][0]["removed"], true);
+    assert_eq!(after["items"][0]["text"], Value::Null);
+    assert_eq!(after["items"][0]["pseudonym"], Value::Null);
+    let verdict = amtsbuch_api::cli::verify::verify_store(&env.store, |_, _| {})
+        .await
+        .expect("verify");
+    assert!(
+        matches!(verdict, amtsbuch_api::cli::verify::Verdict::Intact { .. }),
+        "{verdict:?}"
+    );
+
+    let moderation = env
+        .ok(
+            "/participations/{id}/moderation-log",
+            &format!("/participations/{dialog}/moderation-log"),
+        )
+        .await;
+    assert_eq!(moderation["entries"].as_array().map(Vec::len), Some(0));
+    env.refused(
+        list,
+        &format!("/participations/{dialog}/contributions?limit=0"),
+        StatusCode::BAD_REQUEST,
+        "invalid-query",
+    )
+    .await;
+    env.close().await;
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Env::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Env::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    the_search_filters_and_refuses_bad_input,
+    contributions_are_public_as_their_kind_allows_and_erasure_removes_them,
+);
