@@ -1,12 +1,17 @@
 //! The participation domain over HTTP — one domain module ([`MODULE`]), registered in
 //! `crate::domains`: the public search over participation procedures, each procedure with
 //! its rounds, its published contributions (opened from the log, where their texts stay
-//! sealed under their authors' keys), its moderation log, and the calendar.
+//! sealed under their authors' keys), its moderation log, and the calendar (`public`);
+//! an authority's drafting, announcing, scheduling and cancelling of its own procedures
+//! (`organiser`); a participant's contributions with their receipts, and reports
+//! (`participant`).
 //!
 //! The streams of the domain's aggregates (procedures, contributions, gatherings) are
 //! reserved: only the domain's commands write them, each decided against its aggregate's
 //! rules, so nothing appended around them can record what the rules forbid.
 
+pub mod organiser;
+pub mod participant;
 pub mod public;
 pub mod samples;
 
@@ -55,11 +60,16 @@ struct ParticipationDoc;
 /// `calendar` for an id.
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ParticipationDoc::openapi())
-        .routes(routes!(public::search))
+        .routes(routes!(public::search, organiser::draft))
         .routes(routes!(public::calendar))
         .routes(routes!(public::get))
-        .routes(routes!(public::contributions))
+        .routes(routes!(public::contributions, participant::contribute))
         .routes(routes!(public::moderation_log))
+        .routes(routes!(organiser::announce))
+        .routes(routes!(organiser::schedule_round))
+        .routes(routes!(organiser::cancel))
+        .routes(routes!(participant::receipt))
+        .routes(routes!(participant::report))
 }
 
 #[cfg(test)]

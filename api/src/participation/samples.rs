@@ -3,7 +3,7 @@
 //! that makes each of them succeed — an active dialog with one comment of the citizen's.
 
 use futures_util::future::BoxFuture;
-use serde_json::Value;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use amtsbuch_domain::participation::contribution::{
@@ -19,17 +19,54 @@ use amtsbuch_domain::participation::{
 use amtsbuch_domain::AuthorityId;
 
 use crate::command::{current, execute, read_models_current, refused, Meta};
-use crate::module::{AccessRow, SampleValues, Samples, Target::Nobody};
+use amtsbuch_domain::access::Role::{Authority, Citizen};
+
+use crate::module::{AccessRow, SampleValues, Samples, Target, Target::Nobody};
 use crate::AppState;
 
 /// Who may call each participation operation: the public routes everybody, without a
-/// token.
+/// token; an authority its own procedures (the samples' is the test authority's); a
+/// citizen contributes, reports anybody's contribution, and gets receipts for its own.
 pub const ACCESS: &[AccessRow] = &[
     public("GET", "/participations"),
     public("GET", "/participations/calendar"),
     public("GET", "/participations/{id}"),
     public("GET", "/participations/{id}/contributions"),
     public("GET", "/participations/{id}/moderation-log"),
+    AccessRow::roles("POST", "/participations", &[Authority], Nobody),
+    AccessRow::roles(
+        "POST",
+        "/participations/{id}/announcement",
+        &[Authority],
+        Nobody,
+    ),
+    AccessRow::roles("POST", "/participations/{id}/rounds", &[Authority], Nobody),
+    AccessRow::roles(
+        "POST",
+        "/participations/{id}/cancellation",
+        &[Authority],
+        Nobody,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/participations/{id}/contributions",
+        &[Citizen],
+        Nobody,
+    ),
+    AccessRow::roles(
+        "GET",
+        "/contributions/{id}/receipt",
+        &[Citizen],
+        Target::Subject {
+            own_only: &[Citizen],
+        },
+    ),
+    AccessRow::roles(
+        "POST",
+        "/contributions/{id}/reports",
+        &[Citizen],
+        Target::Subject { own_only: &[] },
+    ),
 ];
 
 const fn public(method: &'static str, path: &'static str) -> AccessRow {
@@ -41,8 +78,8 @@ const fn public(method: &'static str, path: &'static str) -> AccessRow {
     }
 }
 
-/// No operation changes the samples for good.
-pub const LAST: &[(&str, &str)] = &[];
+/// The cancellation ends the sample procedure's participation for good.
+pub const LAST: &[(&str, &str)] = &[("POST", "/participations/{id}/cancellation")];
 
 /// The participation samples.
 pub static SAMPLES: ParticipationSamples = ParticipationSamples;
@@ -61,6 +98,7 @@ impl Samples for ParticipationSamples {
         [
             ("participant", citizen),
             ("procedure", "0193a1b2-0000-7000-8000-0000000000f1"),
+            ("contribution", "0193a1b2-0000-7000-8000-0000000000f2"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -106,7 +144,7 @@ impl Samples for ParticipationSamples {
                 None => {
                     run(ProcedureCommand::Draft(DraftProcedure {
                         procedure_id: pid,
-                        authority: AuthorityId::parse("stadt-dresden").expect("authority"),
+                        authority: AuthorityId::parse("lra-meissen").expect("authority"),
                         format: Format::Dialog,
                         title: Title::parse("Stadtteildialog Johannstadt").expect("title"),
                         topics: vec![Topic::parse("verkehr").expect("topic")],
@@ -166,6 +204,7 @@ impl Samples for ParticipationSamples {
             )
             .await
             .expect("the sample comment");
+            values.insert("contribution".into(), cid.to_string());
             read_models_current(state, &[amtsbuch_projections::participation::NAME])
                 .await
                 .expect("the read model follows");
@@ -175,11 +214,32 @@ impl Samples for ParticipationSamples {
     fn param(&self, values: &SampleValues, first: &str, param: &str) -> Option<String> {
         match (first, param) {
             ("participations", "{id}") => values.get("procedure").cloned(),
+            ("contributions", "{id}") => values.get("contribution").cloned(),
             _ => None,
         }
     }
 
-    fn body(&self, _values: &SampleValues, _method: &str, _path: &str) -> Option<Value> {
-        None
+    fn body(&self, _values: &SampleValues, method: &str, path: &str) -> Option<Value> {
+        Some(match (method, path) {
+            ("POST", "/participations") => json!({
+                "format": "dialog",
+                "title": "Stadtteildialog Pieschen",
+                "region": "14612000",
+                "topics": ["verkehr"],
+            }),
+            ("POST", "/participations/{id}/rounds") => json!({
+                "starts_at": "2099-01-01T00:00:00Z",
+                "ends_at": "2099-02-15T00:00:00Z",
+                "documents": [],
+            }),
+            ("POST", "/participations/{id}/cancellation") => {
+                json!({ "reason": "Das Vorhaben entfällt" })
+            }
+            ("POST", "/participations/{id}/contributions") => {
+                json!({ "text": "Mehr Bänke am Elbufer", "pseudonym": "Anwohner" })
+            }
+            ("POST", "/contributions/{id}/reports") => json!({ "reason": "does_not_belong" }),
+            _ => return None,
+        })
     }
 }

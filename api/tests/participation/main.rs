@@ -14,13 +14,14 @@ use std::path::PathBuf;
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::Router;
-use chrono::Utc;
-use serde_json::Value;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use amtsbuch_api::command::{current, execute, refused, Meta};
 use amtsbuch_api::hub::HubLimits;
 use amtsbuch_api::AppState;
+use amtsbuch_domain::access::Role;
 use amtsbuch_domain::participation::contribution::{
     Content, ContributionCommand, ContributionState, Submit,
 };
@@ -31,6 +32,7 @@ use amtsbuch_domain::participation::{
     Ags, ContributionId, ContributionKind, ContributionText, DocumentRef, Format, Geometry,
     ParticipantId, Position, ProcedureId, Pseudonym, RoundId, Sha256Hex, Stage, Title, Topic,
 };
+use amtsbuch_domain::tlog_proof::{self, Leaf, TlogProof};
 use amtsbuch_domain::AuthorityId;
 use amtsbuch_infra::{AnyStore, EventStore, PgStore};
 
@@ -50,6 +52,7 @@ struct Env {
     store: AnyStore,
     doc: Value,
     runner: Option<amtsbuch_projections::RunnerHandle>,
+    ledger: tokio::task::JoinHandle<()>,
     place: Option<Place>,
 }
 
@@ -91,7 +94,20 @@ impl Env {
     }
 
     async fn start(store: AnyStore, sealer: amtsbuch_infra::sealer::Sealer, place: Place) -> Self {
-        let mut state = common::state_with(&store, None, HubLimits::default()).await;
+        let ledger = amtsbuch_infra::ledger::spawn(
+            store.clone(),
+            amtsbuch_infra::ledger::LedgerConfig {
+                origin: common::ORIGIN.into(),
+                signers: vec![common::ledger_signer()],
+                every_events: 1,
+                interval: std::time::Duration::from_millis(20),
+            },
+        );
+        let ledger_info = amtsbuch_api::state::LedgerInfo {
+            origin: common::ORIGIN.into(),
+            vkeys: vec![common::ledger_signer().vkey()],
+        };
+        let mut state = common::state_with(&store, Some(ledger_info), HubLimits::default()).await;
         state.sealer = Some(sealer);
         let runner =
             amtsbuch_projections::spawn(store.clone(), amtsbuch_api::domains::projections());
@@ -101,11 +117,13 @@ impl Env {
             store,
             doc: serde_json::to_value(amtsbuch_api::router::openapi()).expect("document"),
             runner: Some(runner),
+            ledger,
             place: Some(place),
         }
     }
 
     async fn close(mut self) {
+        self.ledger.abort();
         if let Some(runner) = self.runner.take() {
             runner.shutdown().await;
         }
@@ -123,6 +141,29 @@ impl Env {
             Some(Place::Sqlite(temp)) => drop(temp),
             None => {}
         }
+    }
+
+    /// `method uri` with `token` and `body`, checked against the document's operation
+    /// `path`; must answer `status`. The body as JSON.
+    async fn send(
+        &self,
+        status: StatusCode,
+        method: &str,
+        path: &str,
+        uri: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        let reply = common::send(&self.app, common::request(method, uri, Some(token), body)).await;
+        conforms(&self.doc, method, path, &reply);
+        assert_eq!(
+            reply.status,
+            status,
+            "{method} {uri}: {}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        reply.json()
     }
 
     /// `GET uri` without a token, checked against the document's operation `path`.
@@ -542,6 +583,355 @@ async fn contributions_are_public_as_their_kind_allows_and_erasure_removes_them(
     env.close().await;
 }
 
+fn citizen(account: Uuid) -> String {
+    let mut request = common::request_for(Role::Citizen, "lra-meissen", &[]);
+    request.account = Some(account.to_string());
+    common::signed(&request)
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    amtsbuch_domain::record::format_timestamp(&t)
+}
+
+/// B1, B2 and B3 through the organiser's and the participant's routes: a § 3 (2) display
+/// of 29 days is refused and one of 31 days taken, a late announcement refused; a
+/// statement during the display gets a receipt that verifies against the log's key alone,
+/// the public count rises and the text stays private; after the end a statement is
+/// refused; three reports hide a comment and a repeated report is refused. Another
+/// authority's token is refused on the procedure, a malformed hash never gets in.
+async fn organisers_and_participants(env: Env) {
+    let organiser = common::token(Role::Authority);
+    let stranger = common::token_for(Role::Authority, "stadt-leipzig", &[]);
+    let draft = |title: &str, format: &str| json!({ "format": format, "title": title, "region": "14627010", "topics": ["wohnen"] });
+    let created = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations",
+            "/participations",
+            &organiser,
+            Some(draft("Bebauungsplan Radebeul-Ost", "bauleitplanung")),
+        )
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let rounds = format!("/participations/{id}/rounds");
+    let rounds_path = "/participations/{id}/rounds";
+    let doc = json!({ "sha256": "ab".repeat(32), "size": 123_456, "title": "Planzeichnung" });
+    let start = Utc::now() + chrono::Duration::days(10);
+    let round = |days: i64| json!({ "stage": "auslegung32", "starts_at": ts(start), "ends_at": ts(start + chrono::Duration::days(days)), "documents": [doc.clone()], "preclusion_notice": true });
+    let head = env.store.head().await.expect("head").position;
+    let refused = env
+        .send(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POST",
+            rounds_path,
+            &rounds,
+            &organiser,
+            Some(round(29)),
+        )
+        .await;
+    assert_eq!(refused["type"], "urn:amtsbuch:problem:procedure-refused");
+    let mut bad_hash = round(31);
+    bad_hash["documents"][0]["sha256"] = json!("abc");
+    env.send(
+        StatusCode::BAD_REQUEST,
+        "POST",
+        rounds_path,
+        &rounds,
+        &organiser,
+        Some(bad_hash),
+    )
+    .await;
+    env.send(
+        StatusCode::FORBIDDEN,
+        "POST",
+        rounds_path,
+        &rounds,
+        &stranger,
+        Some(round(31)),
+    )
+    .await;
+    env.send(StatusCode::BAD_REQUEST, "POST", "/participations", "/participations", &organiser, Some(json!({
+        "format": "dialog", "title": "X", "region": "14627010", "geometry": { "type": "Point", "coordinates": [13.4, 52.5] }
+    }))).await;
+    assert_eq!(
+        env.store.head().await.expect("head").position,
+        head,
+        "refusals change nothing"
+    );
+    env.send(
+        StatusCode::CREATED,
+        "POST",
+        rounds_path,
+        &rounds,
+        &organiser,
+        Some(round(31)),
+    )
+    .await;
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{id}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
+
+    // A late announcement: the round has begun by the time it is announced.
+    let late = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations",
+            "/participations",
+            &organiser,
+            Some(draft("Bebauungsplan Coswig-Nord", "bauleitplanung")),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let soon = Utc::now() + chrono::Duration::milliseconds(300);
+    env.send(StatusCode::CREATED, "POST", rounds_path, &format!("/participations/{late}/rounds"), &organiser, Some(json!({
+        "stage": "fruehzeitig31", "starts_at": ts(soon), "ends_at": ts(soon + chrono::Duration::days(14)), "documents": [doc.clone()]
+    }))).await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    env.send(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{late}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
+
+    // B2 on a display that opens now and ends in two seconds (a § 4 (2) round has no minimum).
+    let display = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations",
+            "/participations",
+            &organiser,
+            Some(draft("Bebauungsplan Meißen-Triebischtal", "bauleitplanung")),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{display}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
+    let opens = Utc::now() + chrono::Duration::milliseconds(200);
+    let closes = opens + chrono::Duration::seconds(2);
+    env.send(StatusCode::CREATED, "POST", rounds_path, &format!("/participations/{display}/rounds"), &organiser, Some(json!({
+        "stage": "toeb42", "starts_at": ts(opens), "ends_at": ts(closes), "documents": [doc.clone()]
+    }))).await;
+    let contribute = format!("/participations/{display}/contributions");
+    let contribute_path = "/participations/{id}/contributions";
+    let author = Uuid::now_v7();
+    let statement = json!({ "text": STATEMENT });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let submitted = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            contribute_path,
+            &contribute,
+            &citizen(author),
+            Some(statement.clone()),
+        )
+        .await;
+    assert_eq!(submitted["kind"], "statement");
+    assert_eq!(submitted["late"], false);
+    let cid = submitted["id"].as_str().expect("id").to_owned();
+    env.caught_up().await;
+    let public = env
+        .ok("/participations/{id}/contributions", &contribute)
+        .await;
+    assert_eq!(public["count"], 1);
+    assert!(!public.to_string().contains("verschattet"));
+    let receipt_uri = format!("/contributions/{cid}/receipt");
+    let receipt = loop {
+        let reply = common::send(
+            &env.app,
+            common::request("GET", &receipt_uri, Some(&citizen(author)), Body::empty()),
+        )
+        .await;
+        if reply.status == StatusCode::OK {
+            conforms(&env.doc, "GET", "/contributions/{id}/receipt", &reply);
+            break reply.json();
+        }
+        assert_eq!(
+            reply.status,
+            StatusCode::CONFLICT,
+            "{}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    env.send(
+        StatusCode::FORBIDDEN,
+        "GET",
+        "/contributions/{id}/receipt",
+        &receipt_uri,
+        &citizen(Uuid::now_v7()),
+        None,
+    )
+    .await;
+    // Verified with nothing but the stored record and the log's key.
+    let event_id = Uuid::parse_str(receipt["event_id"].as_str().expect("event id")).expect("uuid");
+    let stored = env
+        .store
+        .event_by_id(event_id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert!(!String::from_utf8_lossy(&stored.bytes).contains("verschattet"));
+    let proof = TlogProof::parse(receipt["tlog_proof"].as_str().expect("proof").as_bytes())
+        .expect("tlog-proof");
+    let verifier =
+        amtsbuch_domain::note::Verifier::parse(&common::ledger_signer().vkey()).expect("vkey");
+    let verified = tlog_proof::verify(
+        &proof,
+        Leaf::Record(&stored.bytes),
+        std::slice::from_ref(&verifier),
+        common::ORIGIN,
+    )
+    .expect("the receipt verifies offline");
+    assert_eq!(verified.leaf_hash, stored.leaf_hash);
+    assert!(tlog_proof::verify(
+        &proof,
+        Leaf::Record(b"another record"),
+        &[verifier],
+        common::ORIGIN
+    )
+    .is_err());
+    // One second after the end: refused, and nothing recorded.
+    let wait =
+        (closes - Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_secs(1);
+    tokio::time::sleep(wait).await;
+    let head = env.store.head().await.expect("head").position;
+    let after = env
+        .send(
+            StatusCode::CONFLICT,
+            "POST",
+            contribute_path,
+            &contribute,
+            &citizen(author),
+            Some(statement),
+        )
+        .await;
+    assert_eq!(after["type"], "urn:amtsbuch:problem:contribution-refused");
+    assert_eq!(env.store.head().await.expect("head").position, head);
+
+    // B3: three reports hide a comment; a repeated report is refused.
+    let dialog = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations",
+            "/participations",
+            &organiser,
+            Some(draft("Stadtteildialog Radebeul", "dialog")),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{dialog}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
+    let now = Utc::now() + chrono::Duration::milliseconds(100);
+    env.send(
+        StatusCode::CREATED,
+        "POST",
+        rounds_path,
+        &format!("/participations/{dialog}/rounds"),
+        &organiser,
+        Some(json!({
+            "starts_at": ts(now), "ends_at": ts(now + chrono::Duration::days(30)), "documents": []
+        })),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let comment = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            contribute_path,
+            &format!("/participations/{dialog}/contributions"),
+            &citizen(author),
+            Some(json!({
+                "text": COMMENT, "pseudonym": "Radlerin"
+            })),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let reports = format!("/contributions/{comment}/reports");
+    let reporters: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for (n, reporter) in reporters.iter().enumerate() {
+        let answer = env
+            .send(
+                StatusCode::CREATED,
+                "POST",
+                "/contributions/{id}/reports",
+                &reports,
+                &citizen(*reporter),
+                Some(json!({ "reason": "offensive" })),
+            )
+            .await;
+        assert_eq!(answer["hidden"], n == 2);
+    }
+    env.send(
+        StatusCode::CONFLICT,
+        "POST",
+        "/contributions/{id}/reports",
+        &reports,
+        &citizen(reporters[0]),
+        Some(json!({ "reason": "spam" })),
+    )
+    .await;
+    env.caught_up().await;
+    let listed = env
+        .ok(
+            "/participations/{id}/contributions",
+            &format!("/participations/{dialog}/contributions"),
+        )
+        .await;
+    assert_eq!(listed["count"], 0);
+    let log = env
+        .ok(
+            "/participations/{id}/moderation-log",
+            &format!("/participations/{dialog}/moderation-log"),
+        )
+        .await;
+    assert_eq!(
+        log["counts"],
+        json!({ "reported:offensive": 3, "hidden": 1 })
+    );
+    for reporter in &reporters {
+        assert!(!log.to_string().contains(&reporter.to_string()));
+    }
+    env.close().await;
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -566,4 +956,5 @@ macro_rules! suite {
 suite!(
     the_search_filters_and_refuses_bad_input,
     contributions_are_public_as_their_kind_allows_and_erasure_removes_them,
+    organisers_and_participants,
 );
