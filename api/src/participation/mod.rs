@@ -4,12 +4,13 @@
 //! sealed under their authors' keys), its moderation log, and the calendar (`public`);
 //! an authority's drafting, announcing, scheduling and cancelling of its own procedures
 //! (`organiser`); a participant's contributions with their receipts, and reports
-//! (`participant`).
+//! (`participant`); events and appointment slots with their registrations (`gatherings`).
 //!
 //! The streams of the domain's aggregates (procedures, contributions, gatherings) are
 //! reserved: only the domain's commands write them, each decided against its aggregate's
 //! rules, so nothing appended around them can record what the rules forbid.
 
+pub mod gatherings;
 pub mod organiser;
 pub mod participant;
 pub mod public;
@@ -70,6 +71,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(organiser::cancel))
         .routes(routes!(participant::receipt))
         .routes(routes!(participant::report))
+        .routes(routes!(gatherings::schedule))
+        .routes(routes!(gatherings::register))
+        .routes(routes!(gatherings::cancel))
 }
 
 #[cfg(test)]

@@ -9,12 +9,15 @@ use uuid::Uuid;
 use amtsbuch_domain::participation::contribution::{
     Content, ContributionCommand, ContributionState, Submit,
 };
+use amtsbuch_domain::participation::gathering::{
+    GatheringCommand, GatheringKind, GatheringState, Registrant,
+};
 use amtsbuch_domain::participation::procedure::{
     DraftProcedure, ProcedureCommand, ProcedureState, ScheduleRound,
 };
 use amtsbuch_domain::participation::{
-    Ags, ContributionId, ContributionKind, ContributionText, Format, ParticipantId, ProcedureId,
-    Pseudonym, RoundId, Title, Topic,
+    Ags, ContributionId, ContributionKind, ContributionText, Format, GatheringId, ParticipantId,
+    ProcedureId, Pseudonym, RegistrationId, RoundId, Title, Topic,
 };
 use amtsbuch_domain::AuthorityId;
 
@@ -67,6 +70,26 @@ pub const ACCESS: &[AccessRow] = &[
         &[Citizen],
         Target::Subject { own_only: &[] },
     ),
+    AccessRow::roles(
+        "POST",
+        "/participations/{id}/gatherings",
+        &[Authority],
+        Nobody,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/participations/{id}/registrations",
+        &[Citizen],
+        Nobody,
+    ),
+    AccessRow::roles(
+        "DELETE",
+        "/registrations/{id}",
+        &[Citizen],
+        Target::Subject {
+            own_only: &[Citizen],
+        },
+    ),
 ];
 
 const fn public(method: &'static str, path: &'static str) -> AccessRow {
@@ -99,6 +122,8 @@ impl Samples for ParticipationSamples {
             ("participant", citizen),
             ("procedure", "0193a1b2-0000-7000-8000-0000000000f1"),
             ("contribution", "0193a1b2-0000-7000-8000-0000000000f2"),
+            ("gathering", "0193a1b2-0000-7000-8000-0000000000f3"),
+            ("registration", "0193a1b2-0000-7000-8000-0000000000f4"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -205,6 +230,55 @@ impl Samples for ParticipationSamples {
             .await
             .expect("the sample comment");
             values.insert("contribution".into(), cid.to_string());
+            // One gathering for everybody, and a registration of this participant.
+            let gid = values
+                .get("gathering")
+                .and_then(|g| Uuid::parse_str(g).ok())
+                .map(GatheringId)
+                .expect("the sample gathering is a UUID");
+            let (gathering, _) = current::<GatheringState>(state, &gid.stream_id())
+                .await
+                .expect("the sample gathering's stream");
+            if gathering.gathering().is_none() {
+                let starts_at = now() + chrono::Duration::days(20);
+                execute::<GatheringState>(
+                    state,
+                    &gid.stream_id(),
+                    &GatheringCommand::Schedule {
+                        gathering_id: gid,
+                        procedure_id: pid,
+                        kind: GatheringKind::Event,
+                        title: Title::parse("Seminar Bürgerbeteiligung").expect("title"),
+                        starts_at,
+                        ends_at: starts_at + chrono::Duration::hours(3),
+                        capacity: 18,
+                        at: now(),
+                    },
+                    |e| refused("gathering-refused", e),
+                    &Meta::system("test"),
+                )
+                .await
+                .expect("the sample gathering");
+            }
+            let rid = RegistrationId(Uuid::now_v7());
+            execute::<GatheringState>(
+                state,
+                &gid.stream_id(),
+                &GatheringCommand::Register {
+                    registration_id: rid,
+                    registrant: author,
+                    data: Registrant {
+                        name: Pseudonym::parse("Erika Mustermann").expect("name"),
+                        contact: None,
+                    },
+                    at: now(),
+                },
+                |e| refused("registration-refused", e),
+                &Meta::system("test"),
+            )
+            .await
+            .expect("the sample registration");
+            values.insert("registration".into(), rid.to_string());
             read_models_current(state, &[amtsbuch_projections::participation::NAME])
                 .await
                 .expect("the read model follows");
@@ -215,11 +289,12 @@ impl Samples for ParticipationSamples {
         match (first, param) {
             ("participations", "{id}") => values.get("procedure").cloned(),
             ("contributions", "{id}") => values.get("contribution").cloned(),
+            ("registrations", "{id}") => values.get("registration").cloned(),
             _ => None,
         }
     }
 
-    fn body(&self, _values: &SampleValues, method: &str, path: &str) -> Option<Value> {
+    fn body(&self, values: &SampleValues, method: &str, path: &str) -> Option<Value> {
         Some(match (method, path) {
             ("POST", "/participations") => json!({
                 "format": "dialog",
@@ -239,6 +314,17 @@ impl Samples for ParticipationSamples {
                 json!({ "text": "Mehr Bänke am Elbufer", "pseudonym": "Anwohner" })
             }
             ("POST", "/contributions/{id}/reports") => json!({ "reason": "does_not_belong" }),
+            ("POST", "/participations/{id}/gatherings") => json!({
+                "kind": "slot",
+                "title": "Sprechstunde",
+                "starts_at": "2099-03-01T09:00:00Z",
+                "ends_at": "2099-03-01T09:30:00Z",
+                "capacity": 1,
+            }),
+            ("POST", "/participations/{id}/registrations") => json!({
+                "gathering_id": values.get("gathering").cloned().unwrap_or_default(),
+                "name": "Max Mustermann",
+            }),
             _ => return None,
         })
     }

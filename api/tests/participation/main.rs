@@ -54,6 +54,9 @@ struct Env {
     runner: Option<amtsbuch_projections::RunnerHandle>,
     ledger: tokio::task::JoinHandle<()>,
     place: Option<Place>,
+    /// A second API node on the same database, with its own connections (on SQLite, whose
+    /// file belongs to one process, the same node).
+    second: Router,
 }
 
 fn database_url() -> String {
@@ -73,8 +76,8 @@ impl Env {
     async fn sqlite() -> Self {
         let temp = common::temp_store("participation").await;
         let store = temp.store.clone();
-        let sealer = common::sealer(&store, temp.dir());
-        Self::start(store, sealer, Place::Sqlite(temp)).await
+        let keyring = keyring(temp.dir());
+        Self::start(store.clone(), store, keyring, Place::Sqlite(temp)).await
     }
 
     async fn postgres() -> Self {
@@ -86,14 +89,17 @@ impl Env {
             .await
             .expect("create schema");
         let options = base.options([("search_path", schema.as_str())]);
-        let store = AnyStore::Postgres(PgStore::connect_with(options).await.expect("store"));
+        let store =
+            AnyStore::Postgres(PgStore::connect_with(options.clone()).await.expect("store"));
+        let other = AnyStore::Postgres(PgStore::connect_with(options).await.expect("store"));
         let dir = std::env::temp_dir().join(format!("amtsbuch-participation-{schema}"));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let sealer = common::sealer(&store, &dir);
-        Self::start(store, sealer, Place::Postgres { schema, dir }).await
+        let keyring = keyring(&dir);
+        Self::start(store, other, keyring, Place::Postgres { schema, dir }).await
     }
 
-    async fn start(store: AnyStore, sealer: amtsbuch_infra::sealer::Sealer, place: Place) -> Self {
+    async fn start(store: AnyStore, other: AnyStore, kek: PathBuf, place: Place) -> Self {
+        let first_sealer = sealer(&store, &kek);
         let ledger = amtsbuch_infra::ledger::spawn(
             store.clone(),
             amtsbuch_infra::ledger::LedgerConfig {
@@ -108,10 +114,13 @@ impl Env {
             vkeys: vec![common::ledger_signer().vkey()],
         };
         let mut state = common::state_with(&store, Some(ledger_info), HubLimits::default()).await;
-        state.sealer = Some(sealer);
+        state.sealer = Some(first_sealer);
         let runner =
             amtsbuch_projections::spawn(store.clone(), amtsbuch_api::domains::projections());
+        let mut second_state = common::state_with(&other, None, HubLimits::default()).await;
+        second_state.sealer = Some(sealer(&other, &kek));
         Self {
+            second: amtsbuch_api::router(second_state),
             app: amtsbuch_api::router(state.clone()),
             state,
             store,
@@ -322,6 +331,22 @@ impl Env {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// A key-encryption key generated into `dir`, for every node of a test: its file.
+fn keyring(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("kek");
+    let id = amtsbuch_domain::seal::KeyId::parse("kek-test").expect("KEK id");
+    amtsbuch_infra::kek::generate_kek_file(&path, &id).expect("generate KEK");
+    path
+}
+
+fn sealer(store: &AnyStore, kek: &std::path::Path) -> amtsbuch_infra::sealer::Sealer {
+    let keyring = amtsbuch_infra::kek::load_keyring(&[kek.to_path_buf()]).expect("load KEK");
+    amtsbuch_infra::sealer::Sealer::new(amtsbuch_infra::vault::KeyVault::new(
+        store.clone(),
+        keyring,
+    ))
 }
 
 fn ids(body: &Value) -> Vec<String> {
@@ -932,6 +957,134 @@ async fn organisers_and_participants(env: Env) {
     env.close().await;
 }
 
+/// B6: 50 registrations at once for an event with 18 places, spread over two API nodes on
+/// one database: exactly 18 confirmed and 32 waiting, and a cancellation confirms the
+/// first on the waiting list.
+async fn never_more_confirmed_than_places(env: Env) {
+    let organiser = common::token(Role::Authority);
+    let pid = env
+        .send(StatusCode::CREATED, "POST", "/participations", "/participations", &organiser, Some(json!({
+            "format": "event_management", "title": "Seminar Bürgerbeteiligung", "region": "14627010"
+        })))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{pid}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
+    let starts = Utc::now() + chrono::Duration::days(7);
+    let gathering = env
+        .send(StatusCode::CREATED, "POST", "/participations/{id}/gatherings", &format!("/participations/{pid}/gatherings"), &organiser, Some(json!({
+            "kind": "event", "title": "Seminar (begrenzt auf 18 Teilnehmende)",
+            "starts_at": ts(starts), "ends_at": ts(starts + chrono::Duration::hours(3)), "capacity": 18
+        })))
+        .await["gathering_id"]
+        .as_str()
+        .expect("gathering id")
+        .to_owned();
+    let people: Vec<Uuid> = (0..50).map(|_| Uuid::now_v7()).collect();
+    let mut tasks = Vec::new();
+    for (n, person) in people.iter().enumerate() {
+        let app = if n % 2 == 0 {
+            env.app.clone()
+        } else {
+            env.second.clone()
+        };
+        let token = citizen(*person);
+        let uri = format!("/participations/{pid}/registrations");
+        let body = json!({ "gathering_id": gathering, "name": "Erika Mustermann" }).to_string();
+        tasks.push(tokio::spawn(async move {
+            common::send(
+                &app,
+                common::request("POST", &uri, Some(&token), Body::from(body)),
+            )
+            .await
+        }));
+    }
+    let mut places = std::collections::BTreeMap::<String, usize>::new();
+    for task in tasks {
+        let reply = task.await.expect("task");
+        conforms(
+            &env.doc,
+            "POST",
+            "/participations/{id}/registrations",
+            &reply,
+        );
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        *places
+            .entry(reply.json()["place"].as_str().expect("place").to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(places.get("confirmed"), Some(&18));
+    assert_eq!(places.get("waiting"), Some(&32));
+    // The log says the same: 18 confirmed, the rest waiting, in the order registered.
+    let gid =
+        amtsbuch_domain::participation::GatheringId(Uuid::parse_str(&gathering).expect("uuid"));
+    let (state, _) = current::<amtsbuch_domain::participation::gathering::GatheringState>(
+        &env.state,
+        &gid.stream_id(),
+    )
+    .await
+    .expect("gathering");
+    let g = state.gathering().expect("scheduled");
+    assert_eq!((g.confirmed(), g.waiting()), (18, 32));
+    let first_waiting = g
+        .registrations
+        .iter()
+        .find(|r| r.place == amtsbuch_domain::participation::gathering::Place::Waiting)
+        .expect("a waiting registration")
+        .clone();
+    let confirmed = g.registrations[0].clone();
+    let owner = citizen(confirmed.registrant.0);
+    let uri = format!("/registrations/{}", confirmed.id);
+    env.send(
+        StatusCode::FORBIDDEN,
+        "DELETE",
+        "/registrations/{id}",
+        &uri,
+        &citizen(Uuid::now_v7()),
+        None,
+    )
+    .await;
+    let cancelled = env
+        .send(
+            StatusCode::OK,
+            "DELETE",
+            "/registrations/{id}",
+            &uri,
+            &owner,
+            None,
+        )
+        .await;
+    assert_eq!(cancelled["confirmed"], first_waiting.id.to_string());
+    env.caught_up().await;
+    let shown = env
+        .ok(
+            "/participations/calendar",
+            &format!(
+                "/participations/calendar?from={}&to={}",
+                ts(starts),
+                ts(starts + chrono::Duration::days(1))
+            ),
+        )
+        .await;
+    assert_eq!(shown["items"][0]["confirmed"], 18);
+    assert_eq!(shown["items"][0]["waiting"], 31);
+    env.close().await;
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -957,4 +1110,5 @@ suite!(
     the_search_filters_and_refuses_bad_input,
     contributions_are_public_as_their_kind_allows_and_erasure_removes_them,
     organisers_and_participants,
+    never_more_confirmed_than_places,
 );
