@@ -71,6 +71,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(organiser::cancel))
         .routes(routes!(participant::receipt))
         .routes(routes!(participant::report))
+        .routes(routes!(participant::withdraw))
+        .routes(routes!(participant::support, participant::unsupport))
         .routes(routes!(gatherings::schedule))
         .routes(routes!(gatherings::register))
         .routes(routes!(gatherings::cancel))

@@ -318,3 +318,113 @@ pub async fn report(
     )
         .into_response())
 }
+
+/// Runs a command on the caller's view of a contribution, routed to its procedure.
+async fn on_contribution(
+    state: &AppState,
+    caller: &Principal,
+    cid: ContributionId,
+    command: impl FnOnce(ParticipantId) -> ContributionCommand<'static>,
+) -> Result<amtsbuch_domain::participation::contribution::Contribution, Problem> {
+    let me = participant(caller)?;
+    let (found, _) = current::<ContributionState>(state, &cid.stream_id()).await?;
+    let contribution = found
+        .contribution()
+        .ok_or_else(|| Problem::not_found("no such contribution"))?;
+    let (procedure, _) =
+        current::<ProcedureState>(state, &contribution.procedure_id.stream_id()).await?;
+    let procedure = procedure
+        .procedure()
+        .ok_or_else(|| Problem::internal(&"a contribution to no procedure"))?;
+    let meta = Meta::acting_as(caller, Role::Citizen).routed(Routing {
+        authority: Some(procedure.authority.clone()),
+        service: None,
+        tenant: Some(procedure.region.as_str().to_owned()),
+    });
+    let done = execute::<ContributionState>(
+        state,
+        &cid.stream_id(),
+        &command(me),
+        contribution_problem,
+        &meta,
+    )
+    .await?;
+    done.state
+        .contribution()
+        .cloned()
+        .ok_or_else(|| Problem::internal(&"a contribution without state"))
+}
+
+/// Withdraw one's own contribution; refused while it has supports.
+#[utoipa::path(post, path = "/contributions/{id}/withdrawal", tag = "participation",
+    security(("bearer" = ["citizen"])),
+    params(("id" = String, Path, description = "The contribution id")),
+    responses(
+        (status = 200, description = "Withdrawn (a repeat changes nothing)", body = Object),
+        (status = 403, description = "Another participant's contribution", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such contribution", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "It has supports", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn withdraw(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let cid = contribution_id(&id)?;
+    let c = on_contribution(&state, &caller, cid, |me| ContributionCommand::Withdraw {
+        by: me,
+        at: Utc::now(),
+    })
+    .await?;
+    Ok(Json(
+        json!({ "contribution_id": cid.to_string(), "withdrawn": c.withdrawn_at.is_some() }),
+    ))
+}
+
+/// Support a contribution, once per participant (a repeat changes nothing).
+#[utoipa::path(put, path = "/contributions/{id}/support", tag = "participation",
+    security(("bearer" = ["citizen"])),
+    params(("id" = String, Path, description = "The contribution id")),
+    responses(
+        (status = 200, description = "Supported; the number of supports", body = Object),
+        (status = 404, description = "No such contribution", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "A statement, a withdrawn or a hidden contribution", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn support(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let cid = contribution_id(&id)?;
+    let c = on_contribution(&state, &caller, cid, |me| ContributionCommand::Support {
+        supporter: me,
+        at: Utc::now(),
+    })
+    .await?;
+    Ok(Json(
+        json!({ "contribution_id": cid.to_string(), "supports": c.supporters.len() }),
+    ))
+}
+
+/// Withdraw one's support (a repeat changes nothing).
+#[utoipa::path(delete, path = "/contributions/{id}/support", tag = "participation",
+    security(("bearer" = ["citizen"])),
+    params(("id" = String, Path, description = "The contribution id")),
+    responses(
+        (status = 200, description = "Not supported by the caller any more; the number of supports", body = Object),
+        (status = 404, description = "No such contribution", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn unsupport(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let cid = contribution_id(&id)?;
+    let c = on_contribution(&state, &caller, cid, |me| {
+        ContributionCommand::WithdrawSupport {
+            supporter: me,
+            at: Utc::now(),
+        }
+    })
+    .await?;
+    Ok(Json(
+        json!({ "contribution_id": cid.to_string(), "supports": c.supporters.len() }),
+    ))
+}

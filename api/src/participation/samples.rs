@@ -72,6 +72,26 @@ pub const ACCESS: &[AccessRow] = &[
     ),
     AccessRow::roles(
         "POST",
+        "/contributions/{id}/withdrawal",
+        &[Citizen],
+        Target::Subject {
+            own_only: &[Citizen],
+        },
+    ),
+    AccessRow::roles(
+        "PUT",
+        "/contributions/{id}/support",
+        &[Citizen],
+        Target::Subject { own_only: &[] },
+    ),
+    AccessRow::roles(
+        "DELETE",
+        "/contributions/{id}/support",
+        &[Citizen],
+        Target::Subject { own_only: &[] },
+    ),
+    AccessRow::roles(
+        "POST",
         "/participations/{id}/gatherings",
         &[Authority],
         Nobody,
@@ -101,8 +121,13 @@ const fn public(method: &'static str, path: &'static str) -> AccessRow {
     }
 }
 
-/// The cancellation ends the sample procedure's participation for good.
-pub const LAST: &[(&str, &str)] = &[("POST", "/participations/{id}/cancellation")];
+/// The support is withdrawn before the contribution is (which its supports would block),
+/// and the cancellation ends the sample procedure's participation for good.
+pub const LAST: &[(&str, &str)] = &[
+    ("DELETE", "/contributions/{id}/support"),
+    ("POST", "/contributions/{id}/withdrawal"),
+    ("POST", "/participations/{id}/cancellation"),
+];
 
 /// The participation samples.
 pub static SAMPLES: ParticipationSamples = ParticipationSamples;

@@ -909,6 +909,59 @@ async fn organisers_and_participants(env: Env) {
         .as_str()
         .expect("id")
         .to_owned();
+    // A supported contribution cannot be withdrawn; only its author withdraws it.
+    let supporter = Uuid::now_v7();
+    let support = format!("/contributions/{comment}/support");
+    let withdrawal = format!("/contributions/{comment}/withdrawal");
+    let supported = env
+        .send(
+            StatusCode::OK,
+            "PUT",
+            "/contributions/{id}/support",
+            &support,
+            &citizen(supporter),
+            None,
+        )
+        .await;
+    assert_eq!(supported["supports"], 1);
+    env.send(
+        StatusCode::OK,
+        "PUT",
+        "/contributions/{id}/support",
+        &support,
+        &citizen(supporter),
+        None,
+    )
+    .await;
+    env.send(
+        StatusCode::CONFLICT,
+        "POST",
+        "/contributions/{id}/withdrawal",
+        &withdrawal,
+        &citizen(author),
+        None,
+    )
+    .await;
+    env.send(
+        StatusCode::FORBIDDEN,
+        "POST",
+        "/contributions/{id}/withdrawal",
+        &withdrawal,
+        &citizen(supporter),
+        None,
+    )
+    .await;
+    let unsupported = env
+        .send(
+            StatusCode::OK,
+            "DELETE",
+            "/contributions/{id}/support",
+            &support,
+            &citizen(supporter),
+            None,
+        )
+        .await;
+    assert_eq!(unsupported["supports"], 0);
     let reports = format!("/contributions/{comment}/reports");
     let reporters: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
     for (n, reporter) in reporters.iter().enumerate() {
@@ -954,6 +1007,17 @@ async fn organisers_and_participants(env: Env) {
     for reporter in &reporters {
         assert!(!log.to_string().contains(&reporter.to_string()));
     }
+    let withdrawn = env
+        .send(
+            StatusCode::OK,
+            "POST",
+            "/contributions/{id}/withdrawal",
+            &withdrawal,
+            &citizen(author),
+            None,
+        )
+        .await;
+    assert_eq!(withdrawn["withdrawn"], true);
     env.close().await;
 }
 
