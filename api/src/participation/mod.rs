@@ -69,6 +69,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(organiser::announce))
         .routes(routes!(organiser::schedule_round))
         .routes(routes!(organiser::cancel))
+        .routes(routes!(organiser::answer))
         .routes(routes!(participant::receipt))
         .routes(routes!(participant::report))
         .routes(routes!(participant::withdraw))

@@ -21,15 +21,20 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use amtsbuch_domain::access::{Principal, Role};
+use amtsbuch_domain::participation::contribution::{
+    AnswerState, ContributionCommand, ContributionState,
+};
 use amtsbuch_domain::participation::procedure::{
     DraftProcedure, Procedure, ProcedureCommand, ProcedureError, ProcedureState, ScheduleRound,
 };
 use amtsbuch_domain::participation::survey::Survey;
 use amtsbuch_domain::participation::{
-    Ags, DocumentRef, Format, Geometry, ProcedureId, Reason, RoundId, Stage, Title, Topic,
+    Ags, ContributionId, DocumentRef, Format, Geometry, ProcedureId, PublicText, Reason, RoundId,
+    Stage, Title, Topic,
 };
 use amtsbuch_domain::{AuthorityId, Routing};
 
+use super::participant::contribution_problem;
 use super::public::procedure_id;
 use crate::auth::Caller;
 use crate::body;
@@ -296,4 +301,82 @@ pub async fn cancel(
     };
     execute::<ProcedureState>(&state, &id.stream_id(), &command, procedure_problem, &meta).await?;
     Ok(Json(json!({ "id": id.to_string(), "status": "cancelled" })))
+}
+
+/// An answer to a contribution.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerRequest {
+    contribution_id: Uuid,
+    /// evaluating, accepted or rejected
+    #[schema(value_type = String)]
+    state: AnswerState,
+    #[schema(value_type = Option<String>)]
+    text: Option<PublicText>,
+    /// Publish it now; until published, the public sees the contribution as not answered.
+    publish: Option<bool>,
+}
+
+/// Draft an answer to a contribution of the procedure, and publish it if asked to; once
+/// published it no longer changes.
+#[utoipa::path(post, path = "/participations/{id}/answers", tag = "participation",
+    security(("bearer" = ["authority"])),
+    params(("id" = String, Path, description = "The procedure id")),
+    request_body = AnswerRequest,
+    responses(
+        (status = 200, description = "Drafted (and published); `public` is what the public sees", body = Object),
+        (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure, or no such contribution in it", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Already published, or a kind that is weighed instead", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn answer(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let id = procedure_id(&id)?;
+    let req: AnswerRequest = body::json(
+        raw,
+        "{\"contribution_id\", \"state\", \"text\"?, \"publish\"?}",
+    )?;
+    let (_, meta) = own_procedure(&state, &caller, id).await?;
+    let cid = ContributionId(req.contribution_id);
+    let (found, _) = current::<ContributionState>(&state, &cid.stream_id()).await?;
+    if found.contribution().is_none_or(|c| c.procedure_id != id) {
+        return Err(Problem::not_found("no such contribution in this procedure"));
+    }
+    let drafted = ContributionCommand::DraftAnswer {
+        state: req.state,
+        text: req.text,
+        at: Utc::now(),
+    };
+    let mut done = execute::<ContributionState>(
+        &state,
+        &cid.stream_id(),
+        &drafted,
+        contribution_problem,
+        &meta,
+    )
+    .await?;
+    if req.publish.unwrap_or(false) {
+        let publish = ContributionCommand::PublishAnswer { at: Utc::now() };
+        done = execute::<ContributionState>(
+            &state,
+            &cid.stream_id(),
+            &publish,
+            contribution_problem,
+            &meta,
+        )
+        .await?;
+    }
+    let public = done
+        .state
+        .contribution()
+        .map(|c| c.public_answer())
+        .ok_or_else(|| Problem::internal(&"a contribution without state"))?;
+    Ok(Json(json!({
+        "contribution_id": cid.to_string(),
+        "public": serde_json::to_value(public).unwrap_or(Value::Null),
+    })))
 }

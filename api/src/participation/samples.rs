@@ -72,6 +72,12 @@ pub const ACCESS: &[AccessRow] = &[
     ),
     AccessRow::roles(
         "POST",
+        "/participations/{id}/answers",
+        &[Authority],
+        Target::Subject { own_only: &[] },
+    ),
+    AccessRow::roles(
+        "POST",
         "/contributions/{id}/withdrawal",
         &[Citizen],
         Target::Subject {
@@ -339,6 +345,12 @@ impl Samples for ParticipationSamples {
                 json!({ "text": "Mehr Bänke am Elbufer", "pseudonym": "Anwohner" })
             }
             ("POST", "/contributions/{id}/reports") => json!({ "reason": "does_not_belong" }),
+            ("POST", "/participations/{id}/answers") => json!({
+                "contribution_id": values.get("contribution").cloned().unwrap_or_default(),
+                "state": "accepted",
+                "text": "Wir prüfen Standorte für Bänke.",
+                "publish": true,
+            }),
             ("POST", "/participations/{id}/gatherings") => json!({
                 "kind": "slot",
                 "title": "Sprechstunde",

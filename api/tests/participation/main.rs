@@ -909,6 +909,58 @@ async fn organisers_and_participants(env: Env) {
         .as_str()
         .expect("id")
         .to_owned();
+    // B5: an unpublished "accepted" answer shows as not answered; published, as accepted.
+    let answers = format!("/participations/{dialog}/answers");
+    let listed = format!("/participations/{dialog}/contributions");
+    let drafted = env
+        .send(
+            StatusCode::OK,
+            "POST",
+            "/participations/{id}/answers",
+            &answers,
+            &organiser,
+            Some(json!({
+                "contribution_id": comment, "state": "accepted"
+            })),
+        )
+        .await;
+    assert_eq!(drafted["public"], "not_answered");
+    env.caught_up().await;
+    assert_eq!(
+        env.ok("/participations/{id}/contributions", &listed).await["items"][0]["answer"],
+        "not_answered"
+    );
+    env.send(
+        StatusCode::FORBIDDEN,
+        "POST",
+        "/participations/{id}/answers",
+        &answers,
+        &stranger,
+        Some(json!({
+            "contribution_id": comment, "state": "rejected", "publish": true
+        })),
+    )
+    .await;
+    let published = env.send(StatusCode::OK, "POST", "/participations/{id}/answers", &answers, &organiser, Some(json!({
+        "contribution_id": comment, "state": "accepted", "text": "Der Radweg wird geplant.", "publish": true
+    }))).await;
+    assert_eq!(published["public"], "accepted");
+    env.send(
+        StatusCode::CONFLICT,
+        "POST",
+        "/participations/{id}/answers",
+        &answers,
+        &organiser,
+        Some(json!({
+            "contribution_id": comment, "state": "rejected"
+        })),
+    )
+    .await;
+    env.caught_up().await;
+    let shown = env.ok("/participations/{id}/contributions", &listed).await;
+    assert_eq!(shown["items"][0]["answer"], "accepted");
+    assert_eq!(shown["items"][0]["answer_text"], "Der Radweg wird geplant.");
+
     // A supported contribution cannot be withdrawn; only its author withdraws it.
     let supporter = Uuid::now_v7();
     let support = format!("/contributions/{comment}/support");
