@@ -1,4 +1,4 @@
-//! Domain modules: how a business domain (consents, applications, payments, participation)
+//! Domain modules: how a business domain (consents, applications, payments and others)
 //! enters the service.
 //!
 //! A domain lives in a folder of its own in each crate — `domain/src/<d>/` (deciders and

@@ -23,6 +23,7 @@ use std::sync::Arc;
 pub mod checkpoint;
 pub mod db;
 pub mod gdpr;
+pub mod participation;
 pub mod projection;
 pub mod rebuild;
 pub mod runner;

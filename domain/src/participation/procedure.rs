@@ -616,6 +616,10 @@ pub fn decide(
     let event = match command {
         ProcedureCommand::Draft(_) => return Err(ProcedureError::AlreadyDrafted),
         ProcedureCommand::Announce { at } => {
+            // A repeated announcement changes nothing.
+            if p.announced_at.is_some() {
+                return Ok(vec![]);
+            }
             if p.status != Status::Draft {
                 return Err(status_error(p, "only a draft is announced"));
             }
@@ -1023,10 +1027,7 @@ pub(crate) mod tests {
             ProcedureCommand::Announce {
                 at: at("2026-03-21T00:00:00Z"),
             },
-            Err(ProcedureError::Status(
-                "announced",
-                "only a draft is announced",
-            )),
+            Ok(vec![]),
         );
     }
 
