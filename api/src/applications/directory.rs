@@ -52,6 +52,24 @@ pub struct ImportView {
     pub position: Option<u64>,
 }
 
+/// A refused import: `responsibility-conflicts` names every conflict, `invalid-directory`
+/// says why else.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DirectoryProblemDoc {
+    /// `urn:amtsbuch:problem:responsibility-conflicts` or
+    /// `urn:amtsbuch:problem:invalid-directory`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Extension member of `responsibility-conflicts`: each (LeiKa, region) with more than
+    /// one entry (`leika`, `region`, `authorities`, `entries`: their positions from 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub conflicts: Option<Vec<serde_json::Value>>,
+}
+
 fn directory_refused(e: DirectoryError) -> Problem {
     match e {
         DirectoryError::Conflicts(conflicts) => unprocessable(
@@ -97,7 +115,7 @@ fn directory_refused(e: DirectoryError) -> Problem {
         (status = 200, description = "Imported", body = ImportView),
         (status = 400, description = "Invalid input; nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Refused: valid_from lies in the past or before the import in force", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Conflicting entries (named in `conflicts`), none, or too many", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 422, description = "Conflicting entries (named in `conflicts`), none, or too many", body = DirectoryProblemDoc, content_type = "application/problem+json")))]
 pub async fn import(
     State(state): State<AppState>,
     Caller(caller): Caller,

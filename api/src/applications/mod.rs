@@ -1,13 +1,17 @@
-//! The applications domain over HTTP: the responsibility directory and versioned forms —
-//! one domain module ([`MODULE`]), registered in `crate::domains`.
+//! The applications domain over HTTP: the responsibility directory, versioned forms and
+//! the application lifecycle — one domain module ([`MODULE`]), registered in
+//! `crate::domains`.
 //!
 //! Every command runs through the core's command path (`crate::command::execute`): read the
 //! aggregate's stream, fold it, decide, append with the stream's version as the expected
 //! version. Time is the server's. The directory and the forms carry no personal data; both
-//! are answered by folding their streams, so an answer never lags behind the log.
+//! are answered by folding their streams, so an answer never lags behind the log. An
+//! application's personal data (form data, messages) is sealed under the application's own
+//! key; see `lifecycle` for who reaches an application.
 
 pub mod directory;
 pub mod forms;
+pub mod lifecycle;
 pub mod samples;
 
 use axum::http::StatusCode;
@@ -26,7 +30,7 @@ use crate::AppState;
 pub static MODULE: DomainModule = DomainModule {
     name: "applications",
     routes,
-    projections: Vec::new,
+    projections: amtsbuch_projections::applications::projections,
     reserved: Some(Reserved {
         categories: &[
             FormId::CATEGORY,
@@ -50,7 +54,8 @@ pub static MODULE: DomainModule = DomainModule {
 #[derive(OpenApi)]
 #[openapi(tags(
     (name = "forms", description = "Versioned forms: JSON Schema 2020-12 with FIM field ids and form editor elements; published versions never change"),
-    (name = "responsibilities", description = "The responsibility directory: which authority handles a service (LeiKa) in a region (AGS/ARS), with which form and payment policy")
+    (name = "responsibilities", description = "The responsibility directory: which authority handles a service (LeiKa) in a region (AGS/ARS), with which form and payment policy"),
+    (name = "applications", description = "Applications: drafted and submitted by citizens (with a verifiable receipt), received, processed and decided by the responsible authority and its Fachverfahren")
 ))]
 struct ApplicationsDoc;
 
@@ -64,6 +69,19 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(forms::get_version, forms::revise_version))
         .routes(routes!(forms::publish))
         .routes(routes!(forms::retire))
+        .routes(routes!(lifecycle::create, lifecycle::inbox))
+        .routes(routes!(lifecycle::get))
+        .routes(routes!(lifecycle::status))
+        .routes(routes!(lifecycle::save_data))
+        .routes(routes!(lifecycle::submit))
+        .routes(routes!(lifecycle::receipt))
+        .routes(routes!(lifecycle::withdraw))
+        .routes(routes!(lifecycle::provide_information))
+        .routes(routes!(lifecycle::receive))
+        .routes(routes!(lifecycle::request_information))
+        .routes(routes!(lifecycle::decide))
+        .routes(routes!(lifecycle::close))
+        .routes(routes!(lifecycle::accesses))
 }
 
 /// Parse a UUID from a path: lowercase and hyphenated, as the service writes them.

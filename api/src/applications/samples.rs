@@ -1,13 +1,22 @@
 //! What the service's own tests need of the applications domain
 //! (`crate::module::TestSupport`): who may call each operation, and sample data that makes
-//! each succeed — a form with a version being edited, and a directory naming it.
+//! each succeed — a form with a version being edited, a form in force, a directory naming
+//! it, and for the subject an application being drafted and one submitted.
 
 use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use amtsbuch_domain::access::Role::*;
+use amtsbuch_domain::applications::application::{
+    ApplicationCommand, ApplicationState, Pinned, Responsible,
+};
+use amtsbuch_domain::applications::directory::PaymentPolicy;
+use amtsbuch_domain::applications::form::FormState;
+use amtsbuch_domain::applications::{ApplicationId, FormId, Leika, Place, Sha256, SubjectId};
 
-use crate::module::{AccessRow, SampleValues, Samples, Target::Nobody};
+use crate::command::{current, execute, refused, Meta};
+use crate::module::{AccessRow, SampleValues, Samples, Target, Target::Nobody};
 use crate::AppState;
 
 /// A public operation: anybody, without a token.
@@ -19,6 +28,16 @@ const fn public(method: &'static str, path: &'static str) -> AccessRow {
         target: Nobody,
     }
 }
+
+/// A citizen acts on its own applications; the operation's other roles on those of every
+/// applicant that reach them.
+const OWN_FOR_CITIZENS: Target = Target::Subject {
+    own_only: &[Citizen],
+};
+/// Every role of the operation reaches every applicant's application (of its authority).
+const ANY_APPLICANT: Target = Target::Subject { own_only: &[] };
+
+const OFFICIALS: &[amtsbuch_domain::access::Role] = &[Authority, Fachverfahren];
 
 /// Who may call each operation of the applications domain, and whose data it acts on.
 pub const ACCESS: &[AccessRow] = &[
@@ -45,12 +64,98 @@ pub const ACCESS: &[AccessRow] = &[
         &[Operator],
         Nobody,
     ),
+    // Applications: the citizen applies for its own account (the token's); the authority's
+    // officials and Fachverfahren work on those addressed to them.
+    AccessRow::roles("POST", "/applications", &[Citizen], Nobody),
+    AccessRow::roles("GET", "/applications", OFFICIALS, Nobody),
+    AccessRow::roles(
+        "GET",
+        "/applications/{id}",
+        &[Citizen, Authority, Fachverfahren],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles(
+        "GET",
+        "/applications/{id}/status",
+        &[Citizen, Authority, Fachverfahren],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles(
+        "PUT",
+        "/applications/{id}/data",
+        &[Citizen],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/applications/{id}/submission",
+        &[Citizen],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles(
+        "GET",
+        "/applications/{id}/receipt",
+        &[Citizen],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/applications/{id}/withdrawal",
+        &[Citizen],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/applications/{id}/information",
+        &[Citizen],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/applications/{id}/reception",
+        OFFICIALS,
+        ANY_APPLICANT,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/applications/{id}/information-requests",
+        OFFICIALS,
+        ANY_APPLICANT,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/applications/{id}/decision",
+        OFFICIALS,
+        ANY_APPLICANT,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/applications/{id}/closure",
+        OFFICIALS,
+        ANY_APPLICANT,
+    ),
+    // Who read: for the applicant and the data protection officer.
+    AccessRow::roles(
+        "GET",
+        "/applications/{id}/accesses",
+        &[Citizen, Dpo],
+        OWN_FOR_CITIZENS,
+    ),
 ];
 
-/// Publishing ends the sample version's editing, retiring its publication.
+/// Publishing ends the sample version's editing, retiring its publication; the sample
+/// application goes through its life in this order.
 pub const LAST: &[(&str, &str)] = &[
     ("POST", "/forms/{form}/versions/{v}/publication"),
     ("POST", "/forms/{form}/versions/{v}/retirement"),
+    ("PUT", "/applications/{id}/data"),
+    ("POST", "/applications/{id}/submission"),
+    ("GET", "/applications/{id}/receipt"),
+    ("POST", "/applications/{id}/reception"),
+    ("POST", "/applications/{id}/information-requests"),
+    ("POST", "/applications/{id}/information"),
+    ("POST", "/applications/{id}/decision"),
+    ("POST", "/applications/{id}/closure"),
 ];
 
 /// The applications samples.
@@ -58,10 +163,12 @@ pub static SAMPLES: ApplicationsSamples = ApplicationsSamples;
 
 /// The LeiKa key of the sample service (Wohngeld).
 pub const LEIKA: &str = "99108001000000";
-/// The ARS of the sample place (Meißen).
+/// The ARS of the sample place (Meißen), in the test authority's region.
 pub const ARS: &str = "146270000000";
 
-/// The samples: `form` is created by `seed` with version 1 being edited.
+/// The samples: `form` is created by `seed` with version 1 being edited; `app_form` is in
+/// force and named by the directory; `application` (a draft with data) and `submitted`
+/// (submitted, for the withdrawal) belong to the subject.
 #[derive(Debug, Clone, Copy)]
 pub struct ApplicationsSamples;
 
@@ -131,20 +238,32 @@ pub fn sample_schema() -> Value {
     })
 }
 
+/// The subject's applications are derived from its account, so that the citizen's and
+/// the other subject's differ and stay the same across calls.
+fn derived(account: &str, n: u8) -> String {
+    let base = Uuid::parse_str(account).unwrap_or_default();
+    let mut bytes = *base.as_bytes();
+    bytes[0] ^= 0xa0 | n;
+    Uuid::from_bytes(bytes).to_string()
+}
+
 impl Samples for ApplicationsSamples {
-    fn values(&self, _citizen: &str) -> SampleValues {
+    fn values(&self, citizen: &str) -> SampleValues {
         [
-            ("form", EDIT_FORM),
-            ("app_form", APP_FORM),
-            ("form_version", "1"),
+            ("form", EDIT_FORM.to_owned()),
+            ("app_form", APP_FORM.to_owned()),
+            ("form_version", "1".to_owned()),
+            ("applicant", citizen.to_owned()),
+            ("application", derived(citizen, 1)),
+            ("submitted", derived(citizen, 2)),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .map(|(k, v)| (k.to_owned(), v))
         .collect()
     }
 
-    /// Creates both forms through the service layer (with fixed ids, the same for every
-    /// subject, so that the requests naming them are too) and imports the directory.
+    /// Creates both forms and the directory through the API, then the subject's two
+    /// applications through the service layer (a citizen's token is not at hand here).
     fn seed<'a>(
         &'a self,
         app: &'a axum::Router,
@@ -159,6 +278,83 @@ impl Samples for ApplicationsSamples {
                 .body(values, "PUT", "/responsibilities")
                 .unwrap_or_default();
             call(app, "PUT", "/responsibilities", operator, directory).await;
+
+            let form_id = FormId(Uuid::parse_str(APP_FORM).expect("form id"));
+            let (form, _) = current::<FormState>(state, &form_id.stream_id())
+                .await
+                .expect("form");
+            let version = form.current().expect("a published version").clone();
+            let applicant = SubjectId(
+                values
+                    .get("applicant")
+                    .and_then(|a| Uuid::parse_str(a).ok())
+                    .expect("the applicant is a UUID"),
+            );
+            for (name, submit) in [("application", false), ("submitted", true)] {
+                let id = ApplicationId(
+                    values
+                        .get(name)
+                        .and_then(|a| Uuid::parse_str(a).ok())
+                        .expect("application id"),
+                );
+                let now = chrono::Utc::now();
+                let commands = [
+                    ApplicationCommand::Create {
+                        application_id: id,
+                        applicant,
+                        pinned: Pinned {
+                            form: form_id,
+                            version: version.version,
+                            schema_hash: version.schema.hash(),
+                        },
+                        responsible: Responsible {
+                            authority: amtsbuch_domain::AuthorityId::parse("lra-meissen")
+                                .expect("authority"),
+                            leika: Leika::parse(LEIKA).expect("leika"),
+                            place: Place::parse(ARS).expect("place"),
+                            payment: PaymentPolicy::AfterDecision,
+                            service_name: None,
+                        },
+                        at: now,
+                    },
+                    ApplicationCommand::SaveData {
+                        applicant,
+                        data: json!({ "familienname": "Mustermann" }),
+                        salt: Sha256([9; 32]),
+                        schema: &version.schema,
+                        at: now,
+                    },
+                ];
+                let meta = Meta::system("test");
+                for command in commands.iter() {
+                    execute::<ApplicationState>(
+                        state,
+                        &id.stream_id(),
+                        command,
+                        |e| refused("application-refused", e),
+                        &meta,
+                    )
+                    .await
+                    .expect("seed the sample application");
+                }
+                if submit {
+                    let command = ApplicationCommand::Submit {
+                        applicant,
+                        schema: &version.schema,
+                        status: version.status,
+                        at: now,
+                    };
+                    execute::<ApplicationState>(
+                        state,
+                        &id.stream_id(),
+                        &command,
+                        |e| refused("application-refused", e),
+                        &meta,
+                    )
+                    .await
+                    .expect("submit the sample application");
+                }
+            }
         })
     }
 
@@ -166,9 +362,20 @@ impl Samples for ApplicationsSamples {
         let name = match (first, param) {
             ("forms", "{form}") => "form",
             ("forms", "{v}") => "form_version",
+            ("applications", "{id}") => "application",
             _ => return None,
         };
         values.get(name).cloned()
+    }
+
+    /// The withdrawal acts on the submitted application, so that the other's life is not
+    /// cut short.
+    fn path_param(&self, values: &SampleValues, path: &str, param: &str) -> Option<String> {
+        if path == "/applications/{id}/withdrawal" && param == "{id}" {
+            return values.get("submitted").cloned();
+        }
+        let first = path.split('/').nth(1).unwrap_or_default();
+        self.param(values, first, param)
     }
 
     fn query(&self, _values: &SampleValues, path: &str) -> Option<String> {
@@ -187,6 +394,22 @@ impl Samples for ApplicationsSamples {
             ("POST", "/forms/{form}/versions") | ("PUT", "/forms/{form}/versions/{v}") => {
                 json!({ "schema": sample_schema() })
             }
+            ("POST", "/applications") => json!({ "leika": LEIKA, "ars": ARS }),
+            ("PUT", "/applications/{id}/data") => {
+                json!({ "data": { "familienname": "Musterfrau" } })
+            }
+            ("POST", "/applications/{id}/reception") => json!({ "file_number": "AZ 42/2026" }),
+            ("POST", "/applications/{id}/information-requests") => json!({
+                "message": "Bitte reichen Sie den Mietvertrag nach.",
+                "due_at": "2099-01-01T00:00:00Z",
+            }),
+            ("POST", "/applications/{id}/information") => {
+                json!({ "request": 1, "message": "Anbei der Mietvertrag." })
+            }
+            ("POST", "/applications/{id}/decision") => json!({
+                "outcome": "granted",
+                "document_sha256": Sha256::of(b"Bescheid").to_string(),
+            }),
             _ => return None,
         })
     }
