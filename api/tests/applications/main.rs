@@ -518,6 +518,74 @@ async fn lifecycle(env: &Env) {
     // The receipt, checked independently: the record is the one the proof binds, and it
     // names what the applicant submitted.
     check_receipt(env, &id, &receipt, &data).await;
+    routed_to_the_authority_only(env, &id).await;
+}
+
+/// The draft's events are routed to nobody; every event from the submission on to the
+/// authority, its service and the applicant's municipality, so that the relay and the SSE
+/// stream deliver them to its Fachverfahren and to no other authority's.
+async fn routed_to_the_authority_only(env: &Env, id: &str) {
+    use amtsbuch_domain::access::{Bindings, Principal};
+    use amtsbuch_domain::{AuthorityId, ServiceKey, StreamId};
+    let stream = StreamId::parse(&format!("application-{id}")).expect("stream");
+    let events = env
+        .store
+        .read_stream(&stream, 1, amtsbuch_infra::Direction::Forwards, 1000)
+        .await
+        .expect("stream");
+    let fachverfahren = |authority: &str| {
+        Principal::new(
+            "fv",
+            [Role::Fachverfahren],
+            Bindings {
+                authority: Some(AuthorityId::parse(authority).expect("authority")),
+                services: vec![ServiceKey::parse(LEIKA).expect("service")],
+                ..Bindings::default()
+            },
+        )
+        .expect("principal")
+    };
+    let (own, other) = (fachverfahren("lra-meissen"), fachverfahren("lra-bautzen"));
+    let mut submitted = false;
+    for e in &events {
+        let record = e.record().expect("record");
+        submitted |= record.event_type.as_str() == "ApplicationSubmitted";
+        if submitted {
+            assert_eq!(
+                record.authority.as_ref().map(|a| a.as_str()),
+                Some("lra-meissen"),
+                "{}",
+                record.event_type
+            );
+            assert_eq!(
+                record.service.as_ref().map(|s| s.as_str()),
+                Some(LEIKA),
+                "{}",
+                record.event_type
+            );
+            assert_eq!(
+                record.tenant.as_deref(),
+                Some("14627000"),
+                "{}",
+                record.event_type
+            );
+            assert!(own.may_see(&record), "{}", record.event_type);
+        } else {
+            assert_eq!(
+                record.authority, None,
+                "a draft's {} is routed to nobody",
+                record.event_type
+            );
+            assert!(!own.may_see(&record));
+        }
+        assert!(
+            !other.may_see(&record),
+            "{} reaches another authority",
+            record.event_type
+        );
+    }
+    assert!(submitted);
+    assert!(events.len() > 8, "{} events", events.len());
 }
 
 async fn check_receipt(env: &Env, id: &str, first: &Value, data: &Value) {
