@@ -173,7 +173,7 @@ fn application_refused(e: ApplicationError) -> Problem {
     }
 }
 
-async fn load(
+pub(crate) async fn load(
     state: &AppState,
     id: ApplicationId,
 ) -> Result<(Vec<Stored<ApplicationEvent>>, ApplicationState, u64), Problem> {
@@ -261,7 +261,11 @@ fn label<T: Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-fn view(events: &[Stored<ApplicationEvent>], app: &Application, version: u64) -> ApplicationView {
+pub(crate) fn view(
+    events: &[Stored<ApplicationEvent>],
+    app: &Application,
+    version: u64,
+) -> ApplicationView {
     let mut data = Value::Null;
     let mut requests: Vec<InformationView> = Vec::new();
     let mut document = None;

@@ -10,6 +10,7 @@
 //! key; see `lifecycle` for who reaches an application.
 
 pub mod directory;
+pub mod export;
 pub mod forms;
 pub mod lifecycle;
 pub mod samples;
@@ -42,7 +43,7 @@ pub static MODULE: DomainModule = DomainModule {
     }),
     jobs: None,
     bench: None,
-    export: None,
+    export: Some(export::EXPORT),
     processing: None,
     tests: TestSupport {
         access: samples::ACCESS,

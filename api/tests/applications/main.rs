@@ -1030,6 +1030,60 @@ async fn inbox(env: &Env) {
     .await;
 }
 
+/// The access export (Art. 15) of an applicant holds its applications, decrypted; that of
+/// a subject who never applied has no such member.
+async fn export(env: &Env) {
+    setup(env).await;
+    let c = citizen();
+    let id = env.draft().await;
+    let data = json!({ "familienname": "Müller", "geburtsdatum": "1990-02-03" });
+    env.expect(
+        StatusCode::OK,
+        "PUT",
+        "/applications/{id}/data",
+        &uri(&id, "/data"),
+        Some(&c),
+        Some(json!({ "data": data })),
+    )
+    .await;
+    env.expect(
+        StatusCode::CREATED,
+        "POST",
+        "/applications/{id}/submission",
+        &uri(&id, "/submission"),
+        Some(&c),
+        None,
+    )
+    .await;
+    let path = "/dpo/subjects/{subject}/export";
+    let export = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            path,
+            &format!("/dpo/subjects/{}/export", common::CITIZEN_ACCOUNT),
+            Some(&dpo()),
+            None,
+        )
+        .await;
+    let applications = export["applications"].as_array().expect("applications");
+    assert_eq!(applications.len(), 1);
+    assert_eq!(applications[0]["application_id"], id.as_str());
+    assert_eq!(applications[0]["data"], data);
+    assert_eq!(applications[0]["status"], "submitted");
+    let other = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            path,
+            &format!("/dpo/subjects/{}/export", common::OTHER_ACCOUNT),
+            Some(&dpo()),
+            None,
+        )
+        .await;
+    assert!(other.get("applications").is_none(), "{other}");
+}
+
 macro_rules! suite {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -1055,4 +1109,4 @@ macro_rules! suite {
     };
 }
 
-suite!(lifecycle, bad_input, inbox);
+suite!(lifecycle, bad_input, inbox, export);
