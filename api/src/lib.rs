@@ -3,6 +3,7 @@
 //! `run` serves the API on a listener until a shutdown future completes; tests call it on
 //! port 0. The binary (`main.rs`) parses flags and runs the commands in `cli`.
 
+pub mod applications;
 pub mod auth;
 pub mod body;
 pub mod cli;

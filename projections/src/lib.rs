@@ -20,6 +20,7 @@
 
 use std::sync::Arc;
 
+pub mod applications;
 pub mod checkpoint;
 pub mod db;
 pub mod gdpr;

@@ -57,7 +57,7 @@ pub struct ScopeBody {
     /// Processing purposes (register of processing activities), e.g. `antrag-vorbefuellung`.
     #[schema(value_type = Vec<String>)]
     pub purposes: Purposes,
-    /// Receiving applications or public bodies, e.g. `lra-meissen`.
+    /// Receiving e-government services or public bodies, e.g. `lra-meissen`.
     #[schema(value_type = Vec<String>)]
     pub recipients: Recipients,
 }

@@ -405,6 +405,41 @@ pub struct DraftExpiryAnnounced {
     pub expires_at: DateTime<Utc>,
 }
 
+/// `ApplicationRead`: an authority's official or Fachverfahren read the application's
+/// personal data. Recorded by the service on every such read, so that the applicant and
+/// the data protection officer can list who read it and when. A fact, not a decision: no
+/// command decides it, and it changes nothing of the application.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRead {
+    pub application_id: ApplicationId,
+    /// Who read, as the envelope's actor names callers (`authority:<sub>`), pseudonymous.
+    pub reader: ReaderLabel,
+    /// The authority the reader works for.
+    pub authority: AuthorityId,
+    /// What was read: `application` (data, attachments' names, messages).
+    pub what: ReadKind,
+    #[serde(with = "timestamp")]
+    pub read_at: DateTime<Utc>,
+}
+
+text!(
+    /// A pseudonymous label of a reader (`authority:7f3a…`).
+    ReaderLabel,
+    "reader",
+    255
+);
+
+/// What a recorded read showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadKind {
+    /// The application with its data and messages.
+    Application,
+    /// One attachment's content.
+    Attachment,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApplicationEvent {
     Created(ApplicationCreated),
@@ -420,6 +455,7 @@ pub enum ApplicationEvent {
     Closed(Step),
     ExpiryAnnounced(DraftExpiryAnnounced),
     Expired(Step),
+    Read(ApplicationRead),
 }
 
 const CREATED: &str = "ApplicationCreated";
@@ -435,9 +471,10 @@ const DECIDED: &str = "DecisionIssued";
 const CLOSED: &str = "ApplicationClosed";
 const EXPIRY_ANNOUNCED: &str = "DraftExpiryAnnounced";
 const EXPIRED: &str = "DraftExpired";
+const READ: &str = "ApplicationRead";
 
 /// Every event type of an application, in lifecycle order.
-pub const EVENT_TYPES: [&str; 13] = [
+pub const EVENT_TYPES: [&str; 14] = [
     CREATED,
     DATA_SAVED,
     ATTACHMENT_ADDED,
@@ -451,6 +488,7 @@ pub const EVENT_TYPES: [&str; 13] = [
     CLOSED,
     EXPIRY_ANNOUNCED,
     EXPIRED,
+    READ,
 ];
 
 impl ApplicationEvent {
@@ -468,6 +506,7 @@ impl ApplicationEvent {
             Self::InformationRequested(e) | Self::InformationProvided(e) => e.application_id,
             Self::Decided(e) => e.application_id,
             Self::ExpiryAnnounced(e) => e.application_id,
+            Self::Read(e) => e.application_id,
         }
     }
 }
@@ -488,6 +527,7 @@ impl DomainEvent for ApplicationEvent {
             Self::Closed(_) => CLOSED,
             Self::ExpiryAnnounced(_) => EXPIRY_ANNOUNCED,
             Self::Expired(_) => EXPIRED,
+            Self::Read(_) => READ,
         }
     }
 
@@ -509,6 +549,7 @@ impl DomainEvent for ApplicationEvent {
             Self::InformationRequested(e) | Self::InformationProvided(e) => e.at,
             Self::Decided(e) => e.decided_at,
             Self::ExpiryAnnounced(e) => e.announced_at,
+            Self::Read(e) => e.read_at,
         }
     }
 
@@ -561,6 +602,7 @@ impl DomainEvent for ApplicationEvent {
             }
             Self::Decided(e) => (data_of(name, e)?, None),
             Self::ExpiryAnnounced(e) => (data_of(name, e)?, None),
+            Self::Read(e) => (data_of(name, e)?, None),
         };
         Ok(EventParts {
             event_type: event_type_of(name)?,
@@ -607,6 +649,7 @@ impl DomainEvent for ApplicationEvent {
             DECIDED => Self::Decided(parse_data(name, data)?),
             CLOSED => Self::Closed(parse_data(name, data)?),
             EXPIRY_ANNOUNCED => Self::ExpiryAnnounced(parse_data(name, data)?),
+            READ => Self::Read(parse_data(name, data)?),
             _ => Self::Expired(parse_data(name, data)?),
         })
     }
@@ -2132,7 +2175,18 @@ mod tests {
             serde_json::to_value(ZbpStatus::ActionRequired).expect("json"),
             json!("ACTION_REQUIRED")
         );
-        let every_event_type_reads_back = EVENT_TYPES.len();
-        assert_eq!(every_event_type_reads_back, 13);
+        assert_eq!(EVENT_TYPES.len(), 14);
+        let read = ApplicationEvent::Read(ApplicationRead {
+            application_id: id(),
+            reader: ReaderLabel::parse("authority:official-7").expect("label"),
+            authority: authority(),
+            what: ReadKind::Application,
+            read_at: at("2026-03-02T08:30:00Z"),
+        });
+        let (data, personal) = round_trip(&read);
+        assert_eq!(personal, None);
+        assert!(data.contains("\"what\":\"application\""), "{data}");
+        // A read changes nothing of the application.
+        assert_eq!(evolve(received(), &read), received());
     }
 }
