@@ -17,6 +17,7 @@ pub mod ledger_http;
 pub mod metrics;
 pub mod module;
 pub mod nats_http;
+pub mod payments;
 pub mod problem;
 pub mod router;
 pub mod server;

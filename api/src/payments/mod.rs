@@ -1,0 +1,3 @@
+//! The payments domain in the service: the payment provider client (XBezahldienste).
+
+pub mod provider;
