@@ -1,3 +1,4 @@
 //! The payments domain in the service: the payment provider client (XBezahldienste).
 
 pub mod provider;
+pub mod service;
