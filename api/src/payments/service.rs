@@ -10,6 +10,7 @@
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use futures_util::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -432,47 +433,97 @@ pub async fn import(
                 .collect()
         }
     };
+    let total = lines.len();
+    let mut report = ImportReport {
+        lines: total,
+        ..ImportReport::default()
+    };
+    // Find each line's receivable (reads only, many at a time, in file order).
+    let found: Vec<Option<ReceivableId>> = stream::iter(lines.iter())
+        .map(|line| owner(state, mandant, line))
+        .buffered(IMPORT_CONCURRENCY)
+        .try_collect()
+        .await?;
+    // Book the lines of each receivable in file order, different receivables at once: the
+    // store's group commit then writes many of them per transaction.
+    let mut groups: Vec<(ReceivableId, Vec<&StatementLine>)> = vec![];
+    let mut index: std::collections::HashMap<ReceivableId, usize> = Default::default();
+    for (line, owner) in lines.iter().zip(found) {
+        match owner {
+            Some(id) => {
+                let at = *index.entry(id).or_insert_with(|| {
+                    groups.push((id, vec![]));
+                    groups.len() - 1
+                });
+                groups[at].1.push(line);
+            }
+            None => report.unmatched.push((
+                line.position.clone(),
+                if line.kassenzeichen.is_none() && line.candidates.is_empty() {
+                    "NoKassenzeichen".into()
+                } else {
+                    "UnknownKassenzeichen".into()
+                },
+            )),
+        }
+    }
+    let mut done = report.unmatched.len();
+    let mut booked = stream::iter(groups)
+        .map(|(id, group)| book_group(state, id, group, now, meta))
+        .buffer_unordered(IMPORT_CONCURRENCY);
+    while let Some(part) = booked.next().await {
+        let part = part?;
+        done += part.lines;
+        report.booked += part.booked;
+        report.already_booked += part.already_booked;
+        report.mismatches += part.mismatches;
+        report.amount_differs.extend(part.amount_differs);
+        report.unmatched.extend(part.unmatched);
+        progress(done, total);
+    }
+    Ok(report)
+}
+
+/// How many lookups and receivables an import works on at once.
+const IMPORT_CONCURRENCY: usize = 64;
+
+/// The receivable whose Kassenzeichen (claimed in `mandant`) the line names, if any.
+async fn owner(
+    state: &AppState,
+    mandant: &Mandant,
+    line: &StatementLine,
+) -> Result<Option<ReceivableId>, Problem> {
+    for kz in line.kassenzeichen.iter().chain(line.candidates.iter()) {
+        if let (ClaimState::Claimed(id), _) =
+            current::<ClaimState>(state, &claim_stream(mandant, kz)).await?
+        {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+/// Books the lines of one receivable, in order.
+async fn book_group(
+    state: &AppState,
+    id: ReceivableId,
+    lines: Vec<&StatementLine>,
+    now: DateTime<Utc>,
+    meta: &Meta,
+) -> Result<ImportReport, Problem> {
     let mut report = ImportReport {
         lines: lines.len(),
         ..ImportReport::default()
     };
-    let total = lines.len();
-    for (done, line) in lines.iter().enumerate() {
-        let mut found: Option<(ReceivableId, ReceivableState)> = None;
-        let mut lookup_error = None;
-        let kassenzeichen: Vec<&Kassenzeichen> = line
-            .kassenzeichen
-            .iter()
-            .chain(line.candidates.iter())
-            .collect();
-        for kz in kassenzeichen {
-            match current::<ClaimState>(state, &claim_stream(mandant, kz)).await {
-                Ok((ClaimState::Claimed(id), _)) => {
-                    match current::<ReceivableState>(state, &id.stream_id()).await {
-                        Ok((r, _)) => found = Some((id, r)),
-                        Err(e) => lookup_error = Some(e),
-                    }
-                    break;
-                }
-                Ok((ClaimState::Free, _)) => {}
-                Err(e) => {
-                    lookup_error = Some(e);
-                    break;
-                }
-            }
-        }
-        if let Some(e) = lookup_error {
-            return Err(e);
-        }
+    let (mut current_state, _) = current::<ReceivableState>(state, &id.stream_id()).await?;
+    for line in lines {
         let decision = match_line(
             line,
             |kz| {
-                found.as_ref().and_then(|(id, r)| {
-                    let r = r.receivable()?;
-                    (r.kassenzeichen == *kz).then_some(Target {
-                        receivable_id: *id,
-                        balance: r.balance(),
-                    })
+                let r = current_state.receivable()?;
+                (r.kassenzeichen == *kz).then_some(Target {
+                    receivable_id: id,
+                    balance: r.balance(),
                 })
             },
             now,
@@ -482,19 +533,13 @@ pub async fn import(
                 .unmatched
                 .push((line.position.clone(), format!("{why:?}"))),
             Decision::Book {
-                receivable_id,
                 command,
                 amount_differs,
                 ..
             } => {
-                let done = execute::<ReceivableState>(
-                    state,
-                    &receivable_id.stream_id(),
-                    &command,
-                    rejected,
-                    meta,
-                )
-                .await?;
+                let done =
+                    execute::<ReceivableState>(state, &id.stream_id(), &command, rejected, meta)
+                        .await?;
                 if done.events.is_empty() {
                     report.already_booked += 1;
                 } else {
@@ -510,10 +555,8 @@ pub async fn import(
                         report.amount_differs.push(line.position.clone());
                     }
                 }
+                current_state = done.state;
             }
-        }
-        if (done + 1) % 1000 == 0 || done + 1 == total {
-            progress(done + 1, total);
         }
     }
     Ok(report)

@@ -621,4 +621,37 @@ suite!(
     p4_a_returned_debit_reopens_the_receivable,
     p5_an_hkr_posting_of_24_50_is_a_mismatch,
     bad_input_changes_nothing,
+    figures,
 );
+
+/// The figures: callback → pull → event, and reconciliation, with small counts so the
+/// suite stays quick; `AMTSBUCH_PAYMENTS_BENCH=<callbacks>,<lines>` measures more.
+async fn figures(env: &Env) {
+    use amtsbuch_api::payments::bench;
+    let (callbacks, lines) = std::env::var("AMTSBUCH_PAYMENTS_BENCH")
+        .ok()
+        .and_then(|v| {
+            let (a, b) = v.split_once(',')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .unwrap_or((20, 200));
+    let latency = bench::callback_latency(&env.state, &env.provider, &env.sim.url, callbacks)
+        .await
+        .expect("callbacks");
+    assert!(latency.p50_ms <= latency.p99_ms && latency.p99_ms <= latency.max_ms);
+    let (took, report) = bench::reconciliation(&env.state, lines)
+        .await
+        .expect("reconciliation");
+    assert_eq!((report.lines, report.booked), (lines, lines));
+    println!(
+        "callback -> pull -> event over {callbacks}: p50 {:.1} ms, p99 {:.1} ms (goal 30 ms, ratio {:.2}), max {:.1} ms; \
+         reconciliation of {lines} lines: {:.2} s, {:.0} lines/s (goal 100000 in 10 s, ratio {:.2})",
+        latency.p50_ms,
+        latency.p99_ms,
+        latency.p99_ms / 30.0,
+        latency.max_ms,
+        took.as_secs_f64(),
+        lines as f64 / took.as_secs_f64(),
+        (100_000.0 / (lines as f64 / took.as_secs_f64())) / 10.0,
+    );
+}
