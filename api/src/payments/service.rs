@@ -27,7 +27,7 @@ use amtsbuch_domain::payments::{
 };
 
 use super::provider::{Item, PaymentRequest, Provider, ProviderError};
-use crate::command::{current, execute, refused, Meta};
+use crate::command::{append, current, execute, refused, Executed, Meta, StoreOrProblem};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -292,7 +292,7 @@ pub async fn pull(
     transaction: Option<&TransactionId>,
     meta: &Meta,
 ) -> Result<ReceivableState, Problem> {
-    let (current, _) = receivable(state, id).await?;
+    let (current, _) = unopened(state, id).await?;
     let r = current
         .receivable()
         .ok_or_else(|| Problem::not_found("no such receivable"))?;
@@ -309,9 +309,9 @@ pub async fn pull(
     let mut latest = current;
     for tx in open {
         let info = provider.status(&tx).await.map_err(provider_problem)?;
-        let done = execute::<ReceivableState>(
+        let done = book(
             state,
-            &id.stream_id(),
+            id,
             &ReceivableCommand::ApplyPull(PulledStatus {
                 transaction_id: tx,
                 status: info.status,
@@ -320,7 +320,6 @@ pub async fn pull(
                 amount: info.gross,
                 pulled_at: Utc::now(),
             }),
-            rejected,
             meta,
         )
         .await?;
@@ -484,6 +483,90 @@ pub async fn import(
     Ok(report)
 }
 
+/// How often a booking is decided again when another command changed the receivable first.
+const ATTEMPTS: usize = 3;
+
+/// The receivable's state folded from its events without opening their sealed parts:
+/// deciding never needs the payer's name, so the key vault is not asked (the payer's name
+/// reads as erased in this state). With the stream's version.
+async fn unopened(state: &AppState, id: ReceivableId) -> Result<(ReceivableState, u64), Problem> {
+    use amtsbuch_infra::store::MAX_PAGE;
+    use amtsbuch_infra::{Direction, EventStore};
+    let stream = id.stream_id();
+    let mut folded = ReceivableState::default();
+    let mut version = 0u64;
+    loop {
+        let page = state
+            .store
+            .read_stream(&stream, version + 1, Direction::Forwards, MAX_PAGE)
+            .await?;
+        for e in &page {
+            let record = e.record().map_err(|err| Problem::internal(&err))?;
+            let event = amtsbuch_domain::event::decode::<ReceivableEvent>(&record, None)
+                .map_err(|err| Problem::internal(&format!("position {}: {err}", e.position)))?;
+            folded = receivable::evolve(folded, &event);
+        }
+        version += page.len() as u64;
+        if page.len() < MAX_PAGE {
+            return Ok((folded, version));
+        }
+    }
+}
+
+/// `crate::command::execute` for the commands that book on an existing receivable: the
+/// same load, decide, append under the stream's version and retry, but deciding on the
+/// unopened state. The events these commands decide carry no personal data.
+async fn book(
+    state: &AppState,
+    id: ReceivableId,
+    command: &ReceivableCommand,
+    meta: &Meta,
+) -> Result<Executed<ReceivableState, ReceivableEvent>, Problem> {
+    use amtsbuch_domain::{AppendError, ExpectedVersion};
+    use amtsbuch_infra::StoreError;
+    let stream = id.stream_id();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (current, version) = unopened(state, id).await?;
+        if current.receivable().is_none() {
+            return Err(Problem::not_found("no such receivable"));
+        }
+        let events = receivable::decide(command, &current).map_err(rejected)?;
+        if events.is_empty() {
+            return Ok(Executed {
+                state: current,
+                events,
+                outcome: None,
+                version,
+            });
+        }
+        match append(
+            state,
+            &stream,
+            &events,
+            ExpectedVersion::Exact(version),
+            meta,
+        )
+        .await
+        {
+            Ok(outcome) => {
+                let after = events.iter().fold(current, receivable::evolve);
+                return Ok(Executed {
+                    state: after,
+                    events,
+                    version: outcome.next_version,
+                    outcome: Some(outcome),
+                });
+            }
+            Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
+                ..
+            }))) if attempt < ATTEMPTS => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// How many lookups and receivables an import works on at once.
 const IMPORT_CONCURRENCY: usize = 64;
 
@@ -515,7 +598,7 @@ async fn book_group(
         lines: lines.len(),
         ..ImportReport::default()
     };
-    let (mut current_state, _) = current::<ReceivableState>(state, &id.stream_id()).await?;
+    let (mut current_state, _) = unopened(state, id).await?;
     for line in lines {
         let decision = match_line(
             line,
@@ -537,9 +620,7 @@ async fn book_group(
                 amount_differs,
                 ..
             } => {
-                let done =
-                    execute::<ReceivableState>(state, &id.stream_id(), &command, rejected, meta)
-                        .await?;
+                let done = book(state, id, &command, meta).await?;
                 if done.events.is_empty() {
                     report.already_booked += 1;
                 } else {
