@@ -430,6 +430,41 @@ mod tests {
     }
 
     #[test]
+    fn an_unusable_client_certificate_is_a_configuration_error() {
+        let config = |auth: Auth, ca: Option<&[u8]>| ProviderConfig {
+            name: "epaybl".into(),
+            base_url: "https://127.0.0.1:9".into(),
+            originator_id: "o".into(),
+            endpoint_id: "e".into(),
+            auth,
+            callback_secret: vec![],
+            ca_pem: ca.map(<[u8]>::to_vec),
+            timeout: Duration::from_secs(1),
+        };
+        let empty = Auth::MutualTls {
+            chain_pem: b"no certificate here".to_vec(),
+            key_pem: vec![],
+        };
+        assert!(matches!(
+            Provider::new(config(empty, None)),
+            Err(ProviderError::Config(_))
+        ));
+        let broken = Auth::MutualTls {
+            chain_pem: b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n".to_vec(),
+            key_pem: vec![],
+        };
+        assert!(matches!(
+            Provider::new(config(broken, None)),
+            Err(ProviderError::Config(_))
+        ));
+        let bad_ca = b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n";
+        assert!(matches!(
+            Provider::new(config(Auth::Bearer("t".into()), Some(bad_ca))),
+            Err(ProviderError::Config(_))
+        ));
+    }
+
+    #[test]
     fn callbacks_are_signed_with_the_shared_secret() {
         let provider = Provider::new(ProviderConfig {
             name: "sim".into(),
