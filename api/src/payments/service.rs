@@ -522,13 +522,28 @@ async fn book(
     command: &ReceivableCommand,
     meta: &Meta,
 ) -> Result<Executed<ReceivableState, ReceivableEvent>, Problem> {
+    book_on(state, id, command, None, meta).await
+}
+
+/// [`book`], starting from `known`, the receivable as the caller last saw it (a conflict
+/// loads it anew).
+async fn book_on(
+    state: &AppState,
+    id: ReceivableId,
+    command: &ReceivableCommand,
+    mut known: Option<(ReceivableState, u64)>,
+    meta: &Meta,
+) -> Result<Executed<ReceivableState, ReceivableEvent>, Problem> {
     use amtsbuch_domain::{AppendError, ExpectedVersion};
     use amtsbuch_infra::StoreError;
     let stream = id.stream_id();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (current, version) = unopened(state, id).await?;
+        let (current, version) = match known.take() {
+            Some(known) => known,
+            None => unopened(state, id).await?,
+        };
         if current.receivable().is_none() {
             return Err(Problem::not_found("no such receivable"));
         }
@@ -598,7 +613,7 @@ async fn book_group(
         lines: lines.len(),
         ..ImportReport::default()
     };
-    let (mut current_state, _) = unopened(state, id).await?;
+    let (mut current_state, mut version) = unopened(state, id).await?;
     for line in lines {
         let decision = match_line(
             line,
@@ -620,7 +635,8 @@ async fn book_group(
                 amount_differs,
                 ..
             } => {
-                let done = book(state, id, &command, meta).await?;
+                let done =
+                    book_on(state, id, &command, Some((current_state, version)), meta).await?;
                 if done.events.is_empty() {
                     report.already_booked += 1;
                 } else {
@@ -637,6 +653,7 @@ async fn book_group(
                     }
                 }
                 current_state = done.state;
+                version = done.version;
             }
         }
     }
