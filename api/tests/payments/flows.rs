@@ -445,6 +445,52 @@ async fn p5_an_hkr_posting_of_24_50_is_a_mismatch(env: &Env) {
     assert_eq!(report.unmatched.len(), 1);
 }
 
+/// The same request with the same Idempotency-Key creates one receivable and claims one
+/// Kassenzeichen; another caller's equal key is another receivable.
+async fn a_repeated_request_creates_nothing_new(env: &Env) {
+    let id = ReceivableId::for_idempotency_key("fachverfahren:bauamt", "req-1");
+    let first = service::request(
+        &env.state,
+        fee(id, "14612000", &[("1100.100", 2500)], 2500),
+        None,
+        &meta(),
+    )
+    .await
+    .expect("requested");
+    let before = env.head().await;
+    let again = service::request(
+        &env.state,
+        fee(id, "14612000", &[("1100.100", 2500)], 2500),
+        None,
+        &meta(),
+    )
+    .await
+    .expect("the same again");
+    assert_eq!(env.head().await, before, "nothing new is recorded");
+    assert_eq!(kassenzeichen(&again), kassenzeichen(&first));
+    // The same id with another amount is refused.
+    let other = service::request(
+        &env.state,
+        fee(id, "14612000", &[("1100.100", 2600)], 2600),
+        None,
+        &meta(),
+    )
+    .await
+    .expect_err("another request under the same key");
+    assert_eq!(other.status, StatusCode::CONFLICT);
+    let elsewhere = ReceivableId::for_idempotency_key("fachverfahren:kita", "req-1");
+    assert_ne!(elsewhere, id);
+    service::request(
+        &env.state,
+        fee(elsewhere, "14612000", &[("1100.100", 2500)], 2500),
+        None,
+        &meta(),
+    )
+    .await
+    .expect("another caller's receivable");
+    assert_eq!(env.events(id).await, ["ReceivableRequested"]);
+}
+
 /// Bad input gets a problem and changes nothing.
 async fn bad_input_changes_nothing(env: &Env) {
     // A duplicate Kassenzeichen in a Mandant; the same in another Mandant is fine.
@@ -620,6 +666,7 @@ suite!(
     p3_the_same_callback_three_times_verifies_once,
     p4_a_returned_debit_reopens_the_receivable,
     p5_an_hkr_posting_of_24_50_is_a_mismatch,
+    a_repeated_request_creates_nothing_new,
     bad_input_changes_nothing,
     figures,
 );
