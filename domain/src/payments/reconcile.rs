@@ -318,6 +318,34 @@ mod tests {
     }
 
     #[test]
+    fn hkr_postings_settle_or_reverse() {
+        let text = format!(
+            "{}\nH-1;2026-03-04;202600000013;1100.100;25,00;IST;BEL-1\nH-2;2026-03-05;202600000013;1100.100;25,00;RUECK;BEL-2\n",
+            crate::payments::hkr::HEADER
+        );
+        let postings = crate::payments::hkr::parse(&text, |_| {}).expect("parsed");
+        let now = at("2026-03-06T08:00:00Z");
+        let lines: Vec<StatementLine> = postings.iter().map(StatementLine::from_posting).collect();
+        assert_eq!(lines[0].position, "line 2");
+        assert_eq!(lines[0].source, Source::Hkr);
+        let Decision::Book { command, .. } = match_line(&lines[0], lookup, now) else {
+            panic!("unmatched")
+        };
+        let ReceivableCommand::Settle(booking, reference) = *command else {
+            panic!("{command:?}")
+        };
+        assert_eq!(reference.as_str(), "BEL-1");
+        assert_eq!(booking.entry.as_str(), "H-1");
+        let Decision::Book { command, .. } = match_line(&lines[1], lookup, now) else {
+            panic!("unmatched")
+        };
+        assert!(matches!(
+            *command,
+            ReceivableCommand::Reverse(_, ReversalKind::ReturnedDebit)
+        ));
+    }
+
+    #[test]
     fn remittance_words_that_may_be_a_kassenzeichen() {
         let words: Vec<String> = candidates("KZ:202600000013/Rg 7, Gebühr A1")
             .iter()
