@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod module;
 pub mod nats_http;
 pub mod participation;
+pub mod payments;
 pub mod problem;
 pub mod router;
 pub mod server;

@@ -48,6 +48,24 @@ uuid_id!(
     RefundId
 );
 
+impl ReceivableId {
+    /// The receivable a request with an `Idempotency-Key` creates: derived from the caller
+    /// and the key (SHA-256, shaped as a UUID of version 8), so the same request sent
+    /// again by the same caller names the same receivable and creates nothing new, while
+    /// another caller's equal key names another one.
+    pub fn for_idempotency_key(caller: &str, key: &str) -> ReceivableId {
+        let mut input = Vec::with_capacity(caller.len() + key.len() + 32);
+        input.extend_from_slice(b"amtsbuch:receivable\0");
+        input.extend_from_slice(caller.as_bytes());
+        input.push(0);
+        input.extend_from_slice(key.as_bytes());
+        let hash = ring::digest::digest(&ring::digest::SHA256, &input);
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&hash.as_ref()[..16]);
+        ReceivableId(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    }
+}
+
 token!(
     /// The Mandant (tenant) in the payment platform, e.g. `14612000` or `sk-sachsen`.
     Mandant,
@@ -631,6 +649,29 @@ mod tests {
         assert!(!Kassenzeichen::parse("AB")
             .expect("kz")
             .has_valid_check_digit());
+    }
+
+    #[test]
+    fn an_idempotency_key_names_one_receivable_per_caller() {
+        let a = ReceivableId::for_idempotency_key("fachverfahren:bauamt", "k-1");
+        assert_eq!(
+            a,
+            ReceivableId::for_idempotency_key("fachverfahren:bauamt", "k-1")
+        );
+        assert_ne!(
+            a,
+            ReceivableId::for_idempotency_key("fachverfahren:bauamt", "k-2")
+        );
+        assert_ne!(
+            a,
+            ReceivableId::for_idempotency_key("fachverfahren:kita", "k-1")
+        );
+        // No concatenation ambiguity between caller and key.
+        assert_ne!(
+            ReceivableId::for_idempotency_key("a", "bc"),
+            ReceivableId::for_idempotency_key("ab", "c")
+        );
+        assert_eq!(a.0.get_version_num(), 8);
     }
 
     #[test]

@@ -577,6 +577,9 @@ pub struct Receivable {
     /// The last day a cash booking of the receivable was made (its requesting, a payment,
     /// a reversal, a refund): the retention of its records counts from that year.
     pub last_booking: NaiveDate,
+    /// The day the receivable was last paid in full (cleared by a reversal), for the daily
+    /// report.
+    pub paid_on: Option<NaiveDate>,
 }
 
 impl Receivable {
@@ -629,6 +632,18 @@ impl Receivable {
         } else {
             Status::PartlyPaid
         }
+    }
+
+    /// Until when the receivable's cash records must be kept, and so its payer's data: the
+    /// cash book's ten years from the 1 January after the annual accounts of the year of
+    /// its last booking, adopted `accounts_lag` years after that year (1 when on time).
+    pub fn retention_until(&self, accounts_lag: i32) -> Option<DateTime<Utc>> {
+        use chrono::Datelike;
+        super::retention_until(
+            self.last_booking,
+            self.last_booking.year() + accounts_lag.max(1),
+            super::CashRecord::Book,
+        )
     }
 
     /// Whether a payment (or a submission that waits for it) may count as done: paid in
@@ -1056,6 +1071,7 @@ pub fn evolve(state: ReceivableState, event: &ReceivableEvent) -> ReceivableStat
                 mismatches: 0,
                 entries: BTreeSet::new(),
                 last_booking: e.requested_at.date_naive(),
+                paid_on: None,
             }))
         }
         (ReceivableState::Requested(r), ReceivableEvent::Requested(_)) => {
@@ -1088,6 +1104,7 @@ pub fn evolve(state: ReceivableState, event: &ReceivableEvent) -> ReceivableStat
                         r.last_booking = r.last_booking.max(e.verified_at.date_naive());
                         if r.net_paid() >= r.gross {
                             r.reopened = false;
+                            r.paid_on.get_or_insert(e.verified_at.date_naive());
                         }
                     }
                 }
@@ -1100,6 +1117,7 @@ pub fn evolve(state: ReceivableState, event: &ReceivableEvent) -> ReceivableStat
                 r.last_booking = r.last_booking.max(e.booking_date);
                 if r.net_paid() >= r.gross {
                     r.reopened = false;
+                    r.paid_on.get_or_insert(e.booking_date);
                 }
             }
         }
@@ -1109,6 +1127,7 @@ pub fn evolve(state: ReceivableState, event: &ReceivableEvent) -> ReceivableStat
                 r.online_unconfirmed = r.online_unconfirmed.saturating_sub(e.amount_cents);
                 r.reopened = true;
                 r.settled = false;
+                r.paid_on = None;
                 r.last_booking = r.last_booking.max(e.booking_date);
             }
         }
@@ -1482,6 +1501,7 @@ mod tests {
         let r = receivable(&state);
         assert_eq!(r.status(), Status::Reopened);
         assert_eq!(r.balance(), cents(2500));
+        assert_eq!(r.paid_on, None, "a reversal clears the day it was paid");
         // Paid again, it is paid.
         let mut s = state.clone();
         for e in decide(
@@ -1493,6 +1513,7 @@ mod tests {
             s = evolve(s, &e);
         }
         assert_eq!(receivable(&s).status(), Status::Paid);
+        assert_eq!(receivable(&s).paid_on, Some(day("2026-03-03")));
         // A reversal of more than was paid is a mismatch, and changes no amount.
         let events = decide(
             &ReceivableCommand::Reverse(booking("R2", Source::Bank, 100), ReversalKind::Chargeback),
@@ -1703,7 +1724,13 @@ mod tests {
             ..booking("B1", Source::Bank, 100)
         }));
         let (state, _) = run(&commands);
-        assert_eq!(receivable(&state).last_booking, day("2027-01-04"));
+        let r = receivable(&state);
+        assert_eq!(r.last_booking, day("2027-01-04"));
+        // Booked last in 2027, accounts adopted in 2028: kept until 1 January 2039.
+        assert_eq!(r.retention_until(1), Some(at("2039-01-01T00:00:00Z")));
+        assert_eq!(r.retention_until(0), Some(at("2039-01-01T00:00:00Z")));
+        assert_eq!(r.retention_until(3), Some(at("2041-01-01T00:00:00Z")));
+        assert_eq!(r.paid_on, Some(day("2026-03-01")), "paid online on the 1st");
     }
 
     #[test]

@@ -159,6 +159,23 @@ pub fn match_line(
     }
 }
 
+/// The daily report: the gross amounts of `receivables` summed per Haushaltsstelle, from
+/// their lines. Since each receivable's lines sum to its gross amount, the report's total
+/// is the receivables' gross total. The caller picks the receivables of a day and Mandant
+/// (those paid in full that day, `Receivable::paid_on`).
+pub fn daily_by_haushaltsstelle<'a>(
+    receivables: impl IntoIterator<Item = &'a super::receivable::Receivable>,
+) -> std::collections::BTreeMap<Haushaltsstelle, Cents> {
+    let mut sums = std::collections::BTreeMap::new();
+    for r in receivables {
+        for line in &r.lines {
+            let sum: &mut Cents = sums.entry(line.haushaltsstelle.clone()).or_default();
+            *sum = sum.checked_add(line.gross_cents).unwrap_or(Cents::MAX);
+        }
+    }
+    sums
+}
+
 /// The words of a remittance text that can be a Kassenzeichen: runs of ASCII letters and
 /// digits, 2 to 30 long, containing a digit.
 pub fn candidates(text: &str) -> Vec<Kassenzeichen> {
@@ -251,6 +268,81 @@ mod tests {
             match_line(&line(LineKind::Credit, 1, None, "KZ 999"), lookup, now),
             Decision::Unmatched(Unmatched::UnknownKassenzeichen)
         );
+    }
+
+    #[test]
+    fn the_daily_report_sums_gross_amounts_per_haushaltsstelle() {
+        use crate::decider::Decider;
+        use crate::payments::receivable::{ReceivableEvent, ReceivableRequested, ReceivableState};
+        use crate::payments::{Bewirtschafter, Buchungstext, Line, Mandant};
+        let receivable = |n: u128, lines: &[(&str, i64)]| {
+            let lines: Vec<Line> = lines
+                .iter()
+                .map(|(h, c)| Line {
+                    haushaltsstelle: Haushaltsstelle::parse(h).expect("hst"),
+                    objektnummer: None,
+                    href: None,
+                    buchungstext: Buchungstext::parse("GEBÜHR").expect("text"),
+                    gross_cents: Cents::new(*c).expect("cents"),
+                    net_cents: Cents::new(*c).expect("cents"),
+                    tax_cents: Cents::ZERO,
+                })
+                .collect();
+            let gross = lines.iter().map(|l| l.gross_cents.get()).sum();
+            let state = ReceivableState::fold(&[ReceivableEvent::Requested(ReceivableRequested {
+                receivable_id: ReceivableId(uuid(n)),
+                mandant: Mandant::parse("14612000").expect("mandant"),
+                bewirtschafter: Bewirtschafter::parse("b1").expect("b"),
+                kassenzeichen: Kassenzeichen::parse("K1").expect("kz"),
+                kassenzeichen_assigned: false,
+                gross_cents: Cents::new(gross).expect("cents"),
+                due_date: day("2026-04-01"),
+                lines,
+                application_id: None,
+                payer: crate::event::SubjectId(uuid(99)),
+                requested_at: at("2026-03-01T10:00:00Z"),
+                payer_name: crate::event::Personal::Erased,
+            })]);
+            state.receivable().cloned().expect("requested")
+        };
+        let all = [
+            receivable(1, &[("1100.100", 2000), ("1100.200", 500)]),
+            receivable(2, &[("1100.100", 1000)]),
+        ];
+        let report = daily_by_haushaltsstelle(&all);
+        let h = |s: &str| Haushaltsstelle::parse(s).expect("hst");
+        assert_eq!(report[&h("1100.100")], Cents::new(3000).expect("cents"));
+        assert_eq!(report[&h("1100.200")], Cents::new(500).expect("cents"));
+        let total: i64 = report.values().map(|c| c.get()).sum();
+        assert_eq!(total, all.iter().map(|r| r.gross.get()).sum::<i64>());
+    }
+
+    #[test]
+    fn hkr_postings_settle_or_reverse() {
+        let text = format!(
+            "{}\nH-1;2026-03-04;202600000013;1100.100;25,00;IST;BEL-1\nH-2;2026-03-05;202600000013;1100.100;25,00;RUECK;BEL-2\n",
+            crate::payments::hkr::HEADER
+        );
+        let postings = crate::payments::hkr::parse(&text, |_| {}).expect("parsed");
+        let now = at("2026-03-06T08:00:00Z");
+        let lines: Vec<StatementLine> = postings.iter().map(StatementLine::from_posting).collect();
+        assert_eq!(lines[0].position, "line 2");
+        assert_eq!(lines[0].source, Source::Hkr);
+        let Decision::Book { command, .. } = match_line(&lines[0], lookup, now) else {
+            panic!("unmatched")
+        };
+        let ReceivableCommand::Settle(booking, reference) = *command else {
+            panic!("{command:?}")
+        };
+        assert_eq!(reference.as_str(), "BEL-1");
+        assert_eq!(booking.entry.as_str(), "H-1");
+        let Decision::Book { command, .. } = match_line(&lines[1], lookup, now) else {
+            panic!("unmatched")
+        };
+        assert!(matches!(
+            *command,
+            ReceivableCommand::Reverse(_, ReversalKind::ReturnedDebit)
+        ));
     }
 
     #[test]

@@ -1,0 +1,730 @@
+//! The payment flows over the log: request a receivable (claiming its Kassenzeichen),
+//! check out through the provider, believe a status only from a pull, take push callbacks
+//! and return redirects as mere triggers of a pull, import bank statements and HKR
+//! postings, refund under four eyes, cancel.
+//!
+//! Every change runs through the core's command path (`crate::command::execute`) on the
+//! receivable's stream, so two requests racing on one receivable are decided one after
+//! the other. The HTTP routes are thin over these functions; bad input and refused rules
+//! come back as problems and record nothing.
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use futures_util::{stream, StreamExt, TryStreamExt};
+use serde::Serialize;
+use uuid::Uuid;
+
+use amtsbuch_domain::payments::camt;
+use amtsbuch_domain::payments::claim::{claim_stream, Claim, ClaimError, ClaimState};
+use amtsbuch_domain::payments::hkr;
+use amtsbuch_domain::payments::receivable::{
+    self, ApproveRefund, PulledStatus, ReceivableCommand, ReceivableError, ReceivableEvent,
+    ReceivableState, RequestReceivable, RequestRefund, StartAttempt,
+};
+use amtsbuch_domain::payments::reconcile::{match_line, Decision, StatementLine, Target};
+use amtsbuch_domain::payments::{
+    Actor, Kassenzeichen, Mandant, ReceivableId, Reference, RefundId, TransactionId,
+};
+
+use super::provider::{Item, PaymentRequest, Provider, ProviderError};
+use crate::command::{append, current, execute, refused, Executed, Meta, StoreOrProblem};
+use crate::problem::Problem;
+use crate::AppState;
+
+/// How many assigned Kassenzeichen are tried before giving up (each try is another
+/// number; a collision in the Mandant is rare).
+const ASSIGN_TRIES: u32 = 8;
+
+/// A refused receivable command as a problem: `409` for the state, `400` for bad input.
+pub fn rejected(e: ReceivableError) -> Problem {
+    use ReceivableError as E;
+    match e {
+        E::LineCount
+        | E::LineParts { .. }
+        | E::LinesDoNotSum { .. }
+        | E::ZeroAmount
+        | E::ZeroBooking
+        | E::Overflow => Problem::bad_request("invalid-receivable", e.to_string()),
+        E::NotRequested => Problem::not_found(e.to_string()),
+        E::RefundTooLarge { .. } => refused("refund-too-large", e),
+        E::FourEyes => refused("four-eyes", e),
+        E::PaymentsRecorded => refused("payments-recorded", e),
+        E::TerminalStatus { .. } | E::AttemptAmountDiffers { .. } => {
+            tracing::warn!(error = %e, "a provider's status contradicts what was verified");
+            refused("status-contradiction", e)
+        }
+        _ => refused("receivable-state", e),
+    }
+}
+
+fn provider_problem(e: ProviderError) -> Problem {
+    match e {
+        ProviderError::Unavailable(_) => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "provider-unavailable",
+            "The payment provider is unavailable",
+            e.to_string(),
+        ),
+        ProviderError::Refused { .. } | ProviderError::Malformed(_) => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "provider-error",
+            "The payment provider's answer cannot be used",
+            e.to_string(),
+        ),
+        ProviderError::Config(_) => Problem::internal(&e),
+    }
+}
+
+/// The receivable's current state, or `404`.
+pub async fn receivable(
+    state: &AppState,
+    id: ReceivableId,
+) -> Result<(ReceivableState, u64), Problem> {
+    let (current, version) = current::<ReceivableState>(state, &id.stream_id()).await?;
+    if current.receivable().is_none() {
+        return Err(Problem::not_found("no such receivable"));
+    }
+    Ok((current, version))
+}
+
+/// Claims `kassenzeichen` in `mandant` for `id`: `Ok(false)` when another receivable holds it.
+async fn claim(
+    state: &AppState,
+    mandant: &Mandant,
+    kassenzeichen: &Kassenzeichen,
+    id: ReceivableId,
+    now: DateTime<Utc>,
+    meta: &Meta,
+) -> Result<bool, Problem> {
+    let command = Claim {
+        mandant: mandant.clone(),
+        kassenzeichen: kassenzeichen.clone(),
+        receivable_id: id,
+        claimed_at: now,
+    };
+    match execute::<ClaimState>(
+        state,
+        &claim_stream(mandant, kassenzeichen),
+        &command,
+        |ClaimError::Taken| refused("kassenzeichen-taken", ClaimError::Taken),
+        meta,
+    )
+    .await
+    {
+        Ok(_) => Ok(true),
+        Err(p) if p.kind == "kassenzeichen-taken" => Ok(false),
+        Err(p) => Err(p),
+    }
+}
+
+/// Requests a receivable. `supplied` is the caller's Kassenzeichen; without one Amtsbuch
+/// assigns one with a check digit. The request is checked in full before anything is
+/// claimed; the same request again (the same id) answers the receivable as it is.
+pub async fn request(
+    state: &AppState,
+    mut command: RequestReceivable,
+    supplied: Option<Kassenzeichen>,
+    meta: &Meta,
+) -> Result<ReceivableState, Problem> {
+    let stream = command.receivable_id.stream_id();
+    let (existing, _) = current::<ReceivableState>(state, &stream).await?;
+    if let Some(r) = existing.receivable() {
+        if supplied.as_ref().is_none_or(|k| *k == r.kassenzeichen) && r.gross == command.gross_cents
+        {
+            return Ok(existing);
+        }
+        return Err(rejected(ReceivableError::AlreadyRequested));
+    }
+    // Every rule of the request, before a Kassenzeichen is claimed for it.
+    receivable::decide(&ReceivableCommand::Request(command.clone()), &existing)
+        .map_err(rejected)?;
+    let now = command.requested_at;
+    match supplied {
+        Some(kz) => {
+            if !claim(
+                state,
+                &command.mandant,
+                &kz,
+                command.receivable_id,
+                now,
+                meta,
+            )
+            .await?
+            {
+                return Err(refused(
+                    "kassenzeichen-taken",
+                    "the Kassenzeichen is already used by another receivable of the Mandant",
+                ));
+            }
+            command.kassenzeichen = kz;
+            command.assigned = false;
+        }
+        None => {
+            let mut assigned = None;
+            for attempt in 0..ASSIGN_TRIES {
+                let kz = Kassenzeichen::assign(command.receivable_id, attempt);
+                if claim(
+                    state,
+                    &command.mandant,
+                    &kz,
+                    command.receivable_id,
+                    now,
+                    meta,
+                )
+                .await?
+                {
+                    assigned = Some(kz);
+                    break;
+                }
+            }
+            command.kassenzeichen = assigned.ok_or_else(|| {
+                Problem::internal(&"no free Kassenzeichen found for the receivable")
+            })?;
+            command.assigned = true;
+        }
+    }
+    let done = execute::<ReceivableState>(
+        state,
+        &stream,
+        &ReceivableCommand::Request(command),
+        rejected,
+        meta,
+    )
+    .await?;
+    Ok(done.state)
+}
+
+/// What a checkout answers: where to send the payer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checkout {
+    pub transaction_id: String,
+    pub redirect_url: String,
+}
+
+/// Starts a payment attempt at the provider for what is still owed.
+pub async fn checkout(
+    state: &AppState,
+    provider: &Provider,
+    id: ReceivableId,
+    redirect_url: String,
+    notify_base: &str,
+    now: DateTime<Utc>,
+    meta: &Meta,
+) -> Result<Checkout, Problem> {
+    let (current, _) = receivable(state, id).await?;
+    let r = current
+        .receivable()
+        .ok_or_else(|| Problem::not_found("no such receivable"))?;
+    if r.cancelled {
+        return Err(rejected(ReceivableError::Cancelled));
+    }
+    let balance = r.balance();
+    if balance.is_zero() {
+        return Err(rejected(ReceivableError::NothingOwed));
+    }
+    // One item for what is owed when it is all of it: each line; otherwise one item.
+    let items = if balance == r.gross {
+        r.lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Item {
+                id: (i + 1).to_string(),
+                description: Some(l.buchungstext.as_str().to_owned()),
+                gross_amount: l.gross_cents.get(),
+            })
+            .collect()
+    } else {
+        vec![Item {
+            id: "1".into(),
+            description: Some("Restbetrag".into()),
+            gross_amount: balance.get(),
+        }]
+    };
+    let request = PaymentRequest {
+        request_id: Uuid::now_v7(),
+        currency: "EUR",
+        gross_amount: balance.get(),
+        purpose: r.kassenzeichen.as_str().to_owned(),
+        description: None,
+        redirect_url,
+        notify_url: Some(format!(
+            "{}/callbacks/payments/{}?receivable={id}",
+            notify_base.trim_end_matches('/'),
+            provider.config().name
+        )),
+        items,
+    };
+    let created = provider.create(&request).await.map_err(provider_problem)?;
+    if created.gross != balance {
+        return Err(provider_problem(ProviderError::Malformed(
+            "the transaction's amount is not the one requested".into(),
+        )));
+    }
+    let provider_name =
+        Reference::parse(&provider.config().name).map_err(|e| Problem::internal(&e))?;
+    execute::<ReceivableState>(
+        state,
+        &id.stream_id(),
+        &ReceivableCommand::StartAttempt(StartAttempt {
+            transaction_id: created.transaction_id.clone(),
+            request_id: request.request_id,
+            provider: provider_name,
+            amount: balance,
+            started_at: now,
+        }),
+        rejected,
+        meta,
+    )
+    .await?;
+    Ok(Checkout {
+        transaction_id: created.transaction_id.to_string(),
+        redirect_url: created.transaction_url,
+    })
+}
+
+/// Pulls the status of the receivable's attempt `transaction` (or of every attempt not yet
+/// final) from the provider and applies what it says. This is the only way a status is
+/// believed; the return redirect and the push callback call it and add nothing of theirs.
+pub async fn pull(
+    state: &AppState,
+    provider: &Provider,
+    id: ReceivableId,
+    transaction: Option<&TransactionId>,
+    meta: &Meta,
+) -> Result<ReceivableState, Problem> {
+    let (current, _) = unopened(state, id).await?;
+    let r = current
+        .receivable()
+        .ok_or_else(|| Problem::not_found("no such receivable"))?;
+    let open: Vec<TransactionId> = match transaction {
+        Some(tx) if r.attempts.contains_key(tx) => vec![tx.clone()],
+        Some(_) => return Err(rejected(ReceivableError::UnknownTransaction)),
+        None => r
+            .attempts
+            .iter()
+            .filter(|(_, a)| !a.status.is_terminal())
+            .map(|(tx, _)| tx.clone())
+            .collect(),
+    };
+    let mut latest = current;
+    for tx in open {
+        let info = provider.status(&tx).await.map_err(provider_problem)?;
+        let done = book(
+            state,
+            id,
+            &ReceivableCommand::ApplyPull(PulledStatus {
+                transaction_id: tx,
+                status: info.status,
+                method: info.method,
+                reference: info.reference,
+                amount: info.gross,
+                pulled_at: Utc::now(),
+            }),
+            meta,
+        )
+        .await?;
+        latest = done.state;
+    }
+    Ok(latest)
+}
+
+/// A push callback: authenticated by its signature (else `401`, logged), then only a
+/// trigger to pull the transaction it names.
+pub async fn callback(
+    state: &AppState,
+    provider: &Provider,
+    id: ReceivableId,
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<ReceivableState, Problem> {
+    if !provider.verify_callback(body, signature) {
+        tracing::warn!(
+            provider = %provider.config().name,
+            receivable = %id,
+            "a payment callback with a bad or missing signature was refused"
+        );
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "bad-signature",
+            "The callback is not authenticated",
+            "the X-Signature header does not sign the body with the provider's callback secret",
+        ));
+    }
+    let value: serde_json::Value = amtsbuch_domain::ijson::from_slice(body)
+        .map_err(|e| Problem::bad_request("invalid-callback", e.to_string()))?;
+    let tx = value
+        .get("transactionId")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|s| TransactionId::parse(s).ok())
+        .ok_or_else(|| {
+            Problem::bad_request("invalid-callback", "the callback names no transactionId")
+        })?;
+    pull(
+        state,
+        provider,
+        id,
+        Some(&tx),
+        &Meta::system("payment-callback"),
+    )
+    .await
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    /// Lines in the file that concern receivables.
+    pub lines: usize,
+    /// Lines that recorded events.
+    pub booked: usize,
+    /// Lines already booked by an earlier import.
+    pub already_booked: usize,
+    /// Lines recorded as mismatches (on the receivable's worklist).
+    pub mismatches: usize,
+    /// Credits booked whose amount was not what the receivable still owed.
+    pub amount_differs: Vec<String>,
+    /// Lines no receivable of the Mandant matched: their position and why.
+    pub unmatched: Vec<(String, String)>,
+}
+
+/// Which file format an import is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// ISO 20022 camt.053 or camt.054.
+    Camt,
+    /// The HKR's CSV (see `amtsbuch_domain::payments::hkr`).
+    Hkr,
+}
+
+/// Imports a bank statement or HKR file for `mandant`. The whole file is parsed first: a
+/// malformed file is refused (`400`, naming the line and element) with nothing booked.
+/// Then each line is matched and booked on its receivable; a line booked before books
+/// nothing again. `progress` is told the lines done so far.
+pub async fn import(
+    state: &AppState,
+    mandant: &Mandant,
+    format: Format,
+    bytes: &[u8],
+    now: DateTime<Utc>,
+    meta: &Meta,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<ImportReport, Problem> {
+    let lines: Vec<StatementLine> = match format {
+        Format::Camt => {
+            let file = camt::parse(bytes, |_, _| {}).map_err(|e| {
+                Problem::bad_request("malformed-file", e.to_string())
+                    .with("line", e.line)
+                    .with("element", e.element)
+            })?;
+            file.lines
+        }
+        Format::Hkr => {
+            let text = std::str::from_utf8(bytes).map_err(|e| {
+                Problem::bad_request("malformed-file", format!("the file is not UTF-8: {e}"))
+            })?;
+            hkr::parse(text, |_| {})
+                .map_err(|e| {
+                    Problem::bad_request("malformed-file", e.to_string())
+                        .with("line", e.line)
+                        .with("element", e.field)
+                })?
+                .iter()
+                .map(StatementLine::from_posting)
+                .collect()
+        }
+    };
+    let total = lines.len();
+    let mut report = ImportReport {
+        lines: total,
+        ..ImportReport::default()
+    };
+    // Find each line's receivable (reads only, many at a time, in file order).
+    let found: Vec<Option<ReceivableId>> = stream::iter(lines.iter())
+        .map(|line| owner(state, mandant, line))
+        .buffered(IMPORT_CONCURRENCY)
+        .try_collect()
+        .await?;
+    // Book the lines of each receivable in file order, different receivables at once: the
+    // store's group commit then writes many of them per transaction.
+    let mut groups: Vec<(ReceivableId, Vec<&StatementLine>)> = vec![];
+    let mut index: std::collections::HashMap<ReceivableId, usize> = Default::default();
+    for (line, owner) in lines.iter().zip(found) {
+        match owner {
+            Some(id) => {
+                let at = *index.entry(id).or_insert_with(|| {
+                    groups.push((id, vec![]));
+                    groups.len() - 1
+                });
+                groups[at].1.push(line);
+            }
+            None => report.unmatched.push((
+                line.position.clone(),
+                if line.kassenzeichen.is_none() && line.candidates.is_empty() {
+                    "NoKassenzeichen".into()
+                } else {
+                    "UnknownKassenzeichen".into()
+                },
+            )),
+        }
+    }
+    let mut done = report.unmatched.len();
+    let mut booked = stream::iter(groups)
+        .map(|(id, group)| book_group(state, id, group, now, meta))
+        .buffer_unordered(IMPORT_CONCURRENCY);
+    while let Some(part) = booked.next().await {
+        let part = part?;
+        done += part.lines;
+        report.booked += part.booked;
+        report.already_booked += part.already_booked;
+        report.mismatches += part.mismatches;
+        report.amount_differs.extend(part.amount_differs);
+        report.unmatched.extend(part.unmatched);
+        progress(done, total);
+    }
+    Ok(report)
+}
+
+/// How often a booking is decided again when another command changed the receivable first.
+const ATTEMPTS: usize = 3;
+
+/// The receivable's state folded from its events without opening their sealed parts:
+/// deciding never needs the payer's name, so the key vault is not asked (the payer's name
+/// reads as erased in this state). With the stream's version.
+async fn unopened(state: &AppState, id: ReceivableId) -> Result<(ReceivableState, u64), Problem> {
+    use amtsbuch_infra::store::MAX_PAGE;
+    use amtsbuch_infra::{Direction, EventStore};
+    let stream = id.stream_id();
+    let mut folded = ReceivableState::default();
+    let mut version = 0u64;
+    loop {
+        let page = state
+            .store
+            .read_stream(&stream, version + 1, Direction::Forwards, MAX_PAGE)
+            .await?;
+        for e in &page {
+            let record = e.record().map_err(|err| Problem::internal(&err))?;
+            let event = amtsbuch_domain::event::decode::<ReceivableEvent>(&record, None)
+                .map_err(|err| Problem::internal(&format!("position {}: {err}", e.position)))?;
+            folded = receivable::evolve(folded, &event);
+        }
+        version += page.len() as u64;
+        if page.len() < MAX_PAGE {
+            return Ok((folded, version));
+        }
+    }
+}
+
+/// `crate::command::execute` for the commands that book on an existing receivable: the
+/// same load, decide, append under the stream's version and retry, but deciding on the
+/// unopened state. The events these commands decide carry no personal data.
+async fn book(
+    state: &AppState,
+    id: ReceivableId,
+    command: &ReceivableCommand,
+    meta: &Meta,
+) -> Result<Executed<ReceivableState, ReceivableEvent>, Problem> {
+    book_on(state, id, command, None, meta).await
+}
+
+/// [`book`], starting from `known`, the receivable as the caller last saw it (a conflict
+/// loads it anew).
+async fn book_on(
+    state: &AppState,
+    id: ReceivableId,
+    command: &ReceivableCommand,
+    mut known: Option<(ReceivableState, u64)>,
+    meta: &Meta,
+) -> Result<Executed<ReceivableState, ReceivableEvent>, Problem> {
+    use amtsbuch_domain::{AppendError, ExpectedVersion};
+    use amtsbuch_infra::StoreError;
+    let stream = id.stream_id();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (current, version) = match known.take() {
+            Some(known) => known,
+            None => unopened(state, id).await?,
+        };
+        if current.receivable().is_none() {
+            return Err(Problem::not_found("no such receivable"));
+        }
+        let events = receivable::decide(command, &current).map_err(rejected)?;
+        if events.is_empty() {
+            return Ok(Executed {
+                state: current,
+                events,
+                outcome: None,
+                version,
+            });
+        }
+        match append(
+            state,
+            &stream,
+            &events,
+            ExpectedVersion::Exact(version),
+            meta,
+        )
+        .await
+        {
+            Ok(outcome) => {
+                let after = events.iter().fold(current, receivable::evolve);
+                return Ok(Executed {
+                    state: after,
+                    events,
+                    version: outcome.next_version,
+                    outcome: Some(outcome),
+                });
+            }
+            Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
+                ..
+            }))) if attempt < ATTEMPTS => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// How many lookups and receivables an import works on at once.
+const IMPORT_CONCURRENCY: usize = 64;
+
+/// The receivable whose Kassenzeichen (claimed in `mandant`) the line names, if any.
+async fn owner(
+    state: &AppState,
+    mandant: &Mandant,
+    line: &StatementLine,
+) -> Result<Option<ReceivableId>, Problem> {
+    for kz in line.kassenzeichen.iter().chain(line.candidates.iter()) {
+        if let (ClaimState::Claimed(id), _) =
+            current::<ClaimState>(state, &claim_stream(mandant, kz)).await?
+        {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+/// Books the lines of one receivable, in order.
+async fn book_group(
+    state: &AppState,
+    id: ReceivableId,
+    lines: Vec<&StatementLine>,
+    now: DateTime<Utc>,
+    meta: &Meta,
+) -> Result<ImportReport, Problem> {
+    let mut report = ImportReport {
+        lines: lines.len(),
+        ..ImportReport::default()
+    };
+    let (mut current_state, mut version) = unopened(state, id).await?;
+    for line in lines {
+        let decision = match_line(
+            line,
+            |kz| {
+                let r = current_state.receivable()?;
+                (r.kassenzeichen == *kz).then_some(Target {
+                    receivable_id: id,
+                    balance: r.balance(),
+                })
+            },
+            now,
+        );
+        match decision {
+            Decision::Unmatched(why) => report
+                .unmatched
+                .push((line.position.clone(), format!("{why:?}"))),
+            Decision::Book {
+                command,
+                amount_differs,
+                ..
+            } => {
+                let done =
+                    book_on(state, id, &command, Some((current_state, version)), meta).await?;
+                if done.events.is_empty() {
+                    report.already_booked += 1;
+                } else {
+                    report.booked += 1;
+                    if done
+                        .events
+                        .iter()
+                        .any(|e| matches!(e, ReceivableEvent::Mismatch(_)))
+                    {
+                        report.mismatches += 1;
+                    }
+                    if amount_differs {
+                        report.amount_differs.push(line.position.clone());
+                    }
+                }
+                current_state = done.state;
+                version = done.version;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Requests a refund (the first pair of eyes).
+pub async fn request_refund(
+    state: &AppState,
+    id: ReceivableId,
+    refund: RequestRefund,
+    meta: &Meta,
+) -> Result<ReceivableState, Problem> {
+    receivable(state, id).await?;
+    Ok(execute::<ReceivableState>(
+        state,
+        &id.stream_id(),
+        &ReceivableCommand::RequestRefund(refund),
+        rejected,
+        meta,
+    )
+    .await?
+    .state)
+}
+
+/// Approves a refund (the second pair of eyes) and books it with the HKR's reference.
+pub async fn approve_refund(
+    state: &AppState,
+    id: ReceivableId,
+    refund_id: RefundId,
+    approved_by: Actor,
+    hkr_reference: Reference,
+    now: DateTime<Utc>,
+    meta: &Meta,
+) -> Result<ReceivableState, Problem> {
+    receivable(state, id).await?;
+    Ok(execute::<ReceivableState>(
+        state,
+        &id.stream_id(),
+        &ReceivableCommand::ApproveRefund(ApproveRefund {
+            refund_id,
+            approved_by,
+            hkr_reference,
+            approved_at: now,
+        }),
+        rejected,
+        meta,
+    )
+    .await?
+    .state)
+}
+
+/// Cancels a receivable on which nothing was paid.
+pub async fn cancel(
+    state: &AppState,
+    id: ReceivableId,
+    reason: Reference,
+    now: DateTime<Utc>,
+    meta: &Meta,
+) -> Result<ReceivableState, Problem> {
+    receivable(state, id).await?;
+    Ok(execute::<ReceivableState>(
+        state,
+        &id.stream_id(),
+        &ReceivableCommand::Cancel {
+            reason,
+            cancelled_at: now,
+        },
+        rejected,
+        meta,
+    )
+    .await?
+    .state)
+}

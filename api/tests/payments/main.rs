@@ -1,0 +1,9 @@
+//! The payments domain's tests of the service: the provider client against the
+//! XBezahldienste simulator, and the payment flows (P1-P5 and bad input) on SQLite and on
+//! PostgreSQL, with the simulator as a separate process reached over HTTP.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod flows;
+mod provider;
+mod simulator;
