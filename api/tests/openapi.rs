@@ -579,3 +579,90 @@ async fn representative_responses_have_exactly_their_schema_properties() {
     }
     reader.assert_quiet(Duration::from_millis(100)).await;
 }
+
+#[tokio::test]
+async fn before_the_first_checkpoint_proofs_and_receipts_say_when_to_retry() {
+    // A signing server whose ledger has not signed yet: an event exists, no checkpoint
+    // covers it. Its receipt and proofs are not missing (404 would say "no such event")
+    // but not there yet: 409 `not-yet-checkpointed`, with `Retry-After`.
+    let store = common::temp_store("openapi-unsigned").await;
+    let event_id = common::append_consents(&store.store, 2).await;
+    let info = amtsbuch_api::state::LedgerInfo {
+        origin: common::ORIGIN.into(),
+        vkeys: vec![common::ledger_signer().vkey()],
+    };
+    let state = common::state_with(&store.store, Some(info), HubLimits::default()).await;
+    let app = TestAppRef {
+        app: router::router(state),
+        doc: document(),
+    };
+    let not_yet = [
+        (
+            "/events/{id}/receipt",
+            format!("/events/{event_id}/receipt"),
+        ),
+        (
+            "/ledger/proof/inclusion",
+            format!("/ledger/proof/inclusion?event_id={event_id}"),
+        ),
+        (
+            "/ledger/proof/inclusion",
+            "/ledger/proof/inclusion?index=1".to_owned(),
+        ),
+        (
+            "/ledger/proof/consistency",
+            "/ledger/proof/consistency?from=1".to_owned(),
+        ),
+    ];
+    for (path, uri) in &not_yet {
+        let reply = app.send(path, uri).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CONFLICT,
+            "{uri}: {}",
+            reply.json()
+        );
+        assert_eq!(
+            reply.json()["type"],
+            "urn:amtsbuch:problem:not-yet-checkpointed",
+            "{uri}"
+        );
+        assert_eq!(reply.json()["latest_checkpoint_size"], 0, "{uri}");
+        assert_eq!(
+            reply.header(axum::http::header::RETRY_AFTER),
+            Some("1"),
+            "{uri}"
+        );
+    }
+    // The latest checkpoint itself is what does not exist yet.
+    let none = app.send("/ledger/checkpoint", "/ledger/checkpoint").await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+
+    // Once the ledger signs, the same requests succeed.
+    common::start_ledger(&store.store);
+    common::wait_for_checkpoint(&store.store, 2).await;
+    for (path, uri) in &not_yet {
+        let reply = app.send(path, uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {:?}", reply.bytes);
+    }
+}
+
+/// A router and its document, without the samples of `TestApp`.
+struct TestAppRef {
+    app: Router,
+    doc: Value,
+}
+
+impl TestAppRef {
+    /// GET `uri` as a caller holding every role; the answer must be one the document
+    /// declares for `path`.
+    async fn send(&self, path: &str, uri: &str) -> Reply {
+        let reply = common::send(
+            &self.app,
+            common::request("GET", uri, Some(&common::everyone()), Body::empty()),
+        )
+        .await;
+        conforms(&self.doc, "GET", path, &reply);
+        reply
+    }
+}
