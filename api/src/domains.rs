@@ -9,7 +9,11 @@ use amtsbuch_projections::Projection;
 use crate::module::DomainModule;
 
 /// Every domain module, in the order their routes, jobs and export parts are added.
-pub static MODULES: &[&DomainModule] = &[&crate::gdpr::MODULE];
+pub static MODULES: &[&DomainModule] = &[
+    &crate::gdpr::MODULE,
+    &crate::applications::MODULE,
+    &crate::participation::MODULE,
+];
 
 /// Every read model the service runs: the core's and every module's.
 pub fn projections() -> Vec<Arc<dyn Projection>> {

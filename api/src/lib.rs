@@ -3,6 +3,7 @@
 //! `run` serves the API on a listener until a shutdown future completes; tests call it on
 //! port 0. The binary (`main.rs`) parses flags and runs the commands in `cli`.
 
+pub mod applications;
 pub mod auth;
 pub mod body;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod ledger_http;
 pub mod metrics;
 pub mod module;
 pub mod nats_http;
+pub mod participation;
 pub mod problem;
 pub mod router;
 pub mod server;

@@ -1,4 +1,4 @@
-//! Domain modules: how a business domain (consents, applications, payments, participation)
+//! Domain modules: how a business domain (consents, Anträge, Zahlungen, Beteiligung and others)
 //! enters the service.
 //!
 //! A domain lives in a folder of its own in each crate — `domain/src/<d>/` (deciders and
@@ -222,8 +222,23 @@ pub trait Samples: Send + Sync + std::fmt::Debug {
     /// segment `first`, if the route is the module's.
     fn param(&self, values: &SampleValues, first: &str, param: &str) -> Option<String>;
 
+    /// The value of the path parameter `param` of the documented route `path` (all of it,
+    /// `/accounts/{id}/deletion-request`), if the route is the module's. By default what
+    /// `param` gives for the route's first segment; a module overrides it where routes under
+    /// one segment need different samples.
+    fn path_param(&self, values: &SampleValues, path: &str, param: &str) -> Option<String> {
+        let first = path.split('/').nth(1).unwrap_or_default();
+        self.param(values, first, param)
+    }
+
     /// A valid body for the operation `method path`, if it is the module's and takes one.
     fn body(&self, values: &SampleValues, method: &str, path: &str) -> Option<Value>;
+
+    /// The query (without `?`) the operations on `path` need to succeed, if the path is
+    /// the module's and they need one. None, unless the module says so.
+    fn query(&self, _values: &SampleValues, _path: &str) -> Option<String> {
+        None
+    }
 
     /// Makes the seeded data outlive every operation of the module (an erasure, say), for
     /// tests that call each operation many times over. Nothing, unless the module says so.

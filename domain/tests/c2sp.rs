@@ -1126,7 +1126,7 @@ fn proof_tamper_matrix() {
     );
 
     // The extra data is not authenticated: changing it does not affect verification,
-    // which is why applications must not trust it.
+    // which is why clients must not trust it.
     let mut other_extra = proof.clone();
     other_extra.extra = Some(b"anything".to_vec());
     assert_eq!(log.verify(&other_extra, record), Ok(5));

@@ -20,9 +20,11 @@
 
 use std::sync::Arc;
 
+pub mod applications;
 pub mod checkpoint;
 pub mod db;
 pub mod gdpr;
+pub mod participation;
 pub mod projection;
 pub mod rebuild;
 pub mod runner;

@@ -688,7 +688,7 @@ impl PipelineBench {
         let _ = tokio::time::timeout(settle, followed_up_to.wait_for(|p| *p >= head)).await;
         stop_tx.send_replace(true);
         let arrivals = nats_observer.await.context("NATS observer")?;
-        let applications = model_observer.await.context("read model observer")?;
+        let applied = model_observer.await.context("read model observer")?;
         let wake_up = Spread::of(probe.await.context("wake-up probe")?);
         let followed: std::collections::HashMap<u64, Instant> = follower
             .await
@@ -728,8 +728,8 @@ impl PipelineBench {
             if let Some(t) = followed.get(&position) {
                 follow.push(t.saturating_duration_since(s.acked));
             }
-            let i = applications.partition_point(|(p, _)| *p < position);
-            match applications.get(i) {
+            let i = applied.partition_point(|(p, _)| *p < position);
+            match applied.get(i) {
                 Some((_, t)) => model.push(t.saturating_duration_since(s.acked)),
                 None => model_missing += 1,
             }

@@ -151,7 +151,7 @@ fn set<T: Ord>(items: impl IntoIterator<Item = T>) -> std::collections::BTreeSet
     items.into_iter().collect()
 }
 
-/// The consent events of subject `i`: a consent to prefill applications at the
+/// The consent events of subject `i`: a consent to prefill Anträge at the
 /// Landratsamt (withdrawn for every third subject), and one for communication through
 /// Amt24 (renewed for every fifth).
 fn consent_events(i: usize) -> anyhow::Result<Vec<Vec<ConsentEvent>>> {

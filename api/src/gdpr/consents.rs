@@ -58,7 +58,7 @@ pub struct ScopeBody {
     /// Processing purposes (register of processing activities), e.g. `antrag-vorbefuellung`.
     #[schema(value_type = Vec<shapes::Token>, min_items = 1)]
     pub purposes: Purposes,
-    /// Receiving applications or public bodies, e.g. `lra-meissen`.
+    /// Receiving e-government services or public bodies, e.g. `lra-meissen`.
     #[schema(value_type = Vec<shapes::Token>, min_items = 1)]
     pub recipients: Recipients,
 }

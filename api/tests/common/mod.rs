@@ -620,7 +620,7 @@ impl Samples {
                 (_, s) if s.starts_with('{') => {
                     let value = amtsbuch_api::domains::MODULES
                         .iter()
-                        .find_map(|m| m.tests.samples.param(&self.values, first, s))
+                        .find_map(|m| m.tests.samples.path_param(&self.values, path, s))
                         .unwrap_or_else(|| panic!("no sample value for the path parameter {s} of {path}; add one to common::Samples or the module's samples"));
                     uri.push_str(&value);
                 }
@@ -630,7 +630,15 @@ impl Samples {
         match path {
             "/ledger/proof/inclusion" => uri.push_str("?index=0"),
             "/ledger/proof/consistency" => uri.push_str("?from=1"),
-            _ => {}
+            _ => {
+                if let Some(query) = amtsbuch_api::domains::MODULES
+                    .iter()
+                    .find_map(|m| m.tests.samples.query(&self.values, path))
+                {
+                    uri.push('?');
+                    uri.push_str(&query);
+                }
+            }
         }
         uri
     }

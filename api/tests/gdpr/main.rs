@@ -240,7 +240,7 @@ impl Env {
     }
 
     /// Give a consent for `subject` as its citizen: `stammdaten` for prefilling
-    /// applications by the Landratsamt Meißen, unless `scope` says otherwise.
+    /// Anträge by the Landratsamt Meißen, unless `scope` says otherwise.
     async fn give(
         &self,
         subject: &str,
@@ -1082,7 +1082,7 @@ async fn the_dpo_walk_of_the_guide(env: &Env) {
             StatusCode::CONFLICT,
             "POST",
             "/streams/{stream}/events",
-            "/streams/application-0193a1b2-0000-7000-8000-0000000000e1/events",
+            "/streams/procedure-0193a1b2-0000-7000-8000-0000000000e1/events",
             &operator(),
             Some(json!([{
                 "type": "ApplicationSubmitted",
@@ -2435,7 +2435,7 @@ async fn the_sweeper_erases_expired_identifications_and_records_expiry(env: &Env
 async fn raw_appends_seal_personal_data_and_retry_idempotently(env: &Env) {
     let subject = env.open_account(erika(), None).await;
     let id = uuid::Uuid::now_v7();
-    let stream = format!("application-{}", uuid::Uuid::now_v7());
+    let stream = format!("procedure-{}", uuid::Uuid::now_v7());
     let uri = format!("/streams/{stream}/events");
     let body = json!([{
         "id": id,

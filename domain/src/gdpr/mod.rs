@@ -3,7 +3,7 @@
 //!
 //! § 10 (1) sentence 2 SächsEGovG lets the base components process master, procedural and
 //! communication data and electronic documents for use in and by other e-government
-//! applications of public bodies — only with the user's consent. Data protection officers
+//! services of public bodies — only with the user's consent. Data protection officers
 //! must be able to replay, for any data subject and any instant, which consents were in
 //! force and which disclosures happened under them, and the log must stay verifiable after
 //! a subject has been erased. So:
@@ -76,7 +76,7 @@ impl From<AccountId> for SubjectId {
 pub enum DataCategory {
     /// Master data (name, address, date of birth …).
     Stammdaten,
-    /// Procedural data (applications, their states and decisions).
+    /// Procedural data (Anträge, their states and decisions).
     Verfahrensdaten,
     /// Communication data (e-mail address, telephone, mailbox messages).
     Kommunikationsdaten,
@@ -191,7 +191,7 @@ token!(
 );
 token!(
     /// A processing purpose from the register of processing activities (Art. 30 GDPR),
-    /// e.g. `antrag-vorbefuellung` (prefilling applications).
+    /// e.g. `antrag-vorbefuellung` (prefilling Anträge).
     PurposeId,
     "purpose",
     128

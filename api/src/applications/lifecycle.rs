@@ -1,0 +1,1215 @@
+//! Applications over HTTP: a citizen drafts, fills in, submits and may withdraw an
+//! application and answers information requests; the responsible authority (its officials
+//! and its Fachverfahren) receives, asks, decides and closes it.
+//!
+//! Who reaches an application, each role by its own rule (a second role only adds what it
+//! may do itself):
+//!
+//! - citizen: its own applications (the applicant is the token's account);
+//! - authority: from the submission on, the applications addressed to its authority whose
+//!   place lies in one of its regions;
+//! - fachverfahren: from the submission on, those addressed to its authority for one of its
+//!   services;
+//! - dpo: who read an application (`/accesses`).
+//!
+//! A draft is the applicant's alone: to an authority it does not exist (`404`). Every read
+//! of an application's personal data by an authority or Fachverfahren is recorded as an
+//! `ApplicationRead` event before the answer is given. Every event from the submission on
+//! is routed to the responsible authority and service (the envelope's routing), so NATS
+//! and the SSE stream deliver it to that authority's Fachverfahren only.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use amtsbuch_domain::access::{Principal, Role};
+use amtsbuch_domain::applications::application::{
+    Application, ApplicationCommand, ApplicationError, ApplicationEvent, ApplicationRead,
+    ApplicationState, FileNumber, Message, Outcome, Pinned, ReadKind, ReaderLabel, Responsible,
+};
+use amtsbuch_domain::applications::{ApplicationId, Personal, Sha256, SubjectId};
+use amtsbuch_domain::record::format_timestamp;
+use amtsbuch_domain::ExpectedVersion;
+use amtsbuch_infra::EventStore;
+use amtsbuch_projections::applications::{InboxFilter, InboxScope};
+
+use super::directory::{directory, leika_of, place_of};
+use super::forms::form;
+use super::{query_problem, unprocessable, uuid_param};
+use crate::auth::Caller;
+use crate::body;
+use crate::command::{self, execute, personal_json, refused, Meta, Stored};
+use crate::dto::ProblemDoc;
+use crate::problem::Problem;
+use crate::AppState;
+
+/// A problem of data that does not satisfy its form version (`invalid-data`), or of an
+/// attachment that is missing or has another hash (`attachment-missing`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DataProblemDoc {
+    /// `urn:amtsbuch:problem:invalid-data` or `urn:amtsbuch:problem:attachment-missing`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Extension member of `invalid-data`: each violation (`pointer` into the data,
+    /// `keyword`, `schema_path`), at most 100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub violations: Option<Vec<Value>>,
+}
+
+/// The most applications one inbox page lists.
+pub const MAX_INBOX_PAGE: usize = 200;
+
+fn application_id(raw: &str) -> Result<ApplicationId, Problem> {
+    uuid_param(raw, "an application id").map(ApplicationId)
+}
+
+/// The applicant a citizen's token acts for: its account, a UUID.
+fn applicant_of(caller: &Principal) -> Result<SubjectId, Problem> {
+    caller
+        .account()
+        .and_then(|a| Uuid::parse_str(a).ok())
+        .map(SubjectId)
+        .ok_or_else(|| {
+            Problem::forbidden(
+                "an application is made for a Servicekonto account, whose id is a UUID",
+            )
+        })
+}
+
+/// How a caller reaches an application.
+#[derive(Debug, Clone)]
+struct Reach {
+    /// The role it acts in, and the envelope's metadata for that role.
+    role: Role,
+    meta: Meta,
+}
+
+/// Whether any role of the (narrowed) caller reaches `app`; see the module docs. A citizen
+/// on someone else's application is refused with 403; an authority on another authority's
+/// application with 403, on a draft with 404 (it does not exist for it).
+fn reach(caller: &Principal, app: &Application) -> Result<Reach, Problem> {
+    let submitted = app.status.is_submitted();
+    let own_authority = caller.authority() == Some(&app.responsible.authority);
+    let passes = |role: Role| match role {
+        Role::Citizen => caller
+            .account()
+            .is_some_and(|a| a == app.applicant.to_string()),
+        Role::Authority => {
+            submitted
+                && own_authority
+                && caller
+                    .regions()
+                    .iter()
+                    .any(|r| r.covers(app.responsible.place.ags()))
+        }
+        Role::Fachverfahren => {
+            submitted
+                && own_authority
+                && caller
+                    .services()
+                    .contains(&app.responsible.leika.service_key())
+        }
+        Role::Dpo | Role::Operator => true,
+        Role::Auditor => false,
+    };
+    if let Some(role) = caller.roles().iter().copied().find(|&r| passes(r)) {
+        return Ok(Reach {
+            role,
+            meta: Meta::acting_as(caller, role).routed(app.routing()),
+        });
+    }
+    // To an official role a draft does not exist, whatever the caller's other roles.
+    if !submitted && caller.has_any(&[Role::Authority, Role::Fachverfahren]) {
+        Err(Problem::not_found("no such application"))
+    } else if caller.has(Role::Citizen) && !caller.has_any(&[Role::Authority, Role::Fachverfahren])
+    {
+        Err(Problem::forbidden(
+            "a citizen acts only on its own applications",
+        ))
+    } else {
+        Err(Problem::forbidden(
+            "the application is addressed to another authority, region or service",
+        ))
+    }
+}
+
+fn application_refused(e: ApplicationError) -> Problem {
+    match e {
+        ApplicationError::NotFound => Problem::not_found("no such application"),
+        ApplicationError::NotYourApplication => {
+            Problem::forbidden("a citizen acts only on its own applications")
+        }
+        ApplicationError::OtherAuthority => {
+            Problem::forbidden("the application is addressed to another authority")
+        }
+        ApplicationError::DataInvalid(invalid) => unprocessable(
+            "invalid-data",
+            format!(
+                "the data does not satisfy the form version the application is pinned to: {} violations, listed in `violations` by JSON pointer",
+                invalid.count
+            ),
+        )
+        .with(
+            "violations",
+            serde_json::to_value(&invalid.violations).unwrap_or_default(),
+        ),
+        e @ ApplicationError::NotCanonical => unprocessable("invalid-data", e.to_string()),
+        e @ (ApplicationError::MissingAttachment(_) | ApplicationError::AttachmentMismatch(_)) => {
+            unprocessable("attachment-missing", e.to_string())
+        }
+        e => refused("application-refused", e),
+    }
+}
+
+pub(crate) async fn load(
+    state: &AppState,
+    id: ApplicationId,
+) -> Result<(Vec<Stored<ApplicationEvent>>, ApplicationState, u64), Problem> {
+    let (events, version) = command::load::<ApplicationEvent>(state, &id.stream_id()).await?;
+    let folded = events.iter().fold(ApplicationState::default(), |s, e| {
+        amtsbuch_domain::applications::application::evolve(s, &e.event)
+    });
+    Ok((events, folded, version))
+}
+
+/// The application and how the caller reaches it.
+async fn reached(
+    state: &AppState,
+    caller: &Principal,
+    id: ApplicationId,
+) -> Result<(Vec<Stored<ApplicationEvent>>, Application, Reach, u64), Problem> {
+    let (events, folded, version) = load(state, id).await?;
+    let app = folded
+        .0
+        .ok_or_else(|| Problem::not_found("no such application"))?;
+    let reach = reach(caller, &app)?;
+    Ok((events, app, reach, version))
+}
+
+/// An application as the caller sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationView {
+    pub application_id: Uuid,
+    /// `draft`, `submitted`, `received`, `in_progress`, `information_requested`, `decided`,
+    /// `closed`, `withdrawn`, `expired`.
+    pub status: String,
+    /// The federal status monitor's status (`INITIATED` … `COMPLETED`).
+    pub zbp_status: String,
+    pub zbp_status_details: Option<String>,
+    pub applicant: Uuid,
+    pub form: Uuid,
+    pub form_version: u32,
+    pub schema_hash: String,
+    pub authority: String,
+    pub leika: String,
+    /// The applicant's place (ARS or AGS) and its AGS, the events' tenant.
+    pub place: String,
+    pub ags: String,
+    /// `none`, `before_submission` or `after_decision`.
+    pub payment: String,
+    pub created_at: String,
+    /// For a draft: when it expires (30 days after its last edit).
+    pub expires_at: Option<String>,
+    /// The form data (decrypted), `{"erased": true}`, or null before any was saved.
+    pub data: Value,
+    pub data_hash: Option<String>,
+    /// Attachments: name → `{"sha256", "size"}`.
+    #[schema(value_type = Object)]
+    pub attachments: Value,
+    pub submitted_at: Option<String>,
+    pub file_number: Option<String>,
+    pub information_requests: Vec<InformationView>,
+    /// `granted`, `rejected` or `partly_granted`.
+    pub outcome: Option<String>,
+    pub decision_document_sha256: Option<String>,
+    pub decided_at: Option<String>,
+    /// When it was closed, withdrawn or expired.
+    pub ended_at: Option<String>,
+    /// The stream's version.
+    pub version: u64,
+}
+
+/// One information request and its answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InformationView {
+    pub request: u32,
+    pub requested_at: String,
+    pub due_at: Option<String>,
+    /// The message (decrypted) or `{"erased": true}`.
+    pub message: Value,
+    pub answered_at: Option<String>,
+    /// The answer (decrypted), `{"erased": true}`, or null while none was given.
+    pub answer: Value,
+}
+
+fn label<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+pub(crate) fn view(
+    events: &[Stored<ApplicationEvent>],
+    app: &Application,
+    version: u64,
+) -> ApplicationView {
+    let mut data = Value::Null;
+    let mut requests: Vec<InformationView> = Vec::new();
+    let mut document = None;
+    for e in events {
+        match &e.event {
+            ApplicationEvent::DataSaved(s) => {
+                data = match &s.data {
+                    Personal::Available(saved) => saved.data.clone(),
+                    Personal::Erased => json!({ "erased": true }),
+                }
+            }
+            ApplicationEvent::InformationRequested(r) => requests.push(InformationView {
+                request: r.request,
+                requested_at: format_timestamp(&r.at),
+                due_at: r.due_at.as_ref().map(format_timestamp),
+                message: personal_json(&r.message),
+                answered_at: None,
+                answer: Value::Null,
+            }),
+            ApplicationEvent::InformationProvided(p) => {
+                if let Some(r) = requests.iter_mut().find(|r| r.request == p.request) {
+                    r.answered_at = Some(format_timestamp(&p.at));
+                    r.answer = personal_json(&p.message);
+                }
+            }
+            ApplicationEvent::Decided(d) => document = Some(d.document_hash.to_string()),
+            _ => {}
+        }
+    }
+    let (zbp, details) = app.zbp();
+    ApplicationView {
+        application_id: app.id.0,
+        status: app.status.as_str().to_owned(),
+        zbp_status: label(&zbp),
+        zbp_status_details: details.map(str::to_owned),
+        applicant: app.applicant.0,
+        form: app.pinned.form.0,
+        form_version: app.pinned.version,
+        schema_hash: app.pinned.schema_hash.to_string(),
+        authority: app.responsible.authority.as_str().to_owned(),
+        leika: app.responsible.leika.to_string(),
+        place: app.responsible.place.as_str().to_owned(),
+        ags: app.responsible.place.ags().to_owned(),
+        payment: label(&app.responsible.payment),
+        created_at: format_timestamp(&app.created_at),
+        expires_at: app.expires_at().as_ref().map(format_timestamp),
+        data,
+        data_hash: app.data_hash.map(|h| h.to_string()),
+        attachments: serde_json::to_value(&app.attachments).unwrap_or_default(),
+        submitted_at: app.submitted_at.as_ref().map(format_timestamp),
+        file_number: app.file_number.as_ref().map(|f| f.as_str().to_owned()),
+        information_requests: requests,
+        outcome: app.outcome.map(|o| label(&o)),
+        decision_document_sha256: document,
+        decided_at: app.decided_at.as_ref().map(format_timestamp),
+        ended_at: app.ended_at.as_ref().map(format_timestamp),
+        version,
+    }
+}
+
+/// Record that an official or Fachverfahren read the application's personal data.
+async fn record_read(
+    state: &AppState,
+    caller: &Principal,
+    app: &Application,
+    reach: &Reach,
+    what: ReadKind,
+) -> Result<(), Problem> {
+    if !matches!(reach.role, Role::Authority | Role::Fachverfahren) {
+        return Ok(());
+    }
+    let reader = reach
+        .meta
+        .actor
+        .as_deref()
+        .and_then(|a| ReaderLabel::parse(a).ok())
+        .ok_or_else(|| Problem::internal(&"a reader without a label"))?;
+    let authority = caller
+        .authority()
+        .cloned()
+        .ok_or_else(|| Problem::internal(&"an official without an authority"))?;
+    let event = ApplicationEvent::Read(ApplicationRead {
+        application_id: app.id,
+        reader,
+        authority,
+        what,
+        read_at: amtsbuch_domain::record::truncate_micros(Utc::now()),
+    });
+    command::append(
+        state,
+        &app.id.stream_id(),
+        &[event],
+        ExpectedVersion::Any,
+        &reach.meta,
+    )
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The applicant's routes
+// ---------------------------------------------------------------------------------------
+
+/// Start an application.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// The service's LeiKa key (14 digits).
+    leika: String,
+    /// The applicant's place: its regional key (ARS, 12 digits) …
+    ars: Option<String>,
+    /// … or its municipality key (AGS, 8 digits).
+    ags: Option<String>,
+}
+
+/// Start a draft for a service at the applicant's place: routed to the authority the
+/// directory names now, pinned to the current published version of the form it names.
+#[utoipa::path(post, path = "/applications", tag = "applications",
+    security(("bearer" = ["citizen"])),
+    request_body = CreateRequest,
+    responses(
+        (status = 201, description = "The draft", body = ApplicationView),
+        (status = 400, description = "Invalid input; nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "Nobody is responsible, or the form has no published version", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let req: CreateRequest = body::json(raw, "{\"leika\", \"ars\" or \"ags\"}")?;
+    let applicant = applicant_of(&caller)?;
+    let leika = leika_of(Some(&req.leika))?;
+    let place = place_of(req.ars.as_deref(), req.ags.as_deref())?;
+    let now = Utc::now();
+    let directory = directory(&state).await?;
+    let entry = directory
+        .responsible(&leika, &place, now)
+        .cloned()
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "no-responsible-authority",
+                "Nobody is responsible",
+                format!(
+                    "the directory names no authority for service {leika} at {}",
+                    place.as_str()
+                ),
+            )
+        })?;
+    let (form_state, _) = form(&state, entry.form).await?;
+    let current = form_state.current().ok_or_else(|| {
+        Problem::not_found(format!("form {} has no published version", entry.form))
+    })?;
+    let id = ApplicationId(Uuid::now_v7());
+    let command = ApplicationCommand::Create {
+        application_id: id,
+        applicant,
+        pinned: Pinned {
+            form: entry.form,
+            version: current.version,
+            schema_hash: current.schema.hash(),
+        },
+        responsible: Responsible {
+            authority: entry.authority.clone(),
+            leika,
+            place,
+            payment: entry.payment,
+            service_name: entry.service_name.clone(),
+        },
+        at: now,
+    };
+    let done = execute::<ApplicationState>(
+        &state,
+        &id.stream_id(),
+        &command,
+        application_refused,
+        &Meta::of(&caller),
+    )
+    .await?;
+    let app = done
+        .state
+        .0
+        .as_ref()
+        .ok_or_else(|| Problem::internal(&"a created application is missing"))?;
+    Ok((
+        StatusCode::CREATED,
+        [(axum::http::header::LOCATION, format!("/applications/{id}"))],
+        Json(view(&[], app, done.version)),
+    )
+        .into_response())
+}
+
+/// An application with its personal data. A read by an official or a Fachverfahren is
+/// recorded first.
+#[utoipa::path(get, path = "/applications/{id}", tag = "applications",
+    security(("bearer" = ["citizen", "authority", "fachverfahren"])),
+    params(("id" = String, Path, description = "The application id (UUID)")),
+    responses(
+        (status = 200, description = "The application", body = ApplicationView),
+        (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Someone else's application, or another authority's", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application (a draft, to an authority)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<ApplicationView>, Problem> {
+    let id = application_id(&raw)?;
+    command::sealer(&state)?;
+    let (events, app, reach, version) = reached(&state, &caller, id).await?;
+    record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
+    Ok(Json(view(&events, &app, version)))
+}
+
+/// The status, as the federal status monitor (ZBP) shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusView {
+    pub application_id: Uuid,
+    pub status: String,
+    /// `INITIATED`, `SUBMITTED`, `RECEIVED`, `PROCESSING`, `ACTION_REQUIRED`, `COMPLETED`.
+    pub zbp_status: String,
+    /// For `COMPLETED`: how (at most 50 characters).
+    pub zbp_status_details: Option<String>,
+    /// The public service name (at most 100 characters), if the directory names one.
+    pub public_service_name: Option<String>,
+    pub file_number: Option<String>,
+    /// The due date of an open information request.
+    pub due_at: Option<String>,
+    pub version: u64,
+}
+
+/// The status of an application (no personal data).
+#[utoipa::path(get, path = "/applications/{id}/status", tag = "applications",
+    security(("bearer" = ["citizen", "authority", "fachverfahren"])),
+    params(("id" = String, Path, description = "The application id (UUID)")),
+    responses(
+        (status = 200, description = "The status", body = StatusView),
+        (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Someone else's application, or another authority's", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn status(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<StatusView>, Problem> {
+    let id = application_id(&raw)?;
+    let (_, app, _, version) = reached(&state, &caller, id).await?;
+    let (zbp, details) = app.zbp();
+    Ok(Json(StatusView {
+        application_id: id.0,
+        status: app.status.as_str().to_owned(),
+        zbp_status: label(&zbp),
+        zbp_status_details: details.map(str::to_owned),
+        public_service_name: app
+            .responsible
+            .service_name
+            .as_ref()
+            .map(|n| n.as_str().to_owned()),
+        file_number: app.file_number.as_ref().map(|f| f.as_str().to_owned()),
+        due_at: app
+            .open_request
+            .as_ref()
+            .map(|r| format_timestamp(&r.due_at)),
+        version,
+    }))
+}
+
+/// Run a command on a reached application; the view after it.
+async fn run(
+    state: &AppState,
+    app: &Application,
+    reach: &Reach,
+    command: ApplicationCommand<'_>,
+) -> Result<(ApplicationView, Option<u64>), Problem> {
+    let done = execute::<ApplicationState>(
+        state,
+        &app.id.stream_id(),
+        &command,
+        application_refused,
+        &reach.meta,
+    )
+    .await?;
+    let (events, folded, version) = load(state, app.id).await?;
+    let after = folded
+        .0
+        .ok_or_else(|| Problem::internal(&"an application vanished"))?;
+    let position = done.outcome.map(|o| o.last_position);
+    Ok((view(&events, &after, version.max(done.version)), position))
+}
+
+/// The form data.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataRequest {
+    /// The complete data, valid against the pinned form version (personal data, sealed).
+    #[schema(value_type = Object)]
+    data: Value,
+}
+
+/// Replace a draft's data. Invalid data is refused with `422` listing every violation by
+/// its JSON pointer into the data (`violations`).
+#[utoipa::path(put, path = "/applications/{id}/data", tag = "applications",
+    security(("bearer" = ["citizen"])),
+    params(("id" = String, Path, description = "The application id (UUID)")),
+    request_body = DataRequest,
+    responses(
+        (status = 200, description = "Saved", body = ApplicationView),
+        (status = 400, description = "Invalid input; nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Someone else's application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not a draft any more", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "The data violates the pinned form version (`violations`: pointer, keyword, schema_path)", body = DataProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn save_data(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(raw): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ApplicationView>, Problem> {
+    let id = application_id(&raw)?;
+    let req: DataRequest = body::json(body, "{\"data\": {...}}")?;
+    command::sealer(&state)?;
+    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let (form_state, _) = form(&state, app.pinned.form).await?;
+    let version = form_state
+        .version(app.pinned.version)
+        .ok_or_else(|| Problem::internal(&"the pinned form version is missing"))?;
+    let mut salt = [0u8; 32];
+    use amtsbuch_domain::seal::SecureRandom;
+    amtsbuch_domain::seal::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| Problem::internal(&"no randomness"))?;
+    let command = ApplicationCommand::SaveData {
+        applicant: app.applicant,
+        data: req.data,
+        salt: Sha256(salt),
+        schema: &version.schema,
+        at: Utc::now(),
+    };
+    Ok(Json(run(&state, &app, &reach, command).await?.0))
+}
+
+/// What a submission receipt proves.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReceiptView {
+    pub application_id: Uuid,
+    /// The server's instant of the submission.
+    pub submitted_at: String,
+    pub form: Uuid,
+    pub form_version: u32,
+    /// SHA-256 of the form version's canonical JSON.
+    pub schema_hash: String,
+    /// SHA-256(salt ‖ canonical JSON of the data).
+    pub data_hash: String,
+    /// The salt of the data hash (hex); the applicant's to keep, since it is erased with
+    /// the data.
+    pub data_salt: Option<String>,
+    /// Attachments: name → `{"sha256", "size"}`.
+    #[schema(value_type = Object)]
+    pub attachments: Value,
+    pub authority: String,
+    pub leika: String,
+    /// The `ApplicationSubmitted` event: its id, position in the log and leaf hash
+    /// (SHA-256(0x00 ‖ record)).
+    pub event_id: Uuid,
+    pub position: u64,
+    pub leaf_hash: String,
+    /// The stored record of the event (its exact bytes, as text).
+    pub record: String,
+    /// A `c2sp.org/tlog-proof` of the event against a signed checkpoint, once one covers
+    /// it (null until then; ask again).
+    pub tlog_proof: Option<String>,
+}
+
+async fn receipt_of(
+    state: &AppState,
+    events: &[Stored<ApplicationEvent>],
+) -> Result<ReceiptView, Problem> {
+    let mut salt = None;
+    let mut submitted = None;
+    for e in events {
+        match &e.event {
+            ApplicationEvent::DataSaved(s) => {
+                salt = s.data.available().map(|d| d.salt.to_string());
+            }
+            ApplicationEvent::Submitted(s) => submitted = Some((e, s)),
+            _ => {}
+        }
+    }
+    let (stored, s) = submitted.ok_or_else(|| {
+        refused(
+            "application-refused",
+            "the application has not been submitted, so there is no receipt",
+        )
+    })?;
+    let recorded = state
+        .store
+        .event_by_id(stored.event_id)
+        .await?
+        .ok_or_else(|| Problem::internal(&"a submission event is missing"))?;
+    let tlog_proof = crate::ledger_http::tlog_proof_text(state, &recorded)
+        .await
+        .ok();
+    Ok(ReceiptView {
+        application_id: s.application_id.0,
+        submitted_at: format_timestamp(&s.submitted_at),
+        form: s.pinned.form.0,
+        form_version: s.pinned.version,
+        schema_hash: s.pinned.schema_hash.to_string(),
+        data_hash: s.data_hash.to_string(),
+        data_salt: salt,
+        attachments: serde_json::to_value(&s.attachments).unwrap_or_default(),
+        authority: s.authority.as_str().to_owned(),
+        leika: s.leika.to_string(),
+        event_id: stored.event_id,
+        position: stored.position,
+        leaf_hash: amtsbuch_domain::chain::to_hex(&stored.leaf_hash),
+        record: String::from_utf8_lossy(&recorded.bytes).into_owned(),
+        tlog_proof,
+    })
+}
+
+/// Submit a draft: its pinned version must be published (not retired), its data saved, and
+/// every attachment the data names uploaded with that hash. The answer is the receipt.
+#[utoipa::path(post, path = "/applications/{id}/submission", tag = "applications",
+    security(("bearer" = ["citizen"])),
+    params(("id" = String, Path, description = "The application id (UUID)")),
+    responses(
+        (status = 201, description = "Submitted; the receipt", body = ReceiptView),
+        (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Someone else's application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Already submitted, no data yet, or the form version is retired", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "An attachment is missing or has another hash", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn submit(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(raw): Path<String>,
+) -> Result<Response, Problem> {
+    let id = application_id(&raw)?;
+    command::sealer(&state)?;
+    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let (form_state, _) = form(&state, app.pinned.form).await?;
+    let version = form_state
+        .version(app.pinned.version)
+        .ok_or_else(|| Problem::internal(&"the pinned form version is missing"))?;
+    let command = ApplicationCommand::Submit {
+        applicant: app.applicant,
+        schema: &version.schema,
+        status: version.status,
+        at: Utc::now(),
+    };
+    run(&state, &app, &reach, command).await?;
+    let (events, _, _) = load(&state, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(receipt_of(&state, &events).await?),
+    )
+        .into_response())
+}
+
+/// The submission receipt, with its tlog-proof once a checkpoint covers the submission.
+#[utoipa::path(get, path = "/applications/{id}/receipt", tag = "applications",
+    security(("bearer" = ["citizen"])),
+    params(("id" = String, Path, description = "The application id (UUID)")),
+    responses(
+        (status = 200, description = "The receipt", body = ReceiptView),
+        (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Someone else's application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not submitted", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn receipt(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<ReceiptView>, Problem> {
+    let id = application_id(&raw)?;
+    command::sealer(&state)?;
+    let (events, _, _, _) = reached(&state, &caller, id).await?;
+    Ok(Json(receipt_of(&state, &events).await?))
+}
+
+/// Withdraw a submitted application, until it is decided.
+#[utoipa::path(post, path = "/applications/{id}/withdrawal", tag = "applications",
+    security(("bearer" = ["citizen"])),
+    params(("id" = String, Path, description = "The application id (UUID)")),
+    responses(
+        (status = 200, description = "Withdrawn (withdrawing again changes nothing)", body = ApplicationView),
+        (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Someone else's application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not submitted, or already decided", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn withdraw(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<ApplicationView>, Problem> {
+    let id = application_id(&raw)?;
+    command::sealer(&state)?;
+    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let command = ApplicationCommand::Withdraw {
+        applicant: app.applicant,
+        at: Utc::now(),
+    };
+    Ok(Json(run(&state, &app, &reach, command).await?.0))
+}
+
+/// The applicant's answer to an information request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InformationRequest {
+    /// The number of the request answered.
+    request: u32,
+    /// The answer (personal data, sealed), at most 4000 characters.
+    #[schema(value_type = String)]
+    message: Message,
+}
+
+/// Answer the open information request.
+#[utoipa::path(post, path = "/applications/{id}/information", tag = "applications",
+    security(("bearer" = ["citizen"])),
+    params(("id" = String, Path, description = "The application id (UUID)")),
+    request_body = InformationRequest,
+    responses(
+        (status = 200, description = "Answered", body = ApplicationView),
+        (status = 400, description = "Invalid input; nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Someone else's application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "No such open request", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn provide_information(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(raw): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ApplicationView>, Problem> {
+    let id = application_id(&raw)?;
+    let req: InformationRequest = body::json(body, "{\"request\", \"message\"}")?;
+    command::sealer(&state)?;
+    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let command = ApplicationCommand::ProvideInformation {
+        applicant: app.applicant,
+        request: req.request,
+        message: req.message,
+        at: Utc::now(),
+    };
+    Ok(Json(run(&state, &app, &reach, command).await?.0))
+}
+
+// ---------------------------------------------------------------------------------------
+// The authority's routes
+// ---------------------------------------------------------------------------------------
+
+/// The authority acting on the application: its own authority id.
+fn official(caller: &Principal) -> Result<amtsbuch_domain::AuthorityId, Problem> {
+    caller.authority().cloned().ok_or_else(|| {
+        Problem::forbidden("only an authority's official or Fachverfahren acts here")
+    })
+}
+
+/// The authority's confirmation of receipt.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceptionRequest {
+    /// The file number (Aktenzeichen), at most 50 characters; no personal data.
+    #[schema(value_type = String, example = "AZ 42/2026")]
+    file_number: FileNumber,
+}
+
+/// Confirm receipt of a submitted application, with the authority's file number.
+#[utoipa::path(post, path = "/applications/{id}/reception", tag = "applications",
+    security(("bearer" = ["authority", "fachverfahren"])),
+    params(("id" = String, Path, description = "The application id (UUID)")),
+    request_body = ReceptionRequest,
+    responses(
+        (status = 200, description = "Received (again with the same number: no change)", body = ApplicationView),
+        (status = 400, description = "Invalid input; nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Received with another number, or finished", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn receive(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(raw): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ApplicationView>, Problem> {
+    let id = application_id(&raw)?;
+    let req: ReceptionRequest = body::json(body, "{\"file_number\"}")?;
+    command::sealer(&state)?;
+    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let command = ApplicationCommand::Receive {
+        authority: official(&caller)?,
+        file_number: req.file_number,
+        at: Utc::now(),
+    };
+    let (view, _) = run(&state, &app, &reach, command).await?;
+    record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
+    Ok(Json(view))
+}
+
+/// An information request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InformationRequestRequest {
+    /// What the applicant is asked (personal data, sealed), at most 4000 characters.
+    #[schema(value_type = String)]
+    message: Message,
+    /// Until when (RFC 3339), after now.
+    due_at: DateTime<Utc>,
+}
+
+/// Ask the applicant for information, with a due date.
+#[utoipa::path(post, path = "/applications/{id}/information-requests", tag = "applications",
+    security(("bearer" = ["authority", "fachverfahren"])),
+    params(("id" = String, Path, description = "The application id (UUID)")),
+    request_body = InformationRequestRequest,
+    responses(
+        (status = 201, description = "Requested", body = ApplicationView),
+        (status = 400, description = "Invalid input; nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not received yet, a request is open, or finished", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn request_information(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(raw): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let id = application_id(&raw)?;
+    let req: InformationRequestRequest = body::json(body, "{\"message\", \"due_at\"}")?;
+    command::sealer(&state)?;
+    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let command = ApplicationCommand::RequestInformation {
+        authority: official(&caller)?,
+        message: req.message,
+        due_at: req.due_at,
+        at: Utc::now(),
+    };
+    let (view, _) = run(&state, &app, &reach, command).await?;
+    record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// A decision.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// `granted`, `rejected` or `partly_granted`.
+    #[schema(value_type = String)]
+    outcome: Outcome,
+    /// SHA-256 (hex) of the decision document (Bescheid).
+    #[schema(value_type = String)]
+    document_sha256: Sha256,
+}
+
+/// Decide a received application.
+#[utoipa::path(post, path = "/applications/{id}/decision", tag = "applications",
+    security(("bearer" = ["authority", "fachverfahren"])),
+    params(("id" = String, Path, description = "The application id (UUID)")),
+    request_body = DecisionRequest,
+    responses(
+        (status = 200, description = "Decided", body = ApplicationView),
+        (status = 400, description = "Invalid input; nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not received yet, or already decided, withdrawn or closed", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn decide(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(raw): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ApplicationView>, Problem> {
+    let id = application_id(&raw)?;
+    let req: DecisionRequest = body::json(body, "{\"outcome\", \"document_sha256\"}")?;
+    command::sealer(&state)?;
+    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let command = ApplicationCommand::Decide {
+        authority: official(&caller)?,
+        outcome: req.outcome,
+        document_hash: req.document_sha256,
+        at: Utc::now(),
+    };
+    let (view, _) = run(&state, &app, &reach, command).await?;
+    record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
+    Ok(Json(view))
+}
+
+/// Close a decided application.
+#[utoipa::path(post, path = "/applications/{id}/closure", tag = "applications",
+    security(("bearer" = ["authority", "fachverfahren"])),
+    params(("id" = String, Path, description = "The application id (UUID)")),
+    responses(
+        (status = 200, description = "Closed (closing again changes nothing)", body = ApplicationView),
+        (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not decided yet, or withdrawn", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn close(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<ApplicationView>, Problem> {
+    let id = application_id(&raw)?;
+    command::sealer(&state)?;
+    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let command = ApplicationCommand::Close {
+        authority: official(&caller)?,
+        at: Utc::now(),
+    };
+    let (view, _) = run(&state, &app, &reach, command).await?;
+    record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
+    Ok(Json(view))
+}
+
+/// One recorded read of an application's personal data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccessView {
+    /// Who read, pseudonymous (`authority:<sub>`, `fachverfahren:<sub>`).
+    pub reader: String,
+    pub authority: String,
+    /// `application` or `attachment`.
+    pub what: String,
+    pub read_at: String,
+    /// Where the record of the read is in the log.
+    pub position: u64,
+    pub event_id: Uuid,
+}
+
+/// Who read the application's personal data, and when: for the applicant and the data
+/// protection officer.
+#[utoipa::path(get, path = "/applications/{id}/accesses", tag = "applications",
+    security(("bearer" = ["citizen", "dpo"])),
+    params(("id" = String, Path, description = "The application id (UUID)")),
+    responses(
+        (status = 200, description = "The reads, oldest first", body = Vec<AccessView>),
+        (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Someone else's application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn accesses(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<Vec<AccessView>>, Problem> {
+    let id = application_id(&raw)?;
+    command::sealer(&state)?;
+    let (events, _, _, _) = reached(&state, &caller, id).await?;
+    Ok(Json(
+        events
+            .iter()
+            .filter_map(|e| match &e.event {
+                ApplicationEvent::Read(r) => Some(AccessView {
+                    reader: r.reader.as_str().to_owned(),
+                    authority: r.authority.as_str().to_owned(),
+                    what: label(&r.what),
+                    read_at: format_timestamp(&r.read_at),
+                    position: e.position,
+                    event_id: e.event_id,
+                }),
+                _ => None,
+            })
+            .collect(),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------
+// The inbox
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxQuery {
+    status: Option<String>,
+    leika: Option<String>,
+    ars: Option<String>,
+    ags: Option<String>,
+    submitted_from: Option<String>,
+    submitted_to: Option<String>,
+    overdue: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// One application of an inbox (no personal data).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboxItem {
+    pub application_id: Uuid,
+    pub status: String,
+    pub leika: String,
+    /// The applicant's municipality key.
+    pub ags: String,
+    pub submitted_at: String,
+    pub due_at: Option<String>,
+    pub file_number: Option<String>,
+}
+
+/// A page of an inbox.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboxPage {
+    pub applications: Vec<InboxItem>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next_after: Option<String>,
+}
+
+fn instant(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, Problem> {
+    raw.map(|s| {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                Problem::bad_request("invalid-query", format!("{name} is an RFC 3339 instant"))
+            })
+    })
+    .transpose()
+}
+
+/// An authority's inbox: its applications from their submission on (never a draft),
+/// oldest first, filtered. Follows the log a moment behind.
+#[utoipa::path(get, path = "/applications", tag = "applications",
+    security(("bearer" = ["authority", "fachverfahren"])),
+    params(
+        ("status" = Option<String>, Query, description = "`submitted`, `received`, `in_progress`, `information_requested`, `decided`, `closed`, `withdrawn`"),
+        ("leika" = Option<String>, Query, description = "A LeiKa key"),
+        ("ars" = Option<String>, Query, description = "A place's ARS (12 digits)"),
+        ("ags" = Option<String>, Query, description = "An AGS or a prefix of one (2 to 8 digits)"),
+        ("submitted_from" = Option<String>, Query, description = "RFC 3339; submitted at or after"),
+        ("submitted_to" = Option<String>, Query, description = "RFC 3339; submitted before"),
+        ("overdue" = Option<bool>, Query, description = "`true`: only information requests past their due date"),
+        ("after" = Option<String>, Query, description = "The `next_after` of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 200 (default 50)")),
+    responses(
+        (status = 200, description = "A page of the inbox", body = InboxPage),
+        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn inbox(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    query: Result<Query<InboxQuery>, QueryRejection>,
+) -> Result<Json<InboxPage>, Problem> {
+    let Query(q) = query.map_err(query_problem)?;
+    let bad = |detail: &str| Problem::bad_request("invalid-query", detail.to_owned());
+    let authority = official(&caller)?;
+    let scope = InboxScope {
+        authority: authority.as_str().to_owned(),
+        regions: caller.has(Role::Authority).then(|| {
+            caller
+                .regions()
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect()
+        }),
+        services: caller.has(Role::Fachverfahren).then(|| {
+            caller
+                .services()
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect()
+        }),
+    };
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            amtsbuch_domain::applications::application::Status::parse(s)
+                .ok_or_else(|| bad("status is one of the statuses of a submitted application"))
+        })
+        .transpose()?;
+    let leika = q.leika.as_deref().map(|l| leika_of(Some(l))).transpose()?;
+    let tenant_prefix = match (q.ars.as_deref(), q.ags.as_deref()) {
+        (None, None) => None,
+        (Some(ars), None) => Some(place_of(Some(ars), None)?.ags().to_owned()),
+        (None, Some(ags))
+            if (2..=8).contains(&ags.len()) && ags.bytes().all(|c| c.is_ascii_digit()) =>
+        {
+            Some(ags.to_owned())
+        }
+        (None, Some(_)) => return Err(bad("ags is an AGS or a prefix of one, 2 to 8 digits")),
+        _ => return Err(bad("filter the place by at most one of ars and ags")),
+    };
+    let overdue = match q.overdue.as_deref() {
+        None | Some("false") => None,
+        Some("true") => Some(Utc::now()),
+        Some(_) => return Err(bad("overdue is true or false")),
+    };
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| {
+            let (at, id) = a
+                .split_once('|')
+                .ok_or_else(|| bad("after is the next_after of a page"))?;
+            let at = instant("after", Some(at))?
+                .ok_or_else(|| bad("after is the next_after of a page"))?;
+            let id = Uuid::parse_str(id).map_err(|_| bad("after is the next_after of a page"))?;
+            Ok::<_, Problem>((at, ApplicationId(id)))
+        })
+        .transpose()?;
+    let limit = match q.limit.as_deref() {
+        None => 50,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_INBOX_PAGE).contains(n))
+            .ok_or_else(|| bad("limit is 1 to 200"))?,
+    };
+    let filter = InboxFilter {
+        status,
+        leika: leika.map(|l| l.to_string()),
+        tenant_prefix,
+        submitted_from: instant("submitted_from", q.submitted_from.as_deref())?,
+        submitted_to: instant("submitted_to", q.submitted_to.as_deref())?,
+        overdue_at: overdue,
+        after,
+        limit,
+    };
+    let db = amtsbuch_projections::db::ReadDb::new(&state.store);
+    let rows = amtsbuch_projections::applications::inbox(&db, &scope, &filter)
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    let next_after = (rows.len() == limit)
+        .then(|| {
+            rows.last()
+                .map(|r| format!("{}|{}", format_timestamp(&r.submitted_at), r.application_id))
+        })
+        .flatten();
+    Ok(Json(InboxPage {
+        applications: rows
+            .into_iter()
+            .map(|r| InboxItem {
+                application_id: r.application_id.0,
+                status: r.status.as_str().to_owned(),
+                leika: r.leika,
+                ags: r.tenant,
+                submitted_at: format_timestamp(&r.submitted_at),
+                due_at: r.due_at.as_ref().map(format_timestamp),
+                file_number: r.file_number,
+            })
+            .collect(),
+        next_after,
+    }))
+}

@@ -1,0 +1,283 @@
+//! Events and appointment slots: an authority schedules them in its procedures, citizens
+//! register for them and cancel their own registrations.
+//!
+//! Never more registrations are confirmed than a gathering has places, also when many
+//! arrive at once on several API nodes: every registration is decided in the gathering's
+//! one stream and appended with the stream's version as the expected version, so a
+//! registration decided on a state another node has already moved past is refused by the
+//! store and decided again. Registrations crowd one stream by nature, so they are decided
+//! again more often than the command path's default before the caller hears `409`.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use amtsbuch_domain::access::{Principal, Role};
+use amtsbuch_domain::participation::gathering::{
+    Contact, GatheringCommand, GatheringError, GatheringKind, GatheringState, Place, Registrant,
+};
+use amtsbuch_domain::participation::procedure::ProcedureState;
+use amtsbuch_domain::participation::{
+    GatheringId, ParticipantId, Pseudonym, RegistrationId, Title,
+};
+use amtsbuch_domain::Routing;
+use amtsbuch_projections::db::ReadDb;
+
+use super::public::procedure_id;
+use crate::auth::Caller;
+use crate::body;
+use crate::command::{current, execute, read_models_current, Executed, Meta};
+use crate::dto::ProblemDoc;
+use crate::problem::Problem;
+use crate::AppState;
+
+/// How often a registration is decided again when other registrations got there first.
+const CONTENDED_ATTEMPTS: usize = 60;
+
+fn gathering_problem(e: GatheringError) -> Problem {
+    use GatheringError as E;
+    let status = match &e {
+        E::NotScheduled | E::NoRegistration => return Problem::not_found(e.to_string()),
+        E::NotTheRegistrant => return Problem::forbidden(e.to_string()),
+        E::Period | E::Capacity => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::CONFLICT,
+    };
+    Problem::new(
+        status,
+        "registration-refused",
+        "The gathering does not allow this",
+        e.to_string(),
+    )
+}
+
+/// Runs a command on a gathering, deciding it again (with a short random pause) as long
+/// as other commands on the same gathering keep getting there first.
+async fn execute_contended(
+    state: &AppState,
+    id: GatheringId,
+    command: &GatheringCommand,
+    meta: &Meta,
+) -> Result<
+    Executed<GatheringState, amtsbuch_domain::participation::gathering::GatheringEvent>,
+    Problem,
+> {
+    let stream = id.stream_id();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match execute::<GatheringState>(state, &stream, command, gathering_problem, meta).await {
+            Err(p) if p.kind == "wrong-expected-version" && attempt < CONTENDED_ATTEMPTS => {
+                let jitter = u64::from(Uuid::now_v7().as_bytes()[15] % 16);
+                tokio::time::sleep(Duration::from_millis(1 + jitter)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn participant(caller: &Principal) -> Result<ParticipantId, Problem> {
+    caller
+        .account()
+        .filter(|_| caller.has(Role::Citizen))
+        .and_then(|a| Uuid::parse_str(a).ok())
+        .map(ParticipantId)
+        .ok_or_else(|| Problem::forbidden("only a participant's own account registers"))
+}
+
+/// Schedule an event or an appointment slot.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatheringRequest {
+    /// event (with a waiting list) or slot (full means full)
+    #[schema(value_type = String)]
+    kind: GatheringKind,
+    #[schema(value_type = String)]
+    title: Title,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    capacity: u32,
+}
+
+/// Schedule an event or appointment slot in one of the authority's procedures.
+#[utoipa::path(post, path = "/participations/{id}/gatherings", tag = "participation",
+    security(("bearer" = ["authority"])),
+    params(("id" = String, Path, description = "The procedure id")),
+    request_body = GatheringRequest,
+    responses(
+        (status = 201, description = "Scheduled; `gathering_id` names it", body = Object),
+        (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "A period in the past or empty, or a capacity outside 1 to 100000", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn schedule(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let pid = procedure_id(&id)?;
+    let req: GatheringRequest = body::json(
+        raw,
+        "{\"kind\", \"title\", \"starts_at\", \"ends_at\", \"capacity\"}",
+    )?;
+    let authority = caller
+        .authority()
+        .filter(|_| caller.has(Role::Authority))
+        .ok_or_else(|| Problem::forbidden("only an authority schedules gatherings"))?;
+    let (found, _) = current::<ProcedureState>(&state, &pid.stream_id()).await?;
+    let procedure = found
+        .procedure()
+        .ok_or_else(|| Problem::not_found("no such participation procedure"))?;
+    if procedure.authority != *authority {
+        return Err(Problem::forbidden(
+            "the procedure is run by another authority; only its own authority acts on it",
+        ));
+    }
+    let gid = GatheringId(Uuid::now_v7());
+    let meta = Meta::acting_as(&caller, Role::Authority).routed(Routing {
+        authority: Some(procedure.authority.clone()),
+        service: None,
+        tenant: Some(procedure.region.as_str().to_owned()),
+    });
+    let command = GatheringCommand::Schedule {
+        gathering_id: gid,
+        procedure_id: pid,
+        kind: req.kind,
+        title: req.title,
+        starts_at: req.starts_at,
+        ends_at: req.ends_at,
+        capacity: req.capacity,
+        at: Utc::now(),
+    };
+    execute_contended(&state, gid, &command, &meta).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "procedure_id": pid.to_string(), "gathering_id": gid.to_string() })),
+    )
+        .into_response())
+}
+
+/// Register for a gathering.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    gathering_id: Uuid,
+    /// The registrant's name (sealed).
+    #[schema(value_type = String)]
+    name: Pseudonym,
+    /// An e-mail address or telephone number (sealed).
+    #[schema(value_type = Option<String>)]
+    contact: Option<Contact>,
+}
+
+/// Register for an event or appointment slot of a procedure: confirmed while places are
+/// free, then on the waiting list (an event) or refused (a slot).
+#[utoipa::path(post, path = "/participations/{id}/registrations", tag = "participation",
+    security(("bearer" = ["citizen"])),
+    params(("id" = String, Path, description = "The procedure id")),
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered; `place` is confirmed or waiting", body = Object),
+        (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such gathering in this procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Already registered, started, or a full slot", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn register(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let pid = procedure_id(&id)?;
+    let registrant = participant(&caller)?;
+    let req: RegisterRequest = body::json(raw, "{\"gathering_id\", \"name\", \"contact\"?}")?;
+    let gid = GatheringId(req.gathering_id);
+    let (found, _) = current::<GatheringState>(&state, &gid.stream_id()).await?;
+    if found.gathering().is_none_or(|g| g.procedure_id != pid) {
+        return Err(Problem::not_found("no such gathering in this procedure"));
+    }
+    let registration_id = RegistrationId(Uuid::now_v7());
+    let command = GatheringCommand::Register {
+        registration_id,
+        registrant,
+        data: Registrant {
+            name: req.name,
+            contact: req.contact,
+        },
+        at: Utc::now(),
+    };
+    let meta = Meta::acting_as(&caller, Role::Citizen);
+    let done = execute_contended(&state, gid, &command, &meta).await?;
+    let place = done
+        .state
+        .gathering()
+        .and_then(|g| g.registrations.iter().find(|r| r.id == registration_id))
+        .map(|r| r.place)
+        .ok_or_else(|| Problem::internal(&"a registration without a place"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "registration_id": registration_id.to_string(),
+            "gathering_id": gid.to_string(),
+            "place": if place == Place::Confirmed { "confirmed" } else { "waiting" },
+        })),
+    )
+        .into_response())
+}
+
+/// Cancel one's own registration; the first on the waiting list moves up.
+#[utoipa::path(delete, path = "/registrations/{id}", tag = "participation",
+    security(("bearer" = ["citizen"])),
+    params(("id" = String, Path, description = "The registration id")),
+    responses(
+        (status = 200, description = "Cancelled; `confirmed` names the registration that moved up, if any", body = Object),
+        (status = 403, description = "Another participant's registration", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such registration", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let registrant = participant(&caller)?;
+    let registration_id = Uuid::parse_str(&id)
+        .ok()
+        .filter(|u| id == u.hyphenated().to_string())
+        .map(RegistrationId)
+        .ok_or_else(|| Problem::not_found("no such registration"))?;
+    read_models_current(&state, &[amtsbuch_projections::participation::NAME]).await?;
+    let db = ReadDb::new(&state.store);
+    let row = amtsbuch_projections::participation::registration(&db, &registration_id.to_string())
+        .await
+        .map_err(|e| Problem::internal(&e))?
+        .ok_or_else(|| Problem::not_found("no such registration"))?;
+    let gid = Uuid::parse_str(&row.gathering_id)
+        .map(GatheringId)
+        .map_err(|e| Problem::internal(&e))?;
+    let command = GatheringCommand::Cancel {
+        registration_id,
+        by: registrant,
+        at: Utc::now(),
+    };
+    let meta = Meta::acting_as(&caller, Role::Citizen);
+    let done = execute_contended(&state, gid, &command, &meta).await?;
+    let confirmed = done.events.iter().find_map(|e| match e {
+        amtsbuch_domain::participation::gathering::GatheringEvent::Confirmed(c) => {
+            Some(c.registration_id.to_string())
+        }
+        _ => None,
+    });
+    Ok(Json(json!({
+        "registration_id": registration_id.to_string(),
+        "cancelled": true,
+        "confirmed": confirmed,
+    })))
+}

@@ -1,0 +1,1112 @@
+//! Applications through the router, on SQLite and on PostgreSQL: forms, the directory and
+//! an application's whole life (draft, invalid and valid data, submission with its receipt
+//! checked independently, reception, an information request and its answer, decision,
+//! closure, the recorded reads), the authority's inbox, and bad input, each a 4xx problem
+//! that changes nothing.
+//!
+//! Each test is written once, as a function of an `Env` (a router with a real `Sealer`,
+//! the projections running and a ledger signing every event, on a fresh store), and run on
+//! a temporary SQLite file and on a PostgreSQL schema of its own. Every answer is checked
+//! against the OpenAPI document.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::Router;
+use serde_json::{json, Value};
+
+use amtsbuch_api::hub::HubLimits;
+use amtsbuch_domain::access::Role;
+use amtsbuch_domain::applications::Sha256;
+use amtsbuch_infra::{AnyStore, EventStore, PgStore};
+
+#[path = "../common/mod.rs"]
+mod common;
+use common::schema::conforms;
+use common::Reply;
+
+enum Place {
+    Sqlite(common::TempStore),
+    Postgres { schema: String, dir: PathBuf },
+}
+
+struct Env {
+    app: Router,
+    store: AnyStore,
+    doc: Value,
+    runner: Option<amtsbuch_projections::RunnerHandle>,
+    ledger: tokio::task::JoinHandle<()>,
+    place: Option<Place>,
+}
+
+fn database_url() -> String {
+    std::env::var("AMTSBUCH_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+async fn admin() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let base: sqlx::postgres::PgConnectOptions = database_url().parse().expect("test database URL");
+    sqlx::PgConnection::connect_with(&base)
+        .await
+        .expect("PostgreSQL must be running for the tests (AMTSBUCH_TEST_DATABASE_URL)")
+}
+
+impl Env {
+    async fn sqlite() -> Self {
+        let temp = common::temp_store("applications").await;
+        let store = temp.store.clone();
+        let sealer = common::sealer(&store, temp.dir());
+        Self::start(store, sealer, Place::Sqlite(temp)).await
+    }
+
+    async fn postgres() -> Self {
+        let base: sqlx::postgres::PgConnectOptions =
+            database_url().parse().expect("test database URL");
+        let schema = format!("a_{}", uuid::Uuid::now_v7().simple());
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut admin().await)
+            .await
+            .expect("create schema");
+        let options = base.options([("search_path", schema.as_str())]);
+        let store = AnyStore::Postgres(PgStore::connect_with(options).await.expect("store"));
+        let dir = std::env::temp_dir().join(format!("amtsbuch-applications-{schema}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let sealer = common::sealer(&store, &dir);
+        Self::start(store, sealer, Place::Postgres { schema, dir }).await
+    }
+
+    async fn start(store: AnyStore, sealer: amtsbuch_infra::sealer::Sealer, place: Place) -> Self {
+        let ledger = amtsbuch_infra::ledger::spawn(
+            store.clone(),
+            amtsbuch_infra::ledger::LedgerConfig {
+                origin: common::ORIGIN.into(),
+                signers: vec![common::ledger_signer()],
+                every_events: 1,
+                interval: Duration::from_millis(20),
+            },
+        );
+        let ledger_info = amtsbuch_api::state::LedgerInfo {
+            origin: common::ORIGIN.into(),
+            vkeys: vec![common::ledger_signer().vkey()],
+        };
+        let mut state = common::state_with(&store, Some(ledger_info), HubLimits::default()).await;
+        state.sealer = Some(sealer);
+        let runner =
+            amtsbuch_projections::spawn(store.clone(), amtsbuch_api::domains::projections());
+        Self {
+            app: amtsbuch_api::router(state),
+            store,
+            doc: serde_json::to_value(amtsbuch_api::router::openapi()).expect("document"),
+            runner: Some(runner),
+            ledger,
+            place: Some(place),
+        }
+    }
+
+    async fn close(mut self) {
+        self.ledger.abort();
+        if let Some(runner) = self.runner.take() {
+            runner.shutdown().await;
+        }
+        match self.place.take() {
+            Some(Place::Postgres { schema, dir }) => {
+                let mut admin = admin().await;
+                let _ = sqlx::query("SET lock_timeout = '20s'")
+                    .execute(&mut admin)
+                    .await;
+                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&mut admin)
+                    .await;
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Some(Place::Sqlite(temp)) => drop(temp),
+            None => {}
+        }
+    }
+
+    /// Send a request and check the answer against the document's operation `path`.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        let reply = common::send(&self.app, common::request(method, uri, token, body)).await;
+        conforms(&self.doc, method, path, &reply);
+        reply
+    }
+
+    /// `call`, which must answer `status`; the body as JSON.
+    async fn expect(
+        &self,
+        status: StatusCode,
+        method: &str,
+        path: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Value {
+        let reply = self.call(method, path, uri, token, body).await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{method} {uri}: {}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        reply.json()
+    }
+
+    async fn head(&self) -> u64 {
+        self.store.head().await.expect("head").position
+    }
+
+    /// A form with a published version of `schema`; its id.
+    async fn published_form(&self, schema: Value) -> String {
+        let op = operator();
+        let form = self
+            .expect(
+                StatusCode::CREATED,
+                "POST",
+                "/forms",
+                "/forms",
+                Some(&op),
+                Some(json!({"title": "Antrag auf Wohngeld"})),
+            )
+            .await;
+        let id = form["form_id"].as_str().expect("form id").to_owned();
+        let v = self
+            .expect(
+                StatusCode::CREATED,
+                "POST",
+                "/forms/{form}/versions",
+                &format!("/forms/{id}/versions"),
+                Some(&op),
+                Some(json!({ "schema": schema })),
+            )
+            .await;
+        assert_eq!(v["status"], "editing");
+        let published = self
+            .expect(
+                StatusCode::OK,
+                "POST",
+                "/forms/{form}/versions/{v}/publication",
+                &format!("/forms/{id}/versions/1/publication"),
+                Some(&op),
+                None,
+            )
+            .await;
+        assert_eq!(published["status"], "published");
+        assert_eq!(published["schema_hash"], v["schema_hash"]);
+        id
+    }
+
+    async fn directory(&self, entries: Value) -> Value {
+        self.expect(
+            StatusCode::OK,
+            "PUT",
+            "/responsibilities",
+            "/responsibilities",
+            Some(&operator()),
+            Some(json!({ "entries": entries })),
+        )
+        .await
+    }
+
+    /// A draft by the citizen for Wohngeld in Meißen; its id.
+    async fn draft(&self) -> String {
+        let body = self
+            .expect(
+                StatusCode::CREATED,
+                "POST",
+                "/applications",
+                "/applications",
+                Some(&citizen()),
+                Some(json!({ "leika": LEIKA, "ars": ARS })),
+            )
+            .await;
+        body["application_id"].as_str().expect("id").to_owned()
+    }
+}
+
+const LEIKA: &str = "99108001000000";
+/// Meißen (district 14627): within the test authority's region.
+const ARS: &str = "146270000000";
+
+fn operator() -> String {
+    common::token(Role::Operator)
+}
+fn citizen() -> String {
+    common::token(Role::Citizen)
+}
+fn official() -> String {
+    common::token(Role::Authority)
+}
+fn fachverfahren() -> String {
+    common::token(Role::Fachverfahren)
+}
+fn dpo() -> String {
+    common::token(Role::Dpo)
+}
+
+fn schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["familienname", "geburtsdatum"],
+        "additionalProperties": false,
+        "properties": {
+            "familienname": {"type": "string", "minLength": 1, "x-fim-id": "F60000227",
+                             "x-editor": {"element": "input"}},
+            "geburtsdatum": {"type": "string", "format": "date", "x-fim-id": "F60000236"},
+            "kinder": {"type": "integer", "minimum": 0}
+        }
+    })
+}
+
+async fn setup(env: &Env) -> String {
+    let form = env.published_form(schema()).await;
+    env.directory(json!([
+        { "leika": LEIKA, "region": "14627", "authority": "lra-meissen", "form": form,
+          "payment": "after_decision", "service_name": "Wohngeld beantragen" }
+    ]))
+    .await;
+    form
+}
+
+fn uri(id: &str, rest: &str) -> String {
+    format!("/applications/{id}{rest}")
+}
+
+/// The whole life of an application, and the receipt checked with nothing but the log's
+/// public key.
+async fn lifecycle(env: &Env) {
+    setup(env).await;
+    let services = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/services",
+            &format!("/services?leika={LEIKA}&ars={ARS}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(services["authority"], "lra-meissen");
+    assert_eq!(services["payment"], "after_decision");
+    let id = env.draft().await;
+    let (c, o, f) = (citizen(), official(), fachverfahren());
+
+    // An authority never sees a draft.
+    env.expect(
+        StatusCode::NOT_FOUND,
+        "GET",
+        "/applications/{id}",
+        &uri(&id, ""),
+        Some(&o),
+        None,
+    )
+    .await;
+
+    // Invalid data: 422 with JSON pointers, nothing stored.
+    let head = env.head().await;
+    let invalid = env
+        .expect(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "PUT",
+            "/applications/{id}/data",
+            &uri(&id, "/data"),
+            Some(&c),
+            Some(json!({ "data": { "familienname": "", "kinder": -1, "x": 1 } })),
+        )
+        .await;
+    let pointers: Vec<&str> = invalid["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .filter_map(|v| v["pointer"].as_str())
+        .collect();
+    for p in ["/familienname", "/geburtsdatum", "/kinder"] {
+        assert!(pointers.contains(&p), "{p} in {pointers:?}");
+    }
+    assert_eq!(env.head().await, head, "nothing stored");
+
+    let data = json!({ "familienname": "Müller", "geburtsdatum": "1990-02-03", "kinder": 2 });
+    let saved = env
+        .expect(
+            StatusCode::OK,
+            "PUT",
+            "/applications/{id}/data",
+            &uri(&id, "/data"),
+            Some(&c),
+            Some(json!({ "data": data })),
+        )
+        .await;
+    assert_eq!(saved["data"], data);
+    assert_eq!(saved["zbp_status"], "INITIATED");
+
+    let receipt = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/applications/{id}/submission",
+            &uri(&id, "/submission"),
+            Some(&c),
+            None,
+        )
+        .await;
+    // A second submission is refused.
+    env.expect(
+        StatusCode::CONFLICT,
+        "POST",
+        "/applications/{id}/submission",
+        &uri(&id, "/submission"),
+        Some(&c),
+        None,
+    )
+    .await;
+
+    // The Fachverfahren and the official see it now; a decision needs the reception.
+    let seen = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/applications/{id}",
+            &uri(&id, ""),
+            Some(&f),
+            None,
+        )
+        .await;
+    assert_eq!(seen["data"], data);
+    assert_eq!(seen["zbp_status"], "SUBMITTED");
+    let decision =
+        json!({ "outcome": "granted", "document_sha256": Sha256::of(b"Bescheid").to_string() });
+    env.expect(
+        StatusCode::CONFLICT,
+        "POST",
+        "/applications/{id}/decision",
+        &uri(&id, "/decision"),
+        Some(&o),
+        Some(decision.clone()),
+    )
+    .await;
+    let received = env
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "/applications/{id}/reception",
+            &uri(&id, "/reception"),
+            Some(&o),
+            Some(json!({ "file_number": "AZ 42/2026" })),
+        )
+        .await;
+    assert_eq!(received["zbp_status"], "RECEIVED");
+    let asked = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/applications/{id}/information-requests",
+            &uri(&id, "/information-requests"),
+            Some(&o),
+            Some(json!({ "message": "Bitte reichen Sie den Mietvertrag nach.", "due_at": "2099-01-01T00:00:00Z" })),
+        )
+        .await;
+    assert_eq!(asked["zbp_status"], "ACTION_REQUIRED");
+    let status = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/applications/{id}/status",
+            &uri(&id, "/status"),
+            Some(&c),
+            None,
+        )
+        .await;
+    assert_eq!(status["zbp_status"], "ACTION_REQUIRED");
+    assert_eq!(status["due_at"], "2099-01-01T00:00:00.000000Z");
+    let answered = env
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "/applications/{id}/information",
+            &uri(&id, "/information"),
+            Some(&c),
+            Some(json!({ "request": 1, "message": "Anbei der Mietvertrag." })),
+        )
+        .await;
+    assert_eq!(answered["status"], "in_progress");
+    assert_eq!(
+        answered["information_requests"][0]["answer"],
+        "Anbei der Mietvertrag."
+    );
+    let decided = env
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "/applications/{id}/decision",
+            &uri(&id, "/decision"),
+            Some(&f),
+            Some(decision),
+        )
+        .await;
+    assert_eq!(decided["zbp_status"], "COMPLETED");
+    assert_eq!(decided["outcome"], "granted");
+    // Too late to withdraw.
+    env.expect(
+        StatusCode::CONFLICT,
+        "POST",
+        "/applications/{id}/withdrawal",
+        &uri(&id, "/withdrawal"),
+        Some(&c),
+        None,
+    )
+    .await;
+    let closed = env
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "/applications/{id}/closure",
+            &uri(&id, "/closure"),
+            Some(&o),
+            None,
+        )
+        .await;
+    assert_eq!(closed["status"], "closed");
+
+    // Every read by the authority is recorded; the applicant and the DPO list them.
+    let reads = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/applications/{id}/accesses",
+            &uri(&id, "/accesses"),
+            Some(&c),
+            None,
+        )
+        .await;
+    let readers: Vec<&str> = reads
+        .as_array()
+        .expect("reads")
+        .iter()
+        .filter_map(|r| r["reader"].as_str())
+        .collect();
+    assert!(
+        readers.iter().any(|r| r.starts_with("fachverfahren:")),
+        "{readers:?}"
+    );
+    assert!(
+        readers.iter().any(|r| r.starts_with("authority:")),
+        "{readers:?}"
+    );
+    let by_dpo = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/applications/{id}/accesses",
+            &uri(&id, "/accesses"),
+            Some(&dpo()),
+            None,
+        )
+        .await;
+    assert_eq!(by_dpo, reads);
+
+    // The receipt, checked independently: the record is the one the proof binds, and it
+    // names what the applicant submitted.
+    check_receipt(env, &id, &receipt, &data).await;
+    routed_to_the_authority_only(env, &id).await;
+}
+
+/// The draft's events are routed to nobody; every event from the submission on to the
+/// authority, its service and the applicant's municipality, so that the relay and the SSE
+/// stream deliver them to its Fachverfahren and to no other authority's.
+async fn routed_to_the_authority_only(env: &Env, id: &str) {
+    use amtsbuch_domain::access::{Bindings, Principal};
+    use amtsbuch_domain::{AuthorityId, ServiceKey, StreamId};
+    let stream = StreamId::parse(&format!("application-{id}")).expect("stream");
+    let events = env
+        .store
+        .read_stream(&stream, 1, amtsbuch_infra::Direction::Forwards, 1000)
+        .await
+        .expect("stream");
+    let fachverfahren = |authority: &str| {
+        Principal::new(
+            "fv",
+            [Role::Fachverfahren],
+            Bindings {
+                authority: Some(AuthorityId::parse(authority).expect("authority")),
+                services: vec![ServiceKey::parse(LEIKA).expect("service")],
+                ..Bindings::default()
+            },
+        )
+        .expect("principal")
+    };
+    let (own, other) = (fachverfahren("lra-meissen"), fachverfahren("lra-bautzen"));
+    let mut submitted = false;
+    for e in &events {
+        let record = e.record().expect("record");
+        submitted |= record.event_type.as_str() == "ApplicationSubmitted";
+        if submitted {
+            assert_eq!(
+                record.authority.as_ref().map(|a| a.as_str()),
+                Some("lra-meissen"),
+                "{}",
+                record.event_type
+            );
+            assert_eq!(
+                record.service.as_ref().map(|s| s.as_str()),
+                Some(LEIKA),
+                "{}",
+                record.event_type
+            );
+            assert_eq!(
+                record.tenant.as_deref(),
+                Some("14627000"),
+                "{}",
+                record.event_type
+            );
+            assert!(own.may_see(&record), "{}", record.event_type);
+        } else {
+            assert_eq!(
+                record.authority, None,
+                "a draft's {} is routed to nobody",
+                record.event_type
+            );
+            assert!(!own.may_see(&record));
+        }
+        assert!(
+            !other.may_see(&record),
+            "{} reaches another authority",
+            record.event_type
+        );
+    }
+    assert!(submitted);
+    assert!(events.len() > 8, "{} events", events.len());
+}
+
+async fn check_receipt(env: &Env, id: &str, first: &Value, data: &Value) {
+    let c = citizen();
+    let mut receipt = first.clone();
+    for _ in 0..200 {
+        if receipt["tlog_proof"].is_string() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        receipt = env
+            .expect(
+                StatusCode::OK,
+                "GET",
+                "/applications/{id}/receipt",
+                &uri(id, "/receipt"),
+                Some(&c),
+                None,
+            )
+            .await;
+    }
+    let proof = receipt["tlog_proof"]
+        .as_str()
+        .expect("a checkpoint covers the submission");
+    let record = receipt["record"].as_str().expect("record");
+    let verifier =
+        amtsbuch_domain::note::Verifier::parse(&common::ledger_signer().vkey()).expect("vkey");
+    let summary = amtsbuch_domain::receipt::verify_receipt(
+        proof.as_bytes(),
+        Some(record.as_bytes()),
+        &[verifier],
+    )
+    .expect("the receipt verifies with the log's public key");
+    assert_eq!(
+        summary.index + 1,
+        receipt["position"].as_u64().expect("position")
+    );
+    let stored: Value = serde_json::from_str(record).expect("record JSON");
+    assert_eq!(stored["event_type"], "ApplicationSubmitted");
+    assert_eq!(stored["authority"], "lra-meissen");
+    assert_eq!(stored["service"], LEIKA);
+    assert_eq!(stored["tenant"], "14627000");
+    assert_eq!(stored["data"]["application_id"], id);
+    assert_eq!(stored["data"]["data_hash"], receipt["data_hash"]);
+    assert_eq!(stored["data"]["submitted_at"], receipt["submitted_at"]);
+    assert_eq!(
+        stored["data"]["pinned"]["schema_hash"],
+        receipt["schema_hash"]
+    );
+    // The applicant recomputes the data hash from its data and the salt.
+    let salt = Sha256::parse(receipt["data_salt"].as_str().expect("salt")).expect("hex");
+    let canonical = amtsbuch_domain::jcs::canonicalize(data).expect("jcs");
+    assert_eq!(
+        Sha256::of_parts(&[&salt.0, &canonical]).to_string(),
+        receipt["data_hash"]
+    );
+    assert!(!record.contains("Müller"), "no plaintext in the record");
+    // A tampered record does not verify.
+    let tampered = record.replace(
+        receipt["data_hash"].as_str().expect("hash"),
+        &Sha256::of(b"x").to_string(),
+    );
+    let verifier =
+        amtsbuch_domain::note::Verifier::parse(&common::ledger_signer().vkey()).expect("vkey");
+    assert!(amtsbuch_domain::receipt::verify_receipt(
+        proof.as_bytes(),
+        Some(tampered.as_bytes()),
+        &[verifier]
+    )
+    .is_err());
+}
+
+/// A request that must be refused: status, method, documented path, URI, token, body.
+type Refusal = (
+    StatusCode,
+    &'static str,
+    &'static str,
+    String,
+    String,
+    Option<Value>,
+);
+
+/// Each refusal is a 4xx problem and stores nothing.
+async fn bad_input(env: &Env) {
+    let form = setup(env).await;
+    let (c, op) = (citizen(), operator());
+    let id = env.draft().await;
+    let other_citizen = common::signed(&{
+        let mut r = common::request_for(Role::Citizen, "lra-meissen", &[LEIKA]);
+        r.account = Some(common::OTHER_ACCOUNT.into());
+        r
+    });
+    let other_authority = common::token_for(Role::Fachverfahren, "lra-bautzen", &[LEIKA]);
+    let head = env.head().await;
+    let refusals: Vec<Refusal> = vec![
+        // A citizen on someone else's application.
+        (
+            StatusCode::FORBIDDEN,
+            "PUT",
+            "/applications/{id}/data",
+            uri(&id, "/data"),
+            other_citizen.clone(),
+            Some(json!({ "data": { "familienname": "X", "geburtsdatum": "2000-01-01" } })),
+        ),
+        (
+            StatusCode::FORBIDDEN,
+            "GET",
+            "/applications/{id}",
+            uri(&id, ""),
+            other_citizen.clone(),
+            None,
+        ),
+        // No data yet.
+        (
+            StatusCode::CONFLICT,
+            "POST",
+            "/applications/{id}/submission",
+            uri(&id, "/submission"),
+            c.clone(),
+            None,
+        ),
+        // A withdrawal of a draft.
+        (
+            StatusCode::CONFLICT,
+            "POST",
+            "/applications/{id}/withdrawal",
+            uri(&id, "/withdrawal"),
+            c.clone(),
+            None,
+        ),
+        // Another authority does not even see a draft.
+        (
+            StatusCode::NOT_FOUND,
+            "POST",
+            "/applications/{id}/reception",
+            uri(&id, "/reception"),
+            other_authority.clone(),
+            Some(json!({ "file_number": "AZ 1" })),
+        ),
+        // Malformed input.
+        (
+            StatusCode::BAD_REQUEST,
+            "PUT",
+            "/applications/{id}/data",
+            uri(&id, "/data"),
+            c.clone(),
+            Some(json!({ "daten": {} })),
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "GET",
+            "/applications/{id}",
+            "/applications/not-an-id".into(),
+            c.clone(),
+            None,
+        ),
+        // A directory with two authorities for one (LeiKa, region).
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "PUT",
+            "/responsibilities",
+            "/responsibilities".into(),
+            op.clone(),
+            Some(json!({ "entries": [
+             { "leika": LEIKA, "region": "14627", "authority": "lra-meissen", "form": form, "payment": "none" },
+             { "leika": LEIKA, "region": "14627", "authority": "stadt-meissen", "form": form, "payment": "none" }
+         ] })),
+        ),
+        // A schema that is no form.
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POST",
+            "/forms/{form}/versions",
+            format!("/forms/{form}/versions"),
+            op.clone(),
+            Some(
+                json!({ "schema": { "type": "object", "properties": { "a": { "type": "string", "x-editor": { "element": "slider" } } } } }),
+            ),
+        ),
+        // A published version never changes.
+        (
+            StatusCode::CONFLICT,
+            "PUT",
+            "/forms/{form}/versions/{v}",
+            format!("/forms/{form}/versions/1"),
+            op.clone(),
+            Some(json!({ "schema": schema() })),
+        ),
+    ];
+    for (status, method, path, uri, token, body) in refusals {
+        let reply = env.call(method, path, &uri, Some(&token), body).await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{method} {uri}: {}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        assert_eq!(
+            reply.media_type(),
+            "application/problem+json",
+            "{method} {uri}"
+        );
+        assert_eq!(env.head().await, head, "{method} {uri} stored nothing");
+    }
+    let conflict = env
+        .call("PUT", "/responsibilities", "/responsibilities", Some(&op), Some(json!({ "entries": [
+            { "leika": LEIKA, "region": "14627", "authority": "lra-meissen", "form": form, "payment": "none" },
+            { "leika": LEIKA, "region": "14627", "authority": "stadt-meissen", "form": form, "payment": "none" }
+        ] })))
+        .await
+        .json();
+    assert_eq!(
+        conflict["conflicts"][0]["authorities"],
+        json!(["lra-meissen", "stadt-meissen"])
+    );
+
+    // Submitted, then another authority acts: 403; a retired version takes no submission.
+    let data = json!({ "familienname": "Müller", "geburtsdatum": "1990-02-03" });
+    env.expect(
+        StatusCode::OK,
+        "PUT",
+        "/applications/{id}/data",
+        &uri(&id, "/data"),
+        Some(&c),
+        Some(json!({ "data": data })),
+    )
+    .await;
+    let second = env.draft().await;
+    env.expect(
+        StatusCode::OK,
+        "PUT",
+        "/applications/{id}/data",
+        &uri(&second, "/data"),
+        Some(&c),
+        Some(json!({ "data": data })),
+    )
+    .await;
+    env.expect(
+        StatusCode::CREATED,
+        "POST",
+        "/applications/{id}/submission",
+        &uri(&id, "/submission"),
+        Some(&c),
+        None,
+    )
+    .await;
+    let head = env.head().await;
+    env.expect(
+        StatusCode::FORBIDDEN,
+        "POST",
+        "/applications/{id}/reception",
+        &uri(&id, "/reception"),
+        Some(&other_authority),
+        Some(json!({ "file_number": "AZ 1" })),
+    )
+    .await;
+    env.expect(
+        StatusCode::FORBIDDEN,
+        "GET",
+        "/applications/{id}",
+        &uri(&id, ""),
+        Some(&other_authority),
+        None,
+    )
+    .await;
+    assert_eq!(env.head().await, head, "a refused read records nothing");
+    env.expect(
+        StatusCode::OK,
+        "POST",
+        "/forms/{form}/versions/{v}/retirement",
+        &format!("/forms/{form}/versions/1/retirement"),
+        Some(&op),
+        None,
+    )
+    .await;
+    let head = env.head().await;
+    env.expect(
+        StatusCode::CONFLICT,
+        "POST",
+        "/applications/{id}/submission",
+        &uri(&second, "/submission"),
+        Some(&c),
+        None,
+    )
+    .await;
+    assert_eq!(env.head().await, head);
+}
+
+/// The inbox lists an authority's submitted applications only, filtered.
+async fn inbox(env: &Env) {
+    setup(env).await;
+    let c = citizen();
+    let data = json!({ "familienname": "Müller", "geburtsdatum": "1990-02-03" });
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = env.draft().await;
+        env.expect(
+            StatusCode::OK,
+            "PUT",
+            "/applications/{id}/data",
+            &uri(&id, "/data"),
+            Some(&c),
+            Some(json!({ "data": data })),
+        )
+        .await;
+        ids.push(id);
+    }
+    for id in &ids[..2] {
+        env.expect(
+            StatusCode::CREATED,
+            "POST",
+            "/applications/{id}/submission",
+            &uri(id, "/submission"),
+            Some(&c),
+            None,
+        )
+        .await;
+    }
+    env.expect(
+        StatusCode::OK,
+        "POST",
+        "/applications/{id}/reception",
+        &uri(&ids[0], "/reception"),
+        Some(&official()),
+        Some(json!({ "file_number": "AZ 7" })),
+    )
+    .await;
+    common::read_models_caught_up(&env.store).await;
+    let listed = |page: &Value| -> Vec<String> {
+        page["applications"]
+            .as_array()
+            .expect("page")
+            .iter()
+            .filter_map(|a| a["application_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for token in [official(), fachverfahren()] {
+        let all = env
+            .expect(
+                StatusCode::OK,
+                "GET",
+                "/applications",
+                "/applications",
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(listed(&all), ids[..2].to_vec(), "no draft in the inbox");
+        let received = env
+            .expect(
+                StatusCode::OK,
+                "GET",
+                "/applications",
+                "/applications?status=received",
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(listed(&received), vec![ids[0].clone()]);
+        assert_eq!(received["applications"][0]["file_number"], "AZ 7");
+        let here = env
+            .expect(
+                StatusCode::OK,
+                "GET",
+                "/applications",
+                &format!("/applications?ags=14627&leika={LEIKA}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(listed(&here).len(), 2);
+        let elsewhere = env
+            .expect(
+                StatusCode::OK,
+                "GET",
+                "/applications",
+                "/applications?ags=14612",
+                Some(&token),
+                None,
+            )
+            .await;
+        assert!(listed(&elsewhere).is_empty());
+        let paged = env
+            .expect(
+                StatusCode::OK,
+                "GET",
+                "/applications",
+                "/applications?limit=1",
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(listed(&paged), vec![ids[0].clone()]);
+        let after = paged["next_after"].as_str().expect("next page");
+        let next = env
+            .expect(
+                StatusCode::OK,
+                "GET",
+                "/applications",
+                &format!(
+                    "/applications?limit=1&after={}",
+                    after.replace('+', "%2B").replace('|', "%7C")
+                ),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(listed(&next), vec![ids[1].clone()]);
+        let overdue = env
+            .expect(
+                StatusCode::OK,
+                "GET",
+                "/applications",
+                "/applications?overdue=true",
+                Some(&token),
+                None,
+            )
+            .await;
+        assert!(listed(&overdue).is_empty());
+    }
+    // Another authority's inbox is empty.
+    let other = common::token_for(Role::Fachverfahren, "lra-bautzen", &[LEIKA]);
+    let theirs = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/applications",
+            "/applications",
+            Some(&other),
+            None,
+        )
+        .await;
+    assert!(listed(&theirs).is_empty());
+    env.expect(
+        StatusCode::BAD_REQUEST,
+        "GET",
+        "/applications",
+        "/applications?status=pending",
+        Some(&official()),
+        None,
+    )
+    .await;
+}
+
+/// The access export (Art. 15) of an applicant holds its applications, decrypted; that of
+/// a subject who never applied has no such member.
+async fn export(env: &Env) {
+    setup(env).await;
+    let c = citizen();
+    let id = env.draft().await;
+    let data = json!({ "familienname": "Müller", "geburtsdatum": "1990-02-03" });
+    env.expect(
+        StatusCode::OK,
+        "PUT",
+        "/applications/{id}/data",
+        &uri(&id, "/data"),
+        Some(&c),
+        Some(json!({ "data": data })),
+    )
+    .await;
+    env.expect(
+        StatusCode::CREATED,
+        "POST",
+        "/applications/{id}/submission",
+        &uri(&id, "/submission"),
+        Some(&c),
+        None,
+    )
+    .await;
+    let path = "/dpo/subjects/{subject}/export";
+    let export = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            path,
+            &format!("/dpo/subjects/{}/export", common::CITIZEN_ACCOUNT),
+            Some(&dpo()),
+            None,
+        )
+        .await;
+    let applications = export["applications"].as_array().expect("applications");
+    assert_eq!(applications.len(), 1);
+    assert_eq!(applications[0]["application_id"], id.as_str());
+    assert_eq!(applications[0]["data"], data);
+    assert_eq!(applications[0]["status"], "submitted");
+    let other = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            path,
+            &format!("/dpo/subjects/{}/export", common::OTHER_ACCOUNT),
+            Some(&dpo()),
+            None,
+        )
+        .await;
+    assert!(other.get("applications").is_none(), "{other}");
+}
+
+macro_rules! suite {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let env = super::Env::sqlite().await;
+                    super::$test(&env).await;
+                    env.close().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let env = super::Env::postgres().await;
+                    super::$test(&env).await;
+                    env.close().await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(lifecycle, bad_input, inbox, export);

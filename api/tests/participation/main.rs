@@ -1,0 +1,1230 @@
+//! The participation domain's public routes through the router, on SQLite and on
+//! PostgreSQL: the search with its filters and its refusals of bad input (B4), a procedure
+//! and its rounds, the published contributions — comments under their pseudonyms, formal
+//! statements counted and never shown (B2's privacy half) —, an author's erasure, after
+//! which the comment reads as removed, no plaintext is left in the log and the log still
+//! verifies, the moderation log and the calendar.
+//!
+//! The history is made by the domain's commands through the service's command path
+//! (`command::execute`, sealing what participants wrote), as the participant and organiser
+//! routes will; every answer is checked against the OpenAPI document.
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use amtsbuch_api::command::{current, execute, refused, Meta};
+use amtsbuch_api::hub::HubLimits;
+use amtsbuch_api::AppState;
+use amtsbuch_domain::access::Role;
+use amtsbuch_domain::participation::contribution::{
+    Content, ContributionCommand, ContributionState, Submit,
+};
+use amtsbuch_domain::participation::procedure::{
+    DraftProcedure, ProcedureCommand, ProcedureState, ScheduleRound,
+};
+use amtsbuch_domain::participation::{
+    Ags, ContributionId, ContributionKind, ContributionText, DocumentRef, Format, Geometry,
+    ParticipantId, Position, ProcedureId, Pseudonym, RoundId, Sha256Hex, Stage, Title, Topic,
+};
+use amtsbuch_domain::tlog_proof::{self, Leaf, TlogProof};
+use amtsbuch_domain::AuthorityId;
+use amtsbuch_infra::{AnyStore, EventStore, PgStore};
+
+#[path = "../common/mod.rs"]
+mod common;
+use common::schema::conforms;
+use common::Reply;
+
+enum Place {
+    Sqlite(common::TempStore),
+    Postgres { schema: String, dir: PathBuf },
+}
+
+struct Env {
+    app: Router,
+    state: AppState,
+    store: AnyStore,
+    doc: Value,
+    runner: Option<amtsbuch_projections::RunnerHandle>,
+    ledger: tokio::task::JoinHandle<()>,
+    place: Option<Place>,
+    /// A second API node on the same database, with its own connections (on SQLite, whose
+    /// file belongs to one process, the same node).
+    second: Router,
+}
+
+fn database_url() -> String {
+    std::env::var("AMTSBUCH_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+async fn admin() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let base: sqlx::postgres::PgConnectOptions = database_url().parse().expect("test database URL");
+    sqlx::PgConnection::connect_with(&base)
+        .await
+        .expect("PostgreSQL must be running for the tests (AMTSBUCH_TEST_DATABASE_URL)")
+}
+
+impl Env {
+    async fn sqlite() -> Self {
+        let temp = common::temp_store("participation").await;
+        let store = temp.store.clone();
+        let keyring = keyring(temp.dir());
+        Self::start(store.clone(), store, keyring, Place::Sqlite(temp)).await
+    }
+
+    async fn postgres() -> Self {
+        let base: sqlx::postgres::PgConnectOptions =
+            database_url().parse().expect("test database URL");
+        let schema = format!("pa_{}", Uuid::now_v7().simple());
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut admin().await)
+            .await
+            .expect("create schema");
+        let options = base.options([("search_path", schema.as_str())]);
+        let store =
+            AnyStore::Postgres(PgStore::connect_with(options.clone()).await.expect("store"));
+        let other = AnyStore::Postgres(PgStore::connect_with(options).await.expect("store"));
+        let dir = std::env::temp_dir().join(format!("amtsbuch-participation-{schema}"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let keyring = keyring(&dir);
+        Self::start(store, other, keyring, Place::Postgres { schema, dir }).await
+    }
+
+    async fn start(store: AnyStore, other: AnyStore, kek: PathBuf, place: Place) -> Self {
+        let first_sealer = sealer(&store, &kek);
+        let ledger = amtsbuch_infra::ledger::spawn(
+            store.clone(),
+            amtsbuch_infra::ledger::LedgerConfig {
+                origin: common::ORIGIN.into(),
+                signers: vec![common::ledger_signer()],
+                every_events: 1,
+                interval: std::time::Duration::from_millis(20),
+            },
+        );
+        let ledger_info = amtsbuch_api::state::LedgerInfo {
+            origin: common::ORIGIN.into(),
+            vkeys: vec![common::ledger_signer().vkey()],
+        };
+        let mut state = common::state_with(&store, Some(ledger_info), HubLimits::default()).await;
+        state.sealer = Some(first_sealer);
+        let runner =
+            amtsbuch_projections::spawn(store.clone(), amtsbuch_api::domains::projections());
+        let mut second_state = common::state_with(&other, None, HubLimits::default()).await;
+        second_state.sealer = Some(sealer(&other, &kek));
+        Self {
+            second: amtsbuch_api::router(second_state),
+            app: amtsbuch_api::router(state.clone()),
+            state,
+            store,
+            doc: serde_json::to_value(amtsbuch_api::router::openapi()).expect("document"),
+            runner: Some(runner),
+            ledger,
+            place: Some(place),
+        }
+    }
+
+    async fn close(mut self) {
+        self.ledger.abort();
+        if let Some(runner) = self.runner.take() {
+            runner.shutdown().await;
+        }
+        match self.place.take() {
+            Some(Place::Postgres { schema, dir }) => {
+                let mut admin = admin().await;
+                let _ = sqlx::query("SET lock_timeout = '20s'")
+                    .execute(&mut admin)
+                    .await;
+                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&mut admin)
+                    .await;
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Some(Place::Sqlite(temp)) => drop(temp),
+            None => {}
+        }
+    }
+
+    /// `method uri` with `token` and `body`, checked against the document's operation
+    /// `path`; must answer `status`. The body as JSON.
+    async fn send(
+        &self,
+        status: StatusCode,
+        method: &str,
+        path: &str,
+        uri: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        let reply = common::send(&self.app, common::request(method, uri, Some(token), body)).await;
+        conforms(&self.doc, method, path, &reply);
+        assert_eq!(
+            reply.status,
+            status,
+            "{method} {uri}: {}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        reply.json()
+    }
+
+    /// `GET uri` without a token, checked against the document's operation `path`.
+    async fn get(&self, path: &str, uri: &str) -> Reply {
+        let reply = common::send(&self.app, common::request("GET", uri, None, Body::empty())).await;
+        conforms(&self.doc, "GET", path, &reply);
+        reply
+    }
+
+    async fn ok(&self, path: &str, uri: &str) -> Value {
+        let reply = self.get(path, uri).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{uri}: {}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        reply.json()
+    }
+
+    async fn refused(&self, path: &str, uri: &str, status: StatusCode, kind: &str) {
+        let reply = self.get(path, uri).await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{uri}: {}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        assert_eq!(reply.media_type(), "application/problem+json", "{uri}");
+        assert_eq!(
+            reply.json()["type"],
+            format!("urn:amtsbuch:problem:{kind}"),
+            "{uri}"
+        );
+    }
+
+    async fn procedure(&self, pid: ProcedureId, command: ProcedureCommand) -> ProcedureState {
+        execute::<ProcedureState>(
+            &self.state,
+            &pid.stream_id(),
+            &command,
+            |e| refused("procedure-refused", e),
+            &Meta::system("test"),
+        )
+        .await
+        .expect("procedure command")
+        .state
+    }
+
+    /// Drafts a procedure; unless `draft_only`, announces it and opens a round now.
+    async fn open(
+        &self,
+        n: u128,
+        format: Format,
+        title: &str,
+        ags: &str,
+        at: (f64, f64),
+        draft_only: bool,
+    ) -> ProcedureId {
+        let pid = ProcedureId(Uuid::now_v7());
+        self.procedure(
+            pid,
+            ProcedureCommand::Draft(DraftProcedure {
+                procedure_id: pid,
+                authority: AuthorityId::parse("stadt-dresden").expect("authority"),
+                format,
+                title: Title::parse(title).expect("title"),
+                topics: vec![Topic::parse("wohnen").expect("topic")],
+                region: Ags::parse(ags).expect("ags"),
+                geometry: Some(Geometry::Point {
+                    coordinates: Position::new(at.0, at.1).expect("position"),
+                }),
+                accepts_late: false,
+                report_threshold: None,
+                survey: None,
+                at: Utc::now(),
+            }),
+        )
+        .await;
+        if draft_only {
+            return pid;
+        }
+        self.procedure(pid, ProcedureCommand::Announce { at: Utc::now() })
+            .await;
+        let start = Utc::now() + chrono::Duration::milliseconds(2);
+        let stage = (format == Format::Bauleitplanung).then_some(Stage::Auslegung32);
+        self.procedure(
+            pid,
+            ProcedureCommand::ScheduleRound(ScheduleRound {
+                round_id: RoundId(Uuid::now_v7()),
+                stage,
+                starts_at: start,
+                ends_at: start + chrono::Duration::days(31),
+                documents: vec![DocumentRef {
+                    sha256: Sha256Hex::parse(&format!("{n:064x}")).expect("hash"),
+                    size: 4096,
+                    title: Title::parse("Planzeichnung").expect("title"),
+                }],
+                preclusion_notice: true,
+                at: start,
+            }),
+        )
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        pid
+    }
+
+    async fn contribute(
+        &self,
+        pid: ProcedureId,
+        kind: ContributionKind,
+        author: ParticipantId,
+        pseudonym: Option<&str>,
+        text: &str,
+    ) -> ContributionId {
+        let (procedure, _) = current::<ProcedureState>(&self.state, &pid.stream_id())
+            .await
+            .expect("procedure");
+        let cid = ContributionId(Uuid::now_v7());
+        let command = ContributionCommand::Submit(Submit {
+            contribution_id: cid,
+            procedure: procedure.procedure().expect("drafted"),
+            kind,
+            author,
+            content: Content {
+                pseudonym: pseudonym.map(|p| Pseudonym::parse(p).expect("pseudonym")),
+                text: Some(ContributionText::parse(text).expect("text")),
+                ..Content::default()
+            },
+            attachments: vec![],
+            choices: Default::default(),
+            at: Utc::now(),
+        });
+        execute::<ContributionState>(
+            &self.state,
+            &cid.stream_id(),
+            &command,
+            |e| refused("contribution-refused", e),
+            &Meta::system("test"),
+        )
+        .await
+        .expect("contribution");
+        cid
+    }
+
+    async fn caught_up(&self) {
+        common::read_models_caught_up(&self.store).await;
+    }
+
+    /// Every stored record, as text.
+    async fn log_text(&self) -> String {
+        let events = self.store.read_all(0, 10_000).await.expect("log");
+        events
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.bytes).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A key-encryption key generated into `dir`, for every node of a test: its file.
+fn keyring(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("kek");
+    let id = amtsbuch_domain::seal::KeyId::parse("kek-test").expect("KEK id");
+    amtsbuch_infra::kek::generate_kek_file(&path, &id).expect("generate KEK");
+    path
+}
+
+fn sealer(store: &AnyStore, kek: &std::path::Path) -> amtsbuch_infra::sealer::Sealer {
+    let keyring = amtsbuch_infra::kek::load_keyring(&[kek.to_path_buf()]).expect("load KEK");
+    amtsbuch_infra::sealer::Sealer::new(amtsbuch_infra::vault::KeyVault::new(
+        store.clone(),
+        keyring,
+    ))
+}
+
+fn ids(body: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+const DRESDEN: (f64, f64) = (13.7373, 51.0504);
+const LEIPZIG: (f64, f64) = (12.3731, 51.3397);
+const STATEMENT: &str = "Die geplante Bebauung verschattet unser Grundstück vollständig.";
+const COMMENT: &str = "Bitte einen sicheren Radweg entlang der Elbe.";
+
+/// B4 over HTTP, and the refusals of bad input: each a 400 problem.
+async fn the_search_filters_and_refuses_bad_input(env: Env) {
+    let bplan = env
+        .open(
+            1,
+            Format::Bauleitplanung,
+            "Bebauungsplan Nr. 357 Dresden-Johannstadt",
+            "14612000",
+            DRESDEN,
+            false,
+        )
+        .await;
+    let dialog = env
+        .open(
+            2,
+            Format::Dialog,
+            "Radverkehrskonzept Leipzig",
+            "14713000",
+            LEIPZIG,
+            false,
+        )
+        .await;
+    let draft = env
+        .open(
+            3,
+            Format::Bauleitplanung,
+            "Bebauungsplan Dresden-Plauen",
+            "14612000",
+            DRESDEN,
+            true,
+        )
+        .await;
+    env.caught_up().await;
+    let (b, d) = (bplan.to_string(), dialog.to_string());
+    let search = |q: &str| format!("/participations?{q}");
+    let p = "/participations";
+    assert_eq!(ids(&env.ok(p, p).await), sorted(vec![b.clone(), d.clone()]));
+    assert_eq!(
+        ids(&env.ok(p, &search("status=active")).await),
+        sorted(vec![b.clone(), d.clone()])
+    );
+    assert_eq!(
+        ids(&env
+            .ok(
+                p,
+                &search("status=active&format=bauleitplanung&ags=14612000")
+            )
+            .await),
+        vec![b.clone()]
+    );
+    assert_eq!(
+        ids(&env.ok(p, &search("status=archived")).await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(&env.ok(p, &search("q=Johannstadt")).await),
+        vec![b.clone()]
+    );
+    assert_eq!(
+        ids(&env.ok(p, &search("q=Radverkehrskonzept%20Leipzig")).await),
+        vec![d.clone()]
+    );
+    assert_eq!(
+        ids(&env.ok(p, &search("bbox=12.2,51.2,12.5,51.5")).await),
+        vec![d.clone()]
+    );
+    assert_eq!(
+        ids(&env
+            .ok(p, &search("topic=wohnen&authority=stadt-dresden"))
+            .await)
+        .len(),
+        2
+    );
+    assert_eq!(
+        ids(&env.ok(p, &search("from=2099-01-01T00:00:00Z")).await),
+        Vec::<String>::new()
+    );
+    let page = env.ok(p, &search("limit=1")).await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page["items"][0]["status"], "active");
+
+    for bad in [
+        "bbox=0,0,200,0",
+        "bbox=13,51,12,52",
+        "bbox=1,2,3",
+        "status=draft",
+        "status=open",
+        "format=petition",
+        "ags=15000000",
+        "ags=1461200",
+        "topic=Wohnen",
+        "from=yesterday",
+        "from=2026-05-01T00:00:00Z&to=2026-04-01T00:00:00Z",
+        "limit=0",
+        "limit=101",
+        "sort=title",
+    ] {
+        env.refused(p, &search(bad), StatusCode::BAD_REQUEST, "invalid-query")
+            .await;
+    }
+    let one = "/participations/{id}";
+    env.refused(
+        one,
+        &format!("/participations/{draft}"),
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
+    env.refused(
+        one,
+        "/participations/not-an-id",
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
+    let shown = env.ok(one, &format!("/participations/{b}")).await;
+    assert_eq!(shown["stage"], "auslegung32");
+    assert_eq!(shown["rounds"][0]["documents"][0]["size"], 4096);
+    let calendar = env
+        .ok("/participations/calendar", "/participations/calendar")
+        .await;
+    assert_eq!(calendar["items"].as_array().map(Vec::len), Some(2));
+    env.refused(
+        "/participations/calendar",
+        "/participations/calendar?from=2026-01-01T00:00:00Z&to=2028-01-01T00:00:00Z",
+        StatusCode::BAD_REQUEST,
+        "invalid-query",
+    )
+    .await;
+    env.close().await;
+}
+
+/// Statements are counted, never shown; comments are shown under their pseudonyms, and
+/// once their author is erased they read as removed, the log holds no plaintext and
+/// still verifies.
+async fn contributions_are_public_as_their_kind_allows_and_erasure_removes_them(env: Env) {
+    let bplan = env
+        .open(
+            1,
+            Format::Bauleitplanung,
+            "Bebauungsplan Nr. 357 Dresden-Johannstadt",
+            "14612000",
+            DRESDEN,
+            false,
+        )
+        .await;
+    let dialog = env
+        .open(
+            2,
+            Format::Dialog,
+            "Radverkehrskonzept Leipzig",
+            "14713000",
+            LEIPZIG,
+            false,
+        )
+        .await;
+    let citizen = ParticipantId(Uuid::now_v7());
+    let commenter = ParticipantId(Uuid::now_v7());
+    env.contribute(bplan, ContributionKind::Statement, citizen, None, STATEMENT)
+        .await;
+    let comment = env
+        .contribute(
+            dialog,
+            ContributionKind::Comment,
+            commenter,
+            Some("Radlerin"),
+            COMMENT,
+        )
+        .await;
+    env.caught_up().await;
+    let list = "/participations/{id}/contributions";
+
+    let statements = env
+        .ok(list, &format!("/participations/{bplan}/contributions"))
+        .await;
+    assert_eq!(statements["count"], 1);
+    assert_eq!(statements["items"].as_array().map(Vec::len), Some(0));
+    assert!(!statements.to_string().contains("verschattet"));
+    let shown = env
+        .ok("/participations/{id}", &format!("/participations/{bplan}"))
+        .await;
+    assert_eq!(shown["contributions"], 1);
+
+    let comments = env
+        .ok(list, &format!("/participations/{dialog}/contributions"))
+        .await;
+    assert_eq!(comments["count"], 1);
+    assert_eq!(comments["items"][0]["id"], comment.to_string());
+    assert_eq!(comments["items"][0]["text"], COMMENT);
+    assert_eq!(comments["items"][0]["pseudonym"], "Radlerin");
+    assert_eq!(comments["items"][0]["removed"], false);
+    assert_eq!(comments["items"][0]["answer"], "not_answered");
+    assert!(
+        !comments.to_string().contains(&commenter.to_string()),
+        "no author id in public"
+    );
+    let log = env.log_text().await;
+    assert!(!log.contains("verschattet") && !log.contains("Radweg") && !log.contains("Radlerin"));
+
+    // Erasure destroys the author's key: the comment reads as removed.
+    let sealer = env.state.sealer.as_ref().expect("sealer");
+    sealer
+        .vault()
+        .destroy(&amtsbuch_domain::SubjectId(commenter.0).into())
+        .await
+        .expect("erase the commenter");
+    let after = env
+        .ok(list, &format!("/participations/{dialog}/contributions"))
+        .await;
+    assert_eq!(after["count"], 1);
+    assert_eq!(after["items"][0]["removed"], true);
+    assert_eq!(after["items"][0]["text"], Value::Null);
+    assert_eq!(after["items"][0]["pseudonym"], Value::Null);
+    let verdict = amtsbuch_api::cli::verify::verify_store(&env.store, |_, _| {})
+        .await
+        .expect("verify");
+    assert!(
+        matches!(verdict, amtsbuch_api::cli::verify::Verdict::Intact { .. }),
+        "{verdict:?}"
+    );
+
+    let moderation = env
+        .ok(
+            "/participations/{id}/moderation-log",
+            &format!("/participations/{dialog}/moderation-log"),
+        )
+        .await;
+    assert_eq!(moderation["entries"].as_array().map(Vec::len), Some(0));
+    env.refused(
+        list,
+        &format!("/participations/{dialog}/contributions?limit=0"),
+        StatusCode::BAD_REQUEST,
+        "invalid-query",
+    )
+    .await;
+    env.close().await;
+}
+
+fn citizen(account: Uuid) -> String {
+    let mut request = common::request_for(Role::Citizen, "lra-meissen", &[]);
+    request.account = Some(account.to_string());
+    common::signed(&request)
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    amtsbuch_domain::record::format_timestamp(&t)
+}
+
+/// B1, B2 and B3 through the organiser's and the participant's routes: a § 3 (2) display
+/// of 29 days is refused and one of 31 days taken, a late announcement refused; a
+/// statement during the display gets a receipt that verifies against the log's key alone,
+/// the public count rises and the text stays private; after the end a statement is
+/// refused; three reports hide a comment and a repeated report is refused. Another
+/// authority's token is refused on the procedure, a malformed hash never gets in.
+async fn organisers_and_participants(env: Env) {
+    let organiser = common::token(Role::Authority);
+    let stranger = common::token_for(Role::Authority, "stadt-leipzig", &[]);
+    let draft = |title: &str, format: &str| json!({ "format": format, "title": title, "region": "14627010", "topics": ["wohnen"] });
+    let created = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations",
+            "/participations",
+            &organiser,
+            Some(draft("Bebauungsplan Radebeul-Ost", "bauleitplanung")),
+        )
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let rounds = format!("/participations/{id}/rounds");
+    let rounds_path = "/participations/{id}/rounds";
+    let doc = json!({ "sha256": "ab".repeat(32), "size": 123_456, "title": "Planzeichnung" });
+    let start = Utc::now() + chrono::Duration::days(10);
+    let round = |days: i64| json!({ "stage": "auslegung32", "starts_at": ts(start), "ends_at": ts(start + chrono::Duration::days(days)), "documents": [doc.clone()], "preclusion_notice": true });
+    let head = env.store.head().await.expect("head").position;
+    let refused = env
+        .send(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POST",
+            rounds_path,
+            &rounds,
+            &organiser,
+            Some(round(29)),
+        )
+        .await;
+    assert_eq!(refused["type"], "urn:amtsbuch:problem:procedure-refused");
+    let mut bad_hash = round(31);
+    bad_hash["documents"][0]["sha256"] = json!("abc");
+    env.send(
+        StatusCode::BAD_REQUEST,
+        "POST",
+        rounds_path,
+        &rounds,
+        &organiser,
+        Some(bad_hash),
+    )
+    .await;
+    env.send(
+        StatusCode::FORBIDDEN,
+        "POST",
+        rounds_path,
+        &rounds,
+        &stranger,
+        Some(round(31)),
+    )
+    .await;
+    env.send(StatusCode::BAD_REQUEST, "POST", "/participations", "/participations", &organiser, Some(json!({
+        "format": "dialog", "title": "X", "region": "14627010", "geometry": { "type": "Point", "coordinates": [13.4, 52.5] }
+    }))).await;
+    assert_eq!(
+        env.store.head().await.expect("head").position,
+        head,
+        "refusals change nothing"
+    );
+    env.send(
+        StatusCode::CREATED,
+        "POST",
+        rounds_path,
+        &rounds,
+        &organiser,
+        Some(round(31)),
+    )
+    .await;
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{id}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
+
+    // A late announcement: the round has begun by the time it is announced.
+    let late = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations",
+            "/participations",
+            &organiser,
+            Some(draft("Bebauungsplan Coswig-Nord", "bauleitplanung")),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let soon = Utc::now() + chrono::Duration::milliseconds(300);
+    env.send(StatusCode::CREATED, "POST", rounds_path, &format!("/participations/{late}/rounds"), &organiser, Some(json!({
+        "stage": "fruehzeitig31", "starts_at": ts(soon), "ends_at": ts(soon + chrono::Duration::days(14)), "documents": [doc.clone()]
+    }))).await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    env.send(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{late}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
+
+    // B2 on a display that opens now and ends in two seconds (a § 4 (2) round has no minimum).
+    let display = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations",
+            "/participations",
+            &organiser,
+            Some(draft("Bebauungsplan Meißen-Triebischtal", "bauleitplanung")),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{display}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
+    let opens = Utc::now() + chrono::Duration::milliseconds(200);
+    let closes = opens + chrono::Duration::seconds(2);
+    env.send(StatusCode::CREATED, "POST", rounds_path, &format!("/participations/{display}/rounds"), &organiser, Some(json!({
+        "stage": "toeb42", "starts_at": ts(opens), "ends_at": ts(closes), "documents": [doc.clone()]
+    }))).await;
+    let contribute = format!("/participations/{display}/contributions");
+    let contribute_path = "/participations/{id}/contributions";
+    let author = Uuid::now_v7();
+    let statement = json!({ "text": STATEMENT });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let submitted = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            contribute_path,
+            &contribute,
+            &citizen(author),
+            Some(statement.clone()),
+        )
+        .await;
+    assert_eq!(submitted["kind"], "statement");
+    assert_eq!(submitted["late"], false);
+    let cid = submitted["id"].as_str().expect("id").to_owned();
+    env.caught_up().await;
+    let public = env
+        .ok("/participations/{id}/contributions", &contribute)
+        .await;
+    assert_eq!(public["count"], 1);
+    assert!(!public.to_string().contains("verschattet"));
+    let receipt_uri = format!("/contributions/{cid}/receipt");
+    let receipt = loop {
+        let reply = common::send(
+            &env.app,
+            common::request("GET", &receipt_uri, Some(&citizen(author)), Body::empty()),
+        )
+        .await;
+        if reply.status == StatusCode::OK {
+            conforms(&env.doc, "GET", "/contributions/{id}/receipt", &reply);
+            break reply.json();
+        }
+        assert_eq!(
+            reply.status,
+            StatusCode::CONFLICT,
+            "{}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    env.send(
+        StatusCode::FORBIDDEN,
+        "GET",
+        "/contributions/{id}/receipt",
+        &receipt_uri,
+        &citizen(Uuid::now_v7()),
+        None,
+    )
+    .await;
+    // Verified with nothing but the stored record and the log's key.
+    let event_id = Uuid::parse_str(receipt["event_id"].as_str().expect("event id")).expect("uuid");
+    let stored = env
+        .store
+        .event_by_id(event_id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert!(!String::from_utf8_lossy(&stored.bytes).contains("verschattet"));
+    let proof = TlogProof::parse(receipt["tlog_proof"].as_str().expect("proof").as_bytes())
+        .expect("tlog-proof");
+    let verifier =
+        amtsbuch_domain::note::Verifier::parse(&common::ledger_signer().vkey()).expect("vkey");
+    let verified = tlog_proof::verify(
+        &proof,
+        Leaf::Record(&stored.bytes),
+        std::slice::from_ref(&verifier),
+        common::ORIGIN,
+    )
+    .expect("the receipt verifies offline");
+    assert_eq!(verified.leaf_hash, stored.leaf_hash);
+    assert!(tlog_proof::verify(
+        &proof,
+        Leaf::Record(b"another record"),
+        &[verifier],
+        common::ORIGIN
+    )
+    .is_err());
+    // One second after the end: refused, and nothing recorded.
+    let wait =
+        (closes - Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_secs(1);
+    tokio::time::sleep(wait).await;
+    let head = env.store.head().await.expect("head").position;
+    let after = env
+        .send(
+            StatusCode::CONFLICT,
+            "POST",
+            contribute_path,
+            &contribute,
+            &citizen(author),
+            Some(statement),
+        )
+        .await;
+    assert_eq!(after["type"], "urn:amtsbuch:problem:contribution-refused");
+    assert_eq!(env.store.head().await.expect("head").position, head);
+
+    // B3: three reports hide a comment; a repeated report is refused.
+    let dialog = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations",
+            "/participations",
+            &organiser,
+            Some(draft("Stadtteildialog Radebeul", "dialog")),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{dialog}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
+    let now = Utc::now() + chrono::Duration::milliseconds(100);
+    env.send(
+        StatusCode::CREATED,
+        "POST",
+        rounds_path,
+        &format!("/participations/{dialog}/rounds"),
+        &organiser,
+        Some(json!({
+            "starts_at": ts(now), "ends_at": ts(now + chrono::Duration::days(30)), "documents": []
+        })),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let comment = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            contribute_path,
+            &format!("/participations/{dialog}/contributions"),
+            &citizen(author),
+            Some(json!({
+                "text": COMMENT, "pseudonym": "Radlerin"
+            })),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // B5: an unpublished "accepted" answer shows as not answered; published, as accepted.
+    let answers = format!("/participations/{dialog}/answers");
+    let listed = format!("/participations/{dialog}/contributions");
+    let drafted = env
+        .send(
+            StatusCode::OK,
+            "POST",
+            "/participations/{id}/answers",
+            &answers,
+            &organiser,
+            Some(json!({
+                "contribution_id": comment, "state": "accepted"
+            })),
+        )
+        .await;
+    assert_eq!(drafted["public"], "not_answered");
+    env.caught_up().await;
+    assert_eq!(
+        env.ok("/participations/{id}/contributions", &listed).await["items"][0]["answer"],
+        "not_answered"
+    );
+    env.send(
+        StatusCode::FORBIDDEN,
+        "POST",
+        "/participations/{id}/answers",
+        &answers,
+        &stranger,
+        Some(json!({
+            "contribution_id": comment, "state": "rejected", "publish": true
+        })),
+    )
+    .await;
+    let published = env.send(StatusCode::OK, "POST", "/participations/{id}/answers", &answers, &organiser, Some(json!({
+        "contribution_id": comment, "state": "accepted", "text": "Der Radweg wird geplant.", "publish": true
+    }))).await;
+    assert_eq!(published["public"], "accepted");
+    env.send(
+        StatusCode::CONFLICT,
+        "POST",
+        "/participations/{id}/answers",
+        &answers,
+        &organiser,
+        Some(json!({
+            "contribution_id": comment, "state": "rejected"
+        })),
+    )
+    .await;
+    env.caught_up().await;
+    let shown = env.ok("/participations/{id}/contributions", &listed).await;
+    assert_eq!(shown["items"][0]["answer"], "accepted");
+    assert_eq!(shown["items"][0]["answer_text"], "Der Radweg wird geplant.");
+
+    // A supported contribution cannot be withdrawn; only its author withdraws it.
+    let supporter = Uuid::now_v7();
+    let support = format!("/contributions/{comment}/support");
+    let withdrawal = format!("/contributions/{comment}/withdrawal");
+    let supported = env
+        .send(
+            StatusCode::OK,
+            "PUT",
+            "/contributions/{id}/support",
+            &support,
+            &citizen(supporter),
+            None,
+        )
+        .await;
+    assert_eq!(supported["supports"], 1);
+    env.send(
+        StatusCode::OK,
+        "PUT",
+        "/contributions/{id}/support",
+        &support,
+        &citizen(supporter),
+        None,
+    )
+    .await;
+    env.send(
+        StatusCode::CONFLICT,
+        "POST",
+        "/contributions/{id}/withdrawal",
+        &withdrawal,
+        &citizen(author),
+        None,
+    )
+    .await;
+    env.send(
+        StatusCode::FORBIDDEN,
+        "POST",
+        "/contributions/{id}/withdrawal",
+        &withdrawal,
+        &citizen(supporter),
+        None,
+    )
+    .await;
+    let unsupported = env
+        .send(
+            StatusCode::OK,
+            "DELETE",
+            "/contributions/{id}/support",
+            &support,
+            &citizen(supporter),
+            None,
+        )
+        .await;
+    assert_eq!(unsupported["supports"], 0);
+    let reports = format!("/contributions/{comment}/reports");
+    let reporters: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for (n, reporter) in reporters.iter().enumerate() {
+        let answer = env
+            .send(
+                StatusCode::CREATED,
+                "POST",
+                "/contributions/{id}/reports",
+                &reports,
+                &citizen(*reporter),
+                Some(json!({ "reason": "offensive" })),
+            )
+            .await;
+        assert_eq!(answer["hidden"], n == 2);
+    }
+    env.send(
+        StatusCode::CONFLICT,
+        "POST",
+        "/contributions/{id}/reports",
+        &reports,
+        &citizen(reporters[0]),
+        Some(json!({ "reason": "spam" })),
+    )
+    .await;
+    env.caught_up().await;
+    let listed = env
+        .ok(
+            "/participations/{id}/contributions",
+            &format!("/participations/{dialog}/contributions"),
+        )
+        .await;
+    assert_eq!(listed["count"], 0);
+    let log = env
+        .ok(
+            "/participations/{id}/moderation-log",
+            &format!("/participations/{dialog}/moderation-log"),
+        )
+        .await;
+    assert_eq!(
+        log["counts"],
+        json!({ "reported:offensive": 3, "hidden": 1 })
+    );
+    for reporter in &reporters {
+        assert!(!log.to_string().contains(&reporter.to_string()));
+    }
+    let withdrawn = env
+        .send(
+            StatusCode::OK,
+            "POST",
+            "/contributions/{id}/withdrawal",
+            &withdrawal,
+            &citizen(author),
+            None,
+        )
+        .await;
+    assert_eq!(withdrawn["withdrawn"], true);
+    env.close().await;
+}
+
+/// B6: 50 registrations at once for an event with 18 places, spread over two API nodes on
+/// one database: exactly 18 confirmed and 32 waiting, and a cancellation confirms the
+/// first on the waiting list.
+async fn never_more_confirmed_than_places(env: Env) {
+    let organiser = common::token(Role::Authority);
+    let pid = env
+        .send(StatusCode::CREATED, "POST", "/participations", "/participations", &organiser, Some(json!({
+            "format": "event_management", "title": "Seminar Bürgerbeteiligung", "region": "14627010"
+        })))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{pid}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
+    let starts = Utc::now() + chrono::Duration::days(7);
+    let gathering = env
+        .send(StatusCode::CREATED, "POST", "/participations/{id}/gatherings", &format!("/participations/{pid}/gatherings"), &organiser, Some(json!({
+            "kind": "event", "title": "Seminar (begrenzt auf 18 Teilnehmende)",
+            "starts_at": ts(starts), "ends_at": ts(starts + chrono::Duration::hours(3)), "capacity": 18
+        })))
+        .await["gathering_id"]
+        .as_str()
+        .expect("gathering id")
+        .to_owned();
+    let people: Vec<Uuid> = (0..50).map(|_| Uuid::now_v7()).collect();
+    let mut tasks = Vec::new();
+    for (n, person) in people.iter().enumerate() {
+        let app = if n % 2 == 0 {
+            env.app.clone()
+        } else {
+            env.second.clone()
+        };
+        let token = citizen(*person);
+        let uri = format!("/participations/{pid}/registrations");
+        let body = json!({ "gathering_id": gathering, "name": "Erika Mustermann" }).to_string();
+        tasks.push(tokio::spawn(async move {
+            common::send(
+                &app,
+                common::request("POST", &uri, Some(&token), Body::from(body)),
+            )
+            .await
+        }));
+    }
+    let mut places = std::collections::BTreeMap::<String, usize>::new();
+    for task in tasks {
+        let reply = task.await.expect("task");
+        conforms(
+            &env.doc,
+            "POST",
+            "/participations/{id}/registrations",
+            &reply,
+        );
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        *places
+            .entry(reply.json()["place"].as_str().expect("place").to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(places.get("confirmed"), Some(&18));
+    assert_eq!(places.get("waiting"), Some(&32));
+    // The log says the same: 18 confirmed, the rest waiting, in the order registered.
+    let gid =
+        amtsbuch_domain::participation::GatheringId(Uuid::parse_str(&gathering).expect("uuid"));
+    let (state, _) = current::<amtsbuch_domain::participation::gathering::GatheringState>(
+        &env.state,
+        &gid.stream_id(),
+    )
+    .await
+    .expect("gathering");
+    let g = state.gathering().expect("scheduled");
+    assert_eq!((g.confirmed(), g.waiting()), (18, 32));
+    let first_waiting = g
+        .registrations
+        .iter()
+        .find(|r| r.place == amtsbuch_domain::participation::gathering::Place::Waiting)
+        .expect("a waiting registration")
+        .clone();
+    let confirmed = g.registrations[0].clone();
+    let owner = citizen(confirmed.registrant.0);
+    let uri = format!("/registrations/{}", confirmed.id);
+    env.send(
+        StatusCode::FORBIDDEN,
+        "DELETE",
+        "/registrations/{id}",
+        &uri,
+        &citizen(Uuid::now_v7()),
+        None,
+    )
+    .await;
+    let cancelled = env
+        .send(
+            StatusCode::OK,
+            "DELETE",
+            "/registrations/{id}",
+            &uri,
+            &owner,
+            None,
+        )
+        .await;
+    assert_eq!(cancelled["confirmed"], first_waiting.id.to_string());
+    env.caught_up().await;
+    let shown = env
+        .ok(
+            "/participations/calendar",
+            &format!(
+                "/participations/calendar?from={}&to={}",
+                ts(starts),
+                ts(starts + chrono::Duration::days(1))
+            ),
+        )
+        .await;
+    assert_eq!(shown["items"][0]["confirmed"], 18);
+    assert_eq!(shown["items"][0]["waiting"], 31);
+    env.close().await;
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Env::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Env::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    the_search_filters_and_refuses_bad_input,
+    contributions_are_public_as_their_kind_allows_and_erasure_removes_them,
+    organisers_and_participants,
+    never_more_confirmed_than_places,
+);
