@@ -109,10 +109,13 @@ fn not_ready(kind: &'static str, detail: String) -> Problem {
 #[serde(deny_unknown_fields)]
 pub struct EventInput {
     /// A UUIDv7 chosen by the client (makes retries idempotent); assigned when absent.
+    #[schema(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     id: Option<Uuid>,
     /// Starts with a letter; letters, digits, `_`, `.`; at most 128 characters.
     #[serde(rename = "type")]
-    #[schema(value_type = String, example = "ConsentGiven")]
+    #[schema(value_type = String, example = "ConsentGiven", pattern = "^[A-Za-z][A-Za-z0-9_.]{0,127}$")]
     event_type: EventType,
     /// The payload: any I-JSON value (RFC 7493), normally an object; no personal data.
     /// Member names occur once per object, and every number is stored exactly as sent:
@@ -132,7 +135,8 @@ pub struct EventInput {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonalInput {
-    /// The data subject: its Servicekonto account id (a UUID).
+    /// The data subject: its Servicekonto account id (a lowercase UUID).
+    #[schema(value_type = Uuid, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     subject: String,
     /// The personal data, any I-JSON value (as `data`).
     data: Value,
@@ -142,17 +146,27 @@ pub struct PersonalInput {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataInput {
-    /// E.g. an AGS (`14612000`).
+    /// E.g. an AGS (`14612000`); 1 to 200 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
     tenant: Option<String>,
-    /// Pseudonymous id of who caused the event.
+    /// Pseudonymous id of who caused the event; 1 to 200 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
     actor: Option<String>,
     correlation_id: Option<Uuid>,
     causation_id: Option<Uuid>,
     /// The responsible authority: lowercase letters, digits, `-`, `_` (at most 64).
-    #[schema(value_type = Option<String>, example = "lra-meissen")]
+    #[schema(value_type = Option<String>, example = "lra-meissen", pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     authority: Option<AuthorityId>,
     /// The administrative service, normally a 14-digit LeiKa key.
-    #[schema(value_type = Option<String>, example = "99108001000000")]
+    #[schema(value_type = Option<String>, example = "99108001000000", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     service: Option<ServiceKey>,
     /// RFC 3339; defaults to the time of recording.
     occurred_at: Option<DateTime<Utc>>,
@@ -310,8 +324,8 @@ pub fn sealing_problem(e: amtsbuch_infra::sealer::SealerError, index: usize) -> 
 #[utoipa::path(post, path = "/streams/{stream}/events", tag = "streams",
     security(("bearer" = ["operator"])),
     params(
-        ("stream" = String, Path, description = "`<category>-<id>`, e.g. `consent-0193a1b2`"),
-        ("Expected-Version" = Option<String>, Header, description = "`any` (default), `no-stream`, or the stream's current version")),
+        ("stream" = String, Path, pattern = "^[a-z][a-z0-9_]{0,63}-[A-Za-z0-9._:-]{1,200}$", description = "`<category>-<id>`, e.g. `consent-0193a1b2`: a category (a lowercase letter, then up to 63 lowercase letters, digits or `_`), `-`, and an id of 1 to 200 letters, digits, `-`, `_`, `.`, `:`"),
+        ("Expected-Version" = Option<String>, Header, pattern = "^(any|no-stream|[0-9]{1,15})$", description = "`any` (default), `no-stream`, or the stream's current version (0 to 2^53 − 1)")),
     request_body(content = Vec<EventInput>, description = "1 to 1000 events, at most 1 MiB"),
     responses(
         (status = 201, description = "Appended", body = AppendResult),
@@ -407,14 +421,19 @@ fn parse_number(name: &str, raw: Option<&str>, default: u64, max: u64) -> Result
 }
 
 fn parse_limit(raw: Option<&str>) -> Result<usize, Problem> {
-    let n = parse_number("limit", raw, DEFAULT_LIMIT as u64, MAX_LIMIT as u64)?;
-    if n == 0 {
-        return Err(Problem::bad_request(
-            "invalid-query",
-            format!("limit must be from 1 to {MAX_LIMIT}"),
-        ));
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "invalid-query",
+                    format!("limit must be an integer from 1 to {MAX_LIMIT}, got {s:?}"),
+                )
+            }),
     }
-    Ok(n as usize)
 }
 
 fn query_problem(e: axum::extract::rejection::QueryRejection) -> Problem {
@@ -469,10 +488,10 @@ fn events_json(events: &[RecordedEvent]) -> Result<Vec<EventView>, Problem> {
 #[utoipa::path(get, path = "/streams/{stream}/events", tag = "streams",
     security(("bearer" = ["operator"])),
     params(
-        ("stream" = String, Path, description = "`<category>-<id>`"),
-        ("from" = Option<u64>, Query, description = "First version to read (default 1, or the newest when backwards)"),
-        ("limit" = Option<u64>, Query, description = "1 to 1000 (default 100)"),
-        ("direction" = Option<String>, Query, description = "`forwards` (default) or `backwards`")),
+        ("stream" = String, Path, pattern = "^[a-z][a-z0-9_]{0,63}-[A-Za-z0-9._:-]{1,200}$", description = "`<category>-<id>`"),
+        ("from" = Option<u64>, Query, minimum = 0, maximum = 9007199254740991_i64, description = "First version to read (default 1, or the newest when backwards)"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 100)"),
+        ("direction" = Option<String>, Query, pattern = "^(forwards|backwards)$", description = "`forwards` (default) or `backwards`")),
     responses(
         (status = 200, description = "A page of the stream", body = StreamPage),
         (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json")))]
@@ -538,10 +557,10 @@ pub struct CatalogueQuery {
 #[utoipa::path(get, path = "/streams", tag = "streams",
     security(("bearer" = ["operator"])),
     params(
-        ("category" = Option<String>, Query, description = "Only streams of this category"),
-        ("authority" = Option<String>, Query, description = "Only streams addressed to this authority"),
-        ("after" = Option<u64>, Query, description = "The `next_after` of the previous page"),
-        ("limit" = Option<u64>, Query, description = "1 to 1000 (default 100)")),
+        ("category" = Option<String>, Query, pattern = "^[a-z][a-z0-9_]{0,63}$", description = "Only streams of this category"),
+        ("authority" = Option<String>, Query, pattern = "^[a-z0-9][a-z0-9_-]{0,63}$", description = "Only streams addressed to this authority"),
+        ("after" = Option<u64>, Query, minimum = 0, maximum = 9007199254740991_i64, description = "The `next_after` of the previous page"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 100)")),
     responses(
         (status = 200, description = "A page of the catalogue", body = StreamCatalogue),
         (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json")))]
@@ -614,8 +633,8 @@ pub async fn list_streams(
 #[utoipa::path(get, path = "/events", tag = "streams",
     security(("bearer" = ["operator"])),
     params(
-        ("after" = Option<u64>, Query, description = "Read events with a greater position (default 0)"),
-        ("limit" = Option<u64>, Query, description = "1 to 1000 (default 100)")),
+        ("after" = Option<u64>, Query, minimum = 0, maximum = 9007199254740991_i64, description = "Read events with a greater position (default 0)"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 100)")),
     responses(
         (status = 200, description = "A page of the log", body = LogPage),
         (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json")))]

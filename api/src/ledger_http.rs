@@ -9,7 +9,7 @@
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream;
@@ -47,13 +47,9 @@ impl From<LedgerError> for Problem {
         match e {
             LedgerError::Store(s) => s.into(),
             LedgerError::Invalid(detail) => Problem::bad_request("invalid-proof-request", detail),
-            LedgerError::NotCovered { requested, latest } => Problem::new(
-                StatusCode::CONFLICT,
-                "not-yet-checkpointed",
-                "Not covered by a checkpoint yet",
-                format!("tree size {requested} is not covered by a signed checkpoint yet (latest: {latest}); checkpoints are issued every second or so, retry shortly"),
-            )
-            .with("latest_checkpoint_size", latest),
+            LedgerError::NotCovered { requested, latest } => {
+                not_yet_checkpointed(requested, latest)
+            }
             LedgerError::Corrupt { .. } => Problem::internal(&e),
         }
     }
@@ -71,8 +67,37 @@ fn b64_list(hashes: &[Hash]) -> Vec<String> {
     hashes.iter().map(|h| base64::encode(h)).collect()
 }
 
+/// The documented 409 of the routes that need a checkpoint.
+const NOT_YET_CHECKPOINTED: &str = "Not covered by a checkpoint yet (`not-yet-checkpointed`, with `latest_checkpoint_size`, 0 before the first checkpoint); retry after `Retry-After` seconds";
+
 fn no_checkpoint() -> Problem {
     Problem::not_found("no checkpoint has been signed yet; append an event and retry in a second")
+}
+
+/// A proof or receipt asked for a tree size that no signed checkpoint covers yet (`latest`
+/// is 0 before the first): the answer comes once the ledger task signs the next
+/// checkpoint, which it does every second or so, so the caller is told to retry then.
+fn not_yet_checkpointed(requested: u64, latest: u64) -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "not-yet-checkpointed",
+        "Not covered by a checkpoint yet",
+        format!("tree size {requested} is not covered by a signed checkpoint yet (latest: {latest}); checkpoints are issued every second or so, retry shortly"),
+    )
+    .with("latest_checkpoint_size", latest)
+    .with_header(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(crate::problem::RETRY_AFTER_SECS),
+    )
+}
+
+/// The latest checkpoint's size, or the not-yet-checkpointed answer for `requested` before
+/// the first checkpoint.
+async fn latest_size(state: &AppState, requested: u64) -> Result<u64, Problem> {
+    ledger::latest_checkpoint(&state.store)
+        .await?
+        .map(|c| c.size)
+        .ok_or_else(|| not_yet_checkpointed(requested, 0))
 }
 
 /// The latest signed checkpoint (a C2SP signed note).
@@ -91,11 +116,12 @@ pub async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response
 
 /// The checkpoint of one tree size.
 #[utoipa::path(get, path = "/ledger/checkpoints/{size}", tag = "ledger", security(("bearer" = ["citizen", "authority", "fachverfahren", "dpo", "auditor", "operator"])),
-    params(("size" = u64, Path, description = "Tree size")),
+    params(("size" = u64, Path, minimum = 0, description = "Tree size")),
     responses(
         (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
         (status = 400, description = "Invalid size", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No checkpoint of that size", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 404, description = "No checkpoint of that size", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "This server does not sign", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn checkpoint_at(
     State(state): State<AppState>,
     Path(size): Path<String>,
@@ -144,28 +170,28 @@ async fn event_by_id(state: &AppState, raw: &str) -> Result<RecordedEvent, Probl
         .ok_or_else(|| Problem::not_found(format!("no event with id {id}")))
 }
 
-/// The size to prove against: the one asked for, or the latest checkpoint's.
-async fn proof_size(state: &AppState, raw: Option<&str>) -> Result<u64, Problem> {
+/// The size to prove against: the one asked for, or the latest checkpoint's. `needs` is
+/// the smallest tree the proof is about, named when no checkpoint exists yet.
+async fn proof_size(state: &AppState, raw: Option<&str>, needs: u64) -> Result<u64, Problem> {
     match raw {
         Some(s) => number("size", s),
-        None => Ok(ledger::latest_checkpoint(&state.store)
-            .await?
-            .ok_or_else(no_checkpoint)?
-            .size),
+        None => latest_size(state, needs).await,
     }
 }
 
 /// An RFC 9162 inclusion proof for one leaf.
 #[utoipa::path(get, path = "/ledger/proof/inclusion", tag = "ledger", security(("bearer" = ["auditor", "operator"])),
     params(
-        ("index" = Option<u64>, Query, description = "0-based leaf index (position − 1); or give event_id"),
-        ("event_id" = Option<String>, Query, description = "The event's id; or give index"),
-        ("size" = Option<u64>, Query, description = "Tree size (a checkpoint's); default the latest")),
+        ("index" = Option<u64>, Query, minimum = 0, description = "0-based leaf index (position − 1); give exactly one of index and event_id"),
+        ("event_id" = Option<Uuid>, Query, description = "The event's id; give exactly one of index and event_id"),
+        ("size" = Option<u64>, Query, minimum = 1, description = "Tree size (a checkpoint's), greater than the leaf index; default the latest checkpoint's")),
     responses(
         (status = 200, description = "The proof", body = InclusionProof),
-        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid query: neither or both of index and event_id, or an index not below the size", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such event", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Not covered by a checkpoint yet", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 409, description = NOT_YET_CHECKPOINTED, body = ProblemDoc, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds until a new checkpoint is likely"))),
+        (status = 503, description = "This server does not sign", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn inclusion(
     State(state): State<AppState>,
     query: Result<Query<InclusionQuery>, QueryRejection>,
@@ -185,7 +211,11 @@ pub async fn inclusion(
             ))
         }
     };
-    let size = proof_size(&state, q.size.as_deref()).await?;
+    let size = proof_size(&state, q.size.as_deref(), index.saturating_add(1)).await?;
+    if q.size.is_none() && index >= size {
+        // No size was asked for: the leaf is only not covered by a checkpoint yet.
+        return Err(not_yet_checkpointed(index.saturating_add(1), size));
+    }
     let proof = ledger::inclusion_proof(&state.store, index, size).await?;
     let leaf = match leaf {
         Some(l) => l,
@@ -216,12 +246,14 @@ pub struct ConsistencyQuery {
 /// An RFC 9162 consistency proof between two tree sizes.
 #[utoipa::path(get, path = "/ledger/proof/consistency", tag = "ledger", security(("bearer" = ["auditor", "operator"])),
     params(
-        ("from" = u64, Query, description = "The older tree size"),
-        ("to" = Option<u64>, Query, description = "The newer tree size; default the latest checkpoint")),
+        ("from" = u64, Query, minimum = 1, description = "The older tree size"),
+        ("to" = Option<u64>, Query, minimum = 1, description = "The newer tree size, at least `from`; default the latest checkpoint's")),
     responses(
         (status = 200, description = "The proof", body = ConsistencyProof),
-        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Not covered by a checkpoint yet", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid query, or `from` greater than `to`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = NOT_YET_CHECKPOINTED, body = ProblemDoc, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds until a new checkpoint is likely"))),
+        (status = 503, description = "This server does not sign", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn consistency(
     State(state): State<AppState>,
     query: Result<Query<ConsistencyQuery>, QueryRejection>,
@@ -229,7 +261,10 @@ pub async fn consistency(
     ledger_info(&state)?;
     let Query(q) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
     let from = number("from", &q.from)?;
-    let to = proof_size(&state, q.to.as_deref()).await?;
+    let to = proof_size(&state, q.to.as_deref(), from).await?;
+    if q.to.is_none() && from > to {
+        return Err(not_yet_checkpointed(from, to));
+    }
     let proof = ledger::consistency_proof(&state.store, from, to).await?;
     Ok(Json(ConsistencyProof {
         from,
@@ -240,7 +275,7 @@ pub async fn consistency(
 
 /// Exactly the stored bytes of a record, so that anyone can hash them.
 #[utoipa::path(get, path = "/events/{id}/record", tag = "ledger", security(("bearer" = ["auditor", "operator"])),
-    params(("id" = String, Path, description = "The event id")),
+    params(("id" = Uuid, Path, description = "The event id")),
     responses(
         (status = 200, description = "The stored RFC 8785 bytes", body = Object),
         (status = 400, description = "Not a UUID", body = ProblemDoc, content_type = "application/problem+json"),
@@ -259,11 +294,14 @@ pub async fn record(
 
 /// A C2SP tlog-proof that the event is in the log, against the latest checkpoint.
 #[utoipa::path(get, path = "/events/{id}/receipt", tag = "ledger", security(("bearer" = ["auditor", "operator"])),
-    params(("id" = String, Path, description = "The event id")),
+    params(("id" = Uuid, Path, description = "The event id")),
     responses(
         (status = 200, description = "The receipt (C2SP tlog-proof)", body = String, content_type = "text/plain"),
+        (status = 400, description = "Not a UUID", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such event", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Not covered by a checkpoint yet", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 409, description = NOT_YET_CHECKPOINTED, body = ProblemDoc, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds until a new checkpoint is likely"))),
+        (status = 503, description = "This server does not sign", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn receipt(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -290,7 +328,7 @@ pub async fn tlog_proof_text(state: &AppState, e: &RecordedEvent) -> Result<Stri
     ledger_info(state)?;
     let checkpoint = ledger::latest_checkpoint(&state.store)
         .await?
-        .ok_or_else(no_checkpoint)?;
+        .ok_or_else(|| not_yet_checkpointed(e.position, 0))?;
     if checkpoint.size < e.position {
         return Err(LedgerError::NotCovered {
             requested: e.position,
@@ -337,11 +375,13 @@ pub struct ExportQuery {
 /// checkpoint, so that everything exported is covered by a signature.
 #[utoipa::path(get, path = "/ledger/export", tag = "ledger", security(("bearer" = ["auditor", "operator"])),
     params(
-        ("from" = Option<u64>, Query, description = "First position (default 1)"),
-        ("to" = Option<u64>, Query, description = "Last position (default the latest checkpoint's size)")),
+        ("from" = Option<u64>, Query, minimum = 1, description = "First position (default 1)"),
+        ("to" = Option<u64>, Query, minimum = 1, description = "Last position, at least `from` (default the latest checkpoint's size)")),
     responses(
         (status = 200, description = "JSON Lines: header, records and checkpoints", body = String, content_type = "application/jsonl"),
-        (status = 400, description = "Invalid range", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid range: `from` greater than `to`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`to` beyond the end of the log (`beyond-the-log`), or, without `to`, a `from` no checkpoint covers yet (`not-yet-checkpointed`, with `Retry-After`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "This server does not sign", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn export(
     State(state): State<AppState>,
     query: Result<Query<ExportQuery>, QueryRejection>,
@@ -361,13 +401,19 @@ pub async fn export(
         Some(s) => number("to", s)?,
         None => latest,
     };
+    if q.to.is_none() && from > to {
+        // The default end is the latest checkpoint, which has not reached `from` yet.
+        return Err(not_yet_checkpointed(from, latest));
+    }
     if from == 0 || from > to {
         return Err(Problem::bad_request("invalid-query", format!("an export needs 1 <= from <= to; got from={from}, to={to} (latest checkpoint: {latest})")));
     }
     let head = state.store.head().await?.position;
     if to > head {
-        return Err(Problem::bad_request(
-            "invalid-query",
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "beyond-the-log",
+            "The range is beyond the end of the log",
             format!("to={to} is beyond the end of the log ({head})"),
         ));
     }

@@ -109,12 +109,13 @@ fn owner(name: &ConsumerName) -> Option<&str> {
 /// Create or update a durable pull consumer on the event stream.
 #[utoipa::path(put, path = "/subscriptions/nats/{name}", tag = "subscriptions",
     security(("bearer" = ["fachverfahren", "operator"])),
-    params(("name" = String, Path, description = "The durable consumer's name: 1 to 64 letters, digits, `-`, `_`; a Fachverfahren's is `<authority>-<name>` with no `-` in `<name>`")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_-]{1,64}$", description = "The durable consumer's name: 1 to 64 letters, digits, `-`, `_`; a Fachverfahren's is `<authority>-<name>` with no `-` in `<name>`")),
     request_body(content = Option<ConsumerRequest>, description = "Optional: where a new consumer starts"),
     responses(
         (status = 200, description = "The consumer exists with these filters", body = ConsumerView),
         (status = 400, description = "Invalid name or request", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Not a consumer of the caller's authority, or filters from a Fachverfahren", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The JetStream stream cannot be used for the consumer (`nats-stream`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 501, description = "This NATS server cannot filter as needed (several services need NATS 2.10)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "NATS unreachable, or this server has no NATS distribution", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn put_consumer(

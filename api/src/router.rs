@@ -118,7 +118,67 @@ fn core_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document, built from the same declarations as the router.
 pub fn openapi() -> OpenApiDoc {
-    with_auth_responses(routes().split_for_parts().1)
+    with_auth_responses(without_null_headers(routes().split_for_parts().1))
+}
+
+/// A header is absent or has a value, and an optional request body is absent or a JSON
+/// value of its schema; neither is ever `null`. The generator makes every optional
+/// parameter's and body's schema admit `null`, which would invite clients to send the
+/// text `null`; so header parameters and request bodies lose the `null` alternative here.
+fn without_null_headers(mut doc: OpenApiDoc) -> OpenApiDoc {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    use utoipa::openapi::RefOr;
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in operations.into_iter().flatten() {
+            for content in op
+                .request_body
+                .iter_mut()
+                .flat_map(|body| body.content.values_mut())
+            {
+                if let Some(RefOr::T(Schema::OneOf(one))) = content.schema.as_ref() {
+                    let kept: Vec<RefOr<Schema>> = one
+                        .items
+                        .iter()
+                        .filter(|item| !is_null(item))
+                        .cloned()
+                        .collect();
+                    if let [only] = kept.as_slice() {
+                        content.schema = Some(only.clone());
+                    }
+                }
+            }
+            for parameter in op.parameters.iter_mut().flatten() {
+                if !matches!(parameter.parameter_in, ParameterIn::Header) {
+                    continue;
+                }
+                if let Some(RefOr::T(Schema::Object(object))) = parameter.schema.as_mut() {
+                    if let SchemaType::Array(types) = &object.schema_type {
+                        let kept: Vec<Type> = types
+                            .iter()
+                            .filter(|t| **t != Type::Null)
+                            .cloned()
+                            .collect();
+                        object.schema_type = match kept.as_slice() {
+                            [one] => SchemaType::Type(one.clone()),
+                            _ => SchemaType::Array(kept),
+                        };
+                    }
+                }
+            }
+        }
+    }
+    doc
 }
 
 /// The OpenAPI document of the core and `modules` only: what a module's golden test
@@ -177,6 +237,13 @@ fn with_auth_responses(mut doc: OpenApiDoc) -> OpenApiDoc {
         }
     }
     doc
+}
+
+/// Whether a schema is `{"type": "null"}`.
+fn is_null(schema: &utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>) -> bool {
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    use utoipa::openapi::RefOr;
+    matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
 }
 
 /// The router with every route of this API and the layers every request passes.

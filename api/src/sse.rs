@@ -197,16 +197,34 @@ pub struct StreamQuery {
     after: Option<String>,
 }
 
+/// One Server-Sent Events frame of `GET /events/stream`, as an event-stream parser hands it
+/// over; for the document only.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SseFrame {
+    /// `event`, or `disconnect` for the last frame.
+    #[schema(pattern = "^(event|disconnect)$")]
+    event: String,
+    /// The event's position; on `disconnect`, the position to resume after.
+    #[schema(pattern = "^[0-9]+$")]
+    id: String,
+    /// `event`: the event (an `EventView`) as JSON; `disconnect`: `{"reason", "detail",
+    /// "last_event_id"}`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
 /// Follow the log as Server-Sent Events: every event the caller may see, in position
 /// order, from `Last-Event-ID` (or `after`) on; live once caught up.
 #[utoipa::path(get, path = "/events/stream", tag = "subscriptions",
     security(("bearer" = ["authority", "fachverfahren", "auditor", "operator"])),
     params(
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (sent by EventSource clients on reconnect)"),
-        ("after" = Option<u64>, Query, description = "Start after this position when there is no Last-Event-ID (default: 0, the whole log)")),
+        ("Last-Event-ID" = Option<u64>, Header, minimum = 0, maximum = 9007199254740991_i64, description = "Resume after this position (sent by EventSource clients on reconnect)"),
+        ("after" = Option<u64>, Query, minimum = 0, maximum = 9007199254740991_i64, description = "Start after this position when there is no Last-Event-ID (default: 0, the whole log)")),
     responses(
-        (status = 200, description = "`text/event-stream`: `event: event` frames with `id` = position and the event as JSON data; a final `event: disconnect` says why the server ended the stream and where to resume", body = String, content_type = "text/event-stream"),
-        (status = 400, description = "Invalid position, or one beyond the end of the log", body = crate::dto::ProblemDoc, content_type = "application/problem+json"),
+        (status = 200, description = "`text/event-stream`: `event: event` frames with `id` = position and the event (`EventView`) as JSON data; a final `event: disconnect` says why the server ended the stream and where to resume. The schema describes one frame", body = SseFrame, content_type = "text/event-stream"),
+        (status = 400, description = "Invalid position", body = crate::dto::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "A position beyond the end of this log (`beyond-the-log`): it was not sent by this log", body = crate::dto::ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "This server serves its maximum of subscriptions", body = crate::dto::ProblemDoc, content_type = "application/problem+json")))]
 pub async fn subscribe(
     axum::extract::State(state): axum::extract::State<crate::state::AppState>,
@@ -219,30 +237,42 @@ pub async fn subscribe(
     let axum::extract::Query(q) =
         query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
     let position = |name: &str, raw: &str| {
-        raw.trim().parse::<u64>().map_err(|_| {
-            Problem::bad_request(
-                "invalid-query",
-                format!("{name} must be a log position (a non-negative integer), got {raw:?}"),
-            )
-        })
+        raw.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|p| *p <= amtsbuch_domain::record::MAX_SAFE_INTEGER)
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "invalid-query",
+                    format!("{name} must be a log position (an integer from 0 to 2^53 − 1), got {raw:?}"),
+                )
+            })
     };
-    let after = match (headers.get("last-event-id"), q.after.as_deref()) {
-        (Some(v), _) => position(
+    // Both are checked, though Last-Event-ID wins: a malformed `after` is refused, not
+    // silently ignored.
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| position("after", a))
+        .transpose()?;
+    let after = match headers.get("last-event-id") {
+        Some(v) => position(
             "Last-Event-ID",
             v.to_str().map_err(|_| {
                 Problem::bad_request("invalid-query", "Last-Event-ID must be ASCII digits")
             })?,
         )?,
-        (None, Some(a)) => position("after", a)?,
-        (None, None) => 0,
+        None => after.unwrap_or(0),
     };
     // Positions only grow, so a client cannot have been sent one beyond the head: its
     // position belongs to another log (a restored backup, another environment). Waiting
     // for the log to grow past it would silently skip every event up to it.
     let head = state.store.head().await?.position;
     if after > head {
-        return Err(Problem::bad_request(
-            "invalid-query",
+        return Err(Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            "beyond-the-log",
+            "The position is beyond the end of this log",
             format!("the resume position {after} is beyond the end of this log ({head}); it was not sent by this log, so resume from a position it sent or from 0"),
         ));
     }

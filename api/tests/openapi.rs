@@ -579,3 +579,226 @@ async fn representative_responses_have_exactly_their_schema_properties() {
     }
     reader.assert_quiet(Duration::from_millis(100)).await;
 }
+
+#[tokio::test]
+async fn before_the_first_checkpoint_proofs_and_receipts_say_when_to_retry() {
+    // A signing server whose ledger has not signed yet: an event exists, no checkpoint
+    // covers it. Its receipt and proofs are not missing (404 would say "no such event")
+    // but not there yet: 409 `not-yet-checkpointed`, with `Retry-After`.
+    let store = common::temp_store("openapi-unsigned").await;
+    let event_id = common::append_consents(&store.store, 2).await;
+    let info = amtsbuch_api::state::LedgerInfo {
+        origin: common::ORIGIN.into(),
+        vkeys: vec![common::ledger_signer().vkey()],
+    };
+    let state = common::state_with(&store.store, Some(info), HubLimits::default()).await;
+    let app = TestAppRef {
+        app: router::router(state),
+        doc: document(),
+    };
+    let not_yet = [
+        (
+            "/events/{id}/receipt",
+            format!("/events/{event_id}/receipt"),
+        ),
+        (
+            "/ledger/proof/inclusion",
+            format!("/ledger/proof/inclusion?event_id={event_id}"),
+        ),
+        (
+            "/ledger/proof/inclusion",
+            "/ledger/proof/inclusion?index=1".to_owned(),
+        ),
+        (
+            "/ledger/proof/consistency",
+            "/ledger/proof/consistency?from=1".to_owned(),
+        ),
+    ];
+    for (path, uri) in &not_yet {
+        let reply = app.send(path, uri).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CONFLICT,
+            "{uri}: {}",
+            reply.json()
+        );
+        assert_eq!(
+            reply.json()["type"],
+            "urn:amtsbuch:problem:not-yet-checkpointed",
+            "{uri}"
+        );
+        assert_eq!(reply.json()["latest_checkpoint_size"], 0, "{uri}");
+        assert_eq!(
+            reply.header(axum::http::header::RETRY_AFTER),
+            Some("1"),
+            "{uri}"
+        );
+    }
+    // The latest checkpoint itself is what does not exist yet.
+    let none = app.send("/ledger/checkpoint", "/ledger/checkpoint").await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+
+    // Once the ledger signs, the same requests succeed.
+    common::start_ledger(&store.store);
+    common::wait_for_checkpoint(&store.store, 2).await;
+    for (path, uri) in &not_yet {
+        let reply = app.send(path, uri).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {:?}", reply.bytes);
+    }
+}
+
+/// A router and its document, without the samples of `TestApp`.
+struct TestAppRef {
+    app: Router,
+    doc: Value,
+}
+
+impl TestAppRef {
+    /// GET `uri` as a caller holding every role; the answer must be one the document
+    /// declares for `path`.
+    async fn send(&self, path: &str, uri: &str) -> Reply {
+        let reply = common::send(
+            &self.app,
+            common::request("GET", uri, Some(&common::everyone()), Body::empty()),
+        )
+        .await;
+        conforms(&self.doc, "GET", path, &reply);
+        reply
+    }
+}
+
+#[test]
+fn the_documented_grammars_accept_what_the_parsers_accept() {
+    // Each pattern the document gives a name must accept exactly the names the service's
+    // parser accepts, so that a client building a request from the document is neither
+    // refused nor told a refused name is fine.
+    let doc = document();
+    let parameter = |path: &str, method: &str, name: &str| -> String {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .and_then(|p| p["schema"]["pattern"].as_str())
+            .unwrap_or_else(|| panic!("{method} {path}: no pattern for {name}"))
+            .to_owned()
+    };
+    let property = |schema: &str, name: &str| -> String {
+        doc["components"]["schemas"][schema]["properties"][name]["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{schema}.{name}: no pattern"))
+            .to_owned()
+    };
+    let long = |n: usize| "x".repeat(n);
+    type Parser = fn(&str) -> bool;
+    let cases: Vec<(String, Parser, Vec<String>)> = vec![
+        (
+            parameter("/streams/{stream}/events", "get", "stream"),
+            |s| StreamId::parse(s).is_ok(),
+            [
+                "consent-1",
+                "consent-0193a1b2",
+                "c_2-a.b:c-d_e",
+                "Consent-1",
+                "consent",
+                "consent-",
+                "-1",
+                "1c-x",
+                "c-x y",
+                "c-é",
+                "c-x\n",
+            ]
+            .map(str::to_owned)
+            .into_iter()
+            .chain([
+                format!("c-{}", long(200)),
+                format!("c-{}", long(201)),
+                format!("{}-x", "c".repeat(64)),
+                format!("{}-x", "c".repeat(65)),
+            ])
+            .collect(),
+        ),
+        (
+            parameter("/streams", "get", "category"),
+            |s| amtsbuch_domain::Category::parse(s).is_ok(),
+            ["consent", "c_2", "Consent", "2c", "", "c-1", "c ", "c\n"]
+                .map(str::to_owned)
+                .into_iter()
+                .chain([long(64), long(65)])
+                .collect(),
+        ),
+        (
+            parameter("/streams", "get", "authority"),
+            |s| amtsbuch_domain::AuthorityId::parse(s).is_ok(),
+            [
+                "lra-meissen",
+                "14612000-ordnungsamt",
+                "a_b",
+                "-lra",
+                "_lra",
+                "LRA",
+                "",
+                "lra meissen",
+            ]
+            .map(str::to_owned)
+            .into_iter()
+            .chain([long(64), long(65)])
+            .collect(),
+        ),
+        (
+            property("MetadataInput", "service"),
+            |s| amtsbuch_domain::ServiceKey::parse(s).is_ok(),
+            ["99108001000000", "Abc-1_x", "-1", "_1", "", "a.b", "a b"]
+                .map(str::to_owned)
+                .into_iter()
+                .chain([long(64), long(65)])
+                .collect(),
+        ),
+        (
+            property("EventInput", "type"),
+            |s| EventType::parse(s).is_ok(),
+            ["ConsentGiven", "a.b_c1", "1Given", "_x", "", "A-B", "A B"]
+                .map(str::to_owned)
+                .into_iter()
+                .chain([long(128), long(129)])
+                .collect(),
+        ),
+    ];
+    for (pattern, parses, samples) in cases {
+        let re = regex::Regex::new(&pattern).expect("the pattern compiles");
+        for sample in samples {
+            assert_eq!(
+                re.is_match(&sample),
+                parses(&sample),
+                "{pattern} and the parser disagree on {sample:?}"
+            );
+        }
+    }
+    // Expected-Version: the pattern takes versions of up to 15 digits (no stream gets
+    // near 10^15 events), the parser up to 2^53 - 1; everything else they agree on. (The
+    // parser also trims white space, which HTTP strips from a field value anyway.)
+    let re = regex::Regex::new(&parameter(
+        "/streams/{stream}/events",
+        "post",
+        "Expected-Version",
+    ))
+    .expect("the pattern compiles");
+    for sample in [
+        "any",
+        "no-stream",
+        "0",
+        "17",
+        "007",
+        "999999999999999",
+        "Any",
+        "-1",
+        "1.0",
+        "",
+        "1e3",
+        "1 2",
+    ] {
+        assert_eq!(
+            re.is_match(sample),
+            sample.parse::<ExpectedVersion>().is_ok(),
+            "Expected-Version {sample:?}"
+        );
+    }
+}

@@ -378,12 +378,10 @@ async fn bad_positions_get_400_and_take_no_place() {
         ("?after=-3", None),
         ("?after=", None),
         ("?colour=red", None),
-        // A bad header is refused even when the query is fine.
+        // A bad header is refused even when the query is fine, and a bad query even when
+        // the header wins.
         ("?after=0", Some(HeaderValue::from_static("x"))),
-        // Positions this log has not reached: the client's position is from another log,
-        // and waiting for this one to grow past it would skip every event up to it.
-        ("", Some(HeaderValue::from_static("2"))),
-        ("?after=5", None),
+        ("?after=x", Some(HeaderValue::from_static("0"))),
     ] {
         let mut r = Request::get(format!("/events/stream{query}"))
             .header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -394,6 +392,18 @@ async fn bad_positions_get_400_and_take_no_place() {
         let what = format!("{query:?} with Last-Event-ID {last_event_id:?}");
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{what}");
         assert_problem(&reply, StatusCode::BAD_REQUEST, "invalid-query");
+    }
+    // Positions this log has not reached: the client's position is from another log, and
+    // waiting for this one to grow past it would skip every event up to it. Well-formed,
+    // but in conflict with this log.
+    for (query, last_event_id) in [("", Some("2")), ("?after=5", None)] {
+        let mut r = Request::get(format!("/events/stream{query}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if let Some(v) = last_event_id {
+            r = r.header("last-event-id", v);
+        }
+        let reply = common::send(&app.app, r.body(Body::empty()).expect("request")).await;
+        assert_problem(&reply, StatusCode::CONFLICT, "beyond-the-log");
     }
     // None of them held on to the one place this server has.
     let mut reader = app.subscribe("", None).await;

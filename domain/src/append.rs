@@ -188,7 +188,7 @@ pub fn validate_request(req: &AppendRequest) -> Result<(), AppendError> {
         for (name, value) in [("tenant", &e.tenant), ("actor", &e.actor)] {
             if let Some(v) = value {
                 if v.is_empty()
-                    || v.len() > crate::record::MAX_LABEL_LEN
+                    || v.chars().count() > crate::record::MAX_LABEL_LEN
                     || v.chars().any(char::is_control)
                 {
                     return Err(AppendError::Invalid(format!(

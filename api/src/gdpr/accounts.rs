@@ -25,7 +25,7 @@ use amtsbuch_domain::gdpr::account::{
 use amtsbuch_domain::gdpr::{AccountId, Channel, LinkId};
 use amtsbuch_domain::record::format_timestamp;
 
-use super::{account_id, act_for};
+use super::{account_id, act_for, shapes};
 use crate::auth::Caller;
 use crate::body;
 use crate::command::{self, execute, personal_json, refused, Meta};
@@ -38,10 +38,10 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub struct OpenAccountRequest {
     /// `personal`, `organisation` or `authority`.
-    #[schema(value_type = String, example = "personal")]
+    #[schema(value_type = shapes::AccountKind, example = "personal")]
     kind: AccountKind,
     /// Personal data, sealed: `{"type":"person","given_names","family_name","birth_date"?,"address"?,"email"?}` or `{"type":"organisation","name","address"?,"email"?}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = shapes::MasterData)]
     master_data: MasterData,
     /// A temporary identification: erased automatically after this instant (RFC 3339).
     expires_at: Option<DateTime<Utc>>,
@@ -173,7 +173,7 @@ pub async fn open_account(
 /// An account: status, level of assurance, and its master data decrypted (or erased).
 #[utoipa::path(get, path = "/accounts/{id}", tag = "accounts",
     security(("bearer" = ["citizen", "dpo", "operator"])),
-    params(("id" = String, Path, description = "The account id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The account id (UUID)")),
     responses(
         (status = 200, description = "The account", body = AccountView),
         (status = 400, description = "The id is not an account id", body = ProblemDoc, content_type = "application/problem+json"),
@@ -196,14 +196,14 @@ pub async fn get_account(
 #[serde(deny_unknown_fields)]
 pub struct MasterDataRequest {
     /// The complete new master data (personal data, sealed).
-    #[schema(value_type = Object)]
+    #[schema(value_type = shapes::MasterData)]
     master_data: MasterData,
 }
 
 /// Replace the master data (a repeat with equal data changes nothing).
 #[utoipa::path(put, path = "/accounts/{id}/master-data", tag = "accounts",
     security(("bearer" = ["citizen", "operator"])),
-    params(("id" = String, Path, description = "The account id")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The account id")),
     request_body = MasterDataRequest,
     responses(
         (status = 200, description = "The account after the change", body = AccountView),
@@ -233,10 +233,10 @@ pub async fn change_master_data(
 #[serde(deny_unknown_fields)]
 pub struct LinkRequest {
     /// `{"kind":"eid"}`, `{"kind":"elster"}`, `{"kind":"eidas_notified","level":"high"}` or `{"kind":"password"}`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = shapes::IdentityMethod)]
     method: IdentityMethod,
     /// The identity provider's pseudonym for the person (personal data, sealed).
-    #[schema(value_type = String)]
+    #[schema(value_type = shapes::IdentityPseudonym)]
     pseudonym: IdentityPseudonym,
 }
 
@@ -244,7 +244,7 @@ pub struct LinkRequest {
 /// account's level of assurance becomes the highest of its links.
 #[utoipa::path(post, path = "/accounts/{id}/identity-links", tag = "accounts",
     security(("bearer" = ["operator"])),
-    params(("id" = String, Path, description = "The account id")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The account id")),
     request_body = LinkRequest,
     responses(
         (status = 201, description = "Linked; the account after it", body = AccountView),
@@ -275,7 +275,7 @@ pub async fn link_identity(
 #[serde(deny_unknown_fields)]
 pub struct DeletionRequest {
     /// Where the subject asked: `servicekonto_web` (default), `amt24`, `app`, `paper`.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<shapes::Channel>)]
     channel: Option<Channel>,
 }
 
@@ -283,7 +283,7 @@ pub struct DeletionRequest {
 /// officer carries out the erasure. Asking again changes nothing.
 #[utoipa::path(post, path = "/accounts/{id}/deletion-request", tag = "accounts",
     security(("bearer" = ["citizen", "operator"])),
-    params(("id" = String, Path, description = "The account id")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The account id")),
     request_body(content = Option<DeletionRequest>),
     responses(
         (status = 200, description = "Recorded; the account after it", body = AccountView),

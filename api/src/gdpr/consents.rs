@@ -36,7 +36,7 @@ use amtsbuch_domain::Decider;
 use amtsbuch_domain::ExpectedVersion;
 use amtsbuch_infra::EventStore;
 
-use super::{account_id, act_for};
+use super::{account_id, act_for, shapes};
 use crate::auth::Caller;
 use crate::body;
 use crate::command::{self, append, execute, lock_subject, refused, Meta, Stored};
@@ -51,14 +51,15 @@ pub const SECTION_10: &str = "§ 10 Abs. 1 Satz 2 SächsEGovG";
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeBody {
-    /// Any of `stammdaten`, `verfahrensdaten`, `kommunikationsdaten`, `elektronische_dokumente`.
-    #[schema(value_type = Vec<String>)]
+    /// Any of `stammdaten`, `verfahrensdaten`, `kommunikationsdaten`, `elektronische_dokumente`,
+    /// each once, in that order.
+    #[schema(value_type = shapes::Categories)]
     pub categories: CategorySet,
     /// Processing purposes (register of processing activities), e.g. `antrag-vorbefuellung`.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<shapes::Token>, min_items = 1)]
     pub purposes: Purposes,
     /// Receiving e-government services or public bodies, e.g. `lra-meissen`.
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<shapes::Token>, min_items = 1)]
     pub recipients: Recipients,
 }
 
@@ -91,18 +92,19 @@ pub struct NoticeBody {
 #[serde(deny_unknown_fields)]
 pub struct GiveRequest {
     /// The data subject (account id); a citizen's token gives it for its own account.
+    #[schema(value_type = Option<Uuid>, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     subject: Option<String>,
     scope: ScopeBody,
     /// `art6_1_a` (default) or `art9_2_a` (special categories).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<shapes::ConsentBasis>)]
     legal_basis: Option<ConsentBasis>,
     /// Default `§ 10 Abs. 1 Satz 2 SächsEGovG`.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<shapes::Reference>)]
     legal_reference: Option<Reference>,
-    #[schema(value_type = NoticeBody)]
+    #[schema(value_type = shapes::Notice)]
     notice: Notice,
     /// `servicekonto_web`, `amt24`, `app` or `paper`.
-    #[schema(value_type = String)]
+    #[schema(value_type = shapes::Channel)]
     channel: Channel,
     /// Optional end of validity (RFC 3339).
     expires_at: Option<DateTime<Utc>>,
@@ -389,7 +391,7 @@ pub async fn give(
 /// One consent, now.
 #[utoipa::path(get, path = "/consents/{id}", tag = "consents",
     security(("bearer" = ["citizen", "dpo"])),
-    params(("id" = String, Path, description = "The consent id")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The consent id")),
     responses(
         (status = 200, description = "The consent", body = ConsentView),
         (status = 400, description = "The id is not a consent id", body = ProblemDoc, content_type = "application/problem+json"),
@@ -409,7 +411,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct WithdrawRequest {
     /// Where the subject withdrew (default `servicekonto_web`); recorded, never checked.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<shapes::Channel>)]
     channel: Option<Channel>,
 }
 
@@ -417,7 +419,7 @@ pub struct WithdrawRequest {
 /// repeat changes nothing.
 #[utoipa::path(post, path = "/consents/{id}/withdrawal", tag = "consents",
     security(("bearer" = ["citizen", "operator"])),
-    params(("id" = String, Path, description = "The consent id")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The consent id")),
     request_body(content = Option<WithdrawRequest>),
     responses(
         (status = 200, description = "Withdrawn; the consent now", body = ConsentView),
@@ -447,9 +449,9 @@ pub async fn withdraw(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewRequest {
-    #[schema(value_type = NoticeBody)]
+    #[schema(value_type = shapes::Notice)]
     notice: Notice,
-    #[schema(value_type = String)]
+    #[schema(value_type = shapes::Channel)]
     channel: Channel,
     expires_at: Option<DateTime<Utc>>,
 }
@@ -457,7 +459,7 @@ pub struct RenewRequest {
 /// Renew a consent (also after it expired): a new term, possibly on a newer notice.
 #[utoipa::path(post, path = "/consents/{id}/renewal", tag = "consents",
     security(("bearer" = ["citizen", "operator"])),
-    params(("id" = String, Path, description = "The consent id")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The consent id")),
     request_body = RenewRequest,
     responses(
         (status = 200, description = "Renewed", body = ConsentView),
@@ -490,14 +492,14 @@ pub async fn renew(
 #[serde(deny_unknown_fields)]
 pub struct NarrowRequest {
     scope: ScopeBody,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<shapes::Channel>)]
     channel: Option<Channel>,
 }
 
 /// Narrow a consent's scope (a partial withdrawal); widening needs a new consent.
 #[utoipa::path(post, path = "/consents/{id}/scope", tag = "consents",
     security(("bearer" = ["citizen", "operator"])),
-    params(("id" = String, Path, description = "The consent id")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The consent id")),
     request_body = NarrowRequest,
     responses(
         (status = 200, description = "Narrowed", body = ConsentView),
@@ -533,17 +535,17 @@ pub async fn narrow(
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     /// `purpose_fulfilled`, `recipient_discontinued`, `notice_defective`, `account_deleted`, `legal_change`, `supervisory_order`.
-    #[schema(value_type = String)]
+    #[schema(value_type = shapes::ControllerReason)]
     reason: ControllerReason,
     /// A file or decision number (never a person's name).
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<shapes::Reference>)]
     reference: Option<Reference>,
 }
 
 /// Revoke a consent for the controller, with a reason.
 #[utoipa::path(post, path = "/consents/{id}/revocation", tag = "consents",
     security(("bearer" = ["dpo"])),
-    params(("id" = String, Path, description = "The consent id")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The consent id")),
     request_body = RevokeRequest,
     responses(
         (status = 200, description = "Revoked", body = ConsentView),
@@ -573,13 +575,14 @@ pub async fn revoke(
 /// with the `tlog-proof` that the `ConsentGiven` event is in the log.
 #[utoipa::path(get, path = "/consents/{id}/receipt", tag = "consents",
     security(("bearer" = ["citizen", "dpo"])),
-    params(("id" = String, Path, description = "The consent id")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The consent id")),
     responses(
         (status = 200, description = "The receipt (JSON); `amtsbuch.tlog_proof` verifies offline with `amtsbuch verify-proof`", body = Object),
         (status = 400, description = "The id is not a consent id", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "A citizen's token for another account's consent", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such consent", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Not covered by a checkpoint yet; retry in a second", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not covered by a checkpoint yet (`not-yet-checkpointed`, also before the first checkpoint); retry after `Retry-After` seconds", body = ProblemDoc, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds until a new checkpoint is likely"))),
         (status = 503, description = "This server does not sign checkpoints", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn receipt(
     State(state): State<AppState>,

@@ -79,8 +79,8 @@ fn instant(raw: Option<&str>) -> Result<DateTime<Utc>, Problem> {
 #[utoipa::path(get, path = "/dpo/subjects/{subject}/consents", tag = "dpo",
     security(("bearer" = ["dpo"])),
     params(
-        ("subject" = String, Path, description = "The data subject (account id)"),
-        ("as_of" = Option<String>, Query, description = "RFC 3339 instant (default: now)")),
+        ("subject" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The data subject (account id)"),
+        ("as_of" = Option<String>, Query, format = DateTime, description = "RFC 3339 instant (default: now)")),
     responses(
         (status = 200, description = "Each consent given by then: status (W3C DPV), scope and term in force, how it ended, and the events effective by then with positions and leaf hashes", body = Object),
         (status = 400, description = "Invalid subject or instant", body = ProblemDoc, content_type = "application/problem+json")))]
@@ -107,7 +107,7 @@ pub async fn consent_history(
 /// basis, and denied.
 #[utoipa::path(get, path = "/dpo/subjects/{subject}/disclosures", tag = "dpo",
     security(("bearer" = ["dpo"])),
-    params(("subject" = String, Path, description = "The data subject (account id)")),
+    params(("subject" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The data subject (account id)")),
     responses(
         (status = 200, description = "`under_consent` (by consent id), `other_basis`, `denied`; each in log order with its position", body = Object),
         (status = 400, description = "Invalid subject", body = ProblemDoc, content_type = "application/problem+json"),
@@ -133,7 +133,7 @@ pub async fn disclosures(
 /// erased), each event with its position and leaf hash.
 #[utoipa::path(get, path = "/dpo/subjects/{subject}/export", tag = "dpo",
     security(("bearer" = ["dpo"])),
-    params(("subject" = String, Path, description = "The data subject (account id)")),
+    params(("subject" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The data subject (account id)")),
     responses(
         (status = 200, description = "The access export (JSON)", body = Object),
         (status = 400, description = "Invalid subject", body = ProblemDoc, content_type = "application/problem+json"),
@@ -230,7 +230,7 @@ fn export_part(
 /// Art. 17: erase a subject — unless a retention duty forbids it.
 #[utoipa::path(post, path = "/dpo/subjects/{subject}/erasure", tag = "dpo",
     security(("bearer" = ["dpo"])),
-    params(("subject" = String, Path, description = "The data subject (account id)")),
+    params(("subject" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The data subject (account id)")),
     responses(
         (status = 200, description = "Erased (or erased before): consents revoked, account deleted, keys destroyed, `SubjectErased` appended", body = Object),
         (status = 400, description = "Invalid subject", body = ProblemDoc, content_type = "application/problem+json"),
@@ -471,7 +471,7 @@ pub struct ExpiringQuery {
 /// Consents valid now that expire within a number of days.
 #[utoipa::path(get, path = "/dpo/consents/expiring", tag = "dpo",
     security(("bearer" = ["dpo"])),
-    params(("within_days" = Option<u32>, Query, description = "1 to 3660 (default 30)")),
+    params(("within_days" = Option<u32>, Query, minimum = 1, maximum = 3660, description = "1 to 3660 (default 30)")),
     responses(
         (status = 200, description = "The consents, soonest first", body = Object),
         (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json"),
@@ -514,11 +514,13 @@ pub async fn expiring(
 #[serde(deny_unknown_fields)]
 pub struct HoldRequest {
     /// The data subject (account id).
+    #[schema(value_type = Uuid, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     subject: String,
     /// `cash_book` (10 years), `voucher` (6 years) or `open_procedure` (until released).
-    #[schema(value_type = String)]
+    #[schema(value_type = super::shapes::HoldReason)]
     reason: HoldReason,
-    /// The stream the duty attaches to (the payment, the procedure).
+    /// The stream the duty attaches to (the payment, the procedure): a stream id.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}-[A-Za-z0-9._:-]{1,200}$")]
     source: String,
     /// The end of the duty; default: the end of the statutory period, counted from the end
     /// of the current year (KomKVO). Required for `open_procedure`.
@@ -595,7 +597,7 @@ fn end_of_year_plus(now: DateTime<Utc>, years: u32) -> Result<DateTime<Utc>, Pro
 /// Release a retention hold before its end (the procedure closed).
 #[utoipa::path(post, path = "/retention-holds/{id}/release", tag = "dpo",
     security(("bearer" = ["dpo", "operator"])),
-    params(("id" = String, Path, description = "The hold id")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The hold id")),
     responses(
         (status = 200, description = "Released", body = Object),
         (status = 400, description = "The id is not a hold id", body = ProblemDoc, content_type = "application/problem+json"),

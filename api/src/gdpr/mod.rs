@@ -26,6 +26,7 @@ pub mod bench;
 pub mod consents;
 pub mod dpo;
 pub mod samples;
+pub mod shapes;
 pub mod sweeper;
 
 use utoipa::OpenApi;

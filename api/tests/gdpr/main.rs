@@ -82,6 +82,20 @@ async fn drop_schema(schema: &str) {
         .await;
 }
 
+/// The ledger task signing checkpoints of `store` after every event, within 20 ms (as
+/// `common::start_ledger`, keeping the task's handle to stop it at the end).
+fn spawn_ledger(store: &AnyStore) -> tokio::task::JoinHandle<()> {
+    amtsbuch_infra::ledger::spawn(
+        store.clone(),
+        amtsbuch_infra::ledger::LedgerConfig {
+            origin: common::ORIGIN.into(),
+            signers: vec![common::ledger_signer()],
+            every_events: 1,
+            interval: Duration::from_millis(20),
+        },
+    )
+}
+
 impl Env {
     async fn sqlite() -> Self {
         let temp = common::temp_store("gdpr").await;
@@ -107,16 +121,25 @@ impl Env {
     }
 
     async fn start(store: AnyStore, sealer: amtsbuch_infra::sealer::Sealer, place: Place) -> Self {
-        // As `common::start_ledger`, keeping the task's handle to stop it at the end.
-        let ledger = amtsbuch_infra::ledger::spawn(
-            store.clone(),
-            amtsbuch_infra::ledger::LedgerConfig {
-                origin: common::ORIGIN.into(),
-                signers: vec![common::ledger_signer()],
-                every_events: 1,
-                interval: Duration::from_millis(20),
-            },
-        );
+        let ledger = spawn_ledger(&store);
+        Self::start_with(store, sealer, place, ledger).await
+    }
+
+    /// `sqlite`, with a ledger that has not signed yet: the test starts it
+    /// (`spawn_ledger`) when it wants checkpoints.
+    async fn sqlite_unsigned() -> Self {
+        let temp = common::temp_store("gdpr").await;
+        let store = temp.store.clone();
+        let sealer = common::sealer(&store, temp.dir());
+        Self::start_with(store, sealer, Place::Sqlite(temp), tokio::spawn(async {})).await
+    }
+
+    async fn start_with(
+        store: AnyStore,
+        sealer: amtsbuch_infra::sealer::Sealer,
+        place: Place,
+        ledger: tokio::task::JoinHandle<()>,
+    ) -> Self {
         let ledger_info = amtsbuch_api::state::LedgerInfo {
             origin: common::ORIGIN.into(),
             vkeys: vec![common::ledger_signer().vkey()],
@@ -377,6 +400,35 @@ suite!(
     racing_withdrawals_and_disclosures_stay_consistent,
     erasure_refuses_unknown_subjects_and_completes_interrupted_runs,
 );
+
+/// A consent receipt carries a tlog-proof against a signed checkpoint. Asked for before
+/// the ledger signed its first checkpoint, the consent exists and its receipt is only not
+/// there yet: 409 `not-yet-checkpointed` with `Retry-After`, never the 404 that means "no
+/// such consent"; once a checkpoint covers the consent, the same request succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_before_the_first_checkpoint_is_not_yet_there() {
+    let mut env = Env::sqlite_unsigned().await;
+    let subject = env.open_account(erika(), None).await;
+    let consent = env.give(&subject, None, None).await;
+    let uri = format!("/consents/{consent}/receipt");
+    let path = "/consents/{id}/receipt";
+    let early = env.call("GET", path, &uri, &citizen(&subject), None).await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.json());
+    assert_eq!(
+        early.json()["type"],
+        "urn:amtsbuch:problem:not-yet-checkpointed"
+    );
+    assert_eq!(early.json()["latest_checkpoint_size"], 0);
+    assert_eq!(early.header(header::RETRY_AFTER), Some("1"));
+
+    env.ledger = spawn_ledger(&env.store);
+    common::wait_for_checkpoint(&env.store, env.head().await).await;
+    let receipt = env
+        .expect(StatusCode::OK, "GET", path, &uri, &citizen(&subject), None)
+        .await;
+    assert_eq!(receipt["consentReceiptID"], consent.as_str());
+    env.close().await;
+}
 
 /// The rule behind the access rows `OWN_FOR_CITIZENS` and `ANYBODY` of the GDPR module
 /// (`amtsbuch_api::gdpr::samples`), as the handlers apply it after the
