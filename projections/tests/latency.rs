@@ -146,16 +146,4 @@ async fn visible_soon_after_append_at_a_fixed_rate(t: TestDb) {
     );
 }
 
-mod postgres {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn visible_soon_after_append_at_a_fixed_rate() {
-        crate::common::with_pg(super::visible_soon_after_append_at_a_fixed_rate).await;
-    }
-}
-
-mod sqlite {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn visible_soon_after_append_at_a_fixed_rate() {
-        crate::common::with_sqlite(super::visible_soon_after_append_at_a_fixed_rate).await;
-    }
-}
+on_both_adapters!(visible_soon_after_append_at_a_fixed_rate);
