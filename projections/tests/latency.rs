@@ -21,17 +21,6 @@ use common::*;
 /// Writers in the open loop; each appends one event per `WRITERS / rate` seconds.
 const WRITERS: usize = 100;
 
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "an index into a short list"
-    )]
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }

@@ -34,7 +34,10 @@ pub use service::*;
 macro_rules! on_both_adapters {
     (@module $module:ident, $adapter:ident, $run:path, $($name:ident),+) => {
         mod $module {
-            #[allow(unused_imports)]
+            #[allow(
+                unused_imports,
+                reason = "the runner may be a name of the test file; not every runner is"
+            )]
             use super::*;
             $(
                 #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]

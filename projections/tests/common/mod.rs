@@ -324,3 +324,15 @@ pub async fn expected_counts(store: &AnyStore, upto: u64) -> BTreeMap<String, u6
 pub fn counter() -> Arc<Counter> {
     Arc::new(Counter::default())
 }
+
+/// The `q` quantile (0.0 to 1.0) of durations sorted in ascending order; zero for none.
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "an index into a short list"
+    )]
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}

@@ -1803,17 +1803,6 @@ on_both_adapters!(
 // Figures
 // ---------------------------------------------------------------------------------------
 
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "an index into a short list"
-    )]
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
 /// Appends `count` events of noise: one in five a consent of another subject (so the
 /// consent index and the consent category are large too), the rest unrelated traffic, in
 /// requests of 50 events from 8 concurrent writers.
