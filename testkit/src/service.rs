@@ -349,16 +349,30 @@ pub async fn wohngeld_token(cwd: &std::path::Path) -> String {
     .await
 }
 
-/// Run `amtsbuch` with arguments to completion; returns exit code and stdout.
+/// Run `amtsbuch` with arguments to completion; returns exit code, stdout and stderr.
 pub async fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary())
+    finish(cli(args)).await
+}
+
+/// `run_cli` in the working directory `cwd`, where relative paths such as `keys/` are.
+pub async fn run_cli_in(cwd: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let mut command = cli(args);
+    command.current_dir(cwd);
+    finish(command).await
+}
+
+fn cli(args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
         .args(args)
         .env_remove("AMTSBUCH_DATABASE_URL")
         .env("AMTSBUCH_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("run amtsbuch");
+        .stdin(Stdio::null());
+    command
+}
+
+async fn finish(mut command: Command) -> (i32, String, String) {
+    let out = command.output().await.expect("run amtsbuch");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use amtsbuch_testkit::{
-    binary, mint_token, nats_url, wohngeld_token, Server, TempDir, TestDatabase,
+    binary, mint_token, nats_url, run_cli_in, wohngeld_token, Server, TempDir, TestDatabase,
 };
 use tokio::process::Command;
 
@@ -108,18 +108,8 @@ async fn reached(child: &mut tokio::process::Child, file: &Path) {
 }
 
 async fn cli(args: &[&str], cwd: &Path) {
-    let out = Command::new(binary())
-        .args(args)
-        .current_dir(cwd)
-        .env("AMTSBUCH_LOG", "warn")
-        .output()
-        .await
-        .expect("run amtsbuch");
-    assert!(
-        out.status.success(),
-        "amtsbuch {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, err) = run_cli_in(cwd, args).await;
+    assert!(code == 0, "amtsbuch {args:?}: {err}");
 }
 
 /// Every message payload of a JetStream stream, in order.
