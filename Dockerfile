@@ -62,5 +62,9 @@ USER amtsbuch
 WORKDIR /var/lib/amtsbuch
 
 EXPOSE 8080
+# Healthy once /readyz answers 200 (database reachable, writer writing), for the default
+# --listen below. There is no curl in the image; bash sends the one request itself.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /readyz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["amtsbuch"]
 CMD ["serve", "--listen", "0.0.0.0:8080"]

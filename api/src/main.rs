@@ -92,7 +92,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", amtsbuch_api::cli::error_text(&e));
             ExitCode::FAILURE
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod append;
+pub mod applications;
 pub mod base64;
 pub mod chain;
 pub mod checkpoint;
@@ -19,6 +20,8 @@ pub mod jcs;
 pub mod merkle;
 pub mod newtype;
 pub mod note;
+pub mod payments;
+pub mod participation;
 pub mod receipt;
 pub mod record;
 pub mod seal;

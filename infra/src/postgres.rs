@@ -279,7 +279,7 @@ fn address(options: &PgConnectOptions) -> String {
 
 /// A failed connection attempt in words an operator can act on; above all, a wrong address
 /// and a full server must not read alike.
-fn describe_connect_error(options: &PgConnectOptions, e: &sqlx::Error) -> String {
+pub(crate) fn describe_connect_error(options: &PgConnectOptions, e: &sqlx::Error) -> String {
     let at = address(options);
     match e {
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(

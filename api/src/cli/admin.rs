@@ -93,13 +93,6 @@ pub fn token(args: TokenArgs) -> anyhow::Result<u8> {
         ttl,
         dev_key,
     } = args;
-    let (key, created) = DevKey::load_or_create(&dev_key)?;
-    if created {
-        eprintln!(
-            "created the development token key {}; `amtsbuch serve --dev` run from this directory accepts its tokens",
-            dev_key.display()
-        );
-    }
     let request = TokenRequest {
         subject,
         roles: roles
@@ -119,6 +112,16 @@ pub fn token(args: TokenArgs) -> anyhow::Result<u8> {
         ttl: Duration::from_secs(ttl),
         audience: crate::auth::DEFAULT_AUDIENCE.to_owned(),
     };
+    // A request the server would refuse is refused before the key is created: a stand-in
+    // key checks it.
+    mint(&DevKey::generate()?, &request, chrono::Utc::now())?;
+    let (key, created) = DevKey::load_or_create(&dev_key)?;
+    if created {
+        eprintln!(
+            "created the development token key {}; `amtsbuch serve --dev` run from this directory accepts its tokens",
+            dev_key.display()
+        );
+    }
     println!("{}", mint(&key, &request, chrono::Utc::now())?);
     Ok(0)
 }

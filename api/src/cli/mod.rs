@@ -40,3 +40,50 @@ async fn open_store_within(
 fn exit_code(code: i32) -> u8 {
     u8::try_from(code).unwrap_or(1)
 }
+
+/// An error as the command line prints it: the message and each cause after a colon, except
+/// a cause whose text the message already carries (an error that shows its source in its
+/// own text, `thiserror`'s `"…: {0}"` with `#[from]`, would otherwise print it twice).
+pub fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the token would be refused: {0}")]
+    struct Outer(#[from] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("role citizen requires `account`")]
+    struct Inner;
+
+    #[test]
+    fn a_cause_the_message_already_shows_is_printed_once() {
+        let e = anyhow::Error::new(Outer(Inner)).context("cannot mint");
+        assert_eq!(
+            error_text(&e),
+            "cannot mint: the token would be refused: role citizen requires `account`"
+        );
+    }
+
+    #[test]
+    fn causes_the_message_does_not_show_follow_it() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(io).context("cannot read /x");
+        assert_eq!(error_text(&e), "cannot read /x: no such file");
+    }
+}

@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use amtsbuch_domain::subject::SubjectPrefix;
 use amtsbuch_infra::any::{redact, DEFAULT_DATABASE_URL};
 use amtsbuch_infra::ledger::{self, LedgerConfig};
@@ -33,9 +31,9 @@ use crate::state::{AppState, LedgerInfo, NatsLink};
 // the command's help text.)
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on: IP:PORT, or HOST:PORT (e.g. localhost:8080).
     #[arg(long, env = "AMTSBUCH_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    listen: String,
     /// postgres://… for PostgreSQL, sqlite://PATH for the embedded store.
     #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
@@ -139,6 +137,12 @@ struct AuthArgs {
 
 /// Serve until SIGINT or SIGTERM, then finish open requests and stop the read models.
 /// `matches` are the flags `serve` was given, the domain modules' included.
+///
+/// Everything that can be wrong with the flags and the files they name is found before
+/// anything is created: first the flags themselves, then the given key files are read,
+/// then the port is bound, and only then do the development key, the database and the
+/// embedded store's own keys come into being. A start that fails leaves nothing behind,
+/// and "serving" is logged only once the server serves.
 pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<u8> {
     let ServeArgs {
         listen,
@@ -149,7 +153,9 @@ pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<
         kek,
         db_connections,
     } = args;
-    let auth = Arc::new(authenticator(&auth_args, listen)?);
+    // The flags, and the files they name, read but never written.
+    let addresses = resolve_listen(&listen).await?;
+    check_auth(&auth_args, &listen, &addresses)?;
     let relay_config = nats.relay_config()?;
     let budget = connection_budget(
         db_connections,
@@ -157,12 +163,34 @@ pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<
         &ledger_args,
         relay_config.is_some(),
     )?;
-    let store = super::open_store_within(&database_url, budget).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    check_database_url(&database_url)?;
+    if !amtsbuch_domain::note::is_valid_key_name(&ledger_args.origin) {
+        anyhow::bail!(
+            "--origin {:?} cannot name the log and its keys: it must be non-empty and contain neither white space nor '+'",
+            ledger_args.origin
+        );
+    }
+    let given_keyring = if kek.is_empty() {
+        None
+    } else {
+        Some(amtsbuch_infra::kek::load_keyring(&kek)?)
+    };
+    let given_signers = ledger_args
+        .signing_key
+        .iter()
+        .map(|p| keys::load(&ledger_args.origin, p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // The port.
+    let listener = bind(&listen, &addresses).await?;
     let local = listener.local_addr()?;
-    let signers = signers(&ledger_args, &store, &database_url)?;
+    // What the server creates for itself.
+    let store = super::open_store_within(&database_url, budget).await?;
+    let auth = Arc::new(authenticator(&auth_args)?);
+    let signers = if given_signers.is_empty() {
+        embedded_signers(&ledger_args, &store, &database_url)?
+    } else {
+        given_signers
+    };
     let ledger = if signers.is_empty() {
         tracing::warn!("no signing key configured (--signing-key): this server issues no checkpoints, receipts or proofs");
         None
@@ -182,9 +210,8 @@ pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<
         );
         Some(info)
     };
-    tracing::info!(store = store.kind(), database = %redact(&database_url), listen = %local, "amtsbuch serving");
     let mut state = AppState::new(store.clone(), ledger, auth).await?;
-    state.sealer = sealer(&kek, &store, &database_url)?;
+    state.sealer = sealer(given_keyring, &store, &database_url)?;
     if state.sealer.is_none() {
         tracing::warn!(
             "no key-encryption key configured (--kek): this server refuses personal data"
@@ -244,6 +271,7 @@ pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<
         None => None,
     };
     let jobs = crate::module::spawn_jobs(&state, crate::domains::MODULES, matches)?;
+    tracing::info!(store = store.kind(), database = %redact(&database_url), listen = %local, "amtsbuch serving");
     crate::run(listener, state, shutdown_signal()).await?;
     for job in jobs {
         job.abort();
@@ -287,15 +315,110 @@ fn connection_budget(
     })
 }
 
-/// The token verifier `serve` uses: the provider's keys, and with `--dev` the local
-/// development key.
-fn authenticator(args: &AuthArgs, listen: SocketAddr) -> anyhow::Result<Authenticator> {
+/// The addresses `--listen` names: an IP address with a port, or a host name with a port
+/// (`localhost:8080`), resolved; IPv4 first, so that `localhost` serves 127.0.0.1 as the
+/// examples use it.
+async fn resolve_listen(listen: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    if let Ok(addr) = listen.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let refused = |why: String| {
+        anyhow::anyhow!(
+            "--listen {listen:?}: {why}; give HOST:PORT, e.g. 127.0.0.1:8080, [::1]:8080 or localhost:8080"
+        )
+    };
+    let Some((host, port)) = listen.rsplit_once(':') else {
+        return Err(refused("no port".to_owned()));
+    };
+    if host.is_empty() {
+        return Err(refused("no host".to_owned()));
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(refused(format!("{port:?} is not a port number")));
+    }
+    let mut addresses: Vec<SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .map_err(|e| refused(format!("cannot resolve {host:?} ({e})")))?
+        .collect();
+    if addresses.is_empty() {
+        return Err(refused(format!("{host:?} resolves to no address")));
+    }
+    addresses.sort_by_key(|a| (a.is_ipv6(), a.to_string()));
+    addresses.dedup();
+    Ok(addresses)
+}
+
+/// Listen on the first of `addresses` that can be bound.
+async fn bind(listen: &str, addresses: &[SocketAddr]) -> anyhow::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in addresses {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    match last {
+        Some((addr, e)) if e.kind() == std::io::ErrorKind::AddrInUse => Err(anyhow::anyhow!(
+            "cannot listen on {addr} (--listen {listen}): the port is taken by another process; stop it or choose another port"
+        )),
+        Some((addr, e)) => Err(anyhow::Error::new(e)
+            .context(format!("cannot listen on {addr} (--listen {listen})"))),
+        None => Err(anyhow::anyhow!("--listen {listen} names no address")),
+    }
+}
+
+/// A database URL `serve` can open, checked before anything is created.
+fn check_database_url(database_url: &str) -> anyhow::Result<()> {
+    if database_url.starts_with("postgres://")
+        || database_url.starts_with("postgresql://")
+        || database_url.starts_with("sqlite:")
+    {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "unsupported database URL {:?} (--database-url): use postgres://… or sqlite://PATH",
+        redact(database_url)
+    )
+}
+
+/// What can be wrong with the token flags, found without creating anything: `--dev` off
+/// loopback, no keys at all, key files that cannot be read or used.
+fn check_auth(args: &AuthArgs, listen: &str, addresses: &[SocketAddr]) -> anyhow::Result<()> {
+    if args.dev {
+        if let Some(open) = addresses.iter().find(|a| !a.ip().is_loopback()) {
+            anyhow::bail!("--dev accepts tokens anyone with the development key can mint; it is refused on {open} (--listen {listen}), listen on a loopback address or configure --jwks/--jwt-key");
+        }
+    } else if args.jwks.is_empty() && args.jwt_keys.is_empty() {
+        anyhow::bail!("no token keys configured: give the OIDC provider's keys with --jwks FILE or --jwt-key FILE, or start with --dev for local use (tokens from `amtsbuch token`)");
+    }
+    // An existing development key must be one; a missing one is created after the bind,
+    // and a key in memory stands in for it here.
+    let dev_key = match args.dev {
+        true if args.dev_key.exists() => Some(DevKey::load_or_create(&args.dev_key)?.0),
+        true => Some(DevKey::generate()?),
+        false => None,
+    };
+    // Reads the key files; the authenticator that serves is built after the bind.
+    Authenticator::new(auth_config(args, dev_key))?;
+    Ok(())
+}
+
+fn auth_config(args: &AuthArgs, dev_key: Option<DevKey>) -> AuthConfig {
     let mut keys: Vec<KeySource> = args.jwks.iter().cloned().map(KeySource::JwksFile).collect();
     keys.extend(args.jwt_keys.iter().cloned().map(KeySource::PemFile));
+    AuthConfig {
+        keys,
+        issuer: args.jwt_issuer.clone(),
+        audience: args.jwt_audience.clone(),
+        dev_key,
+        ..AuthConfig::default()
+    }
+}
+
+/// The token verifier `serve` uses: the provider's keys, and with `--dev` the local
+/// development key (created if missing). `check_auth` has vetted the flags.
+fn authenticator(args: &AuthArgs) -> anyhow::Result<Authenticator> {
     let dev_key = if args.dev {
-        if !listen.ip().is_loopback() {
-            anyhow::bail!("--dev accepts tokens anyone with the development key can mint; it is refused on {listen}, listen on a loopback address or configure --jwks/--jwt-key");
-        }
         let (key, created) = DevKey::load_or_create(&args.dev_key)?;
         if created {
             println!(
@@ -308,23 +431,18 @@ fn authenticator(args: &AuthArgs, listen: SocketAddr) -> anyhow::Result<Authenti
     } else {
         None
     };
-    if keys.is_empty() && dev_key.is_none() {
-        anyhow::bail!("no token keys configured: give the OIDC provider's keys with --jwks FILE or --jwt-key FILE, or start with --dev for local use (tokens from `amtsbuch token`)");
-    }
-    Ok(Authenticator::new(AuthConfig {
-        keys,
-        issuer: args.jwt_issuer.clone(),
-        audience: args.jwt_audience.clone(),
-        dev_key,
-        ..AuthConfig::default()
-    })?)
+    Ok(Authenticator::new(auth_config(args, dev_key))?)
 }
 
 /// The sealer for personal data: the configured key-encryption keys, or on the embedded
 /// store a key of its own beside the database file, created on first start.
-fn sealer(kek: &[PathBuf], store: &AnyStore, database_url: &str) -> anyhow::Result<Option<Sealer>> {
-    let keyring = if !kek.is_empty() {
-        amtsbuch_infra::kek::load_keyring(kek)?
+fn sealer(
+    given: Option<amtsbuch_infra::kek::Keyring>,
+    store: &AnyStore,
+    database_url: &str,
+) -> anyhow::Result<Option<Sealer>> {
+    let keyring = if let Some(keyring) = given {
+        keyring
     } else if let AnyStore::Sqlite(_) = store {
         let path = embedded_dir(database_url).join("amtsbuch-kek");
         if !path.exists() {
@@ -357,20 +475,13 @@ fn embedded_dir(database_url: &str) -> PathBuf {
         .to_path_buf()
 }
 
-/// The signing keys `serve` uses: the configured files, or on the embedded store a key of
-/// its own beside the database file, created (and its vkey printed) on first start.
-fn signers(
+/// Without configured signing keys: on the embedded store a key of its own beside the
+/// database file, created (and its vkey printed) on first start; on PostgreSQL none.
+fn embedded_signers(
     args: &LedgerArgs,
     store: &AnyStore,
     database_url: &str,
 ) -> anyhow::Result<Vec<amtsbuch_domain::note::Signer>> {
-    if !args.signing_key.is_empty() {
-        return args
-            .signing_key
-            .iter()
-            .map(|p| keys::load(&args.origin, p))
-            .collect();
-    }
     let AnyStore::Sqlite(_) = store else {
         return Ok(Vec::new());
     };

@@ -1,9 +1,11 @@
 //! `amtsbuch verify --database-url URL`: walk the stored log and check every link.
 //!
-//! Reads the log in position order through the store, recomputes each leaf hash from the
-//! stored bytes and each chain hash from its predecessor (`ChainVerifier`), and finally
-//! checks that the head row agrees with the last entry. It reports the first bad position
-//! and why; everything after it cannot be trusted.
+//! Opens the database read-only (`ReadOnlyLog`: no file is created, nothing migrated), reads
+//! the log in position order, recomputes each leaf hash from the stored bytes and each
+//! chain hash from its predecessor (`ChainVerifier`), and finally checks that the head row
+//! agrees with the last entry. It reports the first bad position and why; everything after
+//! it cannot be trusted. A database without a log, or with an empty one, is refused: there
+//! is nothing to vouch for, and "ok" would suggest otherwise.
 //!
 //! The `verify` command's flags are here too; with `--export` it hands over to
 //! [`super::offline`], with `--url` to [`super::remote`].
@@ -12,10 +14,14 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context;
+
 use amtsbuch_domain::chain::to_hex;
 use amtsbuch_domain::verify::{ChainVerifier, VerifyError};
-use amtsbuch_infra::any::DEFAULT_DATABASE_URL;
-use amtsbuch_infra::{EventStore, StoreError};
+use amtsbuch_infra::any::{redact, DEFAULT_DATABASE_URL};
+use amtsbuch_infra::{
+    AnyStore, EventStore, Head, PgStore, ReadOnlyLog, RecordedEvent, SqliteStore, StoreError,
+};
 
 // The flags of `verify`. (Plain comments on the flag groups: a doc comment would become
 // the command's help text.)
@@ -79,8 +85,21 @@ pub async fn command(args: VerifyArgs) -> anyhow::Result<u8> {
                 .await??
         }
         VerifyArgs { database_url, .. } => {
-            let store = super::open_store(&database_url).await?;
-            run(&store).await?
+            let log = ReadOnlyLog::open(&database_url)
+                .await
+                .map_err(|e| match e {
+                    // The reason alone: "unavailable" would be wrong for a missing file.
+                    StoreError::Unavailable(reason) => anyhow::anyhow!(reason),
+                    other => other.into(),
+                })
+                .with_context(|| format!("cannot verify the log at {}", redact(&database_url)))?;
+            if log.head().await?.position == 0 && log.read_all(0, 1).await?.is_empty() {
+                anyhow::bail!(
+                    "the log at {} is empty: there is nothing to verify",
+                    redact(&database_url)
+                );
+            }
+            run(&log).await?
         }
     };
     Ok(super::exit_code(code))
@@ -111,8 +130,50 @@ pub enum Verdict {
     },
 }
 
+/// What a walk over the log reads: the head row and the events in position order.
+pub trait LogSource: Sync {
+    fn head(&self) -> impl std::future::Future<Output = Result<Head, StoreError>> + Send;
+    fn read_all(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<Vec<RecordedEvent>, StoreError>> + Send;
+}
+
+/// A log opened read-only: what `amtsbuch verify` walks.
+impl LogSource for ReadOnlyLog {
+    async fn head(&self) -> Result<Head, StoreError> {
+        ReadOnlyLog::head(self).await
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        ReadOnlyLog::read_all(self, after, limit).await
+    }
+}
+
+/// The running stores, for checks of a log while it is written (tests do).
+macro_rules! store_source {
+    ($($store:ty),*) => {$(
+        impl LogSource for $store {
+            async fn head(&self) -> Result<Head, StoreError> {
+                EventStore::head(self).await
+            }
+
+            async fn read_all(
+                &self,
+                after: u64,
+                limit: usize,
+            ) -> Result<Vec<RecordedEvent>, StoreError> {
+                EventStore::read_all(self, after, limit).await
+            }
+        }
+    )*};
+}
+
+store_source!(AnyStore, PgStore, SqliteStore);
+
 /// Walk the whole log. `progress` is called with the number of events checked so far.
-pub async fn verify_store<S: EventStore>(
+pub async fn verify_store<S: LogSource>(
     store: &S,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Verdict, StoreError> {
@@ -165,7 +226,7 @@ pub async fn verify_store<S: EventStore>(
 }
 
 /// The CLI command. Returns the process exit code.
-pub async fn run<S: EventStore>(store: &S) -> Result<i32, StoreError> {
+pub async fn run<S: LogSource>(store: &S) -> Result<i32, StoreError> {
     let started = Instant::now();
     let tty = std::io::stderr().is_terminal();
     let verdict = verify_store(store, |done, total| {
