@@ -28,7 +28,7 @@ use amtsbuch_api::module::Target::{self, Nobody};
 use amtsbuch_api::router::{self, Access, AccessTable};
 use amtsbuch_domain::access::Role::{self, *};
 
-mod common;
+use amtsbuch_testkit_api as common;
 use common::{Reply, Samples, SseReader};
 
 /// Who may call an operation.
@@ -199,7 +199,7 @@ struct TestApp {
 /// a second hold that nothing releases), so that no erasure in the matrix removes a
 /// subject the later rows need.
 async fn app() -> TestApp {
-    let store = common::temp_store("access").await;
+    let store = common::temp_store().await;
     let ledger = common::start_ledger(&store.store);
     let event_id = common::append_consents(&store.store, 3).await;
     let checkpoint_size = common::wait_for_checkpoint(&store.store, 3).await;
@@ -577,7 +577,7 @@ async fn expect_labels(reader: &mut SseReader, who: &str, batch: &str, labels: &
 
 #[tokio::test]
 async fn each_caller_sees_exactly_its_events_in_catch_up_and_live() {
-    let store = common::temp_store("access-sse").await;
+    let store = common::temp_store().await;
     let app = router::router(common::state_with(&store.store, None, HubLimits::default()).await);
     append_mix(&app, "before").await;
 
@@ -674,7 +674,7 @@ async fn each_caller_sees_exactly_its_events_in_catch_up_and_live() {
 
 #[tokio::test]
 async fn tokens_that_may_not_subscribe_see_nothing() {
-    let store = common::temp_store("access-sse-refused").await;
+    let store = common::temp_store().await;
     let app = router::router(common::state_with(&store.store, None, HubLimits::default()).await);
     append_mix(&app, "only").await;
     for (who, token, status) in [
@@ -768,7 +768,7 @@ async fn consumer_filters(nats: &common::TestNats, name: &str) -> Vec<String> {
 /// `lra-meissen` sets them up. Against the NATS server of the tests.
 #[tokio::test]
 async fn a_fachverfahren_changes_only_its_own_authoritys_consumers() {
-    let store = common::temp_store("access-nats").await;
+    let store = common::temp_store().await;
     let nats = common::TestNats::create().await;
     let mut state = common::state_with(&store.store, None, HubLimits::default()).await;
     state.nats = Some(std::sync::Arc::new(amtsbuch_api::state::NatsLink::new(

@@ -732,7 +732,7 @@ fn mint_refuses_tokens_the_server_would_refuse() {
 
 #[test]
 fn the_development_key_file_is_created_once_and_private() {
-    let dir = std::env::temp_dir().join(format!("amtsbuch-auth-{}", uuid::Uuid::now_v7().simple()));
+    let dir = amtsbuch_testkit_api::TempDir::new();
     let path = dir.join("data").join(amtsbuch_api::auth::DEV_KEY_FILE);
     let (first, created) = DevKey::load_or_create(&path).expect("create");
     assert!(created);
@@ -753,7 +753,6 @@ fn the_development_key_file_is_created_once_and_private() {
 
     std::fs::write(&path, b"not a key").expect("overwrite");
     assert!(DevKey::load_or_create(&path).is_err());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------

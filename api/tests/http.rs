@@ -10,26 +10,18 @@ use tower::ServiceExt;
 use amtsbuch_api::{router, AppState};
 use amtsbuch_domain::access::Role;
 
-mod common;
-use amtsbuch_infra::{AnyStore, EventStore, SqliteStore};
+use amtsbuch_infra::{AnyStore, EventStore};
+use amtsbuch_testkit_api as common;
 
 struct TestApp {
     app: Router,
     store: AnyStore,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    _db: common::TempStore,
 }
 
 async fn app() -> TestApp {
-    let dir = std::env::temp_dir().join(format!("amtsbuch-http-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let url = format!("sqlite://{}", dir.join("events.db").display());
-    let store = AnyStore::Sqlite(SqliteStore::open(&url).await.expect("store"));
+    let db = common::temp_store().await;
+    let store = db.store.clone();
     TestApp {
         app: router(
             AppState::new(store.clone(), None, common::authenticator())
@@ -37,7 +29,7 @@ async fn app() -> TestApp {
                 .expect("state"),
         ),
         store,
-        dir,
+        _db: db,
     }
 }
 
@@ -496,14 +488,8 @@ async fn too_many_headers_get_a_problem_over_a_socket() {
     let state = AppState::new(app.store.clone(), None, common::authenticator())
         .await
         .expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(amtsbuch_api::run(listener, state, async {
-        let _ = stopped.await;
-    }));
+    let server = common::Serving::start(state).await;
+    let address = server.address;
 
     // `Host` and `Connection` are two of the fields.
     let send = |extra: usize| async move {
@@ -556,8 +542,7 @@ async fn too_many_headers_get_a_problem_over_a_socket() {
         assert_eq!(body["status"], 431);
     }
 
-    let _ = stop.send(());
-    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+    tokio::time::timeout(std::time::Duration::from_secs(10), server.stop())
         .await
         .expect("the server stops after the signal")
         .expect("task")

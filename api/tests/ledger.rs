@@ -14,7 +14,6 @@ use amtsbuch_api::state::LedgerInfo;
 use amtsbuch_api::{router, AppState};
 use amtsbuch_domain::access::Role;
 
-mod common;
 use amtsbuch_domain::checkpoint::open_checkpoint;
 use amtsbuch_domain::merkle::{
     leaf_hash, root_from_leaves, verify_consistency, verify_inclusion, Hash,
@@ -23,8 +22,8 @@ use amtsbuch_domain::note::{Signer, Verifier};
 use amtsbuch_domain::tlog_proof::{self, Leaf, TlogProof};
 use amtsbuch_domain::{base64, AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
 use amtsbuch_infra::ledger::{self, LedgerConfig};
-use amtsbuch_infra::{AnyStore, EventStore, PgStore, SqliteStore};
-use sqlx::Connection;
+use amtsbuch_infra::{AnyStore, EventStore};
+use amtsbuch_testkit_api as common;
 
 const ORIGIN: &str = "test.amtsbuch/log";
 
@@ -228,36 +227,16 @@ async fn the_ledger_signs_and_proves(store: AnyStore) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_ledger_signs_and_proves() {
-    let dir =
-        std::env::temp_dir().join(format!("amtsbuch-ledger-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let store = SqliteStore::open(&format!("sqlite://{}", dir.join("e.db").display()))
-        .await
-        .expect("store");
-    the_ledger_signs_and_proves(AnyStore::Sqlite(store)).await;
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn database_url() -> String {
-    std::env::var("AMTSBUCH_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    let db = common::TestDb::fresh(common::Adapter::Sqlite).await;
+    the_ledger_signs_and_proves(db.store.clone()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_ledger_signs_and_proves() {
-    let base: sqlx::postgres::PgConnectOptions = database_url().parse().expect("url");
-    let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = sqlx::PgConnection::connect_with(&base)
-        .await
-        .expect("PostgreSQL must be running");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut admin)
-        .await
-        .expect("schema");
-    let options = base.options([("search_path", schema.as_str())]);
-    let store = AnyStore::Postgres(PgStore::connect_with(options.clone()).await.expect("store"));
+    let db = common::TestDb::fresh(common::Adapter::Postgres).await;
+    let store = db.store.clone();
     // A second process on the same database stands by instead of signing too.
-    let other = AnyStore::Postgres(PgStore::connect_with(options).await.expect("store"));
+    let other = db.second_handle().await;
     ledger::spawn(
         other,
         LedgerConfig {
@@ -268,7 +247,4 @@ async fn postgres_ledger_signs_and_proves() {
         },
     );
     the_ledger_signs_and_proves(store).await;
-    let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&mut admin)
-        .await;
 }

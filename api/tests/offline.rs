@@ -9,7 +9,6 @@
 //! `GET /events/{id}/receipt` builds them and go through the same kind of matrix.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use amtsbuch_api::cli::offline::{
     export_ok_line, export_warning, receipt_note, receipt_ok_line, run_export_cli, run_receipt_cli,
@@ -26,6 +25,7 @@ use amtsbuch_domain::{
     base64, jcs, plan_batch, AppendRequest, BatchContext, EventType, ExpectedVersion, NewEvent,
     PlannedRecord, StreamId, GENESIS_CHAIN,
 };
+use amtsbuch_testkit_api::TempDir;
 use serde_json::{json, Value};
 
 const ORIGIN: &str = "test.amtsbuch/log";
@@ -1329,17 +1329,9 @@ fn a_receipt_with_a_changed_checkpoint_is_refused() {
 // Command line
 // ----------------------------------------------------------------------------------------
 
-/// A fresh directory for one test's files.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("amtsbuch-offline-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
 #[test]
 fn the_export_command_exits_0_for_a_good_export_and_1_for_a_bad_one() {
-    let dir = scratch("export-cli");
+    let dir = TempDir::new();
     let key = dir.join("log.vkey");
     std::fs::write(&key, format!("# the log's key\n\n{}\n", signer().vkey())).expect("key");
     let keys = [key];
@@ -1360,12 +1352,11 @@ fn the_export_command_exits_0_for_a_good_export_and_1_for_a_bad_one() {
     let empty_key = dir.join("empty.vkey");
     std::fs::write(&empty_key, "# nothing\n").expect("key");
     assert!(run_export_cli(&good, &[empty_key]).is_err());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn the_receipt_command_exits_0_for_a_good_receipt_and_1_for_a_bad_one() {
-    let dir = scratch("receipt-cli");
+    let dir = TempDir::new();
     let key = dir.join("log.vkey");
     std::fs::write(&key, format!("{}\n", signer().vkey())).expect("key");
     let keys = [key];
@@ -1386,5 +1377,4 @@ fn the_receipt_command_exits_0_for_a_good_receipt_and_1_for_a_bad_one() {
         run_receipt_cli(&proof, &keys, Some(&other)).expect("run"),
         1
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,7 +19,7 @@ use amtsbuch_domain::record::SealedSection;
 use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
 use amtsbuch_infra::EventStore;
 
-mod common;
+use amtsbuch_testkit_api as common;
 use common::schema::{conforms, errors_of, resolve};
 use common::{Reply, Samples};
 
@@ -86,7 +86,7 @@ fn the_checker_refuses_what_does_not_fit() {
 
 #[tokio::test]
 async fn the_document_is_served_and_is_openapi_3_1() {
-    let store = common::temp_store("openapi-doc").await;
+    let store = common::temp_store().await;
     let app = router::router(common::state_with(&store.store, None, HubLimits::default()).await);
     let reply = common::send(
         &app,
@@ -249,7 +249,7 @@ async fn app() -> TestApp {
 /// `app`, or with `seeded` false a server without a key-encryption key and without any
 /// sample data: the domain modules' routes answer 404, 409 or 503.
 async fn build(seeded: bool) -> TestApp {
-    let store = common::temp_store("openapi").await;
+    let store = common::temp_store().await;
     let ledger = common::start_ledger(&store.store);
     let event_id = common::append_consents(&store.store, 3).await;
     let checkpoint_size = common::wait_for_checkpoint(&store.store, 3).await;

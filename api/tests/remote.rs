@@ -13,6 +13,7 @@ use amtsbuch_domain::base64;
 use amtsbuch_domain::checkpoint::{sign_checkpoint, Checkpoint};
 use amtsbuch_domain::merkle::{consistency_proof, leaf_hash, root_from_leaves, Hash, MemoryLeaves};
 use amtsbuch_domain::note::Signer;
+use amtsbuch_testkit_api as common;
 
 const ORIGIN: &str = "stub.amtsbuch/log";
 
@@ -66,15 +67,9 @@ async fn only_consistent_growth_is_accepted() {
         .route("/ledger/checkpoint", get(checkpoint))
         .route("/ledger/proof/consistency", get(consistency))
         .with_state(presented.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = common::serve_router(app).await;
 
-    let dir =
-        std::env::temp_dir().join(format!("amtsbuch-remote-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = common::TempDir::new();
     let key = dir.join("log.vkey");
     std::fs::write(&key, format!("# the log's key\n{}\n", signer.vkey())).expect("key");
     let state = dir.join("trusted.checkpoint");
@@ -134,5 +129,4 @@ async fn only_consistent_growth_is_accepted() {
     // The honest extension is still accepted afterwards.
     present(&longer, &signer);
     assert_eq!(check(url, key, state.clone()).await, 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }

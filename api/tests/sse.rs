@@ -21,7 +21,7 @@ use amtsbuch_domain::access::Role;
 use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
 use amtsbuch_infra::{AnyStore, EventStore};
 
-mod common;
+use amtsbuch_testkit_api as common;
 use common::{Frame, Next, SseReader};
 
 struct TestApp {
@@ -30,7 +30,7 @@ struct TestApp {
 }
 
 async fn app(limits: HubLimits) -> TestApp {
-    let store = common::temp_store("sse").await;
+    let store = common::temp_store().await;
     let state = common::state_with(&store.store, None, limits).await;
     TestApp {
         app: router::router(state),

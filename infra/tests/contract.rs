@@ -1,10 +1,11 @@
 //! The event-store contract: written once, run against every adapter.
 //!
 //! Each `fn` below states one guarantee of `EventStore` for any implementation; the
-//! `contract!` macro at the bottom instantiates every one of them for PostgreSQL and for
-//! SQLite. A new adapter passes when it is added to that macro and all of them pass.
+//! test kit's `on_both_adapters!` at the bottom runs every one of them on PostgreSQL and
+//! on SQLite, each through the `AnyStore` the service uses. A new adapter passes when it
+//! is added to the kit's `Adapter` and all of them pass.
 
-mod common;
+use amtsbuch_testkit as common;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -477,28 +478,8 @@ async fn concurrent_writers_and_a_subscriber_see_everything_once<S: EventStore>(
     assert_eq!(store.head().await.expect("head").position, total);
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::common::with_pg(|store, _| super::$name(store)).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::common::with_sqlite(|store, _| super::$name(store)).await;
-                }
-            )*
-        }
-    };
-}
-
-contract!(
+common::on_both_adapters!(
+    using common::with_store;
     appends_and_reads_a_stream,
     checks_expected_versions,
     retries_are_idempotent,

@@ -2,7 +2,7 @@
 //! processes would) on one database, where each writer's cached view of the log goes stale
 //! and the compare-and-set on the head row must send it back to the database.
 
-mod common;
+use amtsbuch_testkit as common;
 
 use amtsbuch_domain::{AppendError, AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
 use amtsbuch_infra::{EventStore, PgStore, StoreError};

@@ -7,11 +7,9 @@
 //! (`AMTSBUCH_TEST_NATS_URL`, default `nats://127.0.0.1:4222`) and deletes its stream at
 //! the end, also when it fails. The outage test runs a private `nats-server`.
 
-mod common;
+use amtsbuch_testkit as common;
 
 use std::collections::HashSet;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use amtsbuch_domain::chain::to_hex;
@@ -32,10 +30,6 @@ use async_nats::jetstream::{self, stream};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::sync::watch;
-
-fn nats_url() -> String {
-    std::env::var("AMTSBUCH_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
-}
 
 /// A stream name and subject prefix no other test uses; deletes the stream when dropped,
 /// so a failing test leaves nothing behind on the shared server.
@@ -326,7 +320,7 @@ async fn wait_persisted(store: &AnyStore, name: &str, target: i64) {
 // 1. Concurrent appends.
 
 async fn concurrent_appends_reach_the_stream_once_in_order(store: AnyStore) {
-    let scope = Scope::new(&nats_url());
+    let scope = Scope::new(&common::nats_url());
     let handle = relay::spawn(store.clone(), scope.config()).expect("spawn");
     let appended = append_concurrently(&store, 8, 25).await;
     let head = store.head().await.expect("head").position;
@@ -375,7 +369,7 @@ async fn sqlite_concurrent_appends_reach_the_stream_once_in_order() {
 // 2. Restarts.
 
 async fn a_restarted_relay_neither_repeats_nor_skips(store: AnyStore) {
-    let scope = Scope::new(&nats_url());
+    let scope = Scope::new(&common::nats_url());
     // A short duplicate window, so that the last part shows that resuming from the
     // stream, not de-duplication, is what prevents a second copy.
     let config = RelayConfig {
@@ -434,7 +428,7 @@ async fn sqlite_a_restarted_relay_neither_repeats_nor_skips() {
 async fn a_deleted_stream_is_recreated_and_refilled() {
     common::with_sqlite(|store, _| async move {
         let store = AnyStore::Sqlite(store);
-        let scope = Scope::new(&nats_url());
+        let scope = Scope::new(&common::nats_url());
         let handle = relay::spawn(store.clone(), scope.config()).expect("spawn");
         let n = append_some(&store, "consent-a", 0, 20).await;
         wait_published(&handle, n, Duration::from_secs(20)).await;
@@ -459,7 +453,7 @@ async fn a_deleted_stream_is_recreated_and_refilled() {
 async fn a_foreign_message_stops_the_relay_rather_than_break_the_order() {
     common::with_sqlite(|store, _| async move {
         let store = AnyStore::Sqlite(store);
-        let scope = Scope::new(&nats_url());
+        let scope = Scope::new(&common::nats_url());
         let js = scope.jetstream().await;
         let handle = relay::spawn(store.clone(), scope.config()).expect("spawn");
         let n = append_some(&store, "consent-a", 0, 10).await;
@@ -496,7 +490,7 @@ async fn a_foreign_message_stops_the_relay_rather_than_break_the_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_of_another_log_is_refused() {
     log::install();
-    let scope = Scope::new(&nats_url());
+    let scope = Scope::new(&common::nats_url());
     let js = scope.jetstream().await;
     let (scope, js) = (&scope, &js);
     let old = 5;
@@ -534,81 +528,6 @@ async fn a_stream_of_another_log_is_refused() {
 
 // ---------------------------------------------------------------------------------------
 // 3. A NATS outage.
-
-/// The `nats-server` binary: `AMTSBUCH_TEST_NATS_SERVER`, `nats-server` on the PATH, or
-/// `/usr/sbin/nats-server`. Its absence fails the test: the guarantee must be checked.
-fn nats_server_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("AMTSBUCH_TEST_NATS_SERVER") {
-        return PathBuf::from(path);
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("nats-server"))
-        .find(|p| p.is_file());
-    let fallback = PathBuf::from("/usr/sbin/nats-server");
-    on_path
-        .or_else(|| fallback.is_file().then_some(fallback))
-        .expect(
-            "the NATS outage test needs a nats-server binary: set AMTSBUCH_TEST_NATS_SERVER, \
-             put nats-server on the PATH, or install it at /usr/sbin/nats-server",
-        )
-}
-
-/// A directory removed when dropped, also when the test fails.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-}
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// A private JetStream server on `port` keeping its data in `dir`; killed when dropped.
-async fn start_nats(binary: &Path, port: u16, dir: &Path) -> tokio::process::Child {
-    let child = tokio::process::Command::new(binary)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "nats-server did not listen on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child
-}
 
 /// What the relay logged, per stream, as (level, message): installed once for the whole
 /// test binary, since a global subscriber can be set only once; each test reads only the
@@ -694,14 +613,11 @@ mod log {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_outage_loses_and_reorders_nothing() {
-    let binary = nats_server_binary();
     log::install();
     common::with_pg(|store, _| async move {
         let store = AnyStore::Postgres(store);
-        let dir = TempDir::new("amtsbuch-nats");
-        let port = free_port();
-        let url = format!("nats://127.0.0.1:{port}");
-        let mut server = start_nats(&binary, port, &dir).await;
+        let mut server = common::NatsServer::start().await;
+        let url = server.url();
         let scope = Scope::new(&url);
         let config = RelayConfig {
             ack_timeout: Duration::from_secs(1),
@@ -731,7 +647,7 @@ async fn a_nats_outage_loses_and_reorders_nothing() {
         wait_published(&handle, 60, Duration::from_secs(20)).await;
 
         // Crash NATS while publishes are in flight; appends go on, unhindered.
-        server.kill().await.expect("kill nats-server");
+        server.kill();
         let started = Instant::now();
         append_some(&store, "consent-outage", 50_000, 20).await;
         assert!(
@@ -749,7 +665,7 @@ async fn a_nats_outage_loses_and_reorders_nothing() {
         );
         assert!(!writer.is_finished(), "appends must still be going on");
 
-        let _server = start_nats(&binary, port, &dir).await;
+        server.restart().await;
         let appended = writer.await.expect("writer");
         let head = store.head().await.expect("head").position;
         assert!(head >= appended && published_late < head);
@@ -790,7 +706,7 @@ async fn two_relays_on_one_database_take_turns() {
             .await
             .expect("second process");
         let (a, b) = (AnyStore::Postgres(a), AnyStore::Postgres(b));
-        let scope = Scope::new(&nats_url());
+        let scope = Scope::new(&common::nats_url());
         let first = relay::spawn(a.clone(), scope.config()).expect("spawn a");
         wait_active(&mut first.active(), Duration::from_secs(10)).await;
         let second = relay::spawn(b.clone(), scope.config()).expect("spawn b");
@@ -914,7 +830,7 @@ async fn positions_where(
 async fn fachverfahren_consumers_get_exactly_their_events_in_order() {
     common::with_pg(|store, _| async move {
         let store = AnyStore::Postgres(store);
-        let scope = Scope::new(&nats_url());
+        let scope = Scope::new(&common::nats_url());
         let js = scope.jetstream().await;
         let handle = relay::spawn(store.clone(), scope.config()).expect("spawn");
         append_concurrently(&store, 4, 30).await;
@@ -1048,7 +964,7 @@ async fn fachverfahren_consumers_get_exactly_their_events_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_existing_stream_is_updated_or_clearly_refused() {
-    let scope = Scope::new(&nats_url());
+    let scope = Scope::new(&common::nats_url());
     let js = scope.jetstream().await;
     let config = scope.config();
 
@@ -1101,7 +1017,7 @@ async fn relay_latency_at_5000_events_per_second() {
     }
     common::with_pg(|store, _| async move {
         let store = AnyStore::Postgres(store);
-        let scope = Scope::new(&nats_url());
+        let scope = Scope::new(&common::nats_url());
         let client = async_nats::connect(&scope.url).await.expect("nats");
         let mut live = client
             .subscribe(scope.prefix.wildcard())
@@ -1204,7 +1120,7 @@ async fn relay_latency_at_5000_events_per_second() {
 
         // Catch-up throughput: a second relay feeds a new stream the whole log.
         let head = store.head().await.expect("head").position;
-        let fresh = Scope::new(&nats_url());
+        let fresh = Scope::new(&common::nats_url());
         let started = Instant::now();
         let catch_up = relay::spawn(store.clone(), fresh.config()).expect("spawn");
         wait_published(&catch_up, head, Duration::from_secs(120)).await;

@@ -1,11 +1,11 @@
 //! The key vault, the sealing service and KEK files, as crypto-shredding relies on them.
 //!
-//! Each `async fn` below states one behaviour for any store; the `suite!` macro at the
+//! Each `async fn` below states one behaviour for any store; `on_both_adapters!` at the
 //! bottom runs every one of them on PostgreSQL (a fresh schema per test) and on SQLite (a
 //! fresh file per test). Each test gets two handles on its database, so that "another
 //! process" can be played by the second one. The KEK file tests need no database.
 
-mod common;
+use amtsbuch_testkit as common;
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ use amtsbuch_domain::{
 use amtsbuch_infra::kek::{generate_kek_file, load_kek_file, load_keyring, KekError, Keyring};
 use amtsbuch_infra::sealer::{Sealer, SealerError};
 use amtsbuch_infra::vault::{KeyVault, SubjectId, SubjectStatus, VaultError};
-use amtsbuch_infra::{AnyStore, Direction, EventStore, PgStore, RecordedEvent, SqliteStore};
+use amtsbuch_infra::{AnyStore, Direction, EventStore, RecordedEvent};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -716,38 +716,19 @@ async fn kek_rotation_rewraps_every_live_key(store: AnyStore, _other: AnyStore) 
     assert_eq!(kek_of(&store, &fresh).await.as_deref(), Some("kek-b"));
 }
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::common::with_pg(|store, options| async move {
-                        let other = PgStore::connect_with(options).await.expect("second handle");
-                        super::$name(AnyStore::Postgres(store), AnyStore::Postgres(other)).await;
-                    })
-                    .await;
-                }
-            )*
-        }
-        mod sqlite {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::common::with_sqlite(|store, url| async move {
-                        let other = SqliteStore::open(&url).await.expect("second handle");
-                        super::$name(AnyStore::Sqlite(store), AnyStore::Sqlite(other)).await;
-                    })
-                    .await;
-                }
-            )*
-        }
-    };
+/// Run `test` with two handles on a fresh database of `adapter`.
+async fn with_two_handles<F, Fut>(adapter: common::Adapter, test: F)
+where
+    F: FnOnce(AnyStore, AnyStore) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let db = common::TestDb::fresh(adapter).await;
+    let other = db.second_handle().await;
+    test(db.store.clone(), other).await;
 }
 
-suite!(
+common::on_both_adapters!(
+    using with_two_handles;
     creates_a_key_on_first_use,
     concurrent_first_uses_end_with_one_key,
     sealed_events_round_trip_through_the_log,
@@ -762,13 +743,6 @@ suite!(
 
 // ---------------------------------------------------------------------------------------
 // KEK files
-
-/// A fresh directory for one test's files.
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("amtsbuch-kek-{}", Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
 
 #[cfg(unix)]
 fn set_mode(path: &Path, mode: u32) {
@@ -804,7 +778,7 @@ fn same_kek(a: &Kek, b: &Kek) -> bool {
 
 #[test]
 fn a_generated_kek_file_loads_back() {
-    let dir = temp_dir();
+    let dir = common::TempDir::new();
     // In a directory that does not exist yet, as `--out keys/kek` in an empty directory.
     let path = dir.join("keys").join("kek-2026.kek");
     let id = KeyId::parse("kek-2026").expect("id");
@@ -836,12 +810,11 @@ fn a_generated_kek_file_loads_back() {
         &first.kek,
         &load_kek_file(&other).expect("load").kek
     ));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn keyrings_load_in_order_with_distinct_ids() {
-    let dir = temp_dir();
+    let dir = common::TempDir::new();
     let a = dir.join("a.kek");
     let b = dir.join("b.kek");
     generate_kek_file(&a, &KeyId::parse("kek-a").expect("id")).expect("a");
@@ -872,13 +845,12 @@ fn keyrings_load_in_order_with_distinct_ids() {
         load_keyring(&[&a, &missing]).map(|_| ()),
         Err(KekError::Missing { path: missing })
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[cfg(unix)]
 #[test]
 fn kek_file_modes_are_checked() {
-    let dir = temp_dir();
+    let dir = common::TempDir::new();
     let path = dir.join("a.kek");
     generate_kek_file(&path, &KeyId::parse("kek-a").expect("id")).expect("generate");
     set_mode(&path, 0o644);
@@ -901,12 +873,11 @@ fn kek_file_modes_are_checked() {
             "{writable:o}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn malformed_kek_files_are_refused_without_quoting_the_key() {
-    let dir = temp_dir();
+    let dir = common::TempDir::new();
     let key = base64::encode(&[7u8; KEY_LEN]);
     let short = base64::encode(&[7u8; 16]);
 
@@ -955,5 +926,4 @@ fn malformed_kek_files_are_refused_without_quoting_the_key() {
         assert!(!message.contains(&key), "{name}: {message}");
         assert!(!message.contains(&short), "{name}: {message}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

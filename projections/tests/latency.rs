@@ -21,17 +21,6 @@ use common::*;
 /// Writers in the open loop; each appends one event per `WRITERS / rate` seconds.
 const WRITERS: usize = 100;
 
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "an index into a short list"
-    )]
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -146,16 +135,4 @@ async fn visible_soon_after_append_at_a_fixed_rate(t: TestDb) {
     );
 }
 
-mod postgres {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn visible_soon_after_append_at_a_fixed_rate() {
-        crate::common::with_pg(super::visible_soon_after_append_at_a_fixed_rate).await;
-    }
-}
-
-mod sqlite {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn visible_soon_after_append_at_a_fixed_rate() {
-        crate::common::with_sqlite(super::visible_soon_after_append_at_a_fixed_rate).await;
-    }
-}
+on_both_adapters!(visible_soon_after_append_at_a_fixed_rate);

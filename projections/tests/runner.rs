@@ -1,7 +1,7 @@
 //! The projection contract: written once, run against PostgreSQL and SQLite.
 //!
 //! Each `fn` below states one behaviour of the runner, the checkpoints, rebuild or the
-//! stream catalogue that a user relies on; the `suite!` macro at the bottom runs every one
+//! stream catalogue that a user relies on; `on_both_adapters!` at the bottom runs every one
 //! of them on a fresh PostgreSQL schema and on a fresh SQLite file.
 
 mod common;
@@ -16,6 +16,7 @@ use amtsbuch_projections::{
     checkpoint, rebuild, rebuild_among, runner, Projection, ProjectionError, ProjectionState,
     RebuildError, Replayer, RunnerConfig,
 };
+use amtsbuch_testkit::{with_test_db, Adapter};
 use common::*;
 
 fn streams_only() -> Vec<Arc<dyn Projection>> {
@@ -459,7 +460,7 @@ async fn two_runners_take_turns(t: TestDb) {
 /// Two projections with one name would share a checkpoint; the runner refuses them.
 #[tokio::test]
 async fn duplicate_names_are_refused() {
-    with_sqlite(|t| async move {
+    with_test_db(Adapter::Sqlite, |t| async move {
         let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             runner::spawn(t.store.clone(), vec![Arc::new(Streams), Arc::new(Streams)])
         }));
@@ -475,28 +476,7 @@ async fn duplicate_names_are_refused() {
     .await;
 }
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::common::with_pg(super::$name).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::common::with_sqlite(super::$name).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+on_both_adapters!(
     the_catalogue_matches_the_log_after_concurrent_appends,
     batched_and_one_by_one_application_agree,
     a_failing_batch_leaves_read_model_and_checkpoint_at_the_previous_batch,

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amtsbuch_tests::{
+use amtsbuch_testkit::{
     mint_token, run_cli, stream_messages, wait_relayed, wohngeld_token, Client, NatsServer, Server,
     TempDir, TestDatabase,
 };
@@ -247,8 +247,8 @@ async fn a_server_killed_mid_load_loses_and_repeats_nothing() {
             .collect();
         wait_for_head(&db, target, Duration::from_secs(60)).await;
         server.kill().await;
-        let relayed = amtsbuch_tests::stream_last_position(
-            &amtsbuch_tests::jetstream(&nats.url()).await,
+        let relayed = amtsbuch_testkit::stream_last_position(
+            &amtsbuch_testkit::jetstream(&nats.url()).await,
             STREAM,
         )
         .await
@@ -525,7 +525,7 @@ fn for_meissen_region(record: &Value) -> bool {
 
 /// Run the example consumer until it has been idle for three seconds; its output lines.
 async fn run_fachverfahren(nats_url: &str, consumer: &str) -> Vec<Value> {
-    let run = tokio::process::Command::new(amtsbuch_tests::example("fachverfahren"))
+    let run = tokio::process::Command::new(amtsbuch_testkit::example("fachverfahren"))
         .args([
             "--consumer",
             consumer,
@@ -561,7 +561,7 @@ async fn assert_consumed(db: &TestDatabase, lines: &[Value], expected: &[u64]) {
         .map(|l| l["position"].as_u64().expect("position"))
         .collect();
     assert_eq!(printed, expected, "exactly its events, in order");
-    let log: HashMap<u64, amtsbuch_tests::StoredEvent> = db
+    let log: HashMap<u64, amtsbuch_testkit::StoredEvent> = db
         .events()
         .await
         .into_iter()

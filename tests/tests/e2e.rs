@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use amtsbuch_infra::{PgStore, Subscription};
-use amtsbuch_tests::{run_cli, Server, TempDir, TestDatabase};
+use amtsbuch_testkit::{run_cli, Server, TempDir, TestDatabase};
 use serde_json::{json, Value};
 
 fn one_event(n: u64) -> String {

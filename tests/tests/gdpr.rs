@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use amtsbuch_tests::{binary, mint_token, wohngeld_token, Server, TempDir, TestDatabase};
+use amtsbuch_testkit::{
+    binary, mint_token, nats_url, run_cli_in, wohngeld_token, Server, TempDir, TestDatabase,
+};
 use tokio::process::Command;
 
 /// The personal data docs/DPO.md enters for Erika; none of it may appear in plaintext in the
@@ -106,58 +108,8 @@ async fn reached(child: &mut tokio::process::Child, file: &Path) {
 }
 
 async fn cli(args: &[&str], cwd: &Path) {
-    let out = Command::new(binary())
-        .args(args)
-        .current_dir(cwd)
-        .env("AMTSBUCH_LOG", "warn")
-        .output()
-        .await
-        .expect("run amtsbuch");
-    assert!(
-        out.status.success(),
-        "amtsbuch {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Start `serve --dev` with its standard error (at debug level) going to `log`.
-async fn start_server(args: &[&str], cwd: &Path, log: &Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(binary())
-        .args(["serve", "--dev", "--listen", &addr])
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("AMTSBUCH_DATABASE_URL")
-        .env_remove("AMTSBUCH_NATS_URL")
-        .env("AMTSBUCH_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start amtsbuch");
-    let token = mint_token(cwd, &["--role", "operator", "--subject", "e2e-operator"]).await;
-    let server = Server {
-        child,
-        addr,
-        cwd: cwd.to_path_buf(),
-        token,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(server.request("GET", "/readyz", &[], "").await, Ok(r) if r.status == 200) {
-        assert!(Instant::now() < deadline, "amtsbuch did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    server
-}
-
-fn nats_url() -> String {
-    std::env::var("AMTSBUCH_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+    let (code, _, err) = run_cli_in(cwd, args).await;
+    assert!(code == 0, "amtsbuch {args:?}: {err}");
 }
 
 /// Every message payload of a JetStream stream, in order.
@@ -232,7 +184,7 @@ async fn the_dpo_guide_works_and_personal_data_never_appears_in_plaintext() {
     .await;
     cli(&["kek", "generate", "--out", "keys/kek"], &cwd).await;
     let log = cwd.join("server.log");
-    let server = start_server(
+    let server = Server::start_logging(
         &[
             "--database-url",
             &db.url,
@@ -250,7 +202,8 @@ async fn the_dpo_guide_works_and_personal_data_never_appears_in_plaintext() {
             &prefix,
         ],
         &cwd,
-        &log,
+        "debug",
+        Some(&log),
     )
     .await;
     let env = [

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use amtsbuch_domain::chain::{chain_hash, GENESIS_CHAIN};
 use amtsbuch_domain::merkle::leaf_hash;
-use amtsbuch_tests::{run_cli, Server, TempDir, TestDatabase};
+use amtsbuch_testkit::{run_cli, Server, TempDir, TestDatabase};
 use serde_json::json;
 use sqlx::Row;
 

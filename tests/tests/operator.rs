@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use amtsbuch_tests::{binary, free_port, PgServer, Server, TempDir, TestDatabase};
+use amtsbuch_testkit::{binary, free_port, PgServer, Server, TempDir, TestDatabase};
 use sqlx::Connection;
 
 /// Run `amtsbuch` in `cwd` to completion (at most 60 s); returns exit code, stdout, stderr.
@@ -393,7 +393,7 @@ async fn the_sample_key_set_accepts_the_token_helpers_tokens_without_dev() {
     )
     .await;
     assert_eq!(code, 0, "{err}");
-    let client = |token: &str| amtsbuch_tests::Client {
+    let client = |token: &str| amtsbuch_testkit::Client {
         addr: format!("127.0.0.1:{port}"),
         token: token.trim().to_owned(),
     };

@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amtsbuch_tests::{keygen, run_cli, wait_relayed, NatsServer, PgServer, Server, TempDir};
+use amtsbuch_testkit::{keygen, run_cli, wait_relayed, NatsServer, PgServer, Server, TempDir};
 use serde_json::json;
 use sqlx::Connection;
 
 /// Appends from both servers, one after the other, until `stop` is set; failures (while the
 /// database is away) are expected and ignored.
 fn keep_appending(
-    servers: Vec<amtsbuch_tests::Client>,
+    servers: Vec<amtsbuch_testkit::Client>,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
@@ -200,7 +200,7 @@ async fn one_leader_at_a_time_across_a_postgresql_restart() {
             );
         }
     }
-    let messages = amtsbuch_tests::stream_messages(&nats_url, "AMTSBUCH").await;
+    let messages = amtsbuch_testkit::stream_messages(&nats_url, "AMTSBUCH").await;
     let positions: Vec<u64> = messages.iter().map(|m| m.position()).collect();
     assert_eq!(positions, (1..=last).collect::<Vec<_>>());
 }
@@ -376,7 +376,7 @@ struct SmallDisk {
 impl SmallDisk {
     fn mount(size: &str) -> Self {
         assert!(
-            amtsbuch_tests::running_as_root(),
+            amtsbuch_testkit::running_as_root(),
             "this test mounts a small tmpfs to fill it up, which needs root (CI runs as root)"
         );
         let dir = TempDir::new();
@@ -613,7 +613,7 @@ async fn a_wrong_port_and_a_full_server_read_differently() {
     let dir = TempDir::new();
     let closed = format!(
         "postgres://postgres@127.0.0.1:{}/amtsbuch",
-        amtsbuch_tests::free_port()
+        amtsbuch_testkit::free_port()
     );
     let (code, out, err) = run_cli(&["verify", "--database-url", &closed]).await;
     assert_ne!(code, 0, "{out}");
@@ -652,7 +652,7 @@ async fn the_connection_budget_is_one_setting_and_too_small_a_one_is_refused() {
     let pg = PgServer::start().await;
     let url = pg.create_database("amtsbuch").await;
     let dir = TempDir::new();
-    let out = tokio::process::Command::new(amtsbuch_tests::binary())
+    let out = tokio::process::Command::new(amtsbuch_testkit::binary())
         .args([
             "serve",
             "--dev",

@@ -22,8 +22,7 @@ use amtsbuch_domain::access::Role;
 use amtsbuch_domain::applications::Sha256;
 use amtsbuch_infra::{AnyStore, EventStore, PgStore};
 
-#[path = "../common/mod.rs"]
-mod common;
+use amtsbuch_testkit_api as common;
 use common::schema::conforms;
 use common::Reply;
 
@@ -56,7 +55,7 @@ async fn admin() -> sqlx::PgConnection {
 
 impl Env {
     async fn sqlite() -> Self {
-        let temp = common::temp_store("applications").await;
+        let temp = common::temp_store().await;
         let store = temp.store.clone();
         let sealer = common::sealer(&store, temp.dir());
         Self::start(store, sealer, Place::Sqlite(temp)).await

@@ -6,14 +6,13 @@
 //!
 //! Each test is written once, as a function of an `Env`: a router with a real `Sealer`
 //! (its KEK generated into a temporary directory), the projections running, and a ledger
-//! signing every event, on a fresh store. The `suite!` macro runs every function on a
-//! temporary SQLite file and on a PostgreSQL schema of its own. Every answer the tests
-//! look at is also checked against the OpenAPI document (`common::schema::conforms`), so
-//! the typed bodies (`AccountView`, `ConsentView`, `DisclosureView`) and the problems are
-//! what the document promises.
+//! signing every event, on a fresh store. The test kit's `on_both_adapters!` runs every
+//! function on a temporary SQLite file and on a PostgreSQL schema of its own. Every answer
+//! the tests look at is also checked against the OpenAPI document
+//! (`common::schema::conforms`), so the typed bodies (`AccountView`, `ConsentView`,
+//! `DisclosureView`) and the problems are what the document promises.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -30,22 +29,15 @@ use amtsbuch_domain::chain::to_hex;
 use amtsbuch_domain::record::format_timestamp;
 use amtsbuch_domain::tlog_proof::{self, Leaf, TlogProof};
 use amtsbuch_infra::vault::{SubjectId, SubjectStatus};
-use amtsbuch_infra::{AnyStore, Direction, EventStore, PgStore, RecordedEvent};
+use amtsbuch_infra::{AnyStore, Direction, EventStore, RecordedEvent};
 
-#[path = "../common/mod.rs"]
-mod common;
+use amtsbuch_testkit_api as common;
 mod golden;
 use common::schema::conforms;
 use common::Reply;
 
 // ---------------------------------------------------------------------------------------
 // The environment
-
-/// Where a test's store lives, and what to remove afterwards.
-enum Place {
-    Sqlite(common::TempStore),
-    Postgres { schema: String, dir: PathBuf },
-}
 
 /// A server with personal data enabled, read models and a signing ledger, on a fresh store.
 struct Env {
@@ -55,31 +47,8 @@ struct Env {
     doc: Value,
     runner: Option<amtsbuch_projections::RunnerHandle>,
     ledger: tokio::task::JoinHandle<()>,
-    place: Option<Place>,
-}
-
-fn database_url() -> String {
-    std::env::var("AMTSBUCH_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-async fn admin() -> sqlx::PgConnection {
-    use sqlx::Connection;
-    let base: sqlx::postgres::PgConnectOptions = database_url().parse().expect("test database URL");
-    sqlx::PgConnection::connect_with(&base)
-        .await
-        .expect("PostgreSQL must be running for the tests (AMTSBUCH_TEST_DATABASE_URL)")
-}
-
-async fn drop_schema(schema: &str) {
-    let mut admin = admin().await;
-    // A session of an aborted task may still hold a lock for a moment; never hang on it.
-    let _ = sqlx::query("SET lock_timeout = '20s'")
-        .execute(&mut admin)
-        .await;
-    let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&mut admin)
-        .await;
+    /// The database (and the directory of the KEK file), removed when the `Env` goes.
+    _db: common::TestDb,
 }
 
 /// The ledger task signing checkpoints of `store` after every event, within 20 ms (as
@@ -98,48 +67,25 @@ fn spawn_ledger(store: &AnyStore) -> tokio::task::JoinHandle<()> {
 
 impl Env {
     async fn sqlite() -> Self {
-        let temp = common::temp_store("gdpr").await;
-        let store = temp.store.clone();
-        let sealer = common::sealer(&store, temp.dir());
-        Self::start(store, sealer, Place::Sqlite(temp)).await
+        Self::start(common::Adapter::Sqlite).await
     }
 
-    async fn postgres() -> Self {
-        let base: sqlx::postgres::PgConnectOptions =
-            database_url().parse().expect("test database URL");
-        let schema = format!("g_{}", uuid::Uuid::now_v7().simple());
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut admin().await)
-            .await
-            .expect("create schema");
-        let options = base.options([("search_path", schema.as_str())]);
-        let store = AnyStore::Postgres(PgStore::connect_with(options).await.expect("store"));
-        let dir = std::env::temp_dir().join(format!("amtsbuch-gdpr-{schema}"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let sealer = common::sealer(&store, &dir);
-        Self::start(store, sealer, Place::Postgres { schema, dir }).await
-    }
-
-    async fn start(store: AnyStore, sealer: amtsbuch_infra::sealer::Sealer, place: Place) -> Self {
-        let ledger = spawn_ledger(&store);
-        Self::start_with(store, sealer, place, ledger).await
+    async fn start(adapter: common::Adapter) -> Self {
+        let db = common::TestDb::fresh(adapter).await;
+        let ledger = spawn_ledger(&db.store);
+        Self::start_with(db, ledger).await
     }
 
     /// `sqlite`, with a ledger that has not signed yet: the test starts it
     /// (`spawn_ledger`) when it wants checkpoints.
     async fn sqlite_unsigned() -> Self {
-        let temp = common::temp_store("gdpr").await;
-        let store = temp.store.clone();
-        let sealer = common::sealer(&store, temp.dir());
-        Self::start_with(store, sealer, Place::Sqlite(temp), tokio::spawn(async {})).await
+        let db = common::TestDb::fresh(common::Adapter::Sqlite).await;
+        Self::start_with(db, tokio::spawn(async {})).await
     }
 
-    async fn start_with(
-        store: AnyStore,
-        sealer: amtsbuch_infra::sealer::Sealer,
-        place: Place,
-        ledger: tokio::task::JoinHandle<()>,
-    ) -> Self {
+    async fn start_with(db: common::TestDb, ledger: tokio::task::JoinHandle<()>) -> Self {
+        let store = db.store.clone();
+        let sealer = common::sealer(&store, db.dir());
         let ledger_info = amtsbuch_api::state::LedgerInfo {
             origin: common::ORIGIN.into(),
             vkeys: vec![common::ledger_signer().vkey()],
@@ -155,7 +101,7 @@ impl Env {
             doc: serde_json::to_value(amtsbuch_api::router::openapi()).expect("document"),
             runner: Some(runner),
             ledger,
-            place: Some(place),
+            _db: db,
         }
     }
 
@@ -164,14 +110,6 @@ impl Env {
         self.ledger.abort();
         if let Some(runner) = self.runner.take() {
             runner.shutdown().await;
-        }
-        match self.place.take() {
-            Some(Place::Postgres { schema, dir }) => {
-                drop_schema(&schema).await;
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Some(Place::Sqlite(temp)) => drop(temp),
-            None => {}
         }
     }
 
@@ -345,51 +283,22 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        // Only reached without `close`, i.e. when a test failed: clean up all the same.
+        // Without `close`, i.e. when a test failed: stop the tasks all the same; the
+        // database goes with the `Env`.
         self.ledger.abort();
         drop(self.runner.take());
-        if let Some(Place::Postgres { schema, dir }) = self.place.take() {
-            let _ = std::fs::remove_dir_all(dir);
-            let _ = std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    rt.block_on(drop_schema(&schema));
-                }
-            })
-            .join();
-        }
     }
 }
 
-/// Run each test function on SQLite and on PostgreSQL.
-macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let env = super::Env::sqlite().await;
-                    super::$test(&env).await;
-                    env.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let env = super::Env::postgres().await;
-                    super::$test(&env).await;
-                    env.close().await;
-                }
-            )*
-        }
-    };
+/// Run `test` on an `Env` on a fresh database of `adapter`.
+async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
+    let env = Env::start(adapter).await;
+    test(&env).await;
+    env.close().await;
 }
 
-suite!(
+common::on_both_adapters!(
+    using on;
     the_dpo_walk_of_the_guide,
     consents_are_renewed_narrowed_revoked_and_listed,
     accounts_link_identities_and_ask_for_deletion,

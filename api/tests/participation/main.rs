@@ -36,8 +36,7 @@ use amtsbuch_domain::tlog_proof::{self, Leaf, TlogProof};
 use amtsbuch_domain::AuthorityId;
 use amtsbuch_infra::{AnyStore, EventStore, PgStore};
 
-#[path = "../common/mod.rs"]
-mod common;
+use amtsbuch_testkit_api as common;
 use common::schema::conforms;
 use common::Reply;
 
@@ -74,7 +73,7 @@ async fn admin() -> sqlx::PgConnection {
 
 impl Env {
     async fn sqlite() -> Self {
-        let temp = common::temp_store("participation").await;
+        let temp = common::temp_store().await;
         let store = temp.store.clone();
         let keyring = keyring(temp.dir());
         Self::start(store.clone(), store, keyring, Place::Sqlite(temp)).await

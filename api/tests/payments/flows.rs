@@ -90,7 +90,7 @@ async fn receive(
 
 impl Env {
     async fn sqlite() -> Self {
-        let temp = common::temp_store("payments").await;
+        let temp = common::temp_store().await;
         let store = temp.store.clone();
         let sealer = common::sealer(&store, temp.dir());
         Self::start(store, sealer, Place::Sqlite(temp)).await

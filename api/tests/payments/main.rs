@@ -2,8 +2,7 @@
 //! XBezahldienste simulator, and the payment flows (P1-P5 and bad input) on SQLite and on
 //! PostgreSQL, with the simulator as a separate process reached over HTTP.
 
-#[path = "../common/mod.rs"]
-mod common;
+pub(crate) use amtsbuch_testkit_api as common;
 mod flows;
 mod provider;
 mod simulator;

@@ -1,8 +1,6 @@
-//! Fresh databases for the projection tests, test projections, and the folds the read
-//! models are checked against.
-//!
-//! Each PostgreSQL test runs in a schema of its own and each SQLite test in a file of its
-//! own, so tests run in parallel and never see each other's events or read models.
+//! Test projections for the projection tests, their workload, and the folds the read
+//! models are checked against. The fresh databases they run on (a schema or a file per
+//! test) come from the test kit, re-exported here.
 
 #![allow(
     dead_code,
@@ -10,7 +8,6 @@
 )]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,101 +16,19 @@ use amtsbuch_domain::{
     AppendRequest, AuthorityId, Category, EventRecord, EventType, ExpectedVersion, NewEvent,
     StreamId,
 };
-use amtsbuch_infra::{AnyStore, EventStore, PgStore, RecordedEvent, SqliteStore};
+use amtsbuch_infra::{AnyStore, EventStore, RecordedEvent};
 use amtsbuch_projections::streams::{list_streams, StreamQuery, StreamSummary};
 use amtsbuch_projections::{
     Projection, ProjectionError, ProjectionState, ReadDb, ReadTx, RunnerConfig,
 };
 use futures_util::future::BoxFuture;
 use serde_json::json;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::types::Uuid;
-use sqlx::Connection;
 use tokio::sync::watch;
+
+pub use amtsbuch_testkit::{on_both_adapters, TestDb};
 
 /// How long any wait in these tests may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
-
-/// The database a test runs on.
-pub struct TestDb {
-    pub store: AnyStore,
-    pg: Option<PgConnectOptions>,
-}
-
-impl TestDb {
-    /// Another connection to the same database, as another process would open it. On
-    /// SQLite, where one file belongs to one process, it is the same store.
-    pub async fn other_process(&self) -> AnyStore {
-        match &self.pg {
-            Some(options) => AnyStore::Postgres(
-                PgStore::connect_with(options.clone())
-                    .await
-                    .expect("second store"),
-            ),
-            None => self.store.clone(),
-        }
-    }
-
-    pub fn is_postgres(&self) -> bool {
-        self.pg.is_some()
-    }
-
-    pub fn db(&self) -> ReadDb {
-        ReadDb::new(&self.store)
-    }
-}
-
-fn database_url() -> String {
-    std::env::var("AMTSBUCH_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// Run `test` against a fresh PostgreSQL schema and drop the schema afterwards.
-pub async fn with_pg<F, Fut>(test: F)
-where
-    F: FnOnce(TestDb) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let base: PgConnectOptions = database_url().parse().expect("test database URL");
-    let schema = format!("p_{}", Uuid::now_v7().simple());
-    let mut admin = sqlx::PgConnection::connect_with(&base)
-        .await
-        .expect("PostgreSQL must be running for the tests (AMTSBUCH_TEST_DATABASE_URL)");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut admin)
-        .await
-        .expect("create schema");
-    let options = base.options([("search_path", schema.as_str())]);
-    let store = PgStore::connect_with(options.clone())
-        .await
-        .expect("connect");
-    test(TestDb {
-        store: AnyStore::Postgres(store),
-        pg: Some(options),
-    })
-    .await;
-    let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&mut admin)
-        .await;
-}
-
-/// Run `test` against a fresh SQLite file.
-pub async fn with_sqlite<F, Fut>(test: F)
-where
-    F: FnOnce(TestDb) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = std::env::temp_dir().join(format!("amtsbuch-proj-{}", Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let url = format!("sqlite://{}", dir.join("events.db").display());
-    let store = SqliteStore::open(&url).await.expect("open sqlite");
-    test(TestDb {
-        store: AnyStore::Sqlite(store),
-        pg: None,
-    })
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-}
 
 /// A runner configuration that retries and takes over quickly, so tests do not wait long.
 pub fn quick(batch_size: usize) -> RunnerConfig {
@@ -408,4 +323,16 @@ pub async fn expected_counts(store: &AnyStore, upto: u64) -> BTreeMap<String, u6
 
 pub fn counter() -> Arc<Counter> {
     Arc::new(Counter::default())
+}
+
+/// The `q` quantile (0.0 to 1.0) of durations sorted in ascending order; zero for none.
+pub fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "an index into a short list"
+    )]
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
 }

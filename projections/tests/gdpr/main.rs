@@ -50,6 +50,7 @@ use amtsbuch_projections::gdpr::{
     ErasureRow, GdprQueryError, LegalBasis, ProcessingKind,
 };
 use amtsbuch_projections::{rebuild_among, runner, Dialect, Projection, ReadDb, RunnerHandle};
+use amtsbuch_testkit::{with_test_db, Adapter};
 use common::*;
 use serde_json::json;
 use sqlx::types::chrono::{DateTime, NaiveDate, Utc};
@@ -1790,28 +1791,7 @@ async fn the_replay_reads_the_log_by_index(t: TestDb) {
     );
 }
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::common::with_pg(super::$name).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::common::with_sqlite(super::$name).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+on_both_adapters!(
     the_read_models_answer_what_the_events_say,
     a_rebuild_gives_the_same_read_models,
     no_read_model_holds_plaintext_personal_data,
@@ -1822,17 +1802,6 @@ suite!(
 // ---------------------------------------------------------------------------------------
 // Figures
 // ---------------------------------------------------------------------------------------
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "an index into a short list"
-    )]
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
-}
 
 /// Appends `count` events of noise: one in five a consent of another subject (so the
 /// consent index and the consent category are large too), the rest unrelated traffic, in
@@ -1922,7 +1891,7 @@ async fn bulk_noise(store: &AnyStore, count: usize, round: u128) {
 /// the round trip and the machine's own jitter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn figure_consent_queries_on_a_large_log() {
-    with_pg(|t| async move {
+    with_test_db(Adapter::Postgres, |t| async move {
         let slow = std::env::var("AMTSBUCH_SLOW_TESTS").as_deref() == Ok("1");
         let (events, calls) = if slow { (200_000, 1000) } else { (12_000, 200) };
         // A larger log on request, e.g. the 1,000,000 events the latency target names.

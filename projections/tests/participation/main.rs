@@ -899,28 +899,7 @@ async fn dump(db: &ReadDb) -> Vec<String> {
     out
 }
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::common::with_pg(super::$name).await;
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    crate::common::with_sqlite(super::$name).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+common::on_both_adapters!(
     the_search_filters_by_every_facet,
     moderation_shows_in_counts_lists_and_the_log,
     places_and_a_rebuild,

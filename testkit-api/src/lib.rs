@@ -1,20 +1,26 @@
-//! What the router tests share: an authenticator that accepts development tokens, tokens
-//! for each role (valid, scoped to other authorities, expired, or signed by keys the server
-//! does not know), a temporary SQLite store with the state built on it, one-shot requests
-//! through the router, and a reader that takes a Server-Sent-Events body apart frame by
-//! frame.
-
-#![allow(dead_code)] // Each test file uses a different part.
+//! The test kit's part that needs the service, for its integration tests (api/tests): an
+//! authenticator that accepts development tokens, tokens for each role (valid, scoped to
+//! other authorities, expired, or signed by keys the server does not know), a temporary
+//! SQLite store with the state built on it, one-shot requests through the router, the
+//! service on a free port in this process (`Serving`), a reader that takes a
+//! Server-Sent-Events body apart frame by frame, the sample data every domain module
+//! provides through its `TestSupport` (`Samples`, `seed`, `keep`), and a check of replies
+//! against the OpenAPI document (`schema`).
+//!
+//! It names no business domain: what a domain contributes comes from the registry
+//! (`amtsbuch_api::domains::MODULES`). Everything of `amtsbuch-testkit` is re-exported,
+//! so a test file needs this one name.
 
 pub mod schema;
 
-use std::path::PathBuf;
+pub use amtsbuch_testkit::*;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::{Body, BodyDataStream};
 use axum::http::{header, HeaderMap, Request, StatusCode};
-use axum::response::Response;
+use axum::response::Response as HttpResponse;
 use axum::Router;
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -28,7 +34,7 @@ use amtsbuch_api::state::LedgerInfo;
 use amtsbuch_api::AppState;
 use amtsbuch_domain::access::{RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};
-use amtsbuch_infra::{AnyStore, SqliteStore};
+use amtsbuch_infra::AnyStore;
 
 fn dev_key() -> &'static DevKey {
     static KEY: OnceLock<DevKey> = OnceLock::new();
@@ -195,32 +201,12 @@ pub fn bearer(role: Role) -> String {
     format!("Bearer {}", token(role))
 }
 
-/// A SQLite store in a fresh temporary directory, removed when dropped.
-pub struct TempStore {
-    pub store: AnyStore,
-    dir: PathBuf,
-}
+/// A SQLite store in a fresh temporary directory (with room for the test's other files,
+/// `dir()`), removed when dropped.
+pub type TempStore = TestDb;
 
-impl Drop for TempStore {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl TempStore {
-    /// The temporary directory the store's file is in (for other files of the test).
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
-    }
-}
-
-pub async fn temp_store(name: &str) -> TempStore {
-    let dir =
-        std::env::temp_dir().join(format!("amtsbuch-{name}-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let url = format!("sqlite://{}", dir.join("events.db").display());
-    let store = AnyStore::Sqlite(SqliteStore::open(&url).await.expect("store"));
-    TempStore { store, dir }
+pub async fn temp_store() -> TempStore {
+    TestDb::fresh(Adapter::Sqlite).await
 }
 
 /// The state of a server on `store` whose live feed has `limits`: what `AppState::new`
@@ -327,6 +313,7 @@ pub async fn read_models_caught_up(store: &AnyStore) {
 }
 
 /// A response taken apart: status, headers and the whole body.
+#[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -383,7 +370,7 @@ pub async fn send(app: &Router, request: Request<Body>) -> Reply {
 }
 
 /// Send one request through the router and return the response with its body unread.
-pub async fn call(app: &Router, request: Request<Body>) -> Response {
+pub async fn call(app: &Router, request: Request<Body>) -> HttpResponse {
     app.clone().oneshot(request).await.expect("infallible")
 }
 
@@ -438,8 +425,16 @@ pub struct SseReader {
     buffer: Vec<u8>,
 }
 
+impl std::fmt::Debug for SseReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SseReader")
+            .field("buffered", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl SseReader {
-    pub fn new(response: Response) -> Self {
+    pub fn new(response: HttpResponse) -> Self {
         assert_eq!(response.status(), StatusCode::OK, "not an event stream");
         assert_eq!(media_type(response.headers()), "text/event-stream");
         Self {
@@ -621,7 +616,7 @@ impl Samples {
                     let value = amtsbuch_api::domains::MODULES
                         .iter()
                         .find_map(|m| m.tests.samples.path_param(&self.values, path, s))
-                        .unwrap_or_else(|| panic!("no sample value for the path parameter {s} of {path}; add one to common::Samples or the module's samples"));
+                        .unwrap_or_else(|| panic!("no sample value for the path parameter {s} of {path}; add one to the test kit's Samples or the module's samples"));
                     uri.push_str(&value);
                 }
                 (_, s) => uri.push_str(s),
@@ -669,51 +664,6 @@ impl Samples {
     }
 }
 
-/// A JetStream stream of its own on the test NATS server (`AMTSBUCH_TEST_NATS_URL`, default
-/// `nats://127.0.0.1:4222`), for routes that set up consumers; deleted on drop.
-pub struct TestNats {
-    pub config: amtsbuch_infra::relay::RelayConfig,
-}
-
-impl TestNats {
-    pub async fn create() -> Self {
-        let url = std::env::var("AMTSBUCH_TEST_NATS_URL")
-            .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-        let tag = uuid::Uuid::now_v7().simple().to_string();
-        let mut config = amtsbuch_infra::relay::RelayConfig::new(url);
-        config.stream = format!("APITEST_{tag}");
-        config.prefix = amtsbuch_domain::subject::SubjectPrefix::parse(&format!("apitest{tag}"))
-            .expect("prefix");
-        let context = amtsbuch_infra::relay::connect(&config)
-            .await
-            .expect("NATS with JetStream must be running for this test");
-        amtsbuch_infra::relay::ensure_stream(&context, &config)
-            .await
-            .expect("stream");
-        Self { config }
-    }
-}
-
-impl Drop for TestNats {
-    fn drop(&mut self) {
-        let config = self.config.clone();
-        // The stream is deleted from a thread of its own: drop cannot await.
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(async {
-                    if let Ok(context) = amtsbuch_infra::relay::connect(&config).await {
-                        let _ = context.delete_stream(&config.stream).await;
-                    }
-                });
-            }
-        })
-        .join();
-    }
-}
-
 /// The first event's id after appending `n` events to `consent-1` through the store.
 pub async fn append_consents(store: &AnyStore, n: usize) -> uuid::Uuid {
     use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
@@ -757,4 +707,68 @@ pub fn documented_operations(doc: &Value) -> Vec<(String, String)> {
     }
     ops.sort();
     ops
+}
+
+/// The service in this process on a free loopback port (`amtsbuch_api::run`), for tests
+/// that need a real socket; aborted when dropped unless stopped.
+#[derive(Debug)]
+pub struct Serving {
+    pub address: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Serving {
+    /// Serve `state` on a port of its own.
+    pub async fn start(state: AppState) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(amtsbuch_api::run(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// `http://` and the address.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Signal the graceful shutdown and wait for the server's end: the task's result and
+    /// what serving returned.
+    pub async fn stop(mut self) -> Result<std::io::Result<()>, tokio::task::JoinError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await,
+            None => Ok(Ok(())),
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Serve `app` — a stand-in for a service outside, speaking its real protocol over HTTP
+/// — on a free loopback port until the runtime ends; returns its `http://` URL.
+pub async fn serve_router(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
 }

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::Reply;
+use crate::Reply;
 
 /// Keywords that only describe and never constrain.
 const ANNOTATIONS: &[&str] = &[
