@@ -585,7 +585,7 @@ async fn before_the_first_checkpoint_proofs_and_receipts_say_when_to_retry() {
     // A signing server whose ledger has not signed yet: an event exists, no checkpoint
     // covers it. Its receipt and proofs are not missing (404 would say "no such event")
     // but not there yet: 409 `not-yet-checkpointed`, with `Retry-After`.
-    let store = common::temp_store("openapi-unsigned").await;
+    let store = common::temp_store().await;
     let event_id = common::append_consents(&store.store, 2).await;
     let info = amtsbuch_api::state::LedgerInfo {
         origin: common::ORIGIN.into(),

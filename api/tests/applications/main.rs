@@ -9,7 +9,6 @@
 //! a temporary SQLite file and on a PostgreSQL schema of its own. Every answer is checked
 //! against the OpenAPI document.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -20,16 +19,11 @@ use serde_json::{json, Value};
 use amtsbuch_api::hub::HubLimits;
 use amtsbuch_domain::access::Role;
 use amtsbuch_domain::applications::Sha256;
-use amtsbuch_infra::{AnyStore, EventStore, PgStore};
+use amtsbuch_infra::{AnyStore, EventStore};
 
 use amtsbuch_testkit_api as common;
 use common::schema::conforms;
 use common::Reply;
-
-enum Place {
-    Sqlite(common::TempStore),
-    Postgres { schema: String, dir: PathBuf },
-}
 
 struct Env {
     app: Router,
@@ -37,47 +31,15 @@ struct Env {
     doc: Value,
     runner: Option<amtsbuch_projections::RunnerHandle>,
     ledger: tokio::task::JoinHandle<()>,
-    place: Option<Place>,
-}
-
-fn database_url() -> String {
-    std::env::var("AMTSBUCH_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-async fn admin() -> sqlx::PgConnection {
-    use sqlx::Connection;
-    let base: sqlx::postgres::PgConnectOptions = database_url().parse().expect("test database URL");
-    sqlx::PgConnection::connect_with(&base)
-        .await
-        .expect("PostgreSQL must be running for the tests (AMTSBUCH_TEST_DATABASE_URL)")
+    /// The database, removed when the `Env` goes.
+    _db: common::TestDb,
 }
 
 impl Env {
-    async fn sqlite() -> Self {
-        let temp = common::temp_store().await;
-        let store = temp.store.clone();
-        let sealer = common::sealer(&store, temp.dir());
-        Self::start(store, sealer, Place::Sqlite(temp)).await
-    }
-
-    async fn postgres() -> Self {
-        let base: sqlx::postgres::PgConnectOptions =
-            database_url().parse().expect("test database URL");
-        let schema = format!("a_{}", uuid::Uuid::now_v7().simple());
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut admin().await)
-            .await
-            .expect("create schema");
-        let options = base.options([("search_path", schema.as_str())]);
-        let store = AnyStore::Postgres(PgStore::connect_with(options).await.expect("store"));
-        let dir = std::env::temp_dir().join(format!("amtsbuch-applications-{schema}"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let sealer = common::sealer(&store, &dir);
-        Self::start(store, sealer, Place::Postgres { schema, dir }).await
-    }
-
-    async fn start(store: AnyStore, sealer: amtsbuch_infra::sealer::Sealer, place: Place) -> Self {
+    async fn start(adapter: common::Adapter) -> Self {
+        let db = common::TestDb::fresh(adapter).await;
+        let store = db.store.clone();
+        let sealer = common::sealer(&store, db.dir());
         let ledger = amtsbuch_infra::ledger::spawn(
             store.clone(),
             amtsbuch_infra::ledger::LedgerConfig {
@@ -101,7 +63,7 @@ impl Env {
             doc: serde_json::to_value(amtsbuch_api::router::openapi()).expect("document"),
             runner: Some(runner),
             ledger,
-            place: Some(place),
+            _db: db,
         }
     }
 
@@ -109,20 +71,6 @@ impl Env {
         self.ledger.abort();
         if let Some(runner) = self.runner.take() {
             runner.shutdown().await;
-        }
-        match self.place.take() {
-            Some(Place::Postgres { schema, dir }) => {
-                let mut admin = admin().await;
-                let _ = sqlx::query("SET lock_timeout = '20s'")
-                    .execute(&mut admin)
-                    .await;
-                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                    .execute(&mut admin)
-                    .await;
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Some(Place::Sqlite(temp)) => drop(temp),
-            None => {}
         }
     }
 
@@ -1083,29 +1031,11 @@ async fn export(env: &Env) {
     assert!(other.get("applications").is_none(), "{other}");
 }
 
-macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let env = super::Env::sqlite().await;
-                    super::$test(&env).await;
-                    env.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let env = super::Env::postgres().await;
-                    super::$test(&env).await;
-                    env.close().await;
-                }
-            )*
-        }
-    };
+/// Run `test` on an `Env` on a fresh database of `adapter`.
+async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
+    let env = Env::start(adapter).await;
+    test(&env).await;
+    env.close().await;
 }
 
-suite!(lifecycle, bad_input, inbox, export);
+common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export);

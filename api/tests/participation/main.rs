@@ -34,16 +34,11 @@ use amtsbuch_domain::participation::{
 };
 use amtsbuch_domain::tlog_proof::{self, Leaf, TlogProof};
 use amtsbuch_domain::AuthorityId;
-use amtsbuch_infra::{AnyStore, EventStore, PgStore};
+use amtsbuch_infra::{AnyStore, EventStore};
 
 use amtsbuch_testkit_api as common;
 use common::schema::conforms;
 use common::Reply;
-
-enum Place {
-    Sqlite(common::TempStore),
-    Postgres { schema: String, dir: PathBuf },
-}
 
 struct Env {
     app: Router,
@@ -52,52 +47,21 @@ struct Env {
     doc: Value,
     runner: Option<amtsbuch_projections::RunnerHandle>,
     ledger: tokio::task::JoinHandle<()>,
-    place: Option<Place>,
+    /// The database, removed when the `Env` goes.
+    _db: common::TestDb,
     /// A second API node on the same database, with its own connections (on SQLite, whose
     /// file belongs to one process, the same node).
     second: Router,
 }
 
-fn database_url() -> String {
-    std::env::var("AMTSBUCH_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-async fn admin() -> sqlx::PgConnection {
-    use sqlx::Connection;
-    let base: sqlx::postgres::PgConnectOptions = database_url().parse().expect("test database URL");
-    sqlx::PgConnection::connect_with(&base)
-        .await
-        .expect("PostgreSQL must be running for the tests (AMTSBUCH_TEST_DATABASE_URL)")
-}
-
 impl Env {
-    async fn sqlite() -> Self {
-        let temp = common::temp_store().await;
-        let store = temp.store.clone();
-        let keyring = keyring(temp.dir());
-        Self::start(store.clone(), store, keyring, Place::Sqlite(temp)).await
-    }
-
-    async fn postgres() -> Self {
-        let base: sqlx::postgres::PgConnectOptions =
-            database_url().parse().expect("test database URL");
-        let schema = format!("pa_{}", Uuid::now_v7().simple());
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut admin().await)
-            .await
-            .expect("create schema");
-        let options = base.options([("search_path", schema.as_str())]);
-        let store =
-            AnyStore::Postgres(PgStore::connect_with(options.clone()).await.expect("store"));
-        let other = AnyStore::Postgres(PgStore::connect_with(options).await.expect("store"));
-        let dir = std::env::temp_dir().join(format!("amtsbuch-participation-{schema}"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let keyring = keyring(&dir);
-        Self::start(store, other, keyring, Place::Postgres { schema, dir }).await
-    }
-
-    async fn start(store: AnyStore, other: AnyStore, kek: PathBuf, place: Place) -> Self {
+    /// A server on a fresh database of `adapter`, and a second API node on the same
+    /// database (on SQLite, where a file belongs to one process, on the same store).
+    async fn start(adapter: common::Adapter) -> Self {
+        let db = common::TestDb::fresh(adapter).await;
+        let store = db.store.clone();
+        let other = db.other_process().await;
+        let kek = keyring(db.dir());
         let first_sealer = sealer(&store, &kek);
         let ledger = amtsbuch_infra::ledger::spawn(
             store.clone(),
@@ -126,7 +90,7 @@ impl Env {
             doc: serde_json::to_value(amtsbuch_api::router::openapi()).expect("document"),
             runner: Some(runner),
             ledger,
-            place: Some(place),
+            _db: db,
         }
     }
 
@@ -134,20 +98,6 @@ impl Env {
         self.ledger.abort();
         if let Some(runner) = self.runner.take() {
             runner.shutdown().await;
-        }
-        match self.place.take() {
-            Some(Place::Postgres { schema, dir }) => {
-                let mut admin = admin().await;
-                let _ = sqlx::query("SET lock_timeout = '20s'")
-                    .execute(&mut admin)
-                    .await;
-                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                    .execute(&mut admin)
-                    .await;
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Some(Place::Sqlite(temp)) => drop(temp),
-            None => {}
         }
     }
 
@@ -1200,28 +1150,13 @@ async fn never_more_confirmed_than_places(env: Env) {
     env.close().await;
 }
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Env::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Env::postgres().await).await;
-                }
-            )*
-        }
-    };
+/// Run `test` on an `Env` on a fresh database of `adapter`.
+async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(Env)) {
+    test(Env::start(adapter).await).await;
 }
 
-suite!(
+common::on_both_adapters!(
+    using on;
     the_search_filters_and_refuses_bad_input,
     contributions_are_public_as_their_kind_allows_and_erasure_removes_them,
     organisers_and_participants,

@@ -3,7 +3,6 @@
 //! refunded and cancelled; each written once and run on SQLite and PostgreSQL. The log
 //! verifies afterwards.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -28,15 +27,10 @@ use amtsbuch_domain::payments::{
     Actor, Bewirtschafter, Buchungstext, Cents, Haushaltsstelle, Kassenzeichen, Line, Mandant,
     PayerName, ReceivableId, Reference, RefundId,
 };
-use amtsbuch_infra::{AnyStore, Direction, EventStore, PgStore};
+use amtsbuch_infra::{AnyStore, Direction, EventStore};
 
 use crate::common;
 use crate::simulator::{Simulator, SECRET, TOKEN};
-
-enum Place {
-    Sqlite(common::TempStore),
-    Postgres { schema: String, dir: PathBuf },
-}
 
 struct Env {
     state: AppState,
@@ -45,20 +39,8 @@ struct Env {
     sim: Simulator,
     /// The base URL of this test's callback receiver.
     notify_base: String,
-    place: Option<Place>,
-}
-
-fn database_url() -> String {
-    std::env::var("AMTSBUCH_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-async fn admin() -> sqlx::PgConnection {
-    use sqlx::Connection;
-    let base: sqlx::postgres::PgConnectOptions = database_url().parse().expect("test database URL");
-    sqlx::PgConnection::connect_with(&base)
-        .await
-        .expect("PostgreSQL must be running for the tests (AMTSBUCH_TEST_DATABASE_URL)")
+    /// The database, removed when the `Env` goes.
+    _db: common::TestDb,
 }
 
 #[derive(serde::Deserialize)]
@@ -89,30 +71,10 @@ async fn receive(
 }
 
 impl Env {
-    async fn sqlite() -> Self {
-        let temp = common::temp_store().await;
-        let store = temp.store.clone();
-        let sealer = common::sealer(&store, temp.dir());
-        Self::start(store, sealer, Place::Sqlite(temp)).await
-    }
-
-    async fn postgres() -> Self {
-        let base: sqlx::postgres::PgConnectOptions =
-            database_url().parse().expect("test database URL");
-        let schema = format!("p_{}", Uuid::now_v7().simple());
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut admin().await)
-            .await
-            .expect("create schema");
-        let options = base.options([("search_path", schema.as_str())]);
-        let store = AnyStore::Postgres(PgStore::connect_with(options).await.expect("store"));
-        let dir = std::env::temp_dir().join(format!("amtsbuch-payments-{schema}"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let sealer = common::sealer(&store, &dir);
-        Self::start(store, sealer, Place::Postgres { schema, dir }).await
-    }
-
-    async fn start(store: AnyStore, sealer: amtsbuch_infra::sealer::Sealer, place: Place) -> Self {
+    async fn start(adapter: common::Adapter) -> Self {
+        let db = common::TestDb::fresh(adapter).await;
+        let store = db.store.clone();
+        let sealer = common::sealer(&store, db.dir());
         let mut state = common::state_with(&store, None, HubLimits::default()).await;
         state.sealer = Some(sealer);
         let sim = Simulator::start();
@@ -141,25 +103,14 @@ impl Env {
             provider,
             sim,
             notify_base,
-            place: Some(place),
+            _db: db,
         }
     }
 
-    async fn close(mut self) {
+    async fn close(self) {
         match verify_store(&self.store, |_, _| {}).await.expect("verify") {
             Verdict::Intact { .. } => {}
             other => panic!("the log does not verify: {other:?}"),
-        }
-        match self.place.take() {
-            Some(Place::Postgres { schema, dir }) => {
-                let mut admin = admin().await;
-                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                    .execute(&mut admin)
-                    .await;
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Some(Place::Sqlite(temp)) => drop(temp),
-            None => {}
         }
     }
 
@@ -635,32 +586,15 @@ async fn bad_input_changes_nothing(env: &Env) {
     assert_eq!(events.len(), 5);
 }
 
-macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let env = super::Env::sqlite().await;
-                    super::$test(&env).await;
-                    env.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let env = super::Env::postgres().await;
-                    super::$test(&env).await;
-                    env.close().await;
-                }
-            )*
-        }
-    };
+/// Run `test` on an `Env` on a fresh database of `adapter`; the log must verify after it.
+async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
+    let env = Env::start(adapter).await;
+    test(&env).await;
+    env.close().await;
 }
 
-suite!(
+common::on_both_adapters!(
+    using on;
     p1_a_fee_is_paid_by_checkout_and_callback,
     p2_a_spoofed_return_or_callback_changes_nothing,
     p3_the_same_callback_three_times_verifies_once,
