@@ -33,10 +33,50 @@ pub struct ImportRequest {
     /// (14 digits), region (an ARS prefix of 2, 3, 5, 9 or 12 digits, or an AGS of 8),
     /// authority id, form id (UUID), payment policy (`none`, `before_submission`,
     /// `after_decision`), public service name (at most 100 characters).
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<ResponsibilityDoc>, min_items = 1)]
     entries: Vec<Responsibility>,
     /// From when the import is in force (RFC 3339; default now, never earlier).
     valid_from: Option<DateTime<Utc>>,
+}
+
+/// One responsibility of an import, as the document describes it (the handler reads
+/// `Responsibility` of the domain, which checks the same grammar).
+#[derive(Debug, ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes the request body in the API document only"
+)]
+pub struct ResponsibilityDoc {
+    /// The service's LeiKa key.
+    #[schema(pattern = "^[0-9]{14}$")]
+    leika: String,
+    /// An ARS prefix of 2, 3, 5, 9 or 12 digits, or an AGS of 8 digits.
+    #[schema(pattern = "^([0-9]{2}|[0-9]{3}|[0-9]{5}|[0-9]{8}|[0-9]{9}|[0-9]{12})$")]
+    region: String,
+    /// The responsible authority's id.
+    #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
+    authority: String,
+    /// The form to apply with (a lowercase UUID).
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    form: String,
+    /// `none`, `before_submission` or `after_decision`.
+    payment: PaymentPolicyDoc,
+    /// The public name of the service, at most 100 characters.
+    #[schema(max_length = 100)]
+    service_name: Option<String>,
+}
+
+/// When a fee is due.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(
+    dead_code,
+    reason = "describes the request body in the API document only"
+)]
+pub enum PaymentPolicyDoc {
+    None,
+    BeforeSubmission,
+    AfterDecision,
 }
 
 /// An import as recorded.
@@ -224,10 +264,10 @@ fn label<T: Serialize>(v: &T) -> String {
 #[utoipa::path(get, path = "/services", tag = "responsibilities",
     security(()),
     params(
-        ("leika" = String, Query, description = "The service's LeiKa key (14 digits)"),
-        ("ars" = Option<String>, Query, description = "The place's regional key (ARS, 12 digits)"),
-        ("ags" = Option<String>, Query, description = "Or its municipality key (AGS, 8 digits)"),
-        ("at" = Option<String>, Query, description = "The instant asked about (RFC 3339; default now)")),
+        ("leika" = String, Query, pattern = "^[0-9]{14}$", description = "The service's LeiKa key (14 digits)"),
+        ("ars" = Option<String>, Query, pattern = "^[0-9]{12}$", description = "The place's regional key (ARS, 12 digits); exactly one of `ars` and `ags` (else 400)"),
+        ("ags" = Option<String>, Query, pattern = "^[0-9]{8}$", description = "Or its municipality key (AGS, 8 digits)"),
+        ("at" = Option<DateTime<Utc>>, Query, description = "The instant asked about (RFC 3339; default now)")),
     responses(
         (status = 200, description = "The responsible authority", body = ServiceView),
         (status = 400, description = "A missing or malformed parameter", body = ProblemDoc, content_type = "application/problem+json"),

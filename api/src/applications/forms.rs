@@ -214,7 +214,7 @@ pub async fn create(
 /// A form and its versions.
 #[utoipa::path(get, path = "/forms/{form}", tag = "forms",
     security(()),
-    params(("form" = String, Path, description = "The form id (UUID)")),
+    params(("form" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The form id (a lowercase UUID)")),
     responses(
         (status = 200, description = "The form", body = FormView),
         (status = 400, description = "Not a form id", body = ProblemDoc, content_type = "application/problem+json"),
@@ -231,7 +231,7 @@ pub async fn get_form(
 /// Draft the form's next version with a schema.
 #[utoipa::path(post, path = "/forms/{form}/versions", tag = "forms",
     security(("bearer" = ["operator"])),
-    params(("form" = String, Path, description = "The form id (UUID)")),
+    params(("form" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The form id (a lowercase UUID)")),
     request_body = SchemaRequest,
     responses(
         (status = 201, description = "Drafted", body = VersionView),
@@ -287,8 +287,8 @@ async fn step(
 /// Replace the schema of a version that is still being edited.
 #[utoipa::path(put, path = "/forms/{form}/versions/{v}", tag = "forms",
     security(("bearer" = ["operator"])),
-    params(("form" = String, Path, description = "The form id (UUID)"),
-           ("v" = u32, Path, description = "The version number, from 1")),
+    params(("form" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The form id (a lowercase UUID)"),
+           ("v" = u32, Path, minimum = 1, description = "The version number, from 1")),
     request_body = SchemaRequest,
     responses(
         (status = 200, description = "Revised", body = VersionView),
@@ -317,8 +317,8 @@ pub async fn revise_version(
 /// Publish a version: from now on it never changes, and applications are drafted under it.
 #[utoipa::path(post, path = "/forms/{form}/versions/{v}/publication", tag = "forms",
     security(("bearer" = ["operator"])),
-    params(("form" = String, Path, description = "The form id (UUID)"),
-           ("v" = u32, Path, description = "The version number, from 1")),
+    params(("form" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The form id (a lowercase UUID)"),
+           ("v" = u32, Path, minimum = 1, description = "The version number, from 1")),
     responses(
         (status = 200, description = "Published (publishing again changes nothing)", body = VersionView),
         (status = 400, description = "Invalid id or version", body = ProblemDoc, content_type = "application/problem+json"),
@@ -341,8 +341,8 @@ pub async fn publish(
 /// Retire a published version: drafts made under it can no longer be submitted.
 #[utoipa::path(post, path = "/forms/{form}/versions/{v}/retirement", tag = "forms",
     security(("bearer" = ["operator"])),
-    params(("form" = String, Path, description = "The form id (UUID)"),
-           ("v" = u32, Path, description = "The version number, from 1")),
+    params(("form" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The form id (a lowercase UUID)"),
+           ("v" = u32, Path, minimum = 1, description = "The version number, from 1")),
     responses(
         (status = 200, description = "Retired (retiring again changes nothing)", body = VersionView),
         (status = 400, description = "Invalid id or version", body = ProblemDoc, content_type = "application/problem+json"),
@@ -365,8 +365,8 @@ pub async fn retire(
 /// One version of a form with its schema, as a portal renders it.
 #[utoipa::path(get, path = "/forms/{form}/versions/{v}", tag = "forms",
     security(()),
-    params(("form" = String, Path, description = "The form id (UUID)"),
-           ("v" = u32, Path, description = "The version number, from 1")),
+    params(("form" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The form id (a lowercase UUID)"),
+           ("v" = u32, Path, minimum = 1, description = "The version number, from 1")),
     responses(
         (status = 200, description = "The version", body = VersionView),
         (status = 400, description = "Invalid id or version", body = ProblemDoc, content_type = "application/problem+json"),

@@ -462,7 +462,7 @@ pub async fn create(
 /// recorded first.
 #[utoipa::path(get, path = "/applications/{id}", tag = "applications",
     security(("bearer" = ["citizen", "authority", "fachverfahren"])),
-    params(("id" = String, Path, description = "The application id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     responses(
         (status = 200, description = "The application", body = ApplicationView),
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
@@ -501,7 +501,7 @@ pub struct StatusView {
 /// The status of an application (no personal data).
 #[utoipa::path(get, path = "/applications/{id}/status", tag = "applications",
     security(("bearer" = ["citizen", "authority", "fachverfahren"])),
-    params(("id" = String, Path, description = "The application id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     responses(
         (status = 200, description = "The status", body = StatusView),
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
@@ -570,7 +570,7 @@ pub struct DataRequest {
 /// its JSON pointer into the data (`violations`).
 #[utoipa::path(put, path = "/applications/{id}/data", tag = "applications",
     security(("bearer" = ["citizen"])),
-    params(("id" = String, Path, description = "The application id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     request_body = DataRequest,
     responses(
         (status = 200, description = "Saved", body = ApplicationView),
@@ -693,7 +693,7 @@ async fn receipt_of(
 /// every attachment the data names uploaded with that hash. The answer is the receipt.
 #[utoipa::path(post, path = "/applications/{id}/submission", tag = "applications",
     security(("bearer" = ["citizen"])),
-    params(("id" = String, Path, description = "The application id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     responses(
         (status = 201, description = "Submitted; the receipt", body = ReceiptView),
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
@@ -732,7 +732,7 @@ pub async fn submit(
 /// The submission receipt, with its tlog-proof once a checkpoint covers the submission.
 #[utoipa::path(get, path = "/applications/{id}/receipt", tag = "applications",
     security(("bearer" = ["citizen"])),
-    params(("id" = String, Path, description = "The application id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     responses(
         (status = 200, description = "The receipt", body = ReceiptView),
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
@@ -754,7 +754,7 @@ pub async fn receipt(
 /// Withdraw a submitted application, until it is decided.
 #[utoipa::path(post, path = "/applications/{id}/withdrawal", tag = "applications",
     security(("bearer" = ["citizen"])),
-    params(("id" = String, Path, description = "The application id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     responses(
         (status = 200, description = "Withdrawn (withdrawing again changes nothing)", body = ApplicationView),
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
@@ -791,7 +791,7 @@ pub struct InformationRequest {
 /// Answer the open information request.
 #[utoipa::path(post, path = "/applications/{id}/information", tag = "applications",
     security(("bearer" = ["citizen"])),
-    params(("id" = String, Path, description = "The application id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     request_body = InformationRequest,
     responses(
         (status = 200, description = "Answered", body = ApplicationView),
@@ -842,7 +842,7 @@ pub struct ReceptionRequest {
 /// Confirm receipt of a submitted application, with the authority's file number.
 #[utoipa::path(post, path = "/applications/{id}/reception", tag = "applications",
     security(("bearer" = ["authority", "fachverfahren"])),
-    params(("id" = String, Path, description = "The application id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     request_body = ReceptionRequest,
     responses(
         (status = 200, description = "Received (again with the same number: no change)", body = ApplicationView),
@@ -885,7 +885,7 @@ pub struct InformationRequestRequest {
 /// Ask the applicant for information, with a due date.
 #[utoipa::path(post, path = "/applications/{id}/information-requests", tag = "applications",
     security(("bearer" = ["authority", "fachverfahren"])),
-    params(("id" = String, Path, description = "The application id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     request_body = InformationRequestRequest,
     responses(
         (status = 201, description = "Requested", body = ApplicationView),
@@ -930,7 +930,7 @@ pub struct DecisionRequest {
 /// Decide a received application.
 #[utoipa::path(post, path = "/applications/{id}/decision", tag = "applications",
     security(("bearer" = ["authority", "fachverfahren"])),
-    params(("id" = String, Path, description = "The application id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     request_body = DecisionRequest,
     responses(
         (status = 200, description = "Decided", body = ApplicationView),
@@ -963,7 +963,7 @@ pub async fn decide(
 /// Close a decided application.
 #[utoipa::path(post, path = "/applications/{id}/closure", tag = "applications",
     security(("bearer" = ["authority", "fachverfahren"])),
-    params(("id" = String, Path, description = "The application id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     responses(
         (status = 200, description = "Closed (closing again changes nothing)", body = ApplicationView),
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
@@ -1006,7 +1006,7 @@ pub struct AccessView {
 /// protection officer.
 #[utoipa::path(get, path = "/applications/{id}/accesses", tag = "applications",
     security(("bearer" = ["citizen", "dpo"])),
-    params(("id" = String, Path, description = "The application id (UUID)")),
+    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     responses(
         (status = 200, description = "The reads, oldest first", body = Vec<AccessView>),
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),

@@ -180,17 +180,17 @@ impl SearchParams {
 /// Search the participation procedures.
 #[utoipa::path(get, path = "/participations", tag = "participation", security(()),
     params(
-        ("status" = Option<String>, Query, description = "announced, active, evaluating, decided, archived or cancelled; without it every public procedure but the archived"),
-        ("format" = Option<String>, Query, description = "bauleitplanung, dialog, survey, meldeverfahren, event_management, appointment_booking"),
+        ("status" = Option<String>, Query, pattern = "^(announced|active|evaluating|decided|archived|cancelled)$", description = "announced, active, evaluating, decided, archived or cancelled; without it every public procedure but the archived"),
+        ("format" = Option<String>, Query, pattern = "^(bauleitplanung|dialog|survey|meldeverfahren|event_management|appointment_booking)$", description = "bauleitplanung, dialog, survey, meldeverfahren, event_management, appointment_booking"),
         ("topic" = Option<String>, Query, description = "A topic"),
-        ("authority" = Option<String>, Query, description = "The organising authority"),
-        ("ags" = Option<String>, Query, description = "The region's AGS (eight digits, 14…)"),
-        ("from" = Option<String>, Query, description = "RFC 3339: participation period ends at or after"),
-        ("to" = Option<String>, Query, description = "RFC 3339: participation period starts at or before"),
+        ("authority" = Option<String>, Query, pattern = "^[a-z0-9][a-z0-9_-]{0,63}$", description = "The organising authority"),
+        ("ags" = Option<String>, Query, pattern = "^14[0-9]{6}$", description = "The region's AGS (eight digits, 14…)"),
+        ("from" = Option<DateTime<Utc>>, Query, description = "RFC 3339: participation period ends at or after"),
+        ("to" = Option<DateTime<Utc>>, Query, description = "RFC 3339: participation period starts at or before"),
         ("q" = Option<String>, Query, description = "Full text over title and topics (German)"),
         ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat (WGS84)"),
-        ("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)"),
-        ("offset" = Option<u32>, Query, description = "Procedures to skip")),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)"),
+        ("offset" = Option<u32>, Query, maximum = 100000, description = "Procedures to skip, at most 100000")),
     responses(
         (status = 200, description = "The page of procedures, most recently opened first", body = Object),
         (status = 400, description = "A filter that does not parse", body = ProblemDoc, content_type = "application/problem+json")))]
@@ -308,7 +308,7 @@ async fn public_contribution(
     params(
         ("id" = String, Path, description = "The procedure id"),
         ("after" = Option<u64>, Query, description = "Continue after this log position (the previous page's `next`)"),
-        ("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)")),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)")),
     responses(
         (status = 200, description = "The published contributions in the order submitted; `removed` where the author was erased", body = Object),
         (status = 400, description = "Invalid paging", body = ProblemDoc, content_type = "application/problem+json"),
@@ -379,8 +379,8 @@ pub struct CalendarParams {
 /// Rounds, events and appointment slots between two instants.
 #[utoipa::path(get, path = "/participations/calendar", tag = "participation", security(()),
     params(
-        ("from" = Option<String>, Query, description = "RFC 3339 start of the window (default: now)"),
-        ("to" = Option<String>, Query, description = "RFC 3339 end of the window, at most 400 days later (default: 90 days after from)")),
+        ("from" = Option<DateTime<Utc>>, Query, description = "RFC 3339 start of the window (default: now)"),
+        ("to" = Option<DateTime<Utc>>, Query, description = "RFC 3339 end of the window, at most 400 days later (default: 90 days after from)")),
     responses(
         (status = 200, description = "What runs in the window, by start", body = Object),
         (status = 400, description = "A malformed, reversed or too long window", body = ProblemDoc, content_type = "application/problem+json")))]
