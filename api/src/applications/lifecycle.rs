@@ -374,10 +374,13 @@ async fn record_read(
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     /// The service's LeiKa key (14 digits).
+    #[schema(pattern = "^[0-9]{14}$")]
     leika: String,
     /// The applicant's place: its regional key (ARS, 12 digits) …
+    #[schema(pattern = "^[0-9]{12}$")]
     ars: Option<String>,
-    /// … or its municipality key (AGS, 8 digits).
+    /// … or its municipality key (AGS, 8 digits); exactly one of the two.
+    #[schema(pattern = "^[0-9]{8}$")]
     ags: Option<String>,
 }
 
@@ -784,7 +787,7 @@ pub struct InformationRequest {
     /// The number of the request answered.
     request: u32,
     /// The answer (personal data, sealed), at most 4000 characters.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1, max_length = 4000)]
     message: Message,
 }
 
@@ -876,7 +879,7 @@ pub async fn receive(
 #[serde(deny_unknown_fields)]
 pub struct InformationRequestRequest {
     /// What the applicant is asked (personal data, sealed), at most 4000 characters.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1, max_length = 4000)]
     message: Message,
     /// Until when (RFC 3339), after now.
     due_at: DateTime<Utc>,
