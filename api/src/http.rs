@@ -331,7 +331,7 @@ pub fn sealing_problem(e: amtsbuch_infra::sealer::SealerError, index: usize) -> 
         (status = 201, description = "Appended", body = AppendResult),
         (status = 200, description = "A retry of an append already stored: the original positions", body = AppendResult),
         (status = 400, description = "Invalid input; nothing was written", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "The token's roles may not use this route, or the stream belongs to a GDPR aggregate (`reserved-stream`), which only the GDPR routes write", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The token's roles may not use this route, or the stream belongs to a domain module (`reserved-stream`), whose own routes alone write it", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Expected version or event id conflict, or the personal data's subject is erased (`subject-erased`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 1 MiB (`body-too-large`), or an event's stored record would be larger than one NATS message can carry (`record-too-large`, with `max_record_bytes`); nothing was written", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "The store is unreachable (with `Retry-After`; the append may be retried with the same event ids), or personal data was sent to a server without a key-encryption key", body = ProblemDoc, content_type = "application/problem+json")))]

@@ -14,12 +14,14 @@ mod db;
 mod dir;
 mod nats;
 mod pg_server;
+mod sealing;
 mod service;
 
 pub use db::*;
 pub use dir::*;
 pub use nats::*;
 pub use pg_server::*;
+pub use sealing::*;
 pub use service::*;
 
 /// Run each named test function on PostgreSQL (a fresh schema) and on SQLite (a fresh

@@ -307,7 +307,7 @@ fn connection_budget(
         jobs.push("the domain modules' background jobs".to_owned());
         anyhow::anyhow!(
             "--db-connections {total} cannot cover what this node runs on PostgreSQL: the writer (1), \
-             one session for the leases of {} (1), subject locks for GDPR commands (at least 1) \
+             one session for the leases of {} (1), subject locks for domain commands (at least 1) \
              and reads (at least 3, one of which listens for other nodes' commits); give at least {}",
             jobs.join(", "),
             ConnectionBudget::MIN

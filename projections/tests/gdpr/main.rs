@@ -42,7 +42,6 @@ use amtsbuch_domain::gdpr::{
     AccountId, CategorySet, Channel, ConsentId, DataCategory, DisclosureId, LinkId, NoticeVersion,
     PurposeId, RecipientId, Reference,
 };
-use amtsbuch_domain::seal::{self, DataKey, Envelope, KeyId, Nonce};
 use amtsbuch_domain::{AppendRequest, ExpectedVersion, NewEvent, StreamId};
 use amtsbuch_infra::{AnyStore, EventStore};
 use amtsbuch_projections::gdpr::{
@@ -50,6 +49,7 @@ use amtsbuch_projections::gdpr::{
     ErasureRow, GdprQueryError, LegalBasis, ProcessingKind,
 };
 use amtsbuch_projections::{rebuild_among, runner, Dialect, Projection, ReadDb, RunnerHandle};
+use amtsbuch_testkit::TestSealer;
 use amtsbuch_testkit::{with_test_db, Adapter};
 use common::*;
 use serde_json::json;
@@ -151,9 +151,8 @@ fn bernd_data() -> MasterData {
 /// The events of a test and the states they fold to, kept next to the store.
 struct World {
     store: AnyStore,
-    key: DataKey,
-    key_id: KeyId,
-    nonce: u64,
+    /// Appends the events, sealing personal parts under a test key.
+    sealer: TestSealer,
     /// Consent streams in the order they were created, with each event's position.
     consents: Vec<(ConsentId, Vec<(u64, ConsentEvent)>)>,
     disclosures: Vec<(u64, DisclosureEvent)>,
@@ -164,15 +163,9 @@ struct World {
 
 impl World {
     fn new(store: AnyStore) -> Self {
-        // A test data key; the service draws real ones from the vault.
-        let mut bytes = [0u8; 32];
-        bytes[..16].copy_from_slice(Uuid::now_v7().as_bytes());
-        bytes[16..].copy_from_slice(Uuid::now_v7().as_bytes());
         Self {
+            sealer: TestSealer::new(store.clone()),
             store,
-            key: DataKey::from_bytes(bytes),
-            key_id: KeyId::parse("test-k1").expect("key id"),
-            nonce: 0,
             consents: Vec::new(),
             disclosures: Vec::new(),
             accounts: BTreeMap::new(),
@@ -184,56 +177,7 @@ impl World {
     /// Puts an event into its envelope the way `event::encode` does, sealing its personal
     /// part under the test key, and appends it; returns its position.
     async fn append<E: DomainEvent>(&mut self, event: &E) -> u64 {
-        let parts = event.to_parts().expect("parts");
-        let stream = event.stream_id();
-        let event_id = Uuid::now_v7();
-        let sealed = match parts.personal {
-            None => None,
-            Some(personal) => {
-                self.nonce += 1;
-                let mut nonce = [0u8; 12];
-                nonce[4..].copy_from_slice(&self.nonce.to_be_bytes());
-                let envelope = Envelope {
-                    event_id,
-                    stream_id: &stream,
-                    event_type: &parts.event_type,
-                };
-                Some(
-                    seal::seal(
-                        &personal,
-                        &self.key,
-                        &self.key_id,
-                        &event.data_subject().expect("a subject").to_string(),
-                        &envelope,
-                        Nonce::from_bytes(nonce),
-                    )
-                    .expect("seal"),
-                )
-            }
-        };
-        let request = AppendRequest {
-            stream,
-            expected: ExpectedVersion::Any,
-            events: vec![NewEvent {
-                event_id,
-                event_type: parts.event_type,
-                schema_version: 1,
-                data: parts.data,
-                tenant: None,
-                actor: None,
-                correlation_id: None,
-                causation_id: None,
-                authority: None,
-                service: None,
-                occurred_at: Some(event.occurred_at()),
-                sealed,
-            }],
-        };
-        self.store
-            .append(request)
-            .await
-            .expect("append")
-            .last_position
+        self.sealer.append(event).await
     }
 
     fn consent_state(&self, id: ConsentId) -> ConsentState {
@@ -361,7 +305,7 @@ impl World {
         let event = SubjectErased {
             subject,
             erased_at: at(when),
-            key_ids: vec![self.key_id.clone()],
+            key_ids: vec![self.sealer.key_id.clone()],
         };
         let position = self.append(&event).await;
         self.erasures.insert(subject, (event, position));

@@ -27,11 +27,11 @@ use amtsbuch_domain::participation::{
     GatheringId, Geometry, ParticipantId, Position, ProcedureId, Pseudonym, Reason, RegistrationId,
     RoundId, Sha256Hex, Stage, Title, Topic,
 };
-use amtsbuch_domain::seal::{self, DataKey, Envelope, KeyId, Nonce};
-use amtsbuch_domain::{AppendRequest, AuthorityId, ExpectedVersion, NewEvent};
-use amtsbuch_infra::{AnyStore, EventStore};
+use amtsbuch_domain::AuthorityId;
+use amtsbuch_infra::AnyStore;
 use amtsbuch_projections::participation::{self as rm, SearchQuery};
 use amtsbuch_projections::{rebuild_among, runner, Dialect, Projection, ReadDb, RunnerHandle};
+use amtsbuch_testkit::TestSealer;
 use common::*;
 use serde_json::json;
 use sqlx::types::chrono::{DateTime, Utc};
@@ -59,10 +59,8 @@ const T0: &str = "2026-03-02T08:00:00Z";
 const START: &str = "2026-04-01T00:00:00Z";
 
 struct World {
-    store: AnyStore,
-    key: DataKey,
-    key_id: KeyId,
-    nonce: u64,
+    /// Appends the events, sealing personal parts under a test key.
+    sealer: TestSealer,
     procedures: BTreeMap<ProcedureId, ProcedureState>,
     contributions: BTreeMap<ContributionId, ContributionState>,
     gatherings: BTreeMap<GatheringId, GatheringState>,
@@ -70,13 +68,8 @@ struct World {
 
 impl World {
     fn new(store: AnyStore) -> Self {
-        let mut bytes = [0u8; 32];
-        bytes[..16].copy_from_slice(Uuid::now_v7().as_bytes());
         Self {
-            store,
-            key: DataKey::from_bytes(bytes),
-            key_id: KeyId::parse("test-k1").expect("key id"),
-            nonce: 0,
+            sealer: TestSealer::new(store),
             procedures: BTreeMap::new(),
             contributions: BTreeMap::new(),
             gatherings: BTreeMap::new(),
@@ -84,56 +77,7 @@ impl World {
     }
 
     async fn append<E: DomainEvent>(&mut self, event: &E) -> u64 {
-        let parts = event.to_parts().expect("parts");
-        let stream = event.stream_id();
-        let event_id = Uuid::now_v7();
-        let sealed = match parts.personal {
-            None => None,
-            Some(personal) => {
-                self.nonce += 1;
-                let mut nonce = [0u8; 12];
-                nonce[4..].copy_from_slice(&self.nonce.to_be_bytes());
-                let envelope = Envelope {
-                    event_id,
-                    stream_id: &stream,
-                    event_type: &parts.event_type,
-                };
-                Some(
-                    seal::seal(
-                        &personal,
-                        &self.key,
-                        &self.key_id,
-                        &event.data_subject().expect("a subject").to_string(),
-                        &envelope,
-                        Nonce::from_bytes(nonce),
-                    )
-                    .expect("seal"),
-                )
-            }
-        };
-        let request = AppendRequest {
-            stream,
-            expected: ExpectedVersion::Any,
-            events: vec![NewEvent {
-                event_id,
-                event_type: parts.event_type,
-                schema_version: 1,
-                data: parts.data,
-                tenant: None,
-                actor: None,
-                correlation_id: None,
-                causation_id: None,
-                authority: None,
-                service: None,
-                occurred_at: Some(event.occurred_at()),
-                sealed,
-            }],
-        };
-        self.store
-            .append(request)
-            .await
-            .expect("append")
-            .last_position
+        self.sealer.append(event).await
     }
 
     async fn procedure(&mut self, pid: ProcedureId, command: ProcedureCommand) {
