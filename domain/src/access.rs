@@ -39,28 +39,32 @@ pub enum Role {
     Auditor,
     /// The operator of the service.
     Operator,
+    /// A moderator of public contributions, scoped to what it moderates (`moderates`).
+    Moderator,
 }
 
 impl Role {
     /// Every role, in the order the names are listed to callers.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Citizen,
         Role::Authority,
         Role::Fachverfahren,
         Role::Dpo,
         Role::Auditor,
         Role::Operator,
+        Role::Moderator,
     ];
 
     /// Whether the role is scoped by `binding`: citizen by its account, authority by its
-    /// authority and regions, fachverfahren by its authority and services. Operator,
-    /// auditor and DPO act for the whole service and use none.
+    /// authority and regions, fachverfahren by its authority and services, moderator by
+    /// what it moderates. Operator, auditor and DPO act for the whole service and use none.
     pub fn uses(self, binding: Binding) -> bool {
         matches!(
             (self, binding),
             (Role::Citizen, Binding::Account)
                 | (Role::Authority, Binding::Authority | Binding::Regions)
                 | (Role::Fachverfahren, Binding::Authority | Binding::Services)
+                | (Role::Moderator, Binding::Moderates)
         )
     }
 
@@ -73,6 +77,7 @@ impl Role {
             Role::Dpo => "dpo",
             Role::Auditor => "auditor",
             Role::Operator => "operator",
+            Role::Moderator => "moderator",
         }
     }
 }
@@ -85,7 +90,7 @@ impl fmt::Display for Role {
 
 /// A role name that is not one of Amtsbuch's roles.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?}; the roles are citizen, authority, fachverfahren, dpo, auditor and operator")]
+#[error("unknown role {0:?}; the roles are citizen, authority, fachverfahren, dpo, auditor, operator and moderator")]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
@@ -149,6 +154,48 @@ impl<'de> Deserialize<'de> for RegionKey {
     }
 }
 
+/// One thing a moderator moderates, as the token names it (`moderates`): an id the domain
+/// module of the moderated items interprets — the id of one item's container, or of an
+/// authority whose items it moderates. 1 to 64 lowercase ASCII letters, digits, `-`, `_`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ModerationScope(String);
+
+/// A moderation scope that is not 1 to 64 lowercase letters, digits, `-` or `_`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("moderation scope {0:?} must be 1 to 64 lowercase letters, digits, `-` or `_`")]
+pub struct ModerationScopeError(pub String);
+
+impl ModerationScope {
+    pub fn parse(s: &str) -> Result<Self, ModerationScopeError> {
+        if (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+        {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ModerationScopeError(s.chars().take(64).collect()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ModerationScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ModerationScope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The scope a principal's roles are bound to. Which bindings are required depends on the
 /// roles; bindings a role does not use are kept but grant nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -161,6 +208,8 @@ pub struct Bindings {
     pub regions: Vec<RegionKey>,
     /// The services a Fachverfahren handles.
     pub services: Vec<ServiceKey>,
+    /// What a moderator moderates.
+    pub moderates: Vec<ModerationScope>,
 }
 
 /// A binding a role requires; its name is also the name of the token claim carrying it.
@@ -170,6 +219,7 @@ pub enum Binding {
     Authority,
     Regions,
     Services,
+    Moderates,
 }
 
 impl Binding {
@@ -180,6 +230,7 @@ impl Binding {
             Binding::Authority => "authority",
             Binding::Regions => "regions",
             Binding::Services => "services",
+            Binding::Moderates => "moderates",
         }
     }
 
@@ -189,6 +240,7 @@ impl Binding {
             Binding::Authority => "the id of the authority the caller works for",
             Binding::Regions => "a non-empty list of AGS prefixes the caller is responsible for",
             Binding::Services => "a non-empty list of the service keys (LeiKa) the system handles",
+            Binding::Moderates => "a non-empty list of what the moderator moderates (ids of items' containers or of authorities)",
         }
     }
 }
@@ -208,7 +260,7 @@ const MAX_ID_LEN: usize = 255;
 pub enum PrincipalError {
     #[error("the subject (`sub`) must be 1 to {MAX_ID_LEN} characters without control characters")]
     Subject,
-    #[error("no known role: `roles` must name at least one of citizen, authority, fachverfahren, dpo, auditor, operator")]
+    #[error("no known role: `roles` must name at least one of citizen, authority, fachverfahren, dpo, auditor, operator, moderator")]
     NoRole,
     #[error("role {role} requires `{binding}`: {}", .binding.hint())]
     MissingBinding { role: Role, binding: Binding },
@@ -233,12 +285,15 @@ pub struct Principal {
     regions: Vec<RegionKey>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     services: Vec<ServiceKey>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    moderates: Vec<ModerationScope>,
 }
 
 impl Principal {
     /// Build a principal, checking that every role has its bindings: citizen needs
     /// `account`; authority needs `authority` and `regions`; fachverfahren needs
-    /// `authority` and `services`. The first missing binding is named in the error.
+    /// `authority` and `services`; moderator needs `moderates`. The first missing binding
+    /// is named in the error.
     pub fn new(
         subject: impl Into<String>,
         roles: impl IntoIterator<Item = Role>,
@@ -263,6 +318,7 @@ impl Principal {
                 (Binding::Authority, bindings.authority.is_none()),
                 (Binding::Regions, bindings.regions.is_empty()),
                 (Binding::Services, bindings.services.is_empty()),
+                (Binding::Moderates, bindings.moderates.is_empty()),
             ];
             if let Some(&(binding, _)) = absent
                 .iter()
@@ -278,6 +334,7 @@ impl Principal {
             authority: bindings.authority,
             regions: bindings.regions,
             services: bindings.services,
+            moderates: bindings.moderates,
         })
     }
 
@@ -303,6 +360,11 @@ impl Principal {
 
     pub fn services(&self) -> &[ServiceKey] {
         &self.services
+    }
+
+    /// What the principal moderates (empty unless it holds the moderator role).
+    pub fn moderates(&self) -> &[ModerationScope] {
+        &self.moderates
     }
 
     /// The same caller acting only in those of its roles that are in `allowed`, with only
@@ -339,6 +401,11 @@ impl Principal {
             } else {
                 Vec::new()
             },
+            moderates: if uses(Binding::Moderates) {
+                self.moderates.clone()
+            } else {
+                Vec::new()
+            },
             roles,
         })
     }
@@ -361,7 +428,8 @@ impl Principal {
     ///   regions, and events of its authority without a tenant;
     /// - fachverfahren: events addressed to its own authority for one of its services;
     /// - citizen and dpo: no raw log events; they are served by dedicated views that
-    ///   decide per data subject, which the raw log cannot.
+    ///   decide per data subject, which the raw log cannot;
+    /// - moderator: no raw log events; its queue is a view of what it moderates.
     ///
     /// An event without an authority is seen only by operators and auditors: routing has
     /// not assigned it to anyone, so no authority can claim it.
@@ -388,7 +456,7 @@ impl Principal {
                         .as_ref()
                         .is_some_and(|service| self.services.contains(service))
             }
-            Role::Citizen | Role::Dpo => false,
+            Role::Citizen | Role::Dpo | Role::Moderator => false,
         }
     }
 
@@ -475,6 +543,7 @@ mod tests {
     fn only(role: Role) -> Principal {
         let bindings = Bindings {
             account: Some("acc-1".into()),
+            moderates: vec![ModerationScope::parse("lra-meissen").expect("scope")],
             ..Bindings::default()
         };
         Principal::new("someone", [role], bindings).expect("principal")
@@ -602,7 +671,7 @@ mod tests {
 
     #[test]
     fn citizens_and_dpos_see_no_raw_events() {
-        for role in [Role::Citizen, Role::Dpo] {
+        for role in [Role::Citizen, Role::Dpo, Role::Moderator] {
             let p = only(role);
             assert!(!p.may_see(&event(None, None, None)));
             assert!(!p.may_see(&event(
@@ -720,6 +789,7 @@ mod tests {
                 authority: Some(authority("lra-meissen")),
                 regions: vec![region("14612")],
                 services: vec![service(WOHNGELD)],
+                moderates: vec![ModerationScope::parse("lra-meissen").expect("scope")],
             },
         )
         .expect("principal")
@@ -781,6 +851,7 @@ mod tests {
                 Binding::Authority,
                 Binding::Regions,
                 Binding::Services,
+                Binding::Moderates,
             ]
             .into_iter()
             .filter(|&b| role.uses(b))
@@ -789,6 +860,7 @@ mod tests {
                 Role::Citizen => &[Binding::Account],
                 Role::Authority => &[Binding::Authority, Binding::Regions],
                 Role::Fachverfahren => &[Binding::Authority, Binding::Services],
+                Role::Moderator => &[Binding::Moderates],
                 Role::Dpo | Role::Auditor | Role::Operator => &[],
             };
             assert_eq!(used, expected, "{role}");
@@ -810,5 +882,30 @@ mod tests {
         // Then the auditor role alone decides: it sees everything
         assert!(p.may_see(&event(Some("lra-bautzen"), Some("14625000"), Some(PARKEN))));
         assert_eq!(p.roles().len(), 2);
+    }
+
+    #[test]
+    fn a_moderator_needs_what_it_moderates_and_keeps_it_alone() {
+        assert_eq!(
+            Principal::new("m", [Role::Moderator], Bindings::default()),
+            Err(PrincipalError::MissingBinding {
+                role: Role::Moderator,
+                binding: Binding::Moderates
+            })
+        );
+        for ok in ["lra-meissen", "0193a1b2-0000-7000-8000-0000000000f1", "a_b"] {
+            assert!(ModerationScope::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "LRA", "a b", "a/b", &"x".repeat(65)] {
+            assert!(ModerationScope::parse(bad).is_err(), "{bad:?}");
+        }
+        // The scope stays with the moderator role only.
+        let p = everyone();
+        let r = p.restricted_to(&[Role::Moderator]).expect("allowed");
+        assert_eq!(r.moderates().len(), 1);
+        assert_eq!(r.account(), None);
+        assert_eq!(r.authority(), None);
+        let r = p.restricted_to(&[Role::Citizen]).expect("allowed");
+        assert!(r.moderates().is_empty());
     }
 }

@@ -32,7 +32,7 @@ use amtsbuch_api::metrics::Metrics;
 use amtsbuch_api::module::SampleValues;
 use amtsbuch_api::state::LedgerInfo;
 use amtsbuch_api::AppState;
-use amtsbuch_domain::access::{RegionKey, Role};
+use amtsbuch_domain::access::{ModerationScope, RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::AnyStore;
 
@@ -60,7 +60,8 @@ pub const OTHER_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000b0b0";
 pub const CITIZEN_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000ac01";
 
 /// A bearer token for `role` with the bindings the role needs: authority `lra-meissen`
-/// with region `14627` and service `99108001000000`, account `CITIZEN_ACCOUNT`.
+/// with region `14627` and service `99108001000000`, account `CITIZEN_ACCOUNT`; a
+/// moderator moderates what the authority (`authority`) runs.
 pub fn token(role: Role) -> String {
     token_for(role, "lra-meissen", &["99108001000000"])
 }
@@ -80,6 +81,9 @@ pub fn request_for(role: Role, authority: &str, services: &[&str]) -> TokenReque
                 .iter()
                 .map(|s| ServiceKey::parse(s).expect("service"))
                 .collect();
+        }
+        Role::Moderator => {
+            request.moderates = vec![ModerationScope::parse(authority).expect("scope")];
         }
         _ => {}
     }
@@ -106,6 +110,9 @@ pub fn request_of(roles: &[Role], authority: &str, services: &[&str]) -> TokenRe
         }
         if request.services.is_empty() {
             request.services = one.services;
+        }
+        if request.moderates.is_empty() {
+            request.moderates = one.moderates;
         }
     }
     request.ttl = Duration::from_secs(600);
@@ -139,6 +146,7 @@ pub fn everyone() -> String {
     request.authority = Some(AuthorityId::parse("lra-meissen").expect("authority"));
     request.regions = vec![RegionKey::parse("14").expect("region")];
     request.services = vec![ServiceKey::parse("99108001000000").expect("service")];
+    request.moderates = vec![ModerationScope::parse("lra-meissen").expect("scope")];
     signed(&request)
 }
 
@@ -193,6 +201,7 @@ pub fn of_an_unknown_key(role: Role) -> String {
     }
     claims["regions"] = request.regions.iter().map(|r| r.as_str()).collect();
     claims["services"] = request.services.iter().map(|s| s.as_str()).collect();
+    claims["moderates"] = request.moderates.iter().map(|s| s.as_str()).collect();
     jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&pkcs8)).expect("sign")
 }
 
