@@ -32,7 +32,7 @@ use amtsbuch_api::metrics::Metrics;
 use amtsbuch_api::module::SampleValues;
 use amtsbuch_api::state::LedgerInfo;
 use amtsbuch_api::AppState;
-use amtsbuch_domain::access::{RegionKey, Role};
+use amtsbuch_domain::access::{BewirtschafterCode, RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::AnyStore;
 
@@ -59,8 +59,12 @@ pub const OTHER_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000b0b0";
 /// the account it names and the citizen then owns it.
 pub const CITIZEN_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000ac01";
 
+/// The Bewirtschafter a cashier's test token works for.
+pub const CASHIER_BEWIRTSCHAFTER: &str = "b100";
+
 /// A bearer token for `role` with the bindings the role needs: authority `lra-meissen`
-/// with region `14627` and service `99108001000000`, account `CITIZEN_ACCOUNT`.
+/// with region `14627` and service `99108001000000`, account `CITIZEN_ACCOUNT`,
+/// Bewirtschafter `CASHIER_BEWIRTSCHAFTER`.
 pub fn token(role: Role) -> String {
     token_for(role, "lra-meissen", &["99108001000000"])
 }
@@ -80,6 +84,10 @@ pub fn request_for(role: Role, authority: &str, services: &[&str]) -> TokenReque
                 .iter()
                 .map(|s| ServiceKey::parse(s).expect("service"))
                 .collect();
+        }
+        Role::Cashier => {
+            request.bewirtschafter =
+                vec![BewirtschafterCode::parse(CASHIER_BEWIRTSCHAFTER).expect("bewirtschafter")];
         }
         _ => {}
     }
@@ -106,6 +114,9 @@ pub fn request_of(roles: &[Role], authority: &str, services: &[&str]) -> TokenRe
         }
         if request.services.is_empty() {
             request.services = one.services;
+        }
+        if request.bewirtschafter.is_empty() {
+            request.bewirtschafter = one.bewirtschafter;
         }
     }
     request.ttl = Duration::from_secs(600);
@@ -139,6 +150,8 @@ pub fn everyone() -> String {
     request.authority = Some(AuthorityId::parse("lra-meissen").expect("authority"));
     request.regions = vec![RegionKey::parse("14").expect("region")];
     request.services = vec![ServiceKey::parse("99108001000000").expect("service")];
+    request.bewirtschafter =
+        vec![BewirtschafterCode::parse(CASHIER_BEWIRTSCHAFTER).expect("bewirtschafter")];
     signed(&request)
 }
 
