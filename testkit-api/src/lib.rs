@@ -241,6 +241,7 @@ pub async fn state_with(
         hub,
         nats: None,
         sealer: None,
+        modules: Default::default(),
     }
 }
 
@@ -668,12 +669,22 @@ impl Samples {
         }
     }
 
-    /// A request to the route `method path` with `token`.
+    /// A request to the route `method path` with `token`, and the headers the modules'
+    /// samples give it.
     pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> Request<Body> {
         let body = self
             .body(method, path)
             .map_or_else(Body::empty, |b| Body::from(b.to_string()));
-        request(method, &self.uri(path), token, body)
+        let mut request = request(method, &self.uri(path), token, body);
+        for module in amtsbuch_api::domains::MODULES {
+            for (name, value) in module.tests.samples.headers(&self.values, method, path) {
+                request.headers_mut().insert(
+                    header::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                    header::HeaderValue::from_str(&value).expect("header value"),
+                );
+            }
+        }
+        request
     }
 }
 
