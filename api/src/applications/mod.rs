@@ -45,6 +45,8 @@ pub static MODULE: DomainModule = DomainModule {
     bench: None,
     export: Some(export::EXPORT),
     processing: None,
+    retention: None,
+    erasure: None,
     tests: TestSupport {
         access: samples::ACCESS,
         last: samples::LAST,
