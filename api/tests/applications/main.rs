@@ -22,6 +22,8 @@ use amtsbuch_domain::applications::Sha256;
 use amtsbuch_infra::{AnyStore, EventStore};
 
 use amtsbuch_testkit_api as common;
+
+mod delivery;
 use common::schema::conforms;
 use common::Reply;
 
