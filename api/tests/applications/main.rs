@@ -24,6 +24,7 @@ use amtsbuch_infra::{AnyStore, EventStore};
 use amtsbuch_testkit_api as common;
 
 mod delivery;
+mod walkthrough;
 use common::schema::conforms;
 use common::Reply;
 
