@@ -23,6 +23,7 @@ use amtsbuch_infra::{AnyStore, EventStore};
 
 use amtsbuch_testkit_api as common;
 
+mod bench;
 mod delivery;
 mod walkthrough;
 use common::schema::conforms;
