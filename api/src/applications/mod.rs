@@ -9,6 +9,7 @@
 //! application's personal data (form data, messages) is sealed under the application's own
 //! key; see `lifecycle` for who reaches an application.
 
+pub mod bench;
 pub mod directory;
 pub mod export;
 pub mod forms;
@@ -42,9 +43,11 @@ pub static MODULE: DomainModule = DomainModule {
         detail: "{stream} belongs to a form, the responsibility directory or an application; its events are written only through /forms, /responsibilities and /applications, which check their rules",
     }),
     jobs: None,
-    bench: None,
+    bench: Some(bench::BENCH),
     export: Some(export::EXPORT),
     processing: None,
+    retention: None,
+    erasure: None,
     tests: TestSupport {
         access: samples::ACCESS,
         last: samples::LAST,
