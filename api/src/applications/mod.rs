@@ -11,6 +11,7 @@
 //! for uploads, `retention` for the erasure of an applicant, `sweeper` for draft expiry.
 
 pub mod attachments;
+pub mod bench;
 pub mod directory;
 pub mod export;
 pub mod forms;
@@ -48,7 +49,7 @@ pub static MODULE: DomainModule = DomainModule {
         detail: "{stream} belongs to a form, the responsibility directory or an application; its events are written only through /forms, /responsibilities and /applications, which check their rules",
     }),
     jobs: Some(sweeper::JOBS),
-    bench: None,
+    bench: Some(bench::BENCH),
     export: Some(export::EXPORT),
     processing: None,
     retention: Some(retention::RETENTION),

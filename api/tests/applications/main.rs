@@ -22,6 +22,10 @@ use amtsbuch_domain::applications::Sha256;
 use amtsbuch_infra::{AnyStore, EventStore};
 
 use amtsbuch_testkit_api as common;
+
+mod bench;
+mod delivery;
+mod walkthrough;
 use common::schema::conforms;
 use common::Reply;
 
