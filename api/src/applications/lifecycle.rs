@@ -548,7 +548,7 @@ pub(super) fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, Probl
                 v.to_str().map_err(|_| {
                     Problem::bad_request(
                         "invalid-version",
-                        format!("{name} must be ASCII: the application's version"),
+                        format!("{name} must be ASCII: the version read"),
                     )
                 })
             })
@@ -557,7 +557,7 @@ pub(super) fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, Probl
     let invalid = |name: &str| {
         Problem::bad_request(
             "invalid-version",
-            format!("{name} names the application's version: If-Match: \"3\" (the application's `version` in quotes) or Expected-Version: 3"),
+            format!("{name} names the version read: If-Match: \"3\" (the `version` in quotes) or Expected-Version: 3"),
         )
     };
     let number = |s: &str| {
@@ -591,11 +591,16 @@ pub(super) fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, Probl
 
 /// The `412` problem of a write made against another version than the application's.
 pub(super) fn version_mismatch(expected: u64, actual: u64) -> Problem {
+    changed("application", expected, actual)
+}
+
+/// The `412` problem of a write made against another version of `what` than its own.
+pub(super) fn changed(what: &str, expected: u64, actual: u64) -> Problem {
     Problem::new(
         StatusCode::PRECONDITION_FAILED,
         "version-mismatch",
-        "The application has changed",
-        format!("the application is at version {actual}, but the request was made against version {expected}; read it again and retry with If-Match: \"{actual}\""),
+        "Changed since it was read",
+        format!("the {what} is at version {actual}, but the request was made against version {expected}; read it again and retry with If-Match: \"{actual}\""),
     )
     .with("expected_version", expected.to_string())
     .with("actual_version", actual)

@@ -1568,6 +1568,85 @@ async fn draft_expiry(env: &Env) {
     .await;
 }
 
+/// Two editors of one form version: a revision made against a form version read before
+/// another's revision is refused with `412`, and nothing changes.
+async fn form_revision_if_match(env: &Env) {
+    let op = operator();
+    let form = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/forms",
+            "/forms",
+            Some(&op),
+            Some(json!({"title": "Antrag auf Wohngeld"})),
+        )
+        .await;
+    let id = form["form_id"].as_str().expect("form id").to_owned();
+    env.expect(
+        StatusCode::CREATED,
+        "POST",
+        "/forms/{form}/versions",
+        &format!("/forms/{id}/versions"),
+        Some(&op),
+        Some(json!({ "schema": schema() })),
+    )
+    .await;
+    let read = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/forms/{form}",
+            &format!("/forms/{id}"),
+            None,
+            None,
+        )
+        .await;
+    let version = read["version"].as_u64().expect("version");
+    let revise = |tag: String, schema: Value| {
+        let mut request = common::request(
+            "PUT",
+            &format!("/forms/{id}/versions/1"),
+            Some(&op),
+            Body::from(json!({ "schema": schema }).to_string()),
+        );
+        request
+            .headers_mut()
+            .insert("if-match", tag.parse().expect("header"));
+        request
+            .headers_mut()
+            .insert("content-type", "application/json".parse().expect("header"));
+        request
+    };
+    let mut first = schema_with_upload();
+    first["properties"]["familienname"]["maxLength"] = json!(80);
+    let reply = common::send(&env.app, revise(format!("\"{version}\""), first.clone())).await;
+    conforms(&env.doc, "PUT", "/forms/{form}/versions/{v}", &reply);
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
+    let head = env.head().await;
+    let reply = common::send(&env.app, revise(format!("\"{version}\""), schema())).await;
+    conforms(&env.doc, "PUT", "/forms/{form}/versions/{v}", &reply);
+    assert_eq!(reply.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(reply.json()["actual_version"], version + 1);
+    assert_eq!(env.head().await, head, "nothing stored");
+    let now = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/forms/{form}/versions/{v}",
+            &format!("/forms/{id}/versions/1"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(now["schema"], first, "the first revision stands");
+}
+
 /// Run `test` on an `Env` on a fresh database of `adapter`.
 async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     let env = Env::start(adapter).await;
@@ -1575,4 +1654,4 @@ async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     env.close().await;
 }
 
-common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export, erasure_after_retention, attachments, draft_expiry);
+common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export, erasure_after_retention, attachments, draft_expiry, form_revision_if_match);
