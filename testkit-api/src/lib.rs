@@ -625,7 +625,7 @@ impl Samples {
                 (_, "{stream}") => uri.push_str("consent-1"),
                 ("events", "{id}") => uri.push_str(&self.event_id.to_string()),
                 (_, "{size}") => uri.push_str(&self.checkpoint_size.to_string()),
-                (_, "{name}") => uri.push_str("lra-meissen-fv"),
+                ("subscriptions", "{name}") => uri.push_str("lra-meissen-fv"),
                 (_, s) if s.starts_with('{') => {
                     let value = amtsbuch_api::domains::MODULES
                         .iter()
