@@ -46,6 +46,8 @@ pub static MODULE: DomainModule = DomainModule {
     bench: Some(bench::BENCH),
     export: Some(export::EXPORT),
     processing: None,
+    retention: None,
+    erasure: None,
     tests: TestSupport {
         access: samples::ACCESS,
         last: samples::LAST,

@@ -13,7 +13,6 @@ use clap::Subcommand;
 use amtsbuch_domain::access::{RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::any::DEFAULT_DATABASE_URL;
-use amtsbuch_infra::EventStore;
 
 use super::open_store;
 use super::progress::ProgressLine;
@@ -136,7 +135,8 @@ pub enum ProjectionsCommand {
         #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database_url: String,
     },
-    /// Each projection's checkpoint and how many events it trails the log by.
+    /// Each projection's checkpoint and how many events it trails the log by. Reads only:
+    /// the database is opened read-only and nothing is created or migrated.
     Status {
         #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database_url: String,
@@ -162,14 +162,11 @@ pub async fn projections(which: ProjectionsCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         ProjectionsCommand::Status { database_url } => {
-            let store = open_store(&database_url).await?;
-            let head = store.head().await?.position;
-            let db = amtsbuch_projections::db::ReadDb::new(&store);
+            // Only looks: opened read-only, nothing created or migrated.
+            let log = amtsbuch_infra::ReadOnlyLog::open(&database_url).await?;
+            let head = log.head().await?.position;
             let stored: std::collections::HashMap<String, u64> =
-                amtsbuch_projections::checkpoint::all(&db)
-                    .await?
-                    .into_iter()
-                    .collect();
+                log.checkpoints().await?.into_iter().collect();
             println!("log head: {head}");
             for p in crate::domains::projections() {
                 let at = stored.get(p.name()).copied().unwrap_or(0);

@@ -63,6 +63,8 @@ pub static MODULE: DomainModule = DomainModule {
     bench: Some(bench::BENCH),
     export: Some(dpo::EXPORT),
     processing: Some(dpo::PROCESSING),
+    retention: None,
+    erasure: None,
     tests: TestSupport {
         access: samples::ACCESS,
         last: samples::LAST,
