@@ -38,6 +38,8 @@ pub static MODULE: DomainModule = DomainModule {
     bench: None,
     export: None,
     processing: None,
+    retention: None,
+    erasure: None,
     tests: TestSupport {
         access: samples::ACCESS,
         last: samples::LAST,
