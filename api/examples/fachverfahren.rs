@@ -12,6 +12,14 @@
 //! cargo run --example fachverfahren -- --consumer fv-wohngeld
 //! ```
 //!
+//! With `--exec PROGRAM` it hands each event to the Fachverfahren's own handling: `sh -c
+//! PROGRAM` runs with the stored record on its standard input and the event's type, stream
+//! and position in `AMTSBUCH_EVENT_TYPE`, `AMTSBUCH_STREAM` and `AMTSBUCH_POSITION`; what
+//! it prints is shown as `handled`. The event is acknowledged only after the program
+//! succeeded; when it fails, the consumer stops without acknowledging, so the event is
+//! delivered again. docs/FACHVERFAHREN.md shows a program that answers each new
+//! application with its reception and a decision.
+//!
 //! See docs/FACHVERFAHREN.md. Real Fachverfahren use the NATS client of their own language;
 //! everything this program relies on is plain JetStream plus the documented headers.
 
@@ -39,6 +47,44 @@ struct Args {
     /// Stop when no event arrived for this many seconds (default: wait for ever).
     #[arg(long)]
     idle_exit: Option<u64>,
+    /// Handle each event with this shell command: the record on standard input, the event
+    /// type, stream and position in `AMTSBUCH_EVENT_TYPE`, `AMTSBUCH_STREAM`,
+    /// `AMTSBUCH_POSITION`. The event is acknowledged only if it succeeds.
+    #[arg(long, value_name = "PROGRAM")]
+    exec: Option<String>,
+}
+
+/// Run the handling program for one event; what it printed.
+async fn handle(
+    program: &str,
+    payload: &[u8],
+    event_type: &str,
+    stream: &str,
+    position: &str,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(program)
+        .env("AMTSBUCH_EVENT_TYPE", event_type)
+        .env("AMTSBUCH_STREAM", stream)
+        .env("AMTSBUCH_POSITION", position)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(payload).await?;
+    }
+    let out = child.wait_with_output().await?;
+    if !out.status.success() {
+        return Err(format!(
+            "--exec failed on position {position} ({}); not acknowledged",
+            out.status
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 #[tokio::main]
@@ -80,17 +126,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let leaf = amtsbuch_domain::merkle::leaf_hash(&message.payload);
         let leaf_ok = amtsbuch_domain::chain::to_hex(&leaf) == header("Amtsbuch-Leaf-Hash");
         let record: serde_json::Value = serde_json::from_slice(&message.payload)?;
-        println!(
-            "{}",
-            json!({
-                "position": header("Amtsbuch-Position").parse::<u64>().unwrap_or(0),
-                "event_id": header("Nats-Msg-Id"),
-                "subject": message.subject.as_str(),
-                "stream": record["stream_id"],
-                "event_type": record["event_type"],
-                "leaf_hash_ok": leaf_ok,
-            })
-        );
+        let mut line = json!({
+            "position": header("Amtsbuch-Position").parse::<u64>().unwrap_or(0),
+            "event_id": header("Nats-Msg-Id"),
+            "subject": message.subject.as_str(),
+            "stream": record["stream_id"],
+            "event_type": record["event_type"],
+            "leaf_hash_ok": leaf_ok,
+        });
+        if let Some(program) = &args.exec {
+            // Only a record whose hash is the log's is handed on.
+            if !leaf_ok {
+                return Err(format!(
+                    "the payload at position {} is not the stored record",
+                    header("Amtsbuch-Position")
+                )
+                .into());
+            }
+            let handled = handle(
+                program,
+                &message.payload,
+                record["event_type"].as_str().unwrap_or(""),
+                record["stream_id"].as_str().unwrap_or(""),
+                &header("Amtsbuch-Position"),
+            )
+            .await?;
+            if !handled.is_empty() {
+                line["handled"] = json!(handled);
+            }
+        }
+        println!("{line}");
         // Acknowledge only after the event has been handled (here: printed).
         message.ack().await?;
         handled += 1;

@@ -34,7 +34,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use amtsbuch_domain::access::{
-    Bindings, ModerationScope, Principal, PrincipalError, RegionKey, Role,
+    BewirtschafterCode, Bindings, ModerationScope, Principal, PrincipalError, RegionKey, Role,
 };
 use amtsbuch_domain::note::Signer;
 use amtsbuch_domain::{AuthorityId, ServiceKey};
@@ -528,7 +528,7 @@ fn header_error(token: &str) -> AuthError {
 }
 
 /// Build the principal from verified claims: `sub`, `roles` (unknown names ignored),
-/// `account`, `authority`, `regions`, `services`, `moderates`.
+/// `account`, `authority`, `regions`, `services`, `bewirtschafter`, `moderates`.
 fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthError> {
     let subject = match claims.get("sub") {
         Some(Value::String(s)) => s.clone(),
@@ -552,6 +552,11 @@ fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthE
         .map(|s| ServiceKey::parse(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid("services", e))?;
+    let bewirtschafter = string_list(claims, "bewirtschafter")?
+        .iter()
+        .map(|s| BewirtschafterCode::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("bewirtschafter", e))?;
     let moderates = string_list(claims, "moderates")?
         .iter()
         .map(|s| ModerationScope::parse(s))
@@ -562,6 +567,7 @@ fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthE
         authority,
         regions,
         services,
+        bewirtschafter,
         moderates,
     };
     Ok(Principal::new(subject, roles, bindings)?)
@@ -1069,6 +1075,8 @@ pub struct TokenRequest {
     pub authority: Option<AuthorityId>,
     pub regions: Vec<RegionKey>,
     pub services: Vec<ServiceKey>,
+    /// The Bewirtschafter a cashier works for.
+    pub bewirtschafter: Vec<BewirtschafterCode>,
     /// What a moderator moderates.
     pub moderates: Vec<ModerationScope>,
     /// How long the token is valid, from `now`.
@@ -1087,6 +1095,7 @@ impl TokenRequest {
             authority: None,
             regions: Vec::new(),
             services: Vec::new(),
+            bewirtschafter: Vec::new(),
             moderates: Vec::new(),
             ttl: Duration::from_secs(3600),
             audience: DEFAULT_AUDIENCE.to_owned(),
@@ -1123,6 +1132,8 @@ struct DevClaims<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     services: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    bewirtschafter: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     moderates: Vec<&'a str>,
 }
 
@@ -1137,6 +1148,7 @@ pub fn mint(key: &DevKey, request: &TokenRequest, now: DateTime<Utc>) -> Result<
             authority: request.authority.clone(),
             regions: request.regions.clone(),
             services: request.services.clone(),
+            bewirtschafter: request.bewirtschafter.clone(),
             moderates: request.moderates.clone(),
         },
     )?;
@@ -1159,6 +1171,11 @@ pub fn mint(key: &DevKey, request: &TokenRequest, now: DateTime<Utc>) -> Result<
             .services()
             .iter()
             .map(ServiceKey::as_str)
+            .collect(),
+        bewirtschafter: principal
+            .bewirtschafter()
+            .iter()
+            .map(BewirtschafterCode::as_str)
             .collect(),
         moderates: principal
             .moderates()

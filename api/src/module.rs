@@ -7,7 +7,8 @@
 //! it: its routes with their OpenAPI description, its read models, the stream categories
 //! only it may write, its background jobs with their flags, its `bench` subcommand, its
 //! part of a data subject's access export (Art. 15 GDPR) and of the processing overview
-//! (Art. 30), and its rows of the authorization test matrix. The registry
+//! (Art. 30), the retention duties that forbid erasing a subject (Art. 17 (3) (b)), and its
+//! rows of the authorization test matrix. The registry
 //! (`crate::domains::MODULES`) lists every module, one line each; the router, the
 //! projection runner, `serve`, `bench`, the raw append route, the export, the overview
 //! and the core's tests iterate it, so the core never names a domain.
@@ -51,6 +52,10 @@ pub struct DomainModule {
     pub export: Option<ExportPart>,
     /// Its rows of the processing overview.
     pub processing: Option<ProcessingPart>,
+    /// The retention duties it holds on data subjects, which forbid erasing them.
+    pub retention: Option<RetentionPart>,
+    /// How it shreds a data subject's personal data it sealed under keys of its own.
+    pub erasure: Option<ErasurePart>,
     /// What the service's own tests need of it.
     pub tests: TestSupport,
 }
@@ -142,6 +147,145 @@ pub struct ProcessingPart {
     /// The read models the rows come from; the overview waits for them.
     pub read_models: &'static [&'static str],
     pub rows: ListRows,
+}
+
+/// A module's retention duties (Art. 17 (3) (b) GDPR): the holds a legal obligation of the
+/// module's places on a data subject — an open procedure, a record that must be kept for a
+/// period. The erasure of a subject asks every module and is refused while any reports an
+/// active hold, naming each with its reason and end.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionPart {
+    /// The read models the holds are found with; the erasure waits for them.
+    pub read_models: &'static [&'static str],
+    /// The subject's holds active at the given instant. The core fills in each hold's
+    /// `module`.
+    pub holds: ListHolds,
+}
+
+/// Lists a module's holds on a subject active at an instant.
+pub type ListHolds =
+    for<'a> fn(&'a AppState, SubjectId, DateTime<Utc>) -> BoxFuture<'a, Result<Vec<Hold>, Problem>>;
+
+/// One active retention hold a module reports on a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The module that holds it (filled in by [`subject_holds`]).
+    pub module: &'static str,
+    /// Why, in the module's words (`open_procedure`, `closed_procedure`, …).
+    pub reason: String,
+    /// When the duty ends; `None` while it is open-ended (a procedure not yet closed).
+    pub until: Option<DateTime<Utc>>,
+    /// What the duty attaches to: a stream of the module's (`application-<uuid>`).
+    pub reference: String,
+}
+
+impl Hold {
+    /// The hold as a member of the `retention-hold` problem's `holds`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "module": self.module,
+            "reason": self.reason,
+            "until": self.until.as_ref().map(amtsbuch_domain::record::format_timestamp),
+            "reference": self.reference,
+        })
+    }
+}
+
+/// Every hold any module reports on `subject` at `now`, once the read models they are found
+/// with have caught up with the log; open-ended holds first, then the one ending last first.
+pub async fn subject_holds(
+    state: &AppState,
+    modules: &[&DomainModule],
+    subject: SubjectId,
+    now: DateTime<Utc>,
+) -> Result<Vec<Hold>, Problem> {
+    let parts: Vec<(&'static str, RetentionPart)> = modules
+        .iter()
+        .filter_map(|m| Some((m.name, m.retention?)))
+        .collect();
+    let read_models: Vec<&str> = parts
+        .iter()
+        .flat_map(|(_, part)| part.read_models.iter().copied())
+        .collect();
+    crate::command::read_models_current(state, &read_models).await?;
+    let mut holds = Vec::new();
+    for (module, part) in parts {
+        for mut hold in (part.holds)(state, subject, now).await? {
+            hold.module = module;
+            holds.push(hold);
+        }
+    }
+    holds.sort_by(|a, b| match (a.until, b.until) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Less,
+        (Some(_), None) => std::cmp::Ordering::Greater,
+        (Some(a), Some(b)) => b.cmp(&a),
+    });
+    Ok(holds)
+}
+
+/// How a module takes part in the erasure of a data subject (Art. 17 GDPR), for personal
+/// data it seals under keys other than the subject's own (an application's, so that one
+/// expired draft can be shredded alone): the erasure destroys the subject's own keys, and
+/// asks each module to destroy the keys of what belongs to the subject. Runs after the
+/// retention holds were checked (none is active), before the subject's keys are destroyed.
+#[derive(Debug, Clone, Copy)]
+pub struct ErasurePart {
+    /// The read models the subject's data is found with; the erasure waits for them.
+    pub read_models: &'static [&'static str],
+    /// Whether the module holds anything of the subject (an unknown subject is not erased).
+    pub knows: KnowsSubject,
+    /// Shreds the module's personal data of the subject at the given instant; safe to
+    /// repeat. What it shredded, by stream (`application-<uuid>`), for the answer.
+    pub shred: ShredSubject,
+}
+
+/// Whether a module holds anything of a subject.
+pub type KnowsSubject = for<'a> fn(&'a AppState, SubjectId) -> BoxFuture<'a, Result<bool, Problem>>;
+
+/// Shreds a module's personal data of a subject.
+pub type ShredSubject = for<'a> fn(
+    &'a AppState,
+    SubjectId,
+    DateTime<Utc>,
+) -> BoxFuture<'a, Result<Vec<String>, Problem>>;
+
+/// Whether any module holds anything of `subject`, once their read models caught up.
+pub async fn subject_known(
+    state: &AppState,
+    modules: &[&DomainModule],
+    subject: SubjectId,
+) -> Result<bool, Problem> {
+    let parts: Vec<ErasurePart> = modules.iter().filter_map(|m| m.erasure).collect();
+    let read_models: Vec<&str> = parts
+        .iter()
+        .flat_map(|part| part.read_models.iter().copied())
+        .collect();
+    crate::command::read_models_current(state, &read_models).await?;
+    for part in parts {
+        if (part.knows)(state, subject).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Asks every module to shred its personal data of `subject`: what each shredded, by
+/// module, leaving out modules that shredded nothing.
+pub async fn shred_subject(
+    state: &AppState,
+    modules: &[&DomainModule],
+    subject: SubjectId,
+    at: DateTime<Utc>,
+) -> Result<Map<String, Value>, Problem> {
+    let mut shredded = Map::new();
+    for (module, part) in modules.iter().filter_map(|m| Some((m.name, m.erasure?))) {
+        let streams = (part.shred)(state, subject, at).await?;
+        if !streams.is_empty() {
+            shredded.insert(module.to_owned(), streams.into());
+        }
+    }
+    Ok(shredded)
 }
 
 /// What the service's own tests (`api/tests/access.rs`, `api/tests/openapi.rs`) need of
@@ -238,6 +382,13 @@ pub trait Samples: Send + Sync + std::fmt::Debug {
     /// the module's and they need one. None, unless the module says so.
     fn query(&self, _values: &SampleValues, _path: &str) -> Option<String> {
         None
+    }
+
+    /// Request headers the operation `method path` needs to succeed (an idempotency key, a
+    /// signature over the sample body), if it is the module's. None, unless the module
+    /// says so.
+    fn headers(&self, _values: &SampleValues, _method: &str, _path: &str) -> Vec<(String, String)> {
+        Vec::new()
     }
 
     /// Makes the seeded data outlive every operation of the module (an erasure, say), for

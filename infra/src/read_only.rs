@@ -59,6 +59,39 @@ impl ReadOnlyLog {
         reads::read_all(&self.db, after, limit).await
     }
 
+    /// Each read model's checkpoint (its name and the position it has applied), in name
+    /// order; none where no read model ever ran.
+    pub async fn checkpoints(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let exists = match self.db.dialect() {
+            crate::Dialect::Postgres => {
+                "SELECT COUNT(*) AS n WHERE to_regclass('projection_checkpoints') IS NOT NULL"
+            }
+            crate::Dialect::Sqlite => {
+                "SELECT COUNT(*) AS n FROM sqlite_master \
+                 WHERE type = 'table' AND name = 'projection_checkpoints'"
+            }
+        };
+        let found = self
+            .db
+            .fetch_optional(exists, &[])
+            .await?
+            .map(|row| row.get_u64("n"))
+            .transpose()?
+            .unwrap_or(0);
+        if found == 0 {
+            return Ok(Vec::new());
+        }
+        self.db
+            .fetch_all(
+                "SELECT name, position FROM projection_checkpoints ORDER BY name",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| Ok((row.get::<String>("name")?, row.get_u64("position")?)))
+            .collect()
+    }
+
     /// Refuse a database that does not hold the log's tables (never migrated, or another
     /// application's database).
     async fn require_tables(&self) -> Result<(), StoreError> {

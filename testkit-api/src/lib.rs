@@ -32,7 +32,7 @@ use amtsbuch_api::metrics::Metrics;
 use amtsbuch_api::module::SampleValues;
 use amtsbuch_api::state::LedgerInfo;
 use amtsbuch_api::AppState;
-use amtsbuch_domain::access::{ModerationScope, RegionKey, Role};
+use amtsbuch_domain::access::{BewirtschafterCode, ModerationScope, RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::AnyStore;
 
@@ -59,9 +59,13 @@ pub const OTHER_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000b0b0";
 /// the account it names and the citizen then owns it.
 pub const CITIZEN_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000ac01";
 
+/// The Bewirtschafter a cashier's test token works for.
+pub const CASHIER_BEWIRTSCHAFTER: &str = "b100";
+
 /// A bearer token for `role` with the bindings the role needs: authority `lra-meissen`
-/// with region `14627` and service `99108001000000`, account `CITIZEN_ACCOUNT`; a
-/// moderator moderates what the authority (`authority`) runs.
+/// with region `14627` and service `99108001000000`, account `CITIZEN_ACCOUNT`,
+/// Bewirtschafter `CASHIER_BEWIRTSCHAFTER`; a moderator moderates what the authority
+/// (`authority`) runs.
 pub fn token(role: Role) -> String {
     token_for(role, "lra-meissen", &["99108001000000"])
 }
@@ -84,6 +88,10 @@ pub fn request_for(role: Role, authority: &str, services: &[&str]) -> TokenReque
         }
         Role::Moderator => {
             request.moderates = vec![ModerationScope::parse(authority).expect("scope")];
+        }
+        Role::Cashier => {
+            request.bewirtschafter =
+                vec![BewirtschafterCode::parse(CASHIER_BEWIRTSCHAFTER).expect("bewirtschafter")];
         }
         _ => {}
     }
@@ -110,6 +118,9 @@ pub fn request_of(roles: &[Role], authority: &str, services: &[&str]) -> TokenRe
         }
         if request.services.is_empty() {
             request.services = one.services;
+        }
+        if request.bewirtschafter.is_empty() {
+            request.bewirtschafter = one.bewirtschafter;
         }
         if request.moderates.is_empty() {
             request.moderates = one.moderates;
@@ -146,6 +157,8 @@ pub fn everyone() -> String {
     request.authority = Some(AuthorityId::parse("lra-meissen").expect("authority"));
     request.regions = vec![RegionKey::parse("14").expect("region")];
     request.services = vec![ServiceKey::parse("99108001000000").expect("service")];
+    request.bewirtschafter =
+        vec![BewirtschafterCode::parse(CASHIER_BEWIRTSCHAFTER).expect("bewirtschafter")];
     request.moderates = vec![ModerationScope::parse("lra-meissen").expect("scope")];
     signed(&request)
 }
@@ -237,6 +250,7 @@ pub async fn state_with(
         hub,
         nats: None,
         sealer: None,
+        modules: Default::default(),
     }
 }
 
@@ -620,7 +634,7 @@ impl Samples {
                 (_, "{stream}") => uri.push_str("consent-1"),
                 ("events", "{id}") => uri.push_str(&self.event_id.to_string()),
                 (_, "{size}") => uri.push_str(&self.checkpoint_size.to_string()),
-                (_, "{name}") => uri.push_str("lra-meissen-fv"),
+                ("subscriptions", "{name}") => uri.push_str("lra-meissen-fv"),
                 (_, s) if s.starts_with('{') => {
                     let value = amtsbuch_api::domains::MODULES
                         .iter()
@@ -664,12 +678,22 @@ impl Samples {
         }
     }
 
-    /// A request to the route `method path` with `token`.
+    /// A request to the route `method path` with `token`, and the headers the modules'
+    /// samples give it.
     pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> Request<Body> {
         let body = self
             .body(method, path)
             .map_or_else(Body::empty, |b| Body::from(b.to_string()));
-        request(method, &self.uri(path), token, body)
+        let mut request = request(method, &self.uri(path), token, body);
+        for module in amtsbuch_api::domains::MODULES {
+            for (name, value) in module.tests.samples.headers(&self.values, method, path) {
+                request.headers_mut().insert(
+                    header::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                    header::HeaderValue::from_str(&value).expect("header value"),
+                );
+            }
+        }
+        request
     }
 }
 

@@ -174,6 +174,52 @@ async fn verify_reads_a_live_embedded_log() {
     server.kill().await;
 }
 
+/// `projections status` only looks: it refuses a missing file or a database without the
+/// log and creates or migrates nothing, and on a live log it lists every read model.
+#[tokio::test]
+async fn projections_status_reads_only() {
+    let dir = TempDir::new();
+    let (code, out, err) = run_in(
+        &dir.0,
+        &[
+            "projections",
+            "status",
+            "--database-url",
+            "sqlite://nothere/x.db",
+        ],
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("no database file"), "{err}");
+    assert!(listing(&dir.0).is_empty(), "{:?}", listing(&dir.0));
+
+    let db = TestDatabase::create().await;
+    let (code, out, err) = run_in(
+        &std::env::temp_dir(),
+        &["projections", "status", "--database-url", &db.url],
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("holds no Amtsbuch log"), "{err}");
+    assert_eq!(tables(&db.url).await, Vec::<String>::new());
+    db.drop_now().await;
+
+    let server = Server::start(&[], &dir.0).await;
+    let r = server
+        .post_events(
+            "notes-1",
+            "no-stream",
+            r#"[{"type":"Noted","data":{"n":1}}]"#,
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let (code, out, err) = run_in(&dir.0, &["projections", "status"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("log head: 1"), "{out}");
+    assert!(out.contains("streams"), "{out}");
+    server.kill().await;
+}
+
 /// Each flag that names a file whose content is wrong or missing stops `serve` before it
 /// creates a database, a key or a directory, and before it says it serves.
 #[tokio::test]

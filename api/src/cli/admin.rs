@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
-use amtsbuch_domain::access::{ModerationScope, RegionKey, Role};
+use amtsbuch_domain::access::{BewirtschafterCode, ModerationScope, RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::any::DEFAULT_DATABASE_URL;
-use amtsbuch_infra::EventStore;
 
 use super::open_store;
 use super::progress::ProgressLine;
@@ -51,8 +50,8 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<u8> {
 // The flags of `token`.
 #[derive(Debug, clap::Args)]
 pub struct TokenArgs {
-    /// A role: citizen, authority, fachverfahren, dpo, auditor, operator, moderator
-    /// (repeatable).
+    /// A role: citizen, authority, fachverfahren, dpo, auditor, operator, cashier,
+    /// moderator (repeatable).
     #[arg(long = "role", required = true)]
     roles: Vec<String>,
     /// The caller's id (`sub`).
@@ -70,6 +69,9 @@ pub struct TokenArgs {
     /// fachverfahren: a service key (LeiKa) it handles; repeatable.
     #[arg(long = "service")]
     services: Vec<String>,
+    /// cashier: a Bewirtschafter code it works for; repeatable.
+    #[arg(long = "bewirtschafter")]
+    bewirtschafter: Vec<String>,
     /// moderator: what it moderates (an id the moderated domain understands, such as a
     /// procedure's or an authority's); repeatable.
     #[arg(long = "moderates")]
@@ -95,6 +97,7 @@ pub fn token(args: TokenArgs) -> anyhow::Result<u8> {
         authority,
         regions,
         services,
+        bewirtschafter,
         moderates,
         ttl,
         dev_key,
@@ -114,6 +117,10 @@ pub fn token(args: TokenArgs) -> anyhow::Result<u8> {
         services: services
             .iter()
             .map(|s| ServiceKey::parse(s))
+            .collect::<Result<_, _>>()?,
+        bewirtschafter: bewirtschafter
+            .iter()
+            .map(|s| BewirtschafterCode::parse(s))
             .collect::<Result<_, _>>()?,
         moderates: moderates
             .iter()
@@ -146,7 +153,8 @@ pub enum ProjectionsCommand {
         #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database_url: String,
     },
-    /// Each projection's checkpoint and how many events it trails the log by.
+    /// Each projection's checkpoint and how many events it trails the log by. Reads only:
+    /// the database is opened read-only and nothing is created or migrated.
     Status {
         #[arg(long, env = "AMTSBUCH_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
         database_url: String,
@@ -172,14 +180,11 @@ pub async fn projections(which: ProjectionsCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         ProjectionsCommand::Status { database_url } => {
-            let store = open_store(&database_url).await?;
-            let head = store.head().await?.position;
-            let db = amtsbuch_projections::db::ReadDb::new(&store);
+            // Only looks: opened read-only, nothing created or migrated.
+            let log = amtsbuch_infra::ReadOnlyLog::open(&database_url).await?;
+            let head = log.head().await?.position;
             let stored: std::collections::HashMap<String, u64> =
-                amtsbuch_projections::checkpoint::all(&db)
-                    .await?
-                    .into_iter()
-                    .collect();
+                log.checkpoints().await?.into_iter().collect();
             println!("log head: {head}");
             for p in crate::domains::projections() {
                 let at = stored.get(p.name()).copied().unwrap_or(0);

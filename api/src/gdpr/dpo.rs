@@ -284,27 +284,11 @@ pub async fn erase_subject(
     let holds = models::active_holds(&db, subject, now)
         .await
         .map_err(query_error)?;
-    if let Some(last) = holds.first() {
-        let reason = serde_json::to_value(last.reason)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "retention-hold",
-            "A retention duty forbids erasure",
-            format!(
-                "subject {subject} must be kept until {} ({} hold(s); the last to end: {reason} for {}); erase it after that date",
-                format_timestamp(&last.until),
-                holds.len(),
-                last.source
-            ),
-        )
-        .with(
-            "holds",
-            Value::Array(holds.iter().map(|h| h.to_json()).collect()),
-        )
-        .with("erasable_from", format_timestamp(&last.until)));
+    // The duties of every module (an open procedure, a record kept for a period) count
+    // as much as the holds placed through `/retention-holds`.
+    let module_holds = crate::module::subject_holds(state, MODULES, subject.into(), now).await?;
+    if !holds.is_empty() || !module_holds.is_empty() {
+        return Err(retention_problem(subject, &holds, &module_holds));
     }
 
     let consents = super::consents::subject_consents(state, &subject).await?;
@@ -316,7 +300,11 @@ pub async fn erase_subject(
         .map_err(|e| command::sealer_problem(e.into()))?;
     // An id the service never knew — no account, no consent, no sealed data: nothing to
     // erase, and a mistyped id must not leave a tombstone and a `SubjectErased` behind.
-    if consents.is_empty() && version == 0 && keys == SubjectStatus::None {
+    if consents.is_empty()
+        && version == 0
+        && keys == SubjectStatus::None
+        && !crate::module::subject_known(state, MODULES, subject.into()).await?
+    {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
             "unknown-subject",
@@ -372,6 +360,11 @@ pub async fn erase_subject(
         }
     }
 
+    // What modules sealed under keys of their own that belong to the subject (an
+    // application's) is shredded first, so that a run interrupted after it is repeated
+    // in full.
+    let shredded = crate::module::shred_subject(state, MODULES, subject.into(), now).await?;
+
     // Destroy the keys: from here on every sealed section of the subject is unreadable.
     let destroyed = sealer
         .vault()
@@ -418,7 +411,7 @@ pub async fn erase_subject(
         )],
         1,
     );
-    Ok(json!({
+    let mut answer = json!({
         "subject": subject.to_string(),
         "erased_at": format_timestamp(&erased.erased_at),
         "key_ids": destroyed.held,
@@ -426,7 +419,77 @@ pub async fn erase_subject(
         "account_deleted": account_deleted,
         "position": position,
         "already_erased": false,
-    }))
+    });
+    if !shredded.is_empty() {
+        answer["shredded"] = Value::Object(shredded);
+    }
+    Ok(answer)
+}
+
+/// The `409 retention-hold` problem: every active hold, the one ending last first (an
+/// open-ended one before all), and when the subject can be erased if every hold has an end.
+fn retention_problem(
+    subject: AccountId,
+    holds: &[models::HoldRow],
+    module_holds: &[crate::module::Hold],
+) -> Problem {
+    let name = |reason: HoldReason| {
+        serde_json::to_value(reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    // (end, reason, reference, member of `holds`); `None` is open-ended.
+    let mut all: Vec<(Option<DateTime<Utc>>, String, String, Value)> = holds
+        .iter()
+        .map(|h| {
+            (
+                Some(h.until),
+                name(h.reason),
+                h.source.to_string(),
+                h.to_json(),
+            )
+        })
+        .chain(
+            module_holds
+                .iter()
+                .map(|h| (h.until, h.reason.clone(), h.reference.clone(), h.to_json())),
+        )
+        .collect();
+    all.sort_by(|a, b| match (a.0, b.0) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Less,
+        (Some(_), None) => std::cmp::Ordering::Greater,
+        (Some(a), Some(b)) => b.cmp(&a),
+    });
+    let Some((end, reason, reference, _)) = all.first().cloned() else {
+        return Problem::internal(&"a retention problem without a hold");
+    };
+    let detail = match end {
+        Some(until) => format!(
+            "subject {subject} must be kept until {} ({} hold(s); the last to end: {reason} for {reference}); erase it after that date",
+            format_timestamp(&until),
+            all.len(),
+        ),
+        None => format!(
+            "subject {subject} must be kept while {reference} is open ({} hold(s); {reason} has no end yet); erase it once every hold has ended",
+            all.len(),
+        ),
+    };
+    let problem = Problem::new(
+        StatusCode::CONFLICT,
+        "retention-hold",
+        "A retention duty forbids erasure",
+        detail,
+    )
+    .with(
+        "holds",
+        Value::Array(all.into_iter().map(|(_, _, _, json)| json).collect()),
+    );
+    match end {
+        Some(until) => problem.with("erasable_from", format_timestamp(&until)),
+        None => problem,
+    }
 }
 
 fn erased_stream(subject: AccountId) -> StreamId {
@@ -637,4 +700,91 @@ pub async fn release_hold(
         "released": true,
         "position": done.outcome.map(|o| o.last_position),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::module::Hold;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("instant")
+    }
+
+    fn voucher(until: &str) -> models::HoldRow {
+        models::HoldRow {
+            hold_id: HoldId(Uuid::nil()),
+            subject: AccountId(Uuid::nil()),
+            reason: HoldReason::Voucher,
+            source: StreamId::parse("payment-1").expect("stream"),
+            placed_at: at("2026-01-01T00:00:00Z"),
+            until: at(until),
+            released_at: None,
+            last_position: 1,
+        }
+    }
+
+    fn module_hold(until: Option<&str>) -> Hold {
+        Hold {
+            module: "procedures",
+            reason: "open_procedure".into(),
+            until: until.map(at),
+            reference: "procedure-7".into(),
+        }
+    }
+
+    #[test]
+    fn a_modules_open_ended_hold_comes_first_and_leaves_no_erasable_date() {
+        let subject = AccountId(Uuid::nil());
+        let p = retention_problem(
+            subject,
+            &[voucher("2032-12-31T00:00:00Z")],
+            &[module_hold(None)],
+        );
+        assert_eq!(p.status, StatusCode::CONFLICT);
+        assert_eq!(p.kind, "retention-hold");
+        assert!(
+            p.detail.contains("while procedure-7 is open"),
+            "{}",
+            p.detail
+        );
+        assert!(p.detail.contains("2 hold(s)"), "{}", p.detail);
+        let holds = p
+            .extra
+            .get("holds")
+            .and_then(Value::as_array)
+            .expect("holds");
+        assert_eq!(
+            holds[0],
+            json!({"module": "procedures", "reason": "open_procedure", "until": null, "reference": "procedure-7"})
+        );
+        assert_eq!(holds[1]["reason"], "voucher");
+        assert!(!p.extra.contains_key("erasable_from"));
+    }
+
+    #[test]
+    fn the_hold_ending_last_names_the_erasable_date() {
+        let subject = AccountId(Uuid::nil());
+        let p = retention_problem(
+            subject,
+            &[voucher("2030-01-01T00:00:00Z")],
+            &[module_hold(Some("2031-06-01T00:00:00Z"))],
+        );
+        assert_eq!(
+            p.extra.get("erasable_from"),
+            Some(&json!("2031-06-01T00:00:00.000000Z"))
+        );
+        assert!(
+            p.detail.contains("open_procedure for procedure-7"),
+            "{}",
+            p.detail
+        );
+        let holds = p
+            .extra
+            .get("holds")
+            .and_then(Value::as_array)
+            .expect("holds");
+        assert_eq!(holds[0]["module"], "procedures");
+        assert_eq!(holds[1]["reason"], "voucher");
+    }
 }

@@ -63,6 +63,8 @@ pub static MODULE: DomainModule = DomainModule {
     bench: Some(bench::BENCH),
     export: Some(dpo::EXPORT),
     processing: Some(dpo::PROCESSING),
+    retention: None,
+    erasure: None,
     tests: TestSupport {
         access: samples::ACCESS,
         last: samples::LAST,
@@ -124,7 +126,8 @@ pub fn account_id(raw: &str) -> Result<AccountId, Problem> {
 ///
 /// - citizen: its own account only;
 /// - DPO and operator: every subject;
-/// - authority, Fachverfahren, auditor, moderator: none (their routes name no subject of theirs).
+/// - authority, Fachverfahren, auditor, cashier, moderator: none (their routes name no
+///   subject of theirs).
 ///
 /// Only the roles the route grants are asked, since the guard has narrowed the caller to
 /// them; a role never passes because the caller also holds some other role. A citizen who
@@ -135,7 +138,9 @@ pub fn act_for(caller: &Principal, subject: &AccountId) -> Result<Meta, Problem>
     let reaches = |role: Role| match role {
         Role::Citizen => caller.account() == Some(subject.as_str()),
         Role::Dpo | Role::Operator => true,
-        Role::Authority | Role::Fachverfahren | Role::Auditor | Role::Moderator => false,
+        Role::Authority | Role::Fachverfahren | Role::Auditor | Role::Cashier | Role::Moderator => {
+            false
+        }
     };
     caller
         .roles()

@@ -47,6 +47,8 @@ pub static MODULE: DomainModule = DomainModule {
     bench: Some(bench::BENCH),
     export: None,
     processing: None,
+    retention: None,
+    erasure: None,
     tests: TestSupport {
         access: samples::ACCESS,
         last: samples::LAST,
