@@ -33,7 +33,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use amtsbuch_domain::access::{Bindings, Principal, PrincipalError, RegionKey, Role};
+use amtsbuch_domain::access::{
+    BewirtschafterCode, Bindings, Principal, PrincipalError, RegionKey, Role,
+};
 use amtsbuch_domain::note::Signer;
 use amtsbuch_domain::{AuthorityId, ServiceKey};
 
@@ -526,7 +528,7 @@ fn header_error(token: &str) -> AuthError {
 }
 
 /// Build the principal from verified claims: `sub`, `roles` (unknown names ignored),
-/// `account`, `authority`, `regions`, `services`.
+/// `account`, `authority`, `regions`, `services`, `bewirtschafter`.
 fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthError> {
     let subject = match claims.get("sub") {
         Some(Value::String(s)) => s.clone(),
@@ -550,11 +552,17 @@ fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthE
         .map(|s| ServiceKey::parse(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid("services", e))?;
+    let bewirtschafter = string_list(claims, "bewirtschafter")?
+        .iter()
+        .map(|s| BewirtschafterCode::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("bewirtschafter", e))?;
     let bindings = Bindings {
         account,
         authority,
         regions,
         services,
+        bewirtschafter,
     };
     Ok(Principal::new(subject, roles, bindings)?)
 }
@@ -1061,6 +1069,8 @@ pub struct TokenRequest {
     pub authority: Option<AuthorityId>,
     pub regions: Vec<RegionKey>,
     pub services: Vec<ServiceKey>,
+    /// The Bewirtschafter a cashier works for.
+    pub bewirtschafter: Vec<BewirtschafterCode>,
     /// How long the token is valid, from `now`.
     pub ttl: Duration,
     /// Must match the server's configured audience.
@@ -1077,6 +1087,7 @@ impl TokenRequest {
             authority: None,
             regions: Vec::new(),
             services: Vec::new(),
+            bewirtschafter: Vec::new(),
             ttl: Duration::from_secs(3600),
             audience: DEFAULT_AUDIENCE.to_owned(),
         }
@@ -1111,6 +1122,8 @@ struct DevClaims<'a> {
     regions: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     services: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bewirtschafter: Vec<&'a str>,
 }
 
 /// Make a development token, valid from `now` for `request.ttl`. The request must describe
@@ -1124,6 +1137,7 @@ pub fn mint(key: &DevKey, request: &TokenRequest, now: DateTime<Utc>) -> Result<
             authority: request.authority.clone(),
             regions: request.regions.clone(),
             services: request.services.clone(),
+            bewirtschafter: request.bewirtschafter.clone(),
         },
     )?;
     if request.ttl.is_zero() || request.ttl > MAX_DEV_TTL {
@@ -1145,6 +1159,11 @@ pub fn mint(key: &DevKey, request: &TokenRequest, now: DateTime<Utc>) -> Result<
             .services()
             .iter()
             .map(ServiceKey::as_str)
+            .collect(),
+        bewirtschafter: principal
+            .bewirtschafter()
+            .iter()
+            .map(BewirtschafterCode::as_str)
             .collect(),
     };
     let mut header = Header::new(Algorithm::EdDSA);

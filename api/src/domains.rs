@@ -13,6 +13,7 @@ pub static MODULES: &[&DomainModule] = &[
     &crate::gdpr::MODULE,
     &crate::applications::MODULE,
     &crate::participation::MODULE,
+    &crate::payments::MODULE,
 ];
 
 /// Every read model the service runs: the core's and every module's.

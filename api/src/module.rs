@@ -391,6 +391,13 @@ pub trait Samples: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Request headers the operation `method path` needs to succeed (an idempotency key, a
+    /// signature over the sample body), if it is the module's. None, unless the module
+    /// says so.
+    fn headers(&self, _values: &SampleValues, _method: &str, _path: &str) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Makes the seeded data outlive every operation of the module (an erasure, say), for
     /// tests that call each operation many times over. Nothing, unless the module says so.
     fn keep<'a>(

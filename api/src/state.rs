@@ -1,6 +1,6 @@
 //! What every handler shares: `AppState` — the store, the ledger's configuration
 //! (`LedgerInfo`), the token verifier, the metrics, the live feed, the link to NATS
-//! (`NatsLink`) and the sealer.
+//! (`NatsLink`), the sealer, and the domain modules' own values (`ModuleValues`).
 //!
 //! It is a module of its own so that the route modules (`http`, `ledger_http`,
 //! `nats_http`, `sse`, and every domain module's) all depend on it and none of them on
@@ -28,6 +28,40 @@ pub struct AppState {
     pub nats: Option<std::sync::Arc<NatsLink>>,
     /// Seals and opens personal data; `None` when no key-encryption key is configured.
     pub sealer: Option<amtsbuch_infra::sealer::Sealer>,
+    /// What domain modules keep for their handlers, one value per type: the configuration
+    /// their jobs read from `serve`'s flags (`crate::module::Jobs`), for instance.
+    pub modules: ModuleValues,
+}
+
+/// Values the domain modules keep in the state, one per type, shared by every clone of the
+/// state: a module's `Jobs::spawn` puts its configuration here and its handlers read it.
+/// The core never looks inside; each module keeps a type of its own here.
+#[derive(Clone, Default)]
+pub struct ModuleValues(std::sync::Arc<std::sync::RwLock<axum::http::Extensions>>);
+
+impl std::fmt::Debug for ModuleValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ModuleValues")
+    }
+}
+
+impl ModuleValues {
+    /// Keeps `value`, replacing the value of its type kept before.
+    pub fn insert<T: Clone + Send + Sync + 'static>(&self, value: T) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(value);
+    }
+
+    /// The value of type `T`, if one is kept.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get::<T>()
+            .cloned()
+    }
 }
 
 impl AppState {
@@ -53,6 +87,7 @@ impl AppState {
             hub,
             nats: None,
             sealer: None,
+            modules: ModuleValues::default(),
         })
     }
 }

@@ -39,28 +39,33 @@ pub enum Role {
     Auditor,
     /// The operator of the service.
     Operator,
+    /// A cashier (Kasse / Bewirtschafter staff): works on the receivables of the
+    /// Bewirtschafter it is bound to.
+    Cashier,
 }
 
 impl Role {
     /// Every role, in the order the names are listed to callers.
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::Citizen,
         Role::Authority,
         Role::Fachverfahren,
         Role::Dpo,
         Role::Auditor,
         Role::Operator,
+        Role::Cashier,
     ];
 
     /// Whether the role is scoped by `binding`: citizen by its account, authority by its
-    /// authority and regions, fachverfahren by its authority and services. Operator,
-    /// auditor and DPO act for the whole service and use none.
+    /// authority and regions, fachverfahren by its authority and services, cashier by its
+    /// Bewirtschafter. Operator, auditor and DPO act for the whole service and use none.
     pub fn uses(self, binding: Binding) -> bool {
         matches!(
             (self, binding),
             (Role::Citizen, Binding::Account)
                 | (Role::Authority, Binding::Authority | Binding::Regions)
                 | (Role::Fachverfahren, Binding::Authority | Binding::Services)
+                | (Role::Cashier, Binding::Bewirtschafter)
         )
     }
 
@@ -73,6 +78,7 @@ impl Role {
             Role::Dpo => "dpo",
             Role::Auditor => "auditor",
             Role::Operator => "operator",
+            Role::Cashier => "cashier",
         }
     }
 }
@@ -85,7 +91,7 @@ impl fmt::Display for Role {
 
 /// A role name that is not one of Amtsbuch's roles.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?}; the roles are citizen, authority, fachverfahren, dpo, auditor and operator")]
+#[error("unknown role {0:?}; the roles are citizen, authority, fachverfahren, dpo, auditor, operator and cashier")]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
@@ -149,6 +155,50 @@ impl<'de> Deserialize<'de> for RegionKey {
     }
 }
 
+/// A Bewirtschafter (budget manager) a cashier works for, as the token names it: 1 to 8
+/// lowercase ASCII letters, digits, `-` or `_`, starting with a letter or digit (ePayBL
+/// allows eight characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct BewirtschafterCode(String);
+
+/// A Bewirtschafter code that is not 1 to 8 of the allowed characters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Bewirtschafter {0:?} must be 1 to 8 lowercase ASCII letters, digits, '-' or '_', starting with a letter or digit")]
+pub struct BewirtschafterCodeError(pub String);
+
+impl BewirtschafterCode {
+    pub fn parse(s: &str) -> Result<Self, BewirtschafterCodeError> {
+        let b = s.as_bytes();
+        let ok = (1..=8).contains(&b.len())
+            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(BewirtschafterCodeError(s.chars().take(64).collect()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BewirtschafterCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for BewirtschafterCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The scope a principal's roles are bound to. Which bindings are required depends on the
 /// roles; bindings a role does not use are kept but grant nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -161,6 +211,8 @@ pub struct Bindings {
     pub regions: Vec<RegionKey>,
     /// The services a Fachverfahren handles.
     pub services: Vec<ServiceKey>,
+    /// The Bewirtschafter (budget managers) a cashier works for.
+    pub bewirtschafter: Vec<BewirtschafterCode>,
 }
 
 /// A binding a role requires; its name is also the name of the token claim carrying it.
@@ -170,6 +222,7 @@ pub enum Binding {
     Authority,
     Regions,
     Services,
+    Bewirtschafter,
 }
 
 impl Binding {
@@ -180,6 +233,7 @@ impl Binding {
             Binding::Authority => "authority",
             Binding::Regions => "regions",
             Binding::Services => "services",
+            Binding::Bewirtschafter => "bewirtschafter",
         }
     }
 
@@ -189,6 +243,9 @@ impl Binding {
             Binding::Authority => "the id of the authority the caller works for",
             Binding::Regions => "a non-empty list of AGS prefixes the caller is responsible for",
             Binding::Services => "a non-empty list of the service keys (LeiKa) the system handles",
+            Binding::Bewirtschafter => {
+                "a non-empty list of the Bewirtschafter codes (1 to 8 lowercase letters, digits, '-', '_') the cashier works for"
+            }
         }
     }
 }
@@ -208,7 +265,7 @@ const MAX_ID_LEN: usize = 255;
 pub enum PrincipalError {
     #[error("the subject (`sub`) must be 1 to {MAX_ID_LEN} characters without control characters")]
     Subject,
-    #[error("no known role: `roles` must name at least one of citizen, authority, fachverfahren, dpo, auditor, operator")]
+    #[error("no known role: `roles` must name at least one of citizen, authority, fachverfahren, dpo, auditor, operator, cashier")]
     NoRole,
     #[error("role {role} requires `{binding}`: {}", .binding.hint())]
     MissingBinding { role: Role, binding: Binding },
@@ -233,6 +290,8 @@ pub struct Principal {
     regions: Vec<RegionKey>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     services: Vec<ServiceKey>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    bewirtschafter: Vec<BewirtschafterCode>,
 }
 
 impl Principal {
@@ -263,6 +322,7 @@ impl Principal {
                 (Binding::Authority, bindings.authority.is_none()),
                 (Binding::Regions, bindings.regions.is_empty()),
                 (Binding::Services, bindings.services.is_empty()),
+                (Binding::Bewirtschafter, bindings.bewirtschafter.is_empty()),
             ];
             if let Some(&(binding, _)) = absent
                 .iter()
@@ -278,6 +338,7 @@ impl Principal {
             authority: bindings.authority,
             regions: bindings.regions,
             services: bindings.services,
+            bewirtschafter: bindings.bewirtschafter,
         })
     }
 
@@ -303,6 +364,11 @@ impl Principal {
 
     pub fn services(&self) -> &[ServiceKey] {
         &self.services
+    }
+
+    /// The Bewirtschafter a cashier works for.
+    pub fn bewirtschafter(&self) -> &[BewirtschafterCode] {
+        &self.bewirtschafter
     }
 
     /// The same caller acting only in those of its roles that are in `allowed`, with only
@@ -339,6 +405,11 @@ impl Principal {
             } else {
                 Vec::new()
             },
+            bewirtschafter: if uses(Binding::Bewirtschafter) {
+                self.bewirtschafter.clone()
+            } else {
+                Vec::new()
+            },
             roles,
         })
     }
@@ -360,8 +431,8 @@ impl Principal {
     /// - authority: events addressed to its own authority whose tenant lies in one of its
     ///   regions, and events of its authority without a tenant;
     /// - fachverfahren: events addressed to its own authority for one of its services;
-    /// - citizen and dpo: no raw log events; they are served by dedicated views that
-    ///   decide per data subject, which the raw log cannot.
+    /// - citizen, dpo and cashier: no raw log events; they are served by dedicated views
+    ///   that decide per data subject or Bewirtschafter, which the raw log cannot.
     ///
     /// An event without an authority is seen only by operators and auditors: routing has
     /// not assigned it to anyone, so no authority can claim it.
@@ -388,7 +459,9 @@ impl Principal {
                         .as_ref()
                         .is_some_and(|service| self.services.contains(service))
             }
-            Role::Citizen | Role::Dpo => false,
+            // Cashiers are served by their domain's views, scoped to their Bewirtschafter,
+            // which the raw log's routing labels do not name.
+            Role::Citizen | Role::Dpo | Role::Cashier => false,
         }
     }
 
@@ -720,6 +793,7 @@ mod tests {
                 authority: Some(authority("lra-meissen")),
                 regions: vec![region("14612")],
                 services: vec![service(WOHNGELD)],
+                bewirtschafter: vec![BewirtschafterCode::parse("b100").expect("bewirtschafter")],
             },
         )
         .expect("principal")
@@ -781,6 +855,7 @@ mod tests {
                 Binding::Authority,
                 Binding::Regions,
                 Binding::Services,
+                Binding::Bewirtschafter,
             ]
             .into_iter()
             .filter(|&b| role.uses(b))
@@ -789,9 +864,45 @@ mod tests {
                 Role::Citizen => &[Binding::Account],
                 Role::Authority => &[Binding::Authority, Binding::Regions],
                 Role::Fachverfahren => &[Binding::Authority, Binding::Services],
+                Role::Cashier => &[Binding::Bewirtschafter],
                 Role::Dpo | Role::Auditor | Role::Operator => &[],
             };
             assert_eq!(used, expected, "{role}");
+        }
+    }
+
+    #[test]
+    fn a_cashier_needs_its_bewirtschafter_and_sees_no_raw_events() {
+        assert_eq!(
+            Principal::new("k", [Role::Cashier], Bindings::default()),
+            Err(PrincipalError::MissingBinding {
+                role: Role::Cashier,
+                binding: Binding::Bewirtschafter
+            })
+        );
+        let cashier = Principal::new(
+            "k",
+            [Role::Cashier],
+            Bindings {
+                bewirtschafter: vec![BewirtschafterCode::parse("b100").expect("code")],
+                ..Bindings::default()
+            },
+        )
+        .expect("cashier");
+        assert!(!cashier.may_see(&event(Some("lra-meissen"), Some("14612000"), None)));
+        // Narrowed to another role, the Bewirtschafter is dropped.
+        let both = everyone().restricted_to(&[Role::Citizen]).expect("citizen");
+        assert!(both.bewirtschafter().is_empty());
+        assert_eq!(
+            everyone()
+                .restricted_to(&[Role::Cashier])
+                .expect("cashier")
+                .bewirtschafter()
+                .len(),
+            1
+        );
+        for bad in ["", "B100", "123456789", "-a", "a b"] {
+            assert!(BewirtschafterCode::parse(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -25,6 +25,7 @@ pub mod checkpoint;
 pub mod db;
 pub mod gdpr;
 pub mod participation;
+pub mod payments;
 pub mod projection;
 pub mod rebuild;
 pub mod runner;

@@ -32,7 +32,7 @@ use amtsbuch_api::metrics::Metrics;
 use amtsbuch_api::module::SampleValues;
 use amtsbuch_api::state::LedgerInfo;
 use amtsbuch_api::AppState;
-use amtsbuch_domain::access::{RegionKey, Role};
+use amtsbuch_domain::access::{BewirtschafterCode, RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::AnyStore;
 
@@ -59,8 +59,12 @@ pub const OTHER_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000b0b0";
 /// the account it names and the citizen then owns it.
 pub const CITIZEN_ACCOUNT: &str = "0193a1b2-0000-7000-8000-00000000ac01";
 
+/// The Bewirtschafter a cashier's test token works for.
+pub const CASHIER_BEWIRTSCHAFTER: &str = "b100";
+
 /// A bearer token for `role` with the bindings the role needs: authority `lra-meissen`
-/// with region `14627` and service `99108001000000`, account `CITIZEN_ACCOUNT`.
+/// with region `14627` and service `99108001000000`, account `CITIZEN_ACCOUNT`,
+/// Bewirtschafter `CASHIER_BEWIRTSCHAFTER`.
 pub fn token(role: Role) -> String {
     token_for(role, "lra-meissen", &["99108001000000"])
 }
@@ -80,6 +84,10 @@ pub fn request_for(role: Role, authority: &str, services: &[&str]) -> TokenReque
                 .iter()
                 .map(|s| ServiceKey::parse(s).expect("service"))
                 .collect();
+        }
+        Role::Cashier => {
+            request.bewirtschafter =
+                vec![BewirtschafterCode::parse(CASHIER_BEWIRTSCHAFTER).expect("bewirtschafter")];
         }
         _ => {}
     }
@@ -106,6 +114,9 @@ pub fn request_of(roles: &[Role], authority: &str, services: &[&str]) -> TokenRe
         }
         if request.services.is_empty() {
             request.services = one.services;
+        }
+        if request.bewirtschafter.is_empty() {
+            request.bewirtschafter = one.bewirtschafter;
         }
     }
     request.ttl = Duration::from_secs(600);
@@ -139,6 +150,8 @@ pub fn everyone() -> String {
     request.authority = Some(AuthorityId::parse("lra-meissen").expect("authority"));
     request.regions = vec![RegionKey::parse("14").expect("region")];
     request.services = vec![ServiceKey::parse("99108001000000").expect("service")];
+    request.bewirtschafter =
+        vec![BewirtschafterCode::parse(CASHIER_BEWIRTSCHAFTER).expect("bewirtschafter")];
     signed(&request)
 }
 
@@ -228,6 +241,7 @@ pub async fn state_with(
         hub,
         nats: None,
         sealer: None,
+        modules: Default::default(),
     }
 }
 
@@ -655,12 +669,22 @@ impl Samples {
         }
     }
 
-    /// A request to the route `method path` with `token`.
+    /// A request to the route `method path` with `token`, and the headers the modules'
+    /// samples give it.
     pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> Request<Body> {
         let body = self
             .body(method, path)
             .map_or_else(Body::empty, |b| Body::from(b.to_string()));
-        request(method, &self.uri(path), token, body)
+        let mut request = request(method, &self.uri(path), token, body);
+        for module in amtsbuch_api::domains::MODULES {
+            for (name, value) in module.tests.samples.headers(&self.values, method, path) {
+                request.headers_mut().insert(
+                    header::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                    header::HeaderValue::from_str(&value).expect("header value"),
+                );
+            }
+        }
+        request
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
-use amtsbuch_domain::access::{RegionKey, Role};
+use amtsbuch_domain::access::{BewirtschafterCode, RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::any::DEFAULT_DATABASE_URL;
 
@@ -50,7 +50,8 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<u8> {
 // The flags of `token`.
 #[derive(Debug, clap::Args)]
 pub struct TokenArgs {
-    /// A role: citizen, authority, fachverfahren, dpo, auditor, operator (repeatable).
+    /// A role: citizen, authority, fachverfahren, dpo, auditor, operator, cashier
+    /// (repeatable).
     #[arg(long = "role", required = true)]
     roles: Vec<String>,
     /// The caller's id (`sub`).
@@ -68,6 +69,9 @@ pub struct TokenArgs {
     /// fachverfahren: a service key (LeiKa) it handles; repeatable.
     #[arg(long = "service")]
     services: Vec<String>,
+    /// cashier: a Bewirtschafter code it works for; repeatable.
+    #[arg(long = "bewirtschafter")]
+    bewirtschafter: Vec<String>,
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
@@ -89,6 +93,7 @@ pub fn token(args: TokenArgs) -> anyhow::Result<u8> {
         authority,
         regions,
         services,
+        bewirtschafter,
         ttl,
         dev_key,
     } = args;
@@ -107,6 +112,10 @@ pub fn token(args: TokenArgs) -> anyhow::Result<u8> {
         services: services
             .iter()
             .map(|s| ServiceKey::parse(s))
+            .collect::<Result<_, _>>()?,
+        bewirtschafter: bewirtschafter
+            .iter()
+            .map(|s| BewirtschafterCode::parse(s))
             .collect::<Result<_, _>>()?,
         ttl: Duration::from_secs(ttl),
         audience: crate::auth::DEFAULT_AUDIENCE.to_owned(),

@@ -1,7 +1,70 @@
-//! The payments domain in the service: the payment provider client (XBezahldienste), the
-//! payment flows over the log, and their figures. The HTTP routes and the module's entry
-//! in the registry are still to come (docs/PAYMENTS.md).
+//! The payments domain over HTTP — one domain module ([`MODULE`]), registered in
+//! `crate::domains`: receivables with their Kassenzeichen, checkout at an XBezahldienste
+//! provider (`provider`), statuses believed only from Amtsbuch's own pull, refunds under
+//! four eyes, and reconciliation with the bank and the HKR (`service` holds the flows,
+//! `routes` the handlers). `serve`'s flags configure the provider (`jobs`); `bench
+//! payments` measures the callback path and reconciliation (`bench`).
+//!
+//! The receivable and Kassenzeichen streams are reserved: only the domain's commands write
+//! them, each decided against the receivable's rules.
 
 pub mod bench;
+pub mod jobs;
 pub mod provider;
+pub mod routes;
+pub mod samples;
 pub mod service;
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use amtsbuch_domain::payments::ReceivableId;
+
+use crate::module::{DomainModule, Reserved, TestSupport};
+use crate::AppState;
+
+/// The payments domain, as the service registers it.
+pub static MODULE: DomainModule = DomainModule {
+    name: "payments",
+    routes,
+    projections: amtsbuch_projections::payments::projections,
+    reserved: Some(Reserved {
+        categories: &[ReceivableId::CATEGORY, amtsbuch_domain::payments::claim::CLAIM_CATEGORY],
+        title: "The stream is written by the payments routes only",
+        detail: "{stream} belongs to a receivable or a Kassenzeichen claim; its events are written only by the payments commands, which check their rules",
+    }),
+    jobs: Some(jobs::JOBS),
+    bench: None,
+    export: None,
+    processing: None,
+    retention: None,
+    erasure: None,
+    tests: TestSupport {
+        access: samples::ACCESS,
+        last: samples::LAST,
+        samples: &samples::SAMPLES,
+    },
+};
+
+#[derive(OpenApi)]
+#[openapi(tags(
+    (name = "payments", description = "Payments: receivables (Sollstellungen) with Kassenzeichen, checkout at an XBezahldienste provider, statuses believed only from Amtsbuch's own pull, refunds under four eyes, reconciliation with bank statements (camt.053/054) and the HKR")
+))]
+struct PaymentsDoc;
+
+/// Every route of the payments domain, with its OpenAPI description and tags.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(PaymentsDoc::openapi())
+        .routes(routes!(routes::request, routes::list))
+        .routes(routes!(routes::get))
+        .routes(routes!(routes::cancel))
+        .routes(routes!(routes::checkout))
+        .routes(routes!(routes::payer_return))
+        .routes(routes!(routes::callback))
+        .routes(routes!(routes::request_refund))
+        .routes(routes!(routes::approve_refund))
+        .routes(routes!(routes::import))
+        .routes(routes!(routes::mismatches))
+        .routes(routes!(routes::daily))
+}

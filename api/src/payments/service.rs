@@ -438,23 +438,25 @@ pub async fn import(
         ..ImportReport::default()
     };
     // Find each line's receivable (reads only, many at a time, in file order).
-    let found: Vec<Option<ReceivableId>> = stream::iter(lines.iter())
-        .map(|line| owner(state, mandant, line))
+    // (By index, so the futures borrow the lines for as long as the import, which keeps
+    // the handler's future `Send`.)
+    let found: Vec<Option<ReceivableId>> = stream::iter(0..lines.len())
+        .map(|i| owner(state, mandant, &lines[i]))
         .buffered(IMPORT_CONCURRENCY)
         .try_collect()
         .await?;
     // Book the lines of each receivable in file order, different receivables at once: the
     // store's group commit then writes many of them per transaction.
-    let mut groups: Vec<(ReceivableId, Vec<&StatementLine>)> = vec![];
+    let mut groups: Vec<(ReceivableId, Vec<usize>)> = vec![];
     let mut index: std::collections::HashMap<ReceivableId, usize> = Default::default();
-    for (line, owner) in lines.iter().zip(found) {
+    for (i, (line, owner)) in lines.iter().zip(found).enumerate() {
         match owner {
             Some(id) => {
                 let at = *index.entry(id).or_insert_with(|| {
                     groups.push((id, vec![]));
                     groups.len() - 1
                 });
-                groups[at].1.push(line);
+                groups[at].1.push(i);
             }
             None => report.unmatched.push((
                 line.position.clone(),
@@ -468,7 +470,10 @@ pub async fn import(
     }
     let mut done = report.unmatched.len();
     let mut booked = stream::iter(groups)
-        .map(|(id, group)| book_group(state, id, group, now, meta))
+        .map(|(id, group)| {
+            let group: Vec<&StatementLine> = group.iter().map(|&i| &lines[i]).collect();
+            book_group(state, id, group, now, meta)
+        })
         .buffer_unordered(IMPORT_CONCURRENCY);
     while let Some(part) = booked.next().await {
         let part = part?;

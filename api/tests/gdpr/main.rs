@@ -360,6 +360,7 @@ fn each_role_reaches_subjects_by_its_own_rule() {
                 authority: request.authority,
                 regions: request.regions,
                 services: request.services,
+                bewirtschafter: request.bewirtschafter,
             },
         )
         .expect("principal");

@@ -38,8 +38,8 @@ text!(
     100
 );
 
-/// When the applicant pays for a service. Recorded here and exposed as data; the payments
-/// domain acts on it.
+/// When the applicant pays for a service. Recorded here and exposed as data; the domain
+/// that requests fees acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentPolicy {

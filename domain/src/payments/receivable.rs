@@ -530,7 +530,7 @@ impl Status {
 }
 
 /// A payment attempt at the provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
     pub request_id: Uuid,
     pub amount: Cents,
@@ -540,7 +540,7 @@ pub struct Attempt {
 }
 
 /// A refund as requested, and booked once approved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
     pub amount: Cents,
     pub requested_by: Actor,
@@ -548,7 +548,7 @@ pub struct Refund {
 }
 
 /// A requested receivable.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Receivable {
     pub id: ReceivableId,
     pub mandant: Mandant,
