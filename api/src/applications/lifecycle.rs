@@ -122,7 +122,7 @@ fn reach(caller: &Principal, app: &Application) -> Result<Reach, Problem> {
                     .contains(&app.responsible.leika.service_key())
         }
         Role::Dpo | Role::Operator => true,
-        Role::Auditor | Role::Cashier => false,
+        Role::Auditor | Role::Cashier | Role::Moderator => false,
     };
     if let Some(role) = caller.roles().iter().copied().find(|&r| passes(r)) {
         return Ok(Reach {
