@@ -137,8 +137,9 @@ pub fn act_for(caller: &Principal, subject: &AccountId) -> Result<Meta, Problem>
     let reaches = |role: Role| match role {
         Role::Citizen => caller.account() == Some(subject.as_str()),
         Role::Dpo | Role::Operator => true,
-        Role::Authority | Role::Fachverfahren | Role::Auditor | Role::Cashier
-        | Role::Moderator => false,
+        Role::Authority | Role::Fachverfahren | Role::Auditor | Role::Cashier | Role::Moderator => {
+            false
+        }
     };
     caller
         .roles()
