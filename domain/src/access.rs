@@ -61,8 +61,8 @@ impl Role {
 
     /// Whether the role is scoped by `binding`: citizen by its account, authority by its
     /// authority and regions, fachverfahren by its authority and services, cashier by its
-    /// Bewirtschafter, moderator by what it moderates. Operator, auditor and DPO act for the
-    /// whole service and use none.
+    /// Bewirtschafter, moderator by what it moderates. Operator, auditor and DPO act for
+    /// the whole service and use none.
     pub fn uses(self, binding: Binding) -> bool {
         matches!(
             (self, binding),
@@ -352,7 +352,8 @@ pub struct Principal {
 impl Principal {
     /// Build a principal, checking that every role has its bindings: citizen needs
     /// `account`; authority needs `authority` and `regions`; fachverfahren needs
-    /// `authority` and `services`. The first missing binding is named in the error.
+    /// `authority` and `services`; moderator needs `moderates`. The first missing binding
+    /// is named in the error.
     pub fn new(
         subject: impl Into<String>,
         roles: impl IntoIterator<Item = Role>,

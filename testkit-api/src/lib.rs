@@ -86,12 +86,12 @@ pub fn request_for(role: Role, authority: &str, services: &[&str]) -> TokenReque
                 .map(|s| ServiceKey::parse(s).expect("service"))
                 .collect();
         }
-        Role::Moderator => {
-            request.moderates = vec![ModerationScope::parse(authority).expect("scope")];
-        }
         Role::Cashier => {
             request.bewirtschafter =
                 vec![BewirtschafterCode::parse(CASHIER_BEWIRTSCHAFTER).expect("bewirtschafter")];
+        }
+        Role::Moderator => {
+            request.moderates = vec![ModerationScope::parse(authority).expect("scope")];
         }
         _ => {}
     }

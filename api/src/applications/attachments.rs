@@ -155,7 +155,7 @@ fn file_name(headers: &HeaderMap, name: &str) -> Result<FileName, Problem> {
     params(
         ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
         ("name" = String, Path, description = "The upload element's property name in the pinned form version"),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`, its `version`); the upload is refused with `412` when the application is at another version"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the upload is refused with `412` when the application is at another version"),
         ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file, 1 byte to 10 MiB; any media type, named in `Content-Type`"),
     responses(

@@ -467,7 +467,8 @@ pub async fn create(
     security(("bearer" = ["citizen", "authority", "fachverfahren"])),
     params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     responses(
-        (status = 200, description = "The application", body = ApplicationView),
+        (status = 200, description = "The application", body = ApplicationView,
+            headers(("ETag" = String, description = "The application's `version` as an entity tag (`\"3\"`), for `If-Match` on the next write"))),
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Someone else's application, or another authority's", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such application (a draft, to an authority)", body = ProblemDoc, content_type = "application/problem+json"),
@@ -476,12 +477,16 @@ pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(raw): Path<String>,
-) -> Result<Json<ApplicationView>, Problem> {
+) -> Result<Response, Problem> {
     let id = application_id(&raw)?;
     command::sealer(&state)?;
     let (events, app, reach, version) = reached(&state, &caller, id).await?;
     record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
-    Ok(Json(view(&events, &app, version)))
+    Ok((
+        [(axum::http::header::ETAG, format!("\"{version}\""))],
+        Json(view(&events, &app, version)),
+    )
+        .into_response())
 }
 
 /// The status, as the federal status monitor (ZBP) shows it.
@@ -720,7 +725,7 @@ pub struct DataRequest {
     security(("bearer" = ["citizen"])),
     params(
         ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`, its `version`); the write is refused with `412` when the application is at another version"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
         ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     request_body = DataRequest,
     responses(
@@ -849,7 +854,7 @@ async fn receipt_of(
     security(("bearer" = ["citizen"])),
     params(
         ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`, its `version`); the write is refused with `412` when the application is at another version"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
         ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     responses(
         (status = 201, description = "Submitted; the receipt", body = ReceiptView),
@@ -916,7 +921,7 @@ pub async fn receipt(
     security(("bearer" = ["citizen"])),
     params(
         ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`, its `version`); the write is refused with `412` when the application is at another version"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
         ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     responses(
         (status = 200, description = "Withdrawn (withdrawing again changes nothing)", body = ApplicationView),
@@ -959,7 +964,7 @@ pub struct InformationRequest {
     security(("bearer" = ["citizen"])),
     params(
         ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`, its `version`); the write is refused with `412` when the application is at another version"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
         ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     request_body = InformationRequest,
     responses(
@@ -1016,7 +1021,7 @@ pub struct ReceptionRequest {
     security(("bearer" = ["authority", "fachverfahren"])),
     params(
         ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`, its `version`); the write is refused with `412` when the application is at another version"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
         ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     request_body = ReceptionRequest,
     responses(
@@ -1065,7 +1070,7 @@ pub struct InformationRequestRequest {
     security(("bearer" = ["authority", "fachverfahren"])),
     params(
         ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`, its `version`); the write is refused with `412` when the application is at another version"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
         ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     request_body = InformationRequestRequest,
     responses(
@@ -1116,7 +1121,7 @@ pub struct DecisionRequest {
     security(("bearer" = ["authority", "fachverfahren"])),
     params(
         ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`, its `version`); the write is refused with `412` when the application is at another version"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
         ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     request_body = DecisionRequest,
     responses(
@@ -1155,7 +1160,7 @@ pub async fn decide(
     security(("bearer" = ["authority", "fachverfahren"])),
     params(
         ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`, its `version`); the write is refused with `412` when the application is at another version"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
         ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     responses(
         (status = 200, description = "Closed (closing again changes nothing)", body = ApplicationView),

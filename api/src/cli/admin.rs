@@ -50,8 +50,8 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<u8> {
 // The flags of `token`.
 #[derive(Debug, clap::Args)]
 pub struct TokenArgs {
-    /// A role: citizen, authority, fachverfahren, dpo, auditor, operator, cashier,
-    /// moderator (repeatable).
+    /// A role: citizen, authority, fachverfahren, dpo, auditor, operator, cashier, moderator
+    /// (repeatable).
     #[arg(long = "role", required = true)]
     roles: Vec<String>,
     /// The caller's id (`sub`).

@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod jobs;
 pub mod provider;
+pub mod retention;
 pub mod routes;
 pub mod samples;
 pub mod service;
@@ -38,7 +39,7 @@ pub static MODULE: DomainModule = DomainModule {
     bench: None,
     export: None,
     processing: None,
-    retention: None,
+    retention: Some(retention::RETENTION),
     erasure: None,
     tests: TestSupport {
         access: samples::ACCESS,

@@ -293,7 +293,10 @@ pub(crate) fn view(r: &Receivable) -> ReceivableView {
         mismatches: r.mismatches,
         paid_on: r.paid_on.map(|d| d.to_string()),
         paid: r.is_paid(),
-        retention_until: r.retention_until(1).as_ref().map(format_timestamp),
+        retention_until: r
+            .retention_until(super::retention::ACCOUNTS_LAG_YEARS)
+            .as_ref()
+            .map(format_timestamp),
     }
 }
 

@@ -1405,6 +1405,13 @@ async fn attachments(env: &Env) {
 
     // If-Match: the version read, or 412 and nothing changed.
     let version = largest.json()["version"].as_u64().expect("version");
+    let read = env
+        .call("GET", "/applications/{id}", &uri(&id, ""), Some(&c), None)
+        .await;
+    assert_eq!(
+        read.header(axum::http::header::ETAG),
+        Some(format!("\"{version}\"").as_str())
+    );
     let head = env.head().await;
     let stale = env
         .upload(

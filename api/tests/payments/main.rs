@@ -4,5 +4,6 @@
 
 pub(crate) use amtsbuch_testkit_api as common;
 mod flows;
+mod http;
 mod provider;
 mod simulator;

@@ -487,3 +487,23 @@ pub async fn by_kassenzeichen(
     })
     .transpose()
 }
+
+/// The receivables whose payer is `payer` (a pseudonymous subject id), folded as the read
+/// model last saw them, oldest first.
+pub async fn receivables_of_payer(db: &ReadDb, payer: &str) -> Result<Vec<Receivable>, DbError> {
+    db.fetch_all(
+        "SELECT state FROM payments_receivables WHERE payer = $1 \
+         ORDER BY requested_at, receivable_id",
+        &[payer.to_owned().into()],
+    )
+    .await?
+    .iter()
+    .map(|row| {
+        let text: String = row.get("state")?;
+        serde_json::from_str(&text).map_err(|e| DbError::Decode {
+            column: "state".into(),
+            reason: e.to_string(),
+        })
+    })
+    .collect()
+}
