@@ -1419,6 +1419,126 @@ async fn moderators_act_only_within_what_they_moderate(env: Env) {
     env.close().await;
 }
 
+/// A survey's results over HTTP: the choices of the answers that count, per question and
+/// option, and the same counts recomputed from nothing but the log's plain events — no
+/// identity, no sealed section opened.
+async fn survey_results_are_recomputable_from_the_log(env: Env) {
+    let organiser = common::token(Role::Authority);
+    let id = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations",
+            "/participations",
+            &organiser,
+            Some(json!({
+                "format": "survey", "title": "Umfrage Radverkehr", "region": "14627010",
+                "survey": { "questions": [
+                    { "kind": "single", "key": "q1", "text": "Fahren Sie Rad?", "options": ["ja", "nein"] },
+                    { "kind": "multiple", "key": "q2", "text": "Wo fehlen Wege?", "options": ["elbe", "zentrum", "schule"] },
+                    { "kind": "free_text", "key": "q3", "text": "Was noch?" }
+                ] }
+            })),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{id}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
+    let now = Utc::now() + chrono::Duration::milliseconds(50);
+    env.send(
+        StatusCode::CREATED,
+        "POST",
+        "/participations/{id}/rounds",
+        &format!("/participations/{id}/rounds"),
+        &organiser,
+        Some(json!({ "starts_at": ts(now), "ends_at": ts(now + chrono::Duration::days(30)), "documents": [] })),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    let answers = [
+        json!({ "choices": { "q1": ["ja"], "q2": ["elbe", "schule"] }, "free_texts": { "q3": "Mehr Bügel" } }),
+        json!({ "choices": { "q1": ["ja"], "q2": ["elbe"] } }),
+        json!({ "choices": { "q1": ["nein"] } }),
+    ];
+    for answer in answers {
+        env.send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations/{id}/contributions",
+            &format!("/participations/{id}/contributions"),
+            &citizen(Uuid::now_v7()),
+            Some(answer),
+        )
+        .await;
+    }
+    // An answer to a question the survey does not ask is refused.
+    env.send(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "POST",
+        "/participations/{id}/contributions",
+        &format!("/participations/{id}/contributions"),
+        &citizen(Uuid::now_v7()),
+        Some(json!({ "choices": { "q9": ["ja"] } })),
+    )
+    .await;
+    env.caught_up().await;
+    let results = env
+        .ok(
+            "/participations/{id}/results",
+            &format!("/participations/{id}/results"),
+        )
+        .await;
+    assert_eq!(results["answers"], 3);
+    assert_eq!(
+        results["counts"],
+        json!({ "q1": { "ja": 2, "nein": 1 }, "q2": { "elbe": 2, "schule": 1, "zentrum": 0 } })
+    );
+    // Recomputed from the plain events alone.
+    let mut counts: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> =
+        Default::default();
+    let mut n = 0;
+    for e in env.store.read_all(0, 10_000).await.expect("log") {
+        let record = e.record().expect("record");
+        if record.event_type.as_str() != "ContributionSubmitted"
+            || record.data["procedure_id"] != id.as_str()
+        {
+            continue;
+        }
+        n += 1;
+        if let Some(choices) = record.data["choices"].as_object() {
+            for (q, options) in choices {
+                for o in options.as_array().expect("options") {
+                    *counts
+                        .entry(q.clone())
+                        .or_default()
+                        .entry(o.as_str().expect("option").to_owned())
+                        .or_default() += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(n, 3);
+    for (q, options) in &counts {
+        for (o, c) in options {
+            assert_eq!(results["counts"][q][o], *c, "{q}/{o}");
+        }
+    }
+    assert!(
+        !env.log_text().await.contains("Mehr Bügel"),
+        "free texts stay sealed"
+    );
+    env.close().await;
+}
+
 /// Run `test` on an `Env` on a fresh database of `adapter`.
 async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(Env)) {
     test(Env::start(adapter).await).await;
@@ -1431,6 +1551,7 @@ common::on_both_adapters!(
     organisers_and_participants,
     never_more_confirmed_than_places,
     moderators_act_only_within_what_they_moderate,
+    survey_results_are_recomputable_from_the_log,
 );
 
 /// `amtsbuch bench participation` with tiny numbers, on SQLite and on PostgreSQL: it
