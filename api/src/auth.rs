@@ -34,7 +34,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use amtsbuch_domain::access::{
-    BewirtschafterCode, Bindings, Principal, PrincipalError, RegionKey, Role,
+    BewirtschafterCode, Bindings, ModerationScope, Principal, PrincipalError, RegionKey, Role,
 };
 use amtsbuch_domain::note::Signer;
 use amtsbuch_domain::{AuthorityId, ServiceKey};
@@ -528,7 +528,7 @@ fn header_error(token: &str) -> AuthError {
 }
 
 /// Build the principal from verified claims: `sub`, `roles` (unknown names ignored),
-/// `account`, `authority`, `regions`, `services`, `bewirtschafter`.
+/// `account`, `authority`, `regions`, `services`, `bewirtschafter`, `moderates`.
 fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthError> {
     let subject = match claims.get("sub") {
         Some(Value::String(s)) => s.clone(),
@@ -557,12 +557,18 @@ fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthE
         .map(|s| BewirtschafterCode::parse(s))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid("bewirtschafter", e))?;
+    let moderates = string_list(claims, "moderates")?
+        .iter()
+        .map(|s| ModerationScope::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("moderates", e))?;
     let bindings = Bindings {
         account,
         authority,
         regions,
         services,
         bewirtschafter,
+        moderates,
     };
     Ok(Principal::new(subject, roles, bindings)?)
 }
@@ -1071,6 +1077,8 @@ pub struct TokenRequest {
     pub services: Vec<ServiceKey>,
     /// The Bewirtschafter a cashier works for.
     pub bewirtschafter: Vec<BewirtschafterCode>,
+    /// What a moderator moderates.
+    pub moderates: Vec<ModerationScope>,
     /// How long the token is valid, from `now`.
     pub ttl: Duration,
     /// Must match the server's configured audience.
@@ -1088,6 +1096,7 @@ impl TokenRequest {
             regions: Vec::new(),
             services: Vec::new(),
             bewirtschafter: Vec::new(),
+            moderates: Vec::new(),
             ttl: Duration::from_secs(3600),
             audience: DEFAULT_AUDIENCE.to_owned(),
         }
@@ -1124,6 +1133,7 @@ struct DevClaims<'a> {
     services: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     bewirtschafter: Vec<&'a str>,
+    moderates: Vec<&'a str>,
 }
 
 /// Make a development token, valid from `now` for `request.ttl`. The request must describe
@@ -1138,6 +1148,7 @@ pub fn mint(key: &DevKey, request: &TokenRequest, now: DateTime<Utc>) -> Result<
             regions: request.regions.clone(),
             services: request.services.clone(),
             bewirtschafter: request.bewirtschafter.clone(),
+            moderates: request.moderates.clone(),
         },
     )?;
     if request.ttl.is_zero() || request.ttl > MAX_DEV_TTL {
@@ -1164,6 +1175,11 @@ pub fn mint(key: &DevKey, request: &TokenRequest, now: DateTime<Utc>) -> Result<
             .bewirtschafter()
             .iter()
             .map(BewirtschafterCode::as_str)
+            .collect(),
+        moderates: principal
+            .moderates()
+            .iter()
+            .map(ModerationScope::as_str)
             .collect(),
     };
     let mut header = Header::new(Algorithm::EdDSA);

@@ -101,7 +101,7 @@ async fn latest_size(state: &AppState, requested: u64) -> Result<u64, Problem> {
 }
 
 /// The latest signed checkpoint (a C2SP signed note).
-#[utoipa::path(get, path = "/ledger/checkpoint", tag = "ledger", security(("bearer" = ["citizen", "authority", "fachverfahren", "dpo", "auditor", "operator", "cashier"])),
+#[utoipa::path(get, path = "/ledger/checkpoint", tag = "ledger", security(("bearer" = ["citizen", "authority", "fachverfahren", "dpo", "auditor", "operator", "cashier", "moderator"])),
     responses(
         (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
         (status = 404, description = "No checkpoint signed yet", body = ProblemDoc, content_type = "application/problem+json"),
@@ -115,7 +115,7 @@ pub async fn latest_checkpoint(State(state): State<AppState>) -> Result<Response
 }
 
 /// The checkpoint of one tree size.
-#[utoipa::path(get, path = "/ledger/checkpoints/{size}", tag = "ledger", security(("bearer" = ["citizen", "authority", "fachverfahren", "dpo", "auditor", "operator", "cashier"])),
+#[utoipa::path(get, path = "/ledger/checkpoints/{size}", tag = "ledger", security(("bearer" = ["citizen", "authority", "fachverfahren", "dpo", "auditor", "operator", "cashier", "moderator"])),
     params(("size" = u64, Path, minimum = 0, description = "Tree size")),
     responses(
         (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
@@ -352,7 +352,7 @@ pub async fn tlog_proof_text(state: &AppState, e: &RecordedEvent) -> Result<Stri
 }
 
 /// The log's verifier keys (C2SP vkeys), one per line.
-#[utoipa::path(get, path = "/ledger/key", tag = "ledger", security(("bearer" = ["citizen", "authority", "fachverfahren", "dpo", "auditor", "operator", "cashier"])),
+#[utoipa::path(get, path = "/ledger/key", tag = "ledger", security(("bearer" = ["citizen", "authority", "fachverfahren", "dpo", "auditor", "operator", "cashier", "moderator"])),
     responses(
         (status = 200, description = "The vkeys", body = String, content_type = "text/plain"),
         (status = 503, description = "This server does not sign", body = ProblemDoc, content_type = "application/problem+json")))]

@@ -270,14 +270,21 @@ pub async fn subject_known(
     Ok(false)
 }
 
-/// Asks every module to shred its personal data of `subject`: what each shredded, by
-/// module, leaving out modules that shredded nothing.
+/// Asks every module to shred its personal data of `subject`, once the read models it is
+/// found with have caught up: what each shredded, by module, leaving out modules that
+/// shredded nothing.
 pub async fn shred_subject(
     state: &AppState,
     modules: &[&DomainModule],
     subject: SubjectId,
     at: DateTime<Utc>,
 ) -> Result<Map<String, Value>, Problem> {
+    let read_models: Vec<&str> = modules
+        .iter()
+        .filter_map(|m| m.erasure)
+        .flat_map(|part| part.read_models.iter().copied())
+        .collect();
+    crate::command::read_models_current(state, &read_models).await?;
     let mut shredded = Map::new();
     for (module, part) in modules.iter().filter_map(|m| Some((m.name, m.erasure?))) {
         let streams = (part.shred)(state, subject, at).await?;

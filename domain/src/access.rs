@@ -42,11 +42,13 @@ pub enum Role {
     /// A cashier (Kasse / Bewirtschafter staff): works on the receivables of the
     /// Bewirtschafter it is bound to.
     Cashier,
+    /// A moderator of public contributions, scoped to what it moderates (`moderates`).
+    Moderator,
 }
 
 impl Role {
     /// Every role, in the order the names are listed to callers.
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Role::Citizen,
         Role::Authority,
         Role::Fachverfahren,
@@ -54,11 +56,13 @@ impl Role {
         Role::Auditor,
         Role::Operator,
         Role::Cashier,
+        Role::Moderator,
     ];
 
     /// Whether the role is scoped by `binding`: citizen by its account, authority by its
     /// authority and regions, fachverfahren by its authority and services, cashier by its
-    /// Bewirtschafter. Operator, auditor and DPO act for the whole service and use none.
+    /// Bewirtschafter, moderator by what it moderates. Operator, auditor and DPO act for
+    /// the whole service and use none.
     pub fn uses(self, binding: Binding) -> bool {
         matches!(
             (self, binding),
@@ -66,6 +70,7 @@ impl Role {
                 | (Role::Authority, Binding::Authority | Binding::Regions)
                 | (Role::Fachverfahren, Binding::Authority | Binding::Services)
                 | (Role::Cashier, Binding::Bewirtschafter)
+                | (Role::Moderator, Binding::Moderates)
         )
     }
 
@@ -79,6 +84,7 @@ impl Role {
             Role::Auditor => "auditor",
             Role::Operator => "operator",
             Role::Cashier => "cashier",
+            Role::Moderator => "moderator",
         }
     }
 }
@@ -91,7 +97,7 @@ impl fmt::Display for Role {
 
 /// A role name that is not one of Amtsbuch's roles.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?}; the roles are citizen, authority, fachverfahren, dpo, auditor, operator and cashier")]
+#[error("unknown role {0:?}; the roles are citizen, authority, fachverfahren, dpo, auditor, operator, cashier and moderator")]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {
@@ -199,6 +205,48 @@ impl<'de> Deserialize<'de> for BewirtschafterCode {
     }
 }
 
+/// One thing a moderator moderates, as the token names it (`moderates`): an id the domain
+/// module of the moderated items interprets — the id of one item's container, or of an
+/// authority whose items it moderates. 1 to 64 lowercase ASCII letters, digits, `-`, `_`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ModerationScope(String);
+
+/// A moderation scope that is not 1 to 64 lowercase letters, digits, `-` or `_`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("moderation scope {0:?} must be 1 to 64 lowercase letters, digits, `-` or `_`")]
+pub struct ModerationScopeError(pub String);
+
+impl ModerationScope {
+    pub fn parse(s: &str) -> Result<Self, ModerationScopeError> {
+        if (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_')
+        {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ModerationScopeError(s.chars().take(64).collect()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ModerationScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ModerationScope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The scope a principal's roles are bound to. Which bindings are required depends on the
 /// roles; bindings a role does not use are kept but grant nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -213,6 +261,8 @@ pub struct Bindings {
     pub services: Vec<ServiceKey>,
     /// The Bewirtschafter (budget managers) a cashier works for.
     pub bewirtschafter: Vec<BewirtschafterCode>,
+    /// What a moderator moderates.
+    pub moderates: Vec<ModerationScope>,
 }
 
 /// A binding a role requires; its name is also the name of the token claim carrying it.
@@ -223,6 +273,7 @@ pub enum Binding {
     Regions,
     Services,
     Bewirtschafter,
+    Moderates,
 }
 
 impl Binding {
@@ -234,6 +285,7 @@ impl Binding {
             Binding::Regions => "regions",
             Binding::Services => "services",
             Binding::Bewirtschafter => "bewirtschafter",
+            Binding::Moderates => "moderates",
         }
     }
 
@@ -246,6 +298,7 @@ impl Binding {
             Binding::Bewirtschafter => {
                 "a non-empty list of the Bewirtschafter codes (1 to 8 lowercase letters, digits, '-', '_') the cashier works for"
             }
+            Binding::Moderates => "a non-empty list of what the moderator moderates (ids of items' containers or of authorities)",
         }
     }
 }
@@ -265,7 +318,7 @@ const MAX_ID_LEN: usize = 255;
 pub enum PrincipalError {
     #[error("the subject (`sub`) must be 1 to {MAX_ID_LEN} characters without control characters")]
     Subject,
-    #[error("no known role: `roles` must name at least one of citizen, authority, fachverfahren, dpo, auditor, operator, cashier")]
+    #[error("no known role: `roles` must name at least one of citizen, authority, fachverfahren, dpo, auditor, operator, cashier, moderator")]
     NoRole,
     #[error("role {role} requires `{binding}`: {}", .binding.hint())]
     MissingBinding { role: Role, binding: Binding },
@@ -292,12 +345,14 @@ pub struct Principal {
     services: Vec<ServiceKey>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     bewirtschafter: Vec<BewirtschafterCode>,
+    moderates: Vec<ModerationScope>,
 }
 
 impl Principal {
     /// Build a principal, checking that every role has its bindings: citizen needs
     /// `account`; authority needs `authority` and `regions`; fachverfahren needs
-    /// `authority` and `services`. The first missing binding is named in the error.
+    /// `authority` and `services`; moderator needs `moderates`. The first missing binding
+    /// is named in the error.
     pub fn new(
         subject: impl Into<String>,
         roles: impl IntoIterator<Item = Role>,
@@ -323,6 +378,7 @@ impl Principal {
                 (Binding::Regions, bindings.regions.is_empty()),
                 (Binding::Services, bindings.services.is_empty()),
                 (Binding::Bewirtschafter, bindings.bewirtschafter.is_empty()),
+                (Binding::Moderates, bindings.moderates.is_empty()),
             ];
             if let Some(&(binding, _)) = absent
                 .iter()
@@ -339,6 +395,7 @@ impl Principal {
             regions: bindings.regions,
             services: bindings.services,
             bewirtschafter: bindings.bewirtschafter,
+            moderates: bindings.moderates,
         })
     }
 
@@ -369,6 +426,11 @@ impl Principal {
     /// The Bewirtschafter a cashier works for.
     pub fn bewirtschafter(&self) -> &[BewirtschafterCode] {
         &self.bewirtschafter
+    }
+
+    /// What the principal moderates (empty unless it holds the moderator role).
+    pub fn moderates(&self) -> &[ModerationScope] {
+        &self.moderates
     }
 
     /// The same caller acting only in those of its roles that are in `allowed`, with only
@@ -410,6 +472,11 @@ impl Principal {
             } else {
                 Vec::new()
             },
+            moderates: if uses(Binding::Moderates) {
+                self.moderates.clone()
+            } else {
+                Vec::new()
+            },
             roles,
         })
     }
@@ -432,7 +499,8 @@ impl Principal {
     ///   regions, and events of its authority without a tenant;
     /// - fachverfahren: events addressed to its own authority for one of its services;
     /// - citizen, dpo and cashier: no raw log events; they are served by dedicated views
-    ///   that decide per data subject or Bewirtschafter, which the raw log cannot.
+    ///   that decide per data subject or Bewirtschafter, which the raw log cannot;
+    /// - moderator: no raw log events; its queue is a view of what it moderates.
     ///
     /// An event without an authority is seen only by operators and auditors: routing has
     /// not assigned it to anyone, so no authority can claim it.
@@ -461,7 +529,7 @@ impl Principal {
             }
             // Cashiers are served by their domain's views, scoped to their Bewirtschafter,
             // which the raw log's routing labels do not name.
-            Role::Citizen | Role::Dpo | Role::Cashier => false,
+            Role::Citizen | Role::Dpo | Role::Cashier | Role::Moderator => false,
         }
     }
 
@@ -548,6 +616,7 @@ mod tests {
     fn only(role: Role) -> Principal {
         let bindings = Bindings {
             account: Some("acc-1".into()),
+            moderates: vec![ModerationScope::parse("lra-meissen").expect("scope")],
             ..Bindings::default()
         };
         Principal::new("someone", [role], bindings).expect("principal")
@@ -675,7 +744,7 @@ mod tests {
 
     #[test]
     fn citizens_and_dpos_see_no_raw_events() {
-        for role in [Role::Citizen, Role::Dpo] {
+        for role in [Role::Citizen, Role::Dpo, Role::Moderator] {
             let p = only(role);
             assert!(!p.may_see(&event(None, None, None)));
             assert!(!p.may_see(&event(
@@ -794,6 +863,7 @@ mod tests {
                 regions: vec![region("14612")],
                 services: vec![service(WOHNGELD)],
                 bewirtschafter: vec![BewirtschafterCode::parse("b100").expect("bewirtschafter")],
+                moderates: vec![ModerationScope::parse("lra-meissen").expect("scope")],
             },
         )
         .expect("principal")
@@ -856,6 +926,7 @@ mod tests {
                 Binding::Regions,
                 Binding::Services,
                 Binding::Bewirtschafter,
+                Binding::Moderates,
             ]
             .into_iter()
             .filter(|&b| role.uses(b))
@@ -865,6 +936,7 @@ mod tests {
                 Role::Authority => &[Binding::Authority, Binding::Regions],
                 Role::Fachverfahren => &[Binding::Authority, Binding::Services],
                 Role::Cashier => &[Binding::Bewirtschafter],
+                Role::Moderator => &[Binding::Moderates],
                 Role::Dpo | Role::Auditor | Role::Operator => &[],
             };
             assert_eq!(used, expected, "{role}");
@@ -921,5 +993,30 @@ mod tests {
         // Then the auditor role alone decides: it sees everything
         assert!(p.may_see(&event(Some("lra-bautzen"), Some("14625000"), Some(PARKEN))));
         assert_eq!(p.roles().len(), 2);
+    }
+
+    #[test]
+    fn a_moderator_needs_what_it_moderates_and_keeps_it_alone() {
+        assert_eq!(
+            Principal::new("m", [Role::Moderator], Bindings::default()),
+            Err(PrincipalError::MissingBinding {
+                role: Role::Moderator,
+                binding: Binding::Moderates
+            })
+        );
+        for ok in ["lra-meissen", "0193a1b2-0000-7000-8000-0000000000f1", "a_b"] {
+            assert!(ModerationScope::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "LRA", "a b", "a/b", &"x".repeat(65)] {
+            assert!(ModerationScope::parse(bad).is_err(), "{bad:?}");
+        }
+        // The scope stays with the moderator role only.
+        let p = everyone();
+        let r = p.restricted_to(&[Role::Moderator]).expect("allowed");
+        assert_eq!(r.moderates().len(), 1);
+        assert_eq!(r.account(), None);
+        assert_eq!(r.authority(), None);
+        let r = p.restricted_to(&[Role::Citizen]).expect("allowed");
+        assert!(r.moderates().is_empty());
     }
 }

@@ -32,7 +32,7 @@ use amtsbuch_api::metrics::Metrics;
 use amtsbuch_api::module::SampleValues;
 use amtsbuch_api::state::LedgerInfo;
 use amtsbuch_api::AppState;
-use amtsbuch_domain::access::{BewirtschafterCode, RegionKey, Role};
+use amtsbuch_domain::access::{BewirtschafterCode, ModerationScope, RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::AnyStore;
 
@@ -64,7 +64,8 @@ pub const CASHIER_BEWIRTSCHAFTER: &str = "b100";
 
 /// A bearer token for `role` with the bindings the role needs: authority `lra-meissen`
 /// with region `14627` and service `99108001000000`, account `CITIZEN_ACCOUNT`,
-/// Bewirtschafter `CASHIER_BEWIRTSCHAFTER`.
+/// Bewirtschafter `CASHIER_BEWIRTSCHAFTER`; a moderator moderates what the authority
+/// (`authority`) runs.
 pub fn token(role: Role) -> String {
     token_for(role, "lra-meissen", &["99108001000000"])
 }
@@ -88,6 +89,9 @@ pub fn request_for(role: Role, authority: &str, services: &[&str]) -> TokenReque
         Role::Cashier => {
             request.bewirtschafter =
                 vec![BewirtschafterCode::parse(CASHIER_BEWIRTSCHAFTER).expect("bewirtschafter")];
+        }
+        Role::Moderator => {
+            request.moderates = vec![ModerationScope::parse(authority).expect("scope")];
         }
         _ => {}
     }
@@ -117,6 +121,9 @@ pub fn request_of(roles: &[Role], authority: &str, services: &[&str]) -> TokenRe
         }
         if request.bewirtschafter.is_empty() {
             request.bewirtschafter = one.bewirtschafter;
+        }
+        if request.moderates.is_empty() {
+            request.moderates = one.moderates;
         }
     }
     request.ttl = Duration::from_secs(600);
@@ -152,6 +159,7 @@ pub fn everyone() -> String {
     request.services = vec![ServiceKey::parse("99108001000000").expect("service")];
     request.bewirtschafter =
         vec![BewirtschafterCode::parse(CASHIER_BEWIRTSCHAFTER).expect("bewirtschafter")];
+    request.moderates = vec![ModerationScope::parse("lra-meissen").expect("scope")];
     signed(&request)
 }
 
@@ -206,6 +214,7 @@ pub fn of_an_unknown_key(role: Role) -> String {
     }
     claims["regions"] = request.regions.iter().map(|r| r.as_str()).collect();
     claims["services"] = request.services.iter().map(|s| s.as_str()).collect();
+    claims["moderates"] = request.moderates.iter().map(|s| s.as_str()).collect();
     jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&pkcs8)).expect("sign")
 }
 
@@ -625,7 +634,7 @@ impl Samples {
                 (_, "{stream}") => uri.push_str("consent-1"),
                 ("events", "{id}") => uri.push_str(&self.event_id.to_string()),
                 (_, "{size}") => uri.push_str(&self.checkpoint_size.to_string()),
-                (_, "{name}") => uri.push_str("lra-meissen-fv"),
+                ("subscriptions", "{name}") => uri.push_str("lra-meissen-fv"),
                 (_, s) if s.starts_with('{') => {
                     let value = amtsbuch_api::domains::MODULES
                         .iter()

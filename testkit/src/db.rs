@@ -195,6 +195,34 @@ impl TestDb {
     pub fn dir(&self) -> &Path {
         &self.dir.0
     }
+
+    /// Every byte the database holds, as someone with a copy of it would find them:
+    /// `pg_dump` of the test's schema (PostgreSQL), or the database file with its
+    /// write-ahead log (SQLite). For tests that look for plaintext personal data.
+    pub fn dump(&self) -> Vec<u8> {
+        match &self.place {
+            Place::Postgres(schema) => {
+                let out = std::process::Command::new("pg_dump")
+                    .arg("--dbname")
+                    .arg(database_url())
+                    .arg("--schema")
+                    .arg(schema.name())
+                    .output()
+                    .expect("pg_dump must be installed (postgresql-client)");
+                assert!(
+                    out.status.success(),
+                    "pg_dump failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out.stdout
+            }
+            Place::Sqlite(_) => ["events.db", "events.db-wal"]
+                .iter()
+                .filter_map(|f| std::fs::read(self.dir.0.join(f)).ok())
+                .flatten()
+                .collect(),
+        }
+    }
 }
 
 /// Run `test` on a fresh database of `adapter`; the database is removed afterwards. The

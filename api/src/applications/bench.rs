@@ -10,19 +10,21 @@
 //! imports a directory of four authorities and two services, submits one application
 //! through the routes and fills the log with `--applications` submitted applications in
 //! all (copies of that one's `ApplicationSubmitted` event for other ids, authorities,
-//! services and instants, appended in parallel). Then, for `--submissions` drafts with
-//! their data saved:
+//! services and instants, appended in parallel). Then, for `--submissions` drafts:
 //!
 //! 1. *baseline*: single-event appends (`POST /streams/{stream}/events`), open loop at
 //!    `--rate` per second;
-//! 2. *submission*: `POST /applications/{id}/submission`, open loop at `--rate` per second
-//!    (sends follow a timer and never wait for earlier answers), from the send to the
-//!    receipt;
+//! 2. *submission*, as a portal sends a filled-in form: `PUT /applications/{id}/data` (the
+//!    data checked against the form version, sealed, appended) and then `POST
+//!    /applications/{id}/submission` (the append and the receipt), open loop at `--rate`
+//!    per second (sends follow a timer and never wait for earlier answers), from the first
+//!    send to the receipt, and each step apart;
 //! 3. *to the Fachverfahren*: from the submission's send to the arrival of its
 //!    `ApplicationSubmitted` at a NATS subscriber on the Fachverfahren's filter subject;
-//! 4. *inbox*: `GET /applications` as an official of the busiest authority, first pages
-//!    with and without filters and following pages, one after the other; its baseline is
-//!    a page of the raw log (`GET /events?after=…&limit=50`).
+//! 4. *inbox*: `GET /applications` as an official of one authority (a quarter of the
+//!    applications are its), first pages with and without filters and following pages,
+//!    one after the other; its baseline is a page of the raw log (`GET
+//!    /events?after=…&limit=50`).
 //!
 //! Goals: submission p99 ≤ 15 ms at 300/s, inbox page p99 ≤ 10 ms, to the Fachverfahren
 //! p99 ≤ 50 ms. The figures are printed with their ratio to the goal and to the baseline,
@@ -196,7 +198,13 @@ pub struct Figures {
     pub log_events: u64,
     pub fill_secs: f64,
     pub baseline_append: Spread,
+    /// Save (data checked and appended) then submit (append and receipt), from the save's
+    /// send to the receipt.
     pub submission: Spread,
+    /// `PUT /applications/{id}/data` alone.
+    pub save: Spread,
+    /// `POST /applications/{id}/submission` alone.
+    pub submit: Spread,
     pub submission_failed: usize,
     pub achieved_per_sec: f64,
     pub delivery: Spread,
@@ -215,13 +223,14 @@ impl Figures {
                 self.store, self.log_events, self.fill_secs
             ),
             self.baseline_append.line("baseline: single-event append"),
-            self.submission
-                .line("submission (200-field check + append)"),
+            self.submission.line("submission: save + submit"),
+            self.save.line("  save: data checked, sealed, appended"),
+            self.submit.line("  submit: append + receipt"),
             format!(
                 "  achieved {:.0} submissions/s, {} failed",
                 self.achieved_per_sec, self.submission_failed
             ),
-            self.delivery.line("submission sent → Fachverfahren (NATS)"),
+            self.delivery.line("submit sent → Fachverfahren (NATS)"),
             format!("  {} never arrived", self.delivery_missing),
             self.baseline_page.line("baseline: page of 50 raw events"),
             self.inbox.line("inbox page (50)"),
@@ -387,11 +396,9 @@ impl ApplicationsBench {
 
         // Warm-up: connections, caches, the first checkpoints.
         let warmup = 20.min(self.submissions);
-        let drafts = server
-            .drafts(self.submissions + warmup, self.fields)
-            .await?;
-        for id in &drafts[..warmup] {
-            server.submit(id).await?;
+        let drafts = server.drafts(self.submissions + warmup).await?;
+        for (n, id) in drafts[..warmup].iter().enumerate() {
+            server.save_and_submit(id, self.fields, n).await?;
         }
 
         let period = Duration::from_secs_f64(1.0 / self.rate as f64);
@@ -401,10 +408,11 @@ impl ApplicationsBench {
         })
         .await;
         let begun = Instant::now();
+        let fields = self.fields;
         let submissions = open_loop(self.submissions, period, |i| {
             let server = server.clone();
             let id = drafts[warmup + i].clone();
-            async move { server.submit(&id).await }
+            async move { server.save_and_submit(&id, fields, warmup + i).await }
         })
         .await;
         let achieved_per_sec =
@@ -420,13 +428,15 @@ impl ApplicationsBench {
         let mut delivery_missing = 0;
         for (i, s) in submissions.iter().enumerate() {
             let stream = format!("application-{}", drafts[warmup + i]);
-            match seen.get(&stream) {
-                Some(at) if s.ok => delivery.push(at.saturating_duration_since(s.sent)),
+            match (seen.get(&stream), &s.value) {
+                (Some(at), Some(steps)) => {
+                    delivery.push(at.saturating_duration_since(steps.submit_sent));
+                }
                 _ => delivery_missing += 1,
             }
         }
 
-        // The inbox of the busiest authority, beside raw pages of the log.
+        // The inbox of the first authority, beside raw pages of the log.
         server.caught_up(store.head().await?.position).await?;
         let (inbox, inbox_first_page) = server.inbox_pages(self.inbox_pages).await?;
         let baseline_page = server.raw_pages(self.inbox_pages).await?;
@@ -448,6 +458,18 @@ impl ApplicationsBench {
                     .map(|s| s.took)
                     .collect(),
             ),
+            save: Spread::of(
+                submissions
+                    .iter()
+                    .filter_map(|s| s.value.as_ref().map(|v| v.save))
+                    .collect(),
+            ),
+            submit: Spread::of(
+                submissions
+                    .iter()
+                    .filter_map(|s| s.value.as_ref().map(|v| v.submit))
+                    .collect(),
+            ),
             submission_failed: failed,
             achieved_per_sec,
             delivery: Spread::of(delivery),
@@ -465,21 +487,34 @@ fn scratch_dir() -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-/// One request of an open loop.
+/// One request of an open loop, with what it returned.
 #[derive(Debug, Clone)]
-struct Sent {
-    sent: Instant,
+struct Sent<T> {
     took: Duration,
     ok: bool,
+    value: Option<T>,
     error: Option<String>,
+}
+
+/// The two steps of a submission as a portal makes it.
+#[derive(Debug, Clone, Copy)]
+struct Steps {
+    /// `PUT /applications/{id}/data`: the data checked against the form version, sealed,
+    /// appended.
+    save: Duration,
+    /// When the submission was sent.
+    submit_sent: Instant,
+    /// `POST /applications/{id}/submission`: the append and the receipt.
+    submit: Duration,
 }
 
 /// Send `n` requests, the i-th at `i × period` from the start whether or not earlier ones
 /// have been answered, as independent clients would; each answer's time from its send.
-async fn open_loop<F, Fut>(n: usize, period: Duration, make: F) -> Vec<Sent>
+async fn open_loop<T, F, Fut>(n: usize, period: Duration, make: F) -> Vec<Sent<T>>
 where
+    T: Send + 'static,
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
 {
     let start = tokio::time::Instant::now();
     let mut tasks = JoinSet::new();
@@ -489,18 +524,23 @@ where
         tasks.spawn(async move {
             let sent = Instant::now();
             let outcome = request.await;
+            let took = sent.elapsed();
+            let (ok, value, error) = match outcome {
+                Ok(v) => (true, Some(v), None),
+                Err(e) => (false, None, Some(format!("{e:#}"))),
+            };
             (
                 i,
                 Sent {
-                    sent,
-                    took: sent.elapsed(),
-                    ok: outcome.is_ok(),
-                    error: outcome.err().map(|e| format!("{e:#}")),
+                    took,
+                    ok,
+                    value,
+                    error,
                 },
             )
         });
     }
-    let mut out: Vec<Option<Sent>> = vec![None; n];
+    let mut out: Vec<Option<Sent<T>>> = (0..n).map(|_| None).collect();
     while let Some(done) = tasks.join_next().await {
         if let Ok((i, s)) = done {
             out[i] = Some(s);
@@ -695,8 +735,8 @@ impl Server {
         Ok(())
     }
 
-    /// A draft with its data saved; its id.
-    async fn draft(&self, fields: usize, n: usize) -> anyhow::Result<String> {
+    /// A draft without data; its id.
+    async fn draft(&self) -> anyhow::Result<String> {
         let (_, _, ars) = AUTHORITIES[0];
         let id = self
             .expect(
@@ -710,6 +750,23 @@ impl Server {
             .as_str()
             .context("application id")?
             .to_owned();
+        Ok(id)
+    }
+
+    /// Save the data of draft `id` (`data(fields, n)`) and submit it, as a portal does
+    /// when the citizen sends the form; the steps' durations.
+    async fn save_and_submit(&self, id: &str, fields: usize, n: usize) -> anyhow::Result<Steps> {
+        Ok(self.save_and_submit_receipt(id, fields, n).await?.1)
+    }
+
+    /// `save_and_submit`, with the receipt.
+    async fn save_and_submit_receipt(
+        &self,
+        id: &str,
+        fields: usize,
+        n: usize,
+    ) -> anyhow::Result<(Value, Steps)> {
+        let started = Instant::now();
         self.expect(
             StatusCode::OK,
             "PUT",
@@ -718,48 +775,7 @@ impl Server {
             Some(json!({ "data": data(fields, n) })),
         )
         .await?;
-        Ok(id)
-    }
-
-    /// `n` drafts, made eight at a time, with progress.
-    async fn drafts(&self, n: usize, fields: usize) -> anyhow::Result<Vec<String>> {
-        let limit = Arc::new(Semaphore::new(8));
-        let mut tasks = JoinSet::new();
-        for i in 0..n {
-            let (server, limit) = (self.clone(), limit.clone());
-            tasks.spawn(async move {
-                let _permit = limit.acquire_owned().await?;
-                Ok::<_, anyhow::Error>((i, server.draft(fields, i).await?))
-            });
-        }
-        let mut ids = vec![String::new(); n];
-        let mut done = 0;
-        while let Some(joined) = tasks.join_next().await {
-            let (i, id) = joined??;
-            ids[i] = id;
-            done += 1;
-            if done % 1000 == 0 || done == n {
-                println!("drafts with {fields} fields of data: {done}/{n}");
-            }
-        }
-        Ok(ids)
-    }
-
-    async fn submit(&self, id: &str) -> anyhow::Result<()> {
-        self.expect(
-            StatusCode::CREATED,
-            "POST",
-            &format!("/applications/{id}/submission"),
-            &self.citizen,
-            None,
-        )
-        .await
-        .map(|_| ())
-    }
-
-    /// One application through the routes; its stored `ApplicationSubmitted` record.
-    async fn submitted_template(&self, fields: usize) -> anyhow::Result<Value> {
-        let id = self.draft(fields, 0).await?;
+        let submit_sent = Instant::now();
         let receipt = self
             .expect(
                 StatusCode::CREATED,
@@ -769,6 +785,44 @@ impl Server {
                 None,
             )
             .await?;
+        Ok((
+            receipt,
+            Steps {
+                save: submit_sent - started,
+                submit_sent,
+                submit: submit_sent.elapsed(),
+            },
+        ))
+    }
+
+    /// `n` drafts, made eight at a time, with progress.
+    async fn drafts(&self, n: usize) -> anyhow::Result<Vec<String>> {
+        let limit = Arc::new(Semaphore::new(8));
+        let mut tasks = JoinSet::new();
+        for i in 0..n {
+            let (server, limit) = (self.clone(), limit.clone());
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await?;
+                Ok::<_, anyhow::Error>((i, server.draft().await?))
+            });
+        }
+        let mut ids = vec![String::new(); n];
+        let mut done = 0;
+        while let Some(joined) = tasks.join_next().await {
+            let (i, id) = joined??;
+            ids[i] = id;
+            done += 1;
+            if done % 1000 == 0 || done == n {
+                println!("drafts: {done}/{n}");
+            }
+        }
+        Ok(ids)
+    }
+
+    /// One application through the routes; its stored `ApplicationSubmitted` record.
+    async fn submitted_template(&self, fields: usize) -> anyhow::Result<Value> {
+        let id = self.draft().await?;
+        let (receipt, _) = self.save_and_submit_receipt(&id, fields, 0).await?;
         let record = receipt["record"].as_str().context("the receipt's record")?;
         Ok(serde_json::from_str(record)?)
     }
@@ -826,7 +880,7 @@ impl Server {
         }
     }
 
-    /// Inbox pages as the official of the busiest authority: first pages without and with
+    /// Inbox pages as the official of the first authority: first pages without and with
     /// filters, and following pages; their durations and the first page's length.
     async fn inbox_pages(&self, n: usize) -> anyhow::Result<(Vec<Duration>, usize)> {
         let first = self

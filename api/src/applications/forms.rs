@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
@@ -284,26 +284,86 @@ async fn step(
     Ok(Json(version_view(id, v)))
 }
 
+/// Runs `command` on the form only while it is at version `expected` (`412` otherwise), so
+/// that two editors revising one version do not overwrite each other unseen.
+async fn revise_at(
+    state: &AppState,
+    id: FormId,
+    command: &FormCommand,
+    expected: u64,
+    meta: &Meta,
+) -> Result<FormState, Problem> {
+    use amtsbuch_domain::decider::Decider;
+    let stream = id.stream_id();
+    let (current, version) = command::current::<FormState>(state, &stream).await?;
+    if current.form.is_none() {
+        return Err(Problem::not_found("no such form"));
+    }
+    if version != expected {
+        return Err(super::lifecycle::changed("form", expected, version));
+    }
+    let events = FormState::decide(command, &current).map_err(form_refused)?;
+    if events.is_empty() {
+        return Ok(current);
+    }
+    match command::append(
+        state,
+        &stream,
+        &events,
+        amtsbuch_domain::ExpectedVersion::Exact(expected),
+        meta,
+    )
+    .await
+    {
+        Ok(_) => Ok(events.iter().fold(current, FormState::evolve)),
+        Err(command::StoreOrProblem::Store(amtsbuch_infra::StoreError::Append(
+            amtsbuch_domain::AppendError::WrongExpectedVersion { .. },
+        ))) => {
+            let (_, now) = command::current::<FormState>(state, &stream).await?;
+            Err(super::lifecycle::changed("form", expected, now))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Replace the schema of a version that is still being edited.
 #[utoipa::path(put, path = "/forms/{form}/versions/{v}", tag = "forms",
     security(("bearer" = ["operator"])),
     params(("form" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The form id (a lowercase UUID)"),
-           ("v" = u32, Path, minimum = 1, description = "The version number, from 1")),
+           ("v" = u32, Path, minimum = 1, description = "The version number, from 1"),
+           ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The form's `version` (`GET /forms/{form}`) as an entity tag (`\"3\"`); the revision is refused with `412` when the form changed since"),
+           ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The form's `version` as a number, as `If-Match`")),
     request_body = SchemaRequest,
     responses(
         (status = 200, description = "Revised", body = VersionView),
         (status = 400, description = "Invalid input; nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such form or version", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The version is published or retired and never changes", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "The form changed since the version `If-Match` or `Expected-Version` names (`version-mismatch`, with `actual_version`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Not a form schema", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn revise_version(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path((raw, raw_version)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<VersionView>, Problem> {
     let req: SchemaRequest = body::json(body, "{\"schema\": {...}}")?;
     let schema = FormSchema::parse(req.schema).map_err(schema_problem)?;
+    if let Some(expected) = super::lifecycle::expected_version(&headers)? {
+        let id = form_id_of(&raw)?;
+        let number = version_of(&raw_version)?;
+        let command = FormCommand::ReviseVersion {
+            version: number,
+            schema,
+            at: Utc::now(),
+        };
+        let form = revise_at(&state, id, &command, expected, &Meta::of(&caller)).await?;
+        let v = form
+            .version(number)
+            .ok_or_else(|| Problem::not_found(format!("the form has no version {number}")))?;
+        return Ok(Json(version_view(id, v)));
+    }
     step(&state, &caller, &raw, &raw_version, |version| {
         FormCommand::ReviseVersion {
             version,

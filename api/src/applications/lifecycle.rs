@@ -21,7 +21,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -71,7 +71,7 @@ pub struct DataProblemDoc {
 /// The most applications one inbox page lists.
 pub const MAX_INBOX_PAGE: usize = 200;
 
-fn application_id(raw: &str) -> Result<ApplicationId, Problem> {
+pub(super) fn application_id(raw: &str) -> Result<ApplicationId, Problem> {
     uuid_param(raw, "an application id").map(ApplicationId)
 }
 
@@ -90,7 +90,7 @@ fn applicant_of(caller: &Principal) -> Result<SubjectId, Problem> {
 
 /// How a caller reaches an application.
 #[derive(Debug, Clone)]
-struct Reach {
+pub(super) struct Reach {
     /// The role it acts in, and the envelope's metadata for that role.
     role: Role,
     meta: Meta,
@@ -122,7 +122,7 @@ fn reach(caller: &Principal, app: &Application) -> Result<Reach, Problem> {
                     .contains(&app.responsible.leika.service_key())
         }
         Role::Dpo | Role::Operator => true,
-        Role::Auditor | Role::Cashier => false,
+        Role::Auditor | Role::Cashier | Role::Moderator => false,
     };
     if let Some(role) = caller.roles().iter().copied().find(|&r| passes(r)) {
         return Ok(Reach {
@@ -145,7 +145,7 @@ fn reach(caller: &Principal, app: &Application) -> Result<Reach, Problem> {
     }
 }
 
-fn application_refused(e: ApplicationError) -> Problem {
+pub(super) fn application_refused(e: ApplicationError) -> Problem {
     match e {
         ApplicationError::NotFound => Problem::not_found("no such application"),
         ApplicationError::NotYourApplication => {
@@ -185,7 +185,7 @@ pub(crate) async fn load(
 }
 
 /// The application and how the caller reaches it.
-async fn reached(
+pub(super) async fn reached(
     state: &AppState,
     caller: &Principal,
     id: ApplicationId,
@@ -467,7 +467,8 @@ pub async fn create(
     security(("bearer" = ["citizen", "authority", "fachverfahren"])),
     params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
     responses(
-        (status = 200, description = "The application", body = ApplicationView),
+        (status = 200, description = "The application", body = ApplicationView,
+            headers(("ETag" = String, description = "The application's `version` as an entity tag (`\"3\"`), for `If-Match` on the next write"))),
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Someone else's application, or another authority's", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such application (a draft, to an authority)", body = ProblemDoc, content_type = "application/problem+json"),
@@ -476,12 +477,16 @@ pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(raw): Path<String>,
-) -> Result<Json<ApplicationView>, Problem> {
+) -> Result<Response, Problem> {
     let id = application_id(&raw)?;
     command::sealer(&state)?;
     let (events, app, reach, version) = reached(&state, &caller, id).await?;
     record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
-    Ok(Json(view(&events, &app, version)))
+    Ok((
+        [(axum::http::header::ETAG, format!("\"{version}\""))],
+        Json(view(&events, &app, version)),
+    )
+        .into_response())
 }
 
 /// The status, as the federal status monitor (ZBP) shows it.
@@ -537,27 +542,172 @@ pub async fn status(
     }))
 }
 
-/// Run a command on a reached application; the view after it.
-async fn run(
+/// The version a write is made against, from `If-Match` (the entity tag `"<version>"`, the
+/// `version` of the application as read, or `*`) or `Expected-Version` (the version as a
+/// number); `None` when the caller names none. Both given must agree.
+pub(super) fn expected_version(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
+    let text = |name: &'static str| -> Result<Option<&str>, Problem> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    Problem::bad_request(
+                        "invalid-version",
+                        format!("{name} must be ASCII: the version read"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let invalid = |name: &str| {
+        Problem::bad_request(
+            "invalid-version",
+            format!("{name} names the version read: If-Match: \"3\" (the `version` in quotes) or Expected-Version: 3"),
+        )
+    };
+    let number = |s: &str| {
+        (!s.is_empty() && s.len() <= 15 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let if_match = match text("if-match")?.map(str::trim) {
+        None | Some("*") => None,
+        Some(tag) => Some(
+            tag.strip_prefix("W/")
+                .unwrap_or(tag)
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .and_then(number)
+                .ok_or_else(|| invalid("If-Match"))?,
+        ),
+    };
+    let expected = match text("expected-version")?.map(str::trim) {
+        None | Some("any") => None,
+        Some(v) => Some(number(v).ok_or_else(|| invalid("Expected-Version"))?),
+    };
+    match (if_match, expected) {
+        (Some(a), Some(b)) if a != b => Err(Problem::bad_request(
+            "invalid-version",
+            "If-Match and Expected-Version name different versions",
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// The `412` problem of a write made against another version than the application's.
+pub(super) fn version_mismatch(expected: u64, actual: u64) -> Problem {
+    changed("application", expected, actual)
+}
+
+/// The `412` problem of a write made against another version of `what` than its own.
+pub(super) fn changed(what: &str, expected: u64, actual: u64) -> Problem {
+    Problem::new(
+        StatusCode::PRECONDITION_FAILED,
+        "version-mismatch",
+        "Changed since it was read",
+        format!("the {what} is at version {actual}, but the request was made against version {expected}; read it again and retry with If-Match: \"{actual}\""),
+    )
+    .with("expected_version", expected.to_string())
+    .with("actual_version", actual)
+}
+
+/// The version of the application's last change: a recorded read (`ApplicationRead`) is
+/// appended to the application's stream but changes nothing of it, so a write made against
+/// the version before it still fits.
+fn last_change(events: &[Stored<ApplicationEvent>]) -> u64 {
+    events
+        .iter()
+        .rposition(|e| !matches!(e.event, ApplicationEvent::Read(_)))
+        .map_or(0, |i| i as u64 + 1)
+}
+
+/// Whether a write made against version `expected` fits the application at `version`:
+/// nothing but reads were recorded since.
+fn fits(events: &[Stored<ApplicationEvent>], version: u64, expected: u64) -> bool {
+    last_change(events) <= expected && expected <= version
+}
+
+/// Refuses a write against a version the application has changed since, if the caller
+/// named one; the version named.
+pub(super) fn check_version(
+    headers: &HeaderMap,
+    events: &[Stored<ApplicationEvent>],
+    version: u64,
+) -> Result<Option<u64>, Problem> {
+    match expected_version(headers)? {
+        Some(expected) if !fits(events, version, expected) => {
+            Err(version_mismatch(expected, version))
+        }
+        expected => Ok(expected),
+    }
+}
+
+/// Run a command on a reached application; the view after it. With `expected`, the
+/// command is decided only while the application has not changed since that version
+/// (`412` otherwise); without, it is decided again when another command got there first.
+pub(super) async fn run(
     state: &AppState,
     app: &Application,
     reach: &Reach,
     command: ApplicationCommand<'_>,
+    expected: Option<u64>,
 ) -> Result<(ApplicationView, Option<u64>), Problem> {
-    let done = execute::<ApplicationState>(
-        state,
-        &app.id.stream_id(),
-        &command,
-        application_refused,
-        &reach.meta,
-    )
-    .await?;
+    let stream = app.id.stream_id();
+    let done = match expected {
+        None => {
+            execute::<ApplicationState>(state, &stream, &command, application_refused, &reach.meta)
+                .await?
+                .outcome
+        }
+        Some(expected) => run_at(state, app.id, reach, &command, expected).await?,
+    };
     let (events, folded, version) = load(state, app.id).await?;
     let after = folded
         .0
         .ok_or_else(|| Problem::internal(&"an application vanished"))?;
-    let position = done.outcome.map(|o| o.last_position);
-    Ok((view(&events, &after, version.max(done.version)), position))
+    let position = done.map(|o| o.last_position);
+    Ok((view(&events, &after, version), position))
+}
+
+/// Decides and appends `command` while the application has not changed since `expected`;
+/// a read recorded in between only makes it try again.
+async fn run_at(
+    state: &AppState,
+    id: ApplicationId,
+    reach: &Reach,
+    command: &ApplicationCommand<'_>,
+    expected: u64,
+) -> Result<Option<amtsbuch_domain::AppendOutcome>, Problem> {
+    for _ in 0..5 {
+        let (events, current, version) = load(state, id).await?;
+        if !fits(&events, version, expected) {
+            return Err(version_mismatch(expected, version));
+        }
+        let decided = amtsbuch_domain::applications::application::decide(command, &current)
+            .map_err(application_refused)?;
+        if decided.is_empty() {
+            return Ok(None);
+        }
+        match command::append(
+            state,
+            &id.stream_id(),
+            &decided,
+            ExpectedVersion::Exact(version),
+            &reach.meta,
+        )
+        .await
+        {
+            Ok(outcome) => return Ok(Some(outcome)),
+            Err(command::StoreOrProblem::Store(amtsbuch_infra::StoreError::Append(
+                amtsbuch_domain::AppendError::WrongExpectedVersion { .. },
+            ))) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(refused(
+        "application-busy",
+        "the application was written to by others at every attempt; try again",
+    ))
 }
 
 /// The form data.
@@ -573,7 +723,10 @@ pub struct DataRequest {
 /// its JSON pointer into the data (`violations`).
 #[utoipa::path(put, path = "/applications/{id}/data", tag = "applications",
     security(("bearer" = ["citizen"])),
-    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
+    params(
+        ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
+        ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     request_body = DataRequest,
     responses(
         (status = 200, description = "Saved", body = ApplicationView),
@@ -582,17 +735,20 @@ pub struct DataRequest {
         (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not a draft any more", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "The data violates the pinned form version (`violations`: pointer, keyword, schema_path)", body = DataProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "The application is at another version than `If-Match` or `Expected-Version` names (`version-mismatch`, with `actual_version`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn save_data(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(raw): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ApplicationView>, Problem> {
     let id = application_id(&raw)?;
     let req: DataRequest = body::json(body, "{\"data\": {...}}")?;
     command::sealer(&state)?;
-    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let (events, app, reach, version) = reached(&state, &caller, id).await?;
+    let expected = check_version(&headers, &events, version)?;
     let (form_state, _) = form(&state, app.pinned.form).await?;
     let version = form_state
         .version(app.pinned.version)
@@ -609,7 +765,7 @@ pub async fn save_data(
         schema: &version.schema,
         at: Utc::now(),
     };
-    Ok(Json(run(&state, &app, &reach, command).await?.0))
+    Ok(Json(run(&state, &app, &reach, command, expected).await?.0))
 }
 
 /// What a submission receipt proves.
@@ -696,7 +852,10 @@ async fn receipt_of(
 /// every attachment the data names uploaded with that hash. The answer is the receipt.
 #[utoipa::path(post, path = "/applications/{id}/submission", tag = "applications",
     security(("bearer" = ["citizen"])),
-    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
+    params(
+        ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
+        ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     responses(
         (status = 201, description = "Submitted; the receipt", body = ReceiptView),
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
@@ -704,15 +863,18 @@ async fn receipt_of(
         (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Already submitted, no data yet, or the form version is retired", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "An attachment is missing or has another hash", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "The application is at another version than `If-Match` or `Expected-Version` names (`version-mismatch`, with `actual_version`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn submit(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(raw): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let id = application_id(&raw)?;
     command::sealer(&state)?;
-    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let (events, app, reach, version) = reached(&state, &caller, id).await?;
+    let expected = check_version(&headers, &events, version)?;
     let (form_state, _) = form(&state, app.pinned.form).await?;
     let version = form_state
         .version(app.pinned.version)
@@ -723,7 +885,7 @@ pub async fn submit(
         status: version.status,
         at: Utc::now(),
     };
-    run(&state, &app, &reach, command).await?;
+    run(&state, &app, &reach, command, expected).await?;
     let (events, _, _) = load(&state, id).await?;
     Ok((
         StatusCode::CREATED,
@@ -757,27 +919,33 @@ pub async fn receipt(
 /// Withdraw a submitted application, until it is decided.
 #[utoipa::path(post, path = "/applications/{id}/withdrawal", tag = "applications",
     security(("bearer" = ["citizen"])),
-    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
+    params(
+        ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
+        ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     responses(
         (status = 200, description = "Withdrawn (withdrawing again changes nothing)", body = ApplicationView),
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Someone else's application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not submitted, or already decided", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "The application is at another version than `If-Match` or `Expected-Version` names (`version-mismatch`, with `actual_version`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn withdraw(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(raw): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<ApplicationView>, Problem> {
     let id = application_id(&raw)?;
     command::sealer(&state)?;
-    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let (events, app, reach, version) = reached(&state, &caller, id).await?;
+    let expected = check_version(&headers, &events, version)?;
     let command = ApplicationCommand::Withdraw {
         applicant: app.applicant,
         at: Utc::now(),
     };
-    Ok(Json(run(&state, &app, &reach, command).await?.0))
+    Ok(Json(run(&state, &app, &reach, command, expected).await?.0))
 }
 
 /// The applicant's answer to an information request.
@@ -794,7 +962,10 @@ pub struct InformationRequest {
 /// Answer the open information request.
 #[utoipa::path(post, path = "/applications/{id}/information", tag = "applications",
     security(("bearer" = ["citizen"])),
-    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
+    params(
+        ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
+        ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     request_body = InformationRequest,
     responses(
         (status = 200, description = "Answered", body = ApplicationView),
@@ -802,24 +973,27 @@ pub struct InformationRequest {
         (status = 403, description = "Someone else's application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "No such open request", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "The application is at another version than `If-Match` or `Expected-Version` names (`version-mismatch`, with `actual_version`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn provide_information(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(raw): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ApplicationView>, Problem> {
     let id = application_id(&raw)?;
     let req: InformationRequest = body::json(body, "{\"request\", \"message\"}")?;
     command::sealer(&state)?;
-    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let (events, app, reach, version) = reached(&state, &caller, id).await?;
+    let expected = check_version(&headers, &events, version)?;
     let command = ApplicationCommand::ProvideInformation {
         applicant: app.applicant,
         request: req.request,
         message: req.message,
         at: Utc::now(),
     };
-    Ok(Json(run(&state, &app, &reach, command).await?.0))
+    Ok(Json(run(&state, &app, &reach, command, expected).await?.0))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -845,7 +1019,10 @@ pub struct ReceptionRequest {
 /// Confirm receipt of a submitted application, with the authority's file number.
 #[utoipa::path(post, path = "/applications/{id}/reception", tag = "applications",
     security(("bearer" = ["authority", "fachverfahren"])),
-    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
+    params(
+        ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
+        ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     request_body = ReceptionRequest,
     responses(
         (status = 200, description = "Received (again with the same number: no change)", body = ApplicationView),
@@ -853,23 +1030,26 @@ pub struct ReceptionRequest {
         (status = 403, description = "Another authority's application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Received with another number, or finished", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "The application is at another version than `If-Match` or `Expected-Version` names (`version-mismatch`, with `actual_version`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn receive(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(raw): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ApplicationView>, Problem> {
     let id = application_id(&raw)?;
     let req: ReceptionRequest = body::json(body, "{\"file_number\"}")?;
     command::sealer(&state)?;
-    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let (events, app, reach, version) = reached(&state, &caller, id).await?;
+    let expected = check_version(&headers, &events, version)?;
     let command = ApplicationCommand::Receive {
         authority: official(&caller)?,
         file_number: req.file_number,
         at: Utc::now(),
     };
-    let (view, _) = run(&state, &app, &reach, command).await?;
+    let (view, _) = run(&state, &app, &reach, command, expected).await?;
     record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
     Ok(Json(view))
 }
@@ -888,7 +1068,10 @@ pub struct InformationRequestRequest {
 /// Ask the applicant for information, with a due date.
 #[utoipa::path(post, path = "/applications/{id}/information-requests", tag = "applications",
     security(("bearer" = ["authority", "fachverfahren"])),
-    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
+    params(
+        ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
+        ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     request_body = InformationRequestRequest,
     responses(
         (status = 201, description = "Requested", body = ApplicationView),
@@ -896,24 +1079,27 @@ pub struct InformationRequestRequest {
         (status = 403, description = "Another authority's application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not received yet, a request is open, or finished", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "The application is at another version than `If-Match` or `Expected-Version` names (`version-mismatch`, with `actual_version`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn request_information(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(raw): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let id = application_id(&raw)?;
     let req: InformationRequestRequest = body::json(body, "{\"message\", \"due_at\"}")?;
     command::sealer(&state)?;
-    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let (events, app, reach, version) = reached(&state, &caller, id).await?;
+    let expected = check_version(&headers, &events, version)?;
     let command = ApplicationCommand::RequestInformation {
         authority: official(&caller)?,
         message: req.message,
         due_at: req.due_at,
         at: Utc::now(),
     };
-    let (view, _) = run(&state, &app, &reach, command).await?;
+    let (view, _) = run(&state, &app, &reach, command, expected).await?;
     record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -933,7 +1119,10 @@ pub struct DecisionRequest {
 /// Decide a received application.
 #[utoipa::path(post, path = "/applications/{id}/decision", tag = "applications",
     security(("bearer" = ["authority", "fachverfahren"])),
-    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
+    params(
+        ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
+        ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     request_body = DecisionRequest,
     responses(
         (status = 200, description = "Decided", body = ApplicationView),
@@ -941,24 +1130,27 @@ pub struct DecisionRequest {
         (status = 403, description = "Another authority's application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not received yet, or already decided, withdrawn or closed", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "The application is at another version than `If-Match` or `Expected-Version` names (`version-mismatch`, with `actual_version`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn decide(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(raw): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ApplicationView>, Problem> {
     let id = application_id(&raw)?;
     let req: DecisionRequest = body::json(body, "{\"outcome\", \"document_sha256\"}")?;
     command::sealer(&state)?;
-    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let (events, app, reach, version) = reached(&state, &caller, id).await?;
+    let expected = check_version(&headers, &events, version)?;
     let command = ApplicationCommand::Decide {
         authority: official(&caller)?,
         outcome: req.outcome,
         document_hash: req.document_sha256,
         at: Utc::now(),
     };
-    let (view, _) = run(&state, &app, &reach, command).await?;
+    let (view, _) = run(&state, &app, &reach, command, expected).await?;
     record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
     Ok(Json(view))
 }
@@ -966,27 +1158,33 @@ pub async fn decide(
 /// Close a decided application.
 #[utoipa::path(post, path = "/applications/{id}/closure", tag = "applications",
     security(("bearer" = ["authority", "fachverfahren"])),
-    params(("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)")),
+    params(
+        ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
+        ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
     responses(
         (status = 200, description = "Closed (closing again changes nothing)", body = ApplicationView),
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another authority's application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not decided yet, or withdrawn", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "The application is at another version than `If-Match` or `Expected-Version` names (`version-mismatch`, with `actual_version`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn close(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(raw): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<ApplicationView>, Problem> {
     let id = application_id(&raw)?;
     command::sealer(&state)?;
-    let (_, app, reach, _) = reached(&state, &caller, id).await?;
+    let (events, app, reach, version) = reached(&state, &caller, id).await?;
+    let expected = check_version(&headers, &events, version)?;
     let command = ApplicationCommand::Close {
         authority: official(&caller)?,
         at: Utc::now(),
     };
-    let (view, _) = run(&state, &app, &reach, command).await?;
+    let (view, _) = run(&state, &app, &reach, command, expected).await?;
     record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
     Ok(Json(view))
 }

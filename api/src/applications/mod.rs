@@ -6,22 +6,28 @@
 //! aggregate's stream, fold it, decide, append with the stream's version as the expected
 //! version. Time is the server's. The directory and the forms carry no personal data; both
 //! are answered by folding their streams, so an answer never lags behind the log. An
-//! application's personal data (form data, messages) is sealed under the application's own
-//! key; see `lifecycle` for who reaches an application.
+//! application's personal data (form data, messages, attachments) is sealed under the
+//! application's own key; see `lifecycle` for who reaches an application, `attachments`
+//! for uploads, `retention` for the erasure of an applicant, `sweeper` for draft expiry.
 
+pub mod attachments;
 pub mod bench;
 pub mod directory;
 pub mod export;
 pub mod forms;
 pub mod lifecycle;
+pub mod retention;
 pub mod samples;
+pub mod sweeper;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use amtsbuch_domain::applications::application::MAX_ATTACHMENT_BYTES;
 use amtsbuch_domain::applications::{ApplicationId, DirectoryId, FormId};
 
 use crate::module::{DomainModule, Reserved, TestSupport};
@@ -42,12 +48,12 @@ pub static MODULE: DomainModule = DomainModule {
         title: "The stream is written by the routes of forms, responsibilities and applications only",
         detail: "{stream} belongs to a form, the responsibility directory or an application; its events are written only through /forms, /responsibilities and /applications, which check their rules",
     }),
-    jobs: None,
+    jobs: Some(sweeper::JOBS),
     bench: Some(bench::BENCH),
     export: Some(export::EXPORT),
     processing: None,
-    retention: None,
-    erasure: None,
+    retention: Some(retention::RETENTION),
+    erasure: Some(retention::ERASURE),
     tests: TestSupport {
         access: samples::ACCESS,
         last: samples::LAST,
@@ -86,6 +92,15 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(lifecycle::decide))
         .routes(routes!(lifecycle::close))
         .routes(routes!(lifecycle::accesses))
+        .merge(
+            // An attachment may be larger than the service's limit for JSON bodies; one
+            // byte over its own limit is refused with `413` by the handler.
+            OpenApiRouter::new()
+                .routes(routes!(attachments::upload))
+                .layer(DefaultBodyLimit::max(
+                    usize::try_from(MAX_ATTACHMENT_BYTES).unwrap_or(usize::MAX),
+                )),
+        )
 }
 
 /// Parse a UUID from a path: lowercase and hyphenated, as the service writes them.

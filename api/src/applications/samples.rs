@@ -87,6 +87,12 @@ pub const ACCESS: &[AccessRow] = &[
         OWN_FOR_CITIZENS,
     ),
     AccessRow::roles(
+        "PUT",
+        "/applications/{id}/attachments/{name}",
+        &[Citizen],
+        OWN_FOR_CITIZENS,
+    ),
+    AccessRow::roles(
         "POST",
         "/applications/{id}/submission",
         &[Citizen],
@@ -144,7 +150,7 @@ pub const ACCESS: &[AccessRow] = &[
 ];
 
 /// Publishing ends the sample version's editing, retiring its publication; the sample
-/// application goes through its life in this order.
+/// application goes through its life in this order, and then its applicant is erased.
 pub const LAST: &[(&str, &str)] = &[
     ("POST", "/forms/{form}/versions/{v}/publication"),
     ("POST", "/forms/{form}/versions/{v}/retirement"),
@@ -156,6 +162,9 @@ pub const LAST: &[(&str, &str)] = &[
     ("POST", "/applications/{id}/information"),
     ("POST", "/applications/{id}/decision"),
     ("POST", "/applications/{id}/closure"),
+    // Erasing the applicant shreds their applications: it runs after the samples' life
+    // (an operation named again moves to the end).
+    ("POST", "/dpo/subjects/{subject}/erasure"),
 ];
 
 /// The applications samples.
@@ -222,7 +231,7 @@ async fn seed_form(state: &AppState, form: &str, publish: bool) {
     }
 }
 
-/// A small form schema with a FIM id and an editor element.
+/// A small form schema with a FIM id, an editor element and an (optional) upload.
 pub fn sample_schema() -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -233,6 +242,10 @@ pub fn sample_schema() -> Value {
                 "type": "string", "minLength": 1, "maxLength": 120,
                 "x-fim-id": "F60000227",
                 "x-editor": {"element": "input", "label": "Familienname"}
+            },
+            "nachweis": {
+                "type": "string",
+                "x-editor": {"element": "upload", "label": "Nachweis"}
             }
         }
     })
@@ -256,6 +269,7 @@ impl Samples for ApplicationsSamples {
             ("applicant", citizen.to_owned()),
             ("application", derived(citizen, 1)),
             ("submitted", derived(citizen, 2)),
+            ("attachment", "nachweis".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -272,6 +286,10 @@ impl Samples for ApplicationsSamples {
         values: &'a mut SampleValues,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            // The sample application is closed before the sample erasure of its applicant
+            // runs (and the other is withdrawn): with no retention after the end, neither
+            // holds the applicant. Only the tests' processes seed samples.
+            super::retention::set_retention_period(chrono::Duration::zero());
             seed_form(state, EDIT_FORM, false).await;
             seed_form(state, APP_FORM, true).await;
             let directory = self
@@ -363,6 +381,7 @@ impl Samples for ApplicationsSamples {
             ("forms", "{form}") => "form",
             ("forms", "{v}") => "form_version",
             ("applications", "{id}") => "application",
+            ("applications", "{name}") => "attachment",
             _ => return None,
         };
         values.get(name).cloned()
@@ -398,6 +417,8 @@ impl Samples for ApplicationsSamples {
             ("PUT", "/applications/{id}/data") => {
                 json!({ "data": { "familienname": "Musterfrau" } })
             }
+            // An attachment is any file; a JSON document will do.
+            ("PUT", "/applications/{id}/attachments/{name}") => json!({ "nachweis": 1 }),
             ("POST", "/applications/{id}/reception") => json!({ "file_number": "AZ 42/2026" }),
             ("POST", "/applications/{id}/information-requests") => json!({
                 "message": "Bitte reichen Sie den Mietvertrag nach.",

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
-use amtsbuch_domain::access::{BewirtschafterCode, RegionKey, Role};
+use amtsbuch_domain::access::{BewirtschafterCode, ModerationScope, RegionKey, Role};
 use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::any::DEFAULT_DATABASE_URL;
 
@@ -50,7 +50,7 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<u8> {
 // The flags of `token`.
 #[derive(Debug, clap::Args)]
 pub struct TokenArgs {
-    /// A role: citizen, authority, fachverfahren, dpo, auditor, operator, cashier
+    /// A role: citizen, authority, fachverfahren, dpo, auditor, operator, cashier, moderator
     /// (repeatable).
     #[arg(long = "role", required = true)]
     roles: Vec<String>,
@@ -72,6 +72,10 @@ pub struct TokenArgs {
     /// cashier: a Bewirtschafter code it works for; repeatable.
     #[arg(long = "bewirtschafter")]
     bewirtschafter: Vec<String>,
+    /// moderator: what it moderates (an id the moderated domain understands, such as a
+    /// procedure's or an authority's); repeatable.
+    #[arg(long = "moderates")]
+    moderates: Vec<String>,
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
@@ -94,6 +98,7 @@ pub fn token(args: TokenArgs) -> anyhow::Result<u8> {
         regions,
         services,
         bewirtschafter,
+        moderates,
         ttl,
         dev_key,
     } = args;
@@ -116,6 +121,10 @@ pub fn token(args: TokenArgs) -> anyhow::Result<u8> {
         bewirtschafter: bewirtschafter
             .iter()
             .map(|s| BewirtschafterCode::parse(s))
+            .collect::<Result<_, _>>()?,
+        moderates: moderates
+            .iter()
+            .map(|s| ModerationScope::parse(s))
             .collect::<Result<_, _>>()?,
         ttl: Duration::from_secs(ttl),
         audience: crate::auth::DEFAULT_AUDIENCE.to_owned(),

@@ -126,7 +126,7 @@ pub fn account_id(raw: &str) -> Result<AccountId, Problem> {
 ///
 /// - citizen: its own account only;
 /// - DPO and operator: every subject;
-/// - authority, Fachverfahren, auditor: none (their routes name no subject of theirs).
+/// - authority, Fachverfahren, auditor, moderator: none (their routes name no subject of theirs).
 ///
 /// Only the roles the route grants are asked, since the guard has narrowed the caller to
 /// them; a role never passes because the caller also holds some other role. A citizen who
@@ -137,7 +137,9 @@ pub fn act_for(caller: &Principal, subject: &AccountId) -> Result<Meta, Problem>
     let reaches = |role: Role| match role {
         Role::Citizen => caller.account() == Some(subject.as_str()),
         Role::Dpo | Role::Operator => true,
-        Role::Authority | Role::Fachverfahren | Role::Auditor | Role::Cashier => false,
+        Role::Authority | Role::Fachverfahren | Role::Auditor | Role::Cashier | Role::Moderator => {
+            false
+        }
     };
     caller
         .roles()

@@ -1,6 +1,6 @@
 //! What the service's own tests need of the GDPR domain (`crate::module::TestSupport`):
 //! who may call each of its operations, and sample data that makes each of them succeed —
-//! the citizen's account, a consent of it and a retention hold.
+//! the citizen's account, a consent of it, and an account to erase with a retention hold.
 
 use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
@@ -117,6 +117,17 @@ pub const LAST: &[(&str, &str)] = &[
     ("POST", "/dpo/subjects/{subject}/erasure"),
 ];
 
+/// The account the sample erasure erases, opened by `seed` beside the citizen's `citizen`
+/// (with the sample hold that is released before the erasure): the citizen's id with its
+/// last byte changed, so that each citizen's samples have one of their own.
+fn erasable_beside(citizen: &str) -> String {
+    let mut bytes = *uuid::Uuid::parse_str(citizen)
+        .unwrap_or_default()
+        .as_bytes();
+    bytes[15] ^= 0xe5;
+    uuid::Uuid::from_bytes(bytes).to_string()
+}
+
 /// The GDPR samples.
 pub static SAMPLES: GdprSamples = GdprSamples;
 
@@ -124,7 +135,8 @@ pub static SAMPLES: GdprSamples = GdprSamples;
 pub const NOTICE_TEXT: &str = "Einwilligung nach § 10 Abs. 1 Satz 2 SächsEGovG (Testfassung)";
 
 /// The samples: the account is the citizen's (`{id}` of `/accounts/…` and `{subject}` of
-/// `/dpo/subjects/…`), so that a citizen's token owns it; `consent` and `hold` are fixed
+/// `/dpo/subjects/…` but the erasure), so that a citizen's token owns it; `erasable` is the
+/// erasure's, with the sample hold on it; `consent` and `hold` are fixed
 /// ids that need not exist until `seed` gives and places them.
 #[derive(Debug, Clone, Copy)]
 pub struct GdprSamples;
@@ -138,12 +150,13 @@ impl Samples for GdprSamples {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .chain([("erasable".to_owned(), erasable_beside(citizen))])
         .collect()
     }
 
-    /// Opens the account, through the service layer because `POST /accounts` chooses
-    /// account ids itself, then gives it a consent and places a retention hold on it
-    /// through the API. The state must have a sealer.
+    /// Opens the two accounts, through the service layer because `POST /accounts` chooses
+    /// account ids itself, then gives the citizen's a consent and places a retention hold
+    /// on the erasable one through the API. The state must have a sealer.
     fn seed<'a>(
         &'a self,
         app: &'a axum::Router,
@@ -157,26 +170,33 @@ impl Samples for GdprSamples {
                 .and_then(|a| uuid::Uuid::parse_str(a).ok())
                 .map(AccountId)
                 .expect("the sample account is a UUID");
-            let master_data = serde_json::from_value(json!({
-                "type": "person", "given_names": "Erika", "family_name": "Mustermann"
-            }))
-            .expect("master data");
-            let command = AccountCommand::Open(OpenAccount {
-                account_id: account,
-                kind: AccountKind::Personal,
-                master_data,
-                opened_at: chrono::Utc::now(),
-                expires_at: None,
-            });
-            execute::<AccountState>(
-                state,
-                &account.stream_id(),
-                &command,
-                |e| refused("account-refused", e),
-                &Meta::system("test"),
-            )
-            .await
-            .expect("open the sample account");
+            let erasable = values
+                .get("erasable")
+                .and_then(|a| uuid::Uuid::parse_str(a).ok())
+                .map(AccountId)
+                .expect("the erasable sample account is a UUID");
+            for id in [account, erasable] {
+                let master_data = serde_json::from_value(json!({
+                    "type": "person", "given_names": "Erika", "family_name": "Mustermann"
+                }))
+                .expect("master data");
+                let command = AccountCommand::Open(OpenAccount {
+                    account_id: id,
+                    kind: AccountKind::Personal,
+                    master_data,
+                    opened_at: chrono::Utc::now(),
+                    expires_at: None,
+                });
+                execute::<AccountState>(
+                    state,
+                    &id.stream_id(),
+                    &command,
+                    |e| refused("account-refused", e),
+                    &Meta::system("test"),
+                )
+                .await
+                .expect("open the sample account");
+            }
             let given = call(
                 app,
                 "POST",
@@ -193,7 +213,7 @@ impl Samples for GdprSamples {
                 "/retention-holds",
                 operator,
                 Some(json!({
-                    "subject": account.to_string(),
+                    "subject": erasable.to_string(),
                     "reason": "open_procedure",
                     "source": "procedure-1",
                     "until": amtsbuch_domain::record::format_timestamp(&until),
@@ -204,7 +224,8 @@ impl Samples for GdprSamples {
         })
     }
 
-    /// A second hold on the account that nothing releases, so that no erasure removes it.
+    /// A second hold on the erasable account that nothing releases, so that no erasure
+    /// removes it.
     fn keep<'a>(
         &'a self,
         app: &'a axum::Router,
@@ -213,13 +234,13 @@ impl Samples for GdprSamples {
         values: &'a SampleValues,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let account = values.get("account").cloned().unwrap_or_default();
+            let erasable = values.get("erasable").cloned().unwrap_or_default();
             call(
                 app,
                 "POST",
                 "/retention-holds",
                 operator,
-                Some(json!({ "subject": account, "reason": "voucher", "source": "payment-kept" })),
+                Some(json!({ "subject": erasable, "reason": "voucher", "source": "payment-kept" })),
             )
             .await;
         })
@@ -233,6 +254,16 @@ impl Samples for GdprSamples {
             _ => return None,
         };
         values.get(name).cloned()
+    }
+
+    /// The erasure acts on an account of its own: other modules' samples give the citizen's
+    /// account duties of their own (cash records, say) that rightly forbid erasing it.
+    fn path_param(&self, values: &SampleValues, path: &str, param: &str) -> Option<String> {
+        if path == "/dpo/subjects/{subject}/erasure" && param == "{subject}" {
+            return values.get("erasable").cloned();
+        }
+        let first = path.split('/').nth(1).unwrap_or_default();
+        self.param(values, first, param)
     }
 
     fn body(&self, values: &SampleValues, method: &str, path: &str) -> Option<Value> {

@@ -4,13 +4,17 @@
 //! sealed under their authors' keys), its moderation log, and the calendar (`public`);
 //! an authority's drafting, announcing, scheduling and cancelling of its own procedures
 //! (`organiser`); a participant's contributions with their receipts, and reports
-//! (`participant`); events and appointment slots with their registrations (`gatherings`).
+//! (`participant`); events and appointment slots with their registrations (`gatherings`);
+//! a moderator's queue, hiding and unhiding within the procedures it moderates
+//! (`moderation`).
 //!
 //! The streams of the domain's aggregates (procedures, contributions, gatherings) are
 //! reserved: only the domain's commands write them, each decided against its aggregate's
 //! rules, so nothing appended around them can record what the rules forbid.
 
+pub mod bench;
 pub mod gatherings;
+pub mod moderation;
 pub mod organiser;
 pub mod participant;
 pub mod public;
@@ -40,7 +44,7 @@ pub static MODULE: DomainModule = DomainModule {
         detail: "{stream} belongs to a participation aggregate (a procedure, contribution or gathering); its events are written only by the participation commands, which check their rules",
     }),
     jobs: None,
-    bench: None,
+    bench: Some(bench::BENCH),
     export: None,
     processing: None,
     retention: None,
@@ -72,6 +76,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(organiser::schedule_round))
         .routes(routes!(organiser::cancel))
         .routes(routes!(organiser::answer))
+        .routes(routes!(organiser::evaluate))
+        .routes(routes!(organiser::weigh))
+        .routes(routes!(organiser::decide))
+        .routes(routes!(public::results))
         .routes(routes!(participant::receipt))
         .routes(routes!(participant::report))
         .routes(routes!(participant::withdraw))
@@ -79,6 +87,9 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(gatherings::schedule))
         .routes(routes!(gatherings::register))
         .routes(routes!(gatherings::cancel))
+        .routes(routes!(moderation::queue))
+        .routes(routes!(moderation::hide))
+        .routes(routes!(moderation::unhide))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The organiser's routes: an authority drafts a procedure for itself, announces it and
-//! schedules its rounds. The procedure's authority is recorded when it is drafted — the
+//! The organiser's routes: an authority drafts a procedure for itself, announces it,
+//! schedules its rounds, answers contributions, starts the evaluation, weighs the
+//! statements and records the decision. The procedure's authority is recorded when it is drafted — the
 //! authority of the token that drafted it — and every later command on the procedure is
 //! refused to a token of another authority (`403`): ownership is that recorded fact,
 //! never a name.
@@ -22,7 +23,7 @@ use uuid::Uuid;
 
 use amtsbuch_domain::access::{Principal, Role};
 use amtsbuch_domain::participation::contribution::{
-    AnswerState, ContributionCommand, ContributionState,
+    AnswerState, ContributionCommand, ContributionState, Weighing,
 };
 use amtsbuch_domain::participation::procedure::{
     DraftProcedure, Procedure, ProcedureCommand, ProcedureError, ProcedureState, ScheduleRound,
@@ -379,4 +380,138 @@ pub async fn answer(
         "contribution_id": cid.to_string(),
         "public": serde_json::to_value(public).unwrap_or(Value::Null),
     })))
+}
+
+/// Nothing to say when the evaluation starts.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateRequest {}
+
+/// Close participation and start weighing what came in (status *evaluating*), once the
+/// last round has ended.
+#[utoipa::path(post, path = "/participations/{id}/evaluation", tag = "participation",
+    security(("bearer" = ["authority"])),
+    params(("id" = String, Path, description = "The procedure id")),
+    request_body(content = Option<EvaluateRequest>),
+    responses(
+        (status = 200, description = "Under evaluation", body = Object),
+        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not announced, no rounds, or a round still running", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn evaluate(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let id = procedure_id(&id)?;
+    let _: EvaluateRequest = body::optional(raw, "{}")?;
+    let (_, meta) = own_procedure(&state, &caller, id).await?;
+    let command = ProcedureCommand::StartEvaluation { at: Utc::now() };
+    execute::<ProcedureState>(&state, &id.stream_id(), &command, procedure_problem, &meta).await?;
+    Ok(Json(
+        json!({ "id": id.to_string(), "status": "evaluating" }),
+    ))
+}
+
+/// The weighing of one statement.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeighingRequest {
+    contribution_id: Uuid,
+    /// considered, partly_considered or not_considered
+    #[schema(value_type = String)]
+    result: Weighing,
+}
+
+/// Weigh a statement of the procedure (Abwägung); it may be weighed again until the
+/// decision, with which the weighing is published.
+#[utoipa::path(post, path = "/participations/{id}/weighing", tag = "participation",
+    security(("bearer" = ["authority"])),
+    params(("id" = String, Path, description = "The procedure id")),
+    request_body = WeighingRequest,
+    responses(
+        (status = 200, description = "Weighed (a repeat changes nothing)", body = Object),
+        (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure, or no such contribution in it", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not a statement, withdrawn, or the procedure is decided", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn weigh(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let id = procedure_id(&id)?;
+    let req: WeighingRequest = body::json(raw, "{\"contribution_id\", \"result\"}")?;
+    let (procedure, meta) = own_procedure(&state, &caller, id).await?;
+    let cid = ContributionId(req.contribution_id);
+    let (found, _) = current::<ContributionState>(&state, &cid.stream_id()).await?;
+    if found.contribution().is_none_or(|c| c.procedure_id != id) {
+        return Err(Problem::not_found("no such contribution in this procedure"));
+    }
+    let command = ContributionCommand::Weigh {
+        result: req.result,
+        decided: procedure.decided_at.is_some(),
+        at: Utc::now(),
+    };
+    execute::<ContributionState>(
+        &state,
+        &cid.stream_id(),
+        &command,
+        contribution_problem,
+        &meta,
+    )
+    .await?;
+    Ok(Json(json!({
+        "contribution_id": cid.to_string(),
+        "weighing": serde_json::to_value(req.result).unwrap_or(Value::Null),
+    })))
+}
+
+/// The decision.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// The decision as published (e.g. the Satzungsbeschluss and where it is announced).
+    #[schema(value_type = String)]
+    summary: PublicText,
+}
+
+/// Record the decision (Beschluss) of a procedure under evaluation; from now on the
+/// weighing is public and stands.
+#[utoipa::path(post, path = "/participations/{id}/decision", tag = "participation",
+    security(("bearer" = ["authority"])),
+    params(("id" = String, Path, description = "The procedure id")),
+    request_body = DecisionRequest,
+    responses(
+        (status = 200, description = "Decided", body = Object),
+        (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not under evaluation", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn decide(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, Problem> {
+    let id = procedure_id(&id)?;
+    let req: DecisionRequest = body::json(raw, "{\"summary\"}")?;
+    let (_, meta) = own_procedure(&state, &caller, id).await?;
+    let command = ProcedureCommand::Decide {
+        summary: req.summary,
+        at: Utc::now(),
+    };
+    let done =
+        execute::<ProcedureState>(&state, &id.stream_id(), &command, procedure_problem, &meta)
+            .await?;
+    let decided_at = done
+        .state
+        .procedure()
+        .and_then(|p| p.decided_at)
+        .map(|t| amtsbuch_domain::record::format_timestamp(&t));
+    Ok(Json(
+        json!({ "id": id.to_string(), "status": "decided", "decided_at": decided_at }),
+    ))
 }

@@ -1,6 +1,6 @@
 //! The public routes of the participation domain, open without a token: the search over
 //! procedures, one procedure with its rounds, its published contributions, its moderation
-//! log, and the calendar.
+//! log, the calendar, and a survey's results.
 //!
 //! Everything comes from the read model except the public texts of comments and defect
 //! reports, which stay sealed under their authors' keys in the log and are opened here
@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use amtsbuch_domain::participation::contribution::ContributionEvent;
 use amtsbuch_domain::participation::procedure::PublicStatus;
+use amtsbuch_domain::participation::survey::{tally, Choices, Survey};
 use amtsbuch_domain::participation::{
     Ags, BoundingBox, ContributionId, Format, ProcedureId, Topic,
 };
@@ -231,7 +232,56 @@ pub async fn get(
             .await
             .map_err(read_problem)?,
     );
+    // The weighing is published with the decision: how many statements were considered,
+    // partly considered, not considered.
+    if row.decided_at.is_some() {
+        view["weighing"] = rm::weighing_counts(&db, &row.procedure_id)
+            .await
+            .map_err(read_problem)?;
+    }
     Ok(Json(view))
+}
+
+/// A survey's results: per choice question, how often each option was chosen by the
+/// answers that count (neither hidden nor withdrawn). Tallied from the chosen options,
+/// which are plain in the log, so anybody recomputes them from the log without an
+/// identity; free texts stay sealed and are not part of them.
+#[utoipa::path(get, path = "/participations/{id}/results", tag = "participation", security(()),
+    params(("id" = String, Path, description = "The procedure id")),
+    responses(
+        (status = 200, description = "`answers` and `counts` per question and option; `survey` is null for a procedure that is no survey", body = Object),
+        (status = 404, description = "No such public procedure", body = ProblemDoc, content_type = "application/problem+json")))]
+pub async fn results(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    let id = procedure_id(&id)?;
+    let db = ReadDb::new(&state.store);
+    let row = public_procedure(&db, id).await?;
+    let Some(survey) = row.survey.clone() else {
+        return Ok(Json(json!({
+            "procedure_id": row.procedure_id,
+            "survey": null,
+            "answers": 0,
+            "counts": {},
+        })));
+    };
+    let questions: Survey =
+        serde_json::from_value(survey.clone()).map_err(|e| Problem::internal(&e))?;
+    let answers: Vec<Choices> = rm::survey_choices(&db, &row.procedure_id)
+        .await
+        .map_err(read_problem)?
+        .into_iter()
+        .map(serde_json::from_value)
+        .collect::<Result<_, _>>()
+        .map_err(|e| Problem::internal(&e))?;
+    let results = tally(&questions, &answers);
+    Ok(Json(json!({
+        "procedure_id": row.procedure_id,
+        "survey": survey,
+        "answers": results.answers,
+        "counts": results.counts,
+    })))
 }
 
 /// The contributions query.
@@ -243,7 +293,7 @@ pub struct PageParams {
 }
 
 /// A published contribution as the public sees it; its text opened from the log.
-async fn public_contribution(
+pub(super) async fn public_contribution(
     state: &AppState,
     row: &ContributionRow,
     decided: bool,

@@ -16,26 +16,28 @@ use amtsbuch_domain::participation::procedure::{
     DraftProcedure, ProcedureCommand, ProcedureState, ScheduleRound,
 };
 use amtsbuch_domain::participation::{
-    Ags, ContributionId, ContributionKind, ContributionText, Format, GatheringId, ParticipantId,
-    ProcedureId, Pseudonym, RegistrationId, RoundId, Title, Topic,
+    Ags, ContributionId, ContributionKind, ContributionText, DocumentRef, Format, GatheringId,
+    ParticipantId, ProcedureId, Pseudonym, RegistrationId, RoundId, Sha256Hex, Stage, Title, Topic,
 };
 use amtsbuch_domain::AuthorityId;
 
 use crate::command::{current, execute, read_models_current, refused, Meta};
-use amtsbuch_domain::access::Role::{Authority, Citizen};
+use amtsbuch_domain::access::Role::{Authority, Citizen, Moderator};
 
 use crate::module::{AccessRow, SampleValues, Samples, Target, Target::Nobody};
 use crate::AppState;
 
 /// Who may call each participation operation: the public routes everybody, without a
 /// token; an authority its own procedures (the samples' is the test authority's); a
-/// citizen contributes, reports anybody's contribution, and gets receipts for its own.
+/// citizen contributes, reports anybody's contribution, and gets receipts for its own; a
+/// moderator of the test authority hides and unhides any contribution of its procedures.
 pub const ACCESS: &[AccessRow] = &[
     public("GET", "/participations"),
     public("GET", "/participations/calendar"),
     public("GET", "/participations/{id}"),
     public("GET", "/participations/{id}/contributions"),
     public("GET", "/participations/{id}/moderation-log"),
+    public("GET", "/participations/{id}/results"),
     AccessRow::roles("POST", "/participations", &[Authority], Nobody),
     AccessRow::roles(
         "POST",
@@ -116,6 +118,37 @@ pub const ACCESS: &[AccessRow] = &[
             own_only: &[Citizen],
         },
     ),
+    AccessRow::roles(
+        "POST",
+        "/participations/{id}/evaluation",
+        &[Authority],
+        Nobody,
+    ),
+    AccessRow::roles(
+        "POST",
+        "/participations/{id}/weighing",
+        &[Authority],
+        Target::Subject { own_only: &[] },
+    ),
+    AccessRow::roles(
+        "POST",
+        "/participations/{id}/decision",
+        &[Authority],
+        Nobody,
+    ),
+    AccessRow::roles("GET", "/moderation/queue", &[Moderator], Nobody),
+    AccessRow::roles(
+        "POST",
+        "/contributions/{id}/hiding",
+        &[Moderator],
+        Target::Subject { own_only: &[] },
+    ),
+    AccessRow::roles(
+        "POST",
+        "/contributions/{id}/unhiding",
+        &[Moderator],
+        Target::Subject { own_only: &[] },
+    ),
 ];
 
 const fn public(method: &'static str, path: &'static str) -> AccessRow {
@@ -128,18 +161,26 @@ const fn public(method: &'static str, path: &'static str) -> AccessRow {
 }
 
 /// The support is withdrawn before the contribution is (which its supports would block),
-/// and the cancellation ends the sample procedure's participation for good.
+/// the comment is hidden and shown again once nothing else needs it visible, the land-use
+/// plan is evaluated before it is decided, and the cancellation ends the sample
+/// procedure's participation for good.
 pub const LAST: &[(&str, &str)] = &[
     ("DELETE", "/contributions/{id}/support"),
+    ("POST", "/contributions/{id}/hiding"),
+    ("POST", "/contributions/{id}/unhiding"),
     ("POST", "/contributions/{id}/withdrawal"),
+    ("POST", "/participations/{id}/evaluation"),
+    ("POST", "/participations/{id}/decision"),
     ("POST", "/participations/{id}/cancellation"),
 ];
 
 /// The participation samples.
 pub static SAMPLES: ParticipationSamples = ParticipationSamples;
 
-/// The samples: `procedure` is drafted, announced and opened by the first `seed`, and
-/// each seed adds a comment of its participant.
+/// The samples: `procedure` (a dialog) is drafted, announced and opened by the first
+/// `seed`, and each seed adds a comment of its participant; `plan` (a land-use plan whose
+/// only round ended ten days ago, recorded with the instants of then) is drafted by the
+/// first seed, and each seed adds a statement of its participant made during the round.
 #[derive(Debug, Clone, Copy)]
 pub struct ParticipationSamples;
 
@@ -155,6 +196,8 @@ impl Samples for ParticipationSamples {
             ("contribution", "0193a1b2-0000-7000-8000-0000000000f2"),
             ("gathering", "0193a1b2-0000-7000-8000-0000000000f3"),
             ("registration", "0193a1b2-0000-7000-8000-0000000000f4"),
+            ("plan", "0193a1b2-0000-7000-8000-0000000000f5"),
+            ("statement", "0193a1b2-0000-7000-8000-0000000000f6"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -310,10 +353,26 @@ impl Samples for ParticipationSamples {
             .await
             .expect("the sample registration");
             values.insert("registration".into(), rid.to_string());
+            seed_plan(state, author, values).await;
             read_models_current(state, &[amtsbuch_projections::participation::NAME])
                 .await
                 .expect("the read model follows");
         })
+    }
+
+    fn path_param(&self, values: &SampleValues, path: &str, param: &str) -> Option<String> {
+        match (path, param) {
+            (
+                "/participations/{id}/evaluation"
+                | "/participations/{id}/weighing"
+                | "/participations/{id}/decision",
+                "{id}",
+            ) => values.get("plan").cloned(),
+            _ => {
+                let first = path.split('/').nth(1).unwrap_or_default();
+                self.param(values, first, param)
+            }
+        }
     }
 
     fn param(&self, values: &SampleValues, first: &str, param: &str) -> Option<String> {
@@ -345,6 +404,17 @@ impl Samples for ParticipationSamples {
                 json!({ "text": "Mehr Bänke am Elbufer", "pseudonym": "Anwohner" })
             }
             ("POST", "/contributions/{id}/reports") => json!({ "reason": "does_not_belong" }),
+            ("POST", "/participations/{id}/weighing") => json!({
+                "contribution_id": values.get("statement").cloned().unwrap_or_default(),
+                "result": "considered",
+            }),
+            ("POST", "/participations/{id}/decision") => {
+                json!({ "summary": "Satzungsbeschluss des Stadtrats" })
+            }
+            ("POST", "/contributions/{id}/hiding") => json!({ "reason": "Beleidigend" }),
+            ("POST", "/contributions/{id}/unhiding") => {
+                json!({ "reason": "Nach Prüfung zulässig" })
+            }
             ("POST", "/participations/{id}/answers") => json!({
                 "contribution_id": values.get("contribution").cloned().unwrap_or_default(),
                 "state": "accepted",
@@ -365,4 +435,94 @@ impl Samples for ParticipationSamples {
             _ => return None,
         })
     }
+}
+
+/// The land-use plan of the samples, made once with the instants of its history (its
+/// round ran from 30 to 20 days ago), and a statement of `author` made during the round.
+async fn seed_plan(state: &AppState, author: ParticipantId, values: &mut SampleValues) {
+    let pid = values
+        .get("plan")
+        .and_then(|p| Uuid::parse_str(p).ok())
+        .map(ProcedureId)
+        .expect("the sample plan is a UUID");
+    let stream = pid.stream_id();
+    let days = chrono::Duration::days;
+    let run = |command: ProcedureCommand| {
+        let stream = stream.clone();
+        async move {
+            execute::<ProcedureState>(
+                state,
+                &stream,
+                &command,
+                |e| refused("procedure-refused", e),
+                &Meta::system("test"),
+            )
+            .await
+            .expect("the sample plan")
+        }
+    };
+    let (existing, _) = current::<ProcedureState>(state, &stream)
+        .await
+        .expect("the sample plan's stream");
+    if existing.procedure().is_none() {
+        run(ProcedureCommand::Draft(DraftProcedure {
+            procedure_id: pid,
+            authority: AuthorityId::parse("lra-meissen").expect("authority"),
+            format: Format::Bauleitplanung,
+            title: Title::parse("Bebauungsplan Nr. 12 Weinböhla-Mitte").expect("title"),
+            topics: vec![Topic::parse("bauen").expect("topic")],
+            region: Ags::parse("14627010").expect("ags"),
+            geometry: None,
+            accepts_late: false,
+            report_threshold: None,
+            survey: None,
+            at: now() - days(40),
+        }))
+        .await;
+        run(ProcedureCommand::Announce {
+            at: now() - days(40),
+        })
+        .await;
+        run(ProcedureCommand::ScheduleRound(ScheduleRound {
+            round_id: RoundId(Uuid::now_v7()),
+            stage: Some(Stage::Toeb42),
+            starts_at: now() - days(30),
+            ends_at: now() - days(20),
+            documents: vec![DocumentRef {
+                sha256: Sha256Hex::parse(&"ab".repeat(32)).expect("hash"),
+                size: 1_234_567,
+                title: Title::parse("Planzeichnung").expect("title"),
+            }],
+            preclusion_notice: true,
+            at: now() - days(39),
+        }))
+        .await;
+    }
+    let (plan, _) = current::<ProcedureState>(state, &stream)
+        .await
+        .expect("the sample plan's stream");
+    let procedure = plan.procedure().expect("drafted").clone();
+    let cid = ContributionId(Uuid::now_v7());
+    execute::<ContributionState>(
+        state,
+        &cid.stream_id(),
+        &ContributionCommand::Submit(Submit {
+            contribution_id: cid,
+            procedure: &procedure,
+            kind: ContributionKind::Statement,
+            author,
+            content: Content {
+                text: Some(ContributionText::parse("Die Zufahrt ist zu schmal.").expect("text")),
+                ..Content::default()
+            },
+            attachments: vec![],
+            choices: Default::default(),
+            at: now() - days(25),
+        }),
+        |e| refused("contribution-refused", e),
+        &Meta::system("test"),
+    )
+    .await
+    .expect("the sample statement");
+    values.insert("statement".into(), cid.to_string());
 }

@@ -61,12 +61,13 @@ impl Delivery {
         let runner =
             amtsbuch_projections::spawn(store.clone(), amtsbuch_api::domains::projections());
         let env = Env {
-            app: amtsbuch_api::router(state),
+            app: amtsbuch_api::router(state.clone()),
+            state,
             store,
             doc: serde_json::to_value(amtsbuch_api::router::openapi()).expect("document"),
             runner: Some(runner),
             ledger,
-            _db: db,
+            db,
         };
         Self { env, nats, relay }
     }

@@ -31,12 +31,13 @@ use common::Reply;
 
 struct Env {
     app: Router,
+    state: amtsbuch_api::AppState,
     store: AnyStore,
     doc: Value,
     runner: Option<amtsbuch_projections::RunnerHandle>,
     ledger: tokio::task::JoinHandle<()>,
     /// The database, removed when the `Env` goes.
-    _db: common::TestDb,
+    db: common::TestDb,
 }
 
 impl Env {
@@ -62,12 +63,13 @@ impl Env {
         let runner =
             amtsbuch_projections::spawn(store.clone(), amtsbuch_api::domains::projections());
         Self {
-            app: amtsbuch_api::router(state),
+            app: amtsbuch_api::router(state.clone()),
+            state,
             store,
             doc: serde_json::to_value(amtsbuch_api::router::openapi()).expect("document"),
             runner: Some(runner),
             ledger,
-            _db: db,
+            db,
         }
     }
 
@@ -1035,6 +1037,623 @@ async fn export(env: &Env) {
     assert!(other.get("applications").is_none(), "{other}");
 }
 
+/// A form whose data names a required attachment (`nachweis`) by its SHA-256.
+fn schema_with_upload() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["familienname", "nachweis"],
+        "additionalProperties": false,
+        "properties": {
+            "familienname": {"type": "string", "minLength": 1, "x-fim-id": "F60000227",
+                             "x-editor": {"element": "input"}},
+            "nachweis": {"type": "string", "x-editor": {"element": "upload", "label": "Nachweis"}}
+        }
+    })
+}
+
+async fn setup_with_upload(env: &Env) -> String {
+    let form = env.published_form(schema_with_upload()).await;
+    env.directory(json!([
+        { "leika": LEIKA, "region": "14627", "authority": "lra-meissen", "form": form,
+          "payment": "after_decision", "service_name": "Wohngeld beantragen" }
+    ]))
+    .await;
+    form
+}
+
+/// Personal data of the erasure test, which must be nowhere in the database afterwards.
+const SECRET_NAME: &str = "Zwetschgenbaum";
+const SECRET_CONTENT: &str = "Vertraulicher Mietvertrag Zwetschgenweg 7";
+const SECRET_FILE: &str = "mietvertrag-zwetschgenbaum.txt";
+
+impl Env {
+    /// Upload `content` as the attachment `name` of `id`, with `headers`; the reply.
+    async fn upload(
+        &self,
+        id: &str,
+        name: &str,
+        content: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = common::request(
+            "PUT",
+            &uri(id, &format!("/attachments/{name}")),
+            Some(&citizen()),
+            Body::from(content),
+        );
+        for (k, v) in headers {
+            request.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                axum::http::HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        let reply = common::send(&self.app, request).await;
+        conforms(
+            &self.doc,
+            "PUT",
+            "/applications/{id}/attachments/{name}",
+            &reply,
+        );
+        reply
+    }
+
+    /// The DPO's erasure of the citizen: status and body.
+    async fn erase_citizen(&self) -> (StatusCode, Value) {
+        let reply = self
+            .call(
+                "POST",
+                "/dpo/subjects/{subject}/erasure",
+                &format!("/dpo/subjects/{}/erasure", common::CITIZEN_ACCOUNT),
+                Some(&dpo()),
+                None,
+            )
+            .await;
+        (reply.status, reply.json())
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::of(bytes).to_string()
+}
+
+/// A draft with its attachment uploaded and its data naming it; the draft's id.
+async fn draft_with_attachment(env: &Env) -> String {
+    let id = env.draft().await;
+    let reply = env
+        .upload(
+            &id,
+            "nachweis",
+            SECRET_CONTENT.as_bytes().to_vec(),
+            &[
+                ("content-type", "text/plain; charset=utf-8"),
+                (
+                    "content-disposition",
+                    &format!("attachment; filename=\"{SECRET_FILE}\""),
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
+    let view = reply.json();
+    assert_eq!(
+        view["attachments"]["nachweis"],
+        json!({"sha256": sha256_hex(SECRET_CONTENT.as_bytes()), "size": SECRET_CONTENT.len()})
+    );
+    env.expect(
+        StatusCode::OK,
+        "PUT",
+        "/applications/{id}/data",
+        &uri(&id, "/data"),
+        Some(&citizen()),
+        Some(json!({ "data": {
+            "familienname": SECRET_NAME,
+            "nachweis": sha256_hex(SECRET_CONTENT.as_bytes()),
+        } })),
+    )
+    .await;
+    id
+}
+
+/// Art. 17: an application in progress holds its applicant; after its closure plus the
+/// retention period the applicant is erased with the application's form data, file names
+/// and attachments. The log still verifies, the database holds no plaintext, and the
+/// Art. 15 export shows the data erased.
+async fn erasure_after_retention(env: &Env) {
+    // Both adapters' runs share the process, and so this setting; no other test here
+    // depends on it.
+    amtsbuch_api::applications::retention::set_retention_period(chrono::Duration::seconds(3));
+    setup_with_upload(env).await;
+    let (c, o) = (citizen(), official());
+    let id = draft_with_attachment(env).await;
+    let receipt = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/applications/{id}/submission",
+            &uri(&id, "/submission"),
+            Some(&c),
+            None,
+        )
+        .await;
+    assert_eq!(
+        receipt["attachments"]["nachweis"]["sha256"],
+        sha256_hex(SECRET_CONTENT.as_bytes())
+    );
+    let reference = format!("application-{id}");
+
+    // In progress: refused, naming the hold; nothing is written.
+    let head = env.head().await;
+    let (status, problem) = env.erase_citizen().await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["type"], "urn:amtsbuch:problem:retention-hold");
+    assert_eq!(
+        problem["holds"],
+        json!([{"module": "applications", "reason": "open_procedure", "until": null,
+                "reference": reference}])
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&reference),
+        "{problem}"
+    );
+    assert!(problem.get("erasable_from").is_none(), "{problem}");
+    assert_eq!(env.head().await, head, "nothing written");
+
+    for (path, rest, body) in [
+        (
+            "/applications/{id}/reception",
+            "/reception",
+            Some(json!({"file_number": "AZ 7/2026"})),
+        ),
+        (
+            "/applications/{id}/decision",
+            "/decision",
+            Some(json!({
+            "outcome": "granted", "document_sha256": sha256_hex(b"Bescheid")})),
+        ),
+        ("/applications/{id}/closure", "/closure", None),
+    ] {
+        env.expect(
+            StatusCode::OK,
+            "POST",
+            path,
+            &uri(&id, rest),
+            Some(&o),
+            body,
+        )
+        .await;
+    }
+
+    // Closed: kept for the retention period after the closure.
+    let (status, problem) = env.erase_citizen().await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["holds"][0]["reason"], "closed_procedure");
+    assert_eq!(problem["holds"][0]["reference"], reference.as_str());
+    let until = problem["erasable_from"]
+        .as_str()
+        .expect("erasable_from")
+        .to_owned();
+    assert_eq!(problem["holds"][0]["until"], until.as_str());
+
+    // After it: erased, and the application shredded with the applicant.
+    let until: chrono::DateTime<chrono::Utc> = until.parse().expect("instant");
+    let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(200)).await;
+    let (status, erased) = env.erase_citizen().await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    assert_eq!(erased["shredded"]["applications"], json!([reference]));
+
+    let seen = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/applications/{id}",
+            &uri(&id, ""),
+            Some(&c),
+            None,
+        )
+        .await;
+    assert_eq!(seen["data"], json!({"erased": true}));
+    let export = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/dpo/subjects/{subject}/export",
+            &format!("/dpo/subjects/{}/export", common::CITIZEN_ACCOUNT),
+            Some(&dpo()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        export["applications"][0]["data"],
+        json!({"erased": true}),
+        "{export}"
+    );
+    assert_eq!(export["applications"][0]["status"], "closed");
+
+    // The log verifies; no plaintext is left anywhere in the database.
+    let verdict = amtsbuch_api::cli::verify::verify_store(&env.store, |_, _| {})
+        .await
+        .expect("verify");
+    assert!(
+        matches!(verdict, amtsbuch_api::cli::verify::Verdict::Intact { .. }),
+        "{verdict:?}"
+    );
+    let rows = env
+        .db
+        .db()
+        .fetch_all("SELECT sha256 FROM applications_attachment_contents", &[])
+        .await
+        .expect("query");
+    assert!(
+        rows.is_empty(),
+        "the attachments' sealed content is deleted"
+    );
+    let dump = env.db.dump();
+    assert!(dump.len() > 10_000, "the dump holds the database");
+    for secret in [SECRET_NAME, SECRET_CONTENT, SECRET_FILE, "Zwetschgen"] {
+        assert!(
+            !dump.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} in the database"
+        );
+    }
+}
+
+/// Attachments: uploaded to the draft, limited in size, required at submission with
+/// matching hashes; writes with `If-Match` refused with `412` on another version. Each
+/// refusal changes nothing.
+async fn attachments(env: &Env) {
+    setup_with_upload(env).await;
+    let c = citizen();
+    let id = env.draft().await;
+    let content = b"%PDF-1.7 Nachweis".to_vec();
+    let hash = sha256_hex(&content);
+
+    // The data names the attachment, which has not been uploaded: no submission.
+    env.expect(
+        StatusCode::OK,
+        "PUT",
+        "/applications/{id}/data",
+        &uri(&id, "/data"),
+        Some(&c),
+        Some(json!({ "data": { "familienname": "Müller", "nachweis": hash } })),
+    )
+    .await;
+    let head = env.head().await;
+    let missing = env
+        .expect(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POST",
+            "/applications/{id}/submission",
+            &uri(&id, "/submission"),
+            Some(&c),
+            None,
+        )
+        .await;
+    assert_eq!(missing["type"], "urn:amtsbuch:problem:attachment-missing");
+    assert_eq!(env.head().await, head);
+
+    // Another file than the data names: no submission either.
+    let other = env
+        .upload(
+            &id,
+            "nachweis",
+            b"another file".to_vec(),
+            &[("content-type", "application/pdf")],
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    let head = env.head().await;
+    let mismatch = env
+        .expect(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POST",
+            "/applications/{id}/submission",
+            &uri(&id, "/submission"),
+            Some(&c),
+            None,
+        )
+        .await;
+    assert_eq!(mismatch["type"], "urn:amtsbuch:problem:attachment-missing");
+    assert_eq!(env.head().await, head);
+
+    // Bad uploads: nothing stored.
+    let too_large = vec![b'x'; 10 * 1024 * 1024 + 1];
+    for (name, body, status, kind) in [
+        (
+            "nachweis",
+            too_large,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "attachment-too-large",
+        ),
+        (
+            "nachweis",
+            Vec::new(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty-attachment",
+        ),
+        (
+            "foto",
+            content.clone(),
+            StatusCode::NOT_FOUND,
+            "unknown-attachment",
+        ),
+    ] {
+        let reply = env.upload(&id, name, body, &[]).await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        assert_eq!(reply.json()["type"], format!("urn:amtsbuch:problem:{kind}"));
+        assert_eq!(env.head().await, head, "{kind}: nothing stored");
+    }
+    // Exactly 10 MiB is accepted.
+    let largest = env
+        .upload(&id, "nachweis", vec![b'y'; 10 * 1024 * 1024], &[])
+        .await;
+    assert_eq!(largest.status, StatusCode::OK);
+
+    // If-Match: the version read, or 412 and nothing changed.
+    let version = largest.json()["version"].as_u64().expect("version");
+    let read = env
+        .call("GET", "/applications/{id}", &uri(&id, ""), Some(&c), None)
+        .await;
+    assert_eq!(
+        read.header(axum::http::header::ETAG),
+        Some(format!("\"{version}\"").as_str())
+    );
+    let head = env.head().await;
+    let stale = env
+        .upload(
+            &id,
+            "nachweis",
+            content.clone(),
+            &[("if-match", &format!("\"{}\"", version - 1))],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(stale.json()["actual_version"], version);
+    assert_eq!(env.head().await, head, "nothing stored");
+    let fresh = env
+        .upload(
+            &id,
+            "nachweis",
+            content.clone(),
+            &[("if-match", &format!("\"{version}\""))],
+        )
+        .await;
+    assert_eq!(
+        fresh.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&fresh.bytes)
+    );
+    let version = fresh.json()["version"].as_u64().expect("version");
+
+    // Submission with Expected-Version of the version before: 412; with the current: 201.
+    let mut stale = common::request("POST", &uri(&id, "/submission"), Some(&c), Body::empty());
+    stale.headers_mut().insert(
+        "expected-version",
+        (version - 1).to_string().parse().expect("header"),
+    );
+    let reply = common::send(&env.app, stale).await;
+    conforms(&env.doc, "POST", "/applications/{id}/submission", &reply);
+    assert_eq!(reply.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(env.head().await, head + 1, "only the upload was stored");
+    let mut current = common::request("POST", &uri(&id, "/submission"), Some(&c), Body::empty());
+    current.headers_mut().insert(
+        "if-match",
+        format!("\"{version}\"").parse().expect("header"),
+    );
+    let reply = common::send(&env.app, current).await;
+    conforms(&env.doc, "POST", "/applications/{id}/submission", &reply);
+    assert_eq!(
+        reply.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
+    let receipt = reply.json();
+    assert_eq!(
+        receipt["attachments"],
+        json!({"nachweis": {"sha256": hash, "size": content.len()}})
+    );
+
+    // The sealed content is kept, not the plain one.
+    let rows = env
+        .db
+        .db()
+        .fetch_all(
+            "SELECT sealed FROM applications_attachment_contents WHERE application_id = $1",
+            &[id.clone().into()],
+        )
+        .await
+        .expect("query");
+    assert_eq!(rows.len(), 3, "three distinct files were uploaded");
+    for row in rows {
+        let sealed: String = row.get("sealed").expect("sealed");
+        assert!(sealed.contains("A256GCM") && !sealed.contains("Nachweis"));
+    }
+
+    // After the submission no upload is taken.
+    let late = env.upload(&id, "nachweis", content, &[]).await;
+    assert_eq!(late.status, StatusCode::CONFLICT);
+}
+
+/// Drafts expire 30 days after their last edit, announced 7 days before; their personal
+/// data is shredded. The sweeper runs at instants injected here.
+async fn draft_expiry(env: &Env) {
+    setup_with_upload(env).await;
+    let id = draft_with_attachment(env).await;
+    let now = chrono::Utc::now();
+    let sweep = |at| amtsbuch_api::applications::sweeper::sweep(&env.state, at);
+    assert_eq!(
+        sweep(now + chrono::Duration::days(22))
+            .await
+            .expect("sweep"),
+        (0, 0)
+    );
+    assert_eq!(
+        sweep(now + chrono::Duration::days(24))
+            .await
+            .expect("sweep"),
+        (1, 0)
+    );
+    assert_eq!(
+        sweep(now + chrono::Duration::days(25))
+            .await
+            .expect("sweep"),
+        (0, 0),
+        "announced once"
+    );
+    let announced = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/applications/{id}",
+            &uri(&id, ""),
+            Some(&citizen()),
+            None,
+        )
+        .await;
+    assert_eq!(announced["status"], "draft");
+    assert_eq!(announced["data"]["familienname"], SECRET_NAME);
+    assert_eq!(
+        sweep(now + chrono::Duration::days(31))
+            .await
+            .expect("sweep"),
+        (0, 1)
+    );
+    let expired = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/applications/{id}",
+            &uri(&id, ""),
+            Some(&citizen()),
+            None,
+        )
+        .await;
+    assert_eq!(expired["status"], "expired");
+    assert_eq!(expired["zbp_status"], "COMPLETED");
+    assert_eq!(expired["data"], json!({"erased": true}));
+    let rows = env
+        .db
+        .db()
+        .fetch_all("SELECT sha256 FROM applications_attachment_contents", &[])
+        .await
+        .expect("query");
+    assert!(
+        rows.is_empty(),
+        "the attachment's sealed content is deleted"
+    );
+    assert_eq!(
+        sweep(now + chrono::Duration::days(40))
+            .await
+            .expect("sweep"),
+        (0, 0)
+    );
+    // An expired draft is not submitted.
+    env.expect(
+        StatusCode::CONFLICT,
+        "POST",
+        "/applications/{id}/submission",
+        &uri(&id, "/submission"),
+        Some(&citizen()),
+        None,
+    )
+    .await;
+}
+
+/// Two editors of one form version: a revision made against a form version read before
+/// another's revision is refused with `412`, and nothing changes.
+async fn form_revision_if_match(env: &Env) {
+    let op = operator();
+    let form = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/forms",
+            "/forms",
+            Some(&op),
+            Some(json!({"title": "Antrag auf Wohngeld"})),
+        )
+        .await;
+    let id = form["form_id"].as_str().expect("form id").to_owned();
+    env.expect(
+        StatusCode::CREATED,
+        "POST",
+        "/forms/{form}/versions",
+        &format!("/forms/{id}/versions"),
+        Some(&op),
+        Some(json!({ "schema": schema() })),
+    )
+    .await;
+    let read = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/forms/{form}",
+            &format!("/forms/{id}"),
+            None,
+            None,
+        )
+        .await;
+    let version = read["version"].as_u64().expect("version");
+    let revise = |tag: String, schema: Value| {
+        let mut request = common::request(
+            "PUT",
+            &format!("/forms/{id}/versions/1"),
+            Some(&op),
+            Body::from(json!({ "schema": schema }).to_string()),
+        );
+        request
+            .headers_mut()
+            .insert("if-match", tag.parse().expect("header"));
+        request
+            .headers_mut()
+            .insert("content-type", "application/json".parse().expect("header"));
+        request
+    };
+    let mut first = schema_with_upload();
+    first["properties"]["familienname"]["maxLength"] = json!(80);
+    let reply = common::send(&env.app, revise(format!("\"{version}\""), first.clone())).await;
+    conforms(&env.doc, "PUT", "/forms/{form}/versions/{v}", &reply);
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
+    let head = env.head().await;
+    let reply = common::send(&env.app, revise(format!("\"{version}\""), schema())).await;
+    conforms(&env.doc, "PUT", "/forms/{form}/versions/{v}", &reply);
+    assert_eq!(reply.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(reply.json()["actual_version"], version + 1);
+    assert_eq!(env.head().await, head, "nothing stored");
+    let now = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/forms/{form}/versions/{v}",
+            &format!("/forms/{id}/versions/1"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(now["schema"], first, "the first revision stands");
+}
+
 /// Run `test` on an `Env` on a fresh database of `adapter`.
 async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     let env = Env::start(adapter).await;
@@ -1042,4 +1661,4 @@ async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     env.close().await;
 }
 
-common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export);
+common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export, erasure_after_retention, attachments, draft_expiry, form_revision_if_match);

@@ -361,6 +361,7 @@ fn each_role_reaches_subjects_by_its_own_rule() {
                 regions: request.regions,
                 services: request.services,
                 bewirtschafter: request.bewirtschafter,
+                moderates: request.moderates,
             },
         )
         .expect("principal");

@@ -1150,6 +1150,275 @@ async fn never_more_confirmed_than_places(env: Env) {
     env.close().await;
 }
 
+/// A dialog of `authority` (drafted, announced and open) with one comment; the ids of
+/// both.
+async fn dialog_with_comment(env: &Env, organiser: &str, title: &str) -> (String, String) {
+    let id = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations",
+            "/participations",
+            organiser,
+            Some(json!({ "format": "dialog", "title": title, "region": "14627010" })),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{id}/announcement"),
+        organiser,
+        None,
+    )
+    .await;
+    let now = Utc::now() + chrono::Duration::milliseconds(50);
+    env.send(
+        StatusCode::CREATED,
+        "POST",
+        "/participations/{id}/rounds",
+        &format!("/participations/{id}/rounds"),
+        organiser,
+        Some(json!({
+            "starts_at": ts(now), "ends_at": ts(now + chrono::Duration::days(30)), "documents": []
+        })),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    let comment = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations/{id}/contributions",
+            &format!("/participations/{id}/contributions"),
+            &citizen(Uuid::now_v7()),
+            Some(json!({ "text": COMMENT, "pseudonym": "Radlerin" })),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    (id, comment)
+}
+
+/// A token holding `roles`, each with the test kit's bindings, whose moderator moderates
+/// `moderates` and whose authority is `authority`.
+fn moderator_of(roles: &[Role], authority: &str, moderates: &[&str]) -> String {
+    let mut request = common::request_of(roles, authority, &[]);
+    request.moderates = moderates
+        .iter()
+        .map(|m| amtsbuch_domain::access::ModerationScope::parse(m).expect("scope"))
+        .collect();
+    common::signed(&request)
+}
+
+/// A moderator hides and unhides, with reasons, the contributions of the procedures it
+/// moderates (by the procedure's id, or its authority's), and nothing else — whatever
+/// other role its token holds; the public moderation log shows both actions with their
+/// reasons and never the moderator; its queue lists only what it moderates.
+async fn moderators_act_only_within_what_they_moderate(env: Env) {
+    let meissen = common::token(Role::Authority);
+    let leipzig = common::token_for(Role::Authority, "stadt-leipzig", &[]);
+    let (own_id, own) = dialog_with_comment(&env, &meissen, "Stadtteildialog Coswig").await;
+    let (other_id, other) =
+        dialog_with_comment(&env, &leipzig, "Stadtteildialog Leipzig-Plagwitz").await;
+    let hiding = |c: &str| format!("/contributions/{c}/hiding");
+    let unhiding = |c: &str| format!("/contributions/{c}/unhiding");
+    let reason = |r: &str| Some(json!({ "reason": r }));
+    let moderator = common::token(Role::Moderator);
+    // Tokens that may not hide the Leipzig comment: no moderator role, or a moderator of
+    // lra-meissen whose other role (a citizen, Leipzig's own official) adds nothing here.
+    let head = env.store.head().await.expect("head").position;
+    for token in [
+        common::token(Role::Citizen),
+        leipzig.clone(),
+        common::token(Role::Operator),
+        moderator.clone(),
+        moderator_of(
+            &[Role::Moderator, Role::Citizen],
+            "lra-meissen",
+            &["lra-meissen"],
+        ),
+        moderator_of(
+            &[Role::Moderator, Role::Authority],
+            "stadt-leipzig",
+            &["lra-meissen"],
+        ),
+        moderator_of(
+            &[Role::Moderator, Role::Operator],
+            "lra-meissen",
+            &[&own_id],
+        ),
+    ] {
+        env.send(
+            StatusCode::FORBIDDEN,
+            "POST",
+            "/contributions/{id}/hiding",
+            &hiding(&other),
+            &token,
+            reason("Beleidigend"),
+        )
+        .await;
+    }
+    assert_eq!(env.store.head().await.expect("head").position, head);
+    env.send(
+        StatusCode::BAD_REQUEST,
+        "POST",
+        "/contributions/{id}/hiding",
+        &hiding(&own),
+        &moderator,
+        Some(json!({ "reason": "" })),
+    )
+    .await;
+    env.send(
+        StatusCode::NOT_FOUND,
+        "POST",
+        "/contributions/{id}/hiding",
+        &hiding(&Uuid::now_v7().to_string()),
+        &moderator,
+        reason("Beleidigend"),
+    )
+    .await;
+    env.send(
+        StatusCode::CONFLICT,
+        "POST",
+        "/contributions/{id}/unhiding",
+        &unhiding(&own),
+        &moderator,
+        reason("Zulässig"),
+    )
+    .await;
+    // The moderator of lra-meissen hides the Coswig comment; a procedure's moderator the
+    // Leipzig one.
+    let hidden = env
+        .send(
+            StatusCode::OK,
+            "POST",
+            "/contributions/{id}/hiding",
+            &hiding(&own),
+            &moderator_of(
+                &[Role::Moderator, Role::Citizen],
+                "lra-meissen",
+                &["lra-meissen"],
+            ),
+            reason("Beleidigend"),
+        )
+        .await;
+    assert_eq!(hidden["hidden"], true);
+    env.send(
+        StatusCode::CONFLICT,
+        "POST",
+        "/contributions/{id}/hiding",
+        &hiding(&own),
+        &moderator,
+        reason("Beleidigend"),
+    )
+    .await;
+    let of_leipzig = moderator_of(&[Role::Moderator], "lra-meissen", &[&other_id]);
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/contributions/{id}/hiding",
+        &hiding(&other),
+        &of_leipzig,
+        reason("Werbung"),
+    )
+    .await;
+    env.caught_up().await;
+    let listed = env
+        .ok(
+            "/participations/{id}/contributions",
+            &format!("/participations/{own_id}/contributions"),
+        )
+        .await;
+    assert_eq!(listed["count"], 0);
+    assert_eq!(listed["items"], json!([]));
+    // Each queue holds what its moderator moderates, with the comment's public text.
+    let queue = env
+        .send(
+            StatusCode::OK,
+            "GET",
+            "/moderation/queue",
+            "/moderation/queue",
+            &moderator,
+            None,
+        )
+        .await;
+    let items = queue["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{queue}");
+    assert_eq!(items[0]["id"], own.as_str());
+    assert_eq!(items[0]["hidden"], true);
+    assert_eq!(items[0]["text"], COMMENT);
+    let queue = env
+        .send(
+            StatusCode::OK,
+            "GET",
+            "/moderation/queue",
+            "/moderation/queue",
+            &of_leipzig,
+            None,
+        )
+        .await;
+    assert_eq!(queue["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(queue["items"][0]["id"], other.as_str());
+    env.send(
+        StatusCode::FORBIDDEN,
+        "GET",
+        "/moderation/queue",
+        "/moderation/queue",
+        &meissen,
+        None,
+    )
+    .await;
+    env.send(
+        StatusCode::BAD_REQUEST,
+        "GET",
+        "/moderation/queue",
+        "/moderation/queue?limit=0",
+        &moderator,
+        None,
+    )
+    .await;
+    // Unhidden with a reason: listed and counted again.
+    let shown = env
+        .send(
+            StatusCode::OK,
+            "POST",
+            "/contributions/{id}/unhiding",
+            &unhiding(&own),
+            &moderator,
+            reason("Nach Prüfung zulässig"),
+        )
+        .await;
+    assert_eq!(shown["hidden"], false);
+    env.caught_up().await;
+    let listed = env
+        .ok(
+            "/participations/{id}/contributions",
+            &format!("/participations/{own_id}/contributions"),
+        )
+        .await;
+    assert_eq!(listed["count"], 1);
+    let log = env
+        .ok(
+            "/participations/{id}/moderation-log",
+            &format!("/participations/{own_id}/moderation-log"),
+        )
+        .await;
+    assert_eq!(log["counts"], json!({ "hidden": 1, "unhidden": 1 }));
+    assert_eq!(log["entries"][0]["trigger"], "moderator");
+    assert_eq!(log["entries"][0]["reason"], "Beleidigend");
+    assert_eq!(log["entries"][1]["reason"], "Nach Prüfung zulässig");
+    assert!(
+        !log.to_string().contains("test-"),
+        "no moderator named: {log}"
+    );
+    env.close().await;
+}
+
 /// Run `test` on an `Env` on a fresh database of `adapter`.
 async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(Env)) {
     test(Env::start(adapter).await).await;
@@ -1161,4 +1430,32 @@ common::on_both_adapters!(
     contributions_are_public_as_their_kind_allows_and_erasure_removes_them,
     organisers_and_participants,
     never_more_confirmed_than_places,
+    moderators_act_only_within_what_they_moderate,
 );
+
+/// `amtsbuch bench participation` with tiny numbers, on SQLite and on PostgreSQL: it
+/// seeds, times the search and the submissions, and prints its figures and ratios.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_runs_with_tiny_numbers_on_both_adapters() {
+    let bench = amtsbuch_api::participation::bench::ParticipationBench {
+        database_url: Some(common::database_url()),
+        adapter: "both".into(),
+        procedures: 40,
+        contributions: 200,
+        searches: 20,
+        rate: 50,
+        seconds: 1,
+        writers: 8,
+    };
+    let report = bench.run().await.expect("the bench runs");
+    for expected in [
+        "sqlite: 40 procedures, 200 contributions",
+        "postgresql: 40 procedures, 200 contributions",
+        "search (filters + full text)",
+        "submission at 50/s offered",
+        "× the 20 ms target",
+        "× the 15 ms target",
+    ] {
+        assert!(report.contains(expected), "{expected:?} in:\n{report}");
+    }
+}

@@ -1,6 +1,6 @@
 //! The queries over the participation read model: the public search, a procedure with
 //! its rounds, the published contributions, the moderation log, the calendar, the
-//! moderation queue, and the lookups the commands need (a registration's gathering).
+//! moderation queue, the survey's choices and the weighing's counts, and the lookups the commands need (a registration's gathering).
 //!
 //! *Active* is not stored: an announced procedure is active from its first round's start,
 //! so the search compares `opens_at` with the instant it is asked at.
@@ -490,25 +490,40 @@ pub async fn calendar(
     Ok(items.into_iter().map(|(_, item)| item).collect())
 }
 
-/// The moderation queue: reported or hidden contributions of the given procedures, the
-/// most reported first.
+/// The moderation queue: reported or hidden contributions of the given procedures and of
+/// every procedure of the given authorities, the most reported first.
 pub async fn moderation_queue(
     db: &ReadDb,
     procedure_ids: &[String],
+    authorities: &[String],
     limit: u32,
 ) -> Result<Vec<ContributionRow>, DbError> {
-    if procedure_ids.is_empty() {
+    if procedure_ids.is_empty() && authorities.is_empty() {
         return Ok(Vec::new());
     }
-    let list = crate::db::placeholders(1, procedure_ids.len());
-    let mut params: Vec<Value<'_>> = procedure_ids.iter().map(|id| id.as_str().into()).collect();
+    let mut params: Vec<Value<'_>> = Vec::new();
+    let mut scopes = Vec::new();
+    if !procedure_ids.is_empty() {
+        let list = crate::db::placeholders(params.len() + 1, procedure_ids.len());
+        params.extend(procedure_ids.iter().map(|id| Value::from(id.as_str())));
+        scopes.push(format!("procedure_id IN ({list})"));
+    }
+    if !authorities.is_empty() {
+        let list = crate::db::placeholders(params.len() + 1, authorities.len());
+        params.extend(authorities.iter().map(|a| Value::from(a.as_str())));
+        scopes.push(format!(
+            "procedure_id IN (SELECT procedure_id FROM participation_procedures \
+             WHERE authority IN ({list}))"
+        ));
+    }
     params.push(i64::from(limit.clamp(1, MAX_LIMIT)).into());
     let n = params.len();
     db.fetch_all(
         &format!(
             "SELECT {CONTRIBUTION_COLUMNS} FROM participation_contributions \
-             WHERE procedure_id IN ({list}) AND (reports > 0 OR hidden = TRUE) \
-             ORDER BY reports DESC, position LIMIT ${n}"
+             WHERE ({}) AND (reports > 0 OR hidden = TRUE) \
+             ORDER BY reports DESC, position LIMIT ${n}",
+            scopes.join(" OR ")
         ),
         &params,
     )
@@ -516,6 +531,50 @@ pub async fn moderation_queue(
     .iter()
     .map(contribution_row)
     .collect()
+}
+
+/// The chosen options of every survey answer of a procedure that counts — neither hidden
+/// nor withdrawn —, in the order submitted: what the survey's results are tallied from.
+pub async fn survey_choices(db: &ReadDb, procedure_id: &str) -> Result<Vec<Json>, DbError> {
+    db.fetch_all(
+        "SELECT choices FROM participation_contributions \
+         WHERE procedure_id = $1 AND kind = 'survey_answer' AND hidden = FALSE \
+         AND withdrawn = FALSE ORDER BY position",
+        &[procedure_id.into()],
+    )
+    .await?
+    .iter()
+    .map(|row| Ok(json_column(row, "choices")?.unwrap_or_else(|| json!({}))))
+    .collect()
+}
+
+/// How the statements of a procedure that were not withdrawn were weighed: the number per
+/// result (`considered`, `partly_considered`, `not_considered`, `not_weighed`).
+pub async fn weighing_counts(db: &ReadDb, procedure_id: &str) -> Result<Json, DbError> {
+    let rows = db
+        .fetch_all(
+            "SELECT weighing, COUNT(*) AS n FROM participation_contributions \
+             WHERE procedure_id = $1 AND kind = 'statement' AND withdrawn = FALSE \
+             GROUP BY weighing",
+            &[procedure_id.into()],
+        )
+        .await?;
+    let mut counts = serde_json::Map::new();
+    for key in [
+        "considered",
+        "partly_considered",
+        "not_considered",
+        "not_weighed",
+    ] {
+        counts.insert(key.into(), json!(0));
+    }
+    for row in &rows {
+        let key = row
+            .get::<Option<String>>("weighing")?
+            .unwrap_or_else(|| "not_weighed".into());
+        counts.insert(key, json!(row.get::<i64>("n")?));
+    }
+    Ok(Json::Object(counts))
 }
 
 /// A gathering as public JSON.

@@ -659,7 +659,7 @@ async fn moderation_shows_in_counts_lists_and_the_log(t: TestDb) {
         .map(|c| c.contribution_id)
         .collect();
     assert_eq!(listed, vec![c1.to_string()]);
-    let queue = rm::moderation_queue(&db, &[pid.to_string()], 10)
+    let queue = rm::moderation_queue(&db, &[pid.to_string()], &[], 10)
         .await
         .expect("queue");
     assert_eq!(queue.len(), 1);

@@ -1,0 +1,154 @@
+//! The participation guide end to end: the `sh` blocks of docs/PARTICIPATION.md run, in
+//! order, in one shell against a real `amtsbuch serve --dev` on PostgreSQL — a land-use
+//! plan from its draft through a refused 29-day display, the announcement, a statement
+//! with a receipt that verifies offline, a refused late statement, the evaluation and
+//! weighing to the decision — so the guide works as written. The statement's text is
+//! then looked for in a dump of the whole database, and found nowhere.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use amtsbuch_testkit::{binary, run_cli_in, Server, TempDir, TestDatabase};
+use tokio::process::Command;
+
+/// What the guide's citizen writes; sealed, so never in the database in plaintext.
+const STATEMENT: &str = "Meißner Straße ist für den neuen Verkehr zu schmal";
+
+/// The fenced blocks whose info string is exactly `sh` (`sh server` blocks are what the
+/// reader runs in another terminal; the test starts the server itself).
+fn sh_blocks(markdown: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in markdown.lines() {
+        if inside {
+            if line.trim_start().starts_with("```") {
+                inside = false;
+                out.push('\n');
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        } else if line.trim() == "```sh" {
+            inside = true;
+        }
+    }
+    assert!(!out.trim().is_empty(), "no sh blocks found");
+    out
+}
+
+async fn cli(args: &[&str], cwd: &Path) {
+    let (code, _, err) = run_cli_in(cwd, args).await;
+    assert!(code == 0, "amtsbuch {args:?}: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_land_use_plan_guide_runs_as_written() {
+    let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PARTICIPATION.md");
+    let text = std::fs::read_to_string(&guide).expect("docs/PARTICIPATION.md");
+    let script = sh_blocks(&text);
+    let db = TestDatabase::create().await;
+    let dir = TempDir::new();
+    let cwd: PathBuf = dir.0.clone();
+    cli(
+        &[
+            "keygen",
+            "--origin",
+            "beteiligung.example.sachsen.de/log",
+            "--out",
+            "keys",
+        ],
+        &cwd,
+    )
+    .await;
+    cli(&["kek", "generate", "--out", "keys/kek"], &cwd).await;
+    let server = Server::start(
+        &[
+            "--database-url",
+            &db.url,
+            "--origin",
+            "beteiligung.example.sachsen.de/log",
+            "--signing-key",
+            "keys/amtsbuch-signing.pk8",
+            "--kek",
+            "keys/kek",
+        ],
+        &cwd,
+    )
+    .await;
+
+    let bin_dir = binary().parent().expect("binary dir").to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let child = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -euo pipefail\n{script}"))
+        .current_dir(&cwd)
+        .env("PATH", path)
+        .env("API", format!("http://{}", server.addr))
+        .env("AMTSBUCH_LOG", "warn")
+        .env_remove("AMTSBUCH_DEV_KEY")
+        .env_remove("AMTSBUCH_DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run bash");
+    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+        .await
+        .expect("the guide's commands finish within 3 minutes")
+        .expect("bash output");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "a command of docs/PARTICIPATION.md failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "a display of 29 days: 422",
+        "status: announced",
+        "{\"contributions\":1,\"status\":\"active\"}",
+        "listed: 0 of 1",
+        "a statement after the end: 409",
+        "status: evaluating",
+        "weighed: partly_considered",
+        "status: decided",
+        "\"partly_considered\":1",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "expected {expected:?} in:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.lines().any(|l| l.starts_with("ok: leaf")),
+        "the receipt verifies offline:\n{stdout}"
+    );
+
+    // The statement's text is sealed: no table holds it in plaintext.
+    let dump = cwd.join("dump.sql");
+    let status = std::process::Command::new("pg_dump")
+        .arg("--dbname")
+        .arg(&db.url)
+        .arg("--file")
+        .arg(&dump)
+        .status()
+        .expect("pg_dump must be installed (postgresql-client)");
+    assert!(status.success(), "pg_dump failed");
+    let dumped = std::fs::read(&dump).expect("dump");
+    assert!(dumped.len() > 10_000, "the dump holds the database");
+    assert!(
+        !dumped
+            .windows(STATEMENT.len())
+            .any(|w| w == STATEMENT.as_bytes()),
+        "the statement's text is in the database in plaintext"
+    );
+
+    server.kill().await;
+    db.drop_now().await;
+}
