@@ -1133,6 +1133,7 @@ struct DevClaims<'a> {
     services: Vec<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     bewirtschafter: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     moderates: Vec<&'a str>,
 }
 

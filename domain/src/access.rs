@@ -345,6 +345,7 @@ pub struct Principal {
     services: Vec<ServiceKey>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     bewirtschafter: Vec<BewirtschafterCode>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     moderates: Vec<ModerationScope>,
 }
 

@@ -126,7 +126,8 @@ pub fn account_id(raw: &str) -> Result<AccountId, Problem> {
 ///
 /// - citizen: its own account only;
 /// - DPO and operator: every subject;
-/// - authority, Fachverfahren, auditor, moderator: none (their routes name no subject of theirs).
+/// - authority, Fachverfahren, auditor, cashier, moderator: none (their routes name no
+///   subject of theirs).
 ///
 /// Only the roles the route grants are asked, since the guard has narrowed the caller to
 /// them; a role never passes because the caller also holds some other role. A citizen who

@@ -1455,6 +1455,7 @@ async fn the_bench_runs_with_tiny_numbers_on_both_adapters() {
         "submission at 50/s offered",
         "× the 20 ms target",
         "× the 15 ms target",
+        "not taken (no 201)",
     ] {
         assert!(report.contains(expected), "{expected:?} in:\n{report}");
     }
