@@ -234,8 +234,10 @@ pub fn sealer(state: &AppState) -> Result<&Sealer, Problem> {
     })
 }
 
-/// A failure of the sealing layer as a problem. An erased subject is an expected answer;
-/// everything else is a fault of ours or of the stored data.
+/// A failure of the sealing layer as a problem. An erased subject is an expected answer, a
+/// database that cannot be reached (or whose pool has no connection free in time) is the
+/// store's `503` with `Retry-After`; everything else is a fault of ours or of the stored
+/// data.
 pub fn sealer_problem(e: SealerError) -> Problem {
     use amtsbuch_infra::vault::VaultError;
     match e {
@@ -248,6 +250,7 @@ pub fn sealer_problem(e: SealerError) -> Problem {
                 amtsbuch_domain::record::format_timestamp(&at)
             ),
         ),
+        SealerError::Vault(VaultError::Store(e)) => Problem::from(e),
         other => Problem::internal(&other),
     }
 }
@@ -466,5 +469,29 @@ pub fn personal_json<T: serde::Serialize>(p: &Personal<T>) -> serde_json::Value 
     match p {
         Personal::Available(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
         Personal::Erased => serde_json::json!({ "erased": true }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use amtsbuch_infra::vault::VaultError;
+    use amtsbuch_infra::StoreError;
+    use axum::http::StatusCode;
+
+    use super::{sealer_problem, SealerError};
+
+    /// A vault that cannot reach its database (a pool without a free connection in time,
+    /// under load) is an outage to retry, not a fault of ours.
+    #[test]
+    fn an_unreachable_vault_is_unavailable_not_internal() {
+        let e = SealerError::Vault(VaultError::Store(StoreError::Unavailable(
+            "pool timed out while waiting for an open connection".to_owned(),
+        )));
+        let problem = sealer_problem(e);
+        assert_eq!(problem.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(problem
+            .headers
+            .iter()
+            .any(|(name, _)| name == axum::http::header::RETRY_AFTER));
     }
 }

@@ -209,6 +209,11 @@ pub async fn reconciliation(
         "<Document><BkToCstmrStmt><GrpHdr><MsgId>BENCH</MsgId></GrpHdr><Stmt>\n{entries}\
          </Stmt></BkToCstmrStmt></Document>"
     );
+    // A running server's read models follow the log; the figure is the import's, not the
+    // read models' catching up with the receivables just requested.
+    crate::command::read_models_current(state, &[amtsbuch_projections::payments::NAME])
+        .await
+        .map_err(|p| anyhow::anyhow!("{}", p.detail))?;
     let started = Instant::now();
     let report = service::import(
         state,

@@ -1,8 +1,10 @@
 //! The payments part of an erasure (Art. 17 (3) (b) GDPR): a receivable's cash records
 //! must be kept — books ten years from the 1 January after the annual accounts of the year
 //! of its last booking (`Receivable::retention_until`) — and with them its payer's data.
-//! So every receivable of a payer holds the payer's erasure until that end; the hold names
-//! the receivable and its end.
+//! So every receivable of a payer on which money was booked (paid, reversed, refunded, or
+//! a provider fee) holds the payer's erasure until that end; the hold names the receivable
+//! and its end. A receivable that never saw money (open or cancelled unpaid) is no cash
+//! record and holds nothing.
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -37,6 +39,9 @@ fn holds(
                 .map_err(|e| Problem::internal(&e))?;
         Ok(receivables
             .into_iter()
+            .filter(|r| {
+                !(r.paid.is_zero() && r.refunded.is_zero() && r.fees.is_zero() && !r.reopened)
+            })
             .filter_map(|r| {
                 let until = r.retention_until(ACCOUNTS_LAG_YEARS)?;
                 (until > now).then(|| Hold {

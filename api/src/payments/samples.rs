@@ -241,6 +241,12 @@ impl Samples for PaymentsSamples {
     fn values(&self, citizen: &str) -> SampleValues {
         let mut values = SampleValues::new();
         values.insert("payer".into(), citizen.to_owned());
+        // The paid receivable's payer is another subject derived from the account: money
+        // booked on a receivable holds its payer's erasure, and the citizen's own
+        // erasure is one of the operations that must succeed.
+        let mut other = *Uuid::parse_str(citizen).unwrap_or_default().as_bytes();
+        other[0] ^= 0x5a;
+        values.insert("paid_payer".into(), Uuid::from_bytes(other).to_string());
         for name in ["receivable", "paid_receivable", "cancel_receivable"] {
             values.insert(name.into(), Uuid::now_v7().to_string());
         }
@@ -268,7 +274,17 @@ impl Samples for PaymentsSamples {
                     .expect("the payer is an account id"),
             );
             let meta = Meta::system("payments-samples");
-            for name in ["receivable", "paid_receivable", "cancel_receivable"] {
+            let paid_payer = SubjectId(
+                values
+                    .get("paid_payer")
+                    .and_then(|p| Uuid::parse_str(p).ok())
+                    .expect("a derived payer"),
+            );
+            for (name, payer) in [
+                ("receivable", payer),
+                ("paid_receivable", paid_payer),
+                ("cancel_receivable", payer),
+            ] {
                 let id = id_of(values, name);
                 service::request(state, fee(id, payer), None, &meta)
                     .await

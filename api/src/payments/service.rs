@@ -10,7 +10,7 @@
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use futures_util::{stream, StreamExt, TryStreamExt};
+use futures_util::{stream, StreamExt};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -30,6 +30,9 @@ use super::provider::{Item, PaymentRequest, Provider, ProviderError};
 use crate::command::{append, current, execute, refused, Executed, Meta, StoreOrProblem};
 use crate::problem::Problem;
 use crate::AppState;
+use amtsbuch_domain::payments::receivable::Receivable;
+use amtsbuch_projections::db::ReadDb;
+use amtsbuch_projections::payments as read;
 
 /// How many assigned Kassenzeichen are tried before giving up (each try is another
 /// number; a collision in the Mandant is rare).
@@ -437,23 +440,41 @@ pub async fn import(
         lines: total,
         ..ImportReport::default()
     };
-    // Find each line's receivable (reads only, many at a time, in file order).
-    // (By index, so the futures borrow the lines for as long as the import, which keeps
-    // the handler's future `Send`.)
-    let found: Vec<Option<ReceivableId>> = stream::iter(0..lines.len())
-        .map(|i| owner(state, mandant, &lines[i]))
-        .buffered(IMPORT_CONCURRENCY)
-        .try_collect()
-        .await?;
-    // Book the lines of each receivable in file order, different receivables at once: the
-    // store's group commit then writes many of them per transaction.
+    // Find each line's receivable in the read model keyed by (Mandant, Kassenzeichen),
+    // which also holds each receivable's folded state and stream version: matching reads
+    // nothing from the log. The read model is brought up to the log's head first, so a
+    // receivable requested before the import is found.
+    crate::command::read_models_current(state, &[read::NAME]).await?;
+    let mut wanted: Vec<String> = lines
+        .iter()
+        .flat_map(|l| l.kassenzeichen.iter().chain(l.candidates.iter()))
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let known: std::collections::HashMap<String, (u64, Receivable)> =
+        read::by_kassenzeichen_many(&ReadDb::new(&state.store), mandant.as_str(), &wanted)
+            .await
+            .map_err(|e| Problem::internal(&e))?
+            .into_iter()
+            .map(|(kz, version, r)| (kz, (version, r)))
+            .collect();
+    let owner = |line: &StatementLine| {
+        line.kassenzeichen
+            .iter()
+            .chain(line.candidates.iter())
+            .find_map(|kz| known.get(kz.as_str()))
+    };
+    // Book the lines of each receivable in file order, all of them in one append decided
+    // on the read model's state; different receivables at once, so the store's group
+    // commit writes many of them per transaction.
     let mut groups: Vec<(ReceivableId, Vec<usize>)> = vec![];
     let mut index: std::collections::HashMap<ReceivableId, usize> = Default::default();
-    for (i, (line, owner)) in lines.iter().zip(found).enumerate() {
-        match owner {
-            Some(id) => {
-                let at = *index.entry(id).or_insert_with(|| {
-                    groups.push((id, vec![]));
+    for (i, line) in lines.iter().enumerate() {
+        match owner(line) {
+            Some((_, r)) => {
+                let at = *index.entry(r.id).or_insert_with(|| {
+                    groups.push((r.id, vec![]));
                     groups.len() - 1
                 });
                 groups[at].1.push(i);
@@ -468,11 +489,15 @@ pub async fn import(
             )),
         }
     }
+    let by_id: std::collections::HashMap<ReceivableId, (u64, &Receivable)> =
+        known.values().map(|(v, r)| (r.id, (*v, r))).collect();
     let mut done = report.unmatched.len();
     let mut booked = stream::iter(groups)
         .map(|(id, group)| {
             let group: Vec<&StatementLine> = group.iter().map(|&i| &lines[i]).collect();
-            book_group(state, id, group, now, meta)
+            let (version, r) = by_id[&id];
+            let known = (ReceivableState::Requested(Box::new(r.clone())), version);
+            book_batch(state, id, group, known, now, meta)
         })
         .buffer_unordered(IMPORT_CONCURRENCY);
     while let Some(part) = booked.next().await {
@@ -587,23 +612,87 @@ async fn book_on(
     }
 }
 
-/// How many lookups and receivables an import works on at once.
-const IMPORT_CONCURRENCY: usize = 64;
+/// How many receivables an import books at once.
+const IMPORT_CONCURRENCY: usize = 256;
 
-/// The receivable whose Kassenzeichen (claimed in `mandant`) the line names, if any.
-async fn owner(
+/// Books the lines of one receivable, in order, decided on `known` (the read model's state
+/// and version), as one append. When the receivable changed since the read model saw it
+/// (the append's expected version is stale), books them one by one on the log's state.
+async fn book_batch(
     state: &AppState,
-    mandant: &Mandant,
-    line: &StatementLine,
-) -> Result<Option<ReceivableId>, Problem> {
-    for kz in line.kassenzeichen.iter().chain(line.candidates.iter()) {
-        if let (ClaimState::Claimed(id), _) =
-            current::<ClaimState>(state, &claim_stream(mandant, kz)).await?
-        {
-            return Ok(Some(id));
+    id: ReceivableId,
+    lines: Vec<&StatementLine>,
+    known: (ReceivableState, u64),
+    now: DateTime<Utc>,
+    meta: &Meta,
+) -> Result<ImportReport, Problem> {
+    use amtsbuch_domain::{AppendError, ExpectedVersion};
+    use amtsbuch_infra::StoreError;
+    let (mut current_state, version) = known;
+    let mut report = ImportReport {
+        lines: lines.len(),
+        ..ImportReport::default()
+    };
+    let mut events = Vec::new();
+    for line in &lines {
+        let decision = match_line(
+            line,
+            |kz| {
+                let r = current_state.receivable()?;
+                (r.kassenzeichen == *kz).then_some(Target {
+                    receivable_id: id,
+                    balance: r.balance(),
+                })
+            },
+            now,
+        );
+        match decision {
+            Decision::Unmatched(why) => report
+                .unmatched
+                .push((line.position.clone(), format!("{why:?}"))),
+            Decision::Book {
+                command,
+                amount_differs,
+                ..
+            } => {
+                let decided = receivable::decide(&command, &current_state).map_err(rejected)?;
+                if decided.is_empty() {
+                    report.already_booked += 1;
+                    continue;
+                }
+                report.booked += 1;
+                if decided
+                    .iter()
+                    .any(|e| matches!(e, ReceivableEvent::Mismatch(_)))
+                {
+                    report.mismatches += 1;
+                }
+                if amount_differs {
+                    report.amount_differs.push(line.position.clone());
+                }
+                current_state = decided.iter().fold(current_state, receivable::evolve);
+                events.extend(decided);
+            }
         }
     }
-    Ok(None)
+    if events.is_empty() {
+        return Ok(report);
+    }
+    match append(
+        state,
+        &id.stream_id(),
+        &events,
+        ExpectedVersion::Exact(version),
+        meta,
+    )
+    .await
+    {
+        Ok(_) => Ok(report),
+        Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
+            ..
+        }))) => book_group(state, id, lines, now, meta).await,
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Books the lines of one receivable, in order.

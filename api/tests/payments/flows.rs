@@ -39,6 +39,8 @@ struct Env {
     sim: Simulator,
     /// The base URL of this test's callback receiver.
     notify_base: String,
+    /// The read models (reconciliation finds receivables in them).
+    _runner: amtsbuch_projections::RunnerHandle,
     /// The database, removed when the `Env` goes.
     _db: common::TestDb,
 }
@@ -77,6 +79,8 @@ impl Env {
         let sealer = common::sealer(&store, db.dir());
         let mut state = common::state_with(&store, None, HubLimits::default()).await;
         state.sealer = Some(sealer);
+        let runner =
+            amtsbuch_projections::spawn(store.clone(), amtsbuch_api::domains::projections());
         let sim = Simulator::start();
         let provider = Provider::new(ProviderConfig {
             name: "sim".into(),
@@ -103,6 +107,7 @@ impl Env {
             provider,
             sim,
             notify_base,
+            _runner: runner,
             _db: db,
         }
     }

@@ -638,8 +638,39 @@ async fn reconciliation_over_http(env: &Env) {
 /// A receivable holds its payer's erasure until the end of its cash records' retention.
 async fn a_receivable_holds_its_payers_erasure(env: &Env) {
     let payer = Uuid::now_v7();
+    let kasse = cashier("k1", "b100");
+    let r = env.request(&kasse, "b100", &payer.to_string()).await;
+    let holds_now = || {
+        amtsbuch_api::module::subject_holds(
+            &env.state,
+            amtsbuch_api::domains::MODULES,
+            SubjectId(payer),
+            chrono::Utc::now(),
+        )
+    };
+    // Nothing paid yet: no cash record, no hold.
+    let none = holds_now().await.expect("holds");
+    assert!(none.iter().all(|h| h.module != "payments"), "{none:?}");
+    // Paid at the provider: now the receivable's records must be kept.
+    let checkout = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            &format!("/receivables/{}/checkout", id_of(&r)),
+            &citizen(&payer.to_string()),
+            Some(json!({ "return_url": "https://portal.example/return" })),
+        )
+        .await;
+    let tx = checkout["transaction_id"].as_str().expect("tx");
+    assert_eq!(env.sim.decide(tx, "paid", 1).await, vec![200]);
     let r = env
-        .request(&cashier("k1", "b100"), "b100", &payer.to_string())
+        .expect(
+            StatusCode::OK,
+            "GET",
+            &format!("/receivables/{}", id_of(&r)),
+            &kasse,
+            None,
+        )
         .await;
     let holds = amtsbuch_api::module::subject_holds(
         &env.state,

@@ -507,3 +507,37 @@ pub async fn receivables_of_payer(db: &ReadDb, payer: &str) -> Result<Vec<Receiv
     })
     .collect()
 }
+
+/// The receivables of `mandant` holding any of `kassenzeichen`: for each found, its
+/// Kassenzeichen, its id, its stream version and its folded state as the read model last
+/// saw them. Reconciliation looks a whole file's lines up with this, reading nothing from
+/// the log.
+pub async fn by_kassenzeichen_many(
+    db: &ReadDb,
+    mandant: &str,
+    kassenzeichen: &[String],
+) -> Result<Vec<(String, u64, Receivable)>, DbError> {
+    let mut found = Vec::with_capacity(kassenzeichen.len());
+    let mut at = 0;
+    for size in crate::db::chunk_sizes(kassenzeichen.len(), 512) {
+        let chunk = &kassenzeichen[at..at + size];
+        at += size;
+        let mut params: Vec<Value<'_>> = Vec::with_capacity(size + 1);
+        params.push(mandant.to_owned().into());
+        params.extend(chunk.iter().map(|k| Value::from(k.as_str())));
+        let sql = format!(
+            "SELECT kassenzeichen, version, state FROM payments_receivables \
+             WHERE mandant = $1 AND kassenzeichen IN ({})",
+            crate::db::placeholders(2, size)
+        );
+        for row in db.fetch_all(&sql, &params).await? {
+            let text: String = row.get("state")?;
+            let r: Receivable = serde_json::from_str(&text).map_err(|e| DbError::Decode {
+                column: "state".into(),
+                reason: e.to_string(),
+            })?;
+            found.push((row.get("kassenzeichen")?, row.get_u64("version")?, r));
+        }
+    }
+    Ok(found)
+}
