@@ -666,11 +666,11 @@ async fn organisers_and_participants(env: Env) {
         .as_str()
         .expect("id")
         .to_owned();
-    let soon = Utc::now() + chrono::Duration::milliseconds(300);
+    let soon = Utc::now() + chrono::Duration::milliseconds(1000);
     env.send(StatusCode::CREATED, "POST", rounds_path, &format!("/participations/{late}/rounds"), &organiser, Some(json!({
         "stage": "fruehzeitig31", "starts_at": ts(soon), "ends_at": ts(soon + chrono::Duration::days(14)), "documents": [doc.clone()]
     }))).await;
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    tokio::time::sleep(until(soon)).await;
     env.send(
         StatusCode::UNPROCESSABLE_ENTITY,
         "POST",
@@ -704,8 +704,8 @@ async fn organisers_and_participants(env: Env) {
         None,
     )
     .await;
-    let opens = Utc::now() + chrono::Duration::milliseconds(200);
-    let closes = opens + chrono::Duration::seconds(2);
+    let opens = Utc::now() + chrono::Duration::milliseconds(1000);
+    let closes = opens + chrono::Duration::seconds(3);
     env.send(StatusCode::CREATED, "POST", rounds_path, &format!("/participations/{display}/rounds"), &organiser, Some(json!({
         "stage": "toeb42", "starts_at": ts(opens), "ends_at": ts(closes), "documents": [doc.clone()]
     }))).await;
@@ -713,7 +713,7 @@ async fn organisers_and_participants(env: Env) {
     let contribute_path = "/participations/{id}/contributions";
     let author = Uuid::now_v7();
     let statement = json!({ "text": STATEMENT });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(until(opens)).await;
     let submitted = env
         .send(
             StatusCode::CREATED,
@@ -830,7 +830,7 @@ async fn organisers_and_participants(env: Env) {
         None,
     )
     .await;
-    let now = Utc::now() + chrono::Duration::milliseconds(100);
+    let now = Utc::now() + chrono::Duration::milliseconds(1000);
     env.send(
         StatusCode::CREATED,
         "POST",
@@ -842,7 +842,7 @@ async fn organisers_and_participants(env: Env) {
         })),
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    tokio::time::sleep(until(now)).await;
     let comment = env
         .send(
             StatusCode::CREATED,
@@ -1175,7 +1175,7 @@ async fn dialog_with_comment(env: &Env, organiser: &str, title: &str) -> (String
         None,
     )
     .await;
-    let now = Utc::now() + chrono::Duration::milliseconds(50);
+    let now = Utc::now() + chrono::Duration::milliseconds(1000);
     env.send(
         StatusCode::CREATED,
         "POST",
@@ -1187,7 +1187,7 @@ async fn dialog_with_comment(env: &Env, organiser: &str, title: &str) -> (String
         })),
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    tokio::time::sleep(until(now)).await;
     let comment = env
         .send(
             StatusCode::CREATED,
@@ -1453,7 +1453,7 @@ async fn survey_results_are_recomputable_from_the_log(env: Env) {
         None,
     )
     .await;
-    let now = Utc::now() + chrono::Duration::milliseconds(50);
+    let now = Utc::now() + chrono::Duration::milliseconds(1000);
     env.send(
         StatusCode::CREATED,
         "POST",
@@ -1463,7 +1463,7 @@ async fn survey_results_are_recomputable_from_the_log(env: Env) {
         Some(json!({ "starts_at": ts(now), "ends_at": ts(now + chrono::Duration::days(30)), "documents": [] })),
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    tokio::time::sleep(until(now)).await;
     let answers = [
         json!({ "choices": { "q1": ["ja"], "q2": ["elbe", "schule"] }, "free_texts": { "q3": "Mehr Bügel" } }),
         json!({ "choices": { "q1": ["ja"], "q2": ["elbe"] } }),
@@ -1580,4 +1580,11 @@ async fn the_bench_runs_with_tiny_numbers_on_both_adapters() {
     ] {
         assert!(report.contains(expected), "{expected:?} in:\n{report}");
     }
+}
+
+/// How long until a moment a little after `t`: a round that starts at `t` is open then. The
+/// rounds of these tests start a second ahead, since the service refuses a start in the past
+/// and a loaded machine may take a while to deliver the request.
+fn until(t: chrono::DateTime<Utc>) -> std::time::Duration {
+    (t - Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(50)
 }
