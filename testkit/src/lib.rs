@@ -12,6 +12,7 @@
 
 mod db;
 mod dir;
+mod guide;
 mod nats;
 mod pg_server;
 mod sealing;
@@ -19,6 +20,7 @@ mod service;
 
 pub use db::*;
 pub use dir::*;
+pub use guide::*;
 pub use nats::*;
 pub use pg_server::*;
 pub use sealing::*;

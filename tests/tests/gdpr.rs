@@ -10,7 +10,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use amtsbuch_testkit::{
-    binary, mint_token, nats_url, run_cli_in, wohngeld_token, Server, TempDir, TestDatabase,
+    binary, mint_token, nats_url, run_cli_in, sh_blocks, wohngeld_token, Server, TempDir,
+    TestDatabase,
 };
 use tokio::process::Command;
 
@@ -26,28 +27,6 @@ fn guide_scripts() -> (String, String) {
         .split_once("## 5. Erasure")
         .expect("docs/DPO.md has a section '## 5. Erasure'");
     (sh_blocks(before), sh_blocks(after))
-}
-
-/// The fenced blocks whose info string is exactly `sh` (`sh server` blocks are what the
-/// reader runs in another terminal; the test starts the server itself).
-fn sh_blocks(markdown: &str) -> String {
-    let mut out = String::new();
-    let mut inside = false;
-    for line in markdown.lines() {
-        if inside {
-            if line.trim_start().starts_with("```") {
-                inside = false;
-                out.push('\n');
-            } else {
-                out.push_str(line);
-                out.push('\n');
-            }
-        } else if line.trim() == "```sh" {
-            inside = true;
-        }
-    }
-    assert!(!out.trim().is_empty(), "no sh blocks found");
-    out
 }
 
 /// Run a script with bash in `cwd`, `amtsbuch` on the PATH.

@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use super::common;
-use common::{run_cli_in, NatsServer, Server, TempDir, TestDatabase};
+use common::{run_cli_in, sh_blocks, NatsServer, Server, TempDir, TestDatabase};
 
 /// The text of `docs/<name>`.
 fn guide(name: &str) -> String {
@@ -33,27 +33,6 @@ fn section<'a>(text: &'a str, from: &str, to: Option<&str>) -> &'a str {
         Some(to) => &rest[..rest.find(to).unwrap_or(rest.len())],
         None => rest,
     }
-}
-
-/// The fenced blocks whose info string is exactly `sh`, in order.
-fn sh_blocks(markdown: &str) -> String {
-    let mut out = String::new();
-    let mut inside = false;
-    for line in markdown.lines() {
-        if inside {
-            if line.trim_start().starts_with("```") {
-                inside = false;
-                out.push('\n');
-            } else {
-                out.push_str(line);
-                out.push('\n');
-            }
-        } else if line.trim() == "```sh" {
-            inside = true;
-        }
-    }
-    assert!(!out.trim().is_empty(), "no sh blocks found");
-    out
 }
 
 /// Run `script` with bash in `cwd` (`set -euo pipefail`), with `amtsbuch` and the example

@@ -9,33 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use amtsbuch_testkit::{binary, run_cli_in, Server, TempDir, TestDatabase};
+use amtsbuch_testkit::{binary, run_cli_in, sh_blocks, Server, TempDir, TestDatabase};
 use tokio::process::Command;
 
 /// What the guide's citizen writes; sealed, so never in the database in plaintext.
 const STATEMENT: &str = "Meißner Straße ist für den neuen Verkehr zu schmal";
-
-/// The fenced blocks whose info string is exactly `sh` (`sh server` blocks are what the
-/// reader runs in another terminal; the test starts the server itself).
-fn sh_blocks(markdown: &str) -> String {
-    let mut out = String::new();
-    let mut inside = false;
-    for line in markdown.lines() {
-        if inside {
-            if line.trim_start().starts_with("```") {
-                inside = false;
-                out.push('\n');
-            } else {
-                out.push_str(line);
-                out.push('\n');
-            }
-        } else if line.trim() == "```sh" {
-            inside = true;
-        }
-    }
-    assert!(!out.trim().is_empty(), "no sh blocks found");
-    out
-}
 
 async fn cli(args: &[&str], cwd: &Path) {
     let (code, _, err) = run_cli_in(cwd, args).await;
