@@ -79,7 +79,14 @@ impl Server {
         log: &str,
         log_file: Option<&std::path::Path>,
     ) -> Self {
-        Self::launch(args, cwd, log, log_file, "/readyz").await
+        let addr = format!("127.0.0.1:{}", free_port());
+        Self::launch(&addr, args, cwd, log, log_file, "/readyz").await
+    }
+
+    /// `start` on the loopback address `addr` the test chose (e.g. from [`free_port`]), for
+    /// a server whose flags must name its own address (a public base URL).
+    pub async fn start_at(addr: &str, args: &[&str], cwd: &std::path::Path) -> Self {
+        Self::launch(addr, args, cwd, "warn", None, "/readyz").await
     }
 
     /// `start_logging`, waiting only until the process answers (`/healthz`), not until it
@@ -90,17 +97,19 @@ impl Server {
         log: &str,
         log_file: Option<&std::path::Path>,
     ) -> Self {
-        Self::launch(args, cwd, log, log_file, "/healthz").await
+        let addr = format!("127.0.0.1:{}", free_port());
+        Self::launch(&addr, args, cwd, log, log_file, "/healthz").await
     }
 
     async fn launch(
+        addr: &str,
         args: &[&str],
         cwd: &std::path::Path,
         log: &str,
         log_file: Option<&std::path::Path>,
         ready_path: &str,
     ) -> Self {
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = addr.to_owned();
         let stderr = match log_file {
             Some(path) => Stdio::from(
                 std::fs::OpenOptions::new()

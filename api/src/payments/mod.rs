@@ -36,7 +36,7 @@ pub static MODULE: DomainModule = DomainModule {
         detail: "{stream} belongs to a receivable or a Kassenzeichen claim; its events are written only by the payments commands, which check their rules",
     }),
     jobs: Some(jobs::JOBS),
-    bench: None,
+    bench: Some(bench::BENCH),
     export: None,
     processing: None,
     retention: Some(retention::RETENTION),

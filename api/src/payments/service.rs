@@ -613,7 +613,7 @@ async fn book_on(
 }
 
 /// How many receivables an import books at once.
-const IMPORT_CONCURRENCY: usize = 256;
+pub const IMPORT_CONCURRENCY: usize = 256;
 
 /// Books the lines of one receivable, in order, decided on `known` (the read model's state
 /// and version), as one append. When the receivable changed since the read model saw it

@@ -623,7 +623,8 @@ async fn figures(env: &Env) {
         .unwrap_or((20, 200));
     let latency = bench::callback_latency(&env.state, &env.provider, &env.sim.url, callbacks)
         .await
-        .expect("callbacks");
+        .expect("callbacks")
+        .latency;
     assert!(latency.p50_ms <= latency.p99_ms && latency.p99_ms <= latency.max_ms);
     let (took, report) = bench::reconciliation(&env.state, lines)
         .await

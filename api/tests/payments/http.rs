@@ -635,64 +635,129 @@ async fn reconciliation_over_http(env: &Env) {
     assert_eq!(env.store.head().await.expect("head").position, head);
 }
 
-/// A receivable holds its payer's erasure until the end of its cash records' retention.
+/// Every receivable holds its payer's erasure: open-ended while it is not finished (open,
+/// paid but not settled), then until the end of its cash records' retention once settled
+/// or cancelled — ten years from the 1 January after the annual accounts of the year of
+/// its last booking.
 async fn a_receivable_holds_its_payers_erasure(env: &Env) {
+    use chrono::Datelike;
     let payer = Uuid::now_v7();
     let kasse = cashier("k1", "b100");
+    let operator = token("kasse-system", &[Role::Operator], None, &[]);
     let r = env.request(&kasse, "b100", &payer.to_string()).await;
-    let holds_now = || {
-        amtsbuch_api::module::subject_holds(
+    let id = id_of(&r);
+    let ours = || async {
+        let holds = amtsbuch_api::module::subject_holds(
             &env.state,
             amtsbuch_api::domains::MODULES,
             SubjectId(payer),
             chrono::Utc::now(),
         )
+        .await
+        .expect("holds");
+        holds
+            .into_iter()
+            .filter(|h| h.module == "payments")
+            .collect::<Vec<_>>()
     };
-    // Nothing paid yet: no cash record, no hold.
-    let none = holds_now().await.expect("holds");
-    assert!(none.iter().all(|h| h.module != "payments"), "{none:?}");
-    // Paid at the provider: now the receivable's records must be kept.
+    // Requested, nothing paid: open-ended.
+    let open = ours().await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (open[0].reason.as_str(), open[0].until),
+        ("open_receivable", None)
+    );
+    assert_eq!(open[0].reference, format!("receivable-{id}"));
+    // Paid at the provider, not yet settled with the HKR: still open-ended.
     let checkout = env
         .expect(
             StatusCode::CREATED,
             "POST",
-            &format!("/receivables/{}/checkout", id_of(&r)),
+            &format!("/receivables/{id}/checkout"),
             &citizen(&payer.to_string()),
             Some(json!({ "return_url": "https://portal.example/return" })),
         )
         .await;
     let tx = checkout["transaction_id"].as_str().expect("tx");
     assert_eq!(env.sim.decide(tx, "paid", 1).await, vec![200]);
-    let r = env
+    let paid = ours().await;
+    assert_eq!(
+        (paid[0].reason.as_str(), paid[0].until),
+        ("open_receivable", None),
+        "paid, not settled"
+    );
+    // The HKR's posting settles it: kept ten years from the 1 January after the annual
+    // accounts of the booking year, which the receivable shows too.
+    let today = chrono::Utc::now().date_naive();
+    let kz = r["kassenzeichen"].as_str().expect("kz");
+    let hkr = format!(
+        "buchungs_id;buchungsdatum;kassenzeichen;haushaltsstelle;betrag;art;hkr_referenz\nH-{kz};{today};{kz};1100.100;25,00;IST;BEL-1\n"
+    );
+    let report = env
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "/reconciliation/imports",
+            &operator,
+            Some(json!({ "mandant": MANDANT, "format": "hkr", "content": hkr })),
+        )
+        .await;
+    assert_eq!(report["booked"], 1, "{report}");
+    let settled = env
         .expect(
             StatusCode::OK,
             "GET",
-            &format!("/receivables/{}", id_of(&r)),
+            &format!("/receivables/{id}"),
             &kasse,
             None,
         )
         .await;
-    let holds = amtsbuch_api::module::subject_holds(
-        &env.state,
-        amtsbuch_api::domains::MODULES,
-        SubjectId(payer),
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("holds");
-    let ours: Vec<_> = holds.iter().filter(|h| h.module == "payments").collect();
-    assert_eq!(ours.len(), 1, "{holds:?}");
-    assert_eq!(ours[0].reason, "cash_records");
-    assert_eq!(ours[0].reference, format!("receivable-{}", id_of(&r)));
-    let until = ours[0].until.expect("an end");
+    assert_eq!(settled["status"], "settled");
+    let holds = ours().await;
+    assert_eq!(holds.len(), 1, "{holds:?}");
+    assert_eq!(holds[0].reason, "cash_records");
+    let until = holds[0].until.expect("an end once settled");
     let shown = chrono::DateTime::parse_from_rfc3339(
-        r["retention_until"].as_str().expect("retention_until"),
+        settled["retention_until"]
+            .as_str()
+            .expect("retention_until"),
     )
     .expect("an instant");
     assert_eq!(until, shown);
-    // Ten years from the 1 January after the annual accounts of the booking year.
-    use chrono::Datelike;
-    assert_eq!(until.year(), chrono::Utc::now().year() + 12);
+    assert_eq!(until.year(), today.year() + 12);
+    assert_eq!((until.month(), until.day()), (1, 1));
+    // A second receivable, cancelled before anything was paid: finished, so it too holds
+    // until the end of its records' retention, counted from its request.
+    let second = id_of(&env.request(&kasse, "b100", &payer.to_string()).await);
+    env.expect(
+        StatusCode::OK,
+        "POST",
+        &format!("/receivables/{second}/cancellation"),
+        &kasse,
+        Some(json!({ "reason": "Antrag zurückgenommen" })),
+    )
+    .await;
+    let holds = ours().await;
+    assert_eq!(holds.len(), 2, "{holds:?}");
+    assert!(
+        holds
+            .iter()
+            .all(|h| h.reason == "cash_records" && h.until == Some(until)),
+        "{holds:?}"
+    );
+    // The erasure is refused while they last, naming when it may happen.
+    let dpo = token("dpo-1", &[Role::Dpo], None, &[]);
+    let (status, problem) = env
+        .call(
+            "POST",
+            &format!("/dpo/subjects/{payer}/erasure"),
+            Some(&dpo),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["type"], "urn:amtsbuch:problem:retention-hold");
 }
 
 async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {

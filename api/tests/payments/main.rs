@@ -4,6 +4,7 @@
 
 pub(crate) use amtsbuch_testkit_api as common;
 mod flows;
+mod guide;
 mod http;
 mod provider;
 mod simulator;

@@ -646,6 +646,16 @@ impl Receivable {
         )
     }
 
+    /// Whether nothing more is to happen on the receivable: settled with the HKR, refunded
+    /// in full, or cancelled before anything was paid. Until then its retention has no end
+    /// yet (money may still be booked, reversed or owed back).
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.status(),
+            Status::Settled | Status::Refunded | Status::Cancelled
+        )
+    }
+
     /// Whether a payment (or a submission that waits for it) may count as done: paid in
     /// full, with or without the HKR's match.
     pub fn is_paid(&self) -> bool {
@@ -1731,6 +1741,30 @@ mod tests {
         assert_eq!(r.retention_until(0), Some(at("2039-01-01T00:00:00Z")));
         assert_eq!(r.retention_until(3), Some(at("2041-01-01T00:00:00Z")));
         assert_eq!(r.paid_on, Some(day("2026-03-01")), "paid online on the 1st");
+    }
+
+    #[test]
+    fn a_receivable_is_finished_once_settled_refunded_or_cancelled() {
+        let hkr = ReceivableCommand::Settle(booking("H1", Source::Hkr, 2500), reference("HKR-1"));
+        let cancel = ReceivableCommand::Cancel {
+            reason: reference("Antrag zurückgenommen"),
+            cancelled_at: at("2026-03-02T10:00:00Z"),
+        };
+        let finished = |commands: &[ReceivableCommand]| receivable(&run(commands).0).is_finished();
+        assert!(!finished(&[request()]), "open");
+        assert!(!finished(&paid_online()), "paid, not yet settled");
+        let mut settled = paid_online();
+        settled.push(hkr);
+        assert!(finished(&settled), "settled");
+        assert!(finished(&[request(), cancel]), "cancelled unpaid");
+        let mut refunded = paid_online();
+        refunded.push(refund(1, 2500, "clerk-a"));
+        assert!(!finished(&refunded), "refund pending");
+        refunded.push(approve(1, "clerk-b"));
+        assert!(finished(&refunded), "refunded in full");
+        let mut partly = paid_online();
+        partly.extend([refund(1, 1000, "clerk-a"), approve(1, "clerk-b")]);
+        assert!(!finished(&partly), "partly refunded: money is still held");
     }
 
     #[test]
