@@ -2,11 +2,12 @@
 //! procedures answers and how fast a contribution is taken, with 10,000 procedures and
 //! 1,000,000 contributions in the log — on PostgreSQL and on SQLite.
 //!
-//! The run seeds a scratch database through the domain's own command path (every
-//! procedure drafted, scheduled and announced, some decided, archived or cancelled;
-//! contributions to the open ones, sealed under their authors' keys, at instants of their
-//! rounds), many commands at once so that the store's writer commits them in batches, while
-//! the read model follows; it prints its progress. Then, through the service's router
+//! The run seeds a scratch database — the procedures through the domain's own command path
+//! (every procedure drafted, scheduled and announced, some decided, archived or
+//! cancelled), the contributions to the open ones decided by the domain's decider, sealed
+//! under their authors' keys (taken from the vault once per author) and appended directly,
+//! at instants of their rounds — many at once so that the store's writer commits them in
+//! batches, while the read model follows; it prints its progress. Then, through the service's router
 //! (authentication, routing, handlers), it times:
 //!
 //! - the public search with filters and full text (`GET /participations?…`), closed loop;
@@ -634,14 +635,20 @@ impl ParticipationBench {
             .collect()
     }
 
-    /// The contributions, spread over the procedures open now, each submitted through the
-    /// command path at an instant of its round so far; `writers` at once.
+    /// The contributions, spread over the procedures open now, each at an instant of its
+    /// round so far, `writers` appends at once. Each is decided by the domain's decider on
+    /// the procedure's state and sealed under its author's key, as the command path does;
+    /// what the fill leaves out is the command path's reads (the contribution's empty
+    /// stream, the author's key on every submission): the 5,000 authors' keys are taken
+    /// from the vault once, before the fill, so that a million contributions are appended
+    /// at the store's pace rather than at the pace of a million key look-ups.
     async fn seed_contributions(
         &self,
         state: &AppState,
         procedures: &[Procedure],
         now: DateTime<Utc>,
     ) -> anyhow::Result<usize> {
+        const AUTHORS: u64 = 5_000;
         let open: Arc<Vec<(usize, Procedure)>> = Arc::new(
             procedures
                 .iter()
@@ -654,17 +661,37 @@ impl ParticipationBench {
             !open.is_empty() || self.contributions == 0,
             "no open procedure"
         );
-        let mut progress = Progress::new("contributions", self.contributions);
+        let sealer = state
+            .sealer
+            .clone()
+            .context("the bench's state has a sealer")?;
+        let authors = AUTHORS.min(self.contributions as u64).max(1);
+        let mut keys = Vec::with_capacity(authors as usize);
+        for k in 0..authors {
+            let subject = amtsbuch_infra::vault::SubjectId::from(amtsbuch_domain::SubjectId(
+                participant(k).0,
+            ));
+            keys.push(sealer.vault().key_for_sealing(&subject).await?);
+        }
+        let keys = Arc::new(keys);
+        let total = self.contributions;
+        let writers = self.writers.max(1);
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let progress = Arc::new(std::sync::Mutex::new(Progress::new("contributions", total)));
         let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
-        let mut next = 0usize;
-        let mut done = 0usize;
-        loop {
-            while tasks.len() < self.writers && next < self.contributions {
-                let k = next as u64;
-                next += 1;
-                let state = state.clone();
-                let open = open.clone();
-                tasks.spawn(async move {
+        for w in 0..writers {
+            let (store, open, keys, done, progress) = (
+                state.store.clone(),
+                open.clone(),
+                keys.clone(),
+                done.clone(),
+                progress.clone(),
+            );
+            tasks.spawn(async move {
+                let rng = amtsbuch_domain::seal::SystemRandom::new();
+                let actor = "system:bench".to_owned();
+                for k in (w..total).step_by(writers) {
+                    let k = k as u64;
                     let mut pick = Pick(0x9E37_79B9_7F4A_7C15 ^ (k + 1).wrapping_mul(0x1000_0001));
                     let (i, procedure) = &open[pick.next(open.len() as u64) as usize];
                     let (start, end) = round_of(*i, now);
@@ -673,36 +700,64 @@ impl ParticipationBench {
                     let (_, lon, lat) = PLACES[i % PLACES.len()];
                     let (kind, content) = content_for(procedure.format, k, (lon, lat))?;
                     let cid = ContributionId(Uuid::now_v7());
+                    let author = k % authors;
                     let command = ContributionCommand::Submit(Submit {
                         contribution_id: cid,
                         procedure,
                         kind,
-                        author: participant(k % 5_000),
+                        author: participant(author),
                         content,
                         attachments: vec![],
                         choices: Default::default(),
                         at,
                     });
-                    execute::<ContributionState>(
-                        &state,
-                        &cid.stream_id(),
+                    let decided = <ContributionState as amtsbuch_domain::Decider>::decide(
                         &command,
-                        |e| refused("contribution-refused", e),
-                        &Meta::system("bench"),
+                        &ContributionState::default(),
                     )
-                    .await
-                    .map_err(|p| anyhow::anyhow!("contribution {k}: {}", p.detail))?;
-                    Ok(())
-                });
-            }
-            let Some(joined) = tasks.join_next().await else {
-                break;
-            };
-            joined??;
-            done += 1;
-            progress.at(done);
+                    .map_err(|e| anyhow::anyhow!("contribution {k}: {e}"))?;
+                    let (key_id, key) = &keys[author as usize];
+                    let mut events = Vec::with_capacity(decided.len());
+                    for event in &decided {
+                        let mut encoded = amtsbuch_domain::event::encode(
+                            event,
+                            Uuid::now_v7(),
+                            Some(amtsbuch_domain::event::Sealing { key_id, key }),
+                            &rng,
+                        )?
+                        .event;
+                        // Routed as the submission route routes it.
+                        encoded.actor = Some(actor.clone());
+                        encoded.authority = encoded
+                            .authority
+                            .take()
+                            .or_else(|| Some(procedure.authority.clone()));
+                        encoded.tenant = encoded
+                            .tenant
+                            .take()
+                            .or_else(|| Some(procedure.region.as_str().to_owned()));
+                        events.push(encoded);
+                    }
+                    store
+                        .append(AppendRequest {
+                            stream: cid.stream_id(),
+                            expected: ExpectedVersion::NoStream,
+                            events,
+                        })
+                        .await?;
+                    let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    progress
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .at(d);
+                }
+                Ok(())
+            });
         }
-        Ok(done)
+        while let Some(joined) = tasks.join_next().await {
+            joined??;
+        }
+        Ok(done.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The search with a mix of filters and full text, and the baseline read by id,

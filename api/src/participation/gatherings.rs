@@ -26,7 +26,6 @@ use amtsbuch_domain::access::{Principal, Role};
 use amtsbuch_domain::participation::gathering::{
     Contact, GatheringCommand, GatheringError, GatheringKind, GatheringState, Place, Registrant,
 };
-use amtsbuch_domain::participation::procedure::ProcedureState;
 use amtsbuch_domain::participation::{
     GatheringId, ParticipantId, Pseudonym, RegistrationId, Title,
 };
@@ -134,7 +133,7 @@ pub async fn schedule(
         .authority()
         .filter(|_| caller.has(Role::Authority))
         .ok_or_else(|| Problem::forbidden("only an authority schedules gatherings"))?;
-    let (found, _) = current::<ProcedureState>(&state, &pid.stream_id()).await?;
+    let (found, _) = super::folded::procedure(&state, pid).await?;
     let procedure = found
         .procedure()
         .ok_or_else(|| Problem::not_found("no such participation procedure"))?;

@@ -13,6 +13,7 @@
 //! rules, so nothing appended around them can record what the rules forbid.
 
 pub mod bench;
+mod folded;
 pub mod gatherings;
 pub mod moderation;
 pub mod organiser;

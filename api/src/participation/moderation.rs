@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use amtsbuch_domain::access::{Principal, Role};
 use amtsbuch_domain::participation::contribution::{ContributionCommand, ContributionState};
-use amtsbuch_domain::participation::procedure::{Procedure, ProcedureState};
+use amtsbuch_domain::participation::procedure::Procedure;
 use amtsbuch_domain::participation::{ContributionId, Reason};
 use amtsbuch_domain::Routing;
 use amtsbuch_projections::db::ReadDb;
@@ -136,8 +136,7 @@ async fn moderate(
     let contribution = found
         .contribution()
         .ok_or_else(|| Problem::not_found("no such contribution"))?;
-    let (procedure, _) =
-        current::<ProcedureState>(state, &contribution.procedure_id.stream_id()).await?;
+    let (procedure, _) = super::folded::procedure(state, contribution.procedure_id).await?;
     let procedure = procedure
         .procedure()
         .ok_or_else(|| Problem::internal(&"a contribution to no procedure"))?;

@@ -24,20 +24,20 @@ use amtsbuch_domain::participation::contribution::{
     Content, ContributionCommand, ContributionError, ContributionEvent, ContributionState,
     ReportReason, Submit,
 };
-use amtsbuch_domain::participation::procedure::ProcedureState;
 use amtsbuch_domain::participation::survey::{Choices, QuestionKey};
 use amtsbuch_domain::participation::{
     Attachment, ContributionId, ContributionKind, ContributionText, Geometry, ParticipantId,
     Pseudonym,
 };
 use amtsbuch_domain::record::format_timestamp;
-use amtsbuch_domain::Routing;
+use amtsbuch_domain::{Decider, ExpectedVersion, Routing};
 use amtsbuch_infra::EventStore;
 
+use super::folded;
 use super::public::procedure_id;
 use crate::auth::Caller;
 use crate::body;
-use crate::command::{current, execute, load, Meta};
+use crate::command::{append, current, execute, load, Meta};
 use crate::dto::ProblemDoc;
 use crate::problem::Problem;
 use crate::AppState;
@@ -133,7 +133,7 @@ pub async fn contribute(
         raw,
         "{\"kind\"?, \"text\"?, \"pseudonym\"?, \"location\"?, \"attachments\"?, \"choices\"?, \"free_texts\"?}",
     )?;
-    let (found, _) = current::<ProcedureState>(&state, &pid.stream_id()).await?;
+    let (found, _) = folded::procedure(&state, pid).await?;
     let procedure = found
         .procedure()
         .filter(|p| p.announced_at.is_some())
@@ -173,19 +173,25 @@ pub async fn contribute(
         choices: req.choices.unwrap_or_default(),
         at: Utc::now(),
     });
-    let done = execute::<ContributionState>(
+    // The contribution's stream is new (its id was made just now), so it is decided on the
+    // empty state without reading it, and appended only if it still does not exist.
+    let events = ContributionState::decide(&command, &ContributionState::default())
+        .map_err(contribution_problem)?;
+    let outcome = append(
         &state,
         &cid.stream_id(),
-        &command,
-        contribution_problem,
+        &events,
+        ExpectedVersion::NoStream,
         &meta,
     )
     .await?;
-    let c = done
-        .state
+    let after = events
+        .iter()
+        .fold(ContributionState::default(), ContributionState::evolve);
+    let c = after
         .contribution()
         .ok_or_else(|| Problem::internal(&"a submitted contribution without state"))?;
-    let position = done.outcome.as_ref().map(|o| o.last_position);
+    let position = Some(outcome.last_position);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/contributions/{cid}/receipt"))],
@@ -287,8 +293,7 @@ pub async fn report(
     let contribution = found
         .contribution()
         .ok_or_else(|| Problem::not_found("no such contribution"))?;
-    let (procedure, _) =
-        current::<ProcedureState>(&state, &contribution.procedure_id.stream_id()).await?;
+    let (procedure, _) = folded::procedure(&state, contribution.procedure_id).await?;
     let procedure = procedure
         .procedure()
         .ok_or_else(|| Problem::internal(&"a contribution to no procedure"))?;
@@ -331,8 +336,7 @@ async fn on_contribution(
     let contribution = found
         .contribution()
         .ok_or_else(|| Problem::not_found("no such contribution"))?;
-    let (procedure, _) =
-        current::<ProcedureState>(state, &contribution.procedure_id.stream_id()).await?;
+    let (procedure, _) = folded::procedure(state, contribution.procedure_id).await?;
     let procedure = procedure
         .procedure()
         .ok_or_else(|| Problem::internal(&"a contribution to no procedure"))?;

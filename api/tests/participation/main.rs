@@ -651,6 +651,21 @@ async fn organisers_and_participants(env: Env) {
         None,
     )
     .await;
+    // A statement to the announced display, which opens in ten days: refused, and nothing
+    // recorded.
+    let head = env.store.head().await.expect("head").position;
+    let early = env
+        .send(
+            StatusCode::CONFLICT,
+            "POST",
+            "/participations/{id}/contributions",
+            &format!("/participations/{id}/contributions"),
+            &citizen(Uuid::now_v7()),
+            Some(json!({ "text": STATEMENT })),
+        )
+        .await;
+    assert_eq!(early["type"], "urn:amtsbuch:problem:contribution-refused");
+    assert_eq!(env.store.head().await.expect("head").position, head);
 
     // A late announcement: the round has begun by the time it is announced.
     let late = env
@@ -1204,6 +1219,57 @@ async fn dialog_with_comment(env: &Env, organiser: &str, title: &str) -> (String
     (id, comment)
 }
 
+/// A node keeps the procedures it folded, and still decides on their latest state: once
+/// the second API node has cancelled a dialog that the first node took comments for, the
+/// first node refuses the next comment and records nothing.
+async fn a_node_decides_on_what_another_node_changed(env: Env) {
+    let organiser = common::token(Role::Authority);
+    let (id, first) = dialog_with_comment(&env, &organiser, "Stadtteildialog Weinböhla").await;
+    let contribute = format!("/participations/{id}/contributions");
+    let comment = json!({ "text": COMMENT, "pseudonym": "Radler" });
+    let second = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations/{id}/contributions",
+            &contribute,
+            &citizen(Uuid::now_v7()),
+            Some(comment.clone()),
+        )
+        .await;
+    assert_ne!(second["id"], first);
+    let reply = common::send(
+        &env.second,
+        common::request(
+            "POST",
+            &format!("/participations/{id}/cancellation"),
+            Some(&organiser),
+            Body::from(json!({ "reason": "Das Vorhaben entfällt" }).to_string()),
+        ),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
+    let head = env.store.head().await.expect("head").position;
+    let refused = env
+        .send(
+            StatusCode::CONFLICT,
+            "POST",
+            "/participations/{id}/contributions",
+            &contribute,
+            &citizen(Uuid::now_v7()),
+            Some(comment),
+        )
+        .await;
+    assert_eq!(refused["type"], "urn:amtsbuch:problem:contribution-refused");
+    assert_eq!(env.store.head().await.expect("head").position, head);
+    env.close().await;
+}
+
 /// A token holding `roles`, each with the test kit's bindings, whose moderator moderates
 /// `moderates` and whose authority is `authority`.
 fn moderator_of(roles: &[Role], authority: &str, moderates: &[&str]) -> String {
@@ -1552,6 +1618,7 @@ common::on_both_adapters!(
     never_more_confirmed_than_places,
     moderators_act_only_within_what_they_moderate,
     survey_results_are_recomputable_from_the_log,
+    a_node_decides_on_what_another_node_changed,
 );
 
 /// `amtsbuch bench participation` with tiny numbers, on SQLite and on PostgreSQL: it
