@@ -348,6 +348,10 @@ pub enum Target {
     /// The roles in `own_only` may act for their own account only, the operation's other
     /// roles for every subject.
     Subject { own_only: &'static [Role] },
+    /// A data subject as in `Subject`, whose data does not exist for a caller it does not
+    /// reach: the handler answers `404 not-found`, exactly as for data that does not exist,
+    /// so that a refusal tells neither that it exists nor in what state.
+    HiddenSubject { own_only: &'static [Role] },
 }
 
 /// The named sample values of the tests (ids, mostly): `account`, `consent`, …

@@ -1,6 +1,6 @@
 //! The router: every route, its OpenAPI description, who may call it, and the layers every
 //! request passes (correlation id and log span, metrics, timeout, the limits no handler
-//! should see broken, authentication).
+//! should see broken, a handler's panic answered as a problem, authentication).
 //!
 //! Each handler carries a `#[utoipa::path]` annotation, and routes are registered through
 //! `utoipa_axum`, so the router and `/openapi.json` are built from the same declarations and
@@ -13,7 +13,9 @@
 //! is none. The handler then sees the caller narrowed to the roles the route lists, so a
 //! role the route does not grant can neither help nor hinder inside it.
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures_util::FutureExt;
 use tracing::Instrument;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::OpenApi as OpenApiDoc;
@@ -255,7 +258,7 @@ pub fn router(state: AppState) -> Router {
     // The guard is a `route_layer`: it runs only for a matched route and method, so that a
     // wrong path stays a 404 rather than a 401. `observe` is a `layer` added after the
     // fallbacks, so it wraps them too and every answer, 404 and 405 included, carries a
-    // correlation id; it runs first, then the guard.
+    // correlation id; it runs first, then `unwinding`, then the guard.
     routes
         .route_layer(middleware::from_fn_with_state(
             (access, state.auth.clone()),
@@ -263,6 +266,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(unwinding))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -506,6 +510,31 @@ async fn observe(
     response
 }
 
+/// A handler that panics answers the core's `internal` problem (500) instead of dropping
+/// the connection, logged once with its route and correlation id (from `observe`'s span).
+/// The panic's message is logged only when the code wrote it as a literal; a formatted
+/// one may carry input, so it is left out. The release profile unwinds (Cargo.toml sets
+/// no `panic = "abort"`), so this holds in production as in tests.
+async fn unwinding(req: Request, next: Next) -> Response {
+    match AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => Problem::internal(&format!(
+            "a handler panicked: {}",
+            panic_message(panic.as_ref())
+        ))
+        .into_response(),
+    }
+}
+
+/// A panic's message if the code wrote it as a literal (`panic!("…")`, `expect("…")`,
+/// arithmetic overflow).
+fn panic_message(panic: &(dyn Any + Send)) -> &'static str {
+    panic
+        .downcast_ref::<&'static str>()
+        .copied()
+        .unwrap_or("a formatted message, not logged: it may carry input")
+}
+
 /// A request no handler should see: more header fields than `MAX_HEADERS`, or a path
 /// parameter that is not UTF-8 once percent-decoded (axum's `Path` extractor would refuse
 /// that in plain text, in every handler that takes one).
@@ -566,6 +595,60 @@ fn as_problem(response: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_the_internal_problem() {
+        use axum::routing::get;
+        use tower::ServiceExt;
+
+        async fn literal() -> &'static str {
+            panic!("a literal message")
+        }
+        async fn formatted() -> &'static str {
+            let input = "personal";
+            panic!("about {input}")
+        }
+        async fn fine() -> &'static str {
+            "fine"
+        }
+        let app = Router::new()
+            .route("/literal", get(literal))
+            .route("/formatted", get(formatted))
+            .route("/fine", get(fine))
+            .layer(middleware::from_fn(unwinding));
+        for uri in ["/literal", "/formatted"] {
+            let request = Request::builder().uri(uri).body(axum::body::Body::empty());
+            let response = app
+                .clone()
+                .oneshot(request.expect("request"))
+                .await
+                .expect("infallible");
+            assert_eq!(
+                response.status(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{uri}"
+            );
+            assert_eq!(
+                response.headers().get(header::CONTENT_TYPE),
+                Some(&HeaderValue::from_static("application/problem+json"))
+            );
+            let body = axum::body::to_bytes(response.into_body(), 4096).await;
+            let doc: serde_json::Value =
+                serde_json::from_slice(&body.expect("body")).expect("json");
+            assert_eq!(doc["type"], "urn:amtsbuch:problem:internal");
+        }
+        let request = Request::builder()
+            .uri("/fine")
+            .body(axum::body::Body::empty());
+        let response = app
+            .oneshot(request.expect("request"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+
+        assert_eq!(panic_message(&"a literal"), "a literal");
+        assert!(panic_message(&String::from("about personal")).starts_with("a formatted"));
+    }
 
     #[test]
     fn an_error_answer_that_is_not_a_problem_becomes_one() {

@@ -277,6 +277,9 @@ enum Expected {
     NotItsRoute(BTreeSet<Role>),
     /// 403 from the handler: the roles the route lets in do not reach this subject.
     NotItsSubject,
+    /// 404 from the handler, as if there were nothing: the roles the route lets in do not
+    /// reach this subject, whose data is hidden from them.
+    Unseen,
 }
 
 /// A token passes if any one of its roles that the operation lists passes by itself;
@@ -301,6 +304,13 @@ fn expected(allowed: Allowed, target: Target, roles: &[Role], foreign: bool) -> 
                 Expected::NotItsSubject
             }
         }
+        Target::HiddenSubject { own_only } if foreign => {
+            if granted.iter().any(|r| !own_only.contains(r)) {
+                Expected::Admitted
+            } else {
+                Expected::Unseen
+            }
+        }
         _ => Expected::Admitted,
     }
 }
@@ -317,6 +327,19 @@ fn the_rule_of_combinations_reads_as_intended() {
         check(&[Auditor, Dpo], false),
         Expected::NotItsRoute(_)
     ));
+    let hidden = Target::HiddenSubject {
+        own_only: &[Citizen],
+    };
+    let route = Roles(&[Citizen, Authority]);
+    assert_eq!(expected(route, hidden, &[Citizen], true), Expected::Unseen);
+    assert_eq!(
+        expected(route, hidden, &[Citizen], false),
+        Expected::Admitted
+    );
+    assert_eq!(
+        expected(route, hidden, &[Citizen, Authority], true),
+        Expected::Admitted
+    );
 }
 
 /// The table's `Target` agrees with the samples: an operation acts on a data subject
@@ -328,7 +351,10 @@ async fn the_table_knows_which_operations_act_on_a_subject() {
         let differs = app.own.uri(path) != app.other.uri(path)
             || app.own.body(method, path) != app.other.body(method, path);
         assert_eq!(
-            matches!(target, Target::Subject { .. }),
+            matches!(
+                target,
+                Target::Subject { .. } | Target::HiddenSubject { .. }
+            ),
             differs,
             "{method} {path}: the table says {target:?}"
         );
@@ -351,7 +377,9 @@ async fn every_operation_admits_exactly_its_roles_in_every_combination() {
     for (method, path, allowed, target) in table() {
         let subjects: &[(&Samples, bool)] = match target {
             Nobody => &[(&app.own, false)],
-            Target::Subject { .. } => &[(&app.own, false), (&app.other, true)],
+            Target::Subject { .. } | Target::HiddenSubject { .. } => {
+                &[(&app.own, false), (&app.other, true)]
+            }
         };
         expected_cells += subjects.len() * tokens.len() + 1;
         for &(samples, foreign) in subjects {
@@ -404,6 +432,13 @@ fn judge(reply: &Reply, expected: Expected) -> Option<String> {
             return [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]
                 .contains(&reply.status)
                 .then(|| format!("refused: {}", got()));
+        }
+        Expected::Unseen => {
+            let body = reply.json();
+            return (reply.status != StatusCode::NOT_FOUND
+                || reply.media_type() != "application/problem+json"
+                || body["type"] != "urn:amtsbuch:problem:not-found")
+                .then(|| format!("not answered with a 404 problem: {}", got()));
         }
         refused => refused,
     };

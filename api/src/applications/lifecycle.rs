@@ -12,7 +12,9 @@
 //!   services;
 //! - dpo: who read an application (`/accesses`).
 //!
-//! A draft is the applicant's alone: to an authority it does not exist (`404`). Every read
+//! A draft is the applicant's alone: to an authority it does not exist (`404`), and neither
+//! does any application beyond a caller's scope (`404`, never a `403` that would tell it
+//! exists, or is submitted). Every read
 //! of an application's personal data by an authority or Fachverfahren is recorded as an
 //! `ApplicationRead` event before the answer is given. Every event from the submission on
 //! is routed to the responsible authority and service (the envelope's routing), so NATS
@@ -96,9 +98,10 @@ pub(super) struct Reach {
     meta: Meta,
 }
 
-/// Whether any role of the (narrowed) caller reaches `app`; see the module docs. A citizen
-/// on someone else's application is refused with 403; an authority on another authority's
-/// application with 403, on a draft with 404 (it does not exist for it).
+/// Whether any role of the (narrowed) caller reaches `app`; see the module docs. Where no
+/// role reaches it — a citizen on someone else's application, an official outside its
+/// authority, regions or services, or on a draft — it is 404, exactly as if it did not
+/// exist: a 403 would tell that it exists, and a 403 once submitted its status.
 fn reach(caller: &Principal, app: &Application) -> Result<Reach, Problem> {
     let submitted = app.status.is_submitted();
     let own_authority = caller.authority() == Some(&app.responsible.authority);
@@ -130,19 +133,9 @@ fn reach(caller: &Principal, app: &Application) -> Result<Reach, Problem> {
             meta: Meta::acting_as(caller, role).routed(app.routing()),
         });
     }
-    // To an official role a draft does not exist, whatever the caller's other roles.
-    if !submitted && caller.has_any(&[Role::Authority, Role::Fachverfahren]) {
-        Err(Problem::not_found("no such application"))
-    } else if caller.has(Role::Citizen) && !caller.has_any(&[Role::Authority, Role::Fachverfahren])
-    {
-        Err(Problem::forbidden(
-            "a citizen acts only on its own applications",
-        ))
-    } else {
-        Err(Problem::forbidden(
-            "the application is addressed to another authority, region or service",
-        ))
-    }
+    // Beyond the caller's scope an application does not exist for it: the same 404 as a
+    // missing one, so that neither its existence nor its status shows.
+    Err(Problem::not_found("no such application"))
 }
 
 pub(super) fn application_refused(e: ApplicationError) -> Problem {

@@ -31,7 +31,7 @@ const fn public(method: &'static str, path: &'static str) -> AccessRow {
 
 /// A citizen acts on its own applications; the operation's other roles on those of every
 /// applicant that reach them.
-const OWN_FOR_CITIZENS: Target = Target::Subject {
+const OWN_FOR_CITIZENS: Target = Target::HiddenSubject {
     own_only: &[Citizen],
 };
 /// Every role of the operation reaches every applicant's application (of its authority).

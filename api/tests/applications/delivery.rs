@@ -311,11 +311,7 @@ async fn a_fachverfahren_receives_only_its_applications(adapter: common::Adapter
             None,
         )
         .await;
-    assert!(
-        [StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&refused.status),
-        "{}",
-        refused.status
-    );
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
 
     let head = env.head().await;
     common::wait_relayed(

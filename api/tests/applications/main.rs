@@ -634,9 +634,9 @@ async fn bad_input(env: &Env) {
     let other_authority = common::token_for(Role::Fachverfahren, "lra-bautzen", &[LEIKA]);
     let head = env.head().await;
     let refusals: Vec<Refusal> = vec![
-        // A citizen on someone else's application.
+        // A citizen on someone else's application: to it, there is none.
         (
-            StatusCode::FORBIDDEN,
+            StatusCode::NOT_FOUND,
             "PUT",
             "/applications/{id}/data",
             uri(&id, "/data"),
@@ -644,7 +644,7 @@ async fn bad_input(env: &Env) {
             Some(json!({ "data": { "familienname": "X", "geburtsdatum": "2000-01-01" } })),
         ),
         (
-            StatusCode::FORBIDDEN,
+            StatusCode::NOT_FOUND,
             "GET",
             "/applications/{id}",
             uri(&id, ""),
@@ -755,7 +755,8 @@ async fn bad_input(env: &Env) {
         json!(["lra-meissen", "stadt-meissen"])
     );
 
-    // Submitted, then another authority acts: 403; a retired version takes no submission.
+    // Submitted, then another authority acts: 404 as before the submission, so the status
+    // does not show; a retired version takes no submission.
     let data = json!({ "familienname": "Müller", "geburtsdatum": "1990-02-03" });
     env.expect(
         StatusCode::OK,
@@ -787,7 +788,7 @@ async fn bad_input(env: &Env) {
     .await;
     let head = env.head().await;
     env.expect(
-        StatusCode::FORBIDDEN,
+        StatusCode::NOT_FOUND,
         "POST",
         "/applications/{id}/reception",
         &uri(&id, "/reception"),
@@ -796,7 +797,7 @@ async fn bad_input(env: &Env) {
     )
     .await;
     env.expect(
-        StatusCode::FORBIDDEN,
+        StatusCode::NOT_FOUND,
         "GET",
         "/applications/{id}",
         &uri(&id, ""),
