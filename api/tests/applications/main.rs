@@ -681,6 +681,14 @@ async fn bad_input(env: &Env) {
         // Malformed input.
         (
             StatusCode::BAD_REQUEST,
+            "GET",
+            "/applications",
+            "/applications?submitted_from=2026-01-01T00:00:00%2B02:00".into(),
+            other_authority.clone(),
+            None,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
             "PUT",
             "/applications/{id}/data",
             uri(&id, "/data"),
