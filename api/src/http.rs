@@ -169,6 +169,8 @@ pub struct MetadataInput {
     #[schema(value_type = Option<String>, example = "99108001000000", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
     service: Option<ServiceKey>,
     /// RFC 3339; defaults to the time of recording.
+    #[serde(default, deserialize_with = "crate::body::strict::opt_instant")]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     occurred_at: Option<DateTime<Utc>>,
     schema_version: Option<u32>,
 }

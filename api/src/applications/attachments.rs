@@ -1,5 +1,6 @@
 //! Attachments of an application: uploaded to the draft, one per upload element of the
-//! form, at most [`MAX_ATTACHMENT_BYTES`] (10 MiB) each.
+//! form, at most [`MAX_ATTACHMENT_BYTES`] (10 MiB) each and
+//! [`MAX_APPLICATION_ATTACHMENT_BYTES`] (25 MiB) together.
 //!
 //! The content never enters the log: it is sealed (AES-256-GCM) under the application's
 //! key — the key its form data and messages are sealed under — and kept in the table
@@ -8,6 +9,10 @@
 //! sealed), and the submission names every attachment by hash and size. Destroying the
 //! application's key (an expired draft, the applicant's erasure) makes the content
 //! unreadable; the rows are deleted then too.
+//!
+//! Only the content an element names is kept: a replaced content's row is deleted once the
+//! replacement is appended (unless another element names the same content), and a row
+//! stored for an upload the append refuses (`409`, `412`) is deleted again.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -51,17 +56,21 @@ fn content_envelope<'a>(
     }
 }
 
+/// The most the attachments an application names may hold together, in bytes (25 MiB).
+pub const MAX_APPLICATION_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;
+
 fn db_problem(e: impl std::fmt::Display) -> Problem {
     Problem::internal(&e)
 }
 
-/// Seals and keeps an attachment's content, unless it is kept already.
+/// Seals and keeps an attachment's content, unless it is kept already; whether this call
+/// stored it.
 async fn store_content(
     state: &AppState,
     id: ApplicationId,
     sha256: &Sha256,
     content: &[u8],
-) -> Result<(), Problem> {
+) -> Result<bool, Problem> {
     let sealer = command::sealer(state)?;
     let stream = id.stream_id();
     let event_type = EventType::parse("AttachmentContent").map_err(|e| Problem::internal(&e))?;
@@ -75,7 +84,7 @@ async fn store_content(
         .await
         .map_err(command::sealer_problem)?;
     let sealed = serde_json::to_string(&section).map_err(|e| Problem::internal(&e))?;
-    ReadDb::new(&state.store)
+    let stored = ReadDb::new(&state.store)
         .execute(
             "INSERT INTO applications_attachment_contents (application_id, sha256, size, sealed, \
              stored_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (application_id, sha256) DO NOTHING",
@@ -86,6 +95,22 @@ async fn store_content(
                 sealed.into(),
                 Utc::now().into(),
             ],
+        )
+        .await
+        .map_err(db_problem)?;
+    Ok(stored > 0)
+}
+
+/// Deletes the sealed content `sha256` of an application.
+async fn delete_content(
+    state: &AppState,
+    id: ApplicationId,
+    sha256: &Sha256,
+) -> Result<(), Problem> {
+    ReadDb::new(&state.store)
+        .execute(
+            "DELETE FROM applications_attachment_contents WHERE application_id = $1 AND sha256 = $2",
+            &[id.to_string().into(), sha256.to_string().into()],
         )
         .await
         .map_err(db_problem)?;
@@ -157,15 +182,14 @@ fn file_name(headers: &HeaderMap, name: &str) -> Result<FileName, Problem> {
         ("name" = String, Path, description = "The upload element's property name in the pinned form version"),
         ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the upload is refused with `412` when the application is at another version"),
         ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file, 1 byte to 10 MiB; any media type, named in `Content-Type`"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file, 1 byte to 10 MiB, and the application's attachments at most 25 MiB together (this one counted instead of the one it replaces); any media type, named in `Content-Type`"),
     responses(
         (status = 200, description = "Stored; the application with the attachment's SHA-256 and size", body = ApplicationView),
         (status = 400, description = "Invalid id, media type or file name", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Someone else's application", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such application, or the form declares no upload element of that name (`unknown-attachment`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such application (or someone else's), or the form declares no upload element of that name (`unknown-attachment`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not a draft any more", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 412, description = "The application is not at the version `If-Match` or `Expected-Version` names (`version-mismatch`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Larger than 10 MiB (`attachment-too-large`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than 10 MiB (`attachment-too-large`), or the application's attachments would hold more than 25 MiB together (`attachments-too-large`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "An empty file (`empty-attachment`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn upload(
@@ -215,6 +239,35 @@ pub async fn upload(
         sha256: Sha256::of(&content),
         size: content.len() as u64,
     };
+    // The other elements' contents and this one together stay within the cap.
+    let others: u64 = app
+        .attachments
+        .iter()
+        .filter(|(element, _)| **element != name)
+        .map(|(_, a)| a.size)
+        .sum();
+    if others + attachment.size > MAX_APPLICATION_ATTACHMENT_BYTES {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "attachments-too-large",
+            "The attachments are too large together",
+            format!(
+                "an application's attachments hold at most {MAX_APPLICATION_ATTACHMENT_BYTES} bytes (25 MiB) together; its other attachments hold {others}, this one {}",
+                attachment.size
+            ),
+        ));
+    }
+    // The content this upload replaces, unless another element names it too.
+    let replaced = app
+        .attachments
+        .get(&name)
+        .map(|a| a.sha256)
+        .filter(|old| *old != attachment.sha256)
+        .filter(|old| {
+            !app.attachments
+                .iter()
+                .any(|(element, a)| *element != name && a.sha256 == *old)
+        });
     let command = ApplicationCommand::AddAttachment {
         applicant: app.applicant,
         name,
@@ -231,8 +284,23 @@ pub async fn upload(
         &amtsbuch_domain::applications::application::ApplicationState(Some(app.clone())),
     )
     .map_err(super::lifecycle::application_refused)?;
-    store_content(&state, id, &attachment.sha256, &content).await?;
-    Ok(Json(run(&state, &app, &reach, command, expected).await?.0))
+    let stored = store_content(&state, id, &attachment.sha256, &content).await?;
+    match run(&state, &app, &reach, command, expected).await {
+        Ok((view, _)) => {
+            if let Some(old) = replaced {
+                delete_content(&state, id, &old).await?;
+            }
+            Ok(Json(view))
+        }
+        Err(refused) => {
+            // A refusal (4xx) appended nothing, so what this upload stored goes again; after
+            // a 5xx the append may have happened, and the row stays.
+            if stored && refused.status.is_client_error() {
+                delete_content(&state, id, &attachment.sha256).await?;
+            }
+            Err(refused)
+        }
+    }
 }
 
 fn too_large() -> Problem {

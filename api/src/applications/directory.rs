@@ -36,6 +36,8 @@ pub struct ImportRequest {
     #[schema(value_type = Vec<ResponsibilityDoc>, min_items = 1)]
     entries: Vec<Responsibility>,
     /// From when the import is in force (RFC 3339; default now, never earlier).
+    #[serde(default, deserialize_with = "crate::body::strict::opt_instant")]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     valid_from: Option<DateTime<Utc>>,
 }
 
@@ -267,7 +269,7 @@ fn label<T: Serialize>(v: &T) -> String {
         ("leika" = String, Query, pattern = "^[0-9]{14}$", description = "The service's LeiKa key (14 digits)"),
         ("ars" = Option<String>, Query, pattern = "^[0-9]{12}$", description = "The place's regional key (ARS, 12 digits); exactly one of `ars` and `ags` (else 400)"),
         ("ags" = Option<String>, Query, pattern = "^[0-9]{8}$", description = "Or its municipality key (AGS, 8 digits)"),
-        ("at" = Option<DateTime<Utc>>, Query, description = "The instant asked about (RFC 3339; default now)")),
+        ("at" = Option<DateTime<Utc>>, Query, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$", description = "The instant asked about (RFC 3339; default now)")),
     responses(
         (status = 200, description = "The responsible authority", body = ServiceView),
         (status = 400, description = "A missing or malformed parameter", body = ProblemDoc, content_type = "application/problem+json"),
@@ -281,9 +283,7 @@ pub async fn responsible(
     let place = place_of(q.ars.as_deref(), q.ags.as_deref())?;
     let at = match q.at.as_deref() {
         None => Utc::now(),
-        Some(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| bad_query("at is an RFC 3339 instant"))?,
+        Some(s) => crate::body::instant("at", s)?,
     };
     let directory = directory(&state).await?;
     let in_force = directory.in_force(at);

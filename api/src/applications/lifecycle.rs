@@ -1273,14 +1273,7 @@ pub struct InboxPage {
 }
 
 fn instant(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, Problem> {
-    raw.map(|s| {
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                Problem::bad_request("invalid-query", format!("{name} is an RFC 3339 instant"))
-            })
-    })
-    .transpose()
+    raw.map(|s| crate::body::instant(name, s)).transpose()
 }
 
 /// An authority's inbox: its applications from their submission on (never a draft),
@@ -1292,8 +1285,8 @@ fn instant(name: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, Probl
         ("leika" = Option<String>, Query, description = "A LeiKa key"),
         ("ars" = Option<String>, Query, description = "A place's ARS (12 digits)"),
         ("ags" = Option<String>, Query, description = "An AGS or a prefix of one (2 to 8 digits)"),
-        ("submitted_from" = Option<String>, Query, description = "RFC 3339; submitted at or after"),
-        ("submitted_to" = Option<String>, Query, description = "RFC 3339; submitted before"),
+        ("submitted_from" = Option<String>, Query, format = DateTime, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$", description = "RFC 3339; submitted at or after"),
+        ("submitted_to" = Option<String>, Query, format = DateTime, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$", description = "RFC 3339; submitted before"),
         ("overdue" = Option<bool>, Query, description = "`true`: only information requests past their due date"),
         ("after" = Option<String>, Query, description = "The `next_after` of the previous page"),
         ("limit" = Option<u32>, Query, description = "1 to 200 (default 50)")),

@@ -44,6 +44,8 @@ pub struct OpenAccountRequest {
     #[schema(value_type = shapes::MasterData)]
     master_data: MasterData,
     /// A temporary identification: erased automatically after this instant (RFC 3339).
+    #[serde(default, deserialize_with = "crate::body::strict::opt_instant")]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     expires_at: Option<DateTime<Utc>>,
 }
 

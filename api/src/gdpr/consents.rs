@@ -107,9 +107,13 @@ pub struct GiveRequest {
     #[schema(value_type = shapes::Channel)]
     channel: Channel,
     /// Optional end of validity (RFC 3339).
+    #[serde(default, deserialize_with = "crate::body::strict::opt_instant")]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     expires_at: Option<DateTime<Utc>>,
     /// Only for paper forms (channel `paper`): when it was signed, not in the future
     /// (default: now).
+    #[serde(default, deserialize_with = "crate::body::strict::opt_instant")]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     given_at: Option<DateTime<Utc>>,
 }
 
@@ -453,6 +457,8 @@ pub struct RenewRequest {
     notice: Notice,
     #[schema(value_type = shapes::Channel)]
     channel: Channel,
+    #[serde(default, deserialize_with = "crate::body::strict::opt_instant")]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     expires_at: Option<DateTime<Utc>>,
 }
 

@@ -64,14 +64,7 @@ pub struct AsOfQuery {
 fn instant(raw: Option<&str>) -> Result<DateTime<Utc>, Problem> {
     match raw {
         None => Ok(Utc::now()),
-        Some(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                Problem::bad_request(
-                    "invalid-query",
-                    format!("as_of must be an RFC 3339 instant such as 2026-11-29T10:00:00.000Z, got {s:?}"),
-                )
-            }),
+        Some(s) => crate::body::instant("as_of", s),
     }
 }
 
@@ -80,7 +73,7 @@ fn instant(raw: Option<&str>) -> Result<DateTime<Utc>, Problem> {
     security(("bearer" = ["dpo"])),
     params(
         ("subject" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The data subject (account id)"),
-        ("as_of" = Option<String>, Query, format = DateTime, description = "RFC 3339 instant (default: now)")),
+        ("as_of" = Option<String>, Query, format = DateTime, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$", description = "RFC 3339 instant (default: now)")),
     responses(
         (status = 200, description = "Each consent given by then: status (W3C DPV), scope and term in force, how it ended, and the events effective by then with positions and leaf hashes", body = Object),
         (status = 400, description = "Invalid subject or instant", body = ProblemDoc, content_type = "application/problem+json")))]

@@ -102,7 +102,11 @@ pub struct GatheringRequest {
     kind: GatheringKind,
     #[schema(value_type = String)]
     title: Title,
+    #[serde(deserialize_with = "crate::body::strict::instant")]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     starts_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::body::strict::instant")]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     ends_at: DateTime<Utc>,
     capacity: u32,
 }

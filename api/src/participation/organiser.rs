@@ -217,7 +217,11 @@ pub struct RoundRequest {
     /// For a land-use plan: fruehzeitig31, auslegung32, toeb42, erneut4a3.
     #[schema(value_type = Option<String>)]
     stage: Option<Stage>,
+    #[serde(deserialize_with = "crate::body::strict::instant")]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     starts_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::body::strict::instant")]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     ends_at: DateTime<Utc>,
     /// The documents on display: `{sha256, size, title}` each.
     #[schema(value_type = Vec<Object>)]

@@ -54,13 +54,7 @@ fn read_problem(e: amtsbuch_projections::db::DbError) -> Problem {
 
 /// An RFC 3339 instant from a query parameter.
 fn instant(name: &str, raw: &str) -> Result<DateTime<Utc>, Problem> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            invalid(format!(
-                "{name} is an RFC 3339 instant, e.g. 2026-04-01T00:00:00Z"
-            ))
-        })
+    crate::body::instant(name, raw)
 }
 
 /// A procedure id from the path; a malformed one is a 404 like an unknown one.
@@ -186,8 +180,8 @@ impl SearchParams {
         ("topic" = Option<String>, Query, description = "A topic"),
         ("authority" = Option<String>, Query, pattern = "^[a-z0-9][a-z0-9_-]{0,63}$", description = "The organising authority"),
         ("ags" = Option<String>, Query, pattern = "^14[0-9]{6}$", description = "The region's AGS (eight digits, 14…)"),
-        ("from" = Option<DateTime<Utc>>, Query, description = "RFC 3339: participation period ends at or after"),
-        ("to" = Option<DateTime<Utc>>, Query, description = "RFC 3339: participation period starts at or before"),
+        ("from" = Option<DateTime<Utc>>, Query, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$", description = "RFC 3339: participation period ends at or after"),
+        ("to" = Option<DateTime<Utc>>, Query, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$", description = "RFC 3339: participation period starts at or before"),
         ("q" = Option<String>, Query, description = "Full text over title and topics (German)"),
         ("bbox" = Option<String>, Query, description = "min_lon,min_lat,max_lon,max_lat (WGS84)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)"),
@@ -429,8 +423,8 @@ pub struct CalendarParams {
 /// Rounds, events and appointment slots between two instants.
 #[utoipa::path(get, path = "/participations/calendar", tag = "participation", security(()),
     params(
-        ("from" = Option<DateTime<Utc>>, Query, description = "RFC 3339 start of the window (default: now)"),
-        ("to" = Option<DateTime<Utc>>, Query, description = "RFC 3339 end of the window, at most 400 days later (default: 90 days after from)")),
+        ("from" = Option<DateTime<Utc>>, Query, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$", description = "RFC 3339 start of the window (default: now)"),
+        ("to" = Option<DateTime<Utc>>, Query, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$", description = "RFC 3339 end of the window, at most 400 days later (default: 90 days after from)")),
     responses(
         (status = 200, description = "What runs in the window, by start", body = Object),
         (status = 400, description = "A malformed, reversed or too long window", body = ProblemDoc, content_type = "application/problem+json")))]

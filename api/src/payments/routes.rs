@@ -322,7 +322,8 @@ pub struct ReceivableRequest {
     /// The gross amount in euro cents; the lines' gross amounts must sum to it.
     #[schema(value_type = i64, minimum = 1, maximum = 999999999999999.0)]
     pub gross_cents: Cents,
-    #[schema(value_type = String, format = Date)]
+    #[schema(value_type = String, format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[serde(deserialize_with = "crate::body::strict::date")]
     pub due_date: NaiveDate,
     /// 1 to 99 lines; each line's net plus tax is its gross amount.
     #[schema(min_items = 1, max_items = 99)]
@@ -461,7 +462,8 @@ pub struct ListQuery {
     )]
     status: Option<String>,
     /// Due before this day.
-    #[param(value_type = Option<String>, format = Date)]
+    #[param(value_type = Option<String>, format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[serde(default, deserialize_with = "crate::body::strict::opt_date")]
     due_before: Option<NaiveDate>,
     /// With a line on this Haushaltsstelle.
     #[param(pattern = "^[A-Za-z0-9.-]{1,10}$")]
@@ -1103,7 +1105,8 @@ pub async fn mismatches(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DailyQuery {
-    #[param(value_type = String, format = Date)]
+    #[param(value_type = String, format = Date, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[serde(deserialize_with = "crate::body::strict::date")]
     date: NaiveDate,
     #[param(pattern = "^[a-z0-9][a-z0-9._:-]{0,35}$")]
     mandant: String,

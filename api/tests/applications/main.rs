@@ -681,6 +681,14 @@ async fn bad_input(env: &Env) {
         // Malformed input.
         (
             StatusCode::BAD_REQUEST,
+            "GET",
+            "/applications",
+            "/applications?submitted_from=2026-01-01T00:00:00%2B02:00".into(),
+            other_authority.clone(),
+            None,
+        ),
+        (
+            StatusCode::BAD_REQUEST,
             "PUT",
             "/applications/{id}/data",
             uri(&id, "/data"),
@@ -1099,6 +1107,22 @@ impl Env {
         reply
     }
 
+    /// The hashes of the contents kept for the application `id`, sorted.
+    async fn contents(&self, id: &str) -> Vec<String> {
+        let rows = self
+            .db
+            .db()
+            .fetch_all(
+                "SELECT sha256 FROM applications_attachment_contents WHERE application_id = $1 ORDER BY sha256",
+                &[id.to_owned().into()],
+            )
+            .await
+            .expect("query");
+        rows.iter()
+            .map(|row| row.get::<String>("sha256").expect("sha256"))
+            .collect()
+    }
+
     /// The DPO's erasure of the citizen: status and body.
     async fn erase_citizen(&self) -> (StatusCode, Value) {
         let reply = self
@@ -1425,6 +1449,11 @@ async fn attachments(env: &Env) {
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(stale.json()["actual_version"], version);
     assert_eq!(env.head().await, head, "nothing stored");
+    assert_eq!(
+        env.contents(&id).await,
+        [sha256_hex(&vec![b'y'; 10 * 1024 * 1024])],
+        "only the content the element names is kept: neither the replaced one nor the refused one"
+    );
     let fresh = env
         .upload(
             &id,
@@ -1480,7 +1509,11 @@ async fn attachments(env: &Env) {
         )
         .await
         .expect("query");
-    assert_eq!(rows.len(), 3, "three distinct files were uploaded");
+    assert_eq!(
+        rows.len(),
+        1,
+        "three files were uploaded, the element names the last"
+    );
     for row in rows {
         let sealed: String = row.get("sealed").expect("sealed");
         assert!(sealed.contains("A256GCM") && !sealed.contains("Nachweis"));
@@ -1489,6 +1522,57 @@ async fn attachments(env: &Env) {
     // After the submission no upload is taken.
     let late = env.upload(&id, "nachweis", content, &[]).await;
     assert_eq!(late.status, StatusCode::CONFLICT);
+}
+
+/// An application's attachments hold at most 25 MiB together, the replaced one not
+/// counted; a refusal stores nothing.
+async fn attachments_are_capped_together(env: &Env) {
+    let upload = json!({"type": "string", "x-editor": {"element": "upload", "label": "Nachweis"}});
+    let form = env
+        .published_form(json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "required": ["familienname"],
+            "additionalProperties": false,
+            "properties": {
+                "familienname": {"type": "string", "minLength": 1, "x-fim-id": "F60000227",
+                                 "x-editor": {"element": "input"}},
+                "a": upload, "b": upload, "c": upload
+            }
+        }))
+        .await;
+    env.directory(json!([
+        { "leika": LEIKA, "region": "14627", "authority": "lra-meissen", "form": form,
+          "payment": "after_decision", "service_name": "Wohngeld beantragen" }
+    ]))
+    .await;
+    let id = env.draft().await;
+    const MIB: usize = 1024 * 1024;
+    for (name, byte) in [("a", b'a'), ("b", b'b')] {
+        let reply = env.upload(&id, name, vec![byte; 10 * MIB], &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{name}");
+    }
+    let head = env.head().await;
+    let over = env.upload(&id, "c", vec![b'c'; 5 * MIB + 1], &[]).await;
+    assert_eq!(over.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        over.json()["type"],
+        "urn:amtsbuch:problem:attachments-too-large"
+    );
+    assert_eq!(env.head().await, head, "nothing stored");
+    assert_eq!(env.contents(&id).await.len(), 2);
+    let full = env.upload(&id, "c", vec![b'c'; 5 * MIB], &[]).await;
+    assert_eq!(full.status, StatusCode::OK);
+    // A replacement counts instead of the content it replaces.
+    let replaced = env.upload(&id, "a", vec![b'A'; 10 * MIB], &[]).await;
+    assert_eq!(replaced.status, StatusCode::OK);
+    let mut kept = vec![
+        sha256_hex(&vec![b'A'; 10 * MIB]),
+        sha256_hex(&vec![b'b'; 10 * MIB]),
+        sha256_hex(&vec![b'c'; 5 * MIB]),
+    ];
+    kept.sort();
+    assert_eq!(env.contents(&id).await, kept);
 }
 
 /// Drafts expire 30 days after their last edit, announced 7 days before; their personal
@@ -1662,4 +1746,4 @@ async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     env.close().await;
 }
 
-common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export, erasure_after_retention, attachments, draft_expiry, form_revision_if_match);
+common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export, erasure_after_retention, attachments, attachments_are_capped_together, draft_expiry, form_revision_if_match);

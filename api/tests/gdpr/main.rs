@@ -1988,6 +1988,15 @@ async fn bad_input_gets_a_problem_and_changes_nothing(env: &Env) {
             None,
             "invalid-query",
         ),
+        // An offset would be converted silently: only the record's own spelling is read.
+        (
+            "GET",
+            "/dpo/subjects/{subject}/consents",
+            format!("/dpo/subjects/{subject}/consents?as_of=2026-03-01T00:00:00%2B01:00"),
+            &dp,
+            None,
+            "invalid-query",
+        ),
         (
             "GET",
             "/dpo/subjects/{subject}/consents",

@@ -411,6 +411,10 @@ async fn the_search_filters_and_refuses_bad_input(env: Env) {
         "ags=1461200",
         "topic=Wohnen",
         "from=yesterday",
+        "from=2026-05-01T00:00:00%2B02:00",
+        "from=2026-05-01%2000:00:00Z",
+        "from=%2B262142-05-01T00:00:00Z",
+        "to=2026-05-01T00:00:00.1234567Z",
         "from=2026-05-01T00:00:00Z&to=2026-04-01T00:00:00Z",
         "limit=0",
         "limit=101",
@@ -616,6 +620,33 @@ async fn organisers_and_participants(env: Env) {
         Some(bad_hash),
     )
     .await;
+    // Instants only in the record's spelling: a year beyond 9999 (whose arithmetic would
+    // overflow), an offset (which would be converted), a space, a seventh digit.
+    for (member, bad) in [
+        ("ends_at", "+262142-12-15T00:00:00Z"),
+        ("starts_at", "+262142-12-15T00:00:00Z"),
+        ("starts_at", "2126-12-15T00:00:00+02:00"),
+        ("ends_at", "2126-12-15 00:00:00Z"),
+        ("ends_at", "2126-12-15T00:00:00.1234567Z"),
+    ] {
+        let mut body = round(31);
+        body[member] = json!(bad);
+        let problem = env
+            .send(
+                StatusCode::BAD_REQUEST,
+                "POST",
+                rounds_path,
+                &rounds,
+                &organiser,
+                Some(body),
+            )
+            .await;
+        assert_eq!(
+            problem["type"], "urn:amtsbuch:problem:invalid-body",
+            "{bad}"
+        );
+        assert_eq!(problem["pointer"], format!("/{member}"), "{bad}");
+    }
     env.send(
         StatusCode::FORBIDDEN,
         "POST",

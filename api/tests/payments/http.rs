@@ -318,6 +318,12 @@ async fn bad_input_is_refused_over_http(env: &Env) {
     let mut fractional = fee("b100", &payer, 2000, 500);
     fractional["gross_cents"] = json!(25.5);
     assert_eq!(bad(fractional, "b-3").await.0, StatusCode::BAD_REQUEST);
+    // A date only as `YYYY-MM-DD` with a 4-digit year, named by its pointer.
+    let mut far = fee("b100", &payer, 2000, 500);
+    far["due_date"] = json!("+12345-12-31");
+    let (s, p) = bad(far, "b-4").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{p}");
+    assert_eq!(p["pointer"], "/due_date", "{p}");
     let (s, _) = env
         .call(
             "POST",
@@ -521,6 +527,14 @@ async fn reconciliation_over_http(env: &Env) {
         .await;
     assert_eq!(again["booked"], 0, "{again}");
     assert_eq!(again["already_booked"], 2, "{again}");
+    env.expect(
+        StatusCode::BAD_REQUEST,
+        "GET",
+        &format!("/reconciliation/daily?date=%2B12345-01-01&mandant={MANDANT}"),
+        &kasse,
+        None,
+    )
+    .await;
     // The daily report: both paid today, 2 × 20.00 and 2 × 5.00.
     let daily = env
         .expect(
