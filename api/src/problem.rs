@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use amtsbuch_domain::AppendError;
+use amtsbuch_infra::db::DbError;
 use amtsbuch_infra::StoreError;
 
 /// What a 503 asks the caller to wait, in seconds: the store answers within about a second
@@ -121,6 +122,15 @@ impl IntoResponse for Problem {
     }
 }
 
+/// A read model's failure is the store's: a statement that failed (the database is down, the
+/// pool timed out under load) is an outage the caller may retry (`503` with `Retry-After`),
+/// an undecodable column corrupt data (`500`). Handlers answer `?` on a read-model query.
+impl From<DbError> for Problem {
+    fn from(e: DbError) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
         match e {
@@ -163,5 +173,32 @@ impl From<StoreError> for Problem {
             StoreError::Unavailable(_) | StoreError::Closed => Problem::unavailable(&e),
             StoreError::Corrupt { .. } => Problem::internal(&e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_read_model_is_an_outage_to_retry() {
+        let p = Problem::from(DbError::Database(
+            "pool timed out while waiting for an open connection".into(),
+        ));
+        assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(p
+            .headers
+            .iter()
+            .any(|(name, _)| name == header::RETRY_AFTER));
+        let corrupt = Problem::from(DbError::Decode {
+            column: "status".into(),
+            reason: "not a status".into(),
+        });
+        assert_eq!(corrupt.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            !corrupt.detail.contains("not a status"),
+            "{}",
+            corrupt.detail
+        );
     }
 }

@@ -51,8 +51,13 @@ use crate::module::{ExportPart, ProcessingPart};
 use crate::problem::Problem;
 use crate::AppState;
 
-fn query_error(e: impl std::fmt::Display) -> Problem {
-    Problem::internal(&e)
+/// A failed read-model query: the database's failure is the core's (`503` when it is
+/// unreachable), an unreadable consent record an internal error.
+fn query_error(e: impl Into<models::GdprQueryError>) -> Problem {
+    match e.into() {
+        models::GdprQueryError::Db(db) => db.into(),
+        unreadable => Problem::internal(&unreadable),
+    }
 }
 
 #[derive(Debug, Deserialize)]
