@@ -232,7 +232,11 @@ pub async fn upload(
     )
     .map_err(super::lifecycle::application_refused)?;
     store_content(&state, id, &attachment.sha256, &content).await?;
-    Ok(Json(run(&state, &app, &reach, command, expected).await?.0))
+    Ok(Json(
+        run(&state, &app, &reach, command, expected, events, version)
+            .await?
+            .0,
+    ))
 }
 
 fn too_large() -> Problem {
