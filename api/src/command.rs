@@ -454,6 +454,166 @@ where
     }
 }
 
+/// An event a command appended: as decided (not read back and opened), with where the log
+/// placed it, and its stored record (the exact bytes, for a receipt).
+#[derive(Debug, Clone)]
+pub struct Appended<E> {
+    pub stored: Stored<E>,
+    pub recorded: RecordedEvent,
+}
+
+/// Append events decided on the stream at `version` (expected: exactly that version), and
+/// return them as stored. Only the new rows are read back — one read, nothing opened: the
+/// events are the ones decided, so their personal data needs no key — which gives each
+/// its id, position, leaf hash and instant. With an exact expected version the rows after
+/// `version` are this append's; that each is the event it should be is checked anyway.
+pub async fn append_stored<E: DomainEvent + Clone>(
+    state: &AppState,
+    stream: &StreamId,
+    events: &[E],
+    version: u64,
+    meta: &Meta,
+) -> Result<(AppendOutcome, Vec<Appended<E>>), StoreOrProblem> {
+    let expected = if version == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(version)
+    };
+    let outcome = append(state, stream, events, expected, meta).await?;
+    let rows = state
+        .store
+        .read_stream(stream, version + 1, Direction::Forwards, events.len())
+        .await?;
+    if rows.len() != events.len() {
+        return Err(Problem::internal(&format!(
+            "{stream}: {} events appended after version {version}, {} read back",
+            events.len(),
+            rows.len()
+        ))
+        .into());
+    }
+    let mut appended = Vec::with_capacity(events.len());
+    for (i, (event, recorded)) in events.iter().zip(rows).enumerate() {
+        let record = recorded.record().map_err(|e| Problem::internal(&e))?;
+        let placed = record.stream_version == version + 1 + i as u64
+            && record.event_type.as_str() == event.event_type()
+            && (outcome.first_position..=outcome.last_position).contains(&recorded.position);
+        if !placed {
+            return Err(Problem::internal(&format!(
+                "{stream}: the event read back at position {} is not the one appended",
+                recorded.position
+            ))
+            .into());
+        }
+        appended.push(Appended {
+            stored: Stored {
+                event: event.clone(),
+                event_id: record.event_id,
+                position: recorded.position,
+                leaf_hash: recorded.leaf_hash,
+                recorded_at: record.recorded_at,
+            },
+            recorded,
+        });
+    }
+    Ok((outcome, appended))
+}
+
+/// Folded aggregates of one type whose events carry no personal data (a form, say), kept
+/// in this process between commands. Each use brings the kept state up to date with the
+/// events appended since — by this node or any other — in one read of the stream's new
+/// rows (usually none), instead of reading and decoding the whole stream again, so a kept
+/// state is never older than the log. Cheap to clone; a domain module keeps one in the
+/// state's `ModuleValues`.
+pub struct Kept<D>(Arc<Mutex<HashMap<StreamId, (D, u64)>>>);
+
+impl<D> std::fmt::Debug for Kept<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kept")
+    }
+}
+
+impl<D> Clone for Kept<D> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<D> Default for Kept<D> {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(HashMap::new())))
+    }
+}
+
+/// The most aggregates a [`Kept`] holds; beyond, it starts afresh.
+const MAX_KEPT: usize = 1024;
+
+impl<D> Kept<D>
+where
+    D: Decider + Clone + Send + Sync + 'static,
+    D::Event: DomainEvent,
+{
+    /// The one kept in `state` for aggregates of type `D` (made on first use).
+    pub fn of(state: &AppState) -> Self {
+        if let Some(kept) = state.modules.get::<Self>() {
+            return kept;
+        }
+        let kept = Self::default();
+        state.modules.insert(kept.clone());
+        kept
+    }
+
+    /// The aggregate's current state, as [`current`] gives it. A stream with sealed events
+    /// is read as [`current`] does and not kept: personal data stays only as long as one
+    /// command needs it.
+    pub async fn current(&self, state: &AppState, stream: &StreamId) -> Result<(D, u64), Problem> {
+        let kept = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(stream)
+            .cloned();
+        let (mut folded, mut version) = kept.unwrap_or_default();
+        loop {
+            let page = state
+                .store
+                .read_stream(stream, version + 1, Direction::Forwards, MAX_PAGE)
+                .await?;
+            for e in &page {
+                let record = e.record().map_err(|err| Problem::internal(&err))?;
+                if record.sealed.is_some() {
+                    return current::<D>(state, stream).await;
+                }
+                if record.stream_version != version + 1 {
+                    return Err(Problem::internal(&format!(
+                        "{stream}: version {} follows version {version}",
+                        record.stream_version
+                    )));
+                }
+                let event = amtsbuch_domain::event::decode::<D::Event>(&record, None)
+                    .map_err(|err| Problem::internal(&format!("position {}: {err}", e.position)))?;
+                folded = D::evolve(folded, &event);
+                version += 1;
+            }
+            if page.len() < MAX_PAGE {
+                break;
+            }
+        }
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= MAX_KEPT && !kept.contains_key(stream) {
+            kept.clear();
+        }
+        match kept.get(stream) {
+            // Another task brought it further meanwhile.
+            Some((_, newer)) if *newer >= version => {}
+            _ => {
+                kept.insert(stream.clone(), (folded.clone(), version));
+            }
+        }
+        Ok((folded, version))
+    }
+}
+
 /// A domain refusal as a `409` problem of type `kind`, with the rule that refused it.
 pub fn refused(kind: &'static str, e: impl std::fmt::Display) -> Problem {
     Problem::new(

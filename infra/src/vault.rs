@@ -11,9 +11,10 @@
 //!
 //! Rules this module keeps:
 //!
-//! - A subject gets its first key on first use, by *insert-if-absent, then read back*: any
-//!   number of tasks and processes racing for the first key end up using the one row the
-//!   database kept. Erasing a subject without a key inserts the tombstone in the same slot,
+//! - A subject gets its first key on first use, by *insert-if-absent*: the one insert the
+//!   database keeps uses its own key, every other racer reads that row back, so any number
+//!   of tasks and processes racing for the first key end up using the one row the database
+//!   kept. Erasing a subject without a key inserts the tombstone in the same slot,
 //!   so a first use racing with an erasure either is destroyed by it or sees it.
 //! - No plaintext data key is cached across calls. Another process may destroy a key at any
 //!   moment, and a cache would go on opening and sealing personal data of an erased subject
@@ -356,10 +357,14 @@ impl KeyVault {
             &self.rng,
         )
         .map_err(VaultError::Crypto)?;
+        if self.insert_if_absent(subject, &key_id, &wrapped).await? {
+            // The slot was free, so this key is the subject's key now: no need to read it
+            // back.
+            return Ok((key_id, key));
+        }
         drop(key);
-        self.insert_if_absent(subject, &key_id, &wrapped).await?;
-        // Whoever inserted first, this row is the subject's key now (or the tombstone of an
-        // erasure that got in first).
+        // Someone else inserted first: their row is the subject's key now (or the
+        // tombstone of an erasure that got in first).
         let rows = self.rows(subject).await?;
         self.sealing_key(subject, &rows)?.ok_or_else(|| {
             VaultError::Store(StoreError::Unavailable(format!(
@@ -538,8 +543,9 @@ impl KeyVault {
         subject: &SubjectId,
         key_id: &KeyId,
         wrapped: &WrappedKey,
-    ) -> Result<(), VaultError> {
-        self.db
+    ) -> Result<bool, VaultError> {
+        let inserted = self
+            .db
             .execute(
                 INSERT,
                 &[
@@ -553,7 +559,7 @@ impl KeyVault {
                 ],
             )
             .await?;
-        Ok(())
+        Ok(inserted == 1)
     }
 
     /// Unwraps a live row with the KEK it names.

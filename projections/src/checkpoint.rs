@@ -73,6 +73,29 @@ pub(crate) async fn advance(tx: &mut ReadTx, name: &str, position: u64) -> Resul
     Ok(())
 }
 
+/// Move the checkpoint from `from` to `to` in one statement of its own, for a batch of
+/// events the projection does not apply; false (and nothing changed) when the checkpoint
+/// is not at `from`. Like the projection's transactions, it does not wait for the flush to
+/// disk on PostgreSQL: a read model is rebuilt from the log, and its checkpoint moves
+/// atomically either way.
+pub(crate) async fn skip(db: &ReadDb, name: &str, from: u64, to: u64) -> Result<bool, DbError> {
+    let sql = match db.dialect() {
+        Dialect::Postgres => {
+            "UPDATE projection_checkpoints SET position = $3, updated_at = $4 \
+             WHERE name = $1 AND position = $2 \
+             AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
+        }
+        Dialect::Sqlite => {
+            "UPDATE projection_checkpoints SET position = $3, updated_at = $4 \
+             WHERE name = $1 AND position = $2"
+        }
+    };
+    let changed = db
+        .execute(sql, &[name.into(), from.into(), to.into(), now().into()])
+        .await?;
+    Ok(changed == 1)
+}
+
 /// Set the checkpoint of `name` to 0, creating it if needed, and keep it locked for the
 /// rest of `tx`: the first statement of a rebuild's reset.
 pub(crate) async fn restart(tx: &mut ReadTx, name: &str) -> Result<(), DbError> {

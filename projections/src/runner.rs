@@ -573,6 +573,18 @@ pub(crate) async fn apply_batch(
         batch.push((event, record));
     }
 
+    if batch.is_empty() {
+        // Nothing to apply (the batch is of other categories): only the checkpoint moves,
+        // in one statement that moves it only from where this runner left it — the same
+        // check as below, without a transaction's four round trips.
+        if checkpoint::skip(db, name, expected, last).await? {
+            return Ok(Batch::Applied(last));
+        }
+        return match checkpoint::read(db, name).await? {
+            Some(stored) => Ok(Batch::Overtaken(stored)),
+            None => Err(ProjectionError::CheckpointMissing(name.to_owned())),
+        };
+    }
     let mut tx = db.begin().await?;
     let stored = checkpoint::lock(&mut tx, name)
         .await?

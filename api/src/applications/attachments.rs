@@ -285,7 +285,7 @@ pub async fn upload(
     )
     .map_err(super::lifecycle::application_refused)?;
     let stored = store_content(&state, id, &attachment.sha256, &content).await?;
-    match run(&state, &app, &reach, command, expected).await {
+    match run(&state, &app, &reach, command, expected, events, version).await {
         Ok((view, _)) => {
             if let Some(old) = replaced {
                 delete_content(&state, id, &old).await?;

@@ -247,11 +247,12 @@ pub fn leika_of(raw: Option<&str>) -> Result<Leika, Problem> {
 
 /// The directory as imported so far.
 pub async fn directory(state: &AppState) -> Result<DirectoryState, Problem> {
-    Ok(
-        command::current::<DirectoryState>(state, &DirectoryId::MAIN.stream_id())
-            .await?
-            .0,
-    )
+    // Kept folded between requests (the directory carries no personal data), so that a
+    // new draft does not decode every import again.
+    Ok(command::Kept::<DirectoryState>::of(state)
+        .current(state, &DirectoryId::MAIN.stream_id())
+        .await?
+        .0)
 }
 
 fn label<T: Serialize>(v: &T) -> String {

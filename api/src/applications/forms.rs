@@ -180,7 +180,12 @@ async fn run(
 
 /// The current state of a form.
 pub async fn form(state: &AppState, id: FormId) -> Result<(FormState, u64), Problem> {
-    command::current::<FormState>(state, &id.stream_id()).await
+    // Kept folded between requests (a form carries no personal data): every save and
+    // submission reads its form, whose versions' schemas would otherwise be decoded and
+    // compiled again each time.
+    command::Kept::<FormState>::of(state)
+        .current(state, &id.stream_id())
+        .await
 }
 
 /// Create a form; its versions follow.

@@ -638,69 +638,109 @@ pub(super) fn check_version(
 /// Run a command on a reached application; the view after it. With `expected`, the
 /// command is decided only while the application has not changed since that version
 /// (`412` otherwise); without, it is decided again when another command got there first.
+/// `events` and `version` are the stream as `reached` read it: the command is decided on
+/// them first and appended with that version as the expected version, so the stream is
+/// read again only when another command changed it meanwhile.
 pub(super) async fn run(
     state: &AppState,
     app: &Application,
     reach: &Reach,
     command: ApplicationCommand<'_>,
     expected: Option<u64>,
+    events: Vec<Stored<ApplicationEvent>>,
+    version: u64,
 ) -> Result<(ApplicationView, Option<u64>), Problem> {
-    let stream = app.id.stream_id();
-    let done = match expected {
-        None => {
-            execute::<ApplicationState>(state, &stream, &command, application_refused, &reach.meta)
-                .await?
-                .outcome
-        }
-        Some(expected) => run_at(state, app.id, reach, &command, expected).await?,
-    };
-    let (events, folded, version) = load(state, app.id).await?;
-    let after = folded
-        .0
-        .ok_or_else(|| Problem::internal(&"an application vanished"))?;
-    let position = done.map(|o| o.last_position);
-    Ok((view(&events, &after, version), position))
+    let ran = run_stored(state, app, reach, &command, expected, events, version).await?;
+    Ok((ran.view, ran.position))
 }
 
-/// Decides and appends `command` while the application has not changed since `expected`;
-/// a read recorded in between only makes it try again.
-async fn run_at(
+/// What [`run_stored`] did.
+struct Ran {
+    view: ApplicationView,
+    /// The position of the last event appended, if any.
+    position: Option<u64>,
+    /// The stream after the command: what was read, and the appended events as decided.
+    events: Vec<Stored<ApplicationEvent>>,
+    /// The stored records of the appended events.
+    records: Vec<amtsbuch_infra::RecordedEvent>,
+}
+
+/// [`run`], with the stream after the command and the records it appended. The appended
+/// events are not read back and opened: they are taken as decided, with where the log
+/// placed them (`command::append_stored`).
+async fn run_stored(
     state: &AppState,
-    id: ApplicationId,
+    app: &Application,
     reach: &Reach,
     command: &ApplicationCommand<'_>,
-    expected: u64,
-) -> Result<Option<amtsbuch_domain::AppendOutcome>, Problem> {
-    for _ in 0..5 {
-        let (events, current, version) = load(state, id).await?;
-        if !fits(&events, version, expected) {
-            return Err(version_mismatch(expected, version));
+    expected: Option<u64>,
+    mut events: Vec<Stored<ApplicationEvent>>,
+    mut version: u64,
+) -> Result<Ran, Problem> {
+    use amtsbuch_domain::applications::application::{decide, evolve};
+    let stream = app.id.stream_id();
+    // Decided again when another command changed the application first: as often as the
+    // command path does, or, against a named version, while only reads came in between.
+    let attempts = if expected.is_some() { 5 } else { 3 };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if attempt > 1 {
+            (events, _, version) = load(state, app.id).await?;
         }
-        let decided = amtsbuch_domain::applications::application::decide(command, &current)
-            .map_err(application_refused)?;
+        if let Some(expected) = expected {
+            if !fits(&events, version, expected) {
+                return Err(version_mismatch(expected, version));
+            }
+        }
+        let current = events
+            .iter()
+            .fold(ApplicationState::default(), |s, e| evolve(s, &e.event));
+        let decided = decide(command, &current).map_err(application_refused)?;
         if decided.is_empty() {
-            return Ok(None);
+            let now = current
+                .0
+                .ok_or_else(|| Problem::internal(&"an application vanished"))?;
+            return Ok(Ran {
+                view: view(&events, &now, version),
+                position: None,
+                events,
+                records: Vec::new(),
+            });
         }
-        match command::append(
-            state,
-            &id.stream_id(),
-            &decided,
-            ExpectedVersion::Exact(version),
-            &reach.meta,
-        )
-        .await
-        {
-            Ok(outcome) => return Ok(Some(outcome)),
+        match command::append_stored(state, &stream, &decided, version, &reach.meta).await {
+            Ok((outcome, appended)) => {
+                let after = decided
+                    .iter()
+                    .fold(current, evolve)
+                    .0
+                    .ok_or_else(|| Problem::internal(&"an application vanished"))?;
+                let mut records = Vec::with_capacity(appended.len());
+                for a in appended {
+                    events.push(a.stored);
+                    records.push(a.recorded);
+                }
+                return Ok(Ran {
+                    view: view(&events, &after, outcome.next_version),
+                    position: Some(outcome.last_position),
+                    events,
+                    records,
+                });
+            }
             Err(command::StoreOrProblem::Store(amtsbuch_infra::StoreError::Append(
                 amtsbuch_domain::AppendError::WrongExpectedVersion { .. },
-            ))) => continue,
+            ))) if attempt < attempts => continue,
+            Err(command::StoreOrProblem::Store(amtsbuch_infra::StoreError::Append(
+                amtsbuch_domain::AppendError::WrongExpectedVersion { .. },
+            ))) if expected.is_some() => {
+                return Err(refused(
+                    "application-busy",
+                    "the application was written to by others at every attempt; try again",
+                ))
+            }
             Err(e) => return Err(e.into()),
         }
     }
-    Err(refused(
-        "application-busy",
-        "the application was written to by others at every attempt; try again",
-    ))
 }
 
 /// The form data.
@@ -743,7 +783,7 @@ pub async fn save_data(
     let (events, app, reach, version) = reached(&state, &caller, id).await?;
     let expected = check_version(&headers, &events, version)?;
     let (form_state, _) = form(&state, app.pinned.form).await?;
-    let version = form_state
+    let pinned = form_state
         .version(app.pinned.version)
         .ok_or_else(|| Problem::internal(&"the pinned form version is missing"))?;
     let mut salt = [0u8; 32];
@@ -755,10 +795,14 @@ pub async fn save_data(
         applicant: app.applicant,
         data: req.data,
         salt: Sha256(salt),
-        schema: &version.schema,
+        schema: &pinned.schema,
         at: Utc::now(),
     };
-    Ok(Json(run(&state, &app, &reach, command, expected).await?.0))
+    Ok(Json(
+        run(&state, &app, &reach, command, expected, events, version)
+            .await?
+            .0,
+    ))
 }
 
 /// What a submission receipt proves.
@@ -793,9 +837,12 @@ pub struct ReceiptView {
     pub tlog_proof: Option<String>,
 }
 
+/// The receipt of the submission among `events`; its stored record is taken from
+/// `records` (the records a command just appended) or read from the log.
 async fn receipt_of(
     state: &AppState,
     events: &[Stored<ApplicationEvent>],
+    records: &[amtsbuch_infra::RecordedEvent],
 ) -> Result<ReceiptView, Problem> {
     let mut salt = None;
     let mut submitted = None;
@@ -814,11 +861,14 @@ async fn receipt_of(
             "the application has not been submitted, so there is no receipt",
         )
     })?;
-    let recorded = state
-        .store
-        .event_by_id(stored.event_id)
-        .await?
-        .ok_or_else(|| Problem::internal(&"a submission event is missing"))?;
+    let recorded = match records.iter().find(|r| r.position == stored.position) {
+        Some(recorded) => recorded.clone(),
+        None => state
+            .store
+            .event_by_id(stored.event_id)
+            .await?
+            .ok_or_else(|| Problem::internal(&"a submission event is missing"))?,
+    };
     let tlog_proof = crate::ledger_http::tlog_proof_text(state, &recorded)
         .await
         .ok();
@@ -869,20 +919,19 @@ pub async fn submit(
     let (events, app, reach, version) = reached(&state, &caller, id).await?;
     let expected = check_version(&headers, &events, version)?;
     let (form_state, _) = form(&state, app.pinned.form).await?;
-    let version = form_state
+    let pinned = form_state
         .version(app.pinned.version)
         .ok_or_else(|| Problem::internal(&"the pinned form version is missing"))?;
     let command = ApplicationCommand::Submit {
         applicant: app.applicant,
-        schema: &version.schema,
-        status: version.status,
+        schema: &pinned.schema,
+        status: pinned.status,
         at: Utc::now(),
     };
-    run(&state, &app, &reach, command, expected).await?;
-    let (events, _, _) = load(&state, id).await?;
+    let ran = run_stored(&state, &app, &reach, &command, expected, events, version).await?;
     Ok((
         StatusCode::CREATED,
-        Json(receipt_of(&state, &events).await?),
+        Json(receipt_of(&state, &ran.events, &ran.records).await?),
     )
         .into_response())
 }
@@ -906,7 +955,7 @@ pub async fn receipt(
     let id = application_id(&raw)?;
     command::sealer(&state)?;
     let (events, _, _, _) = reached(&state, &caller, id).await?;
-    Ok(Json(receipt_of(&state, &events).await?))
+    Ok(Json(receipt_of(&state, &events, &[]).await?))
 }
 
 /// Withdraw a submitted application, until it is decided.
@@ -938,7 +987,11 @@ pub async fn withdraw(
         applicant: app.applicant,
         at: Utc::now(),
     };
-    Ok(Json(run(&state, &app, &reach, command, expected).await?.0))
+    Ok(Json(
+        run(&state, &app, &reach, command, expected, events, version)
+            .await?
+            .0,
+    ))
 }
 
 /// The applicant's answer to an information request.
@@ -986,7 +1039,11 @@ pub async fn provide_information(
         message: req.message,
         at: Utc::now(),
     };
-    Ok(Json(run(&state, &app, &reach, command, expected).await?.0))
+    Ok(Json(
+        run(&state, &app, &reach, command, expected, events, version)
+            .await?
+            .0,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1042,7 +1099,7 @@ pub async fn receive(
         file_number: req.file_number,
         at: Utc::now(),
     };
-    let (view, _) = run(&state, &app, &reach, command, expected).await?;
+    let (view, _) = run(&state, &app, &reach, command, expected, events, version).await?;
     record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
     Ok(Json(view))
 }
@@ -1092,7 +1149,7 @@ pub async fn request_information(
         due_at: req.due_at,
         at: Utc::now(),
     };
-    let (view, _) = run(&state, &app, &reach, command, expected).await?;
+    let (view, _) = run(&state, &app, &reach, command, expected, events, version).await?;
     record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
@@ -1143,7 +1200,7 @@ pub async fn decide(
         document_hash: req.document_sha256,
         at: Utc::now(),
     };
-    let (view, _) = run(&state, &app, &reach, command, expected).await?;
+    let (view, _) = run(&state, &app, &reach, command, expected, events, version).await?;
     record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
     Ok(Json(view))
 }
@@ -1177,7 +1234,7 @@ pub async fn close(
         authority: official(&caller)?,
         at: Utc::now(),
     };
-    let (view, _) = run(&state, &app, &reach, command, expected).await?;
+    let (view, _) = run(&state, &app, &reach, command, expected, events, version).await?;
     record_read(&state, &caller, &app, &reach, ReadKind::Application).await?;
     Ok(Json(view))
 }

@@ -1739,6 +1739,41 @@ async fn form_revision_if_match(env: &Env) {
     assert_eq!(now["schema"], first, "the first revision stands");
 }
 
+/// Another API node on the same database keeps forms folded between requests, and still
+/// answers with what the first node changed since: each read brings its kept form up to
+/// date with the form's stream (here: a version retired through the first node).
+async fn a_second_node_follows_form_changes(env: &Env) {
+    let mut other = common::state_with(&env.store, None, HubLimits::default()).await;
+    other.sealer = env.state.sealer.clone();
+    let other = amtsbuch_api::router(other);
+    let form = env.published_form(schema()).await;
+    let read = |app: Router| {
+        let uri = format!("/forms/{form}");
+        async move {
+            let reply = common::send(&app, common::request("GET", &uri, None, Body::empty())).await;
+            assert_eq!(reply.status, StatusCode::OK);
+            reply.json()
+        }
+    };
+    let before = read(other.clone()).await;
+    assert_eq!(before["versions"][0]["status"], "published");
+    env.expect(
+        StatusCode::OK,
+        "POST",
+        "/forms/{form}/versions/{v}/retirement",
+        &format!("/forms/{form}/versions/1/retirement"),
+        Some(&operator()),
+        None,
+    )
+    .await;
+    let after = read(other.clone()).await;
+    assert_eq!(after["versions"][0]["status"], "retired", "{after}");
+    assert_eq!(
+        after["version"],
+        before["version"].as_u64().expect("version") + 1
+    );
+}
+
 /// Run `test` on an `Env` on a fresh database of `adapter`.
 async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     let env = Env::start(adapter).await;
@@ -1746,4 +1781,4 @@ async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     env.close().await;
 }
 
-common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export, erasure_after_retention, attachments, attachments_are_capped_together, draft_expiry, form_revision_if_match);
+common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export, erasure_after_retention, attachments, attachments_are_capped_together, draft_expiry, form_revision_if_match, a_second_node_follows_form_changes);
