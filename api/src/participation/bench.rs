@@ -549,7 +549,7 @@ impl ParticipationBench {
             .filter(|&i| fate(i) == Fate::Active)
             .collect();
         let searches = self.time_searches(&app).await?;
-        let (submitted, baseline_append, not_taken) =
+        let (submitted, baseline_append, not_taken, cpu) =
             self.time_submissions(&app, &state, &dev, &active).await?;
         runner.shutdown().await;
 
@@ -577,6 +577,7 @@ impl ParticipationBench {
                 submitted.n
             ),
         ];
+        out.push(cpu);
         if search.p99 > Duration::from_millis(20)
             || submitted.p99 > Duration::from_millis(15)
             || not_taken > 0
@@ -824,7 +825,7 @@ impl ParticipationBench {
         state: &AppState,
         dev: &DevKey,
         active: &[usize],
-    ) -> anyhow::Result<(Latency, Latency, usize)> {
+    ) -> anyhow::Result<(Latency, Latency, usize, String)> {
         anyhow::ensure!(!active.is_empty(), "no active procedure to contribute to");
         let tokens: Vec<String> = (0..1_000u64)
             .map(|k| {
@@ -837,6 +838,8 @@ impl ParticipationBench {
         let interval = Duration::from_secs_f64(1.0 / f64::from(self.rate));
 
         let mut pick = Pick(0x5851_F42D_4C95_7F2D);
+        println!("  offering {total} submissions at {}/s", self.rate);
+        let cpu_before = cpu_seconds();
         let started = tokio::time::Instant::now();
         let mut tasks: JoinSet<anyhow::Result<(bool, Duration)>> = JoinSet::new();
         for n in 0..total {
@@ -884,7 +887,10 @@ impl ParticipationBench {
             submitted.push(took);
         }
 
+        let cpu_submissions = cpu_seconds().since(cpu_before);
         let event_type = EventType::parse("BenchProbe")?;
+        println!("  offering {total} bare appends at {}/s", self.rate);
+        let cpu_before = cpu_seconds();
         let started = tokio::time::Instant::now();
         let mut tasks: JoinSet<anyhow::Result<Duration>> = JoinSet::new();
         for n in 0..total {
@@ -908,7 +914,72 @@ impl ParticipationBench {
         while let Some(done) = tasks.join_next().await {
             appended.push(done??);
         }
-        Ok((Latency::of(submitted), Latency::of(appended), not_taken))
+        let cpu_appends = cpu_seconds().since(cpu_before);
+        let per = |cpu: Cpu| {
+            format!(
+                "{:.2} ms this process, {:.2} ms the postgres processes",
+                cpu.own * 1000.0 / total as f64,
+                cpu.database * 1000.0 / total as f64
+            )
+        };
+        let cpu = format!(
+            "  CPU per submission: {}; per bare append: {} (the postgres processes of the machine, whoever they serve)",
+            per(cpu_submissions),
+            per(cpu_appends)
+        );
+        Ok((
+            Latency::of(submitted),
+            Latency::of(appended),
+            not_taken,
+            cpu,
+        ))
+    }
+}
+
+/// CPU time used so far, in seconds.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    /// By this process (the service, its read models and the bench's clients).
+    own: f64,
+    /// By every `postgres` process of the machine.
+    database: f64,
+}
+
+impl Cpu {
+    fn since(self, before: Self) -> Self {
+        Self {
+            own: self.own - before.own,
+            database: self.database - before.database,
+        }
+    }
+}
+
+/// The CPU time used so far by this process and by the machine's `postgres` processes,
+/// from `/proc` (Linux; zero elsewhere), in the kernel's 100 ticks per second.
+fn cpu_seconds() -> Cpu {
+    fn ticks(path: &std::path::Path) -> u64 {
+        let Ok(stat) = std::fs::read_to_string(path) else {
+            return 0;
+        };
+        // After "pid (comm) ": state, ppid, …, utime (12th), stime (13th).
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            return 0;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        field(11).unwrap_or(0) + field(12).unwrap_or(0)
+    }
+    let own = ticks(std::path::Path::new("/proc/self/stat"));
+    let mut database = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let path = entry.path();
+        if std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim() == "postgres") {
+            database += ticks(&path.join("stat"));
+        }
+    }
+    Cpu {
+        own: own as f64 / 100.0,
+        database: database as f64 / 100.0,
     }
 }
 
