@@ -234,8 +234,18 @@ async fn a_fee_is_paid_over_http(env: &Env) {
             &[],
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{back}");
-    assert_eq!(back["status"], "open");
+    assert_eq!(status, StatusCode::ACCEPTED, "{back}");
+    assert!(back.get("status").is_none(), "{back}");
+    let open = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            &format!("/receivables/{id}"),
+            &citizen(&payer),
+            None,
+        )
+        .await;
+    assert_eq!(open["status"], "open");
     // A forged callback is refused with 401 and records nothing.
     let body = json!({ "transactionId": tx }).to_string();
     let forged = amtsbuch_api::payments::provider::sign_callback(b"guessed", body.as_bytes());
@@ -293,6 +303,72 @@ async fn a_fee_is_paid_over_http(env: &Env) {
         .await;
     assert_eq!(status, StatusCode::OK, "{repeated}");
     assert_eq!(repeated["receivable_id"], again["receivable_id"]);
+}
+
+/// The payer's return is anybody's to call: it answers the same for a receivable that
+/// exists and one that does not, nothing of its status or balance, and pulls a receivable's
+/// status at most once in a while however often it comes.
+async fn a_return_tells_nothing_and_pulls_seldom(env: &Env) {
+    let payer = Uuid::now_v7().to_string();
+    let r = env
+        .request(&cashier("kasse-1", "b100"), "b100", &payer)
+        .await;
+    let id = id_of(&r);
+    let checkout = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            &format!("/receivables/{id}/checkout"),
+            &citizen(&payer),
+            Some(json!({ "return_url": "https://portal.example/return" })),
+        )
+        .await;
+    let tx = checkout["transaction_id"].as_str().expect("tx").to_owned();
+    let known = env
+        .call(
+            "GET",
+            &format!("/payments/return?receivable={id}"),
+            None,
+            None,
+            &[],
+        )
+        .await;
+    let unknown = env
+        .call(
+            "GET",
+            &format!("/payments/return?receivable={}", Uuid::now_v7()),
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(known.0, StatusCode::ACCEPTED, "{}", known.1);
+    assert_eq!(
+        known, unknown,
+        "a return reveals whether the receivable exists"
+    );
+    assert!(!known.1.to_string().contains("balance"), "{}", known.1);
+    // Paid at the provider without a callback: the next returns pull nothing yet.
+    assert!(env.sim.decide(&tx, "paid", 0).await.is_empty());
+    for _ in 0..3 {
+        let again = env
+            .call(
+                "GET",
+                &format!("/payments/return?receivable={id}"),
+                None,
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(again, known);
+    }
+    assert!(
+        !env.events(&id)
+            .await
+            .iter()
+            .any(|t| t == "PaymentStatusVerified"),
+        "a return within the interval pulled again"
+    );
 }
 
 /// Bad input over HTTP, each a 4xx problem that records nothing.
@@ -783,6 +859,7 @@ async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
 common::on_both_adapters!(
     using on;
     a_fee_is_paid_over_http,
+    a_return_tells_nothing_and_pulls_seldom,
     bad_input_is_refused_over_http,
     each_role_reaches_its_receivables_in_every_combination,
     reconciliation_over_http,
