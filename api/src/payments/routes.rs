@@ -339,8 +339,10 @@ pub struct ReceivableRequest {
 }
 
 /// Request a receivable. `Idempotency-Key` names the request: the same key again (from the
-/// same caller) answers the receivable it created and creates nothing. The request is
-/// checked in full before its Kassenzeichen is claimed.
+/// same caller) answers the receivable it created and creates nothing; with another request
+/// under it `409 idempotency-key-reused`, and `404` when that receivable is of a
+/// Bewirtschafter the caller's token no longer names. The request is checked in full
+/// before its Kassenzeichen is claimed.
 #[utoipa::path(post, path = "/receivables", tag = "payments",
     security(("bearer" = ["cashier"])),
     params(("Idempotency-Key" = String, Header, description = "1 to 200 printable ASCII characters naming this request")),
@@ -350,7 +352,8 @@ pub struct ReceivableRequest {
         (status = 200, description = "The receivable this key created before", body = ReceivableView),
         (status = 400, description = "Invalid input (lines that do not sum up, a bad amount, no Idempotency-Key); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another Bewirtschafter", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "The Kassenzeichen is taken in the Mandant, or the key named another request", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "The key's receivable is of a Bewirtschafter the token does not name", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The Kassenzeichen is taken in the Mandant, or the key named another request (`idempotency-key-reused`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "Personal data cannot be sealed", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn request(
     State(state): State<AppState>,
@@ -382,7 +385,23 @@ pub async fn request(
         ));
     }
     let id = ReceivableId::for_idempotency_key(caller.subject(), key);
-    let existed = service::receivable(&state, id).await.is_ok();
+    let existed = match service::receivable(&state, id).await {
+        Ok((existing, _)) => {
+            // The key's receivable outside the caller's Bewirtschafter (its token's scope
+            // changed since) is not the caller's to see.
+            let reached = existing.receivable().is_some_and(|r| {
+                caller
+                    .bewirtschafter()
+                    .iter()
+                    .any(|b| b.as_str() == r.bewirtschafter.as_str())
+            });
+            if !reached {
+                return Err(Problem::not_found("no such receivable"));
+            }
+            true
+        }
+        Err(_) => false,
+    };
     let now = amtsbuch_domain::record::truncate_micros(Utc::now());
     let command = RequestReceivable {
         receivable_id: id,

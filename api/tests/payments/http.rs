@@ -371,6 +371,52 @@ async fn a_return_tells_nothing_and_pulls_seldom(env: &Env) {
     );
 }
 
+/// An `Idempotency-Key` answers its receivable only to the same request from a caller
+/// still scoped to its Bewirtschafter: another request under it is refused, and a caller
+/// now scoped elsewhere does not see it.
+async fn a_reused_idempotency_key_reveals_and_returns_nothing(env: &Env) {
+    let payer = Uuid::now_v7().to_string();
+    let key = Uuid::now_v7().to_string();
+    let post = |token: String, body: Value| {
+        let key = key.clone();
+        async move {
+            env.call(
+                "POST",
+                "/receivables",
+                Some(&token),
+                Some(body),
+                &[("idempotency-key", &key)],
+            )
+            .await
+        }
+    };
+    let (status, first) = post(cashier("kasse-7", "b100"), fee("b100", &payer, 2000, 500)).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, same) = post(cashier("kasse-7", "b100"), fee("b100", &payer, 2000, 500)).await;
+    assert_eq!(status, StatusCode::OK, "{same}");
+    assert_eq!(same["receivable_id"], first["receivable_id"]);
+    // Another request under the same key: other lines, another payer, another due date.
+    let other_payer = Uuid::now_v7().to_string();
+    let mut later = fee("b100", &payer, 2000, 500);
+    later["due_date"] = json!("2027-01-31");
+    for body in [
+        fee("b100", &payer, 1500, 1000),
+        fee("b100", &other_payer, 2000, 500),
+        later,
+    ] {
+        let (status, p) = post(cashier("kasse-7", "b100"), body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{p}");
+        assert_eq!(p["type"], "urn:amtsbuch:problem:idempotency-key-reused");
+    }
+    // The same cashier, now scoped to b200 only: b100's receivable is not there for it.
+    let (status, p) = post(cashier("kasse-7", "b200"), fee("b200", &payer, 2000, 500)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
+    assert!(!p
+        .to_string()
+        .contains(first["kassenzeichen"].as_str().expect("kz")));
+    assert_eq!(env.events(&id_of(&first)).await, ["ReceivableRequested"]);
+}
+
 /// Bad input over HTTP, each a 4xx problem that records nothing.
 async fn bad_input_is_refused_over_http(env: &Env) {
     let payer = Uuid::now_v7().to_string();
@@ -860,6 +906,7 @@ common::on_both_adapters!(
     using on;
     a_fee_is_paid_over_http,
     a_return_tells_nothing_and_pulls_seldom,
+    a_reused_idempotency_key_reveals_and_returns_nothing,
     bad_input_is_refused_over_http,
     each_role_reaches_its_receivables_in_every_combination,
     reconciliation_over_http,
