@@ -339,8 +339,10 @@ pub struct ReceivableRequest {
 }
 
 /// Request a receivable. `Idempotency-Key` names the request: the same key again (from the
-/// same caller) answers the receivable it created and creates nothing. The request is
-/// checked in full before its Kassenzeichen is claimed.
+/// same caller) answers the receivable it created and creates nothing; with another request
+/// under it `409 idempotency-key-reused`, and `404` when that receivable is of a
+/// Bewirtschafter the caller's token no longer names. The request is checked in full
+/// before its Kassenzeichen is claimed.
 #[utoipa::path(post, path = "/receivables", tag = "payments",
     security(("bearer" = ["cashier"])),
     params(("Idempotency-Key" = String, Header, description = "1 to 200 printable ASCII characters naming this request")),
@@ -350,7 +352,8 @@ pub struct ReceivableRequest {
         (status = 200, description = "The receivable this key created before", body = ReceivableView),
         (status = 400, description = "Invalid input (lines that do not sum up, a bad amount, no Idempotency-Key); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another Bewirtschafter", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "The Kassenzeichen is taken in the Mandant, or the key named another request", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "The key's receivable is of a Bewirtschafter the token does not name", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The Kassenzeichen is taken in the Mandant, or the key named another request (`idempotency-key-reused`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "Personal data cannot be sealed", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn request(
     State(state): State<AppState>,
@@ -382,7 +385,23 @@ pub async fn request(
         ));
     }
     let id = ReceivableId::for_idempotency_key(caller.subject(), key);
-    let existed = service::receivable(&state, id).await.is_ok();
+    let existed = match service::receivable(&state, id).await {
+        Ok((existing, _)) => {
+            // The key's receivable outside the caller's Bewirtschafter (its token's scope
+            // changed since) is not the caller's to see.
+            let reached = existing.receivable().is_some_and(|r| {
+                caller
+                    .bewirtschafter()
+                    .iter()
+                    .any(|b| b.as_str() == r.bewirtschafter.as_str())
+            });
+            if !reached {
+                return Err(Problem::not_found("no such receivable"));
+            }
+            true
+        }
+        Err(_) => false,
+    };
     let now = amtsbuch_domain::record::truncate_micros(Utc::now());
     let command = RequestReceivable {
         receivable_id: id,
@@ -722,38 +741,87 @@ fn pulled(r: &Receivable) -> PulledStatus {
     }
 }
 
-/// The payer's browser is back from the provider. Whatever its parameters claim, this
-/// only pulls the status of the receivable's open attempts from the provider and answers
-/// what the provider says.
+/// What a payer's return answers, whichever receivable it names: nothing about it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReturnReceived {
+    /// Always "received; the status is being checked".
+    pub detail: &'static str,
+}
+
+/// How long after a return's pull another return of the same receivable pulls nothing.
+const RETURN_PULL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How many receivables a server remembers a return's pull for; past it (after dropping
+/// those older than the interval) a return pulls nothing.
+const RETURN_PULLS_REMEMBERED: usize = 10_000;
+
+/// When each receivable's last return pull started (the pull in flight included).
+static RETURN_PULLS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<ReceivableId, std::time::Instant>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Whether a return may pull `id` now: at most one pull per receivable in
+/// [`RETURN_PULL_INTERVAL`] (so also at most one in flight), for at most
+/// [`RETURN_PULLS_REMEMBERED`] receivables at once.
+fn return_may_pull(id: ReceivableId) -> bool {
+    let now = std::time::Instant::now();
+    let mut pulls = RETURN_PULLS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if pulls
+        .get(&id)
+        .is_some_and(|t| now.duration_since(*t) < RETURN_PULL_INTERVAL)
+    {
+        return false;
+    }
+    if pulls.len() >= RETURN_PULLS_REMEMBERED {
+        pulls.retain(|_, t| now.duration_since(*t) < RETURN_PULL_INTERVAL);
+        if pulls.len() >= RETURN_PULLS_REMEMBERED {
+            return false;
+        }
+    }
+    pulls.insert(id, now);
+    true
+}
+
+/// The payer's browser is back from the provider. Anybody may call it and it answers
+/// nothing about the receivable (the same `202` for one that does not exist): it only
+/// pulls the status of the receivable's open attempts from the provider, at most once per
+/// receivable in 30 seconds, whatever its parameters claim. The payer reads the outcome
+/// with `GET /receivables/{id}` under its own token.
 #[utoipa::path(get, path = "/payments/return", tag = "payments",
     security(()),
     params(ReturnQuery),
     responses(
-        (status = 200, description = "The receivable's status after the pull", body = PulledStatus),
+        (status = 202, description = "Received; the status is being checked", body = ReturnReceived),
         (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such receivable", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 502, description = "The provider cannot be asked", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No provider is configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn payer_return(
     State(state): State<AppState>,
     query: Result<Query<ReturnQuery>, QueryRejection>,
-) -> Result<Json<PulledStatus>, Problem> {
+) -> Result<(StatusCode, Json<ReturnReceived>), Problem> {
     let Query(q) = query.map_err(query_problem)?;
     let id = receivable_id(&q.receivable)?;
-    service::receivable(&state, id).await?;
     let c = configured(&state)?;
-    let done = service::pull(
-        &state,
-        &c.provider,
-        id,
-        None,
-        &Meta::system("payment-return"),
-    )
-    .await?;
-    let r = done
-        .receivable()
-        .ok_or_else(|| Problem::not_found("no such receivable"))?;
-    Ok(Json(pulled(r)))
+    if service::receivable(&state, id).await.is_ok() && return_may_pull(id) {
+        // What the pull finds (or that the provider cannot be asked) is not the caller's.
+        if let Err(p) = service::pull(
+            &state,
+            &c.provider,
+            id,
+            None,
+            &Meta::system("payment-return"),
+        )
+        .await
+        {
+            tracing::warn!(receivable = %id.0, kind = %p.kind, "a return's pull failed");
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ReturnReceived {
+            detail: "received; the status is being checked",
+        }),
+    ))
 }
 
 /// What a callback names besides its body.

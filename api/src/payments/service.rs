@@ -132,11 +132,23 @@ pub async fn request(
     let stream = command.receivable_id.stream_id();
     let (existing, _) = current::<ReceivableState>(state, &stream).await?;
     if let Some(r) = existing.receivable() {
-        if supplied.as_ref().is_none_or(|k| *k == r.kassenzeichen) && r.gross == command.gross_cents
-        {
+        // The same key again answers the receivable only for the same request (everything
+        // recorded of it; the payer's name is sealed and not compared).
+        let same = supplied.as_ref().is_none_or(|k| *k == r.kassenzeichen)
+            && r.mandant == command.mandant
+            && r.bewirtschafter == command.bewirtschafter
+            && r.gross == command.gross_cents
+            && r.due_date == command.due_date
+            && r.lines == command.lines
+            && r.application_id == command.application_id
+            && r.payer == command.payer;
+        if same {
             return Ok(existing);
         }
-        return Err(rejected(ReceivableError::AlreadyRequested));
+        return Err(refused(
+            "idempotency-key-reused",
+            "the Idempotency-Key named another request before; send a new key for a new request",
+        ));
     }
     // Every rule of the request, before a Kassenzeichen is claimed for it.
     receivable::decide(&ReceivableCommand::Request(command.clone()), &existing)

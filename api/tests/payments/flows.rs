@@ -405,23 +405,14 @@ async fn p5_an_hkr_posting_of_24_50_is_a_mismatch(env: &Env) {
 /// Kassenzeichen; another caller's equal key is another receivable.
 async fn a_repeated_request_creates_nothing_new(env: &Env) {
     let id = ReceivableId::for_idempotency_key("fachverfahren:bauamt", "req-1");
-    let first = service::request(
-        &env.state,
-        fee(id, "14612000", &[("1100.100", 2500)], 2500),
-        None,
-        &meta(),
-    )
-    .await
-    .expect("requested");
+    let command = fee(id, "14612000", &[("1100.100", 2500)], 2500);
+    let first = service::request(&env.state, command.clone(), None, &meta())
+        .await
+        .expect("requested");
     let before = env.head().await;
-    let again = service::request(
-        &env.state,
-        fee(id, "14612000", &[("1100.100", 2500)], 2500),
-        None,
-        &meta(),
-    )
-    .await
-    .expect("the same again");
+    let again = service::request(&env.state, command, None, &meta())
+        .await
+        .expect("the same again");
     assert_eq!(env.head().await, before, "nothing new is recorded");
     assert_eq!(kassenzeichen(&again), kassenzeichen(&first));
     // The same id with another amount is refused.

@@ -125,6 +125,7 @@ async fn the_payments_guide_works(adapter: common::Adapter) {
     for expected in [
         "requested: open, 2500 cents owed, Kassenzeichen of 12 digits",
         "lines that do not add up: 400",
+        "the return: received; the status is being checked",
         "after the return: open",
         "[200,200,200]",
         "status: paid, balance 0, may be submitted: true",

@@ -234,8 +234,18 @@ async fn a_fee_is_paid_over_http(env: &Env) {
             &[],
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{back}");
-    assert_eq!(back["status"], "open");
+    assert_eq!(status, StatusCode::ACCEPTED, "{back}");
+    assert!(back.get("status").is_none(), "{back}");
+    let open = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            &format!("/receivables/{id}"),
+            &citizen(&payer),
+            None,
+        )
+        .await;
+    assert_eq!(open["status"], "open");
     // A forged callback is refused with 401 and records nothing.
     let body = json!({ "transactionId": tx }).to_string();
     let forged = amtsbuch_api::payments::provider::sign_callback(b"guessed", body.as_bytes());
@@ -293,6 +303,118 @@ async fn a_fee_is_paid_over_http(env: &Env) {
         .await;
     assert_eq!(status, StatusCode::OK, "{repeated}");
     assert_eq!(repeated["receivable_id"], again["receivable_id"]);
+}
+
+/// The payer's return is anybody's to call: it answers the same for a receivable that
+/// exists and one that does not, nothing of its status or balance, and pulls a receivable's
+/// status at most once in a while however often it comes.
+async fn a_return_tells_nothing_and_pulls_seldom(env: &Env) {
+    let payer = Uuid::now_v7().to_string();
+    let r = env
+        .request(&cashier("kasse-1", "b100"), "b100", &payer)
+        .await;
+    let id = id_of(&r);
+    let checkout = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            &format!("/receivables/{id}/checkout"),
+            &citizen(&payer),
+            Some(json!({ "return_url": "https://portal.example/return" })),
+        )
+        .await;
+    let tx = checkout["transaction_id"].as_str().expect("tx").to_owned();
+    let known = env
+        .call(
+            "GET",
+            &format!("/payments/return?receivable={id}"),
+            None,
+            None,
+            &[],
+        )
+        .await;
+    let unknown = env
+        .call(
+            "GET",
+            &format!("/payments/return?receivable={}", Uuid::now_v7()),
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(known.0, StatusCode::ACCEPTED, "{}", known.1);
+    assert_eq!(
+        known, unknown,
+        "a return reveals whether the receivable exists"
+    );
+    assert!(!known.1.to_string().contains("balance"), "{}", known.1);
+    // Paid at the provider without a callback: the next returns pull nothing yet.
+    assert!(env.sim.decide(&tx, "paid", 0).await.is_empty());
+    for _ in 0..3 {
+        let again = env
+            .call(
+                "GET",
+                &format!("/payments/return?receivable={id}"),
+                None,
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(again, known);
+    }
+    assert!(
+        !env.events(&id)
+            .await
+            .iter()
+            .any(|t| t == "PaymentStatusVerified"),
+        "a return within the interval pulled again"
+    );
+}
+
+/// An `Idempotency-Key` answers its receivable only to the same request from a caller
+/// still scoped to its Bewirtschafter: another request under it is refused, and a caller
+/// now scoped elsewhere does not see it.
+async fn a_reused_idempotency_key_reveals_and_returns_nothing(env: &Env) {
+    let payer = Uuid::now_v7().to_string();
+    let key = Uuid::now_v7().to_string();
+    let post = |token: String, body: Value| {
+        let key = key.clone();
+        async move {
+            env.call(
+                "POST",
+                "/receivables",
+                Some(&token),
+                Some(body),
+                &[("idempotency-key", &key)],
+            )
+            .await
+        }
+    };
+    let (status, first) = post(cashier("kasse-7", "b100"), fee("b100", &payer, 2000, 500)).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, same) = post(cashier("kasse-7", "b100"), fee("b100", &payer, 2000, 500)).await;
+    assert_eq!(status, StatusCode::OK, "{same}");
+    assert_eq!(same["receivable_id"], first["receivable_id"]);
+    // Another request under the same key: other lines, another payer, another due date.
+    let other_payer = Uuid::now_v7().to_string();
+    let mut later = fee("b100", &payer, 2000, 500);
+    later["due_date"] = json!("2027-01-31");
+    for body in [
+        fee("b100", &payer, 1500, 1000),
+        fee("b100", &other_payer, 2000, 500),
+        later,
+    ] {
+        let (status, p) = post(cashier("kasse-7", "b100"), body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{p}");
+        assert_eq!(p["type"], "urn:amtsbuch:problem:idempotency-key-reused");
+    }
+    // The same cashier, now scoped to b200 only: b100's receivable is not there for it.
+    let (status, p) = post(cashier("kasse-7", "b200"), fee("b200", &payer, 2000, 500)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
+    assert!(!p
+        .to_string()
+        .contains(first["kassenzeichen"].as_str().expect("kz")));
+    assert_eq!(env.events(&id_of(&first)).await, ["ReceivableRequested"]);
 }
 
 /// Bad input over HTTP, each a 4xx problem that records nothing.
@@ -783,6 +905,8 @@ async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
 common::on_both_adapters!(
     using on;
     a_fee_is_paid_over_http,
+    a_return_tells_nothing_and_pulls_seldom,
+    a_reused_idempotency_key_reveals_and_returns_nothing,
     bad_input_is_refused_over_http,
     each_role_reaches_its_receivables_in_every_combination,
     reconciliation_over_http,
