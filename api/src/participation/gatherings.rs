@@ -29,7 +29,6 @@ use amtsbuch_domain::participation::gathering::{
 use amtsbuch_domain::participation::{
     GatheringId, ParticipantId, Pseudonym, RegistrationId, Title,
 };
-use amtsbuch_domain::Routing;
 use amtsbuch_projections::db::ReadDb;
 
 use super::public::procedure_id;
@@ -119,7 +118,7 @@ pub struct GatheringRequest {
     responses(
         (status = 201, description = "Scheduled; `gathering_id` names it", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "A period in the past or empty, or a capacity outside 1 to 100000", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn schedule(
@@ -133,25 +132,15 @@ pub async fn schedule(
         raw,
         "{\"kind\", \"title\", \"starts_at\", \"ends_at\", \"capacity\"}",
     )?;
-    let authority = caller
-        .authority()
-        .filter(|_| caller.has(Role::Authority))
-        .ok_or_else(|| Problem::forbidden("only an authority schedules gatherings"))?;
+    if !caller.has(Role::Authority) {
+        return Err(Problem::forbidden("only an authority schedules gatherings"));
+    }
     let (found, _) = super::folded::procedure(&state, pid).await?;
     let procedure = found
         .procedure()
         .ok_or_else(|| Problem::not_found("no such participation procedure"))?;
-    if procedure.authority != *authority {
-        return Err(Problem::forbidden(
-            "the procedure is run by another authority; only its own authority acts on it",
-        ));
-    }
+    let meta = super::organiser::organising(&caller, procedure)?;
     let gid = GatheringId(Uuid::now_v7());
-    let meta = Meta::acting_as(&caller, Role::Authority).routed(Routing {
-        authority: Some(procedure.authority.clone()),
-        service: None,
-        tenant: Some(procedure.region.as_str().to_owned()),
-    });
     let command = GatheringCommand::Schedule {
         gathering_id: gid,
         procedure_id: pid,

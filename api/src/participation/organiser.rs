@@ -3,7 +3,8 @@
 //! statements and records the decision. The procedure's authority is recorded when it is drafted — the
 //! authority of the token that drafted it — and every later command on the procedure is
 //! refused to a token of another authority (`403`): ownership is that recorded fact,
-//! never a name.
+//! never a name. An official acts only within its regions: the token's regions must cover
+//! the procedure's region (its AGS) to draft it and for every later command (`403`).
 //!
 //! Refusals: a rule of the domain that the request breaks is `422` (a § 3 (2) display of
 //! 29 days, an announcement after a round's start, a geometry outside Saxony); a command
@@ -74,28 +75,46 @@ fn organiser(caller: &Principal) -> Result<&AuthorityId, Problem> {
         .ok_or_else(|| Problem::forbidden("only an authority organises participation procedures"))
 }
 
-/// The procedure `id`, if the caller's authority runs it; with the command's metadata.
-async fn own_procedure(
-    state: &AppState,
-    caller: &Principal,
-    id: ProcedureId,
-) -> Result<(Procedure, Meta), Problem> {
+/// Whether one of the caller's regions covers `region`: an official acts only where it is
+/// responsible, as it does on applications.
+fn covers(caller: &Principal, region: &Ags) -> bool {
+    caller.regions().iter().any(|r| r.covers(region.as_str()))
+}
+
+/// The command's metadata if the caller organises `procedure`: an authority token of the
+/// procedure's authority whose regions cover the procedure's region (`403` otherwise).
+pub(super) fn organising(caller: &Principal, procedure: &Procedure) -> Result<Meta, Problem> {
     let authority = organiser(caller)?;
-    let (found, _) = current::<ProcedureState>(state, &id.stream_id()).await?;
-    let procedure = found
-        .procedure()
-        .cloned()
-        .ok_or_else(|| Problem::not_found("no such participation procedure"))?;
     if procedure.authority != *authority {
         return Err(Problem::forbidden(
             "the procedure is run by another authority; only its own authority acts on it",
         ));
     }
-    let meta = Meta::acting_as(caller, Role::Authority).routed(Routing {
+    if !covers(caller, &procedure.region) {
+        return Err(Problem::forbidden(
+            "the procedure's region is outside the caller's regions",
+        ));
+    }
+    Ok(Meta::acting_as(caller, Role::Authority).routed(Routing {
         authority: Some(procedure.authority.clone()),
         service: None,
         tenant: Some(procedure.region.as_str().to_owned()),
-    });
+    }))
+}
+
+/// The procedure `id`, if the caller organises it; with the command's metadata.
+async fn own_procedure(
+    state: &AppState,
+    caller: &Principal,
+    id: ProcedureId,
+) -> Result<(Procedure, Meta), Problem> {
+    organiser(caller)?;
+    let (found, _) = current::<ProcedureState>(state, &id.stream_id()).await?;
+    let procedure = found
+        .procedure()
+        .cloned()
+        .ok_or_else(|| Problem::not_found("no such participation procedure"))?;
+    let meta = organising(caller, &procedure)?;
     Ok((procedure, meta))
 }
 
@@ -132,6 +151,7 @@ pub struct DraftRequest {
     responses(
         (status = 201, description = "Drafted; `id` names it", body = Object),
         (status = 400, description = "A malformed body (a geometry outside Saxony, an AGS of another Land)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not an authority, or a region outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "A rule of the procedure broken", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn draft(
     State(state): State<AppState>,
@@ -143,6 +163,11 @@ pub async fn draft(
         raw,
         "{\"format\", \"title\", \"region\", \"topics\"?, \"geometry\"?, \"accepts_late\"?, \"report_threshold\"?, \"survey\"?}",
     )?;
+    if !covers(&caller, &req.region) {
+        return Err(Problem::forbidden(
+            "the region is outside the caller's regions; an authority drafts only where it is responsible",
+        ));
+    }
     let id = ProcedureId(Uuid::now_v7());
     let meta = Meta::acting_as(&caller, Role::Authority).routed(Routing {
         authority: Some(authority.clone()),
@@ -183,7 +208,7 @@ pub struct AnnounceRequest {}
     request_body(content = Option<AnnounceRequest>),
     responses(
         (status = 200, description = "Announced", body = Object),
-        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not a draft", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "A round has already started", body = ProblemDoc, content_type = "application/problem+json")))]
@@ -238,7 +263,7 @@ pub struct RoundRequest {
     responses(
         (status = 201, description = "Scheduled; `round_id` names it", body = Object),
         (status = 400, description = "A malformed body (a hash that is not 64 hex digits)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The procedure's state does not allow it, or it overlaps the previous round", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "A rule broken: a § 3 (2) display shorter than a month and 30 days, announced too late, a start in the past", body = ProblemDoc, content_type = "application/problem+json")))]
@@ -288,7 +313,7 @@ pub struct CancelRequest {
     responses(
         (status = 200, description = "Cancelled", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Neither announced nor active", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn cancel(
@@ -331,7 +356,7 @@ pub struct AnswerRequest {
     responses(
         (status = 200, description = "Drafted (and published); `public` is what the public sees", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such procedure, or no such contribution in it", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Already published, or a kind that is weighed instead", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn answer(
@@ -399,7 +424,7 @@ pub struct EvaluateRequest {}
     request_body(content = Option<EvaluateRequest>),
     responses(
         (status = 200, description = "Under evaluation", body = Object),
-        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not announced, no rounds, or a round still running", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn evaluate(
@@ -437,7 +462,7 @@ pub struct WeighingRequest {
     responses(
         (status = 200, description = "Weighed (a repeat changes nothing)", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such procedure, or no such contribution in it", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not a statement, withdrawn, or the procedure is decided", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn weigh(
@@ -491,7 +516,7 @@ pub struct DecisionRequest {
     responses(
         (status = 200, description = "Decided", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another authority's procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not under evaluation", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn decide(

@@ -247,7 +247,7 @@ impl Samples for ParticipationSamples {
                         format: Format::Dialog,
                         title: Title::parse("Stadtteildialog Johannstadt").expect("title"),
                         topics: vec![Topic::parse("verkehr").expect("topic")],
-                        region: Ags::parse("14612000").expect("ags"),
+                        region: Ags::parse("14627010").expect("ags"),
                         geometry: None,
                         accepts_late: false,
                         report_threshold: None,
@@ -389,7 +389,7 @@ impl Samples for ParticipationSamples {
             ("POST", "/participations") => json!({
                 "format": "dialog",
                 "title": "Stadtteildialog Pieschen",
-                "region": "14612000",
+                "region": "14627010",
                 "topics": ["verkehr"],
             }),
             ("POST", "/participations/{id}/rounds") => json!({

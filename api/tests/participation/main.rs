@@ -1636,6 +1636,137 @@ async fn survey_results_are_recomputable_from_the_log(env: Env) {
     env.close().await;
 }
 
+/// An official of a region's procedure, and only such an official, drafts and organises
+/// it: a token of the procedure's authority whose regions do not cover the procedure's AGS
+/// is refused (`403`) its draft and every organiser command, whatever other role it holds,
+/// and nothing is recorded; a region covering the AGS (the district, the municipality, the
+/// Land) acts.
+async fn organisers_act_only_within_their_regions(env: Env) {
+    let with = |roles: &[Role], regions: &[&str]| {
+        let mut request = common::request_of(roles, "lra-meissen", &[]);
+        request.regions = regions
+            .iter()
+            .map(|r| amtsbuch_domain::access::RegionKey::parse(r).expect("region"))
+            .collect();
+        common::signed(&request)
+    };
+    let dresden = common::official("lra-meissen", &["14612"]);
+    let refused_tokens = [
+        ("an official of another region", dresden.clone()),
+        (
+            "a moderator with an official role of another region",
+            with(&[Role::Authority, Role::Moderator], &["14612"]),
+        ),
+        (
+            "a citizen with an official role of other regions",
+            with(&[Role::Citizen, Role::Authority], &["14612", "14713"]),
+        ),
+        (
+            "a moderator of the authority without an official role",
+            with(&[Role::Moderator], &["14627"]),
+        ),
+    ];
+    let body = json!({ "format": "event_management", "title": "Bürgerforum Radebeul", "region": "14627010" });
+    let head = env.store.head().await.expect("head").position;
+    for (who, token) in &refused_tokens {
+        let problem = env
+            .send(
+                StatusCode::FORBIDDEN,
+                "POST",
+                "/participations",
+                "/participations",
+                token,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(problem["status"], 403, "{who}");
+    }
+    assert_eq!(
+        env.store.head().await.expect("head").position,
+        head,
+        "nothing drafted"
+    );
+    let created = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations",
+            "/participations",
+            &with(&[Role::Authority], &["14627010"]),
+            Some(body),
+        )
+        .await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let start = Utc::now() + chrono::Duration::days(10);
+    let round = json!({ "starts_at": ts(start), "ends_at": ts(start + chrono::Duration::days(2)), "documents": [] });
+    let gathering = json!({ "kind": "event", "title": "Bürgerforum", "starts_at": ts(start), "ends_at": ts(start + chrono::Duration::hours(2)), "capacity": 10 });
+    let commands = [
+        ("/participations/{id}/rounds", Some(round.clone())),
+        ("/participations/{id}/gatherings", Some(gathering.clone())),
+        ("/participations/{id}/announcement", None),
+        (
+            "/participations/{id}/answers",
+            Some(json!({ "contribution_id": Uuid::now_v7().to_string(), "state": "accepted" })),
+        ),
+        ("/participations/{id}/evaluation", None),
+        (
+            "/participations/{id}/weighing",
+            Some(json!({ "contribution_id": Uuid::now_v7().to_string(), "result": "considered" })),
+        ),
+        (
+            "/participations/{id}/decision",
+            Some(json!({ "summary": "Beschluss des Kreistags" })),
+        ),
+        (
+            "/participations/{id}/cancellation",
+            Some(json!({ "reason": "Das Vorhaben entfällt" })),
+        ),
+    ];
+    let head = env.store.head().await.expect("head").position;
+    for (path, body) in &commands {
+        let uri = path.replace("{id}", &id);
+        for (who, token) in &refused_tokens {
+            let problem = env
+                .send(
+                    StatusCode::FORBIDDEN,
+                    "POST",
+                    path,
+                    &uri,
+                    token,
+                    body.clone(),
+                )
+                .await;
+            assert_eq!(problem["status"], 403, "{who} on {path}");
+        }
+    }
+    assert_eq!(
+        env.store.head().await.expect("head").position,
+        head,
+        "refusals change nothing"
+    );
+    // The district's and the Land's officials act on it.
+    let rounds = format!("/participations/{id}/rounds");
+    env.send(
+        StatusCode::CREATED,
+        "POST",
+        "/participations/{id}/rounds",
+        &rounds,
+        &common::token(Role::Authority),
+        Some(round),
+    )
+    .await;
+    env.send(
+        StatusCode::CREATED,
+        "POST",
+        "/participations/{id}/gatherings",
+        &format!("/participations/{id}/gatherings"),
+        &with(&[Role::Authority, Role::Moderator], &["14612", "14"]),
+        Some(gathering),
+    )
+    .await;
+    env.close().await;
+}
+
 /// Run `test` on an `Env` on a fresh database of `adapter`.
 async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(Env)) {
     test(Env::start(adapter).await).await;
@@ -1650,6 +1781,7 @@ common::on_both_adapters!(
     moderators_act_only_within_what_they_moderate,
     survey_results_are_recomputable_from_the_log,
     a_node_decides_on_what_another_node_changed,
+    organisers_act_only_within_their_regions,
 );
 
 /// `amtsbuch bench participation` with tiny numbers, on SQLite and on PostgreSQL: it

@@ -470,15 +470,17 @@ pub enum ProcedureError {
     RoundsRunning(String),
     #[error("participation cannot be closed before a round was held")]
     NoRounds,
+    #[error("a display under § 3 (2) BauGB starting at {0} would end beyond the last representable instant")]
+    BeyondTime(String),
 }
 
 /// The earliest end of a § 3 (2) display starting at `start`: one month later, but at
-/// least 30 days later.
-pub fn minimum_display_end(start: DateTime<Utc>) -> DateTime<Utc> {
-    let thirty_days = start + chrono::Duration::days(30);
-    start
-        .checked_add_months(Months::new(1))
-        .map_or(thirty_days, |month| month.max(thirty_days))
+/// least 30 days later; `None` where that lies beyond the last instant `chrono`
+/// represents (a start in the year 262142).
+pub fn minimum_display_end(start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let thirty_days = start.checked_add_signed(chrono::Duration::days(30))?;
+    let month = start.checked_add_months(Months::new(1))?;
+    Some(month.max(thirty_days))
 }
 
 fn status_error(p: &Procedure, what: &'static str) -> ProcedureError {
@@ -569,7 +571,9 @@ fn schedule(p: &Procedure, c: &ScheduleRound) -> Result<ProcedureEvent, Procedur
         d.check()?;
     }
     if c.stage == Some(Stage::Auslegung32) {
-        let minimum = minimum_display_end(starts_at);
+        let minimum = minimum_display_end(starts_at).ok_or_else(|| {
+            ProcedureError::BeyondTime(crate::record::format_timestamp(&starts_at))
+        })?;
         if ends_at < minimum {
             return Err(ProcedureError::DisplayTooShort(
                 crate::record::format_timestamp(&minimum),
@@ -952,12 +956,26 @@ pub(crate) mod tests {
         // February is shorter than 30 days: then the 30 days count.
         assert_eq!(
             minimum_display_end(at("2026-02-01T00:00:00Z")),
-            at("2026-03-03T00:00:00Z")
+            Some(at("2026-03-03T00:00:00Z"))
         );
         assert_eq!(
             minimum_display_end(at("2026-01-31T00:00:00Z")),
-            at("2026-03-02T00:00:00Z")
+            Some(at("2026-03-02T00:00:00Z"))
         );
+        // A display starting within 30 days of the last instant chrono represents has no
+        // minimum end: refused, never an overflow.
+        let last = DateTime::<Utc>::MAX_UTC;
+        let mut late = schedule_command(1, DISPLAY, march, days(31));
+        late.starts_at = last - days(10);
+        late.ends_at = last;
+        let starts_at = crate::record::format_timestamp(&instant(late.starts_at));
+        check(
+            &[drafted(bplan)],
+            schedule(late),
+            Err(ProcedureError::BeyondTime(starts_at)),
+        );
+        assert_eq!(minimum_display_end(last - days(29)), None);
+        assert_eq!(minimum_display_end(last - days(40)), Some(last - days(10)));
         // Other stages have no minimum.
         check(
             &[drafted(bplan)],
