@@ -76,7 +76,7 @@ fn organiser(caller: &Principal) -> Result<&AuthorityId, Problem> {
 }
 
 /// Whether one of the caller's regions covers `region`: an official acts only where it is
-/// responsible, as it does on applications.
+/// responsible, as it does on an application.
 fn covers(caller: &Principal, region: &Ags) -> bool {
     caller.regions().iter().any(|r| r.covers(region.as_str()))
 }
