@@ -660,17 +660,20 @@ pub struct CheckoutAnswer {
 }
 
 /// Start paying what is still owed: a payment request at the provider, recorded as an
-/// attempt; answers the provider's payment page to redirect the payer to.
+/// attempt; answers the provider's payment page to redirect the payer to. A receivable has
+/// at most one attempt open: while the provider says it is not final, a checkout answers it
+/// again (`200`) and asks for no new one.
 #[utoipa::path(post, path = "/receivables/{id}/checkout", tag = "payments",
     security(("bearer" = ["citizen"])),
     params(("id" = String, Path, description = "The receivable's id (UUID)", format = Uuid)),
     request_body = CheckoutRequest,
     responses(
+        (status = 200, description = "The attempt still open and where to send the payer", body = CheckoutAnswer),
         (status = 201, description = "The attempt and where to send the payer", body = CheckoutAnswer),
         (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another payer's", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such receivable", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Nothing is owed, or the receivable is cancelled", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing is owed, the receivable is cancelled, or an attempt for another amount is still open", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 502, description = "The provider refused or answered what cannot be used", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No provider is configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn checkout(
@@ -705,8 +708,13 @@ pub async fn checkout(
         &meta,
     )
     .await?;
+    let status = if done.reused {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((
-        StatusCode::CREATED,
+        status,
         Json(CheckoutAnswer {
             transaction_id: done.transaction_id,
             redirect_url: done.redirect_url,

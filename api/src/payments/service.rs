@@ -214,9 +214,35 @@ pub async fn request(
 pub struct Checkout {
     pub transaction_id: String,
     pub redirect_url: String,
+    /// Whether this is the receivable's attempt still open (else a new one).
+    pub reused: bool,
 }
 
-/// Starts a payment attempt at the provider for what is still owed.
+/// The attempt about to start, decided on `current` before the provider is asked (the
+/// transaction id is not known yet, so a placeholder stands for it).
+fn may_start(
+    current: &ReceivableState,
+    amount: amtsbuch_domain::payments::Cents,
+) -> Result<(), Problem> {
+    let placeholder = TransactionId::parse("0").map_err(|e| Problem::internal(&e))?;
+    let provider = Reference::parse("provider").map_err(|e| Problem::internal(&e))?;
+    receivable::decide(
+        &ReceivableCommand::StartAttempt(StartAttempt {
+            transaction_id: placeholder,
+            request_id: Uuid::nil(),
+            provider,
+            amount,
+            started_at: Utc::now(),
+        }),
+        current,
+    )
+    .map(|_| ())
+    .map_err(rejected)
+}
+
+/// Starts a payment attempt at the provider for what is still owed. A receivable has at
+/// most one attempt open: while the provider says the last one is not final, a checkout
+/// answers that one again; the attempt is decided before the provider is asked.
 pub async fn checkout(
     state: &AppState,
     provider: &Provider,
@@ -226,7 +252,45 @@ pub async fn checkout(
     now: DateTime<Utc>,
     meta: &Meta,
 ) -> Result<Checkout, Problem> {
-    let (current, _) = receivable(state, id).await?;
+    let (mut current, _) = receivable(state, id).await?;
+    let open = current.receivable().and_then(|r| {
+        r.attempts
+            .iter()
+            .find(|(_, a)| !a.status.is_terminal())
+            .map(|(tx, a)| (tx.clone(), a.amount))
+    });
+    if let Some((tx, amount)) = open {
+        // What the provider says of it now decides whether it is still open.
+        let info = provider.status(&tx).await.map_err(provider_problem)?;
+        let done = book(
+            state,
+            id,
+            &ReceivableCommand::ApplyPull(PulledStatus {
+                transaction_id: tx.clone(),
+                status: info.status,
+                method: info.method,
+                reference: info.reference,
+                amount: info.gross,
+                pulled_at: Utc::now(),
+            }),
+            meta,
+        )
+        .await?;
+        current = done.state;
+        let r = current
+            .receivable()
+            .ok_or_else(|| Problem::not_found("no such receivable"))?;
+        if r.attempts.get(&tx).is_some_and(|a| !a.status.is_terminal()) {
+            if r.cancelled || amount != r.balance() {
+                return Err(rejected(ReceivableError::AttemptOpen));
+            }
+            return Ok(Checkout {
+                transaction_id: tx.to_string(),
+                redirect_url: info.transaction_url,
+                reused: true,
+            });
+        }
+    }
     let r = current
         .receivable()
         .ok_or_else(|| Problem::not_found("no such receivable"))?;
@@ -237,6 +301,7 @@ pub async fn checkout(
     if balance.is_zero() {
         return Err(rejected(ReceivableError::NothingOwed));
     }
+    may_start(&current, balance)?;
     // One item for what is owed when it is all of it: each line; otherwise one item.
     let items = if balance == r.gross {
         r.lines
@@ -294,6 +359,7 @@ pub async fn checkout(
     Ok(Checkout {
         transaction_id: created.transaction_id.to_string(),
         redirect_url: created.transaction_url,
+        reused: false,
     })
 }
 
