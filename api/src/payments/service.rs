@@ -150,9 +150,11 @@ pub async fn request(
             "the Idempotency-Key named another request before; send a new key for a new request",
         ));
     }
-    // Every rule of the request, before a Kassenzeichen is claimed for it.
+    // Every rule of the request, and that the payer's name can be sealed, before a
+    // Kassenzeichen is claimed for it.
     receivable::decide(&ReceivableCommand::Request(command.clone()), &existing)
         .map_err(rejected)?;
+    crate::command::sealer(state)?;
     let now = command.requested_at;
     match supplied {
         Some(kz) => {

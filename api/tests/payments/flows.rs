@@ -438,6 +438,37 @@ async fn a_repeated_request_creates_nothing_new(env: &Env) {
     assert_eq!(env.events(id).await, ["ReceivableRequested"]);
 }
 
+/// A server that cannot seal the payer's name claims no Kassenzeichen for the request it
+/// refuses: the supplied one stays free for the request that can be recorded.
+async fn a_request_that_cannot_be_sealed_claims_nothing(env: &Env) {
+    let mut unsealed = env.state.clone();
+    unsealed.sealer = None;
+    let kz = Kassenzeichen::parse("KZ50031").expect("kz");
+    let id = ReceivableId(Uuid::now_v7());
+    let before = env.head().await;
+    let p = service::request(
+        &unsealed,
+        fee(id, "14612000", &[("1100.100", 2500)], 2500),
+        Some(kz.clone()),
+        &meta(),
+    )
+    .await
+    .expect_err("no sealer");
+    assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(p.kind, "personal-data-disabled");
+    assert_eq!(env.head().await, before, "nothing is recorded");
+    let other = ReceivableId(Uuid::now_v7());
+    let done = service::request(
+        &env.state,
+        fee(other, "14612000", &[("1100.100", 2500)], 2500),
+        Some(kz.clone()),
+        &meta(),
+    )
+    .await
+    .expect("the Kassenzeichen is free");
+    assert_eq!(kassenzeichen(&done), kz.as_str());
+}
+
 /// Bad input gets a problem and changes nothing.
 async fn bad_input_changes_nothing(env: &Env) {
     // A duplicate Kassenzeichen in a Mandant; the same in another Mandant is fine.
@@ -597,6 +628,7 @@ common::on_both_adapters!(
     p4_a_returned_debit_reopens_the_receivable,
     p5_an_hkr_posting_of_24_50_is_a_mismatch,
     a_repeated_request_creates_nothing_new,
+    a_request_that_cannot_be_sealed_claims_nothing,
     bad_input_changes_nothing,
     figures,
 );
