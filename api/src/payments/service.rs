@@ -713,7 +713,8 @@ async fn book_batch(
         lines: lines.len(),
         ..ImportReport::default()
     };
-    let mut events = Vec::new();
+    // Each booked line's events, kept together: appends split only between lines.
+    let mut events: Vec<Vec<ReceivableEvent>> = Vec::new();
     for line in &lines {
         let decision = match_line(
             line,
@@ -735,7 +736,17 @@ async fn book_batch(
                 amount_differs,
                 ..
             } => {
-                let decided = receivable::decide(&command, &current_state).map_err(rejected)?;
+                // A line the receivable's rules refuse (an amount past the largest) is
+                // reported and books nothing; the file's other lines are booked.
+                let decided = match receivable::decide(&command, &current_state) {
+                    Ok(decided) => decided,
+                    Err(e) => {
+                        report
+                            .unmatched
+                            .push((line.position.clone(), format!("refused: {e}")));
+                        continue;
+                    }
+                };
                 if decided.is_empty() {
                     report.already_booked += 1;
                     continue;
@@ -751,28 +762,44 @@ async fn book_batch(
                     report.amount_differs.push(line.position.clone());
                 }
                 current_state = decided.iter().fold(current_state, receivable::evolve);
-                events.extend(decided);
+                events.push(decided);
             }
         }
     }
-    if events.is_empty() {
-        return Ok(report);
+    // At most MAX_EVENTS_PER_APPEND events an append, each line's events in one of them.
+    let mut chunks: Vec<Vec<ReceivableEvent>> = Vec::new();
+    for line_events in events {
+        match chunks.last_mut() {
+            Some(chunk)
+                if chunk.len() + line_events.len()
+                    <= amtsbuch_domain::append::MAX_EVENTS_PER_APPEND =>
+            {
+                chunk.extend(line_events)
+            }
+            _ => chunks.push(line_events),
+        }
     }
-    match append(
-        state,
-        &id.stream_id(),
-        &events,
-        ExpectedVersion::Exact(version),
-        meta,
-    )
-    .await
-    {
-        Ok(_) => Ok(report),
-        Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
-            ..
-        }))) => book_group(state, id, lines, now, meta).await,
-        Err(e) => Err(e.into()),
+    let mut version = version;
+    for chunk in chunks {
+        match append(
+            state,
+            &id.stream_id(),
+            &chunk,
+            ExpectedVersion::Exact(version),
+            meta,
+        )
+        .await
+        {
+            Ok(done) => version = done.next_version,
+            // The receivable changed meanwhile: decide the lines again on the log's state
+            // (those already appended book nothing again).
+            Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
+                ..
+            }))) => return book_group(state, id, lines, now, meta).await,
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(report)
 }
 
 /// Books the lines of one receivable, in order.
@@ -809,6 +836,12 @@ async fn book_group(
                 amount_differs,
                 ..
             } => {
+                if let Err(e) = receivable::decide(&command, &current_state) {
+                    report
+                        .unmatched
+                        .push((line.position.clone(), format!("refused: {e}")));
+                    continue;
+                }
                 let done =
                     book_on(state, id, &command, Some((current_state, version)), meta).await?;
                 if done.events.is_empty() {
