@@ -97,10 +97,10 @@ fn reach(caller: &Principal, r: &Receivable) -> Option<Role> {
     })
 }
 
+/// A receivable the caller does not reach is answered as one that does not exist, so that
+/// a refusal tells neither that it exists nor in what state.
 fn not_reached() -> Problem {
-    Problem::forbidden(
-        "the receivable belongs to another payer, or to a Bewirtschafter the token does not name",
-    )
+    Problem::not_found("no such receivable")
 }
 
 /// The receivable, if the caller reaches it, and the metadata of its events.
@@ -453,8 +453,7 @@ pub async fn request(
     responses(
         (status = 200, description = "The receivable", body = ReceivableView),
         (status = 400, description = "Invalid id", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another payer's or Bewirtschafter's", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such receivable", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 404, description = "No such receivable, or another payer's or Bewirtschafter's", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -618,8 +617,7 @@ pub struct ReceivableCancellation {
     responses(
         (status = 200, description = "The cancelled receivable", body = ReceivableView),
         (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another Bewirtschafter's", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such receivable", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such receivable, or another Bewirtschafter's", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Something was paid", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn cancel(
     State(state): State<AppState>,
@@ -660,17 +658,19 @@ pub struct CheckoutAnswer {
 }
 
 /// Start paying what is still owed: a payment request at the provider, recorded as an
-/// attempt; answers the provider's payment page to redirect the payer to.
+/// attempt; answers the provider's payment page to redirect the payer to. A receivable has
+/// at most one attempt open: while the provider says it is not final, a checkout answers it
+/// again (`200`) and asks for no new one.
 #[utoipa::path(post, path = "/receivables/{id}/checkout", tag = "payments",
     security(("bearer" = ["citizen"])),
     params(("id" = String, Path, description = "The receivable's id (UUID)", format = Uuid)),
     request_body = CheckoutRequest,
     responses(
+        (status = 200, description = "The attempt still open and where to send the payer", body = CheckoutAnswer),
         (status = 201, description = "The attempt and where to send the payer", body = CheckoutAnswer),
         (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another payer's", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such receivable", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Nothing is owed, or the receivable is cancelled", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such receivable, or another payer's", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing is owed, the receivable is cancelled, or an attempt for another amount is still open", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 502, description = "The provider refused or answered what cannot be used", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No provider is configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn checkout(
@@ -705,8 +705,13 @@ pub async fn checkout(
         &meta,
     )
     .await?;
+    let status = if done.reused {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((
-        StatusCode::CREATED,
+        status,
         Json(CheckoutAnswer {
             transaction_id: done.transaction_id,
             redirect_url: done.redirect_url,
@@ -913,8 +918,7 @@ pub struct RefundRequestedView {
     responses(
         (status = 201, description = "The refund, pending approval", body = RefundRequestedView),
         (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another Bewirtschafter's", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such receivable", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such receivable, or another Bewirtschafter's", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "More than was paid", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn request_refund(
     State(state): State<AppState>,
@@ -981,8 +985,7 @@ pub struct RefundApproval {
     responses(
         (status = 200, description = "The receivable with the refund booked", body = ReceivableView),
         (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another Bewirtschafter's", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such refund", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such refund, or another Bewirtschafter's", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Approved by its requester, or already booked", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn approve_refund(
     State(state): State<AppState>,
@@ -997,7 +1000,14 @@ pub async fn approve_refund(
         .await
         .map_err(db_problem)?
         .ok_or_else(|| Problem::not_found("no such refund"))?;
-    let (_, meta) = reached(&state, &caller, owner).await?;
+    // Outside the caller's reach the refund is answered as one that does not exist.
+    let (_, meta) = reached(&state, &caller, owner).await.map_err(|p| {
+        if p.status == StatusCode::NOT_FOUND {
+            Problem::not_found("no such refund")
+        } else {
+            p
+        }
+    })?;
     let done = service::approve_refund(
         &state,
         owner,

@@ -54,7 +54,7 @@ const fn public_on_subject(method: &'static str, path: &'static str) -> AccessRo
 
 /// A citizen acts on its own receivables; the operation's other roles on those of their
 /// Bewirtschafter (the samples' for both subjects) or on all.
-const OWN_FOR_CITIZENS: Target = Target::Subject {
+const OWN_FOR_CITIZENS: Target = Target::HiddenSubject {
     own_only: &[Citizen],
 };
 /// The operation's roles reach both subjects' receivables.

@@ -150,9 +150,11 @@ pub async fn request(
             "the Idempotency-Key named another request before; send a new key for a new request",
         ));
     }
-    // Every rule of the request, before a Kassenzeichen is claimed for it.
+    // Every rule of the request, and that the payer's name can be sealed, before a
+    // Kassenzeichen is claimed for it.
     receivable::decide(&ReceivableCommand::Request(command.clone()), &existing)
         .map_err(rejected)?;
+    crate::command::sealer(state)?;
     let now = command.requested_at;
     match supplied {
         Some(kz) => {
@@ -214,9 +216,35 @@ pub async fn request(
 pub struct Checkout {
     pub transaction_id: String,
     pub redirect_url: String,
+    /// Whether this is the receivable's attempt still open (else a new one).
+    pub reused: bool,
 }
 
-/// Starts a payment attempt at the provider for what is still owed.
+/// The attempt about to start, decided on `current` before the provider is asked (the
+/// transaction id is not known yet, so a placeholder stands for it).
+fn may_start(
+    current: &ReceivableState,
+    amount: amtsbuch_domain::payments::Cents,
+) -> Result<(), Problem> {
+    let placeholder = TransactionId::parse("0").map_err(|e| Problem::internal(&e))?;
+    let provider = Reference::parse("provider").map_err(|e| Problem::internal(&e))?;
+    receivable::decide(
+        &ReceivableCommand::StartAttempt(StartAttempt {
+            transaction_id: placeholder,
+            request_id: Uuid::nil(),
+            provider,
+            amount,
+            started_at: Utc::now(),
+        }),
+        current,
+    )
+    .map(|_| ())
+    .map_err(rejected)
+}
+
+/// Starts a payment attempt at the provider for what is still owed. A receivable has at
+/// most one attempt open: while the provider says the last one is not final, a checkout
+/// answers that one again; the attempt is decided before the provider is asked.
 pub async fn checkout(
     state: &AppState,
     provider: &Provider,
@@ -226,7 +254,45 @@ pub async fn checkout(
     now: DateTime<Utc>,
     meta: &Meta,
 ) -> Result<Checkout, Problem> {
-    let (current, _) = receivable(state, id).await?;
+    let (mut current, _) = receivable(state, id).await?;
+    let open = current.receivable().and_then(|r| {
+        r.attempts
+            .iter()
+            .find(|(_, a)| !a.status.is_terminal())
+            .map(|(tx, a)| (tx.clone(), a.amount))
+    });
+    if let Some((tx, amount)) = open {
+        // What the provider says of it now decides whether it is still open.
+        let info = provider.status(&tx).await.map_err(provider_problem)?;
+        let done = book(
+            state,
+            id,
+            &ReceivableCommand::ApplyPull(PulledStatus {
+                transaction_id: tx.clone(),
+                status: info.status,
+                method: info.method,
+                reference: info.reference,
+                amount: info.gross,
+                pulled_at: Utc::now(),
+            }),
+            meta,
+        )
+        .await?;
+        current = done.state;
+        let r = current
+            .receivable()
+            .ok_or_else(|| Problem::not_found("no such receivable"))?;
+        if r.attempts.get(&tx).is_some_and(|a| !a.status.is_terminal()) {
+            if r.cancelled || amount != r.balance() {
+                return Err(rejected(ReceivableError::AttemptOpen));
+            }
+            return Ok(Checkout {
+                transaction_id: tx.to_string(),
+                redirect_url: info.transaction_url,
+                reused: true,
+            });
+        }
+    }
     let r = current
         .receivable()
         .ok_or_else(|| Problem::not_found("no such receivable"))?;
@@ -237,6 +303,7 @@ pub async fn checkout(
     if balance.is_zero() {
         return Err(rejected(ReceivableError::NothingOwed));
     }
+    may_start(&current, balance)?;
     // One item for what is owed when it is all of it: each line; otherwise one item.
     let items = if balance == r.gross {
         r.lines
@@ -294,6 +361,7 @@ pub async fn checkout(
     Ok(Checkout {
         transaction_id: created.transaction_id.to_string(),
         redirect_url: created.transaction_url,
+        reused: false,
     })
 }
 
@@ -645,7 +713,8 @@ async fn book_batch(
         lines: lines.len(),
         ..ImportReport::default()
     };
-    let mut events = Vec::new();
+    // Each booked line's events, kept together: appends split only between lines.
+    let mut events: Vec<Vec<ReceivableEvent>> = Vec::new();
     for line in &lines {
         let decision = match_line(
             line,
@@ -667,7 +736,17 @@ async fn book_batch(
                 amount_differs,
                 ..
             } => {
-                let decided = receivable::decide(&command, &current_state).map_err(rejected)?;
+                // A line the receivable's rules refuse (an amount past the largest) is
+                // reported and books nothing; the file's other lines are booked.
+                let decided = match receivable::decide(&command, &current_state) {
+                    Ok(decided) => decided,
+                    Err(e) => {
+                        report
+                            .unmatched
+                            .push((line.position.clone(), format!("refused: {e}")));
+                        continue;
+                    }
+                };
                 if decided.is_empty() {
                     report.already_booked += 1;
                     continue;
@@ -683,28 +762,44 @@ async fn book_batch(
                     report.amount_differs.push(line.position.clone());
                 }
                 current_state = decided.iter().fold(current_state, receivable::evolve);
-                events.extend(decided);
+                events.push(decided);
             }
         }
     }
-    if events.is_empty() {
-        return Ok(report);
+    // At most MAX_EVENTS_PER_APPEND events an append, each line's events in one of them.
+    let mut chunks: Vec<Vec<ReceivableEvent>> = Vec::new();
+    for line_events in events {
+        match chunks.last_mut() {
+            Some(chunk)
+                if chunk.len() + line_events.len()
+                    <= amtsbuch_domain::append::MAX_EVENTS_PER_APPEND =>
+            {
+                chunk.extend(line_events)
+            }
+            _ => chunks.push(line_events),
+        }
     }
-    match append(
-        state,
-        &id.stream_id(),
-        &events,
-        ExpectedVersion::Exact(version),
-        meta,
-    )
-    .await
-    {
-        Ok(_) => Ok(report),
-        Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
-            ..
-        }))) => book_group(state, id, lines, now, meta).await,
-        Err(e) => Err(e.into()),
+    let mut version = version;
+    for chunk in chunks {
+        match append(
+            state,
+            &id.stream_id(),
+            &chunk,
+            ExpectedVersion::Exact(version),
+            meta,
+        )
+        .await
+        {
+            Ok(done) => version = done.next_version,
+            // The receivable changed meanwhile: decide the lines again on the log's state
+            // (those already appended book nothing again).
+            Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
+                ..
+            }))) => return book_group(state, id, lines, now, meta).await,
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(report)
 }
 
 /// Books the lines of one receivable, in order.
@@ -741,6 +836,12 @@ async fn book_group(
                 amount_differs,
                 ..
             } => {
+                if let Err(e) = receivable::decide(&command, &current_state) {
+                    report
+                        .unmatched
+                        .push((line.position.clone(), format!("refused: {e}")));
+                    continue;
+                }
                 let done =
                     book_on(state, id, &command, Some((current_state, version)), meta).await?;
                 if done.events.is_empty() {

@@ -438,6 +438,94 @@ async fn a_repeated_request_creates_nothing_new(env: &Env) {
     assert_eq!(env.events(id).await, ["ReceivableRequested"]);
 }
 
+/// A server that cannot seal the payer's name claims no Kassenzeichen for the request it
+/// refuses: the supplied one stays free for the request that can be recorded.
+async fn a_request_that_cannot_be_sealed_claims_nothing(env: &Env) {
+    let mut unsealed = env.state.clone();
+    unsealed.sealer = None;
+    let kz = Kassenzeichen::parse("KZ50031").expect("kz");
+    let id = ReceivableId(Uuid::now_v7());
+    let before = env.head().await;
+    let p = service::request(
+        &unsealed,
+        fee(id, "14612000", &[("1100.100", 2500)], 2500),
+        Some(kz.clone()),
+        &meta(),
+    )
+    .await
+    .expect_err("no sealer");
+    assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(p.kind, "personal-data-disabled");
+    assert_eq!(env.head().await, before, "nothing is recorded");
+    let other = ReceivableId(Uuid::now_v7());
+    let done = service::request(
+        &env.state,
+        fee(other, "14612000", &[("1100.100", 2500)], 2500),
+        Some(kz.clone()),
+        &meta(),
+    )
+    .await
+    .expect("the Kassenzeichen is free");
+    assert_eq!(kassenzeichen(&done), kz.as_str());
+}
+
+/// An HKR file of more lines for one Kassenzeichen than one append may hold is booked in
+/// full (in several appends), and again books nothing.
+async fn a_file_of_more_than_an_appends_lines_for_one_receivable_is_booked(env: &Env) {
+    let id = env.request("14612000", None).await;
+    let kz = kassenzeichen(&env.state_of(id).await);
+    let n = amtsbuch_domain::append::MAX_EVENTS_PER_APPEND + 1;
+    let mut csv = format!("{}\n", amtsbuch_domain::payments::hkr::HEADER);
+    for i in 0..n {
+        csv.push_str(&format!("H{i};2026-03-04;{kz};1100.100;0,01;IST;BEL-{i}\n"));
+    }
+    let report = import(env, Format::Hkr, &csv).await;
+    assert_eq!(report.lines, n);
+    assert_eq!(report.booked, n, "{:?}", report.unmatched);
+    let before = env.head().await;
+    let again = import(env, Format::Hkr, &csv).await;
+    assert_eq!((again.booked, again.already_booked), (0, n));
+    assert_eq!(env.head().await, before, "a re-import books nothing");
+}
+
+/// A well-formed file with a line the receivable's rules refuse (a second credit past the
+/// largest amount) books its other lines and reports the refused one; it is no request
+/// error, and the same file again books nothing.
+async fn a_refused_line_is_reported_not_a_request_error(env: &Env) {
+    let big = env.request("14612000", None).await;
+    let small = env.request("14612000", None).await;
+    let kz_big = kassenzeichen(&env.state_of(big).await);
+    let kz_small = kassenzeichen(&env.state_of(small).await);
+    let entry = |kz: &str, amount: &str, reference: &str| {
+        format!(
+            r#"<Ntry><Amt Ccy="EUR">{amount}</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts>
+<BookgDt><Dt>2026-03-03</Dt></BookgDt><AcctSvcrRef>{reference}</AcctSvcrRef>
+<BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>RCDT</Cd><SubFmlyCd>ESCT</SubFmlyCd></Fmly></Domn></BkTxCd>
+<NtryDtls><TxDtls><RmtInf><Ustrd>{kz}</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>
+"#
+        )
+    };
+    let file = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02">
+<BkToCstmrStmt><GrpHdr><MsgId>S-BIG</MsgId></GrpHdr><Stmt><Id>1</Id>
+{}{}{}</Stmt></BkToCstmrStmt></Document>
+"#,
+        entry(&kz_big, "9999999999999.99", "BIG-1"),
+        entry(&kz_big, "9999999999999.99", "BIG-2"),
+        entry(&kz_small, "25.00", "SMALL-1"),
+    );
+    let report = import(env, Format::Camt, &file).await;
+    assert_eq!(report.lines, 3);
+    assert_eq!(report.booked, 2, "{:?}", report.unmatched);
+    assert_eq!(report.unmatched.len(), 1, "{:?}", report.unmatched);
+    assert_eq!(status(&env.state_of(small).await), Status::Paid);
+    let before = env.head().await;
+    let again = import(env, Format::Camt, &file).await;
+    assert_eq!((again.booked, again.already_booked), (0, 2));
+    assert_eq!(env.head().await, before, "a re-import books nothing");
+}
+
 /// Bad input gets a problem and changes nothing.
 async fn bad_input_changes_nothing(env: &Env) {
     // A duplicate Kassenzeichen in a Mandant; the same in another Mandant is fine.
@@ -597,6 +685,9 @@ common::on_both_adapters!(
     p4_a_returned_debit_reopens_the_receivable,
     p5_an_hkr_posting_of_24_50_is_a_mismatch,
     a_repeated_request_creates_nothing_new,
+    a_request_that_cannot_be_sealed_claims_nothing,
+    a_file_of_more_than_an_appends_lines_for_one_receivable_is_booked,
+    a_refused_line_is_reported_not_a_request_error,
     bad_input_changes_nothing,
     figures,
 );

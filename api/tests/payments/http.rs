@@ -417,6 +417,53 @@ async fn a_reused_idempotency_key_reveals_and_returns_nothing(env: &Env) {
     assert_eq!(env.events(&id_of(&first)).await, ["ReceivableRequested"]);
 }
 
+/// A receivable has one attempt open at a time: a second checkout while the provider says
+/// the first is not final answers the first again and asks the provider for nothing new.
+async fn a_second_checkout_reuses_the_open_attempt(env: &Env) {
+    let payer = Uuid::now_v7().to_string();
+    let r = env
+        .request(&cashier("kasse-1", "b100"), "b100", &payer)
+        .await;
+    let id = id_of(&r);
+    let uri = format!("/receivables/{id}/checkout");
+    let body = json!({ "return_url": "https://portal.example/return" });
+    let first = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            &uri,
+            &citizen(&payer),
+            Some(body.clone()),
+        )
+        .await;
+    for _ in 0..3 {
+        let again = env
+            .expect(
+                StatusCode::OK,
+                "POST",
+                &uri,
+                &citizen(&payer),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(again, first);
+    }
+    let attempts = env
+        .events(&id)
+        .await
+        .iter()
+        .filter(|t| *t == "PaymentAttemptInitiated")
+        .count();
+    assert_eq!(attempts, 1);
+    // Paid through that attempt: nothing is owed, so no further checkout.
+    let tx = first["transaction_id"].as_str().expect("tx").to_owned();
+    assert_eq!(env.sim.decide(&tx, "paid", 1).await, vec![200]);
+    let (status, p) = env
+        .call("POST", &uri, Some(&citizen(&payer)), Some(body), &[])
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+}
+
 /// Bad input over HTTP, each a 4xx problem that records nothing.
 async fn bad_input_is_refused_over_http(env: &Env) {
     let payer = Uuid::now_v7().to_string();
@@ -551,7 +598,7 @@ async fn each_role_reaches_its_receivables_in_every_combination(env: &Env) {
             let want = if expected.contains(id) {
                 StatusCode::OK
             } else {
-                StatusCode::FORBIDDEN
+                StatusCode::NOT_FOUND
             };
             assert_eq!(status, want, "{who} GET {id}");
         }
@@ -572,7 +619,7 @@ async fn each_role_reaches_its_receivables_in_every_combination(env: &Env) {
             &[],
         )
         .await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "checkout is the payer's");
+    assert_eq!(status, StatusCode::NOT_FOUND, "checkout is the payer's");
     // An auditor reads and changes nothing.
     let auditor = token("a", &[Role::Auditor], None, &[]);
     let (status, _) = env
@@ -907,6 +954,7 @@ common::on_both_adapters!(
     a_fee_is_paid_over_http,
     a_return_tells_nothing_and_pulls_seldom,
     a_reused_idempotency_key_reveals_and_returns_nothing,
+    a_second_checkout_reuses_the_open_attempt,
     bad_input_is_refused_over_http,
     each_role_reaches_its_receivables_in_every_combination,
     reconciliation_over_http,

@@ -711,6 +711,8 @@ pub enum ReceivableError {
     AttemptAmount { balance: Cents },
     #[error("the transaction is already an attempt of this receivable")]
     DuplicateTransaction,
+    #[error("an attempt of this receivable is still open at the provider")]
+    AttemptOpen,
     #[error("the transaction is no attempt of this receivable")]
     UnknownTransaction,
     #[error("the attempt's status is {current}, which is final; the provider now says {pulled}")]
@@ -819,6 +821,10 @@ pub fn decide(
             }
             if r.attempts.contains_key(&c.transaction_id) {
                 return Err(ReceivableError::DuplicateTransaction);
+            }
+            // One attempt at a time: two open ones could both be paid in full.
+            if r.attempts.values().any(|a| !a.status.is_terminal()) {
+                return Err(ReceivableError::AttemptOpen);
             }
             Ok(vec![ReceivableEvent::AttemptInitiated(
                 PaymentAttemptInitiated {
@@ -1430,6 +1436,11 @@ mod tests {
         assert_eq!(
             decide(&start("tx1", 2500), &state),
             Err(ReceivableError::DuplicateTransaction)
+        );
+        assert_eq!(
+            decide(&start("tx2", 2500), &state),
+            Err(ReceivableError::AttemptOpen),
+            "a second attempt while the first is open"
         );
         for amount in [0, 2501] {
             assert_eq!(
