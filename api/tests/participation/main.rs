@@ -1562,7 +1562,7 @@ async fn survey_results_are_recomputable_from_the_log(env: Env) {
     .await;
     tokio::time::sleep(until(now)).await;
     let answers = [
-        json!({ "choices": { "q1": ["ja"], "q2": ["elbe", "schule"] }, "free_texts": { "q3": "Mehr Bügel" } }),
+        json!({ "choices": { "q1": ["ja"], "q2": ["schule", "elbe"] }, "free_texts": { "q3": "Mehr Bügel" } }),
         json!({ "choices": { "q1": ["ja"], "q2": ["elbe"] } }),
         json!({ "choices": { "q1": ["nein"] } }),
     ];
@@ -1587,6 +1587,25 @@ async fn survey_results_are_recomputable_from_the_log(env: Env) {
         Some(json!({ "choices": { "q9": ["ja"] } })),
     )
     .await;
+    // So is an option chosen twice: the answer is refused, not silently de-duplicated.
+    let head = env.store.head().await.expect("head").position;
+    let repeated = env
+        .send(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POST",
+            "/participations/{id}/contributions",
+            &format!("/participations/{id}/contributions"),
+            &citizen(Uuid::now_v7()),
+            Some(json!({ "choices": { "q2": ["zentrum", "elbe", "elbe"] } })),
+        )
+        .await;
+    assert!(
+        repeated["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("q2")),
+        "{repeated}"
+    );
+    assert_eq!(env.store.head().await.expect("head").position, head);
     env.caught_up().await;
     let results = env
         .ok(
@@ -1611,6 +1630,16 @@ async fn survey_results_are_recomputable_from_the_log(env: Env) {
             continue;
         }
         n += 1;
+        if record.data["choices"]["q2"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2)
+        {
+            assert_eq!(
+                record.data["choices"]["q2"],
+                json!(["schule", "elbe"]),
+                "the options in the order sent"
+            );
+        }
         if let Some(choices) = record.data["choices"].as_object() {
             for (q, options) in choices {
                 for o in options.as_array().expect("options") {
