@@ -120,7 +120,7 @@ pub struct GatheringRequest {
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "A period in the past or empty, or a capacity outside 1 to 100000", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 422, description = "A period in the past or empty, or a capacity outside 1 to 2000", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn schedule(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -182,7 +182,7 @@ pub struct RegisterRequest {
         (status = 201, description = "Registered; `place` is confirmed or waiting", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such gathering in this procedure", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Already registered, started, or a full slot", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 409, description = "Already registered, started, a full slot, or an event whose waiting list (500) is full", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn register(
     State(state): State<AppState>,
     Caller(caller): Caller,

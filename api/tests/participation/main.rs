@@ -1773,6 +1773,19 @@ async fn organisers_act_only_within_their_regions(env: Env) {
         head,
         "refusals change nothing"
     );
+    // A capacity beyond the limit (2000) is refused.
+    let mut too_large = gathering.clone();
+    too_large["capacity"] = json!(2001);
+    env.send(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "POST",
+        "/participations/{id}/gatherings",
+        &format!("/participations/{id}/gatherings"),
+        &common::token(Role::Authority),
+        Some(too_large),
+    )
+    .await;
+    assert_eq!(env.store.head().await.expect("head").position, head);
     // The district's and the Land's officials act on it.
     let rounds = format!("/participations/{id}/rounds");
     env.send(
