@@ -46,7 +46,9 @@ fn gathering_problem(e: GatheringError) -> Problem {
     use GatheringError as E;
     let status = match &e {
         E::NotScheduled | E::NoRegistration => return Problem::not_found(e.to_string()),
-        E::NotTheRegistrant => return Problem::forbidden(e.to_string()),
+        // Another participant's registration does not exist for the caller (404, as a
+        // missing one), so that a refusal tells nobody who registered for what.
+        E::NotTheRegistrant => return Problem::not_found("no such registration"),
         E::Period | E::Capacity => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::CONFLICT,
     };
@@ -232,8 +234,8 @@ pub async fn register(
     params(("id" = String, Path, description = "The registration id")),
     responses(
         (status = 200, description = "Cancelled; `confirmed` names the registration that moved up, if any", body = Object),
-        (status = 403, description = "Another participant's registration", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such registration", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 403, description = "Not a participant's account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such registration, or another participant's", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn cancel(
     State(state): State<AppState>,
     Caller(caller): Caller,

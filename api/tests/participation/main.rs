@@ -798,15 +798,29 @@ async fn organisers_and_participants(env: Env) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    env.send(
-        StatusCode::FORBIDDEN,
-        "GET",
-        "/contributions/{id}/receipt",
-        &receipt_uri,
-        &citizen(Uuid::now_v7()),
-        None,
-    )
-    .await;
+    // Another participant's statement does not exist for the caller: the same 404 as a
+    // contribution that does not exist, which tells nothing of a statement never public.
+    let foreign = env
+        .send(
+            StatusCode::NOT_FOUND,
+            "GET",
+            "/contributions/{id}/receipt",
+            &receipt_uri,
+            &citizen(Uuid::now_v7()),
+            None,
+        )
+        .await;
+    let missing = env
+        .send(
+            StatusCode::NOT_FOUND,
+            "GET",
+            "/contributions/{id}/receipt",
+            &format!("/contributions/{}/receipt", Uuid::now_v7()),
+            &citizen(Uuid::now_v7()),
+            None,
+        )
+        .await;
+    assert_eq!(foreign, missing);
     // Verified with nothing but the stored record and the log's key.
     let event_id = Uuid::parse_str(receipt["event_id"].as_str().expect("event id")).expect("uuid");
     let stored = env
@@ -990,7 +1004,7 @@ async fn organisers_and_participants(env: Env) {
     )
     .await;
     env.send(
-        StatusCode::FORBIDDEN,
+        StatusCode::NOT_FOUND,
         "POST",
         "/contributions/{id}/withdrawal",
         &withdrawal,
@@ -1160,15 +1174,28 @@ async fn never_more_confirmed_than_places(env: Env) {
     let confirmed = g.registrations[0].clone();
     let owner = citizen(confirmed.registrant.0);
     let uri = format!("/registrations/{}", confirmed.id);
-    env.send(
-        StatusCode::FORBIDDEN,
-        "DELETE",
-        "/registrations/{id}",
-        &uri,
-        &citizen(Uuid::now_v7()),
-        None,
-    )
-    .await;
+    // Another participant's registration: the same 404 as one that does not exist.
+    let foreign = env
+        .send(
+            StatusCode::NOT_FOUND,
+            "DELETE",
+            "/registrations/{id}",
+            &uri,
+            &citizen(Uuid::now_v7()),
+            None,
+        )
+        .await;
+    let missing = env
+        .send(
+            StatusCode::NOT_FOUND,
+            "DELETE",
+            "/registrations/{id}",
+            &format!("/registrations/{}", Uuid::now_v7()),
+            &citizen(Uuid::now_v7()),
+            None,
+        )
+        .await;
+    assert_eq!(foreign, missing);
     let cancelled = env
         .send(
             StatusCode::OK,
