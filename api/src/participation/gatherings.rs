@@ -46,7 +46,9 @@ fn gathering_problem(e: GatheringError) -> Problem {
     use GatheringError as E;
     let status = match &e {
         E::NotScheduled | E::NoRegistration => return Problem::not_found(e.to_string()),
-        E::NotTheRegistrant => return Problem::forbidden(e.to_string()),
+        // Another participant's registration does not exist for the caller (404, as a
+        // missing one), so that a refusal tells nobody who registered for what.
+        E::NotTheRegistrant => return Problem::not_found("no such registration"),
         E::Period | E::Capacity => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::CONFLICT,
     };
@@ -120,7 +122,7 @@ pub struct GatheringRequest {
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "A period in the past or empty, or a capacity outside 1 to 100000", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 422, description = "A period in the past or empty, or a capacity outside 1 to 2000", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn schedule(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -182,7 +184,7 @@ pub struct RegisterRequest {
         (status = 201, description = "Registered; `place` is confirmed or waiting", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such gathering in this procedure", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Already registered, started, or a full slot", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 409, description = "Already registered, started, a full slot, or an event whose waiting list (500) is full", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn register(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -232,8 +234,8 @@ pub async fn register(
     params(("id" = String, Path, description = "The registration id")),
     responses(
         (status = 200, description = "Cancelled; `confirmed` names the registration that moved up, if any", body = Object),
-        (status = 403, description = "Another participant's registration", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such registration", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 403, description = "Not a participant's account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such registration, or another participant's", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn cancel(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -48,7 +48,9 @@ pub fn contribution_problem(e: ContributionError) -> Problem {
     use ContributionError as E;
     let status = match &e {
         E::NotSubmitted => return Problem::not_found("no such contribution"),
-        E::NotTheAuthor => return Problem::forbidden(e.to_string()),
+        // Another participant's contribution does not exist for the caller: the same 404
+        // as a missing one, so that a refusal tells nothing of a contribution not public.
+        E::NotTheAuthor => return Problem::not_found("no such contribution"),
         E::Missing(..)
         | E::Unexpected(..)
         | E::NotAPoint
@@ -215,8 +217,8 @@ pub async fn contribute(
     params(("id" = String, Path, description = "The contribution id")),
     responses(
         (status = 200, description = "What was submitted when, with the `tlog_proof` (c2sp.org/tlog-proof) of its `ContributionSubmitted`; verifies offline with `amtsbuch verify-proof`", body = Object),
-        (status = 403, description = "Another participant's contribution", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such contribution", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not a participant's account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such contribution, or another participant's", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not covered by a checkpoint yet; retry in a second", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "This server does not sign checkpoints", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn receipt(
@@ -236,9 +238,9 @@ pub async fn receipt(
         ));
     };
     if submitted.author != me {
-        return Err(Problem::forbidden(
-            "a receipt is for the contribution's author only",
-        ));
+        // The same 404 as for a missing contribution: a formal statement is never public,
+        // and a refusal would tell that it exists.
+        return Err(Problem::not_found("no such contribution"));
     }
     let stored = state
         .store
@@ -365,8 +367,8 @@ async fn on_contribution(
     params(("id" = String, Path, description = "The contribution id")),
     responses(
         (status = 200, description = "Withdrawn (a repeat changes nothing)", body = Object),
-        (status = 403, description = "Another participant's contribution", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such contribution", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not a participant's account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such contribution, or another participant's", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "It has supports", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn withdraw(
     State(state): State<AppState>,

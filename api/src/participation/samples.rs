@@ -62,7 +62,7 @@ pub const ACCESS: &[AccessRow] = &[
         "GET",
         "/contributions/{id}/receipt",
         &[Citizen],
-        Target::Subject {
+        Target::HiddenSubject {
             own_only: &[Citizen],
         },
     ),
@@ -82,7 +82,7 @@ pub const ACCESS: &[AccessRow] = &[
         "POST",
         "/contributions/{id}/withdrawal",
         &[Citizen],
-        Target::Subject {
+        Target::HiddenSubject {
             own_only: &[Citizen],
         },
     ),
@@ -114,7 +114,7 @@ pub const ACCESS: &[AccessRow] = &[
         "DELETE",
         "/registrations/{id}",
         &[Citizen],
-        Target::Subject {
+        Target::HiddenSubject {
             own_only: &[Citizen],
         },
     ),

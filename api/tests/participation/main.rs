@@ -798,15 +798,29 @@ async fn organisers_and_participants(env: Env) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    env.send(
-        StatusCode::FORBIDDEN,
-        "GET",
-        "/contributions/{id}/receipt",
-        &receipt_uri,
-        &citizen(Uuid::now_v7()),
-        None,
-    )
-    .await;
+    // Another participant's statement does not exist for the caller: the same 404 as a
+    // contribution that does not exist, which tells nothing of a statement never public.
+    let foreign = env
+        .send(
+            StatusCode::NOT_FOUND,
+            "GET",
+            "/contributions/{id}/receipt",
+            &receipt_uri,
+            &citizen(Uuid::now_v7()),
+            None,
+        )
+        .await;
+    let missing = env
+        .send(
+            StatusCode::NOT_FOUND,
+            "GET",
+            "/contributions/{id}/receipt",
+            &format!("/contributions/{}/receipt", Uuid::now_v7()),
+            &citizen(Uuid::now_v7()),
+            None,
+        )
+        .await;
+    assert_eq!(foreign, missing);
     // Verified with nothing but the stored record and the log's key.
     let event_id = Uuid::parse_str(receipt["event_id"].as_str().expect("event id")).expect("uuid");
     let stored = env
@@ -990,7 +1004,7 @@ async fn organisers_and_participants(env: Env) {
     )
     .await;
     env.send(
-        StatusCode::FORBIDDEN,
+        StatusCode::NOT_FOUND,
         "POST",
         "/contributions/{id}/withdrawal",
         &withdrawal,
@@ -1160,15 +1174,28 @@ async fn never_more_confirmed_than_places(env: Env) {
     let confirmed = g.registrations[0].clone();
     let owner = citizen(confirmed.registrant.0);
     let uri = format!("/registrations/{}", confirmed.id);
-    env.send(
-        StatusCode::FORBIDDEN,
-        "DELETE",
-        "/registrations/{id}",
-        &uri,
-        &citizen(Uuid::now_v7()),
-        None,
-    )
-    .await;
+    // Another participant's registration: the same 404 as one that does not exist.
+    let foreign = env
+        .send(
+            StatusCode::NOT_FOUND,
+            "DELETE",
+            "/registrations/{id}",
+            &uri,
+            &citizen(Uuid::now_v7()),
+            None,
+        )
+        .await;
+    let missing = env
+        .send(
+            StatusCode::NOT_FOUND,
+            "DELETE",
+            "/registrations/{id}",
+            &format!("/registrations/{}", Uuid::now_v7()),
+            &citizen(Uuid::now_v7()),
+            None,
+        )
+        .await;
+    assert_eq!(foreign, missing);
     let cancelled = env
         .send(
             StatusCode::OK,
@@ -1562,7 +1589,7 @@ async fn survey_results_are_recomputable_from_the_log(env: Env) {
     .await;
     tokio::time::sleep(until(now)).await;
     let answers = [
-        json!({ "choices": { "q1": ["ja"], "q2": ["elbe", "schule"] }, "free_texts": { "q3": "Mehr Bügel" } }),
+        json!({ "choices": { "q1": ["ja"], "q2": ["schule", "elbe"] }, "free_texts": { "q3": "Mehr Bügel" } }),
         json!({ "choices": { "q1": ["ja"], "q2": ["elbe"] } }),
         json!({ "choices": { "q1": ["nein"] } }),
     ];
@@ -1587,6 +1614,25 @@ async fn survey_results_are_recomputable_from_the_log(env: Env) {
         Some(json!({ "choices": { "q9": ["ja"] } })),
     )
     .await;
+    // So is an option chosen twice: the answer is refused, not silently de-duplicated.
+    let head = env.store.head().await.expect("head").position;
+    let repeated = env
+        .send(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POST",
+            "/participations/{id}/contributions",
+            &format!("/participations/{id}/contributions"),
+            &citizen(Uuid::now_v7()),
+            Some(json!({ "choices": { "q2": ["zentrum", "elbe", "elbe"] } })),
+        )
+        .await;
+    assert!(
+        repeated["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("q2")),
+        "{repeated}"
+    );
+    assert_eq!(env.store.head().await.expect("head").position, head);
     env.caught_up().await;
     let results = env
         .ok(
@@ -1611,6 +1657,16 @@ async fn survey_results_are_recomputable_from_the_log(env: Env) {
             continue;
         }
         n += 1;
+        if record.data["choices"]["q2"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2)
+        {
+            assert_eq!(
+                record.data["choices"]["q2"],
+                json!(["schule", "elbe"]),
+                "the options in the order sent"
+            );
+        }
         if let Some(choices) = record.data["choices"].as_object() {
             for (q, options) in choices {
                 for o in options.as_array().expect("options") {
@@ -1744,6 +1800,19 @@ async fn organisers_act_only_within_their_regions(env: Env) {
         head,
         "refusals change nothing"
     );
+    // A capacity beyond the limit (2000) is refused.
+    let mut too_large = gathering.clone();
+    too_large["capacity"] = json!(2001);
+    env.send(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "POST",
+        "/participations/{id}/gatherings",
+        &format!("/participations/{id}/gatherings"),
+        &common::token(Role::Authority),
+        Some(too_large),
+    )
+    .await;
+    assert_eq!(env.store.head().await.expect("head").position, head);
     // The district's and the Land's officials act on it.
     let rounds = format!("/participations/{id}/rounds");
     env.send(

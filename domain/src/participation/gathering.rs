@@ -22,8 +22,13 @@ use crate::event::{parse_personal, personal_of, PartsError, Personal, SubjectId}
 use crate::newtype::text;
 use crate::record::timestamp;
 
-/// The largest capacity of a gathering.
-pub const MAX_CAPACITY: u32 = 100_000;
+/// The largest capacity of a gathering. Every registration is decided on the gathering's
+/// whole stream, so the stream is kept small: a hall's worth of places ...
+pub const MAX_CAPACITY: u32 = 2_000;
+
+/// ... and at most this many on an event's waiting list; once it is full, a registration
+/// is refused like one for a full slot.
+pub const MAX_WAITING: usize = 500;
 
 text!(
     /// A registrant's e-mail address or telephone number. Personal data: only sealed.
@@ -263,7 +268,7 @@ pub enum GatheringError {
     NotScheduled,
     #[error("a gathering ends after it starts, and starts after it is scheduled")]
     Period,
-    #[error("a capacity is 1 to 100000")]
+    #[error("a capacity is 1 to {MAX_CAPACITY}")]
     Capacity,
     #[error("registration closed when the gathering started")]
     Started,
@@ -273,6 +278,8 @@ pub enum GatheringError {
     RegistrationExists,
     #[error("the appointment slot is fully booked")]
     Full,
+    #[error("the event and its waiting list ({MAX_WAITING} places) are fully booked")]
+    WaitingListFull,
     #[error("no such registration")]
     NoRegistration,
     #[error("only its registrant cancels a registration")]
@@ -343,7 +350,8 @@ pub fn decide(
             let free = g.confirmed() < g.capacity as usize;
             let place = match (free, g.kind) {
                 (true, _) => Place::Confirmed,
-                (false, GatheringKind::Event) => Place::Waiting,
+                (false, GatheringKind::Event) if g.waiting() < MAX_WAITING => Place::Waiting,
+                (false, GatheringKind::Event) => return Err(E::WaitingListFull),
                 (false, GatheringKind::Slot) => return Err(E::Full),
             };
             Ok(vec![GatheringEvent::Registered(RegistrationReceived {
@@ -577,6 +585,17 @@ mod tests {
             decide(&register(1), &GatheringState::None),
             Err(GatheringError::NotScheduled)
         );
+    }
+
+    /// An event's waiting list is bounded: once it holds `MAX_WAITING`, further
+    /// registrations are refused and nothing is recorded for them.
+    #[test]
+    fn the_waiting_list_is_bounded() {
+        let (events, refused) = run(GatheringKind::Event, 2, 2 + MAX_WAITING as u128 + 3);
+        assert_eq!(refused, vec![GatheringError::WaitingListFull; 3]);
+        let state = fold(&events);
+        let g = state.gathering().expect("scheduled");
+        assert_eq!((g.confirmed(), g.waiting()), (2, MAX_WAITING));
     }
 
     /// B6 (the rule): 50 registrations for 18 places: 18 confirmed, 32 waiting; a

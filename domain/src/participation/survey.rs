@@ -69,8 +69,9 @@ pub struct Survey {
     pub questions: Vec<Question>,
 }
 
-/// The choices of one answer: for each choice question answered, the options chosen.
-pub type Choices = BTreeMap<QuestionKey, BTreeSet<OptionKey>>;
+/// The choices of one answer: for each choice question answered, the options chosen, in
+/// the order the participant sent them (each once; a repeat is refused, never dropped).
+pub type Choices = BTreeMap<QuestionKey, Vec<OptionKey>>;
 
 /// Why a survey or an answer to it was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,6 +84,8 @@ pub enum SurveyError {
     UnknownQuestion(String),
     #[error("question {0} is answered with a choice of options it does not offer, or of none")]
     UnknownOption(String),
+    #[error("question {0} is answered with an option more than once")]
+    RepeatedOption(String),
     #[error("question {0} takes exactly one option")]
     SingleChoice(String),
     #[error("question {0} is answered with free text, not options")]
@@ -135,6 +138,9 @@ impl Survey {
                 .ok_or_else(|| SurveyError::NotAChoice(key.to_string()))?;
             if chosen.is_empty() || !chosen.iter().all(|o| options.contains(o)) {
                 return Err(SurveyError::UnknownOption(key.to_string()));
+            }
+            if chosen.iter().collect::<BTreeSet<_>>().len() != chosen.len() {
+                return Err(SurveyError::RepeatedOption(key.to_string()));
             }
             if matches!(question, Question::Single { .. }) && chosen.len() != 1 {
                 return Err(SurveyError::SingleChoice(key.to_string()));
@@ -274,6 +280,19 @@ pub(crate) mod tests {
         assert_eq!(
             s.check_answer(&Choices::new(), none),
             Err(SurveyError::Empty)
+        );
+        // A repeated option is refused, not dropped; the order sent is kept.
+        assert_eq!(
+            s.check_answer(&choices(&[("ziele", &["gruen", "laerm", "laerm"])]), none),
+            Err(SurveyError::RepeatedOption("ziele".into()))
+        );
+        assert_eq!(
+            s.check_answer(&choices(&[("radweg", &["ja", "ja"])]), none),
+            Err(SurveyError::RepeatedOption("radweg".into()))
+        );
+        assert_eq!(
+            choices(&[("ziele", &["laerm", "gruen"])])[&q("ziele")],
+            [o("laerm"), o("gruen")]
         );
         assert_eq!(
             s.check_answer(&choices(&[("radweg", &["ja", "nein"])]), none),
