@@ -13,6 +13,7 @@
 //! rules, so nothing appended around them can record what the rules forbid.
 
 pub mod bench;
+pub mod export;
 mod folded;
 pub mod gatherings;
 pub mod moderation;
@@ -46,7 +47,7 @@ pub static MODULE: DomainModule = DomainModule {
     }),
     jobs: None,
     bench: Some(bench::BENCH),
-    export: None,
+    export: Some(export::EXPORT),
     processing: None,
     retention: None,
     erasure: None,

@@ -1174,6 +1174,22 @@ async fn never_more_confirmed_than_places(env: Env) {
     let confirmed = g.registrations[0].clone();
     let owner = citizen(confirmed.registrant.0);
     let uri = format!("/registrations/{}", confirmed.id);
+    // The registrant's access export (Art. 15) holds its registration and what it gave.
+    let export = env
+        .send(
+            StatusCode::OK,
+            "GET",
+            "/dpo/subjects/{subject}/export",
+            &format!("/dpo/subjects/{}/export", confirmed.registrant.0),
+            &common::token(Role::Dpo),
+            None,
+        )
+        .await;
+    let mine = export["registrations"].as_array().expect("registrations");
+    assert_eq!(mine.len(), 1, "{export}");
+    assert_eq!(mine[0]["registration_id"], confirmed.id.to_string());
+    assert_eq!(mine[0]["place"], "confirmed");
+    assert!(mine[0]["registrant"]["name"].is_string(), "{export}");
     // Another participant's registration: the same 404 as one that does not exist.
     let foreign = env
         .send(
@@ -1593,13 +1609,14 @@ async fn survey_results_are_recomputable_from_the_log(env: Env) {
         json!({ "choices": { "q1": ["ja"], "q2": ["elbe"] } }),
         json!({ "choices": { "q1": ["nein"] } }),
     ];
-    for answer in answers {
+    let first = Uuid::now_v7();
+    for (n, answer) in answers.into_iter().enumerate() {
         env.send(
             StatusCode::CREATED,
             "POST",
             "/participations/{id}/contributions",
             &format!("/participations/{id}/contributions"),
-            &citizen(Uuid::now_v7()),
+            &citizen(if n == 0 { first } else { Uuid::now_v7() }),
             Some(answer),
         )
         .await;
@@ -1689,6 +1706,22 @@ async fn survey_results_are_recomputable_from_the_log(env: Env) {
         !env.log_text().await.contains("Mehr Bügel"),
         "free texts stay sealed"
     );
+    // The author's access export (Art. 15) holds its answer, its free text decrypted.
+    let export = env
+        .send(
+            StatusCode::OK,
+            "GET",
+            "/dpo/subjects/{subject}/export",
+            &format!("/dpo/subjects/{first}/export"),
+            &common::token(Role::Dpo),
+            None,
+        )
+        .await;
+    let mine = export["contributions"].as_array().expect("contributions");
+    assert_eq!(mine.len(), 1, "{export}");
+    assert_eq!(mine[0]["procedure_id"], id.as_str());
+    assert_eq!(mine[0]["choices"]["q2"], json!(["schule", "elbe"]));
+    assert_eq!(mine[0]["content"]["free_texts"]["q3"], "Mehr Bügel");
     env.close().await;
 }
 

@@ -629,6 +629,46 @@ pub async fn registration(db: &ReadDb, id: &str) -> Result<Option<RegistrationRo
     .transpose()
 }
 
+/// The contributions of `author` (a participant id), in the order submitted: for the
+/// author's access export (Art. 15 GDPR).
+pub async fn contributions_of(db: &ReadDb, author: &str) -> Result<Vec<ContributionRow>, DbError> {
+    db.fetch_all(
+        &format!(
+            "SELECT {CONTRIBUTION_COLUMNS} FROM participation_contributions \
+             WHERE author = $1 ORDER BY position"
+        ),
+        &[author.into()],
+    )
+    .await?
+    .iter()
+    .map(contribution_row)
+    .collect()
+}
+
+/// The registrations of `registrant` (a participant id): for the registrant's access
+/// export (Art. 15 GDPR).
+pub async fn registrations_of(
+    db: &ReadDb,
+    registrant: &str,
+) -> Result<Vec<RegistrationRow>, DbError> {
+    db.fetch_all(
+        "SELECT registration_id, gathering_id, registrant, place \
+         FROM participation_registrations WHERE registrant = $1 ORDER BY registration_id",
+        &[registrant.into()],
+    )
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(RegistrationRow {
+            registration_id: row.get("registration_id")?,
+            gathering_id: row.get("gathering_id")?,
+            registrant: row.get("registrant")?,
+            place: row.get("place")?,
+        })
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
