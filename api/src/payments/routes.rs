@@ -798,26 +798,30 @@ fn return_may_pull(id: ReceivableId) -> bool {
     params(ReturnQuery),
     responses(
         (status = 202, description = "Received; the status is being checked", body = ReturnReceived),
-        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 503, description = "No provider is configured", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn payer_return(
     State(state): State<AppState>,
     query: Result<Query<ReturnQuery>, QueryRejection>,
 ) -> Result<(StatusCode, Json<ReturnReceived>), Problem> {
     let Query(q) = query.map_err(query_problem)?;
     let id = receivable_id(&q.receivable)?;
-    let c = configured(&state)?;
     if service::receivable(&state, id).await.is_ok() && return_may_pull(id) {
-        // What the pull finds (or that the provider cannot be asked) is not the caller's.
-        if let Err(p) = service::pull(
-            &state,
-            &c.provider,
-            id,
-            None,
-            &Meta::system("payment-return"),
-        )
-        .await
-        {
+        // What the pull finds (or that the provider cannot be asked, or that none is
+        // configured) is not the caller's: every well-formed return is answered alike.
+        let pulled = match configured(&state) {
+            Ok(c) => {
+                service::pull(
+                    &state,
+                    &c.provider,
+                    id,
+                    None,
+                    &Meta::system("payment-return"),
+                )
+                .await
+            }
+            Err(p) => Err(p),
+        };
+        if let Err(p) = pulled {
             tracing::warn!(receivable = %id.0, kind = %p.kind, "a return's pull failed");
         }
     }
