@@ -716,54 +716,15 @@ async fn book_batch(
     // Each booked line's events, kept together: appends split only between lines.
     let mut events: Vec<Vec<ReceivableEvent>> = Vec::new();
     for line in &lines {
-        let decision = match_line(
-            line,
-            |kz| {
-                let r = current_state.receivable()?;
-                (r.kassenzeichen == *kz).then_some(Target {
-                    receivable_id: id,
-                    balance: r.balance(),
-                })
-            },
-            now,
-        );
-        match decision {
-            Decision::Unmatched(why) => report
-                .unmatched
-                .push((line.position.clone(), format!("{why:?}"))),
-            Decision::Book {
-                command,
-                amount_differs,
-                ..
-            } => {
-                // A line the receivable's rules refuse (an amount past the largest) is
-                // reported and books nothing; the file's other lines are booked.
-                let decided = match receivable::decide(&command, &current_state) {
-                    Ok(decided) => decided,
-                    Err(e) => {
-                        report
-                            .unmatched
-                            .push((line.position.clone(), format!("refused: {e}")));
-                        continue;
-                    }
-                };
-                if decided.is_empty() {
-                    report.already_booked += 1;
-                    continue;
-                }
-                report.booked += 1;
-                if decided
-                    .iter()
-                    .any(|e| matches!(e, ReceivableEvent::Mismatch(_)))
-                {
-                    report.mismatches += 1;
-                }
-                if amount_differs {
-                    report.amount_differs.push(line.position.clone());
-                }
-                current_state = decided.iter().fold(current_state, receivable::evolve);
-                events.push(decided);
-            }
+        let Some((_, amount_differs, decided)) =
+            decide_line(line, id, &current_state, now, &mut report)
+        else {
+            continue;
+        };
+        tally(&mut report, line, &decided, amount_differs);
+        if !decided.is_empty() {
+            current_state = decided.iter().fold(current_state, receivable::evolve);
+            events.push(decided);
         }
     }
     // At most MAX_EVENTS_PER_APPEND events an append, each line's events in one of them.
@@ -816,55 +777,86 @@ async fn book_group(
     };
     let (mut current_state, mut version) = unopened(state, id).await?;
     for line in lines {
-        let decision = match_line(
-            line,
-            |kz| {
-                let r = current_state.receivable()?;
-                (r.kassenzeichen == *kz).then_some(Target {
-                    receivable_id: id,
-                    balance: r.balance(),
-                })
-            },
-            now,
-        );
-        match decision {
-            Decision::Unmatched(why) => report
-                .unmatched
-                .push((line.position.clone(), format!("{why:?}"))),
-            Decision::Book {
-                command,
-                amount_differs,
-                ..
-            } => {
-                if let Err(e) = receivable::decide(&command, &current_state) {
-                    report
-                        .unmatched
-                        .push((line.position.clone(), format!("refused: {e}")));
-                    continue;
-                }
-                let done =
-                    book_on(state, id, &command, Some((current_state, version)), meta).await?;
-                if done.events.is_empty() {
-                    report.already_booked += 1;
-                } else {
-                    report.booked += 1;
-                    if done
-                        .events
-                        .iter()
-                        .any(|e| matches!(e, ReceivableEvent::Mismatch(_)))
-                    {
-                        report.mismatches += 1;
-                    }
-                    if amount_differs {
-                        report.amount_differs.push(line.position.clone());
-                    }
-                }
-                current_state = done.state;
-                version = done.version;
-            }
-        }
+        let Some((command, amount_differs, _)) =
+            decide_line(line, id, &current_state, now, &mut report)
+        else {
+            continue;
+        };
+        let done = book_on(state, id, &command, Some((current_state, version)), meta).await?;
+        tally(&mut report, line, &done.events, amount_differs);
+        current_state = done.state;
+        version = done.version;
     }
     Ok(report)
+}
+
+/// A line matched and decided on its receivable's state: the command, whether the amount
+/// differs from what was owed, and the events it decides. A line that matches nothing, or
+/// that the receivable's rules refuse (an amount past the largest), is reported as
+/// unmatched and books nothing; the file's other lines are booked.
+fn decide_line(
+    line: &StatementLine,
+    id: ReceivableId,
+    current: &ReceivableState,
+    now: DateTime<Utc>,
+    report: &mut ImportReport,
+) -> Option<(ReceivableCommand, bool, Vec<ReceivableEvent>)> {
+    let decision = match_line(
+        line,
+        |kz| {
+            let r = current.receivable()?;
+            (r.kassenzeichen == *kz).then_some(Target {
+                receivable_id: id,
+                balance: r.balance(),
+            })
+        },
+        now,
+    );
+    match decision {
+        Decision::Unmatched(why) => {
+            report
+                .unmatched
+                .push((line.position.clone(), format!("{why:?}")));
+            None
+        }
+        Decision::Book {
+            command,
+            amount_differs,
+            ..
+        } => match receivable::decide(&command, current) {
+            Ok(decided) => Some((*command, amount_differs, decided)),
+            Err(e) => {
+                report
+                    .unmatched
+                    .push((line.position.clone(), format!("refused: {e}")));
+                None
+            }
+        },
+    }
+}
+
+/// Counts a decided line in the import's report: booked (with a mismatch, with an amount
+/// that differs) or already booked when it decided nothing.
+fn tally(
+    report: &mut ImportReport,
+    line: &StatementLine,
+    events: &[ReceivableEvent],
+    amount_differs: bool,
+) {
+    if events.is_empty() {
+        report.already_booked += 1;
+        return;
+    }
+    report.booked += 1;
+    if events
+        .iter()
+        .any(|e| matches!(e, ReceivableEvent::Mismatch(_)))
+    {
+        report.mismatches += 1;
+    }
+    if amount_differs {
+        report.amount_differs.push(line.position.clone());
+    }
 }
 
 /// Requests a refund (the first pair of eyes).
