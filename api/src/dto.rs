@@ -177,6 +177,12 @@ pub struct ProblemDoc {
     /// Extension member of `retention-hold`: when the last of the holds ends (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub erasable_from: Option<String>,
+    /// Extension member of a refusal that waits for obligations another module holds
+    /// (`module::Obligation`): each one not yet settled, `{reference, detail}`, its
+    /// `reference` a stream of the holding module's to act on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub obligations: Option<Vec<Value>>,
 }
 
 /// One stream of the catalogue (a read model, fed by the `streams` projection).

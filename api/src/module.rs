@@ -56,6 +56,9 @@ pub struct DomainModule {
     pub retention: Option<RetentionPart>,
     /// How it shreds a data subject's personal data it sealed under keys of its own.
     pub erasure: Option<ErasurePart>,
+    /// What it holds against another module's aggregate that must be settled before that
+    /// aggregate may take a step its owner makes depend on it (a fee before a submission).
+    pub obligations: Option<ObligationPart>,
     /// What the service's own tests need of it.
     pub tests: TestSupport,
 }
@@ -222,6 +225,68 @@ pub async fn subject_holds(
         (Some(a), Some(b)) => b.cmp(&a),
     });
     Ok(holds)
+}
+
+/// What a module holds against an aggregate of another module (by its stream): an
+/// obligation such as a fee, each either settled or not. The module that owns the
+/// aggregate decides which of its steps wait for the obligations to be settled, and asks
+/// every module through [`stream_obligations`] without naming one; the module holding an
+/// obligation decides what it is and when it counts as settled. Answers come from the
+/// holder's own streams (not read models), so they never lag behind the log; a holder may
+/// establish an obligation that is due but not yet recorded while it answers (safe to
+/// repeat, as everything it records must be).
+#[derive(Debug, Clone, Copy)]
+pub struct ObligationPart {
+    pub list: ListObligations,
+}
+
+/// Lists a module's obligations against the aggregate of a stream.
+pub type ListObligations =
+    for<'a> fn(&'a AppState, &'a StreamId) -> BoxFuture<'a, Result<Vec<Obligation>, Problem>>;
+
+/// One obligation a module holds against an aggregate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Obligation {
+    /// The module that holds it (filled in by [`stream_obligations`]).
+    pub module: &'static str,
+    /// What it is, by a stream of the holder's (`receivable-<uuid>`), for the caller to act
+    /// on (to pay it, say).
+    pub reference: String,
+    /// Whether it is settled.
+    pub settled: bool,
+    /// Why it is (not) settled, in the holder's words, for a problem's detail.
+    pub detail: String,
+}
+
+impl Obligation {
+    /// The obligation as a member of a problem's `obligations`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "module": self.module,
+            "reference": self.reference,
+            "settled": self.settled,
+            "detail": self.detail,
+        })
+    }
+}
+
+/// Every obligation any module holds against the aggregate of `stream`.
+pub async fn stream_obligations(
+    state: &AppState,
+    modules: &[&DomainModule],
+    stream: &StreamId,
+) -> Result<Vec<Obligation>, Problem> {
+    let mut all = Vec::new();
+    for (module, part) in modules
+        .iter()
+        .filter_map(|m| Some((m.name, m.obligations?)))
+    {
+        for mut obligation in (part.list)(state, stream).await? {
+            obligation.module = module;
+            all.push(obligation);
+        }
+    }
+    Ok(all)
 }
 
 /// How a module takes part in the erasure of a data subject (Art. 17 GDPR), for personal

@@ -35,8 +35,10 @@ use uuid::Uuid;
 use amtsbuch_domain::access::{Principal, Role};
 use amtsbuch_domain::applications::application::{
     Application, ApplicationCommand, ApplicationError, ApplicationEvent, ApplicationRead,
-    ApplicationState, FileNumber, Message, Outcome, Pinned, ReadKind, ReaderLabel, Responsible,
+    ApplicationState, Dues, FileNumber, Message, Outcome, Pinned, ReadKind, ReaderLabel,
+    Responsible,
 };
+use amtsbuch_domain::applications::directory::PaymentPolicy;
 use amtsbuch_domain::applications::{ApplicationId, Personal, Sha256, SubjectId};
 use amtsbuch_domain::record::format_timestamp;
 use amtsbuch_domain::ExpectedVersion;
@@ -161,6 +163,15 @@ pub(super) fn application_refused(e: ApplicationError) -> Problem {
         e @ ApplicationError::NotCanonical => unprocessable("invalid-data", e.to_string()),
         e @ (ApplicationError::MissingAttachment(_) | ApplicationError::AttachmentMismatch(_)) => {
             unprocessable("attachment-missing", e.to_string())
+        }
+        ApplicationError::PaymentOutstanding(dues) => {
+            let detail = ApplicationError::PaymentOutstanding(dues.clone()).to_string();
+            refused("payment-outstanding", detail).with(
+                "obligations",
+                dues.into_iter()
+                    .map(|(reference, why)| serde_json::json!({"reference": reference, "detail": why}))
+                    .collect::<Vec<_>>(),
+            )
         }
         e => refused("application-refused", e),
     }
@@ -891,8 +902,9 @@ async fn receipt_of(
     })
 }
 
-/// Submit a draft: its pinned version must be published (not retired), its data saved, and
-/// every attachment the data names uploaded with that hash. The answer is the receipt.
+/// Submit a draft: its pinned version must be published (not retired), its data saved,
+/// every attachment the data names uploaded with that hash, and under the payment policy
+/// `before_submission` its fee paid. The answer is the receipt.
 #[utoipa::path(post, path = "/applications/{id}/submission", tag = "applications",
     security(("bearer" = ["citizen"])),
     params(
@@ -904,7 +916,7 @@ async fn receipt_of(
         (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Someone else's application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Already submitted, no data yet, or the form version is retired", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Already submitted, no data yet, the form version is retired, or (`payment-outstanding`) the fee due before the submission is not paid yet: `obligations` names each (`reference`: the receivable's stream, to pay through `POST /receivables/{id}/checkout`; `detail`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "An attachment is missing or has another hash", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 412, description = "The application is at another version than `If-Match` or `Expected-Version` names (`version-mismatch`, with `actual_version`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
@@ -926,6 +938,7 @@ pub async fn submit(
         applicant: app.applicant,
         schema: &pinned.schema,
         status: pinned.status,
+        dues: dues(&state, &app).await?,
         at: Utc::now(),
     };
     let ran = run_stored(&state, &app, &reach, &command, expected, events, version).await?;
@@ -934,6 +947,29 @@ pub async fn submit(
         Json(receipt_of(&state, &ran.events, &ran.records).await?),
     )
         .into_response())
+}
+
+/// What the application owes before its submission: under the `before_submission` policy
+/// the obligations the registered modules hold against it (its fee), each settled or not;
+/// under another policy nothing. A policy that asks for a fee no module holds leaves the
+/// application outstanding.
+async fn dues(state: &AppState, app: &Application) -> Result<Dues, Problem> {
+    if app.responsible.payment != PaymentPolicy::BeforeSubmission {
+        return Ok(Dues::Settled);
+    }
+    let held =
+        crate::module::stream_obligations(state, crate::domains::MODULES, &app.id.stream_id())
+            .await?;
+    let outstanding: Vec<(String, String)> = held
+        .iter()
+        .filter(|o| !o.settled)
+        .map(|o| (o.reference.clone(), o.detail.clone()))
+        .collect();
+    Ok(if held.is_empty() || !outstanding.is_empty() {
+        Dues::Outstanding(outstanding)
+    } else {
+        Dues::Settled
+    })
 }
 
 /// The submission receipt, with its tlog-proof once a checkpoint covers the submission.

@@ -54,6 +54,7 @@ pub static MODULE: DomainModule = DomainModule {
     processing: None,
     retention: Some(retention::RETENTION),
     erasure: Some(retention::ERASURE),
+    obligations: None,
     tests: TestSupport {
         access: samples::ACCESS,
         last: samples::LAST,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use amtsbuch_domain::access::Role::*;
 use amtsbuch_domain::applications::application::{
-    ApplicationCommand, ApplicationState, Pinned, Responsible,
+    ApplicationCommand, ApplicationState, Dues, Pinned, Responsible,
 };
 use amtsbuch_domain::applications::directory::PaymentPolicy;
 use amtsbuch_domain::applications::form::FormState;
@@ -360,6 +360,7 @@ impl Samples for ApplicationsSamples {
                         applicant,
                         schema: &version.schema,
                         status: version.status,
+                        dues: Dues::Settled,
                         at: now,
                     };
                     execute::<ApplicationState>(

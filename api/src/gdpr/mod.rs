@@ -65,6 +65,7 @@ pub static MODULE: DomainModule = DomainModule {
     processing: Some(dpo::PROCESSING),
     retention: None,
     erasure: None,
+    obligations: None,
     tests: TestSupport {
         access: samples::ACCESS,
         last: samples::LAST,

@@ -51,6 +51,7 @@ pub static MODULE: DomainModule = DomainModule {
     processing: None,
     retention: None,
     erasure: None,
+    obligations: None,
     tests: TestSupport {
         access: samples::ACCESS,
         last: samples::LAST,

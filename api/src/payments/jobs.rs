@@ -4,8 +4,9 @@
 //! public base URL for the callbacks. Without `--payment-provider-url` no provider is
 //! configured: checkout and the payer's return answer `503 provider-not-configured`.
 //!
-//! There is no background task: `spawn` only keeps the configured provider in the state's
-//! module values, where the handlers find it.
+//! `spawn` keeps the configured provider in the state's module values, where the handlers
+//! find it, and starts the payment policy's process manager (`super::policy`), which runs
+//! in one process per database at a time (a lease).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -91,7 +92,10 @@ fn spawn_from_args(
         );
         state.modules.insert(configured);
     }
-    Ok(vec![])
+    Ok(vec![super::policy::spawn(
+        state.clone(),
+        Duration::from_millis(500),
+    )])
 }
 
 /// The provider the flags describe, if any.

@@ -3,13 +3,18 @@
 //! provider (`provider`), statuses believed only from Amtsbuch's own pull, refunds under
 //! four eyes, and reconciliation with the bank and the HKR (`service` holds the flows,
 //! `routes` the handlers). `serve`'s flags configure the provider (`jobs`); `bench
-//! payments` measures the callback path and reconciliation (`bench`).
+//! payments` measures the callback path and reconciliation (`bench`). The fee schedule
+//! (`fees`) and the payment policy's process manager (`policy`) request an application's
+//! fee before its submission or with its decision, and answer the registry's obligations
+//! (ADR 0007).
 //!
-//! The receivable and Kassenzeichen streams are reserved: only the domain's commands write
-//! them, each decided against the receivable's rules.
+//! The receivable, Kassenzeichen and fee schedule streams are reserved: only the domain's
+//! commands write them, each decided against its aggregate's rules.
 
 pub mod bench;
+pub mod fees;
 pub mod jobs;
+pub mod policy;
 pub mod provider;
 pub mod retention;
 pub mod routes;
@@ -31,9 +36,13 @@ pub static MODULE: DomainModule = DomainModule {
     routes,
     projections: amtsbuch_projections::payments::projections,
     reserved: Some(Reserved {
-        categories: &[ReceivableId::CATEGORY, amtsbuch_domain::payments::claim::CLAIM_CATEGORY],
+        categories: &[
+            ReceivableId::CATEGORY,
+            amtsbuch_domain::payments::claim::CLAIM_CATEGORY,
+            amtsbuch_domain::payments::fees::FEE_SCHEDULE_CATEGORY,
+        ],
         title: "The stream is written by the payments routes only",
-        detail: "{stream} belongs to a receivable or a Kassenzeichen claim; its events are written only by the payments commands, which check their rules",
+        detail: "{stream} belongs to a receivable, a Kassenzeichen claim or a fee schedule; its events are written only by the payments commands, which check their rules",
     }),
     jobs: Some(jobs::JOBS),
     bench: Some(bench::BENCH),
@@ -41,6 +50,7 @@ pub static MODULE: DomainModule = DomainModule {
     processing: None,
     retention: Some(retention::RETENTION),
     erasure: None,
+    obligations: Some(policy::OBLIGATIONS),
     tests: TestSupport {
         access: samples::ACCESS,
         last: samples::LAST,
@@ -68,4 +78,5 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::import))
         .routes(routes!(routes::mismatches))
         .routes(routes!(routes::daily))
+        .routes(routes!(fees::set, fees::get))
 }

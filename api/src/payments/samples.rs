@@ -1,7 +1,8 @@
 //! What the service's own tests need of the payments domain
 //! (`crate::module::TestSupport`): who may call each operation, and sample data that makes
 //! each succeed — for the subject an open receivable, a paid one with a refund waiting for
-//! approval, and one to cancel, all of Bewirtschafter `b100` (the test cashier's); and a
+//! approval, and one to cancel, all of Bewirtschafter `b100` (the test cashier's), and a fee
+//! schedule of that Bewirtschafter; and a
 //! provider stub in the test process, so that checkout, the payer's return and the
 //! callback reach a provider. The stub is no simulator (that is the separate
 //! `xbezahldienste-simulator` process the domain's own tests use): it answers every
@@ -21,16 +22,18 @@ use uuid::Uuid;
 
 use amtsbuch_domain::access::Role::{self, *};
 use amtsbuch_domain::event::SubjectId;
+use amtsbuch_domain::payments::fees::{schedule_stream, FeeScheduleState, SetFeeSchedule};
 use amtsbuch_domain::payments::receivable::{RequestReceivable, RequestRefund};
 use amtsbuch_domain::payments::{
     Actor, Bewirtschafter, Buchungstext, Cents, Haushaltsstelle, Kassenzeichen, Line, Mandant,
     PayerName, ReceivableId, Reference, RefundId,
 };
+use amtsbuch_domain::stream::{AuthorityId, ServiceKey};
 
 use super::provider::{sign_callback, Auth, Provider, ProviderConfig};
 use super::routes::Configured;
 use super::service;
-use crate::command::Meta;
+use crate::command::{execute, Meta};
 use crate::module::{AccessRow, SampleValues, Samples, Target};
 use crate::AppState;
 
@@ -101,7 +104,23 @@ pub const ACCESS: &[AccessRow] = &[
         &[Cashier, Auditor],
         Target::Nobody,
     ),
+    AccessRow::roles(
+        "PUT",
+        "/fee-schedules/{leika}/{authority}",
+        &[Operator, Cashier],
+        Target::Nobody,
+    ),
+    AccessRow::roles(
+        "GET",
+        "/fee-schedules/{leika}/{authority}",
+        &[Operator, Cashier, Auditor],
+        Target::Nobody,
+    ),
 ];
+
+/// The sample fee schedule's service and authority.
+const FEE_LEIKA: &str = "99108001000000";
+const FEE_AUTHORITY: &str = "lra-samples";
 
 /// Nothing of the samples is changed for good by one call.
 pub const LAST: &[(&str, &str)] = &[];
@@ -228,6 +247,31 @@ async fn stub_provider(state: &AppState) {
     });
 }
 
+/// A fee schedule of the samples' Bewirtschafter, for its reads.
+async fn seed_fee_schedule(state: &AppState) {
+    let service = ServiceKey::parse(FEE_LEIKA).expect("service");
+    let authority = AuthorityId::parse(FEE_AUTHORITY).expect("authority");
+    let first = fee(ReceivableId(Uuid::nil()), SubjectId(Uuid::nil()));
+    execute::<FeeScheduleState>(
+        state,
+        &schedule_stream(&service, &authority),
+        &SetFeeSchedule {
+            service: service.clone(),
+            authority: authority.clone(),
+            mandant: first.mandant,
+            bewirtschafter: first.bewirtschafter,
+            gross_cents: first.gross_cents,
+            lines: first.lines,
+            due_days: 14,
+            set_at: Utc::now(),
+        },
+        |e| crate::command::refused("invalid-fee-schedule", e),
+        &Meta::system("payments-samples"),
+    )
+    .await
+    .expect("a sample fee schedule");
+}
+
 fn id_of(values: &SampleValues, name: &str) -> ReceivableId {
     ReceivableId(
         values
@@ -261,6 +305,7 @@ impl Samples for PaymentsSamples {
         values: &'a mut SampleValues,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            seed_fee_schedule(state).await;
             if state.sealer.is_none() {
                 return;
             }
@@ -336,6 +381,8 @@ impl Samples for PaymentsSamples {
             ("receivables", "{id}") => "receivable",
             ("refunds", "{id}") => "refund",
             ("callbacks", "{provider}") => return Some(STUB.into()),
+            ("fee-schedules", "{leika}") => return Some(FEE_LEIKA.into()),
+            ("fee-schedules", "{authority}") => return Some(FEE_AUTHORITY.into()),
             _ => return None,
         };
         values.get(name).cloned()
@@ -392,6 +439,16 @@ impl Samples for PaymentsSamples {
                 json!({ "amount_cents": 1, "reason": "Erstattung" })
             }
             ("POST", "/refunds/{id}/approval") => json!({ "hkr_reference": "BEL-77" }),
+            ("PUT", "/fee-schedules/{leika}/{authority}") => json!({
+                "mandant": MANDANT,
+                "bewirtschafter": BEWIRTSCHAFTER,
+                "gross_cents": 2500,
+                "lines": [
+                    { "haushaltsstelle": "1100.100", "buchungstext": "GEBÜHR", "gross_cents": 2000, "net_cents": 2000, "tax_cents": 0 },
+                    { "haushaltsstelle": "1100.200", "buchungstext": "GEBÜHR", "gross_cents": 500, "net_cents": 500, "tax_cents": 0 }
+                ],
+                "due_days": 14
+            }),
             ("POST", "/reconciliation/imports") => json!({
                 "mandant": MANDANT,
                 "format": "hkr",

@@ -1774,6 +1774,141 @@ async fn a_second_node_follows_form_changes(env: &Env) {
     );
 }
 
+/// The payment policy `before_submission`: the submission is refused with
+/// `payment-outstanding` while no fee can be requested (no fee schedule) and while the
+/// fee's receivable is not paid, naming what is owed; once the cash office books the
+/// payment, the same submission goes through. Refusals change no application.
+async fn fee_before_submission(env: &Env) {
+    let form = env.published_form(schema()).await;
+    env.directory(json!([
+        { "leika": LEIKA, "region": "14627", "authority": "lra-meissen", "form": form,
+          "payment": "before_submission", "service_name": "Wohngeld beantragen" }
+    ]))
+    .await;
+    let id = env.draft().await;
+    let c = citizen();
+    env.expect(
+        StatusCode::OK,
+        "PUT",
+        "/applications/{id}/data",
+        &uri(&id, "/data"),
+        Some(&c),
+        Some(json!({ "data": { "familienname": "Müller", "geburtsdatum": "1990-02-03" } })),
+    )
+    .await;
+    let (submission, application) = (uri(&id, "/submission"), uri(&id, ""));
+    let submit = || {
+        env.call(
+            "POST",
+            "/applications/{id}/submission",
+            &submission,
+            Some(&c),
+            None,
+        )
+    };
+    let version = |app: &Value| app["version"].as_u64().expect("version");
+    let get = || {
+        env.expect(
+            StatusCode::OK,
+            "GET",
+            "/applications/{id}",
+            &application,
+            Some(&c),
+            None,
+        )
+    };
+    let before = version(&get().await);
+
+    // No fee schedule: nothing can be requested, and the refusal names the schedule.
+    let refused = submit().await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    let problem = refused.json();
+    assert_eq!(
+        problem["type"], "urn:amtsbuch:problem:payment-outstanding",
+        "{problem}"
+    );
+    let reference = problem["obligations"][0]["reference"]
+        .as_str()
+        .expect("reference");
+    assert!(reference.starts_with("fee_schedule-"), "{problem}");
+
+    // With a schedule, the fee is requested for the applicant; still refused until paid.
+    env.expect(
+        StatusCode::OK,
+        "PUT",
+        "/fee-schedules/{leika}/{authority}",
+        &format!("/fee-schedules/{LEIKA}/lra-meissen"),
+        Some(&operator()),
+        Some(json!({
+            "mandant": "14612000", "bewirtschafter": "b100", "gross_cents": 2500, "due_days": 14,
+            "lines": [
+                { "haushaltsstelle": "1100.100", "buchungstext": "GEBÜHR", "gross_cents": 2000, "net_cents": 2000, "tax_cents": 0 },
+                { "haushaltsstelle": "1100.200", "buchungstext": "AUSLAGEN", "gross_cents": 500, "net_cents": 500, "tax_cents": 0 }
+            ]
+        })),
+    )
+    .await;
+    let refused = submit().await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    let problem = refused.json();
+    assert_eq!(
+        problem["type"], "urn:amtsbuch:problem:payment-outstanding",
+        "{problem}"
+    );
+    let reference = problem["obligations"][0]["reference"]
+        .as_str()
+        .expect("reference");
+    let fee = reference
+        .strip_prefix("receivable-")
+        .expect("a receivable")
+        .to_owned();
+    let receivable = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/receivables/{id}",
+            &format!("/receivables/{fee}"),
+            Some(&c),
+            None,
+        )
+        .await;
+    assert_eq!(receivable["status"], "open");
+    assert_eq!(receivable["balance_cents"], 2500);
+    assert_eq!(receivable["application_id"], id.as_str());
+    assert_eq!(
+        version(&get().await),
+        before,
+        "the refusals changed nothing"
+    );
+
+    // The cash office books the payment (the HKR's Ist-Buchung of the whole fee).
+    let kassenzeichen = receivable["kassenzeichen"].as_str().expect("kassenzeichen");
+    let today = chrono::Utc::now().date_naive();
+    let imported = env
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "/reconciliation/imports",
+            "/reconciliation/imports",
+            Some(&operator()),
+            Some(json!({
+                "mandant": "14612000",
+                "format": "hkr",
+                "content": format!("buchungs_id;buchungsdatum;kassenzeichen;haushaltsstelle;betrag;art;hkr_referenz\nH-1;{today};{kassenzeichen};1100.100;25,00;IST;BEL-77\n")
+            })),
+        )
+        .await;
+    assert_eq!(imported["booked"], 1, "{imported}");
+    let submitted = submit().await;
+    assert_eq!(
+        submitted.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&submitted.bytes)
+    );
+    assert_eq!(get().await["status"], "submitted");
+}
+
 /// Run `test` on an `Env` on a fresh database of `adapter`.
 async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     let env = Env::start(adapter).await;
@@ -1781,4 +1916,4 @@ async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     env.close().await;
 }
 
-common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export, erasure_after_retention, attachments, attachments_are_capped_together, draft_expiry, form_revision_if_match, a_second_node_follows_form_changes);
+common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export, erasure_after_retention, attachments, attachments_are_capped_together, draft_expiry, form_revision_if_match, a_second_node_follows_form_changes, fee_before_submission);

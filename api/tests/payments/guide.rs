@@ -4,7 +4,8 @@
 //! PostgreSQL. A fee is requested, checked out, left open by a spoofed return, paid at the
 //! simulator whose callbacks come three times, confirmed by the bank's camt.054 (twice, the
 //! second booking nothing), settled by the HKR, summed in the daily report, refunded under
-//! four eyes, and the log verifies. Blocks with another info string (`sh server`) are
+//! four eyes; an application's fee requested by the payment policy blocks its submission
+//! until it is paid; and the log verifies. Blocks with another info string (`sh server`) are
 //! what a reader runs in other terminals; the test starts both processes itself.
 
 use std::path::{Path, PathBuf};
@@ -140,6 +141,11 @@ async fn the_payments_guide_works(adapter: common::Adapter) {
         "total: 2500",
         "approved by its requester: 409 urn:amtsbuch:problem:four-eyes",
         "refunded: 2500 cents, status refunded",
+        "fee schedule: 2500 cents in 2 lines, due in 14 days",
+        "submitted before paying: 409 urn:amtsbuch:problem:payment-outstanding",
+        "the fee: open, 2500 cents owed",
+        "the fee: paid, balance 0",
+        "submitted after paying: to lra-meissen",
     ] {
         assert!(
             out.lines().any(|l| l.trim() == expected),

@@ -6,5 +6,6 @@ pub(crate) use amtsbuch_testkit_api as common;
 mod flows;
 mod guide;
 mod http;
+mod policy;
 mod provider;
 mod simulator;

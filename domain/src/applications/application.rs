@@ -164,6 +164,18 @@ pub struct AttachmentRef {
     pub size: u64,
 }
 
+/// What an application owes before it may be submitted (the fee under the
+/// [`PaymentPolicy::BeforeSubmission`] policy), as the service found it: settled, or still
+/// outstanding, naming each obligation (a receivable's stream) with why. Under another
+/// policy nothing is owed before the submission and this is not looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dues {
+    Settled,
+    /// Outstanding: each obligation's reference and why it is not settled. Empty when none
+    /// has been established yet.
+    Outstanding(Vec<(String, String)>),
+}
+
 /// How the authority decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -208,11 +220,13 @@ pub enum ApplicationCommand<'c> {
         schema: &'c FormSchema,
         at: DateTime<Utc>,
     },
-    /// Submit the draft; `status` is the pinned version's status now.
+    /// Submit the draft; `status` is the pinned version's status now, `dues` whether what
+    /// the application owes before its submission is settled.
     Submit {
         applicant: SubjectId,
         schema: &'c FormSchema,
         status: VersionStatus,
+        dues: Dues,
         at: DateTime<Utc>,
     },
     Withdraw {
@@ -892,8 +906,22 @@ pub enum ApplicationError {
     DueNotAfterRequest,
     #[error("information request {0} is not the open one")]
     NotTheOpenRequest(u32),
+    #[error("{}", outstanding(.0))]
+    PaymentOutstanding(Vec<(String, String)>),
     #[error("the draft is not due: {0}")]
     NotDue(&'static str),
+}
+
+fn outstanding(dues: &[(String, String)]) -> String {
+    if dues.is_empty() {
+        return "the fee must be paid before the submission, and none has been requested yet"
+            .into();
+    }
+    let each: Vec<String> = dues.iter().map(|(r, why)| format!("{r}: {why}")).collect();
+    format!(
+        "the fee must be paid before the submission: {}",
+        each.join("; ")
+    )
 }
 
 fn instants_ok(at: DateTime<Utc>) -> DateTime<Utc> {
@@ -1049,6 +1077,7 @@ pub fn decide(
             applicant,
             schema,
             status,
+            dues,
             at,
         } => {
             own(applicant)?;
@@ -1066,6 +1095,11 @@ pub fn decide(
             // The data was valid when saved against this very schema, and a published
             // schema never changes, so it is still valid.
             let data_hash = app.data_hash.ok_or(E::NoData)?;
+            if app.responsible.payment == PaymentPolicy::BeforeSubmission {
+                if let Dues::Outstanding(outstanding) = dues {
+                    return Err(E::PaymentOutstanding(outstanding.clone()));
+                }
+            }
             let mut attachments = BTreeMap::new();
             for (name, hash) in &app.named_uploads {
                 let uploaded = app
@@ -1509,6 +1543,7 @@ mod tests {
                 applicant: who,
                 schema: &schema,
                 status,
+                dues: Dues::Settled,
                 at: at("2026-03-01T10:10:00.1234567Z"),
             },
         )
@@ -1517,6 +1552,54 @@ mod tests {
     fn ready() -> ApplicationState {
         let s = save(&created(), data(), "2026-03-01T10:01:00Z").expect("save");
         attach(&s, "nachweis", pdf()).expect("attach")
+    }
+
+    /// `state` as if it had been drafted under `policy`.
+    fn under(state: &ApplicationState, policy: PaymentPolicy) -> ApplicationState {
+        let mut app = state.0.clone().expect("application");
+        app.responsible.payment = policy;
+        ApplicationState(Some(app))
+    }
+
+    fn submit_with(
+        state: &ApplicationState,
+        dues: Dues,
+    ) -> Result<ApplicationState, ApplicationError> {
+        let schema = schema();
+        run(
+            state,
+            &ApplicationCommand::Submit {
+                applicant: applicant(),
+                schema: &schema,
+                status: VersionStatus::Published,
+                dues,
+                at: at("2026-03-01T10:10:00Z"),
+            },
+        )
+    }
+
+    #[test]
+    fn a_fee_due_before_submission_must_be_settled_first() {
+        let owed = Dues::Outstanding(vec![(
+            "receivable-0193a1b2-0000-7000-8000-000000000001".into(),
+            "open, 2500 cents owed".into(),
+        )]);
+        let before = under(&ready(), PaymentPolicy::BeforeSubmission);
+        let refused = submit_with(&before, owed.clone()).expect_err("refused");
+        assert_eq!(
+            refused.to_string(),
+            "the fee must be paid before the submission: receivable-0193a1b2-0000-7000-8000-000000000001: open, 2500 cents owed"
+        );
+        assert!(matches!(
+            submit_with(&before, Dues::Outstanding(vec![])),
+            Err(ApplicationError::PaymentOutstanding(v)) if v.is_empty()
+        ));
+        let done = submit_with(&before, Dues::Settled).expect("paid, then submitted");
+        assert_eq!(done.0.expect("app").status, Status::Submitted);
+        // Under the other policies nothing is owed before the submission.
+        for policy in [PaymentPolicy::AfterDecision, PaymentPolicy::None] {
+            submit_with(&under(&ready(), policy), owed.clone()).expect("submitted");
+        }
     }
 
     fn submitted() -> ApplicationState {
@@ -1788,6 +1871,7 @@ mod tests {
                 applicant: applicant(),
                 schema: &schema,
                 status: VersionStatus::Published,
+                dues: Dues::Settled,
                 at: at("2026-03-01T10:10:00.1234567Z"),
             },
             &ready(),

@@ -24,6 +24,7 @@
 
 pub mod camt;
 pub mod claim;
+pub mod fees;
 pub mod hkr;
 pub mod receivable;
 pub mod reconcile;

@@ -739,14 +739,21 @@ pub enum ReceivableError {
 }
 
 fn check_request(c: &RequestReceivable) -> Result<(), ReceivableError> {
-    if c.gross_cents.is_zero() {
+    check_lines(c.gross_cents, &c.lines)
+}
+
+/// The rules of a receivable's amount and lines: a gross amount above zero, 1 to 99 lines,
+/// each line's gross = net + tax, and the lines' gross amounts summing to the amount. A
+/// fee schedule's lines follow the same rules.
+pub fn check_lines(gross_cents: Cents, lines: &[Line]) -> Result<(), ReceivableError> {
+    if gross_cents.is_zero() {
         return Err(ReceivableError::ZeroAmount);
     }
-    if c.lines.is_empty() || c.lines.len() > MAX_LINES {
+    if lines.is_empty() || lines.len() > MAX_LINES {
         return Err(ReceivableError::LineCount);
     }
     let mut sum = Cents::ZERO;
-    for (index, line) in c.lines.iter().enumerate() {
+    for (index, line) in lines.iter().enumerate() {
         let parts = line
             .net_cents
             .checked_add(line.tax_cents)
@@ -763,10 +770,10 @@ fn check_request(c: &RequestReceivable) -> Result<(), ReceivableError> {
             .checked_add(line.gross_cents)
             .ok_or(ReceivableError::Overflow)?;
     }
-    if sum != c.gross_cents {
+    if sum != gross_cents {
         return Err(ReceivableError::LinesDoNotSum {
             lines: sum,
-            gross: c.gross_cents,
+            gross: gross_cents,
         });
     }
     Ok(())

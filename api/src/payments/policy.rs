@@ -1,0 +1,453 @@
+//! The payment policy of the responsibility directory, as a process manager driven by the
+//! log.
+//!
+//! The directory names, per service and region, when the applicant pays: `none`,
+//! `before_submission` (the application cannot be submitted until its fee is paid) or
+//! `after_decision` (the fee is charged when the decision is recorded). An application
+//! records the policy it was drafted under in its `ApplicationCreated` event, and the fee
+//! schedule (`fees`) says what the fee is at the responsible authority. This module
+//! follows the log from a checkpoint of its own and acts on the application events it
+//! finds there:
+//!
+//! - `ApplicationCreated` under `before_submission`: request the fee's receivable, so the
+//!   applicant can pay it before submitting;
+//! - `DecisionIssued` of an application under `after_decision`: request it now;
+//! - `DraftExpired` of an application under `before_submission`: cancel the receivable if
+//!   nothing was paid on it (the cancellation's rules refuse it otherwise, and the money
+//!   stays to be refunded by the cash office).
+//!
+//! It reads the application events by their published form (event type and the members of
+//! `data` it needs), never through the other module's code, and writes only the payments
+//! module's own streams.
+//!
+//! **Exactly one receivable per application.** The receivable's id is derived from the
+//! application's ([`ReceivableId::for_application`]), its Kassenzeichen is assigned from
+//! the receivable's id (`Kassenzeichen::assign`), and both the claim of the Kassenzeichen
+//! and the receivable's first event are appended expecting their streams to be new (the
+//! claim by the same receivable again records nothing). A rerun after a crash between the
+//! claim and the request, or after the request but before the checkpoint moved, finds what
+//! it did and completes it; a second node running the manager at the same moment loses the
+//! append of the first event and finds the receivable there. The checkpoint moves only
+//! forward, after the events up to it were handled.
+//!
+//! **The payer** is the applicant: the receivable names their pseudonymous subject id (the
+//! Servicekonto account the citizen acts as), so the applicant's token reaches it and their
+//! erasure is held by it. The payer's name, which a receivable records sealed, is taken from
+//! the applicant's Servicekonto master data (the latest `AccountOpened` or
+//! `MasterDataChanged` of the account's stream, opened with the applicant's key) and sealed
+//! again under the same key; it is never logged. An applicant without a readable
+//! Servicekonto name (an account on another server, an erased one) is recorded as
+//! [`UNNAMED_PAYER`], which names nobody.
+//!
+//! **Submission waits for payment.** The module answers the registry's obligations
+//! ([`OBLIGATIONS`]) for an application stream: under `before_submission` the fee's
+//! receivable, settled once it is paid in full (`Receivable::is_paid`: `paid`, `settled` or
+//! `overpaid`, from verified statuses only). It establishes the receivable while answering
+//! if the manager has not yet (the same idempotent request), so a submission is never
+//! refused for the manager's lag alone. Without a fee schedule for the service at the
+//! authority no fee can be requested, and the obligation names the missing schedule.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use amtsbuch_domain::event::{Personal, SubjectId};
+use amtsbuch_domain::newtype::{id_of_stream, stream_of};
+use amtsbuch_domain::payments::fees::{schedule_stream, FeeScheduleState};
+use amtsbuch_domain::payments::receivable::{ReceivableState, RequestReceivable};
+use amtsbuch_domain::payments::{Kassenzeichen, PayerName, ReceivableId, Reference};
+use amtsbuch_domain::stream::{AuthorityId, ServiceKey};
+use amtsbuch_domain::StreamId;
+use amtsbuch_infra::lease::Lease;
+use amtsbuch_infra::{Direction, EventStore, RecordedEvent};
+use amtsbuch_projections::db::ReadDb;
+
+use super::service;
+use crate::command::{current, sealer_problem, Meta};
+use crate::module::{Obligation, ObligationPart};
+use crate::problem::Problem;
+use crate::AppState;
+
+/// The stream category of the aggregates a payment policy applies to.
+const APPLICATION: &str = "application";
+/// The stream category of the Servicekonto accounts, whose master data names a payer.
+const ACCOUNT: &str = "account";
+
+const CREATED: &str = "ApplicationCreated";
+const DECIDED: &str = "DecisionIssued";
+const EXPIRED: &str = "DraftExpired";
+
+/// The payer's name when the applicant's Servicekonto names nobody this server can read.
+pub const UNNAMED_PAYER: &str = "Antragsteller (ohne Servicekonto-Namen)";
+
+/// The manager's lease and checkpoint name.
+pub const NAME: &str = "amtsbuch_payments_policy";
+
+/// How many events one step of the manager reads.
+const PAGE: usize = 256;
+
+/// The actor of what the manager records.
+fn meta() -> Meta {
+    Meta::system("payment-policy")
+}
+
+/// When a fee is due, as the directory says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    None,
+    BeforeSubmission,
+    AfterDecision,
+}
+
+/// What the manager needs of an application: its `ApplicationCreated`, read by its
+/// published form.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Drafted {
+    pub application_id: Uuid,
+    pub applicant: Uuid,
+    pub responsible: Responsible,
+    #[serde(with = "amtsbuch_domain::record::timestamp")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The responsibility an application was drafted under.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Responsible {
+    pub authority: AuthorityId,
+    pub leika: ServiceKey,
+    pub payment: Policy,
+}
+
+#[derive(Debug, Deserialize)]
+struct Decided {
+    #[serde(with = "amtsbuch_domain::record::timestamp")]
+    decided_at: DateTime<Utc>,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> Problem {
+    Problem::internal(&format!("payment policy: {e}"))
+}
+
+/// The application's `ApplicationCreated`, if the stream has one.
+async fn drafted(state: &AppState, application: Uuid) -> Result<Option<Drafted>, Problem> {
+    let stream = stream_of(APPLICATION, application);
+    let first = state
+        .store
+        .read_stream(&stream, 1, Direction::Forwards, 1)
+        .await?;
+    let Some(first) = first.first() else {
+        return Ok(None);
+    };
+    let record = first.record().map_err(corrupt)?;
+    if record.event_type.as_str() != CREATED {
+        return Ok(None);
+    }
+    serde_json::from_value(record.data)
+        .map(Some)
+        .map_err(corrupt)
+}
+
+/// The payer's name from the applicant's Servicekonto master data, else [`UNNAMED_PAYER`].
+async fn payer_name(state: &AppState, applicant: Uuid) -> Result<PayerName, Problem> {
+    let unnamed = || PayerName::parse(UNNAMED_PAYER).map_err(corrupt);
+    let Some(sealer) = state.sealer.as_ref() else {
+        return unnamed();
+    };
+    let stream = stream_of(ACCOUNT, applicant);
+    let events = state
+        .store
+        .read_stream(
+            &stream,
+            1,
+            Direction::Forwards,
+            amtsbuch_infra::store::MAX_PAGE,
+        )
+        .await?;
+    let mut name = None;
+    for e in &events {
+        let record = e.record().map_err(corrupt)?;
+        if !matches!(
+            record.event_type.as_str(),
+            "AccountOpened" | "MasterDataChanged"
+        ) {
+            continue;
+        }
+        match sealer.open_section(&record).await.map_err(sealer_problem)? {
+            Some(Personal::Available(part)) => {
+                let data = &part["master_data"];
+                let text = |k: &str| data[k].as_str().map(str::to_owned);
+                name = match data["type"].as_str() {
+                    Some("person") => text("given_names")
+                        .zip(text("family_name"))
+                        .map(|(g, f)| format!("{g} {f}")),
+                    Some("organisation") => text("name"),
+                    _ => None,
+                };
+            }
+            Some(Personal::Erased) => name = None,
+            None => {}
+        }
+    }
+    match name.and_then(|n| PayerName::parse(&n).ok()) {
+        Some(n) => Ok(n),
+        None => unnamed(),
+    }
+}
+
+/// Makes sure the fee's receivable of `app` exists, requested at `at`: the receivable, or
+/// `None` when no fee schedule is set for the service at the authority. Safe to repeat
+/// and to run on several nodes at once.
+pub async fn ensure(
+    state: &AppState,
+    app: &Drafted,
+    at: DateTime<Utc>,
+) -> Result<Option<ReceivableState>, Problem> {
+    let id = ReceivableId::for_application(app.application_id);
+    let (existing, _) = current::<ReceivableState>(state, &id.stream_id()).await?;
+    if existing.receivable().is_some() {
+        return Ok(Some(existing));
+    }
+    let stream = schedule_stream(&app.responsible.leika, &app.responsible.authority);
+    let (schedule, _) = current::<FeeScheduleState>(state, &stream).await?;
+    let Some(fee) = schedule.0 else {
+        return Ok(None);
+    };
+    crate::command::sealer(state)?;
+    let due_date = (at + chrono::Duration::days(i64::from(fee.due_days))).date_naive();
+    let command = RequestReceivable {
+        receivable_id: id,
+        mandant: fee.mandant,
+        bewirtschafter: fee.bewirtschafter,
+        kassenzeichen: Kassenzeichen::assign(id, 0),
+        assigned: true,
+        gross_cents: fee.gross_cents,
+        due_date,
+        lines: fee.lines,
+        application_id: Some(app.application_id),
+        payer: SubjectId(app.applicant),
+        payer_name: payer_name(state, app.applicant).await?,
+        requested_at: amtsbuch_domain::record::truncate_micros(Utc::now()),
+    };
+    match service::request(state, command, None, &meta()).await {
+        Ok(done) => Ok(Some(done)),
+        Err(problem) => {
+            // Another node (or a concurrent answer to the obligations) requested it first:
+            // its receivable is the one.
+            let (now, _) = current::<ReceivableState>(state, &id.stream_id()).await?;
+            if now.receivable().is_some() {
+                Ok(Some(now))
+            } else {
+                Err(problem)
+            }
+        }
+    }
+}
+
+/// Cancels the fee's receivable of an expired draft if nothing was paid on it.
+async fn cancel_unpaid(
+    state: &AppState,
+    application: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), Problem> {
+    let id = ReceivableId::for_application(application);
+    let (existing, _) = current::<ReceivableState>(state, &id.stream_id()).await?;
+    let Some(r) = existing.receivable() else {
+        return Ok(());
+    };
+    if r.cancelled || !r.paid.is_zero() {
+        return Ok(());
+    }
+    let reason = Reference::parse("Antragsentwurf abgelaufen").map_err(corrupt)?;
+    match service::cancel(state, id, reason, at, &meta()).await {
+        Ok(_) => Ok(()),
+        // Paid or cancelled meanwhile: nothing to do.
+        Err(p) if p.status.is_client_error() => Ok(()),
+        Err(p) => Err(p),
+    }
+}
+
+/// Handles one event of the log: acts on the application events a policy depends on, and
+/// ignores every other event.
+pub async fn handle(state: &AppState, event: &RecordedEvent) -> Result<(), Problem> {
+    let record = event.record().map_err(corrupt)?;
+    let Some(application) = id_of_stream(APPLICATION, &record.stream_id) else {
+        return Ok(());
+    };
+    match record.event_type.as_str() {
+        CREATED => {
+            let app: Drafted = serde_json::from_value(record.data).map_err(corrupt)?;
+            if app.responsible.payment == Policy::BeforeSubmission
+                && ensure(state, &app, app.created_at).await?.is_none()
+            {
+                tracing::warn!(application = %application, service = %app.responsible.leika, authority = %app.responsible.authority,
+                    "no fee schedule for the service at the authority; the fee is requested once one is set and the applicant submits");
+            }
+        }
+        DECIDED => {
+            let decided: Decided = serde_json::from_value(record.data).map_err(corrupt)?;
+            let Some(app) = drafted(state, application).await? else {
+                return Ok(());
+            };
+            if app.responsible.payment == Policy::AfterDecision
+                && ensure(state, &app, decided.decided_at).await?.is_none()
+            {
+                tracing::warn!(application = %application, service = %app.responsible.leika, authority = %app.responsible.authority,
+                    "no fee schedule for the service at the authority; no fee was requested with the decision");
+            }
+        }
+        EXPIRED => {
+            let Some(app) = drafted(state, application).await? else {
+                return Ok(());
+            };
+            if app.responsible.payment == Policy::BeforeSubmission {
+                cancel_unpaid(state, application, record.occurred_at).await?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Where the manager stands in the log: the last position it handled (0 before the first).
+pub async fn checkpoint(state: &AppState) -> Result<u64, Problem> {
+    ReadDb::new(&state.store)
+        .fetch_optional(
+            "SELECT position FROM payments_policy_checkpoints WHERE name = $1",
+            &[NAME.into()],
+        )
+        .await
+        .map_err(|e| Problem::internal(&e))?
+        .map(|row| row.get_u64("position"))
+        .transpose()
+        .map_err(|e| Problem::internal(&e))
+        .map(Option::unwrap_or_default)
+}
+
+/// Moves the checkpoint forward to `position` (never back).
+pub async fn advance(state: &AppState, position: u64) -> Result<(), Problem> {
+    ReadDb::new(&state.store)
+        .execute(
+            "INSERT INTO payments_policy_checkpoints (name, position) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position \
+             WHERE payments_policy_checkpoints.position < EXCLUDED.position",
+            &[NAME.into(), position.into()],
+        )
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    Ok(())
+}
+
+/// One step of the manager: handles the events after its checkpoint (a page at most),
+/// then moves the checkpoint past them; how many events it read. An event it cannot
+/// handle stops the step before it, so the next step tries it again.
+pub async fn step(state: &AppState) -> Result<usize, Problem> {
+    let from = checkpoint(state).await?;
+    let page = state.store.read_all(from, PAGE).await?;
+    for event in &page {
+        handle(state, event).await?;
+    }
+    if let Some(last) = page.last() {
+        advance(state, last.position).await?;
+    }
+    Ok(page.len())
+}
+
+/// Runs the manager in this process while it holds the lease: follows the log, waking when
+/// the head moves (or every `idle`).
+pub fn spawn(state: AppState, idle: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut head = state.store.head_watch();
+        loop {
+            let lease = match Lease::acquire(&state.store, NAME, idle).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the payment policy cannot take its lease; retrying");
+                    tokio::time::sleep(idle).await;
+                    continue;
+                }
+            };
+            tracing::info!("this process runs the payment policy");
+            while lease.is_held() {
+                head.borrow_and_update();
+                match step(&state).await {
+                    Ok(0) => {
+                        tokio::select! {
+                            _ = head.changed() => {}
+                            () = tokio::time::sleep(idle) => {}
+                            _ = lease.lost() => {}
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(status = e.status.as_u16(), detail = %e.detail, "the payment policy failed a step; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(idle) => {}
+                            _ = lease.lost() => {}
+                        }
+                    }
+                }
+            }
+            tracing::warn!("the payment policy lost its lease; standing by");
+        }
+    })
+}
+
+/// The module's obligations against an application: under `before_submission` its fee.
+pub const OBLIGATIONS: ObligationPart = ObligationPart { list: obligations };
+
+fn obligations<'a>(
+    state: &'a AppState,
+    stream: &'a StreamId,
+) -> BoxFuture<'a, Result<Vec<Obligation>, Problem>> {
+    Box::pin(async move {
+        let Some(application) = id_of_stream(APPLICATION, stream) else {
+            return Ok(vec![]);
+        };
+        let Some(app) = drafted(state, application).await? else {
+            return Ok(vec![]);
+        };
+        if app.responsible.payment != Policy::BeforeSubmission {
+            return Ok(vec![]);
+        }
+        let obligation = match ensure(state, &app, app.created_at).await? {
+            Some(current) => {
+                let r = current
+                    .receivable()
+                    .ok_or_else(|| corrupt("a requested receivable without state"))?;
+                let settled = r.is_paid();
+                Obligation {
+                    module: "",
+                    reference: r.id.stream_id().to_string(),
+                    settled,
+                    detail: if settled {
+                        format!("the fee of {} cents is paid", r.gross.get())
+                    } else {
+                        format!(
+                            "the fee of {} cents (Kassenzeichen {}) is {}, {} cents owed; pay it through POST /receivables/{}/checkout",
+                            r.gross.get(),
+                            r.kassenzeichen,
+                            r.status().as_str(),
+                            r.balance().get(),
+                            r.id
+                        )
+                    },
+                }
+            }
+            None => Obligation {
+                module: "",
+                reference: schedule_stream(&app.responsible.leika, &app.responsible.authority)
+                    .to_string(),
+                settled: false,
+                detail: format!(
+                    "the fee cannot be requested yet: no fee schedule is set for service {} at authority {}",
+                    app.responsible.leika, app.responsible.authority
+                ),
+            },
+        };
+        Ok(vec![obligation])
+    })
+}
