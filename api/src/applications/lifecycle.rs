@@ -954,7 +954,10 @@ pub async fn submit(
 /// under another policy nothing. A policy that asks for a fee no module holds leaves the
 /// application outstanding.
 async fn dues(state: &AppState, app: &Application) -> Result<Dues, Problem> {
-    if app.responsible.payment != PaymentPolicy::BeforeSubmission {
+    // Only a draft is submitted; the decider refuses anything else on its own.
+    if app.responsible.payment != PaymentPolicy::BeforeSubmission
+        || app.status != amtsbuch_domain::applications::application::Status::Draft
+    {
         return Ok(Dues::Settled);
     }
     let held =

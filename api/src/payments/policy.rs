@@ -10,7 +10,8 @@
 //! finds there:
 //!
 //! - `ApplicationCreated` under `before_submission`: request the fee's receivable, so the
-//!   applicant can pay it before submitting;
+//!   applicant can pay it before submitting (unless the application was submitted or
+//!   expired already: one drafted before the manager first ran);
 //! - `DecisionIssued` of an application under `after_decision`: request it now;
 //! - `DraftExpired` of an application under `before_submission`: cancel the receivable if
 //!   nothing was paid on it (the cancellation's rules refuse it otherwise, and the money
@@ -77,6 +78,7 @@ const APPLICATION: &str = "application";
 const ACCOUNT: &str = "account";
 
 const CREATED: &str = "ApplicationCreated";
+const SUBMITTED: &str = "ApplicationSubmitted";
 const DECIDED: &str = "DecisionIssued";
 const EXPIRED: &str = "DraftExpired";
 
@@ -149,6 +151,35 @@ async fn drafted(state: &AppState, application: Uuid) -> Result<Option<Drafted>,
     serde_json::from_value(record.data)
         .map(Some)
         .map_err(corrupt)
+}
+
+/// Whether the application was submitted or expired already (so no fee is due before its
+/// submission any more): an application drafted before its service had a fee, met by a
+/// manager that reads the log from its beginning.
+async fn past_the_draft(state: &AppState, application: Uuid) -> Result<bool, Problem> {
+    let stream = stream_of(APPLICATION, application);
+    let mut from = 1;
+    loop {
+        let page = state
+            .store
+            .read_stream(
+                &stream,
+                from,
+                Direction::Forwards,
+                amtsbuch_infra::store::MAX_PAGE,
+            )
+            .await?;
+        for e in &page {
+            let record = e.record().map_err(corrupt)?;
+            if matches!(record.event_type.as_str(), SUBMITTED | EXPIRED) {
+                return Ok(true);
+            }
+        }
+        if page.len() < amtsbuch_infra::store::MAX_PAGE {
+            return Ok(false);
+        }
+        from += page.len() as u64;
+    }
 }
 
 /// The payer's name from the applicant's Servicekonto master data, else [`UNNAMED_PAYER`].
@@ -281,6 +312,7 @@ pub async fn handle(state: &AppState, event: &RecordedEvent) -> Result<(), Probl
         CREATED => {
             let app: Drafted = serde_json::from_value(record.data).map_err(corrupt)?;
             if app.responsible.payment == Policy::BeforeSubmission
+                && !past_the_draft(state, application).await?
                 && ensure(state, &app, app.created_at).await?.is_none()
             {
                 tracing::warn!(application = %application, service = %app.responsible.leika, authority = %app.responsible.authority,

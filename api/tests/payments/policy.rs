@@ -613,6 +613,20 @@ async fn after_decision_and_the_rest(env: &Env) {
         ["ReceivableRequested"]
     );
 
+    // An application met by the manager only after its submission (drafted before the
+    // manager first ran): no fee is requested for it.
+    let submitted = env
+        .drafted(Uuid::now_v7(), "before_submission", LEIKA)
+        .await;
+    env.publish(
+        submitted,
+        "ApplicationSubmitted",
+        json!({"application_id": submitted, "submitted_at": "2026-03-02T10:00:00.000000Z"}),
+    )
+    .await;
+    catch_up(&env.state).await;
+    assert!(env.receivable(submitted).await.receivable().is_none());
+
     // An expired draft: its fee is cancelled, once.
     let expired = env
         .drafted(Uuid::now_v7(), "before_submission", LEIKA)
