@@ -48,6 +48,7 @@
 //! refused for the manager's lag alone. Without a fee schedule for the service at the
 //! authority no fee can be requested, and the obligation names the missing schedule.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -304,6 +305,11 @@ async fn cancel_unpaid(
 /// Handles one event of the log: acts on the application events a policy depends on, and
 /// ignores every other event.
 pub async fn handle(state: &AppState, event: &RecordedEvent) -> Result<(), Problem> {
+    // Most events are of other streams: the canonical bytes name the stream as
+    // `"stream_id":"<id>"`, so those are passed over without parsing them.
+    if !contains(&event.bytes, STREAM_PREFIX) {
+        return Ok(());
+    }
     let record = event.record().map_err(corrupt)?;
     let Some(application) = id_of_stream(APPLICATION, &record.stream_id) else {
         return Ok(());
@@ -344,6 +350,13 @@ pub async fn handle(state: &AppState, event: &RecordedEvent) -> Result<(), Probl
     Ok(())
 }
 
+/// How the canonical record of an event of an application stream names its stream.
+const STREAM_PREFIX: &[u8] = b"\"stream_id\":\"application-";
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// Where the manager stands in the log: the last position it handled (0 before the first).
 pub async fn checkpoint(state: &AppState) -> Result<u64, Problem> {
     ReadDb::new(&state.store)
@@ -377,20 +390,46 @@ pub async fn advance(state: &AppState, position: u64) -> Result<(), Problem> {
 /// then moves the checkpoint past them; how many events it read. An event it cannot
 /// handle stops the step before it, so the next step tries it again.
 pub async fn step(state: &AppState) -> Result<usize, Problem> {
+    step_to(state).await.map(|(read, _)| read)
+}
+
+/// `step`, with the position the manager stands at afterwards.
+async fn step_to(state: &AppState) -> Result<(usize, u64), Problem> {
     let from = checkpoint(state).await?;
     let page = state.store.read_all(from, PAGE).await?;
     for event in &page {
         handle(state, event).await?;
     }
-    if let Some(last) = page.last() {
-        advance(state, last.position).await?;
+    match page.last() {
+        Some(last) => {
+            advance(state, last.position).await?;
+            Ok((page.len(), last.position))
+        }
+        None => Ok((0, from)),
     }
-    Ok(page.len())
 }
 
 /// Runs the manager in this process while it holds the lease: follows the log, waking when
-/// the head moves (or every `idle`).
+/// the head moves (or every `idle`). While it runs here, `/metrics` shows how far it lags
+/// behind the head (`amtsbuch_payment_policy_lag_events`); every failed step is counted
+/// (`amtsbuch_payment_policy_failures_total`) and retried, so a lag that grows while
+/// failures are counted means an event it cannot handle (the warning names why).
 pub fn spawn(state: AppState, idle: Duration) -> tokio::task::JoinHandle<()> {
+    // The position handled, while this process holds the lease.
+    let handled = Arc::new(Mutex::new(None::<u64>));
+    {
+        let (handled, head) = (handled.clone(), state.store.head_watch());
+        state.metrics.gauge_fn(
+            "amtsbuch_payment_policy_lag_events",
+            "Events of the log the payment policy has not handled yet (while this process runs it).",
+            move || {
+                let at = *handled.lock().unwrap_or_else(|e| e.into_inner());
+                at.map(|at| vec![(vec![], head.borrow().saturating_sub(at) as f64)])
+                    .unwrap_or_default()
+            },
+        );
+    }
+    let set = move |at: Option<u64>| *handled.lock().unwrap_or_else(|e| e.into_inner()) = at;
     tokio::spawn(async move {
         let mut head = state.store.head_watch();
         loop {
@@ -405,16 +444,23 @@ pub fn spawn(state: AppState, idle: Duration) -> tokio::task::JoinHandle<()> {
             tracing::info!("this process runs the payment policy");
             while lease.is_held() {
                 head.borrow_and_update();
-                match step(&state).await {
-                    Ok(0) => {
+                match step_to(&state).await {
+                    Ok((0, at)) => {
+                        set(Some(at));
                         tokio::select! {
                             _ = head.changed() => {}
                             () = tokio::time::sleep(idle) => {}
                             _ = lease.lost() => {}
                         }
                     }
-                    Ok(_) => {}
+                    Ok((_, at)) => set(Some(at)),
                     Err(e) => {
+                        state.metrics.count(
+                            "amtsbuch_payment_policy_failures_total",
+                            "Steps of the payment policy that failed (each is retried).",
+                            &[],
+                            1,
+                        );
                         tracing::warn!(status = e.status.as_u16(), detail = %e.detail, "the payment policy failed a step; retrying");
                         tokio::select! {
                             () = tokio::time::sleep(idle) => {}
@@ -423,6 +469,7 @@ pub fn spawn(state: AppState, idle: Duration) -> tokio::task::JoinHandle<()> {
                     }
                 }
             }
+            set(None);
             tracing::warn!("the payment policy lost its lease; standing by");
         }
     })

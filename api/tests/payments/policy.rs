@@ -544,6 +544,12 @@ async fn two_nodes(env: &Env) {
         assert_eq!(receivable, ["ReceivableRequested"], "{app}");
         assert_eq!(claim, ["KassenzeichenClaimed"], "{app}");
     }
+    // The node that runs it shows its lag; the one on stand-by shows none.
+    let shown = [env.state.metrics.render(), other.metrics.render()]
+        .iter()
+        .filter(|m| m.contains("\namtsbuch_payment_policy_lag_events "))
+        .count();
+    assert_eq!(shown, 1, "one node runs the manager");
     for job in jobs {
         job.abort();
     }
