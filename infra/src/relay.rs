@@ -1095,6 +1095,33 @@ pub async fn ensure_consumer(
     Ok(consumer.cached_info().clone())
 }
 
+/// Whether the durable consumer `name` exists on `stream` (a stream that does not exist has
+/// none).
+pub async fn consumer_exists(
+    context: &js::Context,
+    stream: &str,
+    name: &ConsumerName,
+) -> Result<bool, RelayError> {
+    let handle = match context.get_stream(stream).await {
+        Ok(handle) => handle,
+        Err(e) => {
+            return match e.kind() {
+                js::context::GetStreamErrorKind::JetStream(err)
+                    if err.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(false)
+                }
+                _ => Err(nats(e)),
+            }
+        }
+    };
+    match handle.consumer_info(name.as_str()).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == js::context::ConsumerInfoErrorKind::NotFound => Ok(false),
+        Err(e) => Err(nats(e)),
+    }
+}
+
 async fn deliver_policy(
     stream: &stream::Stream,
     start: DeliverFrom,
