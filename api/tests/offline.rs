@@ -306,12 +306,38 @@ fn events_after_the_last_checkpoint_pass_with_a_warning() {
         warning.contains("7 events after the last checkpoint"),
         "{warning}"
     );
+}
 
-    // No checkpoint at all: everything is uncovered.
-    let summary = verify(&export(&records, 1, 9, EVERY)).expect("no checkpoint");
-    assert_eq!(summary.checkpoints, 0);
-    assert_eq!(summary.uncovered_events, 9);
-    assert!(export_warning(&summary).is_some());
+/// Leaf and chain hashes anyone can compute: an export that no signature covers is not
+/// verified, whether it never had a checkpoint or its checkpoints were cut out (and its
+/// records then changed and rehashed at will).
+#[test]
+fn an_export_without_a_signed_checkpoint_fails() {
+    let records = build_log(N, 20, None);
+    let failure = fails(&export(&records, 1, 9, EVERY));
+    assert_eq!(failure.reason, ExportReason::Unsigned { events: 9 });
+    assert_eq!(failure.position, None);
+
+    let stripped: Vec<String> = export(&records, 1, N, EVERY)
+        .into_iter()
+        .filter(|l| !l.contains("\"kind\":\"checkpoint\""))
+        .collect();
+    assert_eq!(
+        fails(&stripped).reason,
+        ExportReason::Unsigned { events: N as u64 }
+    );
+    // A range whose only checkpoint is the one before its first record (it vouches for
+    // the start line, not for a record of the range) is not covered either.
+    let failure = fails(&export(&records, 11, 19, EVERY));
+    assert_eq!(failure.reason, ExportReason::Unsigned { events: 9 });
+
+    // The command says FAILED and exits 1.
+    let dir = TempDir::new();
+    let key = dir.join("log.vkey");
+    std::fs::write(&key, format!("{}\n", signer().vkey())).expect("key");
+    let file = dir.join("stripped.jsonl");
+    std::fs::write(&file, text(&stripped)).expect("export");
+    assert_eq!(run_export_cli(&file, &[key]).expect("run"), 1);
 }
 
 #[test]
