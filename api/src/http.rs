@@ -318,6 +318,8 @@ pub fn sealing_problem(e: amtsbuch_infra::sealer::SealerError, index: usize) -> 
         SealerError::Seal(amtsbuch_domain::seal::SealError::Plaintext(reason)) => {
             Problem::bad_request("invalid-body", format!("event {index}: personal.data: {reason}"))
         }
+        // The key vault's database failing is an outage to retry, as in `command`.
+        SealerError::Vault(VaultError::Store(e)) => Problem::from(e),
         other => Problem::internal(&other),
     }
 }
@@ -565,7 +567,8 @@ pub struct CatalogueQuery {
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 100)")),
     responses(
         (status = 200, description = "A page of the catalogue", body = StreamCatalogue),
-        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "The database cannot be used right now (`unavailable`, with `Retry-After`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn list_streams(
     State(state): State<AppState>,
     query: Result<Query<CatalogueQuery>, axum::extract::rejection::QueryRejection>,
@@ -602,13 +605,11 @@ pub async fn list_streams(
         limit: parse_limit(q.limit.as_deref())?,
     };
     let db = amtsbuch_projections::db::ReadDb::new(&state.store);
+    // A failing database is an outage to retry (503), not a bug (500).
     let as_of_position = amtsbuch_projections::checkpoint::read(&db, streams::NAME)
-        .await
-        .map_err(|e| Problem::internal(&e))?
+        .await?
         .unwrap_or(0);
-    let page = streams::list_streams(&db, &query)
-        .await
-        .map_err(|e| Problem::internal(&e))?;
+    let page = streams::list_streams(&db, &query).await?;
     Ok(Json(StreamCatalogue {
         streams: page
             .streams

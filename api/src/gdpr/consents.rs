@@ -714,7 +714,8 @@ pub struct DisclosureView {
     request_body = DisclosureRequest,
     responses(
         (status = 201, description = "Decided and recorded (granted or denied)", body = DisclosureView),
-        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "The database cannot be used right now (`unavailable`, with `Retry-After`); nothing was decided", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn disclose(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -806,7 +807,7 @@ pub async fn subject_consents(
     let db = amtsbuch_projections::db::ReadDb::new(&state.store);
     amtsbuch_projections::gdpr::current_consents(&db, *subject)
         .await
-        .map_err(|e| Problem::internal(&e))
+        .map_err(super::dpo::query_error)
 }
 
 /// The caller's own consents, now (a citizen sees and withdraws its consents here).
@@ -814,7 +815,8 @@ pub async fn subject_consents(
     security(("bearer" = ["citizen"])),
     responses(
         (status = 200, description = "The consents of the token's account, in the order given", body = Vec<ConsentView>),
-        (status = 400, description = "The token's account is not an account id", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "The token's account is not an account id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "The database cannot be used right now (`unavailable`, with `Retry-After`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn list_own(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -53,7 +53,7 @@ use crate::AppState;
 
 /// A failed read-model query: the database's failure is the core's (`503` when it is
 /// unreachable), an unreadable consent record an internal error.
-fn query_error(e: impl Into<models::GdprQueryError>) -> Problem {
+pub(crate) fn query_error(e: impl Into<models::GdprQueryError>) -> Problem {
     match e.into() {
         models::GdprQueryError::Db(db) => db.into(),
         unreadable => Problem::internal(&unreadable),

@@ -308,6 +308,7 @@ common::on_both_adapters!(
     raw_appends_seal_personal_data_and_retry_idempotently,
     racing_withdrawals_and_disclosures_stay_consistent,
     erasure_refuses_unknown_subjects_and_completes_interrupted_runs,
+    a_failing_read_side_is_an_outage_to_retry,
 );
 
 /// A consent receipt carries a tlog-proof against a signed checkpoint. Asked for before
@@ -2646,4 +2647,79 @@ async fn erasure_refuses_unknown_subjects_and_completes_interrupted_runs(env: &E
         "the erasure took effect when the keys were destroyed"
     );
     env.assert_chain_intact().await;
+}
+
+/// When the database fails a read-side statement (here: a table taken away, as a failing
+/// disk or a pool that timed out would fail it), the routes that read it answer 503
+/// `unavailable` with `Retry-After`, a failure the client may retry, not a 500 that reads
+/// as a bug; and nothing is recorded.
+async fn a_failing_read_side_is_an_outage_to_retry(env: &Env) {
+    let subject = env.open_account(erika(), None).await;
+    env.give(&subject, None, None).await;
+    env.caught_up().await;
+    let db = amtsbuch_infra::Db::new(&env.store);
+    let rename = |from: &'static str, to: &'static str| {
+        let db = db.clone();
+        async move {
+            db.execute(&format!("ALTER TABLE {from} RENAME TO {to}"), &[])
+                .await
+                .expect("rename");
+        }
+    };
+    let outage = |reply: &Reply, what: &str| {
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{what}: {}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        assert_eq!(
+            reply.json()["type"],
+            "urn:amtsbuch:problem:unavailable",
+            "{what}"
+        );
+        assert!(reply.header(header::RETRY_AFTER).is_some(), "{what}");
+    };
+    let head = env.head().await;
+
+    // The subject's consents (the consent index).
+    rename("gdpr_consents", "gdpr_consents_away").await;
+    let own = env
+        .call("GET", "/consents", "/consents", &citizen(&subject), None)
+        .await;
+    outage(&own, "GET /consents");
+    let disclosure = env
+        .call(
+            "POST",
+            "/disclosures",
+            "/disclosures",
+            &wohngeld(),
+            Some(json!({ "subject": subject, "categories": ["stammdaten"], "purpose": "antrag-vorbefuellung" })),
+        )
+        .await;
+    outage(&disclosure, "POST /disclosures");
+    rename("gdpr_consents_away", "gdpr_consents").await;
+
+    // The read models' positions, which every answer built from read models waits for.
+    rename("projection_checkpoints", "projection_checkpoints_away").await;
+    let streams = env
+        .call("GET", "/streams", "/streams", &operator(), None)
+        .await;
+    outage(&streams, "GET /streams");
+    let processing = env
+        .call("GET", "/dpo/processing", "/dpo/processing", &dpo(), None)
+        .await;
+    outage(&processing, "GET /dpo/processing");
+    rename("projection_checkpoints_away", "projection_checkpoints").await;
+
+    assert_eq!(env.head().await, head, "nothing was recorded");
+    env.expect(
+        StatusCode::OK,
+        "GET",
+        "/streams",
+        "/streams",
+        &operator(),
+        None,
+    )
+    .await;
 }
