@@ -2207,6 +2207,22 @@ async fn bad_input_gets_a_problem_and_changes_nothing(env: &Env) {
             format!(r#"{{"subject":"{subject}","reason":"voucher","source":"payment-1","until":1e400}}"#),
             "/until",
         ),
+        // An instant is stored exactly as given, or refused: an offset would be converted
+        // and nanoseconds cut off, silently.
+        (
+            "/retention-holds",
+            "/retention-holds".into(),
+            &dp,
+            format!(r#"{{"subject":"{subject}","reason":"voucher","source":"payment-1","until":"2031-06-01T00:00:00+02:00"}}"#),
+            "/until",
+        ),
+        (
+            "/retention-holds",
+            "/retention-holds".into(),
+            &dp,
+            format!(r#"{{"subject":"{subject}","reason":"voucher","source":"payment-1","until":"2031-06-01T00:00:00.123456789Z"}}"#),
+            "/until",
+        ),
     ];
     for (path, uri, token, text, pointer) in not_i_json {
         let method = if path.ends_with("master-data") {
