@@ -309,6 +309,7 @@ common::on_both_adapters!(
     racing_withdrawals_and_disclosures_stay_consistent,
     erasure_refuses_unknown_subjects_and_completes_interrupted_runs,
     a_failing_read_side_is_an_outage_to_retry,
+    a_paper_forms_date_is_entered_by_staff_only,
 );
 
 /// A consent receipt carries a tlog-proof against a signed checkpoint. Asked for before
@@ -2738,4 +2739,73 @@ async fn a_failing_read_side_is_an_outage_to_retry(env: &Env) {
         None,
     )
     .await;
+}
+
+/// A consent on paper may carry the date it was signed, which makes it count from then on
+/// in the replay. Entering the form is the staff's act: a citizen cannot back-date its own
+/// consent by calling it paper, and a token that is the subject's citizen and an operator
+/// at once enters it as the operator, which the record says.
+async fn a_paper_forms_date_is_entered_by_staff_only(env: &Env) {
+    let subject = env.open_account(erika(), None).await;
+    let signed_on = "2025-01-15T00:00:00Z";
+    let form = |with_subject: bool| {
+        let mut body = json!({
+            "scope": { "categories": ["stammdaten"], "purposes": ["antrag-vorbefuellung"], "recipients": ["lra-meissen"] },
+            "notice": { "version": "2026-01", "sha256": notice_sha256() },
+            "channel": "paper",
+            "given_at": signed_on,
+        });
+        if with_subject {
+            body["subject"] = json!(subject);
+        }
+        body
+    };
+    let head = env.head().await;
+    for body in [form(false), form(true)] {
+        let refused = env
+            .expect(
+                StatusCode::FORBIDDEN,
+                "POST",
+                "/consents",
+                "/consents",
+                &citizen(&subject),
+                Some(body),
+            )
+            .await;
+        assert_eq!(refused["type"], "urn:amtsbuch:problem:forbidden");
+    }
+    assert_eq!(env.head().await, head, "the citizen recorded nothing");
+
+    let entered = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/consents",
+            "/consents",
+            &operator(),
+            Some(form(true)),
+        )
+        .await;
+    assert_eq!(entered["given_at"], "2025-01-15T00:00:00.000000Z");
+
+    let mut both = common::request_of(&[Role::Citizen, Role::Operator], "lra-meissen", &[]);
+    both.account = Some(subject.clone());
+    let entered = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/consents",
+            "/consents",
+            &common::signed(&both),
+            Some(form(false)),
+        )
+        .await;
+    let id = entered["consent_id"].as_str().expect("consent id");
+    let record = env.stream(&format!("consent-{id}")).await[0]
+        .record()
+        .expect("record");
+    assert_eq!(
+        record.actor.as_deref(),
+        Some(format!("operator:{}", both.subject).as_str())
+    );
 }
