@@ -1404,3 +1404,41 @@ fn the_receipt_command_exits_0_for_a_good_receipt_and_1_for_a_bad_one() {
         1
     );
 }
+
+/// A command checks every input before it creates anything: a mistyped projection name, a
+/// missing key-encryption key file or a bad origin leaves no database, schema or directory
+/// behind, and a database URL that names no event store is not created or migrated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_check_their_inputs_before_they_create_anything() {
+    use amtsbuch_api::cli::admin::{kek, projections, KekCommand, ProjectionsCommand};
+    let dir = TempDir::new();
+    let url = |name: &str| format!("sqlite://{}", dir.join(name).join("x.db").display());
+
+    let unknown = projections(ProjectionsCommand::Rebuild {
+        name: "nope".into(),
+        database_url: url("typo"),
+    })
+    .await;
+    assert!(unknown.is_err_and(|e| e.to_string().contains("no projection named")));
+    assert!(!dir.join("typo").exists(), "a database was created");
+
+    let no_store = projections(ProjectionsCommand::Rebuild {
+        name: "streams".into(),
+        database_url: url("nowhere"),
+    })
+    .await;
+    assert!(no_store.is_err());
+    assert!(!dir.join("nowhere").exists(), "a database was created");
+
+    let missing_kek = kek(KekCommand::Rewrap {
+        database_url: url("rewrap"),
+        kek: vec![dir.join("missing.kek")],
+    })
+    .await;
+    assert!(missing_kek.is_err());
+    assert!(!dir.join("rewrap").exists(), "a database was created");
+
+    let keys = dir.join("keys");
+    assert!(amtsbuch_api::keys::generate("bad origin\n", &keys).is_err());
+    assert!(!keys.exists(), "a key directory was created");
+}
