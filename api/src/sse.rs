@@ -10,7 +10,10 @@
 //! connection that falls further behind than the broadcast buffer is disconnected with an
 //! `event: disconnect` that says why and from which position to resume (`Last-Event-ID`,
 //! which `EventSource` clients send on their own when they reconnect). Each event is
-//! filtered by the caller's visibility before it is sent.
+//! filtered by the caller's visibility before it is sent. A connection also ends, the same
+//! way, when the token that opened it expires (`token-expired`): the caller is authorized
+//! once, at the start, so a grant revoked or narrowed since takes effect at the latest
+//! when the client reconnects with a fresh token.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,12 +36,14 @@ const CATCH_UP_PAGE: usize = 500;
 /// Who may see which event: the caller's visibility rule.
 pub type Visibility = Arc<dyn Fn(&EventRecord) -> bool + Send + Sync>;
 
-/// The SSE response for one connection that has seen everything up to `after`.
+/// The SSE response for one connection that has seen everything up to `after`, ending at
+/// `until` (when the caller's token expires).
 fn stream(
     hub: &Hub,
     after: u64,
     visible: Visibility,
     slot: ClientSlot,
+    until: Option<tokio::time::Instant>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let conn = Connection {
         store: hub.store().clone(),
@@ -49,11 +54,12 @@ fn stream(
         pending: Vec::new().into_iter(),
         metrics: hub.metrics().clone(),
         _slot: slot,
+        until,
         #[cfg(test)]
         after_read: None,
     };
     let events = stream::unfold(conn, |mut c| async move {
-        let next = c.next().await?;
+        let next = c.next_until().await?;
         Some((Ok(next), c))
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -79,12 +85,48 @@ struct Connection {
     pending: std::vec::IntoIter<Event>,
     metrics: Metrics,
     _slot: ClientSlot,
+    /// When the caller's token expires: the connection ends then, and the client resumes
+    /// with a fresh token (and `Last-Event-ID`), so that a grant revoked or narrowed since
+    /// is in force.
+    until: Option<tokio::time::Instant>,
     /// Tests: awaited once, right after the next catch-up read, before its page is taken.
     #[cfg(test)]
     after_read: Option<futures_util::future::BoxFuture<'static, ()>>,
 }
 
 impl Connection {
+    /// `next`, or the `disconnect` frame once the token has expired. Frames already taken
+    /// from the log go out first: the position a disconnect names has been delivered.
+    async fn next_until(&mut self) -> Option<Event> {
+        let Some(until) = self.until else {
+            return self.next().await;
+        };
+        if self.pending.len() > 0 {
+            return self.next().await;
+        }
+        let expired = tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(until) => None,
+            next = self.next() => Some(next),
+        };
+        match expired {
+            Some(next) => next,
+            None => {
+                self.until = None;
+                self.metrics.count(
+                    "amtsbuch_sse_disconnects_total",
+                    "Server-Sent-Events subscriptions ended by the server, by reason.",
+                    &[("reason", "token-expired")],
+                    1,
+                );
+                Some(self.disconnect(
+                    "token-expired",
+                    &format!("the token of this subscription has expired; reconnect with a fresh token and Last-Event-ID: {} to resume", self.after),
+                ))
+            }
+        }
+    }
+
     /// The next SSE frame, or `None` when the connection is over.
     async fn next(&mut self) -> Option<Event> {
         loop {
@@ -257,6 +299,7 @@ pub struct SseFrame {
 pub async fn subscribe(
     axum::extract::State(state): axum::extract::State<crate::state::AppState>,
     crate::auth::Caller(principal): crate::auth::Caller,
+    expiry: Option<axum::Extension<crate::auth::TokenExpiry>>,
     headers: axum::http::HeaderMap,
     query: Result<axum::extract::Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::response::Response, crate::problem::Problem> {
@@ -313,7 +356,13 @@ pub async fn subscribe(
         )
     })?;
     let visible: Visibility = Arc::new(move |record: &EventRecord| principal.may_see(record));
-    Ok(stream(&state.hub, after, visible, slot).into_response())
+    // The guard leaves the token's expiry; without it (a handler called outside the
+    // router) the connection has no end of its own.
+    let until = expiry.map(|axum::Extension(crate::auth::TokenExpiry(at))| {
+        let left = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::Instant::now() + left
+    });
+    Ok(stream(&state.hub, after, visible, slot, until).into_response())
 }
 
 #[cfg(test)]
@@ -371,6 +420,7 @@ mod tests {
             pending: Vec::new().into_iter(),
             metrics: Metrics::new(),
             _slot: hub.admit().expect("slot"),
+            until: None,
             after_read: Some(between),
         };
         let _first = connection.next().await.expect("the first event");
