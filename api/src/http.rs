@@ -68,9 +68,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     };
     if let Some(error) = unreachable {
         let mut problem = Problem::unavailable(&error);
+        // The route is public: the answer names the kind of failure only, and the log
+        // has the address and the server's message.
         if let AnyStore::Postgres(pg) = &state.store {
             if let Ok(Some(why)) = tokio::time::timeout(READY_DIAGNOSIS, pg.diagnose()).await {
-                problem.detail = why;
+                tracing::warn!(diagnosis = %why.detail, "not ready: the database cannot be reached");
+                problem.detail = why.class.to_owned();
             }
         }
         return problem.into_response();
@@ -83,9 +86,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .into_response();
     }
     if let Some(blocked) = state.nats.as_ref().and_then(|n| n.blocked()) {
+        // Why is in the server's log (the relay logs it as an error); NATS's own words
+        // are not for a public route.
         return not_ready(
             "relay-blocked",
-            format!("the NATS relay cannot publish the event at position {} and will not publish later ones before it: {}", blocked.position, blocked.reason),
+            format!("the NATS relay cannot publish the event at position {} and will not publish later ones before it; the server log says why", blocked.position),
         )
         .with("position", blocked.position)
         .into_response();
