@@ -290,6 +290,16 @@ impl Authenticator {
 
     /// Authenticate a request by its `Authorization: Bearer` header.
     pub fn authenticate_headers(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        self.authenticate_headers_until(headers)
+            .map(|(principal, _)| principal)
+    }
+
+    /// `authenticate_headers`, with the instant the token expires (its `exp`): a request
+    /// that lasts (a subscription) must end then.
+    pub fn authenticate_headers_until(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Principal, TokenExpiry), AuthError> {
         let mut values = headers.get_all(header::AUTHORIZATION).iter();
         let value = values.next().ok_or(AuthError::MissingHeader)?;
         if values.next().is_some() {
@@ -301,11 +311,17 @@ impl Authenticator {
         if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
             return Err(AuthError::MalformedHeader);
         }
-        self.authenticate(token)
+        self.authenticate_until(token)
     }
 
     /// Verify a bearer token and build the principal it names.
     pub fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        self.authenticate_until(token)
+            .map(|(principal, _)| principal)
+    }
+
+    /// `authenticate`, with the instant the token expires.
+    pub fn authenticate_until(&self, token: &str) -> Result<(Principal, TokenExpiry), AuthError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AuthError::MalformedToken);
         }
@@ -318,7 +334,16 @@ impl Authenticator {
         let candidates = self.candidates(header.kid.as_deref(), alg)?;
         for key in candidates {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &key.validation) {
-                Ok(data) => return principal_from_claims(&data.claims),
+                Ok(data) => {
+                    // `exp` is required and was checked, so it is a number here.
+                    let exp = data
+                        .claims
+                        .get("exp")
+                        .and_then(|exp| exp.as_i64().or_else(|| exp.as_f64().map(|f| f as i64)))
+                        .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
+                        .ok_or_else(|| AuthError::MissingClaim("exp".to_owned()))?;
+                    return Ok((principal_from_claims(&data.claims)?, TokenExpiry(exp)));
+                }
                 Err(e) => match e.into_kind() {
                     // Another candidate may have signed it.
                     ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => continue,
@@ -604,6 +629,12 @@ fn string_list(claims: &Map<String, Value>, claim: &'static str) -> Result<Vec<S
         Some(_) => Err(invalid(claim, "must be an array of strings")),
     }
 }
+
+/// When the caller's token expires (its `exp`), which the router's guard leaves in the
+/// request beside the `Caller`: a response that outlives the request, such as an event
+/// subscription, ends then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenExpiry(pub DateTime<Utc>);
 
 /// The authenticated caller of a handler. The router's guard authenticates every request
 /// to a protected route before the handler runs and leaves the caller in the request, so

@@ -113,9 +113,8 @@ pub async fn read_models_current(state: &AppState, names: &[&str]) -> Result<(),
     let db = amtsbuch_projections::db::ReadDb::new(&state.store);
     let deadline = tokio::time::Instant::now() + READ_MODEL_PATIENCE;
     loop {
-        let applied = amtsbuch_projections::checkpoint::all(&db)
-            .await
-            .map_err(|e| Problem::internal(&e))?;
+        // A database that fails here is an outage to retry (503), like any other.
+        let applied = amtsbuch_projections::checkpoint::all(&db).await?;
         let behind: Vec<&str> = names
             .iter()
             .copied()

@@ -68,9 +68,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     };
     if let Some(error) = unreachable {
         let mut problem = Problem::unavailable(&error);
+        // The route is public: the answer names the kind of failure only, and the log
+        // has the address and the server's message.
         if let AnyStore::Postgres(pg) = &state.store {
             if let Ok(Some(why)) = tokio::time::timeout(READY_DIAGNOSIS, pg.diagnose()).await {
-                problem.detail = why;
+                tracing::warn!(diagnosis = %why.detail, "not ready: the database cannot be reached");
+                problem.detail = why.class.to_owned();
             }
         }
         return problem.into_response();
@@ -83,9 +86,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         .into_response();
     }
     if let Some(blocked) = state.nats.as_ref().and_then(|n| n.blocked()) {
+        // Why is in the server's log (the relay logs it as an error); NATS's own words
+        // are not for a public route.
         return not_ready(
             "relay-blocked",
-            format!("the NATS relay cannot publish the event at position {} and will not publish later ones before it: {}", blocked.position, blocked.reason),
+            format!("the NATS relay cannot publish the event at position {} and will not publish later ones before it; the server log says why", blocked.position),
         )
         .with("position", blocked.position)
         .into_response();
@@ -318,6 +323,8 @@ pub fn sealing_problem(e: amtsbuch_infra::sealer::SealerError, index: usize) -> 
         SealerError::Seal(amtsbuch_domain::seal::SealError::Plaintext(reason)) => {
             Problem::bad_request("invalid-body", format!("event {index}: personal.data: {reason}"))
         }
+        // The key vault's database failing is an outage to retry, as in `command`.
+        SealerError::Vault(VaultError::Store(e)) => Problem::from(e),
         other => Problem::internal(&other),
     }
 }
@@ -565,7 +572,8 @@ pub struct CatalogueQuery {
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 100)")),
     responses(
         (status = 200, description = "A page of the catalogue", body = StreamCatalogue),
-        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid query", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "The database cannot be used right now (`unavailable`, with `Retry-After`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn list_streams(
     State(state): State<AppState>,
     query: Result<Query<CatalogueQuery>, axum::extract::rejection::QueryRejection>,
@@ -602,13 +610,11 @@ pub async fn list_streams(
         limit: parse_limit(q.limit.as_deref())?,
     };
     let db = amtsbuch_projections::db::ReadDb::new(&state.store);
+    // A failing database is an outage to retry (503), not a bug (500).
     let as_of_position = amtsbuch_projections::checkpoint::read(&db, streams::NAME)
-        .await
-        .map_err(|e| Problem::internal(&e))?
+        .await?
         .unwrap_or(0);
-    let page = streams::list_streams(&db, &query)
-        .await
-        .map_err(|e| Problem::internal(&e))?;
+    let page = streams::list_streams(&db, &query).await?;
     Ok(Json(StreamCatalogue {
         streams: page
             .streams

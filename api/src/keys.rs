@@ -49,6 +49,11 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 /// Create a new key pair for `origin` in `dir`; returns the two paths and the vkey.
 pub fn generate(origin: &str, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, String)> {
+    // The origin is checked before anything is created.
+    let pkcs8 =
+        Signer::generate_pkcs8().map_err(|e| anyhow::anyhow!("cannot generate a key: {e}"))?;
+    let signer = Signer::from_pkcs8(origin, &pkcs8)
+        .map_err(|e| anyhow::anyhow!("origin {origin:?} cannot name a key: {e}"))?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let key_path = dir.join(KEY_FILE);
     let vkey_path = dir.join(VKEY_FILE);
@@ -59,10 +64,6 @@ pub fn generate(origin: &str, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, S
             vkey_path.display()
         );
     }
-    let pkcs8 =
-        Signer::generate_pkcs8().map_err(|e| anyhow::anyhow!("cannot generate a key: {e}"))?;
-    let signer = Signer::from_pkcs8(origin, &pkcs8)
-        .map_err(|e| anyhow::anyhow!("origin {origin:?} cannot name a key: {e}"))?;
     let vkey = signer.vkey();
     write_private(&key_path, &pkcs8)?;
     fs::write(&vkey_path, format!("{vkey}\n"))

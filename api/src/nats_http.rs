@@ -7,13 +7,20 @@
 //! caller's token — never from the request — so a Fachverfahren cannot widen what it
 //! receives. Operators may set up and change any consumer, with filters of their choice.
 //!
-//! A consumer belongs to the authority its name gives: `<authority>-<name>`, where
+//! A consumer's name says which authority it belongs to: `<authority>-<name>`, where
 //! `<name>` has no `-`, so the authority is everything before the last `-`. A Fachverfahren
-//! may set up and change the consumers of its own authority only. A mere prefix would not
-//! do: authority ids may contain `-`, and `lra` is a prefix of `lra-meissen`, so the
-//! Fachverfahren of `lra` could otherwise rewrite `lra-meissen-wohngeld`, or take that name
-//! before `lra-meissen` sets it up. Read this way, every name has at most one owner, and
-//! nothing else needs to be recorded.
+//! may set up consumers of its own authority only. A mere prefix would not do: authority
+//! ids may contain `-`, and `lra` is a prefix of `lra-meissen`, so the Fachverfahren of
+//! `lra` could otherwise rewrite `lra-meissen-wohngeld`, or take that name before
+//! `lra-meissen` sets it up.
+//!
+//! Which of the authority's systems owns a consumer is not in its name but recorded: the
+//! token subject (`sub`) of the Fachverfahren that set it up, in `nats_consumers`, written
+//! before the consumer is created. Only that Fachverfahren may change it later. Two systems
+//! of one authority may handle different services, so one of them rewriting the other's
+//! consumer with its own filters would send it events its token does not cover, and starve
+//! the other of its own. A consumer that exists without a recorded owner (an operator's, or
+//! one set up before owners were recorded) is left to operators.
 //! Who may connect to NATS at all, and read which consumer, is NATS's own authorization
 //! (accounts and permissions); docs/FACHVERFAHREN.md shows the set-up.
 
@@ -28,6 +35,8 @@ use utoipa::ToSchema;
 use amtsbuch_domain::access::Role;
 use amtsbuch_domain::subject::fachverfahren_filters;
 use amtsbuch_infra::relay::{self, ConsumerName, DeliverFrom, RelayError};
+use amtsbuch_infra::Db;
+use chrono::Utc;
 
 use crate::auth::Caller;
 use crate::dto::ProblemDoc;
@@ -106,6 +115,75 @@ fn owner(name: &ConsumerName) -> Option<&str> {
         .map(|(authority, _)| authority)
 }
 
+/// The recorded owner of the consumer `name` of `stream`, if it has one.
+async fn recorded_owner(
+    db: &Db,
+    stream: &str,
+    name: &ConsumerName,
+) -> Result<Option<String>, Problem> {
+    let row = db
+        .fetch_optional(
+            "SELECT owner FROM nats_consumers WHERE stream = $1 AND name = $2",
+            &[stream.into(), name.as_str().into()],
+        )
+        .await?;
+    Ok(row.map(|r| r.get::<String>("owner")).transpose()?)
+}
+
+/// Make sure the Fachverfahren `subject` owns the consumer `name`: it does if it is
+/// recorded as the owner, and becomes the owner of a name nobody has recorded and no
+/// consumer uses yet. Any other case is refused (403) before NATS is touched.
+async fn claim(
+    state: &AppState,
+    link: &crate::state::NatsLink,
+    name: &ConsumerName,
+    subject: &str,
+) -> Result<(), Problem> {
+    let stream = link.config.stream.as_str();
+    let db = Db::new(&state.store);
+    let taken = || {
+        Problem::forbidden(format!(
+            "consumer {} was set up by another Fachverfahren of this authority; only that system, or an operator, may change it",
+            name.as_str()
+        ))
+    };
+    match recorded_owner(&db, stream, name).await? {
+        Some(owner) if owner == subject => return Ok(()),
+        Some(_) => return Err(taken()),
+        None => {}
+    }
+    let context = link.context().await.map_err(relay_problem)?;
+    if relay::consumer_exists(context, stream, name)
+        .await
+        .map_err(relay_problem)?
+    {
+        return Err(Problem::forbidden(format!(
+            "consumer {} exists without a recorded owner (an operator set it up, or it predates recorded owners); an operator may change it, or delete it so that its Fachverfahren sets it up again (with \"after\" to keep its place)",
+            name.as_str()
+        )));
+    }
+    // Two systems may claim a free name at once: the first row wins, and the other is
+    // refused below.
+    db.execute(
+        "INSERT INTO nats_consumers (stream, name, owner, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (stream, name) DO NOTHING",
+        &[
+            stream.into(),
+            name.as_str().into(),
+            subject.into(),
+            Utc::now().into(),
+        ],
+    )
+    .await?;
+    match recorded_owner(&db, stream, name).await? {
+        Some(owner) if owner == subject => Ok(()),
+        Some(_) => Err(taken()),
+        None => Err(Problem::internal(
+            &"the recorded owner of a consumer vanished",
+        )),
+    }
+}
+
 /// Create or update a durable pull consumer on the event stream.
 #[utoipa::path(put, path = "/subscriptions/nats/{name}", tag = "subscriptions",
     security(("bearer" = ["fachverfahren", "operator"])),
@@ -114,7 +192,7 @@ fn owner(name: &ConsumerName) -> Option<&str> {
     responses(
         (status = 200, description = "The consumer exists with these filters", body = ConsumerView),
         (status = 400, description = "Invalid name or request", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not a consumer of the caller's authority, or filters from a Fachverfahren", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not a consumer of the caller's authority, a consumer another Fachverfahren set up (its owner is recorded) or one without a recorded owner, or filters from a Fachverfahren", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The JetStream stream cannot be used for the consumer (`nats-stream`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 501, description = "This NATS server cannot filter as needed (several services need NATS 2.10)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "NATS unreachable, or this server has no NATS distribution", body = ProblemDoc, content_type = "application/problem+json")))]
@@ -158,7 +236,9 @@ pub async fn put_consumer(
                     "consumers of authority {authority} are named {authority}-<name>, where <name> has letters, digits and `_` but no `-` (e.g. {authority}-wohngeld); this name is not one of them"
                 )));
             }
-            fachverfahren_filters(&link.config.prefix, authority, services)
+            let filters = fachverfahren_filters(&link.config.prefix, authority, services);
+            claim(&state, link, &name, caller.subject()).await?;
+            filters
         }
         None => {
             return Err(Problem::bad_request(

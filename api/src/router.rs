@@ -408,7 +408,7 @@ async fn guard(
     match access.get(&method, &path) {
         Some(Access::Public) => next.run(req).await,
         Some(Access::Roles(roles)) => {
-            let principal = match auth.authenticate_headers(req.headers()) {
+            let (principal, expiry) = match auth.authenticate_headers_until(req.headers()) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::debug!(reason = %e, "request not authenticated");
@@ -421,6 +421,7 @@ async fn guard(
                 Err(problem) => return problem.into_response(),
             };
             req.extensions_mut().insert(Caller(principal));
+            req.extensions_mut().insert(expiry);
             next.run(req).await
         }
         None => {

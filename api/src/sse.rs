@@ -10,7 +10,10 @@
 //! connection that falls further behind than the broadcast buffer is disconnected with an
 //! `event: disconnect` that says why and from which position to resume (`Last-Event-ID`,
 //! which `EventSource` clients send on their own when they reconnect). Each event is
-//! filtered by the caller's visibility before it is sent.
+//! filtered by the caller's visibility before it is sent. A connection also ends, the same
+//! way, when the token that opened it expires (`token-expired`): the caller is authorized
+//! once, at the start, so a grant revoked or narrowed since takes effect at the latest
+//! when the client reconnects with a fresh token.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,12 +36,14 @@ const CATCH_UP_PAGE: usize = 500;
 /// Who may see which event: the caller's visibility rule.
 pub type Visibility = Arc<dyn Fn(&EventRecord) -> bool + Send + Sync>;
 
-/// The SSE response for one connection that has seen everything up to `after`.
+/// The SSE response for one connection that has seen everything up to `after`, ending at
+/// `until` (when the caller's token expires).
 fn stream(
     hub: &Hub,
     after: u64,
     visible: Visibility,
     slot: ClientSlot,
+    until: Option<tokio::time::Instant>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let conn = Connection {
         store: hub.store().clone(),
@@ -49,9 +54,12 @@ fn stream(
         pending: Vec::new().into_iter(),
         metrics: hub.metrics().clone(),
         _slot: slot,
+        until,
+        #[cfg(test)]
+        after_read: None,
     };
     let events = stream::unfold(conn, |mut c| async move {
-        let next = c.next().await?;
+        let next = c.next_until().await?;
         Some((Ok(next), c))
     });
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -77,9 +85,48 @@ struct Connection {
     pending: std::vec::IntoIter<Event>,
     metrics: Metrics,
     _slot: ClientSlot,
+    /// When the caller's token expires: the connection ends then, and the client resumes
+    /// with a fresh token (and `Last-Event-ID`), so that a grant revoked or narrowed since
+    /// is in force.
+    until: Option<tokio::time::Instant>,
+    /// Tests: awaited once, right after the next catch-up read, before its page is taken.
+    #[cfg(test)]
+    after_read: Option<futures_util::future::BoxFuture<'static, ()>>,
 }
 
 impl Connection {
+    /// `next`, or the `disconnect` frame once the token has expired. Frames already taken
+    /// from the log go out first: the position a disconnect names has been delivered.
+    async fn next_until(&mut self) -> Option<Event> {
+        let Some(until) = self.until else {
+            return self.next().await;
+        };
+        if self.pending.len() > 0 {
+            return self.next().await;
+        }
+        let expired = tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(until) => None,
+            next = self.next() => Some(next),
+        };
+        match expired {
+            Some(next) => next,
+            None => {
+                self.until = None;
+                self.metrics.count(
+                    "amtsbuch_sse_disconnects_total",
+                    "Server-Sent-Events subscriptions ended by the server, by reason.",
+                    &[("reason", "token-expired")],
+                    1,
+                );
+                Some(self.disconnect(
+                    "token-expired",
+                    &format!("the token of this subscription has expired; reconnect with a fresh token and Last-Event-ID: {} to resume", self.after),
+                ))
+            }
+        }
+    }
+
     /// The next SSE frame, or `None` when the connection is over.
     async fn next(&mut self) -> Option<Event> {
         loop {
@@ -92,27 +139,24 @@ impl Connection {
                     self.phase = Phase::Done;
                     continue;
                 }
-                Phase::CatchUp => match self.store.read_all(self.after, CATCH_UP_PAGE).await {
-                    Ok(page) => {
-                        if page.len() < CATCH_UP_PAGE {
-                            self.phase = Phase::Live;
-                            // Whatever the hub sent while this connection read the log is
-                            // in the log too; starting from the hub's tail keeps a long
-                            // catch-up from counting as falling behind, and any hole is
-                            // read from the log (the gap check below).
-                            self.live = self.live.resubscribe();
-                        }
-                        let frames = self
-                            .deliver(page.iter().filter_map(|e| e.record().ok().map(|r| (e, r))));
-                        self.pending = frames.into_iter();
-                        // A record that cannot be read is skipped (and logged by the hub),
-                        // never re-read for ever.
-                        if let Some(last) = page.last() {
-                            self.after = self.after.max(last.position);
-                        }
+                Phase::CatchUp => {
+                    // The live feed from here on, taken *before* the read: an event the hub
+                    // sends after this point is in this receiver, and one it sent before
+                    // was committed before the read began, so the read has it. Taken after
+                    // the read, an event committed and sent in between would be in
+                    // neither, and wait for the next append to be noticed as a gap.
+                    // Starting from the hub's tail also keeps a long catch-up from
+                    // counting as falling behind.
+                    let live = self.live.resubscribe();
+                    let read = self.store.read_all(self.after, CATCH_UP_PAGE).await;
+                    #[cfg(test)]
+                    if let Some(pause) = self.after_read.take() {
+                        pause.await;
                     }
-                    Err(e) => return Some(self.disconnect("store-unavailable", &e.to_string())),
-                },
+                    if let Some(disconnect) = self.caught_up(read, live) {
+                        return Some(disconnect);
+                    }
+                }
                 Phase::Live => match self.live.recv().await {
                     Ok(live) => {
                         let p = live.event.position;
@@ -150,6 +194,32 @@ impl Connection {
                 },
             }
         }
+    }
+
+    /// Take a page of the catch-up read: its frames become pending, and a short page
+    /// (the log's end) switches to `live`, the feed taken before the read. A failed read
+    /// ends the connection with the returned frame.
+    fn caught_up(
+        &mut self,
+        read: Result<Vec<RecordedEvent>, amtsbuch_infra::StoreError>,
+        live: broadcast::Receiver<Arc<LiveEvent>>,
+    ) -> Option<Event> {
+        let page = match read {
+            Ok(page) => page,
+            Err(e) => return Some(self.disconnect("store-unavailable", &e.to_string())),
+        };
+        if page.len() < CATCH_UP_PAGE {
+            self.phase = Phase::Live;
+            self.live = live;
+        }
+        let frames = self.deliver(page.iter().filter_map(|e| e.record().ok().map(|r| (e, r))));
+        self.pending = frames.into_iter();
+        // A record that cannot be read is skipped (and logged by the hub), never re-read
+        // for ever.
+        if let Some(last) = page.last() {
+            self.after = self.after.max(last.position);
+        }
+        None
     }
 
     /// Frames for the visible events of `events`; every event advances the position.
@@ -229,6 +299,7 @@ pub struct SseFrame {
 pub async fn subscribe(
     axum::extract::State(state): axum::extract::State<crate::state::AppState>,
     crate::auth::Caller(principal): crate::auth::Caller,
+    expiry: Option<axum::Extension<crate::auth::TokenExpiry>>,
     headers: axum::http::HeaderMap,
     query: Result<axum::extract::Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<axum::response::Response, crate::problem::Problem> {
@@ -285,5 +356,90 @@ pub async fn subscribe(
         )
     })?;
     let visible: Visibility = Arc::new(move |record: &EventRecord| principal.may_see(record));
-    Ok(stream(&state.hub, after, visible, slot).into_response())
+    // The guard leaves the token's expiry; without it (a handler called outside the
+    // router) the connection has no end of its own.
+    let until = expiry.map(|axum::Extension(crate::auth::TokenExpiry(at))| {
+        let left = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::Instant::now() + left
+    });
+    Ok(stream(&state.hub, after, visible, slot, until).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
+    use amtsbuch_testkit_api::{Adapter, TestDb};
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::hub::HubLimits;
+
+    async fn append_one(store: &AnyStore) -> u64 {
+        let outcome = store
+            .append(AppendRequest {
+                stream: StreamId::parse("note-1").expect("stream"),
+                expected: ExpectedVersion::Any,
+                events: vec![NewEvent::new(
+                    EventType::parse("Noted").expect("type"),
+                    json!({}),
+                )],
+            })
+            .await
+            .expect("append");
+        outcome.last_position
+    }
+
+    /// An event committed (and sent by the hub) while the last catch-up read is on its way
+    /// back is delivered at once, not only when another event is appended after it.
+    async fn an_event_at_the_end_of_the_catch_up_is_not_held_back(adapter: Adapter) {
+        let db = TestDb::fresh(adapter).await;
+        let first = append_one(&db.store).await;
+        let hub = Hub::spawn(db.store.clone(), HubLimits::default(), Metrics::new())
+            .await
+            .expect("hub");
+        let mut sent = hub.live();
+        let store = db.store.clone();
+        // The worst moment: the read has its page (up to `first`), the next event is
+        // committed and the hub has sent it before the connection goes live.
+        let between = async move {
+            let second = append_one(&store).await;
+            loop {
+                let live = sent.recv().await.expect("the hub sends");
+                if live.event.position == second {
+                    break;
+                }
+            }
+        }
+        .boxed();
+        let mut connection = Connection {
+            store: db.store.clone(),
+            live: hub.live(),
+            after: 0,
+            visible: Arc::new(|_| true),
+            phase: Phase::CatchUp,
+            pending: Vec::new().into_iter(),
+            metrics: Metrics::new(),
+            _slot: hub.admit().expect("slot"),
+            until: None,
+            after_read: Some(between),
+        };
+        let _first = connection.next().await.expect("the first event");
+        assert_eq!(connection.after, first);
+        let next = tokio::time::timeout(Duration::from_secs(3), connection.next()).await;
+        assert!(
+            next.is_ok_and(|frame| frame.is_some()),
+            "the event committed at the end of the catch-up was not sent"
+        );
+        assert_eq!(connection.after, first + 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pg_an_event_at_the_end_of_the_catch_up_is_not_held_back() {
+        an_event_at_the_end_of_the_catch_up_is_not_held_back(Adapter::Postgres).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_an_event_at_the_end_of_the_catch_up_is_not_held_back() {
+        an_event_at_the_end_of_the_catch_up_is_not_held_back(Adapter::Sqlite).await;
+    }
 }

@@ -921,3 +921,90 @@ async fn a_fachverfahren_changes_only_its_own_authoritys_consumers() {
     assert_eq!(rewritten.status, StatusCode::OK, "{}", rewritten.json());
     assert_eq!(consumer_filters(&nats, "lra-parken").await, everything);
 }
+
+/// Two Fachverfahren of one authority may handle different services: the consumer one of
+/// them set up is its own (its owner is recorded), and the other can neither rewrite its
+/// filters to its own services nor take it over. A consumer without a recorded owner (an
+/// operator's) is the operators' alone.
+async fn a_consumer_belongs_to_the_fachverfahren_that_set_it_up(db: common::TestDb) {
+    let nats = common::TestNats::create().await;
+    let mut state = common::state_with(&db.store, None, HubLimits::default()).await;
+    state.nats = Some(std::sync::Arc::new(amtsbuch_api::state::NatsLink::new(
+        nats.config.clone(),
+    )));
+    let app = router::router(state);
+    let prefix = nats.config.prefix.to_string();
+    let put = |token: String, name: &'static str, body: Value| {
+        let app = app.clone();
+        async move {
+            let mut request = common::request(
+                "PUT",
+                &format!("/subscriptions/nats/{name}"),
+                Some(&token),
+                Body::from(body.to_string()),
+            );
+            request.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            common::send(&app, request).await
+        }
+    };
+    let system = |subject: &str, service: &str| {
+        let mut request = common::request_for(Fachverfahren, "lra-meissen", &[service]);
+        request.subject = subject.into();
+        common::signed(&request)
+    };
+    let wohngeld = || system("fv-wohngeld", WOHNGELD);
+    let parken = || system("fv-parken", PARKEN);
+    let wohngeld_filters = vec![format!("{prefix}.*.lra-meissen.*.{WOHNGELD}")];
+
+    let made = put(wohngeld(), "lra-meissen-wohngeld", json!({})).await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.json());
+    let refused = put(parken(), "lra-meissen-wohngeld", json!({ "start": "new" })).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.json());
+    assert_eq!(refused.media_type(), "application/problem+json");
+    assert_eq!(
+        consumer_filters(&nats, "lra-meissen-wohngeld").await,
+        wohngeld_filters,
+        "the Parken system did not redirect the Wohngeld system's consumer"
+    );
+    // Its owner may set it up again, as after a restart.
+    let again = put(wohngeld(), "lra-meissen-wohngeld", json!({})).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.json());
+
+    // A consumer an operator set up has no recorded owner: no Fachverfahren may take it.
+    let everything = vec![format!("{prefix}.>")];
+    let operators = put(
+        common::token(Operator),
+        "lra-meissen-gemeinsam",
+        json!({ "filter_subjects": everything }),
+    )
+    .await;
+    assert_eq!(operators.status, StatusCode::OK, "{}", operators.json());
+    let refused = put(wohngeld(), "lra-meissen-gemeinsam", json!({})).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.json());
+    assert_eq!(
+        consumer_filters(&nats, "lra-meissen-gemeinsam").await,
+        everything
+    );
+    // And an operator changing a Fachverfahren's consumer does not make it the
+    // operator's: its owner still may, the other system still may not.
+    let changed = put(
+        common::token(Operator),
+        "lra-meissen-wohngeld",
+        json!({ "filter_subjects": everything }),
+    )
+    .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.json());
+    let refused = put(parken(), "lra-meissen-wohngeld", json!({})).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.json());
+    let restored = put(wohngeld(), "lra-meissen-wohngeld", json!({})).await;
+    assert_eq!(restored.status, StatusCode::OK, "{}", restored.json());
+    assert_eq!(
+        consumer_filters(&nats, "lra-meissen-wohngeld").await,
+        wohngeld_filters
+    );
+}
+
+common::on_both_adapters!(a_consumer_belongs_to_the_fachverfahren_that_set_it_up);

@@ -291,7 +291,15 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
             None,
             r#"[{"type":"A","data":{"n":18014398509481984}}]"#.into(),
             StatusCode::BAD_REQUEST,
-            "invalid-events",
+            "invalid-body",
+        ),
+        // Stored as the plain integer 10000000000000000, beyond 2^53 − 1, however written.
+        (
+            "/streams/ok-1/events",
+            None,
+            r#"[{"type":"A","data":{"n":1e16}}]"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid-body",
         ),
         (
             "/streams/ok-1/events",

@@ -306,12 +306,38 @@ fn events_after_the_last_checkpoint_pass_with_a_warning() {
         warning.contains("7 events after the last checkpoint"),
         "{warning}"
     );
+}
 
-    // No checkpoint at all: everything is uncovered.
-    let summary = verify(&export(&records, 1, 9, EVERY)).expect("no checkpoint");
-    assert_eq!(summary.checkpoints, 0);
-    assert_eq!(summary.uncovered_events, 9);
-    assert!(export_warning(&summary).is_some());
+/// Leaf and chain hashes anyone can compute: an export that no signature covers is not
+/// verified, whether it never had a checkpoint or its checkpoints were cut out (and its
+/// records then changed and rehashed at will).
+#[test]
+fn an_export_without_a_signed_checkpoint_fails() {
+    let records = build_log(N, 20, None);
+    let failure = fails(&export(&records, 1, 9, EVERY));
+    assert_eq!(failure.reason, ExportReason::Unsigned { events: 9 });
+    assert_eq!(failure.position, None);
+
+    let stripped: Vec<String> = export(&records, 1, N, EVERY)
+        .into_iter()
+        .filter(|l| !l.contains("\"kind\":\"checkpoint\""))
+        .collect();
+    assert_eq!(
+        fails(&stripped).reason,
+        ExportReason::Unsigned { events: N as u64 }
+    );
+    // A range whose only checkpoint is the one before its first record (it vouches for
+    // the start line, not for a record of the range) is not covered either.
+    let failure = fails(&export(&records, 11, 19, EVERY));
+    assert_eq!(failure.reason, ExportReason::Unsigned { events: 9 });
+
+    // The command says FAILED and exits 1.
+    let dir = TempDir::new();
+    let key = dir.join("log.vkey");
+    std::fs::write(&key, format!("{}\n", signer().vkey())).expect("key");
+    let file = dir.join("stripped.jsonl");
+    std::fs::write(&file, text(&stripped)).expect("export");
+    assert_eq!(run_export_cli(&file, &[key]).expect("run"), 1);
 }
 
 #[test]
@@ -1377,4 +1403,42 @@ fn the_receipt_command_exits_0_for_a_good_receipt_and_1_for_a_bad_one() {
         run_receipt_cli(&proof, &keys, Some(&other)).expect("run"),
         1
     );
+}
+
+/// A command checks every input before it creates anything: a mistyped projection name, a
+/// missing key-encryption key file or a bad origin leaves no database, schema or directory
+/// behind, and a database URL that names no event store is not created or migrated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_check_their_inputs_before_they_create_anything() {
+    use amtsbuch_api::cli::admin::{kek, projections, KekCommand, ProjectionsCommand};
+    let dir = TempDir::new();
+    let url = |name: &str| format!("sqlite://{}", dir.join(name).join("x.db").display());
+
+    let unknown = projections(ProjectionsCommand::Rebuild {
+        name: "nope".into(),
+        database_url: url("typo"),
+    })
+    .await;
+    assert!(unknown.is_err_and(|e| e.to_string().contains("no projection named")));
+    assert!(!dir.join("typo").exists(), "a database was created");
+
+    let no_store = projections(ProjectionsCommand::Rebuild {
+        name: "streams".into(),
+        database_url: url("nowhere"),
+    })
+    .await;
+    assert!(no_store.is_err());
+    assert!(!dir.join("nowhere").exists(), "a database was created");
+
+    let missing_kek = kek(KekCommand::Rewrap {
+        database_url: url("rewrap"),
+        kek: vec![dir.join("missing.kek")],
+    })
+    .await;
+    assert!(missing_kek.is_err());
+    assert!(!dir.join("rewrap").exists(), "a database was created");
+
+    let keys = dir.join("keys");
+    assert!(amtsbuch_api::keys::generate("bad origin\n", &keys).is_err());
+    assert!(!keys.exists(), "a key directory was created");
 }

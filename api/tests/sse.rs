@@ -409,3 +409,30 @@ async fn bad_positions_get_400_and_take_no_place() {
     let mut reader = app.subscribe("", None).await;
     assert_eq!(positions(&reader.frames(1).await), vec![1]);
 }
+
+/// A subscription is authorized once, when it starts, so it must not outlive the token
+/// that authorized it: at the token's `exp` the server ends it with a `disconnect` that
+/// says so and where to resume, and sends nothing after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_ends_when_its_token_expires() {
+    let app = app(HubLimits::default()).await;
+    append(app.store(), 2).await;
+    let mut request = common::request_for(Role::Operator, "lra-meissen", &[]);
+    request.ttl = Duration::from_secs(2);
+    let token = common::signed(&request);
+    let mut reader = SseReader::new(app.subscribe_with(&token, "", None).await);
+    assert_eq!(positions(&reader.frames(2).await), range(1, 2));
+
+    let Next::Frame(frame) = reader.next(Duration::from_secs(5)).await else {
+        panic!("the subscription went on past its token's expiry");
+    };
+    assert_eq!(frame.event.as_deref(), Some("disconnect"), "{frame:?}");
+    let body = frame.json();
+    assert_eq!(body["reason"], "token-expired", "{body}");
+    assert_eq!(body["last_event_id"], 2, "{body}");
+    append(app.store(), 1).await;
+    assert!(
+        matches!(reader.next(Duration::from_secs(2)).await, Next::End),
+        "an event was sent after the token expired"
+    );
+}

@@ -28,9 +28,11 @@
 //! - `0.1000000000000000055511151231257827021181583404541015625`, the exact value of the
 //!   double nearest to 0.1, is refused too: it would be stored as `0.1`, another number.
 //!
-//! Integers beyond ±(2^53 − 1) that a double does hold exactly (`9007199254740992`) pass
-//! this check; `jcs` refuses integers written without fraction or exponent beyond that
-//! range, because I-JSON receivers need not read them exactly (RFC 7493 section 2.2).
+//! Integers beyond ±(2^53 − 1) are refused even where a double holds them exactly
+//! (`9007199254740992`, `1e16`, `9007199254740992.0`): ECMAScript, and so the log, writes
+//! them as plain integers, which I-JSON receivers need not read exactly (RFC 7493 section
+//! 2.2), and which `jcs` refuses when it meets them as integers. From 10^21 on ECMAScript
+//! writes an exponent (`1e+21`), so such a number stays a double and passes.
 //!
 //! The scanner accepts exactly the RFC 8259 grammar. It does not tell why a body is not
 //! JSON — `serde_json` says that better, with line and column — so on a syntax error
@@ -83,6 +85,13 @@ pub enum ViolationKind {
         /// The number as written, cut to 40 characters.
         literal: String,
         stored: Option<String>,
+    },
+    /// The number is an integer beyond ±(2^53 − 1) that the log would store as a plain
+    /// integer, however it was written (`1e16`, `9007199254740992.0`).
+    #[error("a number is an integer beyond ±(2^53 − 1), which I-JSON receivers cannot be relied on to read exactly")]
+    UnsafeInteger {
+        /// The number as written, cut to 40 characters.
+        literal: String,
     },
     /// Not JSON at this byte offset (only from [`check`]; [`from_slice`] reports syntax
     /// errors through `serde_json`).
@@ -362,21 +371,22 @@ impl<'a> Scanner<'a> {
             return Ok(());
         }
         match round_trip(literal) {
-            RoundTrip::Exact => Ok(()),
+            RoundTrip::Exact(double) if is_unsafe_integer(double) => {
+                Err(self.violation(ViolationKind::UnsafeInteger {
+                    literal: shown(literal),
+                }))
+            }
+            RoundTrip::Exact(_) => Ok(()),
             RoundTrip::Changed(stored) => Err(self.inexact(literal, Some(stored))),
             RoundTrip::OutOfRange => Err(self.inexact(literal, None)),
         }
     }
 
     fn inexact(&self, literal: &[u8], stored: Option<String>) -> Violation {
-        const SHOWN: usize = 40;
-        let text = String::from_utf8_lossy(literal);
-        let literal = if text.chars().count() > SHOWN {
-            format!("{}…", text.chars().take(SHOWN).collect::<String>())
-        } else {
-            text.into_owned()
-        };
-        self.violation(ViolationKind::InexactNumber { literal, stored })
+        self.violation(ViolationKind::InexactNumber {
+            literal: shown(literal),
+            stored,
+        })
     }
 
     fn digits(&mut self) {
@@ -451,10 +461,29 @@ impl<'a> Scanner<'a> {
 }
 
 enum RoundTrip {
-    Exact,
+    /// The nearest double, whose canonical form has the literal's value.
+    Exact(f64),
     /// The number ECMAScript would write for the nearest double.
     Changed(String),
     OutOfRange,
+}
+
+/// A number as a violation shows it: cut to 40 characters.
+fn shown(literal: &[u8]) -> String {
+    const SHOWN: usize = 40;
+    let text = String::from_utf8_lossy(literal);
+    if text.chars().count() > SHOWN {
+        format!("{}…", text.chars().take(SHOWN).collect::<String>())
+    } else {
+        text.into_owned()
+    }
+}
+
+/// Whether ECMAScript writes `double` as a plain integer beyond ±(2^53 − 1): from 2^53
+/// (every double that large is an integer) up to 10^21, where it switches to exponents.
+fn is_unsafe_integer(double: f64) -> bool {
+    const TWO_TO_53: f64 = 9_007_199_254_740_992.0;
+    (TWO_TO_53..1e21).contains(&double.abs())
 }
 
 /// Compare a JSON number's value with the value of the canonical form of its nearest
@@ -472,7 +501,7 @@ fn round_trip(literal: &[u8]) -> RoundTrip {
     let mut buffer = ryu_js::Buffer::new();
     let canonical = buffer.format_finite(double);
     if Decimal::of(literal) == Decimal::of(canonical.as_bytes()) {
-        RoundTrip::Exact
+        RoundTrip::Exact(double)
     } else if double == 0.0 {
         // ECMAScript writes −0 as "0", and so does RFC 8785.
         RoundTrip::Changed("0".to_owned())
@@ -593,10 +622,10 @@ mod tests {
             "1234567890123456",
             "9007199254740991",
             "-9007199254740991",
-            "9007199254740992",
+            "9007199254740991.0",
             "1e21",
             "1e+21",
-            "100000000000000000000",
+            "-1e21",
             "1.7976931348623157e308",
             "2.2250738585072014e-308",
             "5e-324",
@@ -634,6 +663,35 @@ mod tests {
                 "{number}"
             );
         }
+    }
+
+    /// Stored as plain integers beyond ±(2^53 − 1), however they were written.
+    #[test]
+    fn integers_beyond_the_safe_range_are_refused() {
+        for number in [
+            "9007199254740992",
+            "-9007199254740992",
+            "9007199254740992.0",
+            "1e16",
+            "-1e16",
+            "1.0e16",
+            "100000000000000000000",
+        ] {
+            assert_eq!(
+                check(number.as_bytes()),
+                Err(Violation {
+                    pointer: String::new(),
+                    kind: ViolationKind::UnsafeInteger {
+                        literal: number.to_owned()
+                    },
+                }),
+                "{number}"
+            );
+        }
+        assert_eq!(
+            check(br#"{"data":{"n":1e16}}"#).map_err(|v| v.pointer),
+            Err("/data/n".to_owned())
+        );
     }
 
     #[test]

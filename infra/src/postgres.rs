@@ -214,18 +214,24 @@ impl PgStore {
     /// Why the database cannot be reached now, found by opening one connection directly:
     /// a pool that times out does not say whether nothing listens at the address or the
     /// server refuses more clients. `None` if a connection opens.
-    pub async fn diagnose(&self) -> Option<String> {
+    pub async fn diagnose(&self) -> Option<Diagnosis> {
         match tokio::time::timeout(DIAGNOSE_TIMEOUT, self.options.connect()).await {
             Ok(Ok(conn)) => {
                 drop(conn);
                 None
             }
-            Ok(Err(e)) => Some(describe_connect_error(&self.options, &e)),
-            Err(_) => Some(format!(
-                "PostgreSQL at {} did not answer a new connection within {} ms",
-                address(&self.options),
-                DIAGNOSE_TIMEOUT.as_millis()
-            )),
+            Ok(Err(e)) => Some(Diagnosis {
+                class: connect_error_class(&e),
+                detail: describe_connect_error(&self.options, &e),
+            }),
+            Err(_) => Some(Diagnosis {
+                class: "the database did not answer a new connection in time",
+                detail: format!(
+                    "PostgreSQL at {} did not answer a new connection within {} ms",
+                    address(&self.options),
+                    DIAGNOSE_TIMEOUT.as_millis()
+                ),
+            }),
         }
     }
 
@@ -257,6 +263,33 @@ impl PgStore {
     /// The session that holds leases.
     pub(crate) fn leases(&self) -> &Arc<LeaseSession> {
         &self.leases
+    }
+}
+
+/// Why a connection could not be opened, in two forms: `class`, a fixed sentence that
+/// names the kind of failure and nothing of the set-up, fit for anybody who asks (the
+/// public `/readyz`); and `detail`, for the operator's log, with the address and the
+/// server's own message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnosis {
+    pub class: &'static str,
+    pub detail: String,
+}
+
+/// The kind of a failed connection attempt, as `Diagnosis::class` states it.
+fn connect_error_class(e: &sqlx::Error) -> &'static str {
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "nothing accepts connections at the database's address (connection refused)"
+        }
+        sqlx::Error::Io(_) => "the database cannot be reached",
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("53300") => {
+            "the database refuses more clients (too many clients)"
+        }
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("57P03") => {
+            "the database does not accept connections yet"
+        }
+        _ => "the database refuses the connection",
     }
 }
 

@@ -113,6 +113,9 @@ pub fn max_record_bytes(max_payload: usize) -> usize {
 const STANDBY: Duration = Duration::from_secs(1);
 /// Shortest gap between two writes of `relay_state`.
 const PERSIST_INTERVAL: Duration = Duration::from_millis(250);
+/// Sessions in a row whose publish of the same position JetStream refuses before the
+/// relay reports itself blocked there (`RelayHandle::blocked`, `/readyz`).
+const REFUSALS_UNTIL_BLOCKED: u32 = 3;
 /// First and longest pause between attempts after a failure.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -319,6 +322,10 @@ enum End {
     LockLost(String),
     /// NATS, the database or the stream failed: try again after a pause.
     Failed(RelayError),
+    /// JetStream answered the publish of `position` with an error of its own (not a lost
+    /// connection, a timeout or an out-of-sequence refusal): try again after a pause. The
+    /// same refusal at the same position again and again means the relay is stuck there.
+    Refused { position: u64, reason: String },
 }
 
 impl From<RelayError> for End {
@@ -394,6 +401,8 @@ async fn run(store: AnyStore, config: RelayConfig, watches: Watches) {
             }
         }
     };
+    // The position JetStream last refused, and in how many sessions in a row.
+    let mut refused: Option<(u64, u32)> = None;
     loop {
         let lock = match &store {
             AnyStore::Postgres(_) => match standby(&store, &lock_name, &context).await {
@@ -431,8 +440,9 @@ async fn run(store: AnyStore, config: RelayConfig, watches: Watches) {
             };
             if progressed {
                 backoff = BACKOFF_MIN;
+                refused = None;
             }
-            match end {
+            let e = match end {
                 End::Closed => {
                     watches.active.send_replace(false);
                     return;
@@ -441,28 +451,44 @@ async fn run(store: AnyStore, config: RelayConfig, watches: Watches) {
                     tracing::warn!(stream = %config.stream, reason, "lost the relay lock; standing by");
                     break;
                 }
-                End::Failed(e) => {
-                    if let RelayError::Undeliverable { position, reason } = &e {
-                        watches.blocked.send_replace(Some(Blocked {
-                            position: *position,
-                            reason: reason.clone(),
-                        }));
-                    }
-                    outage.failed(&config.stream, &e);
-                    // The pause ends early if the lease is lost meanwhile; the check at the
-                    // top of the loop then stands by.
-                    match lock.as_ref() {
-                        Some(lock) => {
-                            tokio::select! {
-                                () = tokio::time::sleep(backoff) => {}
-                                _ = lock.lost() => {}
-                            }
+                End::Failed(e) => e,
+                End::Refused { position, reason } => {
+                    let times = match refused {
+                        Some((at, times)) if at == position => times + 1,
+                        _ => 1,
+                    };
+                    refused = Some((position, times));
+                    if times >= REFUSALS_UNTIL_BLOCKED {
+                        RelayError::Undeliverable {
+                            position,
+                            reason: format!(
+                                "JetStream refused it {times} times in a row: {reason}"
+                            ),
                         }
-                        None => tokio::time::sleep(backoff).await,
+                    } else {
+                        nats(format!("JetStream refused position {position}: {reason}"))
                     }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
+            };
+            if let RelayError::Undeliverable { position, reason } = &e {
+                watches.blocked.send_replace(Some(Blocked {
+                    position: *position,
+                    reason: reason.clone(),
+                }));
             }
+            outage.failed(&config.stream, &e);
+            // The pause ends early if the lease is lost meanwhile; the check at the top of
+            // the loop then stands by.
+            match lock.as_ref() {
+                Some(lock) => {
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = lock.lost() => {}
+                    }
+                }
+                None => tokio::time::sleep(backoff).await,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
         watches.active.send_replace(false);
         // Only the active relay knows whether it is stuck.
@@ -584,16 +610,28 @@ async fn session(
             reason = &mut lost => return Err(End::LockLost(reason)),
             _ = limit_check.tick() => follow_max_payload(store, context),
             Some(acked) = acks.next(), if !acks.is_empty() => {
-                let ack = acked.result.map_err(|(kind, text)| {
-                    if kind == PublishErrorKind::WrongLastSequence {
-                        nats(format!(
+                let ack = match acked.result {
+                    Ok(ack) => ack,
+                    Err((PublishErrorKind::WrongLastSequence, text)) => {
+                        return Err(End::Failed(nats(format!(
                             "JetStream refused position {} out of sequence ({text}); resuming where the stream ends",
                             acked.position
-                        ))
-                    } else {
-                        nats(format!("no acknowledgement for position {}: {text}", acked.position))
+                        ))))
                     }
-                })?;
+                    // JetStream's own answer: it may refuse this message whenever it is sent.
+                    Err((PublishErrorKind::Other, text)) => {
+                        return Err(End::Refused {
+                            position: acked.position,
+                            reason: text,
+                        })
+                    }
+                    Err((_, text)) => {
+                        return Err(End::Failed(nats(format!(
+                            "no acknowledgement for position {}: {text}",
+                            acked.position
+                        ))))
+                    }
+                };
                 if ack.sequence != acked.sequence || ack.stream != config.stream {
                     return Err(End::Failed(stream_error(
                         &config.stream,
@@ -812,6 +850,10 @@ fn apply_settings(c: &mut stream::Config, config: &RelayConfig) {
     c.max_messages = -1;
     c.max_bytes = -1;
     c.max_messages_per_subject = -1;
+    // What a message may carry is the server's `max_payload`, which the append path
+    // follows (`follow_max_payload`); a smaller limit on the stream would refuse records
+    // the log has already accepted, and stop the relay at the first of them.
+    c.max_message_size = -1;
     c.max_age = config.max_age.unwrap_or(Duration::ZERO);
     c.num_replicas = config.replicas;
 }
@@ -1093,6 +1135,33 @@ pub async fn ensure_consumer(
         )
     })?;
     Ok(consumer.cached_info().clone())
+}
+
+/// Whether the durable consumer `name` exists on `stream` (a stream that does not exist has
+/// none).
+pub async fn consumer_exists(
+    context: &js::Context,
+    stream: &str,
+    name: &ConsumerName,
+) -> Result<bool, RelayError> {
+    let handle = match context.get_stream(stream).await {
+        Ok(handle) => handle,
+        Err(e) => {
+            return match e.kind() {
+                js::context::GetStreamErrorKind::JetStream(err)
+                    if err.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Ok(false)
+                }
+                _ => Err(nats(e)),
+            }
+        }
+    };
+    match handle.consumer_info(name.as_str()).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == js::context::ConsumerInfoErrorKind::NotFound => Ok(false),
+        Err(e) => Err(nats(e)),
+    }
 }
 
 async fn deliver_policy(

@@ -449,6 +449,45 @@ async fn a_deleted_stream_is_recreated_and_refilled() {
     .await;
 }
 
+/// A stream whose `max_message_size` an operator set below the server's `max_payload` would
+/// refuse records the log accepted (the append path follows `max_payload` only), and stop
+/// the relay at the first of them for good. The relay owns that setting as it owns the
+/// other limits: the record is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_limit_on_the_stream_does_not_stop_the_relay() {
+    common::with_sqlite(|store, _| async move {
+        let store = AnyStore::Sqlite(store);
+        let scope = Scope::new(&common::nats_url());
+        let js = scope.jetstream().await;
+        js.create_stream(stream::Config {
+            name: scope.stream.clone(),
+            subjects: vec![scope.prefix.wildcard()],
+            max_message_size: 2048,
+            ..Default::default()
+        })
+        .await
+        .expect("create");
+        let mut large = event(1);
+        large.data = json!({ "text": "x".repeat(4096) });
+        store
+            .append(AppendRequest {
+                stream: StreamId::parse("consent-large").expect("stream"),
+                expected: ExpectedVersion::Any,
+                events: vec![event(0), large, event(2)],
+            })
+            .await
+            .expect("a record the server's max_payload carries is accepted");
+        let handle = relay::spawn(store.clone(), scope.config()).expect("spawn");
+        wait_published(&handle, 3, Duration::from_secs(20)).await;
+        assert_eq!(*handle.blocked().borrow(), None);
+        assert_stream_mirrors_log(&scope, &store).await;
+        let info = js.get_stream(&scope.stream).await.expect("stream");
+        assert_eq!(info.cached_info().config.max_message_size, -1);
+        handle.stop().await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_message_stops_the_relay_rather_than_break_the_order() {
     common::with_sqlite(|store, _| async move {

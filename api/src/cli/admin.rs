@@ -14,7 +14,7 @@ use amtsbuch_domain::access::{BewirtschafterCode, ModerationScope, RegionKey, Ro
 use amtsbuch_domain::{AuthorityId, ServiceKey};
 use amtsbuch_infra::any::DEFAULT_DATABASE_URL;
 
-use super::open_store;
+use super::open_existing_store;
 use super::progress::ProgressLine;
 use crate::auth::{mint, DevKey, TokenRequest};
 use crate::keys;
@@ -165,9 +165,16 @@ pub enum ProjectionsCommand {
 pub async fn projections(which: ProjectionsCommand) -> anyhow::Result<u8> {
     match which {
         ProjectionsCommand::Rebuild { name, database_url } => {
-            let store = open_store(&database_url).await?;
-            let mut line = ProgressLine::new(format!("rebuilding {name}"));
+            // Every input is checked before the database is touched.
             let known = crate::domains::projections();
+            if !known.iter().any(|p| p.name() == name) {
+                anyhow::bail!(amtsbuch_projections::RebuildError::Unknown {
+                    name,
+                    known: known.iter().map(|p| p.name()).collect(),
+                });
+            }
+            let store = open_existing_store(&database_url).await?;
+            let mut line = ProgressLine::new(format!("rebuilding {name}"));
             let done = amtsbuch_projections::rebuild_among(&store, &known, &name, |p| {
                 line.show(p.done, p.total, p.events_per_sec)
             })
@@ -239,8 +246,9 @@ pub async fn kek(which: KekCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         KekCommand::Rewrap { database_url, kek } => {
-            let store = open_store(&database_url).await?;
+            // The key file is checked before the database is touched.
             let keyring = amtsbuch_infra::kek::load_keyring(&kek)?;
+            let store = open_existing_store(&database_url).await?;
             let vault = amtsbuch_infra::vault::KeyVault::new(store, keyring);
             let started = std::time::Instant::now();
             let mut line = ProgressLine::new("re-wrapping data keys");

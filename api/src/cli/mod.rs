@@ -26,6 +26,16 @@ async fn open_store(database_url: &str) -> anyhow::Result<AnyStore> {
     open_store_within(database_url, ConnectionBudget::DEFAULT).await
 }
 
+/// `open_store` for a command that works on a log that must exist already: the database is
+/// first looked at read-only (a SQLite file must exist, and the log's tables must be
+/// there), so that a mistyped URL creates or migrates nothing.
+async fn open_existing_store(database_url: &str) -> anyhow::Result<AnyStore> {
+    amtsbuch_infra::ReadOnlyLog::open(database_url)
+        .await
+        .with_context(|| format!("no event store at {}", redact(database_url)))?;
+    open_store(database_url).await
+}
+
 /// `open_store`, holding at most `budget` PostgreSQL connections.
 async fn open_store_within(
     database_url: &str,

@@ -196,16 +196,12 @@ pub fn export_warning(summary: &ExportSummary) -> Option<String> {
     if summary.uncovered_events == 0 {
         return None;
     }
-    Some(match &summary.last_checkpoint {
-        Some(c) => format!(
-            "warning: {} events after the last checkpoint (size {}) are not covered by a signature",
-            summary.uncovered_events, c.size
-        ),
-        None => format!(
-            "warning: the export has no checkpoint, so no signature covers its {} events",
-            summary.uncovered_events
-        ),
-    })
+    // A verified export has a checkpoint: one without fails (`ExportReason::Unsigned`).
+    let c = summary.last_checkpoint.as_ref()?;
+    Some(format!(
+        "warning: {} events after the last checkpoint (size {}) are not covered by a signature",
+        summary.uncovered_events, c.size
+    ))
 }
 
 /// `amtsbuch verify-proof FILE --key VKEY [--record FILE]`. Prints the verdict on stdout

@@ -110,8 +110,8 @@ pub struct GiveRequest {
     #[serde(default, deserialize_with = "crate::body::strict::opt_instant")]
     #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     expires_at: Option<DateTime<Utc>>,
-    /// Only for paper forms (channel `paper`): when it was signed, not in the future
-    /// (default: now).
+    /// Only for paper forms (channel `paper`), and only from an operator, who enters the
+    /// signed form: when it was signed, not in the future (default: now).
     #[serde(default, deserialize_with = "crate::body::strict::opt_instant")]
     #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     given_at: Option<DateTime<Utc>>,
@@ -324,7 +324,7 @@ async fn require_account(state: &AppState, subject: &AccountId) -> Result<(), Pr
     responses(
         (status = 201, description = "Given", body = ConsentView),
         (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "A citizen giving consent for another account", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "A citizen giving consent for another account, or dating a paper form (`given_at` is entered by operators only)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "The subject has no account", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Refused by a rule (an expiry before the giving), or the subject is erased (`subject-erased`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn give(
@@ -346,7 +346,7 @@ pub async fn give(
             ))
         }
     };
-    let meta = act_for(&caller, &subject)?;
+    let mut meta = act_for(&caller, &subject)?;
     let scope = req.scope.scope()?;
     let legal_reference = match req.legal_reference {
         Some(r) => r,
@@ -360,6 +360,18 @@ pub async fn give(
             "invalid-body",
             "\"given_at\" is only for paper forms (channel \"paper\"): the date they were signed",
         ));
+    }
+    // Entering a signed form is the staff's act, and so is vouching for its date: a
+    // subject choosing when its own consent took effect would make the replay worthless
+    // as evidence. The record names the operator as the one who entered it, even for a
+    // token that is the subject's citizen too.
+    if req.given_at.is_some() {
+        if !caller.has(Role::Operator) {
+            return Err(Problem::forbidden(
+                "a paper form's date (\"given_at\") is entered by staff (an operator); leave it out to give consent now",
+            ));
+        }
+        meta = Meta::acting_as(&caller, Role::Operator);
     }
     if req.given_at.is_some_and(|t| t > Utc::now()) {
         return Err(Problem::bad_request(
@@ -714,7 +726,8 @@ pub struct DisclosureView {
     request_body = DisclosureRequest,
     responses(
         (status = 201, description = "Decided and recorded (granted or denied)", body = DisclosureView),
-        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "Invalid input", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "The database cannot be used right now (`unavailable`, with `Retry-After`); nothing was decided", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn disclose(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -806,7 +819,7 @@ pub async fn subject_consents(
     let db = amtsbuch_projections::db::ReadDb::new(&state.store);
     amtsbuch_projections::gdpr::current_consents(&db, *subject)
         .await
-        .map_err(|e| Problem::internal(&e))
+        .map_err(super::dpo::query_error)
 }
 
 /// The caller's own consents, now (a citizen sees and withdraws its consents here).
@@ -814,7 +827,8 @@ pub async fn subject_consents(
     security(("bearer" = ["citizen"])),
     responses(
         (status = 200, description = "The consents of the token's account, in the order given", body = Vec<ConsentView>),
-        (status = 400, description = "The token's account is not an account id", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 400, description = "The token's account is not an account id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "The database cannot be used right now (`unavailable`, with `Retry-After`)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn list_own(
     State(state): State<AppState>,
     Caller(caller): Caller,

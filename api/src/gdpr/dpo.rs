@@ -53,7 +53,7 @@ use crate::AppState;
 
 /// A failed read-model query: the database's failure is the core's (`503` when it is
 /// unreachable), an unreadable consent record an internal error.
-fn query_error(e: impl Into<models::GdprQueryError>) -> Problem {
+pub(crate) fn query_error(e: impl Into<models::GdprQueryError>) -> Problem {
     match e.into() {
         models::GdprQueryError::Db(db) => db.into(),
         unreadable => Problem::internal(&unreadable),
@@ -584,7 +584,10 @@ pub struct HoldRequest {
     #[schema(pattern = "^[a-z][a-z0-9_]{0,63}-[A-Za-z0-9._:-]{1,200}$")]
     source: String,
     /// The end of the duty; default: the end of the statutory period, counted from the end
-    /// of the current year (KomKVO). Required for `open_procedure`.
+    /// of the current year (KomKVO). Required for `open_procedure`. RFC 3339 in UTC (`Z`)
+    /// with at most six fractional digits, stored exactly as given.
+    #[serde(default, deserialize_with = "crate::body::strict::opt_instant")]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     until: Option<DateTime<Utc>>,
 }
 

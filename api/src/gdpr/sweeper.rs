@@ -87,10 +87,7 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Problem> {
     let now = Utc::now();
     let meta = Meta::system("gdpr-sweeper");
     let mut erased = 0;
-    for subject in models::accounts_due_for_erasure(&db, now)
-        .await
-        .map_err(|e| Problem::internal(&e))?
-    {
+    for subject in models::accounts_due_for_erasure(&db, now).await? {
         match erase_subject(state, subject, Erasure::TemporaryExpired, &meta).await {
             Ok(_) => {
                 erased += 1;
@@ -107,10 +104,7 @@ pub async fn sweep(state: &AppState) -> Result<(usize, usize), Problem> {
         }
     }
     let mut expired = 0;
-    for consent_id in models::consents_due_for_expiry(&db, now)
-        .await
-        .map_err(|e| Problem::internal(&e))?
-    {
+    for consent_id in models::consents_due_for_expiry(&db, now).await? {
         let command = ConsentCommand::RecordExpiry(RecordConsentExpiry { now });
         let done = execute::<ConsentState>(
             state,

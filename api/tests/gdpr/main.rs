@@ -308,6 +308,8 @@ common::on_both_adapters!(
     raw_appends_seal_personal_data_and_retry_idempotently,
     racing_withdrawals_and_disclosures_stay_consistent,
     erasure_refuses_unknown_subjects_and_completes_interrupted_runs,
+    a_failing_read_side_is_an_outage_to_retry,
+    a_paper_forms_date_is_entered_by_staff_only,
 );
 
 /// A consent receipt carries a tlog-proof against a signed checkpoint. Asked for before
@@ -2206,6 +2208,22 @@ async fn bad_input_gets_a_problem_and_changes_nothing(env: &Env) {
             format!(r#"{{"subject":"{subject}","reason":"voucher","source":"payment-1","until":1e400}}"#),
             "/until",
         ),
+        // An instant is stored exactly as given, or refused: an offset would be converted
+        // and nanoseconds cut off, silently.
+        (
+            "/retention-holds",
+            "/retention-holds".into(),
+            &dp,
+            format!(r#"{{"subject":"{subject}","reason":"voucher","source":"payment-1","until":"2031-06-01T00:00:00+02:00"}}"#),
+            "/until",
+        ),
+        (
+            "/retention-holds",
+            "/retention-holds".into(),
+            &dp,
+            format!(r#"{{"subject":"{subject}","reason":"voucher","source":"payment-1","until":"2031-06-01T00:00:00.123456789Z"}}"#),
+            "/until",
+        ),
     ];
     for (path, uri, token, text, pointer) in not_i_json {
         let method = if path.ends_with("master-data") {
@@ -2646,4 +2664,148 @@ async fn erasure_refuses_unknown_subjects_and_completes_interrupted_runs(env: &E
         "the erasure took effect when the keys were destroyed"
     );
     env.assert_chain_intact().await;
+}
+
+/// When the database fails a read-side statement (here: a table taken away, as a failing
+/// disk or a pool that timed out would fail it), the routes that read it answer 503
+/// `unavailable` with `Retry-After`, a failure the client may retry, not a 500 that reads
+/// as a bug; and nothing is recorded.
+async fn a_failing_read_side_is_an_outage_to_retry(env: &Env) {
+    let subject = env.open_account(erika(), None).await;
+    env.give(&subject, None, None).await;
+    env.caught_up().await;
+    let db = amtsbuch_infra::Db::new(&env.store);
+    let rename = |from: &'static str, to: &'static str| {
+        let db = db.clone();
+        async move {
+            db.execute(&format!("ALTER TABLE {from} RENAME TO {to}"), &[])
+                .await
+                .expect("rename");
+        }
+    };
+    let outage = |reply: &Reply, what: &str| {
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{what}: {}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        assert_eq!(
+            reply.json()["type"],
+            "urn:amtsbuch:problem:unavailable",
+            "{what}"
+        );
+        assert!(reply.header(header::RETRY_AFTER).is_some(), "{what}");
+    };
+    let head = env.head().await;
+
+    // The subject's consents (the consent index).
+    rename("gdpr_consents", "gdpr_consents_away").await;
+    let own = env
+        .call("GET", "/consents", "/consents", &citizen(&subject), None)
+        .await;
+    outage(&own, "GET /consents");
+    let disclosure = env
+        .call(
+            "POST",
+            "/disclosures",
+            "/disclosures",
+            &wohngeld(),
+            Some(json!({ "subject": subject, "categories": ["stammdaten"], "purpose": "antrag-vorbefuellung" })),
+        )
+        .await;
+    outage(&disclosure, "POST /disclosures");
+    rename("gdpr_consents_away", "gdpr_consents").await;
+
+    // The read models' positions, which every answer built from read models waits for.
+    rename("projection_checkpoints", "projection_checkpoints_away").await;
+    let streams = env
+        .call("GET", "/streams", "/streams", &operator(), None)
+        .await;
+    outage(&streams, "GET /streams");
+    let processing = env
+        .call("GET", "/dpo/processing", "/dpo/processing", &dpo(), None)
+        .await;
+    outage(&processing, "GET /dpo/processing");
+    rename("projection_checkpoints_away", "projection_checkpoints").await;
+
+    assert_eq!(env.head().await, head, "nothing was recorded");
+    env.expect(
+        StatusCode::OK,
+        "GET",
+        "/streams",
+        "/streams",
+        &operator(),
+        None,
+    )
+    .await;
+}
+
+/// A consent on paper may carry the date it was signed, which makes it count from then on
+/// in the replay. Entering the form is the staff's act: a citizen cannot back-date its own
+/// consent by calling it paper, and a token that is the subject's citizen and an operator
+/// at once enters it as the operator, which the record says.
+async fn a_paper_forms_date_is_entered_by_staff_only(env: &Env) {
+    let subject = env.open_account(erika(), None).await;
+    let signed_on = "2025-01-15T00:00:00Z";
+    let form = |with_subject: bool| {
+        let mut body = json!({
+            "scope": { "categories": ["stammdaten"], "purposes": ["antrag-vorbefuellung"], "recipients": ["lra-meissen"] },
+            "notice": { "version": "2026-01", "sha256": notice_sha256() },
+            "channel": "paper",
+            "given_at": signed_on,
+        });
+        if with_subject {
+            body["subject"] = json!(subject);
+        }
+        body
+    };
+    let head = env.head().await;
+    for body in [form(false), form(true)] {
+        let refused = env
+            .expect(
+                StatusCode::FORBIDDEN,
+                "POST",
+                "/consents",
+                "/consents",
+                &citizen(&subject),
+                Some(body),
+            )
+            .await;
+        assert_eq!(refused["type"], "urn:amtsbuch:problem:forbidden");
+    }
+    assert_eq!(env.head().await, head, "the citizen recorded nothing");
+
+    let entered = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/consents",
+            "/consents",
+            &operator(),
+            Some(form(true)),
+        )
+        .await;
+    assert_eq!(entered["given_at"], "2025-01-15T00:00:00.000000Z");
+
+    let mut both = common::request_of(&[Role::Citizen, Role::Operator], "lra-meissen", &[]);
+    both.account = Some(subject.clone());
+    let entered = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/consents",
+            "/consents",
+            &common::signed(&both),
+            Some(form(false)),
+        )
+        .await;
+    let id = entered["consent_id"].as_str().expect("consent id");
+    let record = env.stream(&format!("consent-{id}")).await[0]
+        .record()
+        .expect("record");
+    assert_eq!(
+        record.actor.as_deref(),
+        Some(format!("operator:{}", both.subject).as_str())
+    );
 }

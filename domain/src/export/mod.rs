@@ -121,10 +121,11 @@ pub struct ExportSummary {
     /// The Merkle root of the tree after the last record. It is signed only if
     /// `uncovered_events` is zero.
     pub head_root: Hash,
-    /// The last checkpoint, if any.
+    /// The last checkpoint (a verified export always has one that covers a record of it).
     pub last_checkpoint: Option<CheckpointMark>,
-    /// Records after the last checkpoint (all of them if there is none). Their bytes and
-    /// links are consistent, but no signature vouches for them yet: a warning, not a failure.
+    /// Records after the last checkpoint. Their bytes and links are consistent, but no
+    /// signature vouches for them yet: a warning, not a failure. An export without any
+    /// checkpoint over its records fails (`ExportReason::Unsigned`).
     pub uncovered_events: u64,
     /// Wall-clock time of the verification.
     pub elapsed: Duration,
@@ -242,6 +243,8 @@ pub enum ExportReason {
     Truncated { to: u64, last: u64 },
     #[error("trailing data: a record after position {to}, where the header says the export ends")]
     TrailingData { to: u64 },
+    #[error("no signed checkpoint: none covers the export's {events} events, so nothing vouches for them (export a range that reaches a checkpoint; by default the export ends at the latest one)")]
+    Unsigned { events: u64 },
 }
 
 /// Why a signed note (a checkpoint) is not trusted.

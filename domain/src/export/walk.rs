@@ -350,17 +350,31 @@ impl ExportWalk {
                 reason: ExportReason::Truncated { to: self.to, last },
             });
         }
-        let last_checkpoint = self.checkpoints.last();
+        // Hashes anyone can compute prove nothing by themselves: only a signature says the
+        // records are what the log holds, so an export none of whose records a checkpoint
+        // covers is not verified (a checkpoint at the start of a range covers only the
+        // tree before it). A signed prefix followed by a few unsigned records passes, and
+        // the summary counts the uncovered ones.
+        let covering = self.checkpoints.last().filter(|c| c.size >= self.from);
+        let Some(last_checkpoint) = covering else {
+            return Err(ExportFailure {
+                position: None,
+                line: last_line + 1,
+                reason: ExportReason::Unsigned {
+                    events: self.events(),
+                },
+            });
+        };
         Ok(ExportSummary {
             events: self.events(),
             checkpoints: self.checkpoints.len() as u64,
             head_position: last,
             head_chain_hash: self.chain,
             head_root: self.tree.root(),
-            uncovered_events: last - last_checkpoint.map_or(self.from - 1, |c| c.size),
-            last_checkpoint: last_checkpoint.map(|c| CheckpointMark {
-                size: c.size,
-                root_b64: base64::encode(&c.root),
+            uncovered_events: last - last_checkpoint.size,
+            last_checkpoint: Some(CheckpointMark {
+                size: last_checkpoint.size,
+                root_b64: base64::encode(&last_checkpoint.root),
             }),
             origin: self.origin,
             from: self.from,
