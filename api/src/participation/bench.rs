@@ -539,10 +539,28 @@ impl ParticipationBench {
         let mut applied = runner
             .applied(amtsbuch_projections::participation::NAME)
             .context("the participation projection is not running")?;
-        applied.wait_for(|p| *p >= head).await?;
+        let at_end = *applied.borrow();
+        println!("  read model at {at_end} of {head} events when seeding ended");
+        // Its progress every ten seconds, with the rate since seeding ended.
+        while *applied.borrow() < head {
+            let reached = tokio::time::timeout(Duration::from_secs(10), async {
+                applied.wait_for(|p| *p >= head).await.map(drop)
+            })
+            .await;
+            if let Ok(outcome) = reached {
+                outcome?;
+                break;
+            }
+            let now_at = *applied.borrow();
+            println!(
+                "  read model at {now_at} of {head} events ({:.0} events/s)",
+                now_at.saturating_sub(at_end) as f64 / caught.elapsed().as_secs_f64()
+            );
+        }
+        let catch_up = caught.elapsed().as_secs_f64();
         println!(
-            "  read model caught up {:.1} s after seeding ended",
-            caught.elapsed().as_secs_f64()
+            "  read model caught up {catch_up:.1} s after seeding ended ({:.0} events/s)",
+            head.saturating_sub(at_end) as f64 / catch_up.max(1e-9)
         );
 
         let active: Vec<usize> = (0..self.procedures)
