@@ -130,7 +130,7 @@ fn with_counts(selected: &str) -> String {
 }
 
 /// The search's order, the most recently opened first; `participation_procedures_listed`
-/// serves it under the status.
+/// serves it.
 const ORDER: &str = "COALESCE(p.opens_at, p.drafted_at) DESC, p.procedure_id";
 
 fn json_column(row: &Row, column: &str) -> Result<Option<Json>, DbError> {
@@ -198,8 +198,12 @@ pub async fn search(
             conditions.push("status IN ('announced', 'evaluating', 'decided', 'cancelled')".into())
         }
         Some(PublicStatus::Active) => {
+            // The same bound on the order's expression (equal to `opens_at` here, which is
+            // set) lets the order's index start at `now`, past the upcoming procedures.
             let n = p.push(now_text.clone());
-            conditions.push(format!("status = 'announced' AND opens_at <= {n}"));
+            conditions.push(format!(
+                "status = 'announced' AND opens_at <= {n} AND COALESCE(opens_at, drafted_at) <= {n}"
+            ));
         }
         Some(PublicStatus::Announced) => {
             let n = p.push(now_text.clone());
