@@ -46,12 +46,8 @@ fn build(
     Box::pin(async move {
         let db = ReadDb::new(&state.store);
         let me = subject.0.to_string();
-        let contributions = rm::contributions_of(&db, &me)
-            .await
-            .map_err(|e| Problem::internal(&e))?;
-        let registrations = rm::registrations_of(&db, &me)
-            .await
-            .map_err(|e| Problem::internal(&e))?;
+        let contributions = rm::contributions_of(&db, &me).await?;
+        let registrations = rm::registrations_of(&db, &me).await?;
         let mut part = Map::new();
         if contributions.is_empty() && registrations.is_empty() {
             return Ok(part);

@@ -7,6 +7,10 @@
 //! registration decided on a state another node has already moved past is refused by the
 //! store and decided again. Registrations crowd one stream by nature, so they are decided
 //! again more often than the command path's default before the caller hears `409`.
+//!
+//! Deciding opens nobody's data: the gathering is folded from the plain parts of its
+//! events (who holds which place, by pseudonymous id), the registrants' sealed names and
+//! contacts left closed; only a new registrant's data is sealed, as it is appended.
 
 use std::time::Duration;
 
@@ -23,18 +27,23 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use amtsbuch_domain::access::{Principal, Role};
+use amtsbuch_domain::event::decode;
 use amtsbuch_domain::participation::gathering::{
-    Contact, GatheringCommand, GatheringError, GatheringKind, GatheringState, Place, Registrant,
+    Contact, GatheringCommand, GatheringError, GatheringEvent, GatheringKind, GatheringState,
+    Place, Registrant,
 };
 use amtsbuch_domain::participation::{
     GatheringId, ParticipantId, Pseudonym, RegistrationId, Title,
 };
+use amtsbuch_domain::{AppendError, Decider, ExpectedVersion};
+use amtsbuch_infra::store::MAX_PAGE;
+use amtsbuch_infra::{Direction, EventStore, StoreError};
 use amtsbuch_projections::db::ReadDb;
 
 use super::public::procedure_id;
 use crate::auth::Caller;
 use crate::body;
-use crate::command::{current, execute, read_models_current, Executed, Meta};
+use crate::command::{append, read_models_current, Executed, Meta, StoreOrProblem};
 use crate::dto::ProblemDoc;
 use crate::problem::Problem;
 use crate::AppState;
@@ -60,27 +69,82 @@ fn gathering_problem(e: GatheringError) -> Problem {
     )
 }
 
-/// Runs a command on a gathering, deciding it again (with a short random pause) as long
-/// as other commands on the same gathering keep getting there first.
+/// The gathering's state and its stream's version, folded without opening anything
+/// sealed: the registrants' names and contacts read as erased. Places, the waiting list
+/// and who may cancel what depend only on the events' plain parts (registration ids,
+/// pseudonymous registrant ids, places), so the decision is the one a fold with every
+/// registrant opened would give — without reading every registrant's key from the vault
+/// and decrypting every registrant's data for each registration.
+async fn closed_fold(state: &AppState, id: GatheringId) -> Result<(GatheringState, u64), Problem> {
+    let stream = id.stream_id();
+    let mut folded = GatheringState::default();
+    let mut version = 0u64;
+    loop {
+        let page = state
+            .store
+            .read_stream(&stream, version + 1, Direction::Forwards, MAX_PAGE)
+            .await?;
+        for e in &page {
+            let record = e.record().map_err(|err| Problem::internal(&err))?;
+            let event = decode::<GatheringEvent>(&record, None)
+                .map_err(|err| Problem::internal(&format!("position {}: {err}", e.position)))?;
+            folded = GatheringState::evolve(folded, &event);
+            version += 1;
+        }
+        if page.len() < MAX_PAGE {
+            break;
+        }
+    }
+    Ok((folded, version))
+}
+
+/// Runs a command on a gathering, decided on its state folded without opening anything
+/// sealed ([`closed_fold`]) and appended with the stream's version as the expected version;
+/// decided again (after a short random pause) as long as other commands on the same
+/// gathering keep getting there first. A new registrant's data is sealed as the command
+/// path seals it.
 async fn execute_contended(
     state: &AppState,
     id: GatheringId,
     command: &GatheringCommand,
     meta: &Meta,
-) -> Result<
-    Executed<GatheringState, amtsbuch_domain::participation::gathering::GatheringEvent>,
-    Problem,
-> {
+) -> Result<Executed<GatheringState, GatheringEvent>, Problem> {
     let stream = id.stream_id();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match execute::<GatheringState>(state, &stream, command, gathering_problem, meta).await {
-            Err(p) if p.kind == "wrong-expected-version" && attempt < CONTENDED_ATTEMPTS => {
+        let (current, version) = closed_fold(state, id).await?;
+        let events = GatheringState::decide(command, &current).map_err(gathering_problem)?;
+        if events.is_empty() {
+            return Ok(Executed {
+                state: current,
+                events,
+                outcome: None,
+                version,
+            });
+        }
+        let expected = if version == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(version)
+        };
+        match append(state, &stream, &events, expected, meta).await {
+            Ok(outcome) => {
+                let after = events.iter().fold(current, GatheringState::evolve);
+                return Ok(Executed {
+                    state: after,
+                    events,
+                    version: outcome.next_version,
+                    outcome: Some(outcome),
+                });
+            }
+            Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
+                ..
+            }))) if attempt < CONTENDED_ATTEMPTS => {
                 let jitter = u64::from(Uuid::now_v7().as_bytes()[15] % 16);
                 tokio::time::sleep(Duration::from_millis(1 + jitter)).await;
             }
-            other => return other,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -121,7 +185,7 @@ pub struct GatheringRequest {
         (status = 201, description = "Scheduled; `gathering_id` names it", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure, or a draft the caller does not organise", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "A period in the past or empty, or a capacity outside 1 to 2000", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn schedule(
     State(state): State<AppState>,
@@ -184,7 +248,8 @@ pub struct RegisterRequest {
         (status = 201, description = "Registered; `place` is confirmed or waiting", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such gathering in this procedure", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Already registered, started, a full slot, or an event whose waiting list (500) is full", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 409, description = "Already registered, started, a full slot, or an event whose waiting list (500) is full", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "No key-encryption key configured: the registrant's data cannot be sealed", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn register(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -195,7 +260,7 @@ pub async fn register(
     let registrant = participant(&caller)?;
     let req: RegisterRequest = body::json(raw, "{\"gathering_id\", \"name\", \"contact\"?}")?;
     let gid = GatheringId(req.gathering_id);
-    let (found, _) = current::<GatheringState>(&state, &gid.stream_id()).await?;
+    let (found, _) = closed_fold(&state, gid).await?;
     if found.gathering().is_none_or(|g| g.procedure_id != pid) {
         return Err(Problem::not_found("no such gathering in this procedure"));
     }
@@ -250,8 +315,7 @@ pub async fn cancel(
     read_models_current(&state, &[amtsbuch_projections::participation::NAME]).await?;
     let db = ReadDb::new(&state.store);
     let row = amtsbuch_projections::participation::registration(&db, &registration_id.to_string())
-        .await
-        .map_err(|e| Problem::internal(&e))?
+        .await?
         .ok_or_else(|| Problem::not_found("no such registration"))?;
     let gid = Uuid::parse_str(&row.gathering_id)
         .map(GatheringId)
@@ -264,9 +328,7 @@ pub async fn cancel(
     let meta = Meta::acting_as(&caller, Role::Citizen);
     let done = execute_contended(&state, gid, &command, &meta).await?;
     let confirmed = done.events.iter().find_map(|e| match e {
-        amtsbuch_domain::participation::gathering::GatheringEvent::Confirmed(c) => {
-            Some(c.registration_id.to_string())
-        }
+        GatheringEvent::Confirmed(c) => Some(c.registration_id.to_string()),
         _ => None,
     });
     Ok(Json(json!({

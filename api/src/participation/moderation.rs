@@ -94,9 +94,7 @@ pub async fn queue(
         .map(|s| s.as_str().to_owned())
         .partition(|s| Uuid::parse_str(s).is_ok());
     let db = ReadDb::new(&state.store);
-    let rows = rm::moderation_queue(&db, &procedures, &authorities, limit)
-        .await
-        .map_err(|e| Problem::internal(&e))?;
+    let rows = rm::moderation_queue(&db, &procedures, &authorities, limit).await?;
     let mut items = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut item = if matches!(row.kind.as_str(), "comment" | "defect_report") {

@@ -4,7 +4,9 @@
 //! authority of the token that drafted it — and every later command on the procedure is
 //! refused to a token of another authority (`403`): ownership is that recorded fact,
 //! never a name. An official acts only within its regions: the token's regions must cover
-//! the procedure's region (its AGS) to draft it and for every later command (`403`).
+//! the procedure's region (its AGS) to draft it and for every later command (`403`). A
+//! draft is not public, so to any other token it does not exist (`404`, as for an
+//! unknown id), whichever of the two refusals applies.
 //!
 //! Refusals: a rule of the domain that the request breaks is `422` (a § 3 (2) display of
 //! 29 days, an announcement after a round's start, a geometry outside Saxony); a command
@@ -28,6 +30,7 @@ use amtsbuch_domain::participation::contribution::{
 };
 use amtsbuch_domain::participation::procedure::{
     DraftProcedure, Procedure, ProcedureCommand, ProcedureError, ProcedureState, ScheduleRound,
+    Status,
 };
 use amtsbuch_domain::participation::survey::Survey;
 use amtsbuch_domain::participation::{
@@ -82,15 +85,22 @@ fn covers(caller: &Principal, region: &Ags) -> bool {
 }
 
 /// The command's metadata if the caller organises `procedure`: an authority token of the
-/// procedure's authority whose regions cover the procedure's region (`403` otherwise).
+/// procedure's authority whose regions cover the procedure's region (`403` otherwise). A
+/// draft is not public: to anybody else it is answered as if it did not exist (`404`),
+/// so that a refusal does not tell that it does.
 pub(super) fn organising(caller: &Principal, procedure: &Procedure) -> Result<Meta, Problem> {
     let authority = organiser(caller)?;
-    if procedure.authority != *authority {
+    let own = procedure.authority == *authority;
+    let within = covers(caller, &procedure.region);
+    if !(own && within) && procedure.status == Status::Draft {
+        return Err(Problem::not_found("no such participation procedure"));
+    }
+    if !own {
         return Err(Problem::forbidden(
             "the procedure is run by another authority; only its own authority acts on it",
         ));
     }
-    if !covers(caller, &procedure.region) {
+    if !within {
         return Err(Problem::forbidden(
             "the procedure's region is outside the caller's regions",
         ));
@@ -209,7 +219,7 @@ pub struct AnnounceRequest {}
     responses(
         (status = 200, description = "Announced", body = Object),
         (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure, or a draft the caller does not organise", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not a draft", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "A round has already started", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn announce(
@@ -264,7 +274,7 @@ pub struct RoundRequest {
         (status = 201, description = "Scheduled; `round_id` names it", body = Object),
         (status = 400, description = "A malformed body (a hash that is not 64 hex digits)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure, or a draft the caller does not organise", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The procedure's state does not allow it, or it overlaps the previous round", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "A rule broken: a § 3 (2) display shorter than a month and 30 days, announced too late, a start in the past", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn schedule_round(
@@ -314,7 +324,7 @@ pub struct CancelRequest {
         (status = 200, description = "Cancelled", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure, or a draft the caller does not organise", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Neither announced nor active", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn cancel(
     State(state): State<AppState>,
@@ -357,7 +367,7 @@ pub struct AnswerRequest {
         (status = 200, description = "Drafted (and published); `public` is what the public sees", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such procedure, or no such contribution in it", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure (or a draft the caller does not organise), or no such contribution in it", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Already published, or a kind that is weighed instead", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn answer(
     State(state): State<AppState>,
@@ -425,7 +435,7 @@ pub struct EvaluateRequest {}
     responses(
         (status = 200, description = "Under evaluation", body = Object),
         (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure, or a draft the caller does not organise", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not announced, no rounds, or a round still running", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn evaluate(
     State(state): State<AppState>,
@@ -463,7 +473,7 @@ pub struct WeighingRequest {
         (status = 200, description = "Weighed (a repeat changes nothing)", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such procedure, or no such contribution in it", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure (or a draft the caller does not organise), or no such contribution in it", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not a statement, withdrawn, or the procedure is decided", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn weigh(
     State(state): State<AppState>,
@@ -517,7 +527,7 @@ pub struct DecisionRequest {
         (status = 200, description = "Decided", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another authority's procedure, or one outside the caller's regions", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such procedure", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such procedure, or a draft the caller does not organise", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Not under evaluation", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn decide(
     State(state): State<AppState>,

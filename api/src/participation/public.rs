@@ -48,10 +48,6 @@ fn query_problem(e: QueryRejection) -> Problem {
     invalid(e.body_text())
 }
 
-fn read_problem(e: amtsbuch_projections::db::DbError) -> Problem {
-    Problem::internal(&e)
-}
-
 /// An RFC 3339 instant from a query parameter.
 fn instant(name: &str, raw: &str) -> Result<DateTime<Utc>, Problem> {
     crate::body::instant(name, raw)
@@ -69,8 +65,7 @@ pub fn procedure_id(raw: &str) -> Result<ProcedureId, Problem> {
 /// A procedure the public may see: any but a draft.
 pub async fn public_procedure(db: &ReadDb, id: ProcedureId) -> Result<ProcedureRow, Problem> {
     rm::procedure(db, &id.to_string())
-        .await
-        .map_err(read_problem)?
+        .await?
         .filter(|p| p.status != "draft")
         .ok_or_else(|| Problem::not_found("no such participation procedure"))
 }
@@ -197,7 +192,7 @@ pub async fn search(
     let q = params.parse()?;
     let now = Utc::now();
     let db = ReadDb::new(&state.store);
-    let rows = rm::search(&db, &q, now).await.map_err(read_problem)?;
+    let rows = rm::search(&db, &q, now).await?;
     Ok(Json(json!({
         "as_of": amtsbuch_domain::record::format_timestamp(&now),
         "limit": q.limit,
@@ -221,17 +216,11 @@ pub async fn get(
     let row = public_procedure(&db, id).await?;
     let now = Utc::now();
     let mut view = row.to_json(&now);
-    view["rounds"] = Value::Array(
-        rm::rounds(&db, &row.procedure_id)
-            .await
-            .map_err(read_problem)?,
-    );
+    view["rounds"] = Value::Array(rm::rounds(&db, &row.procedure_id).await?);
     // The weighing is published with the decision: how many statements were considered,
     // partly considered, not considered.
     if row.decided_at.is_some() {
-        view["weighing"] = rm::weighing_counts(&db, &row.procedure_id)
-            .await
-            .map_err(read_problem)?;
+        view["weighing"] = rm::weighing_counts(&db, &row.procedure_id).await?;
     }
     Ok(Json(view))
 }
@@ -263,8 +252,7 @@ pub async fn results(
     let questions: Survey =
         serde_json::from_value(survey.clone()).map_err(|e| Problem::internal(&e))?;
     let answers: Vec<Choices> = rm::survey_choices(&db, &row.procedure_id)
-        .await
-        .map_err(read_problem)?
+        .await?
         .into_iter()
         .map(serde_json::from_value)
         .collect::<Result<_, _>>()
@@ -373,8 +361,7 @@ pub async fn contributions(
     let decided = matches!(procedure.status.as_str(), "decided" | "archived");
     let rows =
         rm::published_contributions(&db, &procedure.procedure_id, page.after.unwrap_or(0), limit)
-            .await
-            .map_err(read_problem)?;
+            .await?;
     let mut items = Vec::new();
     for row in rows
         .iter()
@@ -406,9 +393,7 @@ pub async fn moderation_log(
     let id = procedure_id(&id)?;
     let db = ReadDb::new(&state.store);
     let procedure = public_procedure(&db, id).await?;
-    let log = rm::moderation_log(&db, &procedure.procedure_id)
-        .await
-        .map_err(read_problem)?;
+    let log = rm::moderation_log(&db, &procedure.procedure_id).await?;
     Ok(Json(log))
 }
 
@@ -447,7 +432,7 @@ pub async fn calendar(
         )));
     }
     let db = ReadDb::new(&state.store);
-    let items = rm::calendar(&db, from, to).await.map_err(read_problem)?;
+    let items = rm::calendar(&db, from, to).await?;
     Ok(Json(json!({
         "from": amtsbuch_domain::record::format_timestamp(&from),
         "to": amtsbuch_domain::record::format_timestamp(&to),

@@ -647,15 +647,18 @@ async fn organisers_and_participants(env: Env) {
         );
         assert_eq!(problem["pointer"], format!("/{member}"), "{bad}");
     }
-    env.send(
-        StatusCode::FORBIDDEN,
-        "POST",
-        rounds_path,
-        &rounds,
-        &stranger,
-        Some(round(31)),
-    )
-    .await;
+    // Another authority's draft is none to the stranger: 404, as for an unknown id.
+    let problem = env
+        .send(
+            StatusCode::NOT_FOUND,
+            "POST",
+            rounds_path,
+            &rounds,
+            &stranger,
+            Some(round(31)),
+        )
+        .await;
+    assert_eq!(problem["detail"], "no such participation procedure");
     env.send(StatusCode::BAD_REQUEST, "POST", "/participations", "/participations", &organiser, Some(json!({
         "format": "dialog", "title": "X", "region": "14627010", "geometry": { "type": "Point", "coordinates": [13.4, 52.5] }
     }))).await;
@@ -1728,8 +1731,9 @@ async fn survey_results_are_recomputable_from_the_log(env: Env) {
 /// An official of a region's procedure, and only such an official, drafts and organises
 /// it: a token of the procedure's authority whose regions do not cover the procedure's AGS
 /// is refused (`403`) its draft and every organiser command, whatever other role it holds,
-/// and nothing is recorded; a region covering the AGS (the district, the municipality, the
-/// Land) acts.
+/// and nothing is recorded — except that while the procedure is a draft, which is not
+/// public, the refusal reads as for an unknown id (`404`) and tells nothing of it; a region
+/// covering the AGS (the district, the municipality, the Land) acts.
 async fn organisers_act_only_within_their_regions(env: Env) {
     let with = |roles: &[Role], regions: &[&str]| {
         let mut request = common::request_of(roles, "lra-meissen", &[]);
@@ -1740,24 +1744,29 @@ async fn organisers_act_only_within_their_regions(env: Env) {
         common::signed(&request)
     };
     let dresden = common::official("lra-meissen", &["14612"]);
+    // Each with whether it holds the official role (then it is refused on a procedure it
+    // can see, not before any procedure is looked at).
     let refused_tokens = [
-        ("an official of another region", dresden.clone()),
+        ("an official of another region", dresden.clone(), true),
         (
             "a moderator with an official role of another region",
             with(&[Role::Authority, Role::Moderator], &["14612"]),
+            true,
         ),
         (
             "a citizen with an official role of other regions",
             with(&[Role::Citizen, Role::Authority], &["14612", "14713"]),
+            true,
         ),
         (
             "a moderator of the authority without an official role",
             with(&[Role::Moderator], &["14627"]),
+            false,
         ),
     ];
     let body = json!({ "format": "event_management", "title": "Bürgerforum Radebeul", "region": "14627010" });
     let head = env.store.head().await.expect("head").position;
-    for (who, token) in &refused_tokens {
+    for (who, token, _) in &refused_tokens {
         let problem = env
             .send(
                 StatusCode::FORBIDDEN,
@@ -1812,20 +1821,27 @@ async fn organisers_act_only_within_their_regions(env: Env) {
         ),
     ];
     let head = env.store.head().await.expect("head").position;
+    // A draft is not public: to an official of another region it is answered as if there
+    // were no such procedure, word for word as an unknown id, so that the refusal does not
+    // tell it exists. A token without the official role is refused before any procedure
+    // is looked at (403, whatever the id).
+    let unknown = Uuid::now_v7().to_string();
     for (path, body) in &commands {
         let uri = path.replace("{id}", &id);
-        for (who, token) in &refused_tokens {
+        let nothing = path.replace("{id}", &unknown);
+        for (who, token, official) in &refused_tokens {
+            let status = if *official {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::FORBIDDEN
+            };
             let problem = env
-                .send(
-                    StatusCode::FORBIDDEN,
-                    "POST",
-                    path,
-                    &uri,
-                    token,
-                    body.clone(),
-                )
+                .send(status, "POST", path, &uri, token, body.clone())
                 .await;
-            assert_eq!(problem["status"], 403, "{who} on {path}");
+            let none = env
+                .send(status, "POST", path, &nothing, token, body.clone())
+                .await;
+            assert_eq!(problem, none, "{who} on {path}: a draft reads as nothing");
         }
     }
     assert_eq!(
@@ -1866,6 +1882,186 @@ async fn organisers_act_only_within_their_regions(env: Env) {
         Some(gathering),
     )
     .await;
+    // Announced, the procedure is public, and the same tokens are refused with 403.
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{id}/announcement"),
+        &common::token(Role::Authority),
+        None,
+    )
+    .await;
+    let head = env.store.head().await.expect("head").position;
+    for (path, body) in &commands {
+        let uri = path.replace("{id}", &id);
+        for (who, token, _) in &refused_tokens {
+            let problem = env
+                .send(
+                    StatusCode::FORBIDDEN,
+                    "POST",
+                    path,
+                    &uri,
+                    token,
+                    body.clone(),
+                )
+                .await;
+            assert_eq!(problem["status"], 403, "{who} on {path}");
+        }
+    }
+    assert_eq!(
+        env.store.head().await.expect("head").position,
+        head,
+        "refusals change nothing"
+    );
+    env.close().await;
+}
+
+/// Deciding places opens nobody's data: a node without a key-encryption key — which can
+/// open no registrant's name — cancels a registration and moves the first waiting up,
+/// since the gathering is folded from the plain parts of its events. Registering there is
+/// refused (the new registrant's data could not be sealed) and records nothing.
+async fn deciding_places_opens_nobodys_data(env: Env) {
+    let organiser = common::token(Role::Authority);
+    let pid = env
+        .send(
+            StatusCode::CREATED,
+            "POST",
+            "/participations",
+            "/participations",
+            &organiser,
+            Some(json!({
+                "format": "event_management", "title": "Stadtteilspaziergang", "region": "14627010"
+            })),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let starts = Utc::now() + chrono::Duration::days(7);
+    let gathering = env
+        .send(StatusCode::CREATED, "POST", "/participations/{id}/gatherings", &format!("/participations/{pid}/gatherings"), &organiser, Some(json!({
+            "kind": "event", "title": "Spaziergang (begrenzt auf 1)",
+            "starts_at": ts(starts), "ends_at": ts(starts + chrono::Duration::hours(2)), "capacity": 1
+        })))
+        .await["gathering_id"]
+        .as_str()
+        .expect("gathering id")
+        .to_owned();
+    let registrations = format!("/participations/{pid}/registrations");
+    let mut ids = Vec::new();
+    let people = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+    for (person, place) in people[..2].iter().zip(["confirmed", "waiting"]) {
+        let reply = env
+            .send(
+                StatusCode::CREATED,
+                "POST",
+                "/participations/{id}/registrations",
+                &registrations,
+                &citizen(*person),
+                Some(json!({ "gathering_id": gathering, "name": "Erika Mustermann", "contact": "erika@example.org" })),
+            )
+            .await;
+        assert_eq!(reply["place"], place);
+        ids.push(reply["registration_id"].as_str().expect("id").to_owned());
+    }
+    env.caught_up().await;
+    let mut keyless = env.state.clone();
+    keyless.sealer = None;
+    let keyless = amtsbuch_api::router(keyless);
+    let head = env.store.head().await.expect("head").position;
+    let refused = common::send(
+        &keyless,
+        common::request(
+            "POST",
+            &registrations,
+            Some(&citizen(people[2])),
+            Body::from(json!({ "gathering_id": gathering, "name": "Max Mustermann" }).to_string()),
+        ),
+    )
+    .await;
+    conforms(
+        &env.doc,
+        "POST",
+        "/participations/{id}/registrations",
+        &refused,
+    );
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(env.store.head().await.expect("head").position, head);
+    let cancelled = common::send(
+        &keyless,
+        common::request(
+            "DELETE",
+            &format!("/registrations/{}", ids[0]),
+            Some(&citizen(people[0])),
+            Body::empty(),
+        ),
+    )
+    .await;
+    conforms(&env.doc, "DELETE", "/registrations/{id}", &cancelled);
+    assert_eq!(
+        cancelled.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&cancelled.bytes)
+    );
+    assert_eq!(cancelled.json()["confirmed"], ids[1].as_str());
+    env.close().await;
+}
+
+/// A read model that cannot be read is an outage of the store, which the caller may
+/// retry (`503` with `Retry-After`, the core's answer to a failed statement), not a fault
+/// of the service (`500`): here its table is gone while the service runs.
+async fn a_read_model_that_cannot_be_read_is_an_outage(mut env: Env) {
+    let pid = env
+        .open(
+            1,
+            Format::Dialog,
+            "Radweg an der Elbe",
+            "14612000",
+            DRESDEN,
+            false,
+        )
+        .await;
+    env.caught_up().await;
+    let one = format!("/participations/{pid}");
+    env.ok("/participations/{id}", &one).await;
+    if let Some(runner) = env.runner.take() {
+        runner.shutdown().await;
+    }
+    let db = amtsbuch_projections::ReadDb::new(&env.store);
+    db.execute(
+        "ALTER TABLE participation_procedures RENAME TO participation_procedures_away",
+        &[],
+    )
+    .await
+    .expect("rename");
+    for uri in [one.clone(), "/participations?q=Radweg".to_owned()] {
+        let reply = common::send(&env.app, common::request("GET", &uri, None, Body::empty())).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{uri}: {}",
+            String::from_utf8_lossy(&reply.bytes)
+        );
+        assert_eq!(reply.media_type(), "application/problem+json", "{uri}");
+        assert_eq!(
+            reply.json()["type"],
+            "urn:amtsbuch:problem:unavailable",
+            "{uri}"
+        );
+        assert!(
+            reply.header(axum::http::header::RETRY_AFTER).is_some(),
+            "{uri}: Retry-After"
+        );
+    }
+    db.execute(
+        "ALTER TABLE participation_procedures_away RENAME TO participation_procedures",
+        &[],
+    )
+    .await
+    .expect("rename back");
+    env.ok("/participations/{id}", &one).await;
     env.close().await;
 }
 
@@ -1884,6 +2080,8 @@ common::on_both_adapters!(
     survey_results_are_recomputable_from_the_log,
     a_node_decides_on_what_another_node_changed,
     organisers_act_only_within_their_regions,
+    a_read_model_that_cannot_be_read_is_an_outage,
+    deciding_places_opens_nobodys_data,
 );
 
 /// `amtsbuch bench participation` with tiny numbers, on SQLite and on PostgreSQL: it

@@ -7,6 +7,17 @@
 //! than several, because a contribution's events change its procedure's public count and
 //! a registration's its gathering's places, and each table belongs to one projection.
 //!
+//! The public count of a procedure — its contributions that are neither hidden nor
+//! withdrawn — lives in `participation_counts`, apart from the procedure's row, and moves
+//! by the difference each event makes: +1 for a submission, −1 when a counted
+//! contribution is hidden or withdrawn, +1 when a hidden one that was not withdrawn is
+//! shown again. Nothing recounts, and the procedure's row (which the search reads, with
+//! its full-text index) is written only when the procedure changes. A batch of events is
+//! applied with its submissions inserted many rows at a time and its count changes summed
+//! per procedure and written once, at its end; the result is that of the events one by
+//! one (the rebuild test compares them). A gathering's confirmed and waiting places move
+//! the same way, by the place a registration leaves and the place it takes.
+//!
 //! Nothing here decrypts: events are decoded without a key, so what participants wrote
 //! reads as `Personal::Erased` and never reaches a table. A comment's public text is
 //! opened from the log by the service when it is shown (the row keeps the position of
@@ -20,6 +31,7 @@
 
 pub mod queries;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use amtsbuch_domain::participation::contribution::ContributionEvent;
@@ -32,7 +44,7 @@ use amtsbuch_domain::{EventRecord, StreamId};
 use amtsbuch_infra::RecordedEvent;
 use futures_util::future::BoxFuture;
 
-use crate::db::{DbError, ReadTx, Value};
+use crate::db::{chunk_sizes, values_list, DbError, ReadTx, Value};
 use crate::projection::{read_event, Projection, ProjectionError};
 
 pub use queries::*;
@@ -100,6 +112,7 @@ impl Projection for Participation {
     fn tables(&self) -> &'static [&'static str] {
         &[
             "participation_procedures",
+            "participation_counts",
             "participation_topics",
             "participation_rounds",
             "participation_contributions",
@@ -124,21 +137,175 @@ impl Projection for Participation {
         record: &'a EventRecord,
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
-            let procedure = |s: &StreamId| ProcedureId::from_stream(s).is_some();
-            let contribution = |s: &StreamId| ContributionId::from_stream(s).is_some();
-            let gathering = |s: &StreamId| GatheringId::from_stream(s).is_some();
-            if let Some(e) = read_event::<ProcedureEvent>(NAME, procedure, event, record) {
-                apply_procedure(tx, event, &e).await
-            } else if let Some(e) =
-                read_event::<ContributionEvent>(NAME, contribution, event, record)
-            {
-                apply_contribution(tx, event, &e).await
-            } else if let Some(e) = read_event::<GatheringEvent>(NAME, gathering, event, record) {
-                apply_gathering(tx, event, &e).await
-            } else {
-                Ok(())
-            }
+            let mut batch = Batch::default();
+            batch.apply(tx, event, record).await?;
+            batch.finish(tx).await
         })
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a mut ReadTx,
+        events: &'a [(RecordedEvent, EventRecord)],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let mut batch = Batch::default();
+            for (event, record) in events {
+                batch.apply(tx, event, record).await?;
+            }
+            batch.finish(tx).await
+        })
+    }
+}
+
+/// A submission waiting to be inserted with the others of its batch.
+struct NewContribution {
+    contribution_id: String,
+    procedure_id: String,
+    round_id: String,
+    kind: String,
+    author: String,
+    late: bool,
+    submitted_at: sqlx::types::chrono::DateTime<sqlx::types::chrono::Utc>,
+    position: u64,
+    choices: Option<String>,
+}
+
+fn new_contribution(
+    event: &RecordedEvent,
+    s: &amtsbuch_domain::participation::contribution::ContributionSubmitted,
+) -> Result<NewContribution, ProjectionError> {
+    let choices = if s.choices.is_empty() {
+        None
+    } else {
+        Some(json(&s.choices).map_err(|r| failed(event, r))?)
+    };
+    Ok(NewContribution {
+        contribution_id: s.contribution_id.to_string(),
+        procedure_id: s.procedure_id.to_string(),
+        round_id: s.round_id.to_string(),
+        kind: name(&s.kind).map_err(|r| failed(event, r))?,
+        author: s.author.to_string(),
+        late: s.late,
+        submitted_at: s.submitted_at,
+        position: event.position,
+        choices,
+    })
+}
+
+/// Submissions are inserted this many rows to a statement at most (10 parameters each).
+const INSERT_ROWS: usize = 64;
+
+/// What a batch has not written yet: its latest submissions, and the change of every
+/// procedure's public count. Submissions are inserted before any other contribution event
+/// is applied (it may be about one of them), and the counts at the end of the batch, so
+/// the tables end as if every event had been applied by itself.
+#[derive(Default)]
+struct Batch {
+    submitted: Vec<NewContribution>,
+    counts: BTreeMap<String, i64>,
+}
+
+impl Batch {
+    async fn apply(
+        &mut self,
+        tx: &mut ReadTx,
+        event: &RecordedEvent,
+        record: &EventRecord,
+    ) -> Result<(), ProjectionError> {
+        let procedure = |s: &StreamId| ProcedureId::from_stream(s).is_some();
+        let contribution = |s: &StreamId| ContributionId::from_stream(s).is_some();
+        let gathering = |s: &StreamId| GatheringId::from_stream(s).is_some();
+        if let Some(e) = read_event::<ProcedureEvent>(NAME, procedure, event, record) {
+            apply_procedure(tx, event, &e).await
+        } else if let Some(e) = read_event::<ContributionEvent>(NAME, contribution, event, record) {
+            match &e {
+                ContributionEvent::Submitted(s) => {
+                    self.submitted.push(new_contribution(event, s)?);
+                    Ok(())
+                }
+                // A draft is not public.
+                ContributionEvent::AnswerDrafted(_) => Ok(()),
+                // Any other event may be about a submission of this batch: those are
+                // inserted first.
+                other => {
+                    self.insert_submitted(tx).await?;
+                    apply_contribution(tx, event, other, &mut self.counts).await
+                }
+            }
+        } else if let Some(e) = read_event::<GatheringEvent>(NAME, gathering, event, record) {
+            apply_gathering(tx, event, &e).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Inserts the pending submissions, many rows to a statement; each that was new counts.
+    async fn insert_submitted(&mut self, tx: &mut ReadTx) -> Result<(), DbError> {
+        let pending = std::mem::take(&mut self.submitted);
+        let mut rest = pending.as_slice();
+        for size in chunk_sizes(pending.len(), INSERT_ROWS) {
+            let (chunk, after) = rest.split_at(size);
+            rest = after;
+            let mut params: Vec<Value<'_>> = Vec::with_capacity(size * 10);
+            for c in chunk {
+                params.extend([
+                    c.contribution_id.as_str().into(),
+                    c.procedure_id.as_str().into(),
+                    c.round_id.as_str().into(),
+                    c.kind.as_str().into(),
+                    c.author.as_str().into(),
+                    c.late.into(),
+                    c.submitted_at.into(),
+                    c.position.into(),
+                    c.choices.as_deref().into(),
+                    c.position.into(),
+                ]);
+            }
+            let inserted = tx
+                .fetch_all(
+                    &format!(
+                        "INSERT INTO participation_contributions (contribution_id, \
+                         procedure_id, round_id, kind, author, late, submitted_at, position, \
+                         choices, last_position) {} \
+                         ON CONFLICT (contribution_id) DO NOTHING RETURNING procedure_id",
+                        values_list(10, size)
+                    ),
+                    &params,
+                )
+                .await?;
+            for row in &inserted {
+                *self.counts.entry(row.get("procedure_id")?).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending: the submissions, then every count that changed.
+    async fn finish(mut self, tx: &mut ReadTx) -> Result<(), ProjectionError> {
+        self.insert_submitted(tx).await?;
+        let changed: Vec<(String, i64)> =
+            self.counts.into_iter().filter(|(_, d)| *d != 0).collect();
+        let mut rest = changed.as_slice();
+        for size in chunk_sizes(changed.len(), INSERT_ROWS) {
+            let (chunk, after) = rest.split_at(size);
+            rest = after;
+            let params: Vec<Value<'_>> = chunk
+                .iter()
+                .flat_map(|(id, delta)| [id.as_str().into(), (*delta).into()])
+                .collect();
+            tx.execute(
+                &format!(
+                    "INSERT INTO participation_counts (procedure_id, contributions) {} \
+                     ON CONFLICT (procedure_id) DO UPDATE \
+                     SET contributions = participation_counts.contributions + EXCLUDED.contributions",
+                    values_list(2, size)
+                ),
+                &params,
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -185,9 +352,9 @@ async fn apply_procedure(
                     "INSERT INTO participation_procedures (procedure_id, authority, format, \
                      title, topics, region, status, geometry, min_lon, min_lat, max_lon, \
                      max_lat, accepts_late, report_threshold, survey, drafted_at, \
-                     contributions, last_position) \
+                     last_position) \
                      VALUES ($1, $2, $3, $4, $5, $6, 'draft', $7, $8, $9, $10, $11, $12, $13, \
-                     $14, $15, 0, $16) ON CONFLICT (procedure_id) DO NOTHING",
+                     $14, $15, $16) ON CONFLICT (procedure_id) DO NOTHING",
                     &[
                         d.procedure_id.to_string().into(),
                         d.authority.as_str().into(),
@@ -209,6 +376,12 @@ async fn apply_procedure(
                 )
                 .await?;
             if inserted == 1 {
+                tx.execute(
+                    "INSERT INTO participation_counts (procedure_id, contributions) \
+                     VALUES ($1, 0) ON CONFLICT (procedure_id) DO NOTHING",
+                    &[d.procedure_id.to_string().into()],
+                )
+                .await?;
                 for topic in &d.topics {
                     tx.execute(
                         "INSERT INTO participation_topics (procedure_id, topic) VALUES ($1, $2) \
@@ -310,24 +483,47 @@ async fn apply_procedure(
     Ok(())
 }
 
-/// Sets the public count of the procedure of `contribution`: its contributions that are
-/// neither hidden nor withdrawn.
-async fn recount_procedure(
+/// The two states that take a contribution out of its procedure's public count.
+#[derive(Debug, Clone, Copy)]
+enum Flag {
+    Hidden,
+    Withdrawn,
+}
+
+/// Sets `flag` of a contribution to `value`, and moves its procedure's count by the
+/// difference: a contribution counts while it is neither hidden nor withdrawn.
+async fn set_flag(
     tx: &mut ReadTx,
-    contribution: ContributionId,
+    id: ContributionId,
+    flag: Flag,
+    value: bool,
     position: u64,
+    changes: &mut BTreeMap<String, i64>,
 ) -> Result<(), DbError> {
-    tx.execute(
-        "UPDATE participation_procedures SET contributions = (SELECT COUNT(*) \
-         FROM participation_contributions c \
-         WHERE c.procedure_id = participation_procedures.procedure_id \
-         AND c.hidden = FALSE AND c.withdrawn = FALSE), last_position = $2 \
-         WHERE procedure_id = (SELECT procedure_id FROM participation_contributions \
-         WHERE contribution_id = $1)",
-        &[contribution.to_string().into(), position.into()],
-    )
-    .await
-    .map(drop)
+    let before = tx
+        .fetch_optional(
+            "SELECT procedure_id, hidden, withdrawn FROM participation_contributions \
+             WHERE contribution_id = $1",
+            &[id.to_string().into()],
+        )
+        .await?;
+    let set = match flag {
+        Flag::Hidden => "hidden = $2, last_position = $3",
+        Flag::Withdrawn => "withdrawn = $2, last_position = $3",
+    };
+    update_contribution(tx, id, set, &[value.into(), position.into()]).await?;
+    if let Some(row) = before {
+        let (hidden, withdrawn): (bool, bool) = (row.get("hidden")?, row.get("withdrawn")?);
+        let (hidden_after, withdrawn_after) = match flag {
+            Flag::Hidden => (value, withdrawn),
+            Flag::Withdrawn => (hidden, value),
+        };
+        let delta = i64::from(!hidden_after && !withdrawn_after) - i64::from(!hidden && !withdrawn);
+        if delta != 0 {
+            *changes.entry(row.get("procedure_id")?).or_default() += delta;
+        }
+    }
+    Ok(())
 }
 
 async fn update_contribution(
@@ -375,50 +571,21 @@ async fn log_moderation(
     .map(drop)
 }
 
+/// Applies a contribution event to a contribution the read model holds (submissions and
+/// answer drafts are the batch's); the changes of the public counts are added to
+/// `changes`.
 async fn apply_contribution(
     tx: &mut ReadTx,
     event: &RecordedEvent,
     e: &ContributionEvent,
+    changes: &mut BTreeMap<String, i64>,
 ) -> Result<(), ProjectionError> {
     let p = event.position;
     match e {
-        ContributionEvent::Submitted(s) => {
-            let kind = name(&s.kind).map_err(|r| failed(event, r))?;
-            let choices = if s.choices.is_empty() {
-                None
-            } else {
-                Some(json(&s.choices).map_err(|r| failed(event, r))?)
-            };
-            tx.execute(
-                "INSERT INTO participation_contributions (contribution_id, procedure_id, \
-                 round_id, kind, author, late, submitted_at, position, choices, hidden, \
-                 withdrawn, reports, supports, last_position) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE, FALSE, 0, 0, $8) \
-                 ON CONFLICT (contribution_id) DO NOTHING",
-                &[
-                    s.contribution_id.to_string().into(),
-                    s.procedure_id.to_string().into(),
-                    s.round_id.to_string().into(),
-                    kind.into(),
-                    s.author.to_string().into(),
-                    s.late.into(),
-                    s.submitted_at.into(),
-                    p.into(),
-                    choices.into(),
-                ],
-            )
-            .await?;
-            recount_procedure(tx, s.contribution_id, p).await?;
-        }
+        // Inserted by the batch; a draft is not public.
+        ContributionEvent::Submitted(_) | ContributionEvent::AnswerDrafted(_) => {}
         ContributionEvent::Withdrawn(w) => {
-            update_contribution(
-                tx,
-                w.contribution_id,
-                "withdrawn = TRUE, last_position = $2",
-                &[p.into()],
-            )
-            .await?;
-            recount_procedure(tx, w.contribution_id, p).await?;
+            set_flag(tx, w.contribution_id, Flag::Withdrawn, true, p, changes).await?;
         }
         ContributionEvent::Reported(r) => {
             update_contribution(
@@ -441,13 +608,7 @@ async fn apply_contribution(
             .await?;
         }
         ContributionEvent::Hidden(h) => {
-            update_contribution(
-                tx,
-                h.contribution_id,
-                "hidden = TRUE, last_position = $2",
-                &[p.into()],
-            )
-            .await?;
+            set_flag(tx, h.contribution_id, Flag::Hidden, true, p, changes).await?;
             let trigger = name(&h.trigger).map_err(|e| failed(event, e))?;
             let reason = h.reason.as_ref().map(|r| r.as_str());
             log_moderation(
@@ -460,16 +621,9 @@ async fn apply_contribution(
                 &h.hidden_at,
             )
             .await?;
-            recount_procedure(tx, h.contribution_id, p).await?;
         }
         ContributionEvent::Unhidden(u) => {
-            update_contribution(
-                tx,
-                u.contribution_id,
-                "hidden = FALSE, last_position = $2",
-                &[p.into()],
-            )
-            .await?;
+            set_flag(tx, u.contribution_id, Flag::Hidden, false, p, changes).await?;
             log_moderation(
                 tx,
                 p,
@@ -480,7 +634,6 @@ async fn apply_contribution(
                 &u.unhidden_at,
             )
             .await?;
-            recount_procedure(tx, u.contribution_id, p).await?;
         }
         ContributionEvent::SupportGiven(s) => {
             update_contribution(
@@ -500,8 +653,6 @@ async fn apply_contribution(
             )
             .await?;
         }
-        // A draft is not public.
-        ContributionEvent::AnswerDrafted(_) => {}
         ContributionEvent::AnswerPublished(a) => {
             let state = name(&a.state).map_err(|e| failed(event, e))?;
             let text = a.text.as_ref().map(|t| t.as_str().to_owned());
@@ -527,33 +678,57 @@ async fn apply_contribution(
     Ok(())
 }
 
-async fn recount_gathering(tx: &mut ReadTx, id: GatheringId, position: u64) -> Result<(), DbError> {
+/// Moves a registration of gathering `id` from the place `from` to the place `to` (either
+/// none: a new registration, or a registration the read model does not know), and the
+/// gathering's confirmed and waiting places with it.
+async fn move_place(
+    tx: &mut ReadTx,
+    id: GatheringId,
+    from: Option<&str>,
+    to: Option<&str>,
+    position: u64,
+) -> Result<(), DbError> {
+    let delta = |place: &str| i64::from(to == Some(place)) - i64::from(from == Some(place));
+    let (confirmed, waiting) = (delta("confirmed"), delta("waiting"));
+    if confirmed == 0 && waiting == 0 {
+        return Ok(());
+    }
     tx.execute(
-        "UPDATE participation_gatherings SET \
-         confirmed = (SELECT COUNT(*) FROM participation_registrations r \
-           WHERE r.gathering_id = $1 AND r.place = 'confirmed'), \
-         waiting = (SELECT COUNT(*) FROM participation_registrations r \
-           WHERE r.gathering_id = $1 AND r.place = 'waiting'), \
-         last_position = $2 WHERE gathering_id = $1",
-        &[id.to_string().into(), position.into()],
+        "UPDATE participation_gatherings SET confirmed = confirmed + $2, \
+         waiting = waiting + $3, last_position = $4 WHERE gathering_id = $1",
+        &[
+            id.to_string().into(),
+            confirmed.into(),
+            waiting.into(),
+            position.into(),
+        ],
     )
     .await
     .map(drop)
 }
 
+/// Sets the place of a registration; the place it had, if the read model knows it.
 async fn set_place(
     tx: &mut ReadTx,
     registration: &str,
     place: &str,
     position: u64,
-) -> Result<(), DbError> {
+) -> Result<Option<String>, DbError> {
+    let before = tx
+        .fetch_optional(
+            "SELECT place FROM participation_registrations WHERE registration_id = $1",
+            &[registration.into()],
+        )
+        .await?
+        .map(|row| row.get::<String>("place"))
+        .transpose()?;
     tx.execute(
         "UPDATE participation_registrations SET place = $2, last_position = $3 \
          WHERE registration_id = $1",
         &[registration.into(), place.into(), position.into()],
     )
-    .await
-    .map(drop)
+    .await?;
+    Ok(before)
 }
 
 async fn apply_gathering(
@@ -585,30 +760,33 @@ async fn apply_gathering(
         }
         GatheringEvent::Registered(r) => {
             let place = name(&r.place).map_err(|e| failed(event, e))?;
-            tx.execute(
-                "INSERT INTO participation_registrations (registration_id, gathering_id, \
+            let inserted = tx
+                .execute(
+                    "INSERT INTO participation_registrations (registration_id, gathering_id, \
                  registrant, place, registered_at, last_position) \
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (registration_id) DO NOTHING",
-                &[
-                    r.registration_id.to_string().into(),
-                    r.gathering_id.to_string().into(),
-                    r.registrant.to_string().into(),
-                    place.into(),
-                    r.registered_at.into(),
-                    p.into(),
-                ],
-            )
-            .await?;
-            recount_gathering(tx, r.gathering_id, p).await?;
+                    &[
+                        r.registration_id.to_string().into(),
+                        r.gathering_id.to_string().into(),
+                        r.registrant.to_string().into(),
+                        place.as_str().into(),
+                        r.registered_at.into(),
+                        p.into(),
+                    ],
+                )
+                .await?;
+            if inserted == 1 {
+                move_place(tx, r.gathering_id, None, Some(&place), p).await?;
+            }
         }
         GatheringEvent::Cancelled(c) => {
-            set_place(tx, &c.registration_id.to_string(), "cancelled", p).await?;
-            recount_gathering(tx, c.gathering_id, p).await?;
+            let from = set_place(tx, &c.registration_id.to_string(), "cancelled", p).await?;
+            move_place(tx, c.gathering_id, from.as_deref(), Some("cancelled"), p).await?;
         }
         GatheringEvent::Confirmed(c) => {
             let place = name(&Place::Confirmed).map_err(|e| failed(event, e))?;
-            set_place(tx, &c.registration_id.to_string(), &place, p).await?;
-            recount_gathering(tx, c.gathering_id, p).await?;
+            let from = set_place(tx, &c.registration_id.to_string(), &place, p).await?;
+            move_place(tx, c.gathering_id, from.as_deref(), Some(&place), p).await?;
         }
     }
     Ok(())

@@ -2,6 +2,9 @@
 //! its rounds, the published contributions, the moderation log, the calendar, the
 //! moderation queue, the survey's choices and the weighing's counts, and the lookups the commands need (a registration's gathering).
 //!
+//! A procedure's public count is kept in `participation_counts` and joined to the
+//! procedures a query returns.
+//!
 //! *Active* is not stored: an announced procedure is active from its first round's start,
 //! so the search compares `opens_at` with the instant it is asked at.
 
@@ -113,7 +116,22 @@ impl ProcedureRow {
 const PROCEDURE_COLUMNS: &str = "procedure_id, authority, format, title, topics, region, \
     status, stage, geometry, accepts_late, report_threshold, survey, drafted_at, \
     announced_at, opens_at, closes_at, decided_at, decision, cancelled_at, cancel_reason, \
-    contributions, last_position";
+    last_position";
+
+/// The procedures `selected` (a statement over `participation_procedures` that returns
+/// [`PROCEDURE_COLUMNS`]) with their public counts, which have a table of their own, in
+/// the search's order. The counts are joined to the rows selected only, after any limit.
+fn with_counts(selected: &str) -> String {
+    format!(
+        "SELECT p.*, COALESCE(n.contributions, 0) AS contributions FROM ({selected}) p \
+         LEFT JOIN participation_counts n ON n.procedure_id = p.procedure_id \
+         ORDER BY {ORDER}"
+    )
+}
+
+/// The search's order, the most recently opened first; `participation_procedures_listed`
+/// serves it.
+const ORDER: &str = "COALESCE(p.opens_at, p.drafted_at) DESC, p.procedure_id";
 
 fn json_column(row: &Row, column: &str) -> Result<Option<Json>, DbError> {
     row.get::<Option<String>>(column)?
@@ -180,8 +198,12 @@ pub async fn search(
             conditions.push("status IN ('announced', 'evaluating', 'decided', 'cancelled')".into())
         }
         Some(PublicStatus::Active) => {
+            // The same bound on the order's expression (equal to `opens_at` here, which is
+            // set) lets the order's index start at `now`, past the upcoming procedures.
             let n = p.push(now_text.clone());
-            conditions.push(format!("status = 'announced' AND opens_at <= {n}"));
+            conditions.push(format!(
+                "status = 'announced' AND opens_at <= {n} AND COALESCE(opens_at, drafted_at) <= {n}"
+            ));
         }
         Some(PublicStatus::Announced) => {
             let n = p.push(now_text.clone());
@@ -256,11 +278,11 @@ pub async fn search(
     }
     let limit = p.push(i64::from(q.limit.clamp(1, MAX_LIMIT)));
     let offset = p.push(i64::from(q.offset));
-    let sql = format!(
-        "SELECT {PROCEDURE_COLUMNS} FROM participation_procedures WHERE {} \
-         ORDER BY COALESCE(opens_at, drafted_at) DESC, procedure_id LIMIT {limit} OFFSET {offset}",
+    let sql = with_counts(&format!(
+        "SELECT {PROCEDURE_COLUMNS} FROM participation_procedures p WHERE {} \
+         ORDER BY {ORDER} LIMIT {limit} OFFSET {offset}",
         conditions.join(" AND ")
-    );
+    ));
     db.fetch_all(&sql, &p.values)
         .await?
         .iter()
@@ -271,9 +293,9 @@ pub async fn search(
 /// One procedure, whatever its status.
 pub async fn procedure(db: &ReadDb, id: &str) -> Result<Option<ProcedureRow>, DbError> {
     db.fetch_optional(
-        &format!(
+        &with_counts(&format!(
             "SELECT {PROCEDURE_COLUMNS} FROM participation_procedures WHERE procedure_id = $1"
-        ),
+        )),
         &[id.into()],
     )
     .await?

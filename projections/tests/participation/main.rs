@@ -812,10 +812,211 @@ async fn places_and_a_rebuild(t: TestDb) {
     assert_eq!(dump(&db).await, before);
 }
 
+/// The public counts move with every event that changes what counts — submitted, hidden
+/// by reports or by a moderator, shown again, withdrawn, withdrawn while hidden — and end
+/// as the contributions' states say, as a recount of the table says, and as a rebuild
+/// from the log says. The runner applies the log in batches of 3; the rebuild replays it
+/// in one batch, in which a contribution is submitted and hidden, or submitted and
+/// withdrawn, between the same two writes of the counts.
+async fn counts_follow_every_event_and_a_rebuild(t: TestDb) {
+    let store = t.store.clone();
+    let db = t.db();
+    let mut w = World::new(store.clone());
+    let a = w
+        .procedure_in(
+            11,
+            Format::Dialog,
+            "Radverkehrskonzept Leipzig",
+            &["verkehr"],
+            "14713000",
+            LEIPZIG,
+            PublicStatus::Active,
+        )
+        .await;
+    let b = w
+        .procedure_in(
+            12,
+            Format::Dialog,
+            "Spielplatz Johannstadt",
+            &["wohnen"],
+            "14612000",
+            DRESDEN,
+            PublicStatus::Active,
+        )
+        .await;
+    let quiet = w
+        .procedure_in(
+            13,
+            Format::Dialog,
+            "Friedhof Plagwitz",
+            &["umwelt"],
+            "14713000",
+            LEIPZIG,
+            PublicStatus::Active,
+        )
+        .await;
+    let handle = runner::spawn_with(store.clone(), projections(), quick(3));
+    let author = |n: u128| ParticipantId(id(0xc00 + n));
+    let mut c = Vec::new();
+    for n in 1..=6 {
+        c.push(w.comment(a, 0x100 + n, author(n)).await);
+    }
+    for n in 7..=9 {
+        c.push(w.comment(b, 0x100 + n, author(n)).await);
+    }
+    let t1 = at(START) + days(12);
+    let reason = |r: &str| Reason::parse(r).expect("reason");
+    // c[1]: hidden by three reports.
+    for n in 1..=3 {
+        w.contribution(
+            c[1],
+            ContributionCommand::Report {
+                reporter: ParticipantId(id(0xd00 + n)),
+                reason: ReportReason::Spam,
+                threshold: 3,
+                at: t1,
+            },
+        )
+        .await;
+    }
+    // c[2]: withdrawn.
+    w.contribution(
+        c[2],
+        ContributionCommand::Withdraw {
+            by: author(3),
+            at: t1,
+        },
+    )
+    .await;
+    // c[3]: hidden, withdrawn while hidden, shown again: it stays withdrawn.
+    w.contribution(
+        c[3],
+        ContributionCommand::Hide {
+            reason: reason("Werbung"),
+            at: t1,
+        },
+    )
+    .await;
+    w.contribution(
+        c[3],
+        ContributionCommand::Withdraw {
+            by: author(4),
+            at: t1,
+        },
+    )
+    .await;
+    w.contribution(
+        c[3],
+        ContributionCommand::Unhide {
+            reason: reason("Irrtum"),
+            at: t1 + hours(1),
+        },
+    )
+    .await;
+    // c[4]: hidden, shown again.
+    w.contribution(
+        c[4],
+        ContributionCommand::Hide {
+            reason: reason("Werbung"),
+            at: t1,
+        },
+    )
+    .await;
+    w.contribution(
+        c[4],
+        ContributionCommand::Unhide {
+            reason: reason("Sachlich"),
+            at: t1 + hours(1),
+        },
+    )
+    .await;
+    // c[7]: hidden, then withdrawn; a later submission in the same procedure.
+    w.contribution(
+        c[7],
+        ContributionCommand::Hide {
+            reason: reason("Werbung"),
+            at: t1,
+        },
+    )
+    .await;
+    w.contribution(
+        c[7],
+        ContributionCommand::Withdraw {
+            by: author(8),
+            at: t1,
+        },
+    )
+    .await;
+    c.push(w.comment(b, 0x110, author(10)).await);
+    caught_up(&handle, &store).await;
+    handle.shutdown().await;
+
+    // What the contributions' states say: neither hidden nor withdrawn.
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for pid in [a, b, quiet] {
+        expected.insert(pid.to_string(), 0);
+    }
+    for state in w.contributions.values() {
+        let c = state.contribution().expect("submitted");
+        if !c.hidden && c.withdrawn_at.is_none() {
+            *expected.entry(c.procedure_id.to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        expected,
+        BTreeMap::from([
+            (a.to_string(), 3),
+            (b.to_string(), 3),
+            (quiet.to_string(), 0)
+        ])
+    );
+    let stored = |db: ReadDb| async move {
+        let mut out = BTreeMap::new();
+        for pid in [a, b, quiet] {
+            let row = rm::procedure(&db, &pid.to_string())
+                .await
+                .expect("procedure")
+                .expect("found");
+            out.insert(pid.to_string(), row.contributions);
+        }
+        out
+    };
+    assert_eq!(stored(db.clone()).await, expected);
+    let recounted: BTreeMap<String, i64> = db
+        .fetch_all(
+            "SELECT procedure_id, COUNT(*) AS n FROM participation_contributions \
+             WHERE hidden = FALSE AND withdrawn = FALSE GROUP BY procedure_id",
+            &[],
+        )
+        .await
+        .expect("recount")
+        .iter()
+        .map(|r| (r.get("procedure_id").expect("id"), r.get("n").expect("n")))
+        .collect();
+    assert_eq!(recounted.get(&a.to_string()), Some(&3));
+    assert_eq!(recounted.get(&b.to_string()), Some(&3));
+    // The search shows the same counts.
+    let listed: BTreeMap<String, i64> = rm::search(&db, &query(), at(START) + days(13))
+        .await
+        .expect("search")
+        .into_iter()
+        .map(|r| (r.procedure_id, r.contributions))
+        .collect();
+    assert_eq!(listed, expected);
+
+    let before = dump(&db).await;
+    rebuild_among(&store, &projections(), rm::NAME, |_| {})
+        .await
+        .expect("rebuild");
+    assert_eq!(dump(&db).await, before);
+    assert_eq!(stored(db.clone()).await, expected);
+}
+
 async fn dump(db: &ReadDb) -> Vec<String> {
     let mut out = Vec::new();
     for (table, key) in [
         ("participation_procedures", "procedure_id"),
+        ("participation_counts", "procedure_id"),
         ("participation_topics", "topic, procedure_id"),
         ("participation_rounds", "round_id"),
         ("participation_contributions", "contribution_id"),
@@ -828,6 +1029,36 @@ async fn dump(db: &ReadDb) -> Vec<String> {
             .await
             .expect("dump");
         out.push(format!("{table}: {}", rows.len()));
+    }
+    let counts = db
+        .fetch_all(
+            "SELECT procedure_id, contributions FROM participation_counts ORDER BY procedure_id",
+            &[],
+        )
+        .await
+        .expect("counts");
+    for row in &counts {
+        out.push(format!(
+            "{} counts {}",
+            row.get::<String>("procedure_id").expect("id"),
+            row.get::<i64>("contributions").expect("count")
+        ));
+    }
+    let gatherings = db
+        .fetch_all(
+            "SELECT gathering_id, confirmed, waiting FROM participation_gatherings \
+             ORDER BY gathering_id",
+            &[],
+        )
+        .await
+        .expect("gatherings");
+    for row in &gatherings {
+        out.push(format!(
+            "{} confirmed {} waiting {}",
+            row.get::<String>("gathering_id").expect("id"),
+            row.get::<i64>("confirmed").expect("confirmed"),
+            row.get::<i64>("waiting").expect("waiting")
+        ));
     }
     let places = db
         .fetch_all("SELECT registration_id, place FROM participation_registrations ORDER BY registration_id", &[])
@@ -847,4 +1078,5 @@ common::on_both_adapters!(
     the_search_filters_by_every_facet,
     moderation_shows_in_counts_lists_and_the_log,
     places_and_a_rebuild,
+    counts_follow_every_event_and_a_rebuild,
 );
