@@ -67,6 +67,15 @@ impl AnyStore {
         dispatch!(self, s => s.set_max_record_bytes(limit))
     }
 
+    /// This store as it followed the log before it had a tail and a background pool (see
+    /// `PgStore::without_tail`); only for comparisons.
+    pub fn without_tail(self) -> Self {
+        match self {
+            Self::Postgres(s) => Self::Postgres(s.without_tail()),
+            Self::Sqlite(s) => Self::Sqlite(s.without_tail()),
+        }
+    }
+
     /// Which adapter this is, for logs and the CLI.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -132,6 +141,10 @@ impl EventStore for AnyStore {
 
     fn head_watch(&self) -> watch::Receiver<u64> {
         dispatch!(self, s => s.head_watch())
+    }
+
+    fn tail(&self) -> Option<crate::tail::LogTail> {
+        dispatch!(self, s => s.tail())
     }
 }
 

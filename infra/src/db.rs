@@ -382,6 +382,16 @@ impl Db {
         }
     }
 
+    /// The database of `store` through its background pool: for what follows the log (the
+    /// read models' runner, the relay, the ledger), so that requests never wait behind it
+    /// for a connection (see `postgres::ConnectionBudget`).
+    pub fn background(store: &AnyStore) -> Self {
+        match store {
+            AnyStore::Postgres(s) => s.background_db().clone(),
+            AnyStore::Sqlite(s) => s.background_db().clone(),
+        }
+    }
+
     pub(crate) fn from_postgres(pool: PgPool) -> Self {
         Db(Pool::Postgres(pool))
     }

@@ -14,6 +14,7 @@
 //! are the events' leaf hashes, and levels in between are folded from at most 8 of those.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amtsbuch_domain::chain::{chain_hash, to_hex, GENESIS_CHAIN};
@@ -24,6 +25,7 @@ use amtsbuch_domain::note::Signer;
 use crate::db::{chunk_sizes, placeholders, values_list, Db, DbError, Row, Value};
 use crate::lease::Lease;
 use crate::store::{to_hash, to_i64, EventStore, StoreError};
+use crate::tail::LogTail;
 use crate::AnyStore;
 
 /// Interior nodes are stored at levels that are multiples of this.
@@ -430,10 +432,22 @@ async fn follow(
     let mut signed_size = range.size();
     let mut pending: Vec<(u64, u64, Hash)> = Vec::new();
     let mut uncovered_since: Option<Instant> = None;
-    let mut head = store.head_watch();
+    // The process's one reader of the newest events, if the store has one.
+    let tail = store.tail();
+    let mut head = tail
+        .as_ref()
+        .map_or_else(|| store.head_watch(), LogTail::watch);
     loop {
         head.borrow_and_update();
-        let page = store.read_all(range.size(), PAGE).await?;
+        let page = match &tail {
+            Some(tail) => tail.read(range.size(), PAGE).await?,
+            None => store
+                .read_all(range.size(), PAGE)
+                .await?
+                .into_iter()
+                .map(Arc::new)
+                .collect(),
+        };
         let full = page.len() == PAGE;
         for e in &page {
             let leaf = leaf_hash(&e.bytes);
@@ -488,7 +502,7 @@ async fn follow(
 }
 
 async fn load_state(store: &AnyStore) -> Result<CompactRange, LedgerError> {
-    let row = Db::new(store)
+    let row = Db::background(store)
         .fetch_optional("SELECT size, compact_range FROM ledger_state", &[])
         .await?;
     let Some(row) = row else {
@@ -523,7 +537,7 @@ async fn sign_and_store(
         .map_err(|e| LedgerError::Invalid(format!("cannot sign: {e}")))?;
     let compact: Vec<u8> = range.nodes().iter().flatten().copied().collect();
     let moved = persist(
-        &Db::new(store),
+        &Db::background(store),
         range.size(),
         &compact,
         pending,

@@ -24,6 +24,7 @@ pub mod shared_lock;
 pub mod sqlite;
 pub mod store;
 pub mod subscription;
+pub mod tail;
 pub mod vault;
 mod writer;
 
@@ -34,3 +35,4 @@ pub use read_only::ReadOnlyLog;
 pub use sqlite::SqliteStore;
 pub use store::{Direction, EventStore, Head, RecordedEvent, StoreError};
 pub use subscription::Subscription;
+pub use tail::{LogTail, TailStats};

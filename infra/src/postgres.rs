@@ -14,7 +14,7 @@
 //! a batch one round trip; it is the hot path and is written for this database alone.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use amtsbuch_domain::{
@@ -32,6 +32,7 @@ use crate::db::Db;
 use crate::lease::LeaseSession;
 use crate::reads;
 use crate::store::{to_hash, to_i64, to_u64, EventStore, Head, StoreError};
+use crate::tail::LogTail;
 use crate::writer::{Committer, Landing, WriterHandle, PROBE};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -42,6 +43,11 @@ pub struct PgStore {
     pool: PgPool,
     /// `pool` for the statements written once for both databases (`db`).
     db: Db,
+    /// The background pool (see `ConnectionBudget`): what follows the log reads and writes
+    /// through it, so that requests never wait behind it for a connection.
+    background: Db,
+    /// The log's tail, started when first asked for; `None` after `without_tail`.
+    tail: Option<Arc<OnceLock<LogTail>>>,
     /// Connections that only hold shared locks (`shared_lock`), opened when first needed.
     locks: PgPool,
     /// The session that holds this store's leases (`lease`), opened when first needed.
@@ -57,16 +63,26 @@ pub struct PgStore {
 /// while the database is away, callers hear so within about a second instead of queueing.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long what follows the log waits for a connection of the background pool: a read
+/// model's batch that waits is no request, and one that gives up fails and backs off, so
+/// it waits longer than a request before it calls the database unavailable.
+const BACKGROUND_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How many PostgreSQL connections one store (one `amtsbuch` process) may hold at most,
 /// and how it divides them:
 ///
 /// - the group-commit writer: 1 (it writes one batch at a time);
 /// - the session that holds every lease of the process (ledger, relay, read models, GDPR
 ///   sweeper): 1, opened when the first lease is tried;
+/// - the background pool: what follows the log — the log's tail (`tail`), the read
+///   models' batches, the relay's cursor and the ledger — `background` connections
+///   (`DEFAULT_BACKGROUND` unless told otherwise), so that requests never wait behind
+///   them; it gets at most what is left once the others have their least (below), and
+///   with nothing left (a budget of `MIN`) they share the read pool;
 /// - subject locks (`shared_lock`): a third of the rest, at least 1 — as many GDPR commands
 ///   as can run at once on this node;
-/// - reads and everything else (including the one connection that listens for other
-///   processes' commits): the remainder, at least 3.
+/// - requests' reads and everything else (including the one connection that listens for
+///   other processes' commits): the remainder, at least 3.
 ///
 /// PgBouncer (or another pooler) in transaction mode cannot stand in front of these
 /// connections: leases and subject locks are session-level advisory locks and `LISTEN` is
@@ -74,16 +90,37 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 /// server connection on after each transaction. Session mode works, with a pool at least
 /// this size per node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionBudget(u32);
+pub struct ConnectionBudget {
+    total: u32,
+    background: u32,
+}
+
+/// How a budget's connections are divided (the writer and the lease session take one
+/// each besides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    /// Requests' reads, with the listener.
+    pub reads: u32,
+    /// Subject locks.
+    pub locks: u32,
+    /// The background pool; 0 when it shares `reads`.
+    pub background: u32,
+}
 
 impl ConnectionBudget {
     /// What a node gets unless told otherwise.
-    pub const DEFAULT: ConnectionBudget = ConnectionBudget(12);
+    pub const DEFAULT: ConnectionBudget = ConnectionBudget {
+        total: 16,
+        background: Self::DEFAULT_BACKGROUND,
+    };
     /// The least a store can work with: writer, lease session, one lock, the listener and
     /// two reads.
     pub const MIN: u32 = 6;
+    /// The background pool's connections unless told otherwise.
+    pub const DEFAULT_BACKGROUND: u32 = 4;
 
-    /// A budget of `total` connections, refused with the reason below `MIN`.
+    /// A budget of `total` connections with the default background pool, refused with the
+    /// reason below `MIN`.
     pub fn new(total: u32) -> Result<Self, String> {
         if total < Self::MIN {
             return Err(format!(
@@ -94,19 +131,35 @@ impl ConnectionBudget {
                 Self::MIN
             ));
         }
-        Ok(Self(total))
+        Ok(Self {
+            total,
+            background: Self::DEFAULT_BACKGROUND,
+        })
+    }
+
+    /// The same total, with `background` connections for the background pool (as many of
+    /// them as the total leaves room for; 0 shares the read pool).
+    pub fn with_background(self, background: u32) -> Self {
+        Self { background, ..self }
     }
 
     /// The total.
     pub fn total(self) -> u32 {
-        self.0
+        self.total
     }
 
-    /// Reads (with the listener) and locks; the writer and the lease session take one each.
-    fn split(self) -> (u32, u32) {
-        let rest = self.0.saturating_sub(2);
-        let locks = (rest / 3).max(1);
-        (rest - locks, locks)
+    /// How the total is divided.
+    pub fn split(self) -> Split {
+        let rest = self.total.saturating_sub(2);
+        // Requests keep at least three reads and one lock.
+        let background = self.background.min(rest.saturating_sub(4));
+        let shared = rest - background;
+        let locks = (shared / 3).max(1);
+        Split {
+            reads: shared - locks,
+            locks,
+            background,
+        }
     }
 }
 
@@ -145,7 +198,11 @@ impl PgStore {
             .connect()
             .await
             .map_err(|e| StoreError::Unavailable(describe_connect_error(&options, &e)))?;
-        let (reads, lock_connections) = budget.split();
+        let Split {
+            reads,
+            locks: lock_connections,
+            background,
+        } = budget.split();
         let pool = PgPoolOptions::new()
             .max_connections(reads)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -161,6 +218,16 @@ impl PgStore {
         let channel = format!("amtsbuch_log_{schema}");
 
         let db = Db::from_postgres(pool.clone());
+        let background = if background == 0 {
+            db.clone()
+        } else {
+            Db::from_postgres(
+                PgPoolOptions::new()
+                    .max_connections(background)
+                    .acquire_timeout(BACKGROUND_ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(options.clone()),
+            )
+        };
         let head = reads::head(&db).await?;
         let (head_tx, head_rx) = watch::channel(head.position);
 
@@ -203,6 +270,8 @@ impl PgStore {
         Ok(Self {
             pool,
             db,
+            background,
+            tail: Some(Arc::new(OnceLock::new())),
             locks,
             leases,
             writer,
@@ -243,6 +312,20 @@ impl PgStore {
     /// The database, for statements written once for both adapters.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// This store as it followed the log before it had a tail and a background pool: every
+    /// follower reads the log itself, through the request pool. Only for comparisons
+    /// (a benchmark's `--followers-read-alone`); a server never runs so.
+    pub fn without_tail(mut self) -> Self {
+        self.tail = None;
+        self.background = self.db.clone();
+        self
+    }
+
+    /// The background pool's database (see `ConnectionBudget`).
+    pub fn background_db(&self) -> &Db {
+        &self.background
     }
 
     /// Since when appends fail as a whole, if they do now (see `writer`).
@@ -406,6 +489,14 @@ impl EventStore for PgStore {
 
     fn head_watch(&self) -> watch::Receiver<u64> {
         self.head.clone()
+    }
+
+    fn tail(&self) -> Option<LogTail> {
+        let tail = self.tail.as_ref()?;
+        Some(
+            tail.get_or_init(|| LogTail::start(self.background.clone(), self.head.clone()))
+                .clone(),
+        )
     }
 }
 

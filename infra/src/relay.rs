@@ -956,7 +956,7 @@ fn resume_after(end: &StreamEnd, persisted: u64) -> u64 {
 // The durable position.
 
 async fn load_position(store: &AnyStore, name: &str) -> Result<u64, StoreError> {
-    let row = Db::new(store)
+    let row = Db::background(store)
         .fetch_optional(
             "SELECT position FROM relay_state WHERE name = $1",
             &[name.into()],
@@ -972,7 +972,7 @@ async fn load_position(store: &AnyStore, name: &str) -> Result<u64, StoreError> 
 /// report an older position). `updated_at` takes its column default, the database's clock
 /// in each dialect's own form, which `EXCLUDED` carries into an update as well.
 async fn save_position(store: &AnyStore, name: &str, position: u64) -> Result<(), StoreError> {
-    Db::new(store)
+    Db::background(store)
         .execute(
             "INSERT INTO relay_state (name, position) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE \

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use amtsbuch_domain::{
@@ -32,9 +32,14 @@ use tokio::sync::{watch, Mutex};
 use crate::db::Db;
 use crate::reads;
 use crate::store::{to_hash, to_i64, to_u64, EventStore, Head, StoreError};
+use crate::tail::LogTail;
 use crate::writer::{Committer, Landing, WriterHandle, PROBE};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Connections of the background pool: the log's tail, the read models' batches (which
+/// write one at a time anyway, behind the write gate), the relay and the ledger.
+const BACKGROUND_CONNECTIONS: u32 = 4;
 
 /// Rows per insert statement: 11 parameters each, well under SQLite's 32766.
 const INSERT_CHUNK: usize = 500;
@@ -48,6 +53,12 @@ pub struct SqliteStore {
     writer: WriterHandle,
     head: watch::Receiver<u64>,
     write_gate: Arc<Mutex<()>>,
+    /// The background pool, with `write_gate`: what follows the log (read models, relay,
+    /// ledger, the log's tail) reads and writes through it, so that requests never wait
+    /// behind it for a connection.
+    background: Db,
+    /// The log's tail, started when first asked for; `None` after `without_tail`.
+    tail: Option<Arc<OnceLock<LogTail>>>,
 }
 
 impl SqliteStore {
@@ -82,6 +93,12 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
         let write_gate = Arc::new(Mutex::new(()));
         let db = Db::from_sqlite(pool.clone(), write_gate.clone());
+        let background = Db::from_sqlite(
+            SqlitePoolOptions::new()
+                .max_connections(BACKGROUND_CONNECTIONS)
+                .connect_lazy_with(options.clone()),
+            write_gate.clone(),
+        );
         let head = reads::head(&db).await?;
         let (head_tx, head_rx) = watch::channel(head.position);
         let conn = SqliteConnection::connect_with(&options).await?;
@@ -99,6 +116,8 @@ impl SqliteStore {
             writer,
             head: head_rx,
             write_gate,
+            background,
+            tail: Some(Arc::new(OnceLock::new())),
         })
     }
 
@@ -123,6 +142,20 @@ impl SqliteStore {
         &self.db
     }
 
+    /// This store as it followed the log before it had a tail and a background pool: every
+    /// follower reads the log itself, through the request pool. Only for comparisons
+    /// (a benchmark's `--followers-read-alone`); a server never runs so.
+    pub fn without_tail(mut self) -> Self {
+        self.tail = None;
+        self.background = self.db.clone();
+        self
+    }
+
+    /// The background pool's database (see the field).
+    pub fn background_db(&self) -> &Db {
+        &self.background
+    }
+
     /// Hold this around every write transaction on the file (the writer does; projections
     /// do). SQLite admits one writer at a time and makes the others retry from its busy
     /// handler, which sleeps 1, 2, 5, … up to 100 ms between attempts; under steady appends
@@ -142,6 +175,14 @@ impl EventStore for SqliteStore {
 
     fn head_watch(&self) -> watch::Receiver<u64> {
         self.head.clone()
+    }
+
+    fn tail(&self) -> Option<LogTail> {
+        let tail = self.tail.as_ref()?;
+        Some(
+            tail.get_or_init(|| LogTail::start(self.background.clone(), self.head.clone()))
+                .clone(),
+        )
     }
 }
 

@@ -8,6 +8,8 @@ use amtsbuch_domain::{
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::tail::LogTail;
+
 /// Largest page any read returns, whatever the caller asks for.
 pub const MAX_PAGE: usize = 10_000;
 
@@ -118,6 +120,13 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// Receives the highest position known to be committed, whenever it grows (by this
     /// process or, where the adapter can tell, by others). Subscriptions wait on it.
     fn head_watch(&self) -> watch::Receiver<u64>;
+
+    /// The process's one reader of the log's newest events (`tail`), for everything that
+    /// follows the log; `None` (the default) where the store has none, and followers read
+    /// the store themselves.
+    fn tail(&self) -> Option<LogTail> {
+        None
+    }
 }
 
 pub(crate) fn to_i64(v: u64) -> i64 {

@@ -6,12 +6,18 @@
 //! skip an event or deliver one twice, no matter how appends interleave; there is no
 //! separate live path that could disagree with the catch-up path. A periodic re-read guards
 //! against missed wake-ups from other processes.
+//!
+//! Where the store has a tail (`tail::LogTail`, the process's one reader of the newest
+//! events), the subscription reads through it: the newest events come from memory, older
+//! ones from the store, and it waits for the tail to move instead of the head.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use crate::store::{EventStore, RecordedEvent, StoreError};
+use crate::tail::LogTail;
 
 const PAGE: usize = 512;
 const POLL: Duration = Duration::from_millis(500);
@@ -42,6 +48,9 @@ async fn run<S: EventStore>(
     mut after: u64,
     tx: mpsc::Sender<Result<RecordedEvent, StoreError>>,
 ) {
+    if let Some(tail) = store.tail() {
+        return run_on_tail(tail, after, tx).await;
+    }
     let mut head = store.head_watch();
     loop {
         // Mark the current head as seen before reading, so an append that lands while we
@@ -72,6 +81,44 @@ async fn run<S: EventStore>(
                 }
             }
             _ = tokio::time::sleep(POLL) => {}
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// `run` through the store's tail, which polls the log itself.
+async fn run_on_tail(
+    tail: LogTail,
+    mut after: u64,
+    tx: mpsc::Sender<Result<RecordedEvent, StoreError>>,
+) {
+    let mut moved = tail.watch();
+    loop {
+        moved.borrow_and_update();
+        let page = match tail.read(after, PAGE).await {
+            Ok(page) => page,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let full = page.len() == PAGE;
+        for event in page {
+            after = event.position;
+            if tx.send(Ok(Arc::unwrap_or_clone(event))).await.is_err() {
+                return;
+            }
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            changed = moved.changed() => {
+                if changed.is_err() {
+                    // The store is gone.
+                    return;
+                }
+            }
             _ = tx.closed() => return,
         }
     }

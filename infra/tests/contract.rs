@@ -478,6 +478,53 @@ async fn concurrent_writers_and_a_subscriber_see_everything_once<S: EventStore>(
     assert_eq!(store.head().await.expect("head").position, total);
 }
 
+/// The log's tail — the one reader of the newest events that a process's followers share —
+/// hands out exactly the log's rows wherever a follower stands: behind its window (read
+/// from the store), inside it (from memory), at its tip (nothing until it moves, which its
+/// watch announces), and never more than asked for.
+async fn the_tail_hands_out_the_logs_own_rows<S: EventStore>(store: S) {
+    for i in 0..5 {
+        append_one(&store, "tail-1", i).await;
+    }
+    // It starts at the head: what is in the log now lies behind its window.
+    let tail = store.tail().expect("the adapter has a tail");
+    let mut moved = tail.watch();
+    for i in 5..40 {
+        append_one(&store, "tail-2", i).await;
+    }
+    tokio::time::timeout(Duration::from_secs(10), moved.wait_for(|tip| *tip >= 40))
+        .await
+        .expect("the tail follows appends")
+        .expect("the store is open");
+    let log = store.read_all(0, 100).await.expect("log");
+    assert_eq!(log.len(), 40);
+    for after in [0_u64, 3, 5, 6, 20, 39] {
+        let read: Vec<_> = tail
+            .read(after, 100)
+            .await
+            .expect("read")
+            .into_iter()
+            .map(|e| (*e).clone())
+            .collect();
+        assert_eq!(read, log[after as usize..], "after {after}");
+    }
+    let some = tail.read(10, 7).await.expect("read");
+    assert_eq!(
+        some.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (11..=17).collect::<Vec<_>>()
+    );
+    assert!(
+        tail.read(40, 100).await.expect("read").is_empty(),
+        "nothing after the tip"
+    );
+    let stats = tail.stats();
+    assert!(stats.batches >= 1, "{stats:?}");
+    assert!(stats.from_store >= 1, "reads behind the window: {stats:?}");
+    assert!(stats.from_window >= 5, "reads inside the window: {stats:?}");
+    // A follower ahead of the tip (it read the store itself) is answered from the store.
+    assert!(tail.read(1000, 10).await.expect("read").is_empty());
+}
+
 common::on_both_adapters!(
     using common::with_store;
     appends_and_reads_a_stream,
@@ -492,4 +539,5 @@ common::on_both_adapters!(
     refuses_invalid_appends_without_change,
     subscribes_with_catch_up_then_live,
     concurrent_writers_and_a_subscriber_see_everything_once,
+    the_tail_hands_out_the_logs_own_rows,
 );

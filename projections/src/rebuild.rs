@@ -171,6 +171,7 @@ async fn replay(
             }
             .into());
         }
+        let events = events.into_iter().map(Arc::new).collect();
         position = match apply_batch(db, projection, position, events).await? {
             Batch::Applied(p) | Batch::Overtaken(p) => p,
         };

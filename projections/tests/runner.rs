@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -486,7 +487,160 @@ on_both_adapters!(
     the_applied_position_reaches_the_head,
     two_runners_take_turns,
     a_projection_gets_only_the_categories_it_names,
+    projections_share_one_reader_of_the_log,
 );
+
+/// The projections of a process follow the log through one reader (the store's tail):
+/// while they keep up none of them reads the log itself; each applies every event exactly
+/// once (a second application of a position would break `Seen`'s primary key and stop
+/// it); one that fails holds up no other, and catches up by itself once the cause is
+/// gone; after a crash each resumes from its own checkpoint.
+async fn projections_share_one_reader_of_the_log(t: TestDb) {
+    let store = t.store.clone();
+    let db = t.db();
+    Seen::create_table(&db).await;
+    let seen: Vec<Arc<Seen>> = SEEN.iter().map(|name| Arc::new(Seen::new(name))).collect();
+    let projections = || -> Vec<Arc<dyn Projection>> {
+        seen.iter()
+            .map(|s| Arc::clone(s) as Arc<dyn Projection>)
+            .collect()
+    };
+    let reach_all = |handle: &runner::RunnerHandle, target: u64| {
+        let watches: Vec<_> = SEEN
+            .iter()
+            .map(|name| handle.applied(name).expect("runs"))
+            .collect();
+        async move {
+            for mut w in watches {
+                reach(&mut w, target).await;
+            }
+        }
+    };
+
+    // Catch-up: the events before the runner started lie behind the tail's window.
+    append_concurrently(&store, 4, 200, 20, 0).await;
+    let handle = runner::spawn_with(store.clone(), projections(), quick(64));
+    reach_all(&handle, head(&store).await).await;
+    let tail = store.tail().expect("the store has a tail");
+    let caught_up = tail.stats();
+    assert!(caught_up.from_store >= 1, "{caught_up:?}");
+
+    // Live: every projection takes the new events from memory.
+    append_concurrently(&store, 4, 400, 20, 200).await;
+    let total = head(&store).await;
+    reach_all(&handle, total).await;
+    let live = tail.stats();
+    assert_eq!(
+        live.from_store, caught_up.from_store,
+        "no projection read the log itself while keeping up: {live:?}"
+    );
+    assert!(live.batches > caught_up.batches && live.from_window > caught_up.from_window);
+    for s in &seen {
+        assert_eq!(s.rows(&db).await, (total, total), "{}", s.name);
+    }
+
+    // One fails; the others go on, and it catches up by itself once the cause is gone.
+    let failing = &seen[1];
+    failing.fail_at.store(total + 30, Ordering::SeqCst);
+    append_concurrently(&store, 2, 100, 20, 600).await;
+    let total = head(&store).await;
+    let mut state = handle.state(failing.name).expect("runs");
+    state_where(&mut state, |s| matches!(s, ProjectionState::Failed { .. })).await;
+    for s in seen.iter().filter(|s| s.name != failing.name) {
+        reach(&mut handle.applied(s.name).expect("runs"), total).await;
+    }
+    assert!(*handle.applied(failing.name).expect("runs").borrow() < total);
+    failing.fail_at.store(0, Ordering::SeqCst);
+    reach_all(&handle, total).await;
+
+    // A crash, more events, a restart: each resumes from its own checkpoint.
+    drop(handle);
+    append_concurrently(&store, 2, 100, 20, 700).await;
+    let handle = runner::spawn_with(store.clone(), projections(), quick(64));
+    let total = head(&store).await;
+    reach_all(&handle, total).await;
+    handle.shutdown().await;
+    for s in &seen {
+        assert_eq!(s.rows(&db).await, (total, total), "{}", s.name);
+    }
+}
+
+const SEEN: [&str; 4] = ["test_seen_a", "test_seen_b", "test_seen_c", "test_seen_d"];
+
+/// Writes one row per position it is given under its name; the primary key refuses a
+/// position applied twice. It can be told to fail at one position.
+struct Seen {
+    name: &'static str,
+    fail_at: AtomicU64,
+}
+
+impl Seen {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            fail_at: AtomicU64::new(0),
+        }
+    }
+
+    async fn create_table(db: &amtsbuch_projections::ReadDb) {
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS test_seen (name TEXT NOT NULL, position BIGINT NOT NULL, \
+             PRIMARY KEY (name, position))",
+            &[],
+        )
+        .await
+        .expect("create test_seen");
+    }
+
+    /// Its rows, and the highest position among them.
+    async fn rows(&self, db: &amtsbuch_projections::ReadDb) -> (u64, u64) {
+        let row = db
+            .fetch_optional(
+                "SELECT COUNT(*) AS n, COALESCE(MAX(position), 0) AS last FROM test_seen \
+                 WHERE name = $1",
+                &[self.name.into()],
+            )
+            .await
+            .expect("rows")
+            .expect("a row");
+        (
+            row.get_u64("n").expect("n"),
+            row.get_u64("last").expect("last"),
+        )
+    }
+}
+
+impl Projection for Seen {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut amtsbuch_projections::ReadTx,
+        event: &'a amtsbuch_infra::RecordedEvent,
+        _record: &'a amtsbuch_domain::EventRecord,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            if self.fail_at.load(Ordering::SeqCst) == event.position {
+                return Err(ProjectionError::Apply {
+                    position: event.position,
+                    reason: "injected failure".into(),
+                });
+            }
+            tx.execute(
+                "INSERT INTO test_seen (name, position) VALUES ($1, $2)",
+                &[self.name.into(), event.position.into()],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}
 
 /// A projection that names its categories is handed exactly the events of those
 /// categories, in order, and its checkpoint still moves past all the others to the head.

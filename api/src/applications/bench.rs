@@ -104,6 +104,11 @@ pub struct ApplicationsBench {
     /// Measured inbox pages (and baseline pages).
     #[arg(long, default_value_t = 2_000)]
     pub inbox_pages: usize,
+    /// Run the service as it followed the log before the log's tail and the background
+    /// pool: every read model, the relay and the ledger read the log themselves, through
+    /// the requests' pool. For a comparison in the same conditions.
+    #[arg(long)]
+    pub followers_read_alone: bool,
 }
 
 /// Goals of the issue.
@@ -195,6 +200,8 @@ fn ratios(
 #[derive(Debug, Clone)]
 pub struct Figures {
     pub store: &'static str,
+    /// Whether every follower of the log read it itself (`--followers-read-alone`).
+    pub followers_read_alone: bool,
     pub log_events: u64,
     pub fill_secs: f64,
     pub baseline_append: Spread,
@@ -213,14 +220,23 @@ pub struct Figures {
     pub inbox: Spread,
     /// Applications the official's first unfiltered inbox page listed.
     pub inbox_first_page: usize,
+    /// What the submission phase cost, per submitted pair.
+    pub costs: Option<Costs>,
 }
 
 impl Figures {
     pub fn report(&self) -> String {
         [
             format!(
-                "store: {}; log: {} events after filling in {:.1} s",
-                self.store, self.log_events, self.fill_secs
+                "store: {}; log: {} events after filling in {:.1} s; followers of the log: {}",
+                self.store,
+                self.log_events,
+                self.fill_secs,
+                if self.followers_read_alone {
+                    "each reads it alone, through the requests' pool (--followers-read-alone)"
+                } else {
+                    "one reader (the log's tail), the background pool"
+                }
             ),
             self.baseline_append.line("baseline: single-event append"),
             self.submission.line("submission: save + submit"),
@@ -254,8 +270,141 @@ impl Figures {
                 Some(("submission", &self.submission)),
             ),
         ]
+        .into_iter()
+        .chain(self.costs.iter().map(Costs::report))
+        .collect::<Vec<_>>()
         .join("\n")
     }
+}
+
+/// What one phase cost: CPU time of this process and of the PostgreSQL server's processes,
+/// and the scratch schema's table statistics (scans and written rows), as differences
+/// between two snapshots divided by the pairs submitted in between.
+#[derive(Debug, Clone, Default)]
+pub struct Costs {
+    pub pairs: usize,
+    /// CPU seconds of this process (request handling, read models, relay, ledger).
+    pub cpu_self: f64,
+    /// CPU seconds of every PostgreSQL process on the machine (other clients included).
+    pub cpu_postgres: f64,
+    /// Per table of the scratch schema: (table, scans, rows inserted, updated, deleted).
+    pub tables: Vec<(String, i64, i64, i64, i64)>,
+}
+
+/// How long PostgreSQL 15 may keep a session's table statistics before it reports them
+/// (`PGSTAT_IDLE_INTERVAL`), waited before each snapshot so both cover the same statements.
+const STATS_FLUSH: Duration = Duration::from_secs(11);
+
+impl Costs {
+    async fn take(store: &AnyStore) -> anyhow::Result<Self> {
+        let mut tables = Vec::new();
+        if let AnyStore::Postgres(pg) = store {
+            tokio::time::sleep(STATS_FLUSH).await;
+            let rows: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+                "SELECT relname::text, COALESCE(seq_scan, 0) + COALESCE(idx_scan, 0), \
+                 n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables \
+                 WHERE schemaname = current_schema()",
+            )
+            .fetch_all(pg.pool())
+            .await?;
+            tables = rows;
+        }
+        Ok(Self {
+            pairs: 0,
+            cpu_self: cpu_self(),
+            cpu_postgres: cpu_of_command("postgres"),
+            tables,
+        })
+    }
+
+    /// What happened from `before` to `self`, for `pairs` submitted pairs.
+    fn since(self, before: &Costs, pairs: usize) -> Costs {
+        let mut tables: Vec<_> = self
+            .tables
+            .into_iter()
+            .map(|(name, scans, ins, upd, del)| {
+                let b = before.tables.iter().find(|t| t.0 == name);
+                let (s0, i0, u0, d0) = b.map_or((0, 0, 0, 0), |b| (b.1, b.2, b.3, b.4));
+                (name, scans - s0, ins - i0, upd - u0, del - d0)
+            })
+            .filter(|t| t.1 + t.2 + t.3 + t.4 > 0)
+            .collect();
+        tables.sort_by_key(|t| std::cmp::Reverse(t.1 + t.2 + t.3 + t.4));
+        Costs {
+            pairs,
+            cpu_self: self.cpu_self - before.cpu_self,
+            cpu_postgres: self.cpu_postgres - before.cpu_postgres,
+            tables,
+        }
+    }
+
+    fn report(&self) -> String {
+        let per = |x: f64| x / self.pairs.max(1) as f64;
+        let mut lines = vec![format!(
+            "costs of the submission phase per pair ({} pairs, the {} s of waiting for statistics included): \
+             CPU {:.2} ms in this process, {:.2} ms in PostgreSQL (all its clients)",
+            self.pairs,
+            STATS_FLUSH.as_secs(),
+            per(self.cpu_self) * 1000.0,
+            per(self.cpu_postgres) * 1000.0
+        )];
+        if !self.tables.is_empty() {
+            let total: i64 = self.tables.iter().map(|t| t.1).sum();
+            lines.push(format!(
+                "  table scans per pair: {:.1} in all; by table (scans, rows inserted/updated/deleted):",
+                per(total as f64)
+            ));
+            for (name, scans, ins, upd, del) in self.tables.iter().take(12) {
+                lines.push(format!(
+                    "    {name:<36} {:>6.1}  {:>5.1} / {:>5.1} / {:>5.1}",
+                    per(*scans as f64),
+                    per(*ins as f64),
+                    per(*upd as f64),
+                    per(*del as f64)
+                ));
+            }
+        }
+        lines.join("\n")
+    }
+}
+
+/// The command name and CPU seconds (user and system) in a `/proc/<pid>/stat` text.
+fn cpu_of(stat: &str) -> Option<(&str, f64)> {
+    // Linux reports these times in clock ticks of USER_HZ, which is 100.
+    const TICKS: f64 = 100.0;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?;
+    let mut fields = stat.get(close + 2..)?.split(' ');
+    // After the command: utime is field 14 and stime field 15 of the line.
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((comm, (utime + stime) / TICKS))
+}
+
+/// CPU seconds of this process; 0 where `/proc` cannot be read.
+fn cpu_self() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| cpu_of(&s).map(|(_, t)| t))
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds of every process named `command`; 0 where `/proc` cannot be read.
+fn cpu_of_command(command: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|s| cpu_of(&s).filter(|(c, _)| *c == command).map(|(_, t)| t))
+        .sum()
 }
 
 impl ApplicationsBench {
@@ -350,6 +499,11 @@ impl ApplicationsBench {
         config: &RelayConfig,
         dir: &std::path::Path,
     ) -> anyhow::Result<Figures> {
+        let store = if self.followers_read_alone {
+            store.without_tail()
+        } else {
+            store
+        };
         let server = Server::start(store.clone(), config, dir).await?;
         server.setup(self.fields).await?;
 
@@ -407,6 +561,7 @@ impl ApplicationsBench {
             async move { server.bare_append(i).await }
         })
         .await;
+        let costs_before = Costs::take(&store).await?;
         let begun = Instant::now();
         let fields = self.fields;
         let submissions = open_loop(self.submissions, period, |i| {
@@ -424,6 +579,9 @@ impl ApplicationsBench {
         let _ = stop_tx.send(true);
         let seen = arrivals.await?;
         drop(client);
+        server.caught_up(store.head().await?.position).await?;
+        let pairs = submissions.iter().filter(|s| s.ok).count();
+        let costs = Costs::take(&store).await?.since(&costs_before, pairs);
         let mut delivery = Vec::new();
         let mut delivery_missing = 0;
         for (i, s) in submissions.iter().enumerate() {
@@ -448,6 +606,7 @@ impl ApplicationsBench {
         }
         Ok(Figures {
             store: name,
+            followers_read_alone: self.followers_read_alone,
             log_events,
             fill_secs,
             baseline_append: Spread::of(baseline_append.iter().map(|s| s.took).collect()),
@@ -477,6 +636,7 @@ impl ApplicationsBench {
             baseline_page: Spread::of(baseline_page),
             inbox: Spread::of(inbox),
             inbox_first_page,
+            costs: Some(costs),
         })
     }
 }

@@ -50,9 +50,16 @@ pub struct ServeArgs {
     #[arg(long = "kek", env = "AMTSBUCH_KEK", value_delimiter = ',')]
     kek: Vec<PathBuf>,
     /// The most PostgreSQL connections this node holds (at least 6): the writer, one
-    /// session for the leases of its once-per-database jobs, subject locks and reads.
+    /// session for the leases of its once-per-database jobs, the background pool, subject
+    /// locks and reads.
     #[arg(long, env = "AMTSBUCH_DB_CONNECTIONS", default_value_t = ConnectionBudget::DEFAULT.total())]
     db_connections: u32,
+    /// Of `--db-connections`, those of the background pool (PostgreSQL): what follows the
+    /// log — the read models, the NATS relay, the ledger — reads and writes through it, so
+    /// that requests never wait behind it. It gets at most what the budget leaves once the
+    /// others have their least; 0 (or a budget of 6) shares the read pool.
+    #[arg(long, env = "AMTSBUCH_DB_BACKGROUND_CONNECTIONS", default_value_t = ConnectionBudget::DEFAULT_BACKGROUND)]
+    db_background_connections: u32,
     // The domain modules add the flags of their background jobs.
 }
 
@@ -152,6 +159,7 @@ pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<
         auth: auth_args,
         kek,
         db_connections,
+        db_background_connections,
     } = args;
     // The flags, and the files they name, read but never written.
     let addresses = resolve_listen(&listen).await?;
@@ -162,7 +170,8 @@ pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<
         &database_url,
         &ledger_args,
         relay_config.is_some(),
-    )?;
+    )?
+    .with_background(db_background_connections);
     check_database_url(&database_url)?;
     if !amtsbuch_domain::note::is_valid_key_name(&ledger_args.origin) {
         anyhow::bail!(
@@ -230,6 +239,20 @@ pub async fn run(args: ServeArgs, matches: &clap::ArgMatches) -> anyhow::Result<
                 },
             );
         }
+    }
+    if let Some(tail) = store.tail() {
+        state.metrics.gauge_fn(
+            "amtsbuch_log_tail_reads",
+            "Reads of the log's newest events since start: by the one reader that follows the log for this process (reader), and by the read models, the relay and the ledger, answered from its memory (window) or, when they were behind it, from the database (store).",
+            move || {
+                let s = tail.stats();
+                vec![
+                    (vec![("source", "reader".to_owned())], s.batches as f64),
+                    (vec![("source", "window".to_owned())], s.from_window as f64),
+                    (vec![("source", "store".to_owned())], s.from_store as f64),
+                ]
+            },
+        );
     }
     let head = store.head_watch();
     state.metrics.gauge_fn(

@@ -20,6 +20,7 @@ async fn the_bench_runs_with_tiny_numbers(adapter: common::Adapter) {
         rate: 40,
         fields: 20,
         inbox_pages: 10,
+        followers_read_alone: false,
     };
     let figures = bench.figures().await.expect("the bench runs");
     assert_eq!(figures.submission_failed, 0, "{}", figures.report());
@@ -37,6 +38,7 @@ async fn the_bench_runs_with_tiny_numbers(adapter: common::Adapter) {
         "the goal of 15 ms",
         "the goal of 10 ms",
         "the goal of 50 ms",
+        "costs of the submission phase per pair",
     ] {
         assert!(report.contains(line), "{report}");
     }
