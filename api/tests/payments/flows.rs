@@ -331,19 +331,29 @@ fn camt054_return(kz: &str) -> String {
     )
 }
 
+/// Imports `text`. An import first waits up to 10 s for the read models to reach the log's
+/// head; on a loaded machine they may need longer after a large import, and the import
+/// answers `503 read-models-behind` having booked nothing, so it is tried again then.
 async fn import(env: &Env, format: Format, text: &str) -> service::ImportReport {
     let mandant = Mandant::parse("14612000").expect("mandant");
-    service::import(
-        &env.state,
-        &mandant,
-        format,
-        text.as_bytes(),
-        Utc::now(),
-        &meta(),
-        |_, _| {},
-    )
-    .await
-    .expect("imported")
+    let patience = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match service::import(
+            &env.state,
+            &mandant,
+            format,
+            text.as_bytes(),
+            Utc::now(),
+            &meta(),
+            |_, _| {},
+        )
+        .await
+        {
+            Ok(report) => return report,
+            Err(p) if p.kind == "read-models-behind" && std::time::Instant::now() < patience => {}
+            Err(p) => panic!("imported: {p:?}"),
+        }
+    }
 }
 
 /// P4: a direct debit collected, then returned in a camt.054: the receivable reopens, and
