@@ -3,12 +3,14 @@
 //! provider (`provider`), statuses believed only from Amtsbuch's own pull, refunds under
 //! four eyes, and reconciliation with the bank and the HKR (`service` holds the flows,
 //! `routes` the handlers). `serve`'s flags configure the provider (`jobs`); `bench
-//! payments` measures the callback path and reconciliation (`bench`).
+//! payments` measures the callback path and reconciliation (`bench`); a payer's receivables
+//! are part of the subject's access export (`export`).
 //!
 //! The receivable and Kassenzeichen streams are reserved: only the domain's commands write
 //! them, each decided against the receivable's rules.
 
 pub mod bench;
+pub mod export;
 pub mod jobs;
 pub mod provider;
 pub mod retention;
@@ -37,7 +39,7 @@ pub static MODULE: DomainModule = DomainModule {
     }),
     jobs: Some(jobs::JOBS),
     bench: Some(bench::BENCH),
-    export: None,
+    export: Some(export::EXPORT),
     processing: None,
     retention: Some(retention::RETENTION),
     erasure: None,
