@@ -18,8 +18,8 @@ use amtsbuch_domain::payments::camt;
 use amtsbuch_domain::payments::claim::{claim_stream, Claim, ClaimError, ClaimState};
 use amtsbuch_domain::payments::hkr;
 use amtsbuch_domain::payments::receivable::{
-    self, ApproveRefund, PulledStatus, ReceivableCommand, ReceivableError, ReceivableEvent,
-    ReceivableState, RequestReceivable, RequestRefund, StartAttempt,
+    self, ApproveRefund, Booking, PulledStatus, ReceivableCommand, ReceivableError,
+    ReceivableEvent, ReceivableState, RequestReceivable, RequestRefund, StartAttempt,
 };
 use amtsbuch_domain::payments::reconcile::{match_line, Decision, StatementLine, Target};
 use amtsbuch_domain::payments::{
@@ -945,9 +945,10 @@ async fn book_group(
 }
 
 /// A line matched and decided on its receivable's state: the command, whether the amount
-/// differs from what was owed, and the events it decides. A line that matches nothing, or
-/// that the receivable's rules refuse (an amount past the largest), is reported as
-/// unmatched and books nothing; the file's other lines are booked.
+/// differs from what was owed, and the events it decides. A line that matches nothing is
+/// reported as unmatched and books nothing; one that the receivable's rules refuse (an
+/// amount past the largest) books nothing but a mismatch on the worklist (kind
+/// `refused`). The file's other lines are booked.
 fn decide_line(
     line: &StatementLine,
     id: ReceivableId,
@@ -980,10 +981,25 @@ fn decide_line(
         } => match receivable::decide(&command, current) {
             Ok(decided) => Some((*command, amount_differs, decided)),
             Err(e) => {
-                report
-                    .unmatched
-                    .push((line.position.clone(), format!("refused: {e}")));
-                None
+                // Refused by the receivable's rules: on the worklist, not only in the
+                // answer.
+                tracing::info!(line = %line.position, reason = %e, "a reconciliation line was refused");
+                let flag = ReceivableCommand::FlagRefused(Booking {
+                    entry: line.entry.clone(),
+                    source: line.source,
+                    amount: line.amount,
+                    booking_date: line.booking_date,
+                    booked_at: now,
+                });
+                match receivable::decide(&flag, current) {
+                    Ok(decided) => Some((flag, false, decided)),
+                    Err(e) => {
+                        report
+                            .unmatched
+                            .push((line.position.clone(), format!("refused: {e}")));
+                        None
+                    }
+                }
             }
         },
     }
