@@ -326,6 +326,20 @@ pub async fn append<E: DomainEvent>(
     expected: ExpectedVersion,
     meta: &Meta,
 ) -> Result<AppendOutcome, StoreOrProblem> {
+    let request = request_for(state, stream, events, expected, meta).await?;
+    Ok(state.store.append(request).await?)
+}
+
+/// The append request of decided events of one aggregate under `expected`, as [`append`]
+/// sends it: each event in its envelope, personal data sealed, `meta` recorded. For
+/// callers that send many aggregates' requests at once (`EventStore::append_many`).
+pub async fn request_for<E: DomainEvent>(
+    state: &AppState,
+    stream: &StreamId,
+    events: &[E],
+    expected: ExpectedVersion,
+    meta: &Meta,
+) -> Result<AppendRequest, Problem> {
     let mut new_events = Vec::with_capacity(events.len());
     for event in events {
         let id = Uuid::now_v7();
@@ -348,8 +362,7 @@ pub async fn append<E: DomainEvent>(
             return Err(Problem::internal(&format!(
                 "an event of {} was decided for {stream}",
                 encoded.stream_id
-            ))
-            .into());
+            )));
         }
         let mut event = encoded.event;
         event.actor = meta.actor.clone();
@@ -365,14 +378,11 @@ pub async fn append<E: DomainEvent>(
         event.tenant = routing.tenant;
         new_events.push(event);
     }
-    Ok(state
-        .store
-        .append(AppendRequest {
-            stream: stream.clone(),
-            expected,
-            events: new_events,
-        })
-        .await?)
+    Ok(AppendRequest {
+        stream: stream.clone(),
+        expected,
+        events: new_events,
+    })
 }
 
 /// A failed append: a conflict the caller may retry, or a problem to answer with.

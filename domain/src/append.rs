@@ -22,6 +22,11 @@ use crate::stream::{AuthorityId, EventType, ExpectedVersion, ServiceKey, StreamI
 /// Most events a single append request may carry.
 pub const MAX_EVENTS_PER_APPEND: usize = 1000;
 
+/// Most events all requests of one multi-stream append may carry together (see
+/// [`validate_many`]): about what the writer commits in one transaction anyway, so that a
+/// multi-stream append stays one ordinary batch.
+pub const MAX_EVENTS_PER_APPEND_MANY: usize = 4096;
+
 /// An event as a client hands it in, before the log has placed it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
@@ -198,6 +203,19 @@ pub fn validate_request(req: &AppendRequest) -> Result<(), AppendError> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Check a multi-stream append as a whole: at most [`MAX_EVENTS_PER_APPEND_MANY`] events
+/// in all. Each request is checked on its own when it is planned (`validate_request`), so
+/// that one bad request is refused alone.
+pub fn validate_many(requests: &[AppendRequest]) -> Result<(), AppendError> {
+    let events: usize = requests.iter().map(|r| r.events.len()).sum();
+    if events > MAX_EVENTS_PER_APPEND_MANY {
+        return Err(AppendError::Invalid(format!(
+            "a multi-stream append may contain at most {MAX_EVENTS_PER_APPEND_MANY} events in all, got {events}"
+        )));
     }
     Ok(())
 }

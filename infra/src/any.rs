@@ -4,7 +4,7 @@
 //! `sqlite:` (or a bare file path) the embedded store. An enum rather than a trait object
 //! keeps `EventStore`'s async methods static and costs one match per call.
 
-use amtsbuch_domain::{AppendOutcome, AppendRequest, Category, StreamId};
+use amtsbuch_domain::{AppendOutcome, AppendRequest, Category, RequestPlan, StreamId};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -102,6 +102,13 @@ pub fn redact(url: &str) -> String {
 impl EventStore for AnyStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         dispatch!(self, s => s.append(request).await)
+    }
+
+    async fn append_many(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<RequestPlan>, StoreError> {
+        dispatch!(self, s => s.append_many(requests).await)
     }
 
     async fn read_stream(

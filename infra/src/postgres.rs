@@ -485,6 +485,13 @@ impl EventStore for PgStore {
         self.writer.append(request).await
     }
 
+    async fn append_many(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<RequestPlan>, StoreError> {
+        self.writer.append_many(requests).await
+    }
+
     reads::shared_reads!();
 
     fn head_watch(&self) -> watch::Receiver<u64> {

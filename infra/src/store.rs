@@ -3,7 +3,8 @@
 use std::future::Future;
 
 use amtsbuch_domain::{
-    AppendError, AppendOutcome, AppendRequest, Category, EventRecord, Hash, RecordError, StreamId,
+    AppendError, AppendOutcome, AppendRequest, Category, EventRecord, Hash, RecordError,
+    RequestPlan, StreamId,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -71,7 +72,7 @@ impl From<sqlx::Error> for StoreError {
 ///
 /// Implementations guarantee: positions are 1-based, gapless and commit-ordered (a reader
 /// that saw position N has seen everything below N, now and later); each append is atomic
-/// and checked against its expected version; a retried append with the same event ids and
+/// and checked against its expected version (a multi-stream append: each of its requests); a retried append with the same event ids and
 /// content returns the original positions; every row carries its leaf and chain hash,
 /// computed in the transaction that inserts it.
 pub trait EventStore: Clone + Send + Sync + 'static {
@@ -80,6 +81,23 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         request: AppendRequest,
     ) -> impl Future<Output = Result<AppendOutcome, StoreError>> + Send;
+
+    /// Append to many streams in one transaction, each request under its own expected
+    /// version. Each request is decided on its own, in order, exactly as if it were
+    /// appended alone at that point (a later request sees the versions an earlier accepted
+    /// one left; a refused one writes nothing and does not affect the others), and the
+    /// answer holds each request's decision in request order. The accepted requests are
+    /// committed together, at consecutive positions in request order: all of them, or
+    /// (on a `StoreError`) none. A retry of the same requests answers the original
+    /// positions as duplicates. Refused as a whole (`AppendError::Invalid`) above
+    /// `MAX_EVENTS_PER_APPEND_MANY` events in all; no requests, no decisions.
+    ///
+    /// For work that books many aggregates at once (an import): one request through the
+    /// writer, one transaction, instead of one append per aggregate.
+    fn append_many(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> impl Future<Output = Result<Vec<RequestPlan>, StoreError>> + Send;
 
     /// Read up to `limit` events of a stream starting at version `from` (inclusive).
     fn read_stream(

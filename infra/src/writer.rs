@@ -2,7 +2,9 @@
 //!
 //! Callers hand their append to one task per store through a bounded channel. The task takes
 //! whatever has queued up (up to a batch limit), hands it to the adapter's `Committer` as one
-//! batch, and answers every caller with the decision for its own request. Under load this
+//! batch, and answers every caller with the decision for its own request. A multi-stream
+//! append (`append_many`) is one job of several requests that always goes into one batch
+//! whole, so its accepted requests share one transaction. Under load this
 //! turns many small transactions, each paying for the head lock and a commit, into few
 //! large ones; when idle a batch is a single append and nothing waits.
 //!
@@ -22,7 +24,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use amtsbuch_domain::{AppendOutcome, AppendRequest, RequestPlan};
+use amtsbuch_domain::{AppendError, AppendOutcome, AppendRequest, RequestPlan};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -72,12 +74,22 @@ pub(crate) trait Committer: Send + 'static {
     fn probe(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-type Reply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
+/// Where a caller waits for its answer: the decision for its one request, or the
+/// decisions for each request of a multi-stream append, in order.
+#[derive(Debug)]
+enum Reply {
+    One(oneshot::Sender<Result<AppendOutcome, StoreError>>),
+    Many(oneshot::Sender<Result<Vec<RequestPlan>, StoreError>>),
+}
+
+/// What a caller queues: its requests, which the writer puts into one batch together, and
+/// where to answer.
+type Job = (Vec<AppendRequest>, Reply);
 
 /// The handle appenders use; cloning it is cheap.
 #[derive(Debug, Clone)]
 pub(crate) struct WriterHandle {
-    tx: mpsc::Sender<(AppendRequest, Reply)>,
+    tx: mpsc::Sender<Job>,
     fault: watch::Receiver<Option<DateTime<Utc>>>,
     max_record_bytes: Arc<AtomicUsize>,
 }
@@ -114,7 +126,26 @@ impl WriterHandle {
         amtsbuch_domain::append::validate_request(&request)?;
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send((request, reply))
+            .send((vec![request], Reply::One(reply)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queue `requests` as one job: the writer never splits a job across batches, so the
+    /// accepted requests are committed in one transaction, at consecutive positions in
+    /// request order. Each request is decided on its own when the batch is planned.
+    pub(crate) async fn append_many(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<RequestPlan>, StoreError> {
+        amtsbuch_domain::append::validate_many(&requests)?;
+        if requests.is_empty() {
+            return Ok(vec![]);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((requests, Reply::Many(reply)))
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
@@ -123,7 +154,7 @@ impl WriterHandle {
 
 async fn run<C: Committer>(
     mut committer: C,
-    mut rx: mpsc::Receiver<(AppendRequest, Reply)>,
+    mut rx: mpsc::Receiver<Job>,
     head: watch::Sender<u64>,
     fault: watch::Sender<Option<DateTime<Utc>>>,
     max_record_bytes: Arc<AtomicUsize>,
@@ -144,33 +175,28 @@ async fn run<C: Committer>(
         } else {
             rx.recv().await
         };
-        let Some((request, reply)) = next else {
+        let Some(job) = next else {
             return;
         };
-        let mut events = request.events.len();
-        let mut requests = vec![request];
-        let mut replies = vec![reply];
+        let mut batch = Gathered::default();
+        batch.take(job);
         // Gather what is queued. Callers answered by the last batch are typically about to
         // send their next append; yielding lets them run first, so they join this batch
         // instead of trailing behind it in a batch of their own that costs a whole commit.
         // Stop as soon as a yield brings nothing new.
         let mut rounds = 0;
         loop {
-            let before = requests.len();
-            while events < MAX_BATCH_EVENTS {
+            let before = batch.replies.len();
+            while batch.events < MAX_BATCH_EVENTS {
                 match rx.try_recv() {
-                    Ok((request, reply)) => {
-                        events += request.events.len();
-                        requests.push(request);
-                        replies.push(reply);
-                    }
+                    Ok(job) => batch.take(job),
                     Err(_) => break,
                 }
             }
             rounds += 1;
-            if events >= MAX_BATCH_EVENTS
+            if batch.events >= MAX_BATCH_EVENTS
                 || rounds > MAX_GATHER_ROUNDS
-                || (rounds > 1 && requests.len() == before)
+                || (rounds > 1 && batch.replies.len() == before)
             {
                 break;
             }
@@ -178,10 +204,30 @@ async fn run<C: Committer>(
         }
         let recorded_at = amtsbuch_domain::record::truncate_micros(Utc::now());
         let limit = max_record_bytes.load(Ordering::Relaxed);
-        let output = committer.launch(requests, recorded_at, limit).await.await;
+        let output = committer
+            .launch(batch.requests, recorded_at, limit)
+            .await
+            .await;
         let landing = committer.landed(output);
         settle(&fault, landing.is_ok());
-        deliver(landing, replies, &head);
+        deliver(landing, batch.replies, &head);
+    }
+}
+
+/// The jobs taken into one batch.
+#[derive(Default)]
+struct Gathered {
+    events: usize,
+    requests: Vec<AppendRequest>,
+    /// Each reply with how many of the batch's requests, in order, are its.
+    replies: Vec<(Reply, usize)>,
+}
+
+impl Gathered {
+    fn take(&mut self, (requests, reply): Job) {
+        self.events += requests.iter().map(|r| r.events.len()).sum::<usize>();
+        self.replies.push((reply, requests.len()));
+        self.requests.extend(requests);
     }
 }
 
@@ -202,7 +248,7 @@ fn settle(fault: &watch::Sender<Option<DateTime<Utc>>>, wrote: bool) {
     });
 }
 
-fn deliver(landing: Landing, replies: Vec<Reply>, head: &watch::Sender<u64>) {
+fn deliver(landing: Landing, replies: Vec<(Reply, usize)>, head: &watch::Sender<u64>) {
     match landing {
         Ok((plans, new_head)) => {
             head.send_if_modified(|h| {
@@ -212,14 +258,32 @@ fn deliver(landing: Landing, replies: Vec<Reply>, head: &watch::Sender<u64>) {
                 }
                 moved
             });
-            for (reply, plan) in replies.into_iter().zip(plans) {
-                let _ = reply.send(plan.map_err(StoreError::from));
+            let mut plans = plans.into_iter();
+            for (reply, count) in replies {
+                match reply {
+                    Reply::One(reply) => {
+                        let plan = plans.next().unwrap_or_else(|| {
+                            Err(AppendError::Invalid("the batch lost a request".into()))
+                        });
+                        let _ = reply.send(plan.map_err(StoreError::from));
+                    }
+                    Reply::Many(reply) => {
+                        let _ = reply.send(Ok(plans.by_ref().take(count).collect()));
+                    }
+                }
             }
         }
         Err(e) => {
             tracing::error!(error = %e, appends = replies.len(), "append batch failed");
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+            for (reply, _) in replies {
+                match reply {
+                    Reply::One(reply) => {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                    Reply::Many(reply) => {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
             }
         }
     }

@@ -525,6 +525,200 @@ async fn the_tail_hands_out_the_logs_own_rows<S: EventStore>(store: S) {
     assert!(tail.read(1000, 10).await.expect("read").is_empty());
 }
 
+/// A multi-stream append decides each request on its own, in order, and commits the
+/// accepted ones together at consecutive positions in request order; a refused request
+/// writes nothing and does not hold back the others.
+async fn appends_to_many_streams_at_once<S: EventStore>(store: S) {
+    append_one(&store, "many-a", 0).await;
+    let requests = vec![
+        append_req(
+            "many-a",
+            ExpectedVersion::Exact(1),
+            vec![event(1), event(2)],
+        ),
+        // Stale: many-a is at version 1.
+        append_req("many-b", ExpectedVersion::Exact(3), vec![event(3)]),
+        append_req("many-c", ExpectedVersion::NoStream, vec![event(4)]),
+        // Sees the version the first request left.
+        append_req("many-a", ExpectedVersion::Exact(3), vec![event(5)]),
+        // Invalid on its own: refused alone.
+        append_req("many-d", ExpectedVersion::Any, vec![]),
+    ];
+    let plans = store
+        .append_many(requests.clone())
+        .await
+        .expect("append many");
+    assert_eq!(plans.len(), 5);
+    let ok = |i: usize| plans[i].clone().expect("accepted");
+    assert_eq!(
+        (
+            ok(0).first_position,
+            ok(0).last_position,
+            ok(0).next_version
+        ),
+        (2, 3, 3)
+    );
+    assert_eq!(
+        plans[1],
+        Err(AppendError::WrongExpectedVersion {
+            stream: stream("many-b"),
+            expected: ExpectedVersion::Exact(3),
+            actual: 0
+        })
+    );
+    assert_eq!((ok(2).first_position, ok(2).next_version), (4, 1));
+    assert_eq!((ok(3).first_position, ok(3).next_version), (5, 4));
+    assert!(matches!(plans[4], Err(AppendError::Invalid(_))));
+    assert_eq!(store.head().await.expect("head").position, 5);
+    assert!(store
+        .read_stream(&stream("many-b"), 1, Direction::Forwards, 10)
+        .await
+        .expect("read")
+        .is_empty());
+    let all = store.read_all(0, 10).await.expect("read");
+    let order: Vec<(String, u64)> = all
+        .iter()
+        .map(|e| {
+            let r = e.record().expect("record");
+            (r.stream_id.as_str().to_owned(), r.stream_version)
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("many-a", 1),
+            ("many-a", 2),
+            ("many-a", 3),
+            ("many-c", 1),
+            ("many-a", 4)
+        ]
+        .map(|(s, v)| (s.to_owned(), v))
+    );
+
+    // The same requests again: the accepted ones are retries answered with their original
+    // positions, nothing is written twice.
+    let again = store.append_many(requests).await.expect("again");
+    for i in [0, 2, 3] {
+        let retry = again[i].clone().expect("retry");
+        assert!(retry.duplicate, "request {i}");
+        assert_eq!(retry.first_position, ok(i).first_position);
+        assert_eq!(retry.last_position, ok(i).last_position);
+    }
+    assert_eq!(store.head().await.expect("head").position, 5);
+    let verifier = common::verified_chain(&store).await;
+    assert_eq!(verifier.count(), 5);
+    assert_eq!(
+        verifier.head(),
+        store.head().await.expect("head").chain_hash
+    );
+
+    // No requests, no decisions; too many events in all is refused whole.
+    assert_eq!(store.append_many(vec![]).await.expect("none"), vec![]);
+    let limit = amtsbuch_domain::append::MAX_EVENTS_PER_APPEND_MANY;
+    let too_many: Vec<AppendRequest> = (0..=limit / 1000)
+        .map(|i| {
+            append_req(
+                &format!("many-big-{i}"),
+                ExpectedVersion::NoStream,
+                (0..1000).map(|n| event(n as u64)).collect(),
+            )
+        })
+        .collect();
+    assert!(too_many.iter().map(|r| r.events.len()).sum::<usize>() > limit);
+    assert!(matches!(
+        store.append_many(too_many).await,
+        Err(StoreError::Append(AppendError::Invalid(_)))
+    ));
+    assert_eq!(store.head().await.expect("head").position, 5);
+}
+
+/// Multi-stream appends racing with single appends on the same streams: every accepted
+/// request of one multi-stream append lands at consecutive positions, each stream's
+/// versions stay gapless, and the chain verifies.
+async fn many_stream_appends_interleave_with_single_appends<S: EventStore>(store: S) {
+    const ROUNDS: u64 = 20;
+    const STREAMS: u64 = 30;
+    let many = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut landed = Vec::new();
+            for round in 0..ROUNDS {
+                let requests = (0..STREAMS)
+                    .map(|s| {
+                        append_req(
+                            &format!("race-{s}"),
+                            ExpectedVersion::Any,
+                            vec![event(round * 100 + s)],
+                        )
+                    })
+                    .collect();
+                let plans = store.append_many(requests).await.expect("append many");
+                let positions: Vec<u64> = plans
+                    .into_iter()
+                    .map(|p| p.expect("accepted").first_position)
+                    .collect();
+                landed.push(positions);
+            }
+            landed
+        })
+    };
+    let mut singles = Vec::new();
+    for w in 0..8u64 {
+        let store = store.clone();
+        singles.push(tokio::spawn(async move {
+            for i in 0..ROUNDS {
+                // Exact versions on the streams the multi-stream appends use too: a
+                // conflict is possible and retried, a lost or doubled event is not.
+                let s = format!("race-{}", (w * 7 + i) % STREAMS);
+                loop {
+                    let head = store
+                        .read_stream(&stream(&s), u64::MAX, Direction::Backwards, 1)
+                        .await
+                        .expect("read");
+                    let version = head
+                        .first()
+                        .map_or(0, |e| e.record().expect("record").stream_version);
+                    match store
+                        .append(append_req(
+                            &s,
+                            ExpectedVersion::Exact(version),
+                            vec![event(i)],
+                        ))
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(StoreError::Append(AppendError::WrongExpectedVersion { .. })) => {}
+                        Err(e) => panic!("append: {e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for single in singles {
+        single.await.expect("single");
+    }
+    for positions in many.await.expect("many") {
+        assert!(
+            positions.windows(2).all(|w| w[1] == w[0] + 1),
+            "a multi-stream append was split: {positions:?}"
+        );
+    }
+    let total = ROUNDS * STREAMS + 8 * ROUNDS;
+    assert_eq!(store.head().await.expect("head").position, total);
+    for s in 0..STREAMS {
+        let events = store
+            .read_stream(&stream(&format!("race-{s}")), 1, Direction::Forwards, 1000)
+            .await
+            .expect("read");
+        assert_eq!(
+            versions(&events),
+            (1..=events.len() as u64).collect::<Vec<_>>()
+        );
+    }
+    let verifier = common::verified_chain(&store).await;
+    assert_eq!(verifier.count(), total);
+}
+
 common::on_both_adapters!(
     using common::with_store;
     appends_and_reads_a_stream,
@@ -540,4 +734,6 @@ common::on_both_adapters!(
     subscribes_with_catch_up_then_live,
     concurrent_writers_and_a_subscriber_see_everything_once,
     the_tail_hands_out_the_logs_own_rows,
+    appends_to_many_streams_at_once,
+    many_stream_appends_interleave_with_single_appends,
 );

@@ -3,15 +3,16 @@
 //! provider (`provider`), statuses believed only from Amtsbuch's own pull, refunds under
 //! four eyes, and reconciliation with the bank and the HKR (`service` holds the flows,
 //! `routes` the handlers). `serve`'s flags configure the provider (`jobs`); `bench
-//! payments` measures the callback path and reconciliation (`bench`). The fee schedule
-//! (`fees`) and the payment policy's process manager (`policy`) request an application's
-//! fee before its submission or with its decision, and answer the registry's obligations
-//! (ADR 0007).
+//! payments` measures the callback path and reconciliation (`bench`); a payer's receivables
+//! are part of the subject's access export (`export`). The fee schedule (`fees`) and the
+//! payment policy's process manager (`policy`) request an application's fee before its
+//! submission or with its decision, and answer the registry's obligations (ADR 0007).
 //!
 //! The receivable, Kassenzeichen and fee schedule streams are reserved: only the domain's
 //! commands write them, each decided against its aggregate's rules.
 
 pub mod bench;
+pub mod export;
 pub mod fees;
 pub mod jobs;
 pub mod policy;
@@ -46,7 +47,7 @@ pub static MODULE: DomainModule = DomainModule {
     }),
     jobs: Some(jobs::JOBS),
     bench: Some(bench::BENCH),
-    export: None,
+    export: Some(export::EXPORT),
     processing: None,
     retention: Some(retention::RETENTION),
     erasure: None,

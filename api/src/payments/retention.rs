@@ -70,9 +70,7 @@ fn holds(
             return Ok(vec![]);
         }
         let receivables =
-            read::receivables_of_payer(&ReadDb::new(&state.store), &subject.to_string())
-                .await
-                .map_err(|e| Problem::internal(&e))?;
+            read::receivables_of_payer(&ReadDb::new(&state.store), &subject.to_string()).await?;
         Ok(receivables
             .into_iter()
             .filter_map(|r| {

@@ -138,10 +138,6 @@ fn scope(caller: &Principal) -> read::Scope {
     scope
 }
 
-fn db_problem(e: amtsbuch_projections::db::DbError) -> Problem {
-    Problem::internal(&e)
-}
-
 // ---------------------------------------------------------------------------------------
 // Views
 // ---------------------------------------------------------------------------------------
@@ -579,8 +575,7 @@ pub async fn list(
             mismatch: q.mismatch,
         },
     )
-    .await
-    .map_err(db_problem)?;
+    .await?;
     Ok(Json(ReceivableList {
         receivables: rows
             .into_iter()
@@ -1001,8 +996,7 @@ pub async fn approve_refund(
     let req: RefundApproval = body::json(raw, "{\"hkr_reference\"}")?;
     read_models_current(&state, &[read::NAME]).await?;
     let owner = read::refund_owner(&ReadDb::new(&state.store), &refund.0.to_string())
-        .await
-        .map_err(db_problem)?
+        .await?
         .ok_or_else(|| Problem::not_found("no such refund"))?;
     // Outside the caller's reach the refund is answered as one that does not exist.
     let (_, meta) = reached(&state, &caller, owner).await.map_err(|p| {
@@ -1161,8 +1155,7 @@ pub async fn mismatches(
         &scope(&caller),
         q.mandant.as_deref(),
     )
-    .await
-    .map_err(db_problem)?;
+    .await?;
     Ok(Json(ReconciliationWorklist {
         mismatches: rows
             .into_iter()
@@ -1237,8 +1230,7 @@ pub async fn daily(
         mandant.as_str(),
         &date,
     )
-    .await
-    .map_err(db_problem)?;
+    .await?;
     let total_cents = rows.iter().map(|(_, c, _)| c).sum();
     Ok(Json(ReconciliationDaily {
         date,

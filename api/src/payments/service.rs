@@ -18,8 +18,8 @@ use amtsbuch_domain::payments::camt;
 use amtsbuch_domain::payments::claim::{claim_stream, Claim, ClaimError, ClaimState};
 use amtsbuch_domain::payments::hkr;
 use amtsbuch_domain::payments::receivable::{
-    self, ApproveRefund, PulledStatus, ReceivableCommand, ReceivableError, ReceivableEvent,
-    ReceivableState, RequestReceivable, RequestRefund, StartAttempt,
+    self, ApproveRefund, Booking, PulledStatus, ReceivableCommand, ReceivableError,
+    ReceivableEvent, ReceivableState, RequestReceivable, RequestRefund, StartAttempt,
 };
 use amtsbuch_domain::payments::reconcile::{match_line, Decision, StatementLine, Target};
 use amtsbuch_domain::payments::{
@@ -27,7 +27,9 @@ use amtsbuch_domain::payments::{
 };
 
 use super::provider::{Item, PaymentRequest, Provider, ProviderError};
-use crate::command::{append, current, execute, refused, Executed, Meta, StoreOrProblem};
+use crate::command::{
+    append, current, execute, refused, request_for, Executed, Meta, StoreOrProblem,
+};
 use crate::problem::Problem;
 use crate::AppState;
 use amtsbuch_domain::payments::receivable::Receivable;
@@ -368,6 +370,11 @@ pub async fn checkout(
 /// Pulls the status of the receivable's attempt `transaction` (or of every attempt not yet
 /// final) from the provider and applies what it says. This is the only way a status is
 /// believed; the return redirect and the push callback call it and add nothing of theirs.
+///
+/// A named transaction's status is read from the provider while the receivable is read
+/// from the log, not after: the status counts only if the transaction is the receivable's,
+/// and it is booked on the state just read (read again only if another command changed the
+/// receivable meanwhile). A callback costs a status read and an append, one after the other.
 pub async fn pull(
     state: &AppState,
     provider: &Provider,
@@ -375,7 +382,13 @@ pub async fn pull(
     transaction: Option<&TransactionId>,
     meta: &Meta,
 ) -> Result<ReceivableState, Problem> {
-    let (current, _) = unopened(state, id).await?;
+    let ((current, version), mut early) = match transaction {
+        Some(tx) => {
+            let (loaded, info) = tokio::join!(unopened(state, id), provider.status(tx));
+            (loaded?, Some(info))
+        }
+        None => (unopened(state, id).await?, None),
+    };
     let r = current
         .receivable()
         .ok_or_else(|| Problem::not_found("no such receivable"))?;
@@ -389,10 +402,14 @@ pub async fn pull(
             .map(|(tx, _)| tx.clone())
             .collect(),
     };
-    let mut latest = current;
+    let mut latest = (current, version);
     for tx in open {
-        let info = provider.status(&tx).await.map_err(provider_problem)?;
-        let done = book(
+        let info = match early.take() {
+            Some(info) => info,
+            None => provider.status(&tx).await,
+        }
+        .map_err(provider_problem)?;
+        let done = book_on(
             state,
             id,
             &ReceivableCommand::ApplyPull(PulledStatus {
@@ -403,12 +420,13 @@ pub async fn pull(
                 amount: info.gross,
                 pulled_at: Utc::now(),
             }),
+            Some(latest),
             meta,
         )
         .await?;
-        latest = done.state;
+        latest = (done.state, done.version);
     }
-    Ok(latest)
+    Ok(latest.0)
 }
 
 /// A push callback: authenticated by its signature (else `401`, logged), then only a
@@ -467,6 +485,17 @@ pub struct ImportReport {
     pub amount_differs: Vec<String>,
     /// Lines no receivable of the Mandant matched: their position and why.
     pub unmatched: Vec<(String, String)>,
+}
+
+impl ImportReport {
+    /// Adds what a part of the import did (its lines are counted by the caller).
+    fn absorb(&mut self, part: ImportReport) {
+        self.booked += part.booked;
+        self.already_booked += part.already_booked;
+        self.mismatches += part.mismatches;
+        self.amount_differs.extend(part.amount_differs);
+        self.unmatched.extend(part.unmatched);
+    }
 }
 
 /// Which file format an import is.
@@ -534,8 +563,7 @@ pub async fn import(
     wanted.dedup();
     let known: std::collections::HashMap<String, (u64, Receivable)> =
         read::by_kassenzeichen_many(&ReadDb::new(&state.store), mandant.as_str(), &wanted)
-            .await
-            .map_err(|e| Problem::internal(&e))?
+            .await?
             .into_iter()
             .map(|(kz, version, r)| (kz, (version, r)))
             .collect();
@@ -545,9 +573,10 @@ pub async fn import(
             .chain(line.candidates.iter())
             .find_map(|kz| known.get(kz.as_str()))
     };
-    // Book the lines of each receivable in file order, all of them in one append decided
-    // on the read model's state; different receivables at once, so the store's group
-    // commit writes many of them per transaction.
+    // Book the lines of each receivable in file order, all of them in one request decided
+    // on the read model's state; the requests of many receivables at once in one
+    // multi-stream append (one transaction), a few of those in flight so that deciding and
+    // encoding the next chunk overlaps with writing this one.
     let mut groups: Vec<(ReceivableId, Vec<usize>)> = vec![];
     let mut index: std::collections::HashMap<ReceivableId, usize> = Default::default();
     for (i, line) in lines.iter().enumerate() {
@@ -571,26 +600,222 @@ pub async fn import(
     }
     let by_id: std::collections::HashMap<ReceivableId, (u64, &Receivable)> =
         known.values().map(|(v, r)| (r.id, (*v, r))).collect();
+    let mut chunks: Vec<Vec<(ReceivableId, Vec<usize>)>> = vec![];
+    let mut in_chunk = 0;
+    for group in groups {
+        if chunks.is_empty() || in_chunk + group.1.len() > IMPORT_CHUNK_LINES {
+            chunks.push(vec![]);
+            in_chunk = 0;
+        }
+        in_chunk += group.1.len();
+        if let Some(chunk) = chunks.last_mut() {
+            chunk.push(group);
+        }
+    }
     let mut done = report.unmatched.len();
-    let mut booked = stream::iter(groups)
-        .map(|(id, group)| {
-            let group: Vec<&StatementLine> = group.iter().map(|&i| &lines[i]).collect();
-            let (version, r) = by_id[&id];
-            let known = (ReceivableState::Requested(Box::new(r.clone())), version);
-            book_batch(state, id, group, known, now, meta)
+    let mut booked = stream::iter(chunks)
+        .map(|chunk| {
+            let chunk: Vec<Group<'_>> = chunk
+                .into_iter()
+                .map(|(id, at)| {
+                    let (version, r) = by_id[&id];
+                    Group {
+                        id,
+                        lines: at.iter().map(|&i| &lines[i]).collect(),
+                        known: (ReceivableState::Requested(Box::new(r.clone())), version),
+                    }
+                })
+                .collect();
+            book_chunk(state, chunk, now, meta)
         })
-        .buffer_unordered(IMPORT_CONCURRENCY);
+        .buffered(IMPORT_IN_FLIGHT);
     while let Some(part) = booked.next().await {
         let part = part?;
         done += part.lines;
-        report.booked += part.booked;
-        report.already_booked += part.already_booked;
-        report.mismatches += part.mismatches;
-        report.amount_differs.extend(part.amount_differs);
-        report.unmatched.extend(part.unmatched);
+        report.absorb(part);
         progress(done, total);
     }
     Ok(report)
+}
+
+/// Lines of one import booked in one multi-stream append at most (about as many events,
+/// about one writer batch).
+pub const IMPORT_CHUNK_LINES: usize = 1024;
+
+/// Multi-stream appends of one import in flight at once: while one is written, the next is
+/// decided and encoded.
+pub const IMPORT_IN_FLIGHT: usize = 3;
+
+/// The lines of one receivable in an import, with the receivable as the read model knows it
+/// (state and stream version).
+struct Group<'a> {
+    id: ReceivableId,
+    lines: Vec<&'a StatementLine>,
+    known: (ReceivableState, u64),
+}
+
+/// Books a chunk of an import: each receivable's lines decided on its known state into one
+/// request, and all requests in multi-stream appends. A receivable that changed since the
+/// read model saw it (its request is refused for its expected version) has its lines
+/// decided again on the log's state and booked one by one; so does one whose lines need
+/// more than one append.
+async fn book_chunk(
+    state: &AppState,
+    groups: Vec<Group<'_>>,
+    now: DateTime<Utc>,
+    meta: &Meta,
+) -> Result<ImportReport, Problem> {
+    use amtsbuch_domain::append::{MAX_EVENTS_PER_APPEND, MAX_EVENTS_PER_APPEND_MANY};
+    use amtsbuch_domain::{AppendError, ExpectedVersion};
+    use amtsbuch_infra::{EventStore, StoreError};
+    let mut report = ImportReport {
+        lines: groups.iter().map(|g| g.lines.len()).sum(),
+        ..ImportReport::default()
+    };
+    // Each receivable's lines and decided report, whose requests are pending.
+    let mut pending: Vec<(ReceivableId, Vec<&StatementLine>, ImportReport)> = vec![];
+    let mut requests = vec![];
+    let mut events = 0;
+    let mut again: Vec<(ReceivableId, Vec<&StatementLine>)> = vec![];
+    let mut groups = groups.into_iter().peekable();
+    while groups.peek().is_some() || !requests.is_empty() {
+        let next = groups.next();
+        let flush = match &next {
+            None => true,
+            Some(_) => events + MAX_EVENTS_PER_APPEND > MAX_EVENTS_PER_APPEND_MANY,
+        };
+        if flush && !requests.is_empty() {
+            let plans = state
+                .store
+                .append_many(std::mem::take(&mut requests))
+                .await?;
+            events = 0;
+            for (plan, (id, lines, part)) in plans.into_iter().zip(pending.drain(..)) {
+                match plan {
+                    Ok(_) => report.absorb(part),
+                    Err(AppendError::WrongExpectedVersion { .. }) => again.push((id, lines)),
+                    Err(e) => return Err(StoreError::Append(e).into()),
+                }
+            }
+        }
+        let Some(group) = next else {
+            continue;
+        };
+        let (version, part, per_line) = decide_group(group.id, &group.lines, group.known, now);
+        let count: usize = per_line.iter().map(Vec::len).sum();
+        if count == 0 {
+            report.absorb(part);
+        } else if count > MAX_EVENTS_PER_APPEND {
+            report.absorb(
+                book_in_appends(
+                    state,
+                    group.id,
+                    group.lines,
+                    (version, part),
+                    per_line,
+                    now,
+                    meta,
+                )
+                .await?,
+            );
+        } else {
+            let decided: Vec<ReceivableEvent> = per_line.into_iter().flatten().collect();
+            events += decided.len();
+            requests.push(
+                request_for(
+                    state,
+                    &group.id.stream_id(),
+                    &decided,
+                    ExpectedVersion::Exact(version),
+                    meta,
+                )
+                .await?,
+            );
+            pending.push((group.id, group.lines, part));
+        }
+    }
+    for (id, lines) in again {
+        report.absorb(book_group(state, id, lines, now, meta).await?);
+    }
+    Ok(report)
+}
+
+/// Books the events `per_line` decided for the lines of one receivable at `version` in
+/// several appends, one after the other (each line's events in one of them): for more
+/// events than one append may hold. When the receivable changed meanwhile, decides the
+/// lines again on the log's state (those already appended book nothing again).
+async fn book_in_appends(
+    state: &AppState,
+    id: ReceivableId,
+    lines: Vec<&StatementLine>,
+    (version, report): (u64, ImportReport),
+    per_line: Vec<Vec<ReceivableEvent>>,
+    now: DateTime<Utc>,
+    meta: &Meta,
+) -> Result<ImportReport, Problem> {
+    use amtsbuch_domain::{AppendError, ExpectedVersion};
+    use amtsbuch_infra::StoreError;
+    let mut chunks: Vec<Vec<ReceivableEvent>> = Vec::new();
+    for line_events in per_line {
+        match chunks.last_mut() {
+            Some(chunk)
+                if chunk.len() + line_events.len()
+                    <= amtsbuch_domain::append::MAX_EVENTS_PER_APPEND =>
+            {
+                chunk.extend(line_events)
+            }
+            _ => chunks.push(line_events),
+        }
+    }
+    let mut version = version;
+    for chunk in chunks {
+        match append(
+            state,
+            &id.stream_id(),
+            &chunk,
+            ExpectedVersion::Exact(version),
+            meta,
+        )
+        .await
+        {
+            Ok(done) => version = done.next_version,
+            Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
+                ..
+            }))) => return book_group(state, id, lines, now, meta).await,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(report)
+}
+
+/// Decides the lines of one receivable, in order, on `known` (its state and version): the
+/// version, what the lines do (as the import reports them) and the events each line
+/// decides.
+fn decide_group(
+    id: ReceivableId,
+    lines: &[&StatementLine],
+    known: (ReceivableState, u64),
+    now: DateTime<Utc>,
+) -> (u64, ImportReport, Vec<Vec<ReceivableEvent>>) {
+    let (mut current_state, version) = known;
+    let mut report = ImportReport {
+        lines: lines.len(),
+        ..ImportReport::default()
+    };
+    let mut events = Vec::new();
+    for line in lines {
+        let Some((_, amount_differs, decided)) =
+            decide_line(line, id, &current_state, now, &mut report)
+        else {
+            continue;
+        };
+        tally(&mut report, line, &decided, amount_differs);
+        if !decided.is_empty() {
+            current_state = decided.iter().fold(current_state, receivable::evolve);
+            events.push(decided);
+        }
+    }
+    (version, report, events)
 }
 
 /// How often a booking is decided again when another command changed the receivable first.
@@ -692,77 +917,6 @@ async fn book_on(
     }
 }
 
-/// How many receivables an import books at once.
-pub const IMPORT_CONCURRENCY: usize = 256;
-
-/// Books the lines of one receivable, in order, decided on `known` (the read model's state
-/// and version), as one append. When the receivable changed since the read model saw it
-/// (the append's expected version is stale), books them one by one on the log's state.
-async fn book_batch(
-    state: &AppState,
-    id: ReceivableId,
-    lines: Vec<&StatementLine>,
-    known: (ReceivableState, u64),
-    now: DateTime<Utc>,
-    meta: &Meta,
-) -> Result<ImportReport, Problem> {
-    use amtsbuch_domain::{AppendError, ExpectedVersion};
-    use amtsbuch_infra::StoreError;
-    let (mut current_state, version) = known;
-    let mut report = ImportReport {
-        lines: lines.len(),
-        ..ImportReport::default()
-    };
-    // Each booked line's events, kept together: appends split only between lines.
-    let mut events: Vec<Vec<ReceivableEvent>> = Vec::new();
-    for line in &lines {
-        let Some((_, amount_differs, decided)) =
-            decide_line(line, id, &current_state, now, &mut report)
-        else {
-            continue;
-        };
-        tally(&mut report, line, &decided, amount_differs);
-        if !decided.is_empty() {
-            current_state = decided.iter().fold(current_state, receivable::evolve);
-            events.push(decided);
-        }
-    }
-    // At most MAX_EVENTS_PER_APPEND events an append, each line's events in one of them.
-    let mut chunks: Vec<Vec<ReceivableEvent>> = Vec::new();
-    for line_events in events {
-        match chunks.last_mut() {
-            Some(chunk)
-                if chunk.len() + line_events.len()
-                    <= amtsbuch_domain::append::MAX_EVENTS_PER_APPEND =>
-            {
-                chunk.extend(line_events)
-            }
-            _ => chunks.push(line_events),
-        }
-    }
-    let mut version = version;
-    for chunk in chunks {
-        match append(
-            state,
-            &id.stream_id(),
-            &chunk,
-            ExpectedVersion::Exact(version),
-            meta,
-        )
-        .await
-        {
-            Ok(done) => version = done.next_version,
-            // The receivable changed meanwhile: decide the lines again on the log's state
-            // (those already appended book nothing again).
-            Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
-                ..
-            }))) => return book_group(state, id, lines, now, meta).await,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(report)
-}
-
 /// Books the lines of one receivable, in order.
 async fn book_group(
     state: &AppState,
@@ -791,9 +945,10 @@ async fn book_group(
 }
 
 /// A line matched and decided on its receivable's state: the command, whether the amount
-/// differs from what was owed, and the events it decides. A line that matches nothing, or
-/// that the receivable's rules refuse (an amount past the largest), is reported as
-/// unmatched and books nothing; the file's other lines are booked.
+/// differs from what was owed, and the events it decides. A line that matches nothing is
+/// reported as unmatched and books nothing; one that the receivable's rules refuse (an
+/// amount past the largest) books nothing but a mismatch on the worklist (kind
+/// `refused`). The file's other lines are booked.
 fn decide_line(
     line: &StatementLine,
     id: ReceivableId,
@@ -826,10 +981,25 @@ fn decide_line(
         } => match receivable::decide(&command, current) {
             Ok(decided) => Some((*command, amount_differs, decided)),
             Err(e) => {
-                report
-                    .unmatched
-                    .push((line.position.clone(), format!("refused: {e}")));
-                None
+                // Refused by the receivable's rules: on the worklist, not only in the
+                // answer.
+                tracing::info!(line = %line.position, reason = %e, "a reconciliation line was refused");
+                let flag = ReceivableCommand::FlagRefused(Booking {
+                    entry: line.entry.clone(),
+                    source: line.source,
+                    amount: line.amount,
+                    booking_date: line.booking_date,
+                    booked_at: now,
+                });
+                match receivable::decide(&flag, current) {
+                    Ok(decided) => Some((flag, false, decided)),
+                    Err(e) => {
+                        report
+                            .unmatched
+                            .push((line.position.clone(), format!("refused: {e}")));
+                        None
+                    }
+                }
             }
         },
     }

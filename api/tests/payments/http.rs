@@ -943,6 +943,69 @@ async fn a_receivable_holds_its_payers_erasure(env: &Env) {
     assert_eq!(problem["type"], "urn:amtsbuch:problem:retention-hold");
 }
 
+/// The payer's access export (Art. 15 GDPR) holds its receivables as the cashier sees them,
+/// with the name it was requested under and each receivable's history; another subject's
+/// export has no receivables.
+async fn the_payers_access_export_holds_its_receivables(env: &Env) {
+    let payer = Uuid::now_v7();
+    let kasse = cashier("k1", "b100");
+    let r = env.request(&kasse, "b100", &payer.to_string()).await;
+    let id = id_of(&r);
+    let checkout = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            &format!("/receivables/{id}/checkout"),
+            &citizen(&payer.to_string()),
+            Some(json!({ "return_url": "https://portal.example/return" })),
+        )
+        .await;
+    let tx = checkout["transaction_id"].as_str().expect("tx");
+    assert_eq!(env.sim.decide(tx, "paid", 1).await, vec![200]);
+    let dpo = token("dpo-1", &[Role::Dpo], None, &[]);
+    let export = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            &format!("/dpo/subjects/{payer}/export"),
+            &dpo,
+            None,
+        )
+        .await;
+    let receivables = export["receivables"].as_array().expect("receivables");
+    assert_eq!(receivables.len(), 1, "{export}");
+    let shown = &receivables[0];
+    assert_eq!(shown["receivable_id"], id.as_str());
+    assert_eq!(shown["kassenzeichen"], r["kassenzeichen"]);
+    assert_eq!(shown["payer"], payer.to_string().as_str());
+    assert_eq!(shown["payer_name"], "Erika Mustermann");
+    assert_eq!(shown["status"], "paid");
+    let history: Vec<&str> = shown["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|e| e["event"].as_str().expect("event"))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "ReceivableRequested",
+            "PaymentAttemptInitiated",
+            "PaymentStatusVerified"
+        ]
+    );
+    let other = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            &format!("/dpo/subjects/{}/export", Uuid::now_v7()),
+            &dpo,
+            None,
+        )
+        .await;
+    assert!(other.get("receivables").is_none(), "{other}");
+}
+
 async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     let env = Env::start(adapter).await;
     test(&env).await;
@@ -959,4 +1022,5 @@ common::on_both_adapters!(
     each_role_reaches_its_receivables_in_every_combination,
     reconciliation_over_http,
     a_receivable_holds_its_payers_erasure,
+    the_payers_access_export_holds_its_receivables,
 );

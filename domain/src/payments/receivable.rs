@@ -137,6 +137,9 @@ pub enum ReceivableCommand {
     /// The HKR's Ist-Buchung of the receivable; settles it when it matches.
     Settle(Booking, Reference),
     BookFee(BookFee),
+    /// A statement or HKR line the receivable's rules refused to book: recorded as a
+    /// mismatch on the worklist (once per entry), so that the cash office sees it.
+    FlagRefused(Booking),
     RequestRefund(RequestRefund),
     ApproveRefund(ApproveRefund),
     Cancel {
@@ -276,6 +279,9 @@ pub enum MismatchKind {
     ReversalExceedsPaid,
     /// A posting for a receivable that was already settled.
     AlreadySettled,
+    /// A line the receivable's rules refused (an amount past the largest, a zero amount,
+    /// a fee for a transaction of another receivable): nothing of it was booked.
+    Refused,
 }
 
 /// `ReconciliationMismatchDetected`: an entry did not fit; it is on the worklist.
@@ -965,6 +971,12 @@ pub fn decide(
             }));
             Ok(events)
         }
+        ReceivableCommand::FlagRefused(b) => {
+            if r.entries.contains(&b.entry) {
+                return Ok(vec![]);
+            }
+            Ok(vec![mismatch(id, b, MismatchKind::Refused, r.balance())])
+        }
         ReceivableCommand::BookFee(c) => {
             if r.entries.contains(&c.entry) {
                 return Ok(vec![]);
@@ -1566,6 +1578,28 @@ mod tests {
             ),
             Ok(vec![])
         );
+    }
+
+    #[test]
+    fn a_refused_line_is_flagged_once_and_changes_no_amount() {
+        let (state, _) = run(&paid_online());
+        let flag = ReceivableCommand::FlagRefused(booking("X1", Source::Bank, 0));
+        let events = decide(&flag, &state).expect("decided");
+        let [ReceivableEvent::Mismatch(m)] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(
+            (m.kind, m.expected_cents, m.found_cents),
+            (
+                MismatchKind::Refused,
+                receivable(&state).balance(),
+                Cents::ZERO
+            )
+        );
+        let after = evolve(state.clone(), &events[0]);
+        assert_eq!(receivable(&after).mismatches, 1);
+        assert_eq!(receivable(&after).paid, receivable(&state).paid);
+        assert_eq!(decide(&flag, &after), Ok(vec![]), "once per entry");
     }
 
     #[test]
