@@ -290,6 +290,34 @@ where
     Ok((D::fold(events.iter().map(|e| &e.event)), version))
 }
 
+/// An aggregate's current state folded without opening anything sealed (personal data
+/// reads as erased, and the key vault is not asked); with the stream's version. For
+/// decisions that depend only on the events' plain parts.
+pub async fn current_unopened<D>(state: &AppState, stream: &StreamId) -> Result<(D, u64), Problem>
+where
+    D: Decider,
+    D::Event: DomainEvent,
+{
+    let mut folded = D::default();
+    let mut version = 0u64;
+    loop {
+        let page = state
+            .store
+            .read_stream(stream, version + 1, Direction::Forwards, MAX_PAGE)
+            .await?;
+        for e in &page {
+            let record = e.record().map_err(|err| Problem::internal(&err))?;
+            let event = amtsbuch_domain::event::decode::<D::Event>(&record, None)
+                .map_err(|err| Problem::internal(&format!("position {}: {err}", e.position)))?;
+            folded = D::evolve(folded, &event);
+        }
+        version += page.len() as u64;
+        if page.len() < MAX_PAGE {
+            return Ok((folded, version));
+        }
+    }
+}
+
 /// One stored event of an aggregate, opened.
 pub async fn open<E: DomainEvent>(
     state: &AppState,

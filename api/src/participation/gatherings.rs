@@ -27,7 +27,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use amtsbuch_domain::access::{Principal, Role};
-use amtsbuch_domain::event::decode;
 use amtsbuch_domain::participation::gathering::{
     Contact, GatheringCommand, GatheringError, GatheringEvent, GatheringKind, GatheringState,
     Place, Registrant,
@@ -36,8 +35,7 @@ use amtsbuch_domain::participation::{
     GatheringId, ParticipantId, Pseudonym, RegistrationId, Title,
 };
 use amtsbuch_domain::{AppendError, Decider, ExpectedVersion};
-use amtsbuch_infra::store::MAX_PAGE;
-use amtsbuch_infra::{Direction, EventStore, StoreError};
+use amtsbuch_infra::StoreError;
 use amtsbuch_projections::db::ReadDb;
 
 use super::public::procedure_id;
@@ -76,26 +74,7 @@ fn gathering_problem(e: GatheringError) -> Problem {
 /// registrant opened would give — without reading every registrant's key from the vault
 /// and decrypting every registrant's data for each registration.
 async fn closed_fold(state: &AppState, id: GatheringId) -> Result<(GatheringState, u64), Problem> {
-    let stream = id.stream_id();
-    let mut folded = GatheringState::default();
-    let mut version = 0u64;
-    loop {
-        let page = state
-            .store
-            .read_stream(&stream, version + 1, Direction::Forwards, MAX_PAGE)
-            .await?;
-        for e in &page {
-            let record = e.record().map_err(|err| Problem::internal(&err))?;
-            let event = decode::<GatheringEvent>(&record, None)
-                .map_err(|err| Problem::internal(&format!("position {}: {err}", e.position)))?;
-            folded = GatheringState::evolve(folded, &event);
-            version += 1;
-        }
-        if page.len() < MAX_PAGE {
-            break;
-        }
-    }
-    Ok((folded, version))
+    crate::command::current_unopened(state, &id.stream_id()).await
 }
 
 /// Runs a command on a gathering, decided on its state folded without opening anything

@@ -825,27 +825,7 @@ const ATTEMPTS: usize = 3;
 /// deciding never needs the payer's name, so the key vault is not asked (the payer's name
 /// reads as erased in this state). With the stream's version.
 async fn unopened(state: &AppState, id: ReceivableId) -> Result<(ReceivableState, u64), Problem> {
-    use amtsbuch_infra::store::MAX_PAGE;
-    use amtsbuch_infra::{Direction, EventStore};
-    let stream = id.stream_id();
-    let mut folded = ReceivableState::default();
-    let mut version = 0u64;
-    loop {
-        let page = state
-            .store
-            .read_stream(&stream, version + 1, Direction::Forwards, MAX_PAGE)
-            .await?;
-        for e in &page {
-            let record = e.record().map_err(|err| Problem::internal(&err))?;
-            let event = amtsbuch_domain::event::decode::<ReceivableEvent>(&record, None)
-                .map_err(|err| Problem::internal(&format!("position {}: {err}", e.position)))?;
-            folded = receivable::evolve(folded, &event);
-        }
-        version += page.len() as u64;
-        if page.len() < MAX_PAGE {
-            return Ok((folded, version));
-        }
-    }
+    crate::command::current_unopened(state, &id.stream_id()).await
 }
 
 /// `crate::command::execute` for the commands that book on an existing receivable: the
