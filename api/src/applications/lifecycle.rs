@@ -161,6 +161,9 @@ pub(super) fn application_refused(e: ApplicationError) -> Problem {
             serde_json::to_value(&invalid.violations).unwrap_or_default(),
         ),
         e @ ApplicationError::NotCanonical => unprocessable("invalid-data", e.to_string()),
+        e @ ApplicationError::DueTooLate => {
+            Problem::bad_request("invalid-body", e.to_string()).with("pointer", "/due_at")
+        }
         e @ (ApplicationError::MissingAttachment(_) | ApplicationError::AttachmentMismatch(_)) => {
             unprocessable("attachment-missing", e.to_string())
         }
@@ -1150,7 +1153,9 @@ pub struct InformationRequestRequest {
     /// What the applicant is asked (personal data, sealed), at most 4000 characters.
     #[schema(value_type = String, min_length = 1, max_length = 4000)]
     message: Message,
-    /// Until when (RFC 3339), after now.
+    /// Until when: after now, and at most 365 days after it.
+    #[serde(deserialize_with = "crate::body::strict::instant")]
+    #[schema(pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,6})?Z$")]
     due_at: DateTime<Utc>,
 }
 

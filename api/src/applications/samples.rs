@@ -423,7 +423,10 @@ impl Samples for ApplicationsSamples {
             ("POST", "/applications/{id}/reception") => json!({ "file_number": "AZ 42/2026" }),
             ("POST", "/applications/{id}/information-requests") => json!({
                 "message": "Bitte reichen Sie den Mietvertrag nach.",
-                "due_at": "2099-01-01T00:00:00Z",
+                // Within the year an information request may be due in.
+                "due_at": (chrono::Utc::now() + chrono::Duration::days(30))
+                    .format("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string(),
             }),
             ("POST", "/applications/{id}/information") => {
                 json!({ "request": 1, "message": "Anbei der Mietvertrag." })

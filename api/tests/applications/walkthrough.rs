@@ -149,9 +149,19 @@ async fn the_applicant_guide_works(adapter: common::Adapter) {
             "saved: draft (INITIATED)",
             "again: 409",
             "data hash: matches the record",
-            "status: ACTION_REQUIRED, file AZ 42/2026, due 2099-01-15T00:00:00.000000Z",
             "withdrawn: withdrawn (COMPLETED)",
         ],
+    );
+    // Due at midnight in 30 days, as the guide asked.
+    let due = (chrono::Utc::now() + chrono::Duration::days(30)).date_naive();
+    assert!(
+        out.lines().any(|l| {
+            let l = l.trim();
+            [due, due.pred_opt().unwrap_or(due)].iter().any(|d| {
+                l == format!("status: ACTION_REQUIRED, file AZ 42/2026, due {d}T00:00:00.000000Z")
+            })
+        }),
+        "{out}"
     );
     // The invalid data was refused with pointers to both faults.
     assert!(

@@ -53,6 +53,10 @@ use crate::stream::{AuthorityId, EventType, StreamId};
 pub const DRAFT_LIFETIME_DAYS: i64 = 30;
 /// The applicant is told this long before a draft expires.
 pub const EXPIRY_NOTICE_DAYS: i64 = 7;
+/// The latest an information request may be due: this many days after the request. A
+/// Nachforderung is answered within weeks (an "angemessene Frist"); a year bounds a typo
+/// such as a year 2206, which would keep the application waiting for nothing.
+pub const MAX_DUE_DAYS: i64 = 365;
 /// The largest attachment accepted, in bytes (10 MiB).
 pub const MAX_ATTACHMENT_BYTES: u64 = 10 * 1024 * 1024;
 
@@ -904,6 +908,8 @@ pub enum ApplicationError {
     OtherFileNumber,
     #[error("a due date lies after the request")]
     DueNotAfterRequest,
+    #[error("a due date lies at most {MAX_DUE_DAYS} days after the request")]
+    DueTooLate,
     #[error("information request {0} is not the open one")]
     NotTheOpenRequest(u32),
     #[error("{}", outstanding(.0))]
@@ -1194,6 +1200,12 @@ pub fn decide(
             }
             if due_at <= at {
                 return Err(E::DueNotAfterRequest);
+            }
+            if at
+                .checked_add_signed(Duration::days(MAX_DUE_DAYS))
+                .is_none_or(|latest| due_at > latest)
+            {
+                return Err(E::DueTooLate);
             }
             Ok(vec![ApplicationEvent::InformationRequested(
                 InformationMessage {
@@ -1992,6 +2004,18 @@ mod tests {
             assert_eq!(
                 run(&received(), &request(authority(), due)),
                 Err(ApplicationError::DueNotAfterRequest)
+            );
+        }
+    }
+
+    #[test]
+    fn a_due_date_lies_within_a_year_of_the_request() {
+        // The request is made at 2026-03-03T08:00:00Z.
+        run(&received(), &request(authority(), "2027-03-03T08:00:00Z")).expect("a year");
+        for due in ["2027-03-03T08:00:00.000001Z", "9999-12-31T23:59:59Z"] {
+            assert_eq!(
+                run(&received(), &request(authority(), due)),
+                Err(ApplicationError::DueTooLate)
             );
         }
     }
