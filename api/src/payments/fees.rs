@@ -126,7 +126,7 @@ fn may_act(caller: &Principal, bewirtschafter: &Bewirtschafter) -> Option<Role> 
     responses(
         (status = 200, description = "The schedule in force", body = FeeScheduleView),
         (status = 400, description = "Invalid input (lines that do not sum up, a bad amount or term); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another Bewirtschafter's schedule", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 403, description = "Another Bewirtschafter's schedule, or a cashier's first schedule of the service at the authority (an operator sets that)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn set(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -139,18 +139,20 @@ pub async fn set(
         "{\"mandant\", \"bewirtschafter\", \"gross_cents\", \"lines\", \"due_days\"}",
     )?;
     let stream = schedule_stream(&service, &authority);
-    // A cashier changes only its own Bewirtschafter's schedules, the one in force too.
+    // A cashier changes only its own Bewirtschafter's schedules, the one in force too. The
+    // first schedule of a service at an authority binds a Bewirtschafter to that authority,
+    // which no cashier's token does (a cashier is bound to Bewirtschafter, not to an
+    // authority): only an operator sets it, else any cashier could claim another
+    // authority's fee first and lock that authority's cashiers out.
     let (before, _) = current::<FeeScheduleState>(&state, &stream).await?;
-    let role = may_act(&caller, &req.bewirtschafter)
-        .filter(|_| {
-            before
-                .0
-                .as_ref()
-                .is_none_or(|b| may_act(&caller, &b.bewirtschafter).is_some())
-        })
-        .ok_or_else(|| {
+    let role = match before.0.as_ref() {
+        Some(b) => may_act(&caller, &req.bewirtschafter)
+            .filter(|_| may_act(&caller, &b.bewirtschafter).is_some()),
+        None => caller.has(Role::Operator).then_some(Role::Operator),
+    }
+    .ok_or_else(|| {
             Problem::forbidden(
-                "a cashier sets fee schedules only for the Bewirtschafter its token names",
+                "a cashier sets fee schedules only for the Bewirtschafter its token names, and only where an operator has set the first one",
             )
         })?;
     let command = SetFeeSchedule {

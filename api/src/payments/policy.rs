@@ -136,7 +136,10 @@ fn corrupt(e: impl std::fmt::Display) -> Problem {
 }
 
 /// The application's `ApplicationCreated`, if the stream has one.
-async fn drafted(state: &AppState, application: Uuid) -> Result<Option<Drafted>, Problem> {
+pub(super) async fn drafted(
+    state: &AppState,
+    application: Uuid,
+) -> Result<Option<Drafted>, Problem> {
     let stream = stream_of(APPLICATION, application);
     let first = state
         .store

@@ -334,6 +334,63 @@ pub struct ReceivableRequest {
     pub payer_name: PayerName,
 }
 
+/// A refused payer: a `422` that names why.
+fn no_payer(detail: &str) -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "payer-not-recorded",
+        "The payer is not a recorded fact",
+        detail,
+    )
+}
+
+/// Whether the payer (and the application) a cashier names are recorded facts. A
+/// receivable names its payer as theirs: the payer reaches it, and it holds the payer's
+/// erasure for years. So the payer of an application's fee is its applicant, and the
+/// application's service at its authority has a fee schedule of the request's
+/// Bewirtschafter (the recorded fact binding the Bewirtschafter to that authority); a fee
+/// without an application is payable by an existing Servicekonto account only. Each read
+/// by the other module's published form (stream category and event type).
+async fn payer_of_record(state: &AppState, req: &ReceivableRequest) -> Result<(), Problem> {
+    use amtsbuch_domain::payments::fees::{schedule_stream, FeeScheduleState};
+    use amtsbuch_infra::EventStore as _;
+    match req.application_id {
+        Some(application) => {
+            let app = super::policy::drafted(state, application)
+                .await?
+                .ok_or_else(|| no_payer("no such application"))?;
+            let stream = schedule_stream(&app.responsible.leika, &app.responsible.authority);
+            let (schedule, _) = crate::command::current::<FeeScheduleState>(state, &stream).await?;
+            if schedule
+                .0
+                .is_none_or(|s| s.bewirtschafter != req.bewirtschafter)
+            {
+                return Err(Problem::forbidden(
+                    "an application's fee is requested by the Bewirtschafter of the fee schedule of its service at its authority",
+                ));
+            }
+            if app.applicant != req.payer {
+                return Err(no_payer(
+                    "the payer of an application's fee is the application's applicant",
+                ));
+            }
+        }
+        None => {
+            let stream = amtsbuch_domain::newtype::stream_of("account", req.payer);
+            let first = state
+                .store
+                .read_stream(&stream, 1, amtsbuch_infra::Direction::Forwards, 1)
+                .await?;
+            if first.is_empty() {
+                return Err(no_payer(
+                    "the payer is a Servicekonto account of this service; there is none with this id",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Request a receivable. `Idempotency-Key` names the request: the same key again (from the
 /// same caller) answers the receivable it created and creates nothing; with another request
 /// under it `409 idempotency-key-reused`, and `404` when that receivable is of a
@@ -347,9 +404,10 @@ pub struct ReceivableRequest {
         (status = 201, description = "The receivable", body = ReceivableView),
         (status = 200, description = "The receivable this key created before", body = ReceivableView),
         (status = 400, description = "Invalid input (lines that do not sum up, a bad amount, no Idempotency-Key); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Another Bewirtschafter", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Another Bewirtschafter, or not the one of the fee schedule of the application's service at its authority", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "The key's receivable is of a Bewirtschafter the token does not name", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The Kassenzeichen is taken in the Mandant, or the key named another request (`idempotency-key-reused`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "The payer is no Servicekonto account, or not the applicant of the application named (`payer-not-recorded`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "Personal data cannot be sealed", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn request(
     State(state): State<AppState>,
@@ -380,6 +438,7 @@ pub async fn request(
             "a cashier requests receivables only for the Bewirtschafter its token names",
         ));
     }
+    payer_of_record(&state, &req).await?;
     let id = ReceivableId::for_idempotency_key(caller.subject(), key);
     let existed = match service::receivable(&state, id).await {
         Ok((existing, _)) => {
@@ -396,7 +455,9 @@ pub async fn request(
             }
             true
         }
-        Err(_) => false,
+        Err(p) if p.status == StatusCode::NOT_FOUND => false,
+        // A store that cannot be read is an outage (`503`), never a new request.
+        Err(p) => return Err(p),
     };
     let now = amtsbuch_domain::record::truncate_micros(Utc::now());
     let command = RequestReceivable {

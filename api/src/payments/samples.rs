@@ -67,7 +67,8 @@ const READERS: &[Role] = &[Citizen, Cashier, Auditor];
 
 /// Who may call each operation of the payments domain, and whose data it acts on.
 pub const ACCESS: &[AccessRow] = &[
-    AccessRow::roles("POST", "/receivables", &[Cashier], Target::Nobody),
+    // It names its payer: a cashier requests it for any.
+    AccessRow::roles("POST", "/receivables", &[Cashier], ANY_PAYER),
     AccessRow::roles("GET", "/receivables", READERS, Target::Nobody),
     AccessRow::roles("GET", "/receivables/{id}", READERS, OWN_FOR_CITIZENS),
     AccessRow::roles(
@@ -423,7 +424,8 @@ impl Samples for PaymentsSamples {
                     { "haushaltsstelle": "1100.100", "buchungstext": "GEBÜHR", "gross_cents": 2000, "net_cents": 2000, "tax_cents": 0 },
                     { "haushaltsstelle": "1100.200", "buchungstext": "GEBÜHR", "gross_cents": 500, "net_cents": 500, "tax_cents": 0 }
                 ],
-                "payer": "0193a1b2-0000-7000-8000-0000000fee01",
+                // A receivable names an existing account as its payer: the citizen's.
+                "payer": values.get("payer").cloned().unwrap_or_default(),
                 "payer_name": "Erika Musterfrau"
             }),
             ("POST", "/receivables/{id}/cancellation") => {

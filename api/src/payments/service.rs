@@ -131,12 +131,33 @@ pub async fn request(
     supplied: Option<Kassenzeichen>,
     meta: &Meta,
 ) -> Result<ReceivableState, Problem> {
+    use amtsbuch_infra::EventStore as _;
     let stream = command.receivable_id.stream_id();
     let (existing, _) = current::<ReceivableState>(state, &stream).await?;
     if let Some(r) = existing.receivable() {
-        // The same key again answers the receivable only for the same request (everything
-        // recorded of it; the payer's name is sealed and not compared).
-        let same = supplied.as_ref().is_none_or(|k| *k == r.kassenzeichen)
+        // The same key again answers the receivable only for the same request: everything
+        // recorded of it, as its `ReceivableRequested` records it — whether a Kassenzeichen
+        // was supplied, and which; the payer's name, opened (an erased one matches none).
+        let requested = match state
+            .store
+            .read_stream(&stream, 1, amtsbuch_infra::Direction::Forwards, 1)
+            .await?
+            .first()
+        {
+            Some(first) => match crate::command::open::<ReceivableEvent>(state, first)
+                .await?
+                .event
+            {
+                ReceivableEvent::Requested(requested) => requested,
+                _ => return Err(Problem::internal(&"a receivable that was never requested")),
+            },
+            None => return Err(Problem::internal(&"a receivable without events")),
+        };
+        let same = match &supplied {
+            Some(k) => !requested.kassenzeichen_assigned && *k == r.kassenzeichen,
+            None => requested.kassenzeichen_assigned,
+        } && requested.payer_name
+            == amtsbuch_domain::event::Personal::Available(command.payer_name.clone())
             && r.mandant == command.mandant
             && r.bewirtschafter == command.bewirtschafter
             && r.gross == command.gross_cents

@@ -127,6 +127,21 @@ impl Env {
         json
     }
 
+    /// A payer of record: a Servicekonto account opened by the operator; its id.
+    async fn payer(&self) -> String {
+        let (status, json) = self
+            .call(
+                "POST",
+                "/accounts",
+                Some(&common::token(Role::Operator)),
+                Some(json!({"kind": "personal", "master_data": {"type": "person", "given_names": "Erika", "family_name": "Mustermann"}})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+        json["account_id"].as_str().expect("account id").to_owned()
+    }
+
     /// A cashier of `bewirtschafter` requests a 25.00 EUR fee in two lines for `payer`.
     async fn request(&self, cashier: &str, bewirtschafter: &str, payer: &str) -> Value {
         let key = Uuid::now_v7().to_string();
@@ -203,7 +218,7 @@ fn id_of(receivable: &Value) -> String {
 /// provider says INITIAL leaves the receivable open; a callback with a bad signature is
 /// refused with 401.
 async fn a_fee_is_paid_over_http(env: &Env) {
-    let payer = Uuid::now_v7().to_string();
+    let payer = env.payer().await;
     let kasse = cashier("kasse-1", "b100");
     let r = env.request(&kasse, "b100", &payer).await;
     let id = id_of(&r);
@@ -309,7 +324,7 @@ async fn a_fee_is_paid_over_http(env: &Env) {
 /// exists and one that does not, nothing of its status or balance, and pulls a receivable's
 /// status at most once in a while however often it comes.
 async fn a_return_tells_nothing_and_pulls_seldom(env: &Env) {
-    let payer = Uuid::now_v7().to_string();
+    let payer = env.payer().await;
     let r = env
         .request(&cashier("kasse-1", "b100"), "b100", &payer)
         .await;
@@ -375,7 +390,7 @@ async fn a_return_tells_nothing_and_pulls_seldom(env: &Env) {
 /// still scoped to its Bewirtschafter: another request under it is refused, and a caller
 /// now scoped elsewhere does not see it.
 async fn a_reused_idempotency_key_reveals_and_returns_nothing(env: &Env) {
-    let payer = Uuid::now_v7().to_string();
+    let payer = env.payer().await;
     let key = Uuid::now_v7().to_string();
     let post = |token: String, body: Value| {
         let key = key.clone();
@@ -396,17 +411,45 @@ async fn a_reused_idempotency_key_reveals_and_returns_nothing(env: &Env) {
     assert_eq!(status, StatusCode::OK, "{same}");
     assert_eq!(same["receivable_id"], first["receivable_id"]);
     // Another request under the same key: other lines, another payer, another due date.
-    let other_payer = Uuid::now_v7().to_string();
+    let other_payer = env.payer().await;
     let mut later = fee("b100", &payer, 2000, 500);
     later["due_date"] = json!("2027-01-31");
+    // Another payer's name (sealed, but recorded all the same), or the assigned
+    // Kassenzeichen supplied where the request left it out.
+    let mut renamed = fee("b100", &payer, 2000, 500);
+    renamed["payer_name"] = json!("Max Mustermann");
+    let mut supplied = fee("b100", &payer, 2000, 500);
+    supplied["kassenzeichen"] = first["kassenzeichen"].clone();
     for body in [
         fee("b100", &payer, 1500, 1000),
         fee("b100", &other_payer, 2000, 500),
         later,
+        renamed,
+        supplied,
     ] {
-        let (status, p) = post(cashier("kasse-7", "b100"), body).await;
-        assert_eq!(status, StatusCode::CONFLICT, "{p}");
+        let (status, p) = post(cashier("kasse-7", "b100"), body.clone()).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}: {p}");
         assert_eq!(p["type"], "urn:amtsbuch:problem:idempotency-key-reused");
+    }
+    // A request that supplied its Kassenzeichen, again without it: another request.
+    let own_key = Uuid::now_v7().to_string();
+    let mut with_kz = fee("b100", &payer, 2000, 500);
+    with_kz["kassenzeichen"] = json!(format!("KZ{}", &Uuid::now_v7().simple().to_string()[14..]));
+    for (body, status) in [
+        (with_kz.clone(), StatusCode::CREATED),
+        (with_kz, StatusCode::OK),
+        (fee("b100", &payer, 2000, 500), StatusCode::CONFLICT),
+    ] {
+        let (got, p) = env
+            .call(
+                "POST",
+                "/receivables",
+                Some(&cashier("kasse-7", "b100")),
+                Some(body),
+                &[("idempotency-key", &own_key)],
+            )
+            .await;
+        assert_eq!(got, status, "{p}");
     }
     // The same cashier, now scoped to b200 only: b100's receivable is not there for it.
     let (status, p) = post(cashier("kasse-7", "b200"), fee("b200", &payer, 2000, 500)).await;
@@ -420,7 +463,7 @@ async fn a_reused_idempotency_key_reveals_and_returns_nothing(env: &Env) {
 /// A receivable has one attempt open at a time: a second checkout while the provider says
 /// the first is not final answers the first again and asks the provider for nothing new.
 async fn a_second_checkout_reuses_the_open_attempt(env: &Env) {
-    let payer = Uuid::now_v7().to_string();
+    let payer = env.payer().await;
     let r = env
         .request(&cashier("kasse-1", "b100"), "b100", &payer)
         .await;
@@ -466,7 +509,7 @@ async fn a_second_checkout_reuses_the_open_attempt(env: &Env) {
 
 /// Bad input over HTTP, each a 4xx problem that records nothing.
 async fn bad_input_is_refused_over_http(env: &Env) {
-    let payer = Uuid::now_v7().to_string();
+    let payer = env.payer().await;
     let kasse = cashier("kasse-1", "b100");
     let head = env.store.head().await.expect("head").position;
     let bad = |body: Value, key: &'static str| async move {
@@ -532,7 +575,7 @@ async fn bad_input_is_refused_over_http(env: &Env) {
 /// auditor all (and changes nothing); a token with two roles adds what each reaches and no
 /// more; refunds need a second cashier.
 async fn each_role_reaches_its_receivables_in_every_combination(env: &Env) {
-    let (erika, max) = (Uuid::now_v7().to_string(), Uuid::now_v7().to_string());
+    let (erika, max) = (env.payer().await, env.payer().await);
     let own_b100 = id_of(&env.request(&cashier("k1", "b100"), "b100", &erika).await);
     let max_b100 = id_of(&env.request(&cashier("k1", "b100"), "b100", &max).await);
     let max_b200 = id_of(&env.request(&cashier("k2", "b200"), "b200", &max).await);
@@ -651,7 +694,7 @@ async fn each_role_reaches_its_receivables_in_every_combination(env: &Env) {
 /// transfer; an HKR posting of 24.50 against 25.00 is on the worklist; the daily report
 /// sums the gross amounts per Haushaltsstelle; the same file again books nothing.
 async fn reconciliation_over_http(env: &Env) {
-    let payer = Uuid::now_v7().to_string();
+    let payer = env.payer().await;
     let kasse = cashier("k1", "b100");
     let operator = token("kasse-system", &[Role::Operator], None, &[]);
     let a = env.request(&kasse, "b100", &payer).await;
@@ -824,7 +867,7 @@ async fn reconciliation_over_http(env: &Env) {
 /// its last booking.
 async fn a_receivable_holds_its_payers_erasure(env: &Env) {
     use chrono::Datelike;
-    let payer = Uuid::now_v7();
+    let payer = Uuid::parse_str(&env.payer().await).expect("an account id");
     let kasse = cashier("k1", "b100");
     let operator = token("kasse-system", &[Role::Operator], None, &[]);
     let r = env.request(&kasse, "b100", &payer.to_string()).await;
@@ -947,7 +990,7 @@ async fn a_receivable_holds_its_payers_erasure(env: &Env) {
 /// with the name it was requested under and each receivable's history; another subject's
 /// export has no receivables.
 async fn the_payers_access_export_holds_its_receivables(env: &Env) {
-    let payer = Uuid::now_v7();
+    let payer = Uuid::parse_str(&env.payer().await).expect("an account id");
     let kasse = cashier("k1", "b100");
     let r = env.request(&kasse, "b100", &payer.to_string()).await;
     let id = id_of(&r);
@@ -1006,6 +1049,133 @@ async fn the_payers_access_export_holds_its_receivables(env: &Env) {
     assert!(other.get("receivables").is_none(), "{other}");
 }
 
+/// A cashier names a payer of record only: an existing account, or with an application its
+/// applicant, by the Bewirtschafter of the application's fee schedule. An unrelated
+/// subject, a foreign application or another Bewirtschafter is refused, records nothing
+/// and holds nobody's erasure.
+async fn a_receivable_names_a_payer_of_record(env: &Env) {
+    const LEIKA: &str = "99108001000000";
+    let operator = token("kasse-system", &[Role::Operator], None, &[]);
+    let schedule = json!({
+        "mandant": MANDANT, "bewirtschafter": "b100", "gross_cents": 2500, "due_days": 14,
+        "lines": [
+            { "haushaltsstelle": "1100.100", "buchungstext": "GEBÜHR", "gross_cents": 2000, "net_cents": 2000, "tax_cents": 0 },
+            { "haushaltsstelle": "1100.200", "buchungstext": "AUSLAGEN", "gross_cents": 500, "net_cents": 500, "tax_cents": 0 }
+        ]
+    });
+    env.expect(
+        StatusCode::OK,
+        "PUT",
+        &format!("/fee-schedules/{LEIKA}/lra-meissen"),
+        &operator,
+        Some(schedule),
+    )
+    .await;
+    let (applicant, stranger) = (env.payer().await, env.payer().await);
+    // An application of `applicant`, as the lifecycle records its creation.
+    let application = Uuid::now_v7();
+    env.store
+        .append(amtsbuch_domain::AppendRequest {
+            stream: amtsbuch_domain::StreamId::parse(&format!("application-{application}"))
+                .expect("stream"),
+            expected: amtsbuch_domain::ExpectedVersion::NoStream,
+            events: vec![amtsbuch_domain::NewEvent::new(
+                amtsbuch_domain::EventType::parse("ApplicationCreated").expect("type"),
+                json!({
+                    "application_id": application,
+                    "applicant": applicant,
+                    "pinned": {"form": Uuid::now_v7(), "version": 1, "schema_hash": "00".repeat(32)},
+                    "responsible": {"authority": "lra-meissen", "leika": LEIKA, "place": "146270000000",
+                                    "payment": "none", "service_name": "Wohngeld beantragen"},
+                    "created_at": "2026-03-01T10:00:00.000000Z"
+                }),
+            )],
+        })
+        .await
+        .expect("append");
+    let head = env.store.head().await.expect("head").position;
+    let (kasse, other_kasse) = (cashier("kasse-1", "b100"), cashier("kasse-9", "b900"));
+    let with = |bewirtschafter: &str, payer: &str, application: Option<Uuid>| {
+        let mut body = fee(bewirtschafter, payer, 2000, 500);
+        body["application_id"] = json!(application);
+        body
+    };
+    let unknown = Uuid::now_v7().to_string();
+    for (who, body, status) in [
+        // Anybody's UUID, no account of this server.
+        (
+            &kasse,
+            with("b100", &unknown, None),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        // An account, but not the application's applicant.
+        (
+            &kasse,
+            with("b100", &stranger, Some(application)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        // An application that does not exist.
+        (
+            &kasse,
+            with("b100", &applicant, Some(Uuid::now_v7())),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        // A Bewirtschafter the application's fee schedule does not name.
+        (
+            &other_kasse,
+            with("b900", &applicant, Some(application)),
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let key = Uuid::now_v7().to_string();
+        let (got, problem) = env
+            .call(
+                "POST",
+                "/receivables",
+                Some(who),
+                Some(body.clone()),
+                &[("idempotency-key", &key)],
+            )
+            .await;
+        assert_eq!(got, status, "{body}: {problem}");
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            assert_eq!(
+                problem["type"], "urn:amtsbuch:problem:payer-not-recorded",
+                "{problem}"
+            );
+        }
+    }
+    assert_eq!(
+        env.store.head().await.expect("head").position,
+        head,
+        "nothing recorded"
+    );
+    for subject in [&unknown, &stranger] {
+        let holds = amtsbuch_api::module::subject_holds(
+            &env.state,
+            amtsbuch_api::domains::MODULES,
+            SubjectId(Uuid::parse_str(subject).expect("uuid")),
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("holds");
+        assert!(holds.is_empty(), "{holds:?}");
+    }
+    // The applicant, by the schedule's Bewirtschafter: requested.
+    let key = Uuid::now_v7().to_string();
+    let (got, r) = env
+        .call(
+            "POST",
+            "/receivables",
+            Some(&kasse),
+            Some(with("b100", &applicant, Some(application))),
+            &[("idempotency-key", &key)],
+        )
+        .await;
+    assert_eq!(got, StatusCode::CREATED, "{r}");
+    assert_eq!(r["payer"], applicant.as_str());
+}
+
 async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     let env = Env::start(adapter).await;
     test(&env).await;
@@ -1023,4 +1193,5 @@ common::on_both_adapters!(
     reconciliation_over_http,
     a_receivable_holds_its_payers_erasure,
     the_payers_access_export_holds_its_receivables,
+    a_receivable_names_a_payer_of_record,
 );

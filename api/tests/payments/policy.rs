@@ -112,7 +112,7 @@ impl Env {
             .call(
                 "PUT",
                 &format!("/fee-schedules/{LEIKA}/{AUTHORITY}"),
-                &cashier(),
+                &operator(),
                 Some(schedule_body(2000, 500)),
             )
             .await;
@@ -254,6 +254,11 @@ fn cashier() -> String {
     token("kasse-1", &[Role::Cashier], &["b100"])
 }
 
+/// The cash office's system, which sets a service's first fee schedule at an authority.
+fn operator() -> String {
+    token("kasse-system", &[Role::Operator], &[])
+}
+
 /// Runs the manager until it has caught up with the log.
 async fn catch_up(state: &AppState) {
     while policy::step(state).await.expect("a step of the manager") > 0 {}
@@ -307,7 +312,7 @@ async fn fee_schedules(env: &Env) {
             "invalid-authority",
         ),
     ] {
-        let (status, json) = env.call("PUT", &path, &cashier(), Some(body)).await;
+        let (status, json) = env.call("PUT", &path, &operator(), Some(body)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {json}");
         assert_eq!(
             json["type"],
@@ -320,10 +325,23 @@ async fn fee_schedules(env: &Env) {
         .call("PUT", &uri, &other, Some(schedule_body(2000, 500)))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // No cashier sets the first schedule of a service at an authority, not even for its
+    // own Bewirtschafter: else any cashier could claim another authority's fee first.
+    let mut theirs = schedule_body(2000, 500);
+    theirs["bewirtschafter"] = json!("b900");
+    for (who, body) in [(&other, theirs), (&cashier(), schedule_body(2000, 500))] {
+        let (status, json) = env.call("PUT", &uri, who, Some(body)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    }
     assert_eq!(env.head().await, head, "bad input stored nothing");
     env.schedule().await;
     let after = env.head().await;
     env.schedule().await;
+    // Its Bewirtschafter's cashier keeps it from then on.
+    let (status, json) = env
+        .call("PUT", &uri, &cashier(), Some(schedule_body(2000, 500)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(
         env.head().await,
         after,
@@ -607,7 +625,7 @@ async fn after_decision_and_the_rest(env: &Env) {
         .call(
             "PUT",
             &format!("/fee-schedules/{other_leika}/{AUTHORITY}"),
-            &cashier(),
+            &operator(),
             Some(schedule_body(2000, 500)),
         )
         .await;
