@@ -51,6 +51,9 @@ pub fn contribution_problem(e: ContributionError) -> Problem {
         // Another participant's contribution does not exist for the caller: the same 404
         // as a missing one, so that a refusal tells nothing of a contribution not public.
         E::NotTheAuthor => return Problem::not_found("no such contribution"),
+        // A contribution never shown publicly is reported by nobody, and exists for nobody
+        // but its author: the same 404.
+        E::NotReportable(_) => return Problem::not_found("no such contribution"),
         E::Missing(..)
         | E::Unexpected(..)
         | E::NotAPoint
@@ -272,7 +275,8 @@ pub struct ReportRequest {
     reason: ReportReason,
 }
 
-/// Report a contribution; at the procedure's threshold it is hidden. Once per participant.
+/// Report a publicly shown contribution (a comment, a defect report); at the procedure's
+/// threshold it is hidden. Once per participant, never the participant's own.
 #[utoipa::path(post, path = "/contributions/{id}/reports", tag = "participation",
     security(("bearer" = ["citizen"])),
     params(("id" = String, Path, description = "The contribution id")),
@@ -280,8 +284,8 @@ pub struct ReportRequest {
     responses(
         (status = 201, description = "Reported; `hidden` says whether it is hidden now", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such contribution", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Already reported by this participant, or withdrawn", body = ProblemDoc, content_type = "application/problem+json")))]
+        (status = 404, description = "No such contribution, or one never shown publicly (a statement)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Already reported by this participant, the participant's own, or withdrawn", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn report(
     State(state): State<AppState>,
     Caller(caller): Caller,

@@ -1,6 +1,7 @@
 //! What the service's own tests need of the participation domain
 //! (`crate::module::TestSupport`): who may call each of its operations, and sample data
-//! that makes each of them succeed — an active dialog with one comment of the citizen's.
+//! that makes each of them succeed — an active dialog with one comment of the citizen's
+//! and one of another participant's.
 
 use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
@@ -29,8 +30,9 @@ use crate::AppState;
 
 /// Who may call each participation operation: the public routes everybody, without a
 /// token; an authority its own procedures (the samples' is the test authority's); a
-/// citizen contributes, reports anybody's contribution, and gets receipts for its own; a
-/// moderator of the test authority hides and unhides any contribution of its procedures.
+/// citizen contributes, reports anybody else's public contribution, and gets receipts for
+/// its own; a moderator of the test authority hides and unhides any contribution of its
+/// procedures.
 pub const ACCESS: &[AccessRow] = &[
     public("GET", "/participations"),
     public("GET", "/participations/calendar"),
@@ -198,6 +200,7 @@ impl Samples for ParticipationSamples {
             ("registration", "0193a1b2-0000-7000-8000-0000000000f4"),
             ("plan", "0193a1b2-0000-7000-8000-0000000000f5"),
             ("statement", "0193a1b2-0000-7000-8000-0000000000f6"),
+            ("reported", "0193a1b2-0000-7000-8000-0000000000f7"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -279,31 +282,42 @@ impl Samples for ParticipationSamples {
                 .map(ParticipantId)
                 .expect("the sample participant is a UUID");
             let procedure = opened.procedure().expect("drafted").clone();
-            let cid = ContributionId(Uuid::now_v7());
-            let submit = ContributionCommand::Submit(Submit {
-                contribution_id: cid,
-                procedure: &procedure,
-                kind: ContributionKind::Comment,
-                author,
-                content: Content {
-                    pseudonym: Some(Pseudonym::parse("Anwohnerin").expect("pseudonym")),
-                    text: Some(ContributionText::parse("Mehr Bäume an der Elbe").expect("text")),
-                    ..Content::default()
-                },
-                attachments: vec![],
-                choices: Default::default(),
-                at: now().max(start),
-            });
-            execute::<ContributionState>(
-                state,
-                &cid.stream_id(),
-                &submit,
-                |e| refused("contribution-refused", e),
-                &Meta::system("test"),
-            )
-            .await
-            .expect("the sample comment");
-            values.insert("contribution".into(), cid.to_string());
+            // The participant's comment, and one of another participant (derived from the
+            // participant's account) for the participant to report: nobody reports its own.
+            let mut other = *author.0.as_bytes();
+            other[0] ^= 0x5a;
+            for (name, author) in [
+                ("contribution", author),
+                ("reported", ParticipantId(Uuid::from_bytes(other))),
+            ] {
+                let cid = ContributionId(Uuid::now_v7());
+                let submit = ContributionCommand::Submit(Submit {
+                    contribution_id: cid,
+                    procedure: &procedure,
+                    kind: ContributionKind::Comment,
+                    author,
+                    content: Content {
+                        pseudonym: Some(Pseudonym::parse("Anwohnerin").expect("pseudonym")),
+                        text: Some(
+                            ContributionText::parse("Mehr Bäume an der Elbe").expect("text"),
+                        ),
+                        ..Content::default()
+                    },
+                    attachments: vec![],
+                    choices: Default::default(),
+                    at: now().max(start),
+                });
+                execute::<ContributionState>(
+                    state,
+                    &cid.stream_id(),
+                    &submit,
+                    |e| refused("contribution-refused", e),
+                    &Meta::system("test"),
+                )
+                .await
+                .expect("the sample comment");
+                values.insert(name.into(), cid.to_string());
+            }
             // One gathering for everybody, and a registration of this participant.
             let gid = values
                 .get("gathering")
@@ -368,6 +382,7 @@ impl Samples for ParticipationSamples {
                 | "/participations/{id}/decision",
                 "{id}",
             ) => values.get("plan").cloned(),
+            ("/contributions/{id}/reports", "{id}") => values.get("reported").cloned(),
             _ => {
                 let first = path.split('/').nth(1).unwrap_or_default();
                 self.param(values, first, param)

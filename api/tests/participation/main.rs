@@ -1027,6 +1027,43 @@ async fn organisers_and_participants(env: Env) {
         .await;
     assert_eq!(unsupported["supports"], 0);
     let reports = format!("/contributions/{comment}/reports");
+    // Only what is shown publicly is reported, and never by its author: a statement (never
+    // public) is none to a reporter, the same 404 as a contribution that does not exist;
+    // one's own comment is refused. Nothing is recorded.
+    let head = env.store.head().await.expect("head").position;
+    let of_statement = env
+        .send(
+            StatusCode::NOT_FOUND,
+            "POST",
+            "/contributions/{id}/reports",
+            &format!("/contributions/{cid}/reports"),
+            &citizen(Uuid::now_v7()),
+            Some(json!({ "reason": "spam" })),
+        )
+        .await;
+    let of_nothing = env
+        .send(
+            StatusCode::NOT_FOUND,
+            "POST",
+            "/contributions/{id}/reports",
+            &format!("/contributions/{}/reports", Uuid::now_v7()),
+            &citizen(Uuid::now_v7()),
+            Some(json!({ "reason": "spam" })),
+        )
+        .await;
+    assert_eq!(of_statement, of_nothing);
+    let own = env
+        .send(
+            StatusCode::CONFLICT,
+            "POST",
+            "/contributions/{id}/reports",
+            &reports,
+            &citizen(author),
+            Some(json!({ "reason": "spam" })),
+        )
+        .await;
+    assert_eq!(own["type"], "urn:amtsbuch:problem:contribution-refused");
+    assert_eq!(env.store.head().await.expect("head").position, head);
     let reporters: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
     for (n, reporter) in reporters.iter().enumerate() {
         let answer = env

@@ -456,6 +456,10 @@ pub enum ContributionError {
     Withdrawn,
     #[error("this participant has already reported the contribution")]
     AlreadyReported,
+    #[error("a {0} is not shown publicly and is not reported")]
+    NotReportable(&'static str),
+    #[error("a participant does not report its own contribution; it may withdraw it")]
+    OwnContribution,
     #[error("the contribution is already hidden")]
     AlreadyHidden,
     #[error("the contribution is not hidden")]
@@ -584,6 +588,15 @@ pub fn decide(
             threshold,
             at,
         } => {
+            // Only what the public is shown is reported: a statement is never public, and
+            // reports on it would tell a stranger it exists and let three accounts take it
+            // out of the public count.
+            if !c.kind.text_is_public() {
+                return Err(E::NotReportable(c.kind.as_str()));
+            }
+            if *reporter == c.author {
+                return Err(E::OwnContribution);
+            }
             if c.withdrawn_at.is_some() {
                 return Err(E::Withdrawn);
             }
@@ -1156,6 +1169,26 @@ mod tests {
 
     /// B3 (the rule): three reports hide a comment, a repeat report is refused, a
     /// moderator unhides it, and only fresh reports count towards hiding it again.
+    #[test]
+    fn only_public_contributions_of_others_are_reported() {
+        let t = at(START);
+        check(
+            &[statement()],
+            report(1, t),
+            Err(ContributionError::NotReportable("statement")),
+        );
+        check(
+            &[comment()],
+            ContributionCommand::Report {
+                reporter: author(),
+                reason: ReportReason::Spam,
+                threshold: 3,
+                at: t,
+            },
+            Err(ContributionError::OwnContribution),
+        );
+    }
+
     #[test]
     fn reports_hide_at_the_threshold_once_per_user() {
         let t = at(START) + days(1);
