@@ -388,10 +388,18 @@ impl Principal {
                 return Err(PrincipalError::MissingBinding { role, binding });
             }
         }
+        // An account id that is a UUID in another of its spellings (upper case, without
+        // hyphens, braced, a URN) names the same recorded account: it is kept in the one
+        // spelling the record writes (lower case, hyphenated), so that every comparison
+        // with a recorded id — an applicant, a payer, a participant — holds.
+        let account = bindings.account.map(|a| match uuid::Uuid::parse_str(&a) {
+            Ok(id) => id.hyphenated().to_string(),
+            Err(_) => a,
+        });
         Ok(Self {
             subject,
             roles,
-            account: bindings.account,
+            account,
             authority: bindings.authority,
             regions: bindings.regions,
             services: bindings.services,
@@ -586,6 +594,33 @@ mod tests {
             data: json!({}),
             sealed: None,
         }
+    }
+
+    #[test]
+    fn an_account_that_is_a_uuid_is_kept_as_the_record_spells_it() {
+        let citizen = |account: &str| {
+            Principal::new(
+                "citizen-1",
+                [Role::Citizen],
+                Bindings {
+                    account: Some(account.into()),
+                    ..Bindings::default()
+                },
+            )
+            .expect("citizen")
+        };
+        let recorded = "0193a1b2-0000-7000-8000-00000000ac01";
+        for spelling in [
+            recorded,
+            "0193A1B2-0000-7000-8000-00000000AC01",
+            "0193a1b200007000800000000000ac01",
+            "{0193a1b2-0000-7000-8000-00000000ac01}",
+            "urn:uuid:0193a1b2-0000-7000-8000-00000000ac01",
+        ] {
+            assert_eq!(citizen(spelling).account(), Some(recorded), "{spelling}");
+        }
+        // An account id that is no UUID is kept as it is.
+        assert_eq!(citizen("Konto-7").account(), Some("Konto-7"));
     }
 
     fn official(of: &str, regions: &[&str]) -> Principal {

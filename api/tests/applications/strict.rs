@@ -1,14 +1,17 @@
 //! What an application's routes read strictly, in the record's own spelling: a due date of
 //! an information request in another spelling, or beyond the year a request may be due in,
 //! is a `400` that stores nothing and leaves the application readable to everyone who could
-//! read it before.
+//! read it before; a citizen's account id in another spelling of its UUID names the same
+//! account, whose applications it reaches in every spelling.
 
 use axum::http::StatusCode;
 use serde_json::json;
 
-use super::{citizen, common, official, setup, uri, Env};
+use amtsbuch_domain::access::Role;
 
-common::on_both_adapters!(using crate::on; a_due_date_is_read_strictly);
+use super::{citizen, common, official, setup, uri, Env, ARS, LEIKA};
+
+common::on_both_adapters!(using crate::on; a_due_date_is_read_strictly, an_account_in_another_spelling_is_the_same);
 
 /// A received application, waiting for an information request.
 async fn received(env: &Env) -> String {
@@ -94,5 +97,51 @@ async fn a_due_date_is_read_strictly(env: &Env) {
             .await;
         assert_eq!(app["status"], "received");
         assert_eq!(app["information_requests"], json!([]));
+    }
+}
+
+/// A citizen whose token spells its account in upper case.
+fn citizen_spelt(account: &str) -> String {
+    let mut request = common::request_for(Role::Citizen, "lra-meissen", &[LEIKA]);
+    request.account = Some(account.into());
+    common::signed(&request)
+}
+
+async fn an_account_in_another_spelling_is_the_same(env: &Env) {
+    setup(env).await;
+    let upper = citizen_spelt(&common::CITIZEN_ACCOUNT.to_uppercase());
+    let created = env
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/applications",
+            "/applications",
+            Some(&upper),
+            Some(json!({ "leika": LEIKA, "ars": ARS })),
+        )
+        .await;
+    let id = created["application_id"].as_str().expect("id").to_owned();
+    // The draft is reached with the token that made it, and with the account spelt as the
+    // record spells it, or without hyphens.
+    let simple = citizen_spelt(&common::CITIZEN_ACCOUNT.replace('-', ""));
+    for token in [upper.clone(), citizen(), simple] {
+        env.expect(
+            StatusCode::OK,
+            "PUT",
+            "/applications/{id}/data",
+            &uri(&id, "/data"),
+            Some(&token),
+            Some(json!({ "data": { "familienname": "Müller", "geburtsdatum": "1990-02-03" } })),
+        )
+        .await;
+        env.expect(
+            StatusCode::OK,
+            "GET",
+            "/applications/{id}",
+            &uri(&id, ""),
+            Some(&token),
+            None,
+        )
+        .await;
     }
 }
