@@ -8,10 +8,14 @@
 //!
 //! - `CRDT` is money in ([`LineKind::Credit`]);
 //! - `DBIT` with return information (`RtrInf`) or the bank transaction code `UPDD`
-//!   (unpaid direct debit) is a returned debit; `DBIT` with `RvslInd` true is a
+//!   (unpaid direct debit) is a returned debit; `DBIT` with `RvslInd` true (xs:boolean:
+//!   `true` or `1`; `false`, `0` or none is false, anything else refused) is a
 //!   chargeback; `DBIT` with the sub-family `CHRG` is a charge (a fee); any other debit is
 //!   no business of a receivable and is skipped;
 //! - pending and informational entries (`PDNG`, `INFO`) are skipped;
+//! - the booking day is `BookgDt/Dt`, or the day of `BookgDt/DtTm` (an ISO 8601
+//!   date-time) in Europe/Berlin, where the cash books count days: converted when it names
+//!   a zone (`Z`, `±hh:mm`), taken as it is when it does not (the bank's local time);
 //! - the entry reference is the transaction's `Refs/AcctSvcrRef`, else the entry's
 //!   `AcctSvcrRef` (with the transaction's index when an entry has several), else the
 //!   message id with the entry's and transaction's index: the same file always gives the
@@ -80,9 +84,12 @@ struct Entry {
     line: usize,
     amount: Option<(String, usize)>,
     cdt_dbt: Option<String>,
-    reversal: bool,
+    /// `RvslInd` as written, with its line.
+    reversal: Option<(String, usize)>,
     status: Option<String>,
     booking_date: Option<(String, usize)>,
+    /// `BookgDt/DtTm` as written, with its line (when there is no `BookgDt/Dt`).
+    booking_time: Option<(String, usize)>,
     acct_svcr_ref: Option<String>,
     sub_family: Option<String>,
     txs: Vec<Tx>,
@@ -226,14 +233,12 @@ impl<'a> Parser<'a> {
                 match rel.as_slice() {
                     ["Amt"] => entry.amount = Some((text, line)),
                     ["CdtDbtInd"] => entry.cdt_dbt = value,
-                    ["RvslInd"] => entry.reversal = text == "true",
+                    ["RvslInd"] => entry.reversal = Some((text, line)),
                     // Older versions write the code in `Sts`, newer ones in `Sts/Cd`.
                     ["Sts"] if !text.is_empty() => entry.status = value,
                     ["Sts", "Cd"] => entry.status = value,
                     ["BookgDt", "Dt"] => entry.booking_date = Some((text, line)),
-                    ["BookgDt", "DtTm"] => {
-                        entry.booking_date = Some((text.chars().take(10).collect(), line))
-                    }
+                    ["BookgDt", "DtTm"] => entry.booking_time = Some((text, line)),
                     ["AcctSvcrRef"] => entry.acct_svcr_ref = value,
                     ["BkTxCd", "Domn", "Fmly", "SubFmlyCd"] => entry.sub_family = value,
                     ["NtryDtls", "TxDtls", rest @ ..] => {
@@ -307,20 +312,43 @@ impl<'a> Parser<'a> {
             self.skipped += 1;
             return Ok(());
         }
-        let Some((date_text, date_line)) = &entry.booking_date else {
-            return Err(self.entry_error(
-                &entry,
-                entry.line,
-                "BookgDt",
-                "a booked entry needs its booking date",
-            ));
+        let booking_date = match (&entry.booking_date, &entry.booking_time) {
+            (Some((date_text, date_line)), _) => NaiveDate::parse_from_str(date_text, "%Y-%m-%d")
+                .ok()
+                .filter(|d| d.format("%Y-%m-%d").to_string() == *date_text)
+                .ok_or_else(|| {
+                    self.entry_error(&entry, *date_line, "BookgDt", "a date YYYY-MM-DD expected")
+                })?,
+            (None, Some((time_text, time_line))) => booking_day(time_text).ok_or_else(|| {
+                self.entry_error(
+                    &entry,
+                    *time_line,
+                    "BookgDt/DtTm",
+                    "a date-time YYYY-MM-DDThh:mm:ss[.f][Z|±hh:mm] expected",
+                )
+            })?,
+            (None, None) => {
+                return Err(self.entry_error(
+                    &entry,
+                    entry.line,
+                    "BookgDt",
+                    "a booked entry needs its booking date",
+                ))
+            }
         };
-        let booking_date = NaiveDate::parse_from_str(date_text, "%Y-%m-%d")
-            .ok()
-            .filter(|d| d.format("%Y-%m-%d").to_string() == *date_text)
-            .ok_or_else(|| {
-                self.entry_error(&entry, *date_line, "BookgDt", "a date YYYY-MM-DD expected")
-            })?;
+        // xs:boolean: `true`, `false`, `1` or `0`; left out is false.
+        let reversal = match entry.reversal.as_ref().map(|(t, l)| (t.as_str(), *l)) {
+            None | Some(("false" | "0", _)) => false,
+            Some(("true" | "1", _)) => true,
+            Some((_, line)) => {
+                return Err(self.entry_error(
+                    &entry,
+                    line,
+                    "RvslInd",
+                    "an xs:boolean expected: true, false, 1 or 0",
+                ))
+            }
+        };
         // One line per transaction; an entry without details is one transaction.
         let mut txs = entry.txs;
         let several = txs.len() > 1;
@@ -379,7 +407,7 @@ impl<'a> Parser<'a> {
                 LineKind::Credit
             } else if tx.returned || entry.sub_family.as_deref() == Some("UPDD") {
                 LineKind::Reversal(ReversalKind::ReturnedDebit)
-            } else if entry.reversal {
+            } else if reversal {
                 LineKind::Reversal(ReversalKind::Chargeback)
             } else if entry.sub_family.as_deref() == Some("CHRG") {
                 LineKind::Fee
@@ -536,6 +564,58 @@ pub fn parse(bytes: &[u8], mut progress: impl FnMut(usize, usize)) -> Result<Cam
         lines: p.lines,
         skipped: p.skipped,
     })
+}
+
+/// The booking day of an ISO 8601 date-time `BookgDt/DtTm` (xs:dateTime: `YYYY-MM-DDThh:mm:ss`,
+/// optional fractional seconds, and an optional `Z` or `±hh:mm`), or `None` for any other
+/// text. Cash books count days in Germany: a date-time with a zone is converted to the
+/// day in Europe/Berlin ([`berlin_offset_hours`]); one without a zone is the bank's local
+/// time already, and its date is the day.
+fn booking_day(text: &str) -> Option<NaiveDate> {
+    use chrono::{DateTime, NaiveDateTime};
+    let b = text.as_bytes();
+    // Four digits of a year, a `T`, seconds: `parse_from_str` alone would take a sign or
+    // more digits in the year.
+    if b.len() < 19 || !b[..4].iter().all(u8::is_ascii_digit) || b[10] != b'T' {
+        return None;
+    }
+    const LOCAL: &str = "%Y-%m-%dT%H:%M:%S%.f";
+    let utc = if let Some(rest) = text.strip_suffix('Z') {
+        NaiveDateTime::parse_from_str(rest, LOCAL).ok()?
+    } else if b.len() >= 25 && matches!(b[b.len() - 6], b'+' | b'-') {
+        DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%:z")
+            .ok()?
+            .naive_utc()
+    } else {
+        return NaiveDateTime::parse_from_str(text, LOCAL)
+            .ok()
+            .map(|t| t.date());
+    };
+    let local = utc.checked_add_signed(chrono::Duration::hours(berlin_offset_hours(utc)))?;
+    Some(local.date())
+}
+
+/// Europe/Berlin's offset from UTC at the UTC instant `utc`, in hours: 2 in summer time
+/// (from 01:00 UTC on the last Sunday of March to 01:00 UTC on the last Sunday of
+/// October, the EU rule since 1996), 1 otherwise.
+fn berlin_offset_hours(utc: chrono::NaiveDateTime) -> i64 {
+    use chrono::Datelike;
+    let last_sunday = |month: u32| {
+        let next = if month == 12 {
+            NaiveDate::from_ymd_opt(utc.year() + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(utc.year(), month + 1, 1)
+        };
+        next.and_then(|d| d.pred_opt()).map(|last| {
+            let back = last.weekday().num_days_from_sunday();
+            last - chrono::Duration::days(i64::from(back))
+        })
+    };
+    let at_one = |d: Option<NaiveDate>| d.and_then(|d| d.and_hms_opt(1, 0, 0));
+    match (at_one(last_sunday(3)), at_one(last_sunday(10))) {
+        (Some(start), Some(end)) if start <= utc && utc < end => 2,
+        _ => 1,
+    }
 }
 
 #[cfg(test)]
@@ -721,6 +801,94 @@ mod tests {
         assert!(parse(no_id.as_bytes(), |_, _| {}).is_err());
         assert!(parse(b"", |_, _| {}).is_err());
         assert!(parse(&[0xff, 0xfe, 0x00], |_, _| {}).is_err());
+    }
+
+    #[test]
+    fn a_booking_date_time_is_the_day_in_berlin() {
+        for (text, day) in [
+            // Without a zone: the bank's local time.
+            ("2026-03-03T23:30:00", "2026-03-03"),
+            ("2026-03-03T10:00:00.123", "2026-03-03"),
+            ("2026-03-03T10:00:00+01:00", "2026-03-03"),
+            // 04:30 UTC, 05:30 in Berlin: the next day.
+            ("2026-03-03T23:30:00-05:00", "2026-03-04"),
+            // 23:30 UTC in winter is 00:30 in Berlin; in summer 01:30.
+            ("2026-01-15T23:30:00Z", "2026-01-16"),
+            ("2026-07-15T22:30:00Z", "2026-07-16"),
+            ("2026-07-15T21:59:59.999Z", "2026-07-15"),
+            // Summer time begins at 01:00 UTC on 29 March 2026 and ends at 01:00 UTC on
+            // 25 October 2026.
+            ("2026-03-28T22:59:59Z", "2026-03-28"),
+            ("2026-03-28T23:00:00Z", "2026-03-29"),
+            ("2026-10-24T21:59:59Z", "2026-10-24"),
+            ("2026-10-24T22:00:00Z", "2026-10-25"),
+            ("2026-12-31T23:00:00Z", "2027-01-01"),
+        ] {
+            assert_eq!(
+                booking_day(text).map(|d| d.to_string()).as_deref(),
+                Some(day),
+                "{text}"
+            );
+        }
+        for bad in [
+            "2026-03-03",
+            "2026-03-03garbage",
+            "2026-03-03T10:00:00garbage",
+            "2026-03-03 10:00:00",
+            "+2026-03-03T10:00:00Z",
+            "12026-03-03T10:00:00Z",
+            "2026-02-30T10:00:00Z",
+            "2026-03-03T10:00Z",
+            "2026-03-03T10:00:00+0100",
+            "2026-03-03T25:00:00Z",
+        ] {
+            assert_eq!(booking_day(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_reversal_indicator_is_an_xs_boolean() {
+        let entry = |indicator: &str| {
+            statement(&format!(
+                r#"      <Ntry>
+        <Amt Ccy="EUR">12.00</Amt><CdtDbtInd>DBIT</CdtDbtInd><RvslInd>{indicator}</RvslInd>
+        <Sts>BOOK</Sts><BookgDt><DtTm>2026-03-03T23:30:00-05:00</DtTm></BookgDt>
+        <AcctSvcrRef>R-2</AcctSvcrRef>
+        <NtryDtls><TxDtls><RmtInf><Ustrd>202600000021</Ustrd></RmtInf></TxDtls></NtryDtls>
+      </Ntry>
+"#
+            ))
+        };
+        for yes in ["true", "1", " 1 "] {
+            let camt = parse(entry(yes).as_bytes(), |_, _| {}).expect(yes);
+            assert_eq!(camt.lines.len(), 1, "{yes}");
+            assert_eq!(
+                camt.lines[0].kind,
+                LineKind::Reversal(ReversalKind::Chargeback),
+                "{yes}"
+            );
+            assert_eq!(camt.lines[0].booking_date.to_string(), "2026-03-04");
+        }
+        for no in ["false", "0"] {
+            let camt = parse(entry(no).as_bytes(), |_, _| {}).expect(no);
+            assert!(camt.lines.is_empty(), "{no}: a debit of another kind");
+            assert_eq!(camt.skipped, 1);
+        }
+        for bad in ["yes", "TRUE", "2", ""] {
+            let e = parse(entry(bad).as_bytes(), |_, _| {}).expect_err(bad);
+            assert_eq!(
+                (e.line, e.element.as_str()),
+                (8, "Document/BkToCstmrStmt/Stmt/Ntry[1]/RvslInd"),
+                "{bad}: {e}"
+            );
+        }
+        let garbage = entry("true").replace("2026-03-03T23:30:00-05:00", "2026-03-03garbage");
+        let e = parse(garbage.as_bytes(), |_, _| {}).expect_err("garbage");
+        assert_eq!(
+            (e.line, e.element.as_str()),
+            (9, "Document/BkToCstmrStmt/Stmt/Ntry[1]/BookgDt/DtTm"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,11 +8,12 @@
 //!   `buchungs_id;buchungsdatum;kassenzeichen;haushaltsstelle;betrag;art;hkr_referenz`;
 //! - `buchungs_id`: the HKR's unique id of the posting (1–140 characters); importing a
 //!   posting id twice books it once;
-//! - `buchungsdatum`: the booking day, `YYYY-MM-DD`;
+//! - `buchungsdatum`: the booking day, `YYYY-MM-DD`, a year from 0001 to 9999 (there is no
+//!   year 0000 in the calendar a cash book counts in);
 //! - `kassenzeichen`: the receivable's Kassenzeichen;
 //! - `haushaltsstelle`: where the HKR booked it;
 //! - `betrag`: euros with a decimal comma and exactly two decimals (`24,50`), no sign, no
-//!   thousands separator;
+//!   thousands separator, no leading zeros (`0,50`, but not `00,50` or `024,50`);
 //! - `art`: `IST` (money received: an Ist-Buchung) or `RUECK` (a return: a Rückbuchung of
 //!   a direct debit);
 //! - `hkr_referenz`: the HKR's voucher reference (1–140 characters).
@@ -67,9 +68,12 @@ fn err(line: usize, field: &'static str, message: impl Into<String>) -> HkrError
     }
 }
 
-/// Reads an amount with a decimal comma and two decimals.
+/// Reads an amount with a decimal comma and two decimals, without leading zeros.
 fn amount(s: &str) -> Option<Cents> {
     let (euros, cents) = s.split_once(',')?;
+    if euros.len() > 1 && euros.starts_with('0') {
+        return None;
+    }
     Cents::parse_decimal(&format!("{euros}.{cents}"))
 }
 
@@ -113,7 +117,14 @@ pub fn parse(text: &str, mut progress: impl FnMut(usize)) -> Result<Vec<Posting>
         let booking_date = NaiveDate::parse_from_str(fields[1], "%Y-%m-%d")
             .ok()
             .filter(|d| d.format("%Y-%m-%d").to_string() == fields[1])
-            .ok_or_else(|| err(number, "buchungsdatum", "a date YYYY-MM-DD expected"))?;
+            .filter(|d| chrono::Datelike::year(d) >= 1)
+            .ok_or_else(|| {
+                err(
+                    number,
+                    "buchungsdatum",
+                    "a date YYYY-MM-DD expected, a year from 0001",
+                )
+            })?;
         let kassenzeichen = Kassenzeichen::parse(fields[2])
             .map_err(|e| err(number, "kassenzeichen", e.to_string()))?;
         let haushaltsstelle = Haushaltsstelle::parse(fields[3])
@@ -168,15 +179,17 @@ mod tests {
         let text = file(&[
             "H-1;2026-03-03;K2026000001;1100.100;24,50;IST;BEL-77",
             "H-2;2026-03-04;K2026000002;1100.200;1234,00;RUECK;BEL-78",
+            "H-3;0001-01-01;K2026000003;1100.200;0,50;IST;BEL-79",
         ]);
         let mut reported = vec![];
         let postings = parse(&text, |n| reported.push(n)).expect("parsed");
-        assert_eq!(postings.len(), 2);
+        assert_eq!(postings.len(), 3);
+        assert_eq!(postings[2].amount, Cents::new(50).expect("cents"));
         assert_eq!(postings[0].amount, Cents::new(2450).expect("cents"));
         assert_eq!(postings[0].line, 2);
         assert_eq!(postings[1].kind, PostingKind::Rueck);
         assert_eq!(postings[1].amount, Cents::new(123_400).expect("cents"));
-        assert_eq!(reported, vec![2]);
+        assert_eq!(reported, vec![3]);
         // CR LF works the same.
         let crlf = text.replace('\n', "\r\n");
         assert_eq!(parse(&crlf, |_| {}).expect("parsed"), postings);
@@ -188,6 +201,9 @@ mod tests {
         let cases: &[(&str, usize, &str)] = &[
             ("H-2;2026-02-30;K1;1100.100;24,50;IST;B", 3, "buchungsdatum"),
             ("H-2;2026-3-3;K1;1100.100;24,50;IST;B", 3, "buchungsdatum"),
+            ("H-2;0000-03-03;K1;1100.100;24,50;IST;B", 3, "buchungsdatum"),
+            ("H-2;2026-03-03;K1;1100.100;024,50;IST;B", 3, "betrag"),
+            ("H-2;2026-03-03;K1;1100.100;00,50;IST;B", 3, "betrag"),
             (
                 "H-2;2026-03-03;K-1;1100.100;24,50;IST;B",
                 3,
