@@ -123,6 +123,9 @@ fn account_refused(e: account::AccountError) -> Problem {
     match e {
         // Not a rule of the account: there is none.
         account::AccountError::NotOpened => Problem::not_found("no such account"),
+        // Bad input, as a misspelt date is: nothing to do with the account's state.
+        e @ account::AccountError::BirthDate => Problem::bad_request("invalid-body", e.to_string())
+            .with("pointer", "/master_data/birth_date"),
         e => refused("account-refused", e),
     }
 }

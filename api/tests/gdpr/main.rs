@@ -1611,7 +1611,42 @@ async fn bad_input_gets_a_problem_and_changes_nothing(env: &Env) {
     let raw = |v: &str| Some(Value::String(v.to_owned()));
     let (op, dp, fv, me) = (operator(), dpo(), wohngeld(), citizen(&subject));
 
-    let cases: Vec<BadCase> = vec![
+    // A birth date only as the record writes it, from 1900 to today.
+    let born = |date: &str| {
+        let mut data = erika();
+        data["birth_date"] = json!(date);
+        data
+    };
+    let tomorrow_date = (Utc::now() + chrono::Duration::days(1))
+        .date_naive()
+        .to_string();
+    let mut birth_cases: Vec<BadCase> = Vec::new();
+    for date in [
+        "1990-5-7",
+        " 1990-05-07",
+        "+12345-01-01",
+        "-0044-03-15",
+        "1899-12-31",
+        tomorrow_date.as_str(),
+    ] {
+        birth_cases.push((
+            "POST",
+            "/accounts",
+            "/accounts".into(),
+            &op,
+            Some(json!({ "kind": "personal", "master_data": born(date) })),
+            "invalid-body",
+        ));
+        birth_cases.push((
+            "PUT",
+            "/accounts/{id}/master-data",
+            a("/master-data"),
+            &op,
+            Some(json!({ "master_data": born(date) })),
+            "invalid-body",
+        ));
+    }
+    let cases: Vec<BadCase> = birth_cases.into_iter().chain(vec![
         (
             "POST",
             "/accounts",
@@ -2141,7 +2176,7 @@ async fn bad_input_gets_a_problem_and_changes_nothing(env: &Env) {
             ),
             "invalid-subject",
         ),
-    ];
+    ]).collect();
     let head = env.head().await;
     for (method, path, uri, token, body, kind) in cases {
         let what = format!(

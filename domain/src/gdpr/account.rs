@@ -181,12 +181,49 @@ pub struct PostalAddress {
 pub struct PersonData {
     pub given_names: Text,
     pub family_name: Text,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `YYYY-MM-DD`, read only in the spelling the record writes; from
+    /// [`EARLIEST_BIRTH_YEAR`] to the day of the command (checked by the decider).
+    #[serde(
+        default,
+        deserialize_with = "canonical_date",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub birth_date: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<PostalAddress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailAddress>,
+}
+
+/// The earliest year a birth date may lie in: nobody older holds an account.
+pub const EARLIEST_BIRTH_YEAR: i32 = 1900;
+
+/// A date only in the spelling the record writes it (`1990-05-07`, never `1990-5-7` or
+/// with spaces): whatever else a lenient parser reads is refused, so what was sent is what
+/// is stored. Every recorded date reads back, being written in that spelling.
+fn canonical_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    let Some(raw) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    raw.parse::<NaiveDate>()
+        .ok()
+        .filter(|date| date.to_string() == raw)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("birth_date: a date written YYYY-MM-DD expected"))
+}
+
+impl MasterData {
+    /// Whether the birth date, if any, lies from [`EARLIEST_BIRTH_YEAR`] to the day of
+    /// `at` (UTC): a later one is no birth, an earlier one a typo.
+    fn birth_date_plausible(&self, at: DateTime<Utc>) -> bool {
+        match self {
+            Self::Person(PersonData {
+                birth_date: Some(born),
+                ..
+            }) => chrono::Datelike::year(born) >= EARLIEST_BIRTH_YEAR && *born <= at.date_naive(),
+            _ => true,
+        }
+    }
 }
 
 /// Master data of an organisation or authority. Sealed like a person's: the name of a sole
@@ -682,6 +719,8 @@ pub enum AccountError {
     DeletionNotRequested,
     #[error("the account is not a temporary identification that has expired")]
     NotExpired,
+    #[error("a birth date lies from {EARLIEST_BIRTH_YEAR}-01-01 to today")]
+    BirthDate,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -730,6 +769,9 @@ pub fn decide(
             if !c.master_data.fits(account.kind) {
                 return Err(AccountError::MasterDataDoesNotFitKind(account.kind));
             }
+            if !c.master_data.birth_date_plausible(c.changed_at) {
+                return Err(AccountError::BirthDate);
+            }
             if account.master_data.available() == Some(&c.master_data) {
                 return Ok(vec![]);
             }
@@ -774,6 +816,9 @@ pub fn decide(
 fn open(c: &OpenAccount) -> Result<Vec<AccountEvent>, AccountError> {
     if !c.master_data.fits(c.kind) {
         return Err(AccountError::MasterDataDoesNotFitKind(c.kind));
+    }
+    if !c.master_data.birth_date_plausible(c.opened_at) {
+        return Err(AccountError::BirthDate);
     }
     if let Some(expires_at) = c.expires_at {
         if c.kind != AccountKind::Personal {
@@ -1013,6 +1058,75 @@ mod tests {
             }),
             Ok(vec![person()]),
         );
+    }
+
+    #[test]
+    fn a_birth_date_lies_from_1900_to_the_day_of_the_command() {
+        let born = |date: NaiveDate| {
+            let mut data = anna();
+            if let MasterData::Person(p) = &mut data {
+                p.birth_date = Some(date);
+            }
+            data
+        };
+        let open = |date: NaiveDate| {
+            AccountCommand::Open(OpenAccount {
+                account_id: id(),
+                kind: AccountKind::Personal,
+                master_data: born(date),
+                opened_at: at(OPENED_AT),
+                expires_at: None,
+            })
+        };
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("day");
+        for ok in [day(1900, 1, 1), day(2026, 2, 1)] {
+            assert!(decide(&open(ok), &AccountState::NotOpened).is_ok(), "{ok}");
+        }
+        for bad in [
+            day(1899, 12, 31),
+            day(2026, 2, 2),
+            day(12345, 1, 1),
+            day(-44, 3, 15),
+        ] {
+            check(&[], open(bad), Err(AccountError::BirthDate));
+            check(
+                &[person()],
+                AccountCommand::ChangeMasterData(ChangeMasterData {
+                    master_data: born(bad),
+                    changed_at: at("2026-02-01T10:00:00Z"),
+                }),
+                Err(AccountError::BirthDate),
+            );
+        }
+    }
+
+    #[test]
+    fn a_birth_date_is_read_only_as_the_record_writes_it() {
+        let person = |date: &str| {
+            serde_json::from_value::<MasterData>(serde_json::json!({
+                "type": "person", "given_names": "Anna", "family_name": "Müller",
+                "birth_date": date
+            }))
+        };
+        assert!(person("1990-05-07").is_ok());
+        for bad in [
+            "1990-5-7",
+            " 1990-05-07",
+            "1990-05-07 ",
+            "+12345-01-01x",
+            "07.05.1990",
+        ] {
+            assert!(person(bad).is_err(), "{bad}");
+        }
+        // Whatever a date serialises to reads back, years beyond four digits too, so that
+        // no recorded master data becomes unreadable.
+        for date in ["+12345-01-01", "-0044-03-15", "0000-01-01"] {
+            let read = person(date).expect(date);
+            assert_eq!(
+                serde_json::to_value(&read).expect("json")["birth_date"],
+                date
+            );
+        }
     }
 
     #[test]
