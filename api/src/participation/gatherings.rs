@@ -227,7 +227,7 @@ pub struct RegisterRequest {
         (status = 201, description = "Registered; `place` is confirmed or waiting", body = Object),
         (status = 400, description = "A malformed body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such gathering in this procedure", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "Already registered, started, a full slot, or an event whose waiting list (500) is full", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Already registered, started, a full slot, an event whose waiting list (500) is full, or a procedure that is not announced (a draft, evaluated, decided, archived or cancelled)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured: the registrant's data cannot be sealed", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn register(
     State(state): State<AppState>,
@@ -242,6 +242,19 @@ pub async fn register(
     let (found, _) = closed_fold(&state, gid).await?;
     if found.gathering().is_none_or(|g| g.procedure_id != pid) {
         return Err(Problem::not_found("no such gathering in this procedure"));
+    }
+    // A gathering takes registrations only while its procedure is announced (or active):
+    // not while a draft nobody has been told of, nor once it is evaluated, decided,
+    // archived or cancelled.
+    let (procedure, _) = super::folded::procedure(&state, pid).await?;
+    let status = procedure.procedure().map(|p| p.status);
+    if status != Some(amtsbuch_domain::participation::procedure::Status::Announced) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "registration-refused",
+            "The gathering takes no registrations",
+            "a gathering takes registrations only while its procedure is announced",
+        ));
     }
     let registration_id = RegistrationId(Uuid::now_v7());
     let command = GatheringCommand::Register {

@@ -1279,6 +1279,101 @@ async fn never_more_confirmed_than_places(env: Env) {
     env.close().await;
 }
 
+/// A gathering takes registrations, and is on the calendar, only while its procedure is
+/// announced: not as a draft's, nor once the procedure is cancelled.
+async fn registrations_follow_the_procedures_status(env: Env) {
+    let organiser = common::token(Role::Authority);
+    let pid = env
+        .send(StatusCode::CREATED, "POST", "/participations", "/participations", &organiser, Some(json!({
+            "format": "event_management", "title": "Infoabend Ortsumgehung", "region": "14627010"
+        })))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let starts = Utc::now() + chrono::Duration::days(7);
+    let gathering = env
+        .send(StatusCode::CREATED, "POST", "/participations/{id}/gatherings", &format!("/participations/{pid}/gatherings"), &organiser, Some(json!({
+            "kind": "event", "title": "Infoabend",
+            "starts_at": ts(starts), "ends_at": ts(starts + chrono::Duration::hours(2)), "capacity": 20
+        })))
+        .await["gathering_id"]
+        .as_str()
+        .expect("gathering id")
+        .to_owned();
+    let registrations = format!("/participations/{pid}/registrations");
+    let register = |who: Uuid, status: StatusCode| {
+        let registrations = registrations.clone();
+        let gathering = gathering.clone();
+        let env = &env;
+        async move {
+            env.send(
+                status,
+                "POST",
+                "/participations/{id}/registrations",
+                &registrations,
+                &citizen(who),
+                Some(json!({ "gathering_id": gathering, "name": "Erika Mustermann" })),
+            )
+            .await
+        }
+    };
+    let calendar = format!(
+        "/participations/calendar?from={}&to={}",
+        ts(starts),
+        ts(starts + chrono::Duration::days(1))
+    );
+    let listed = |shown: &Value| {
+        shown["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|i| i["id"] == gathering.as_str())
+    };
+    // A draft's gathering: nobody has been told of it.
+    let head = env.store.head().await.expect("head").position;
+    let refused = register(Uuid::now_v7(), StatusCode::CONFLICT).await;
+    assert_eq!(refused["type"], "urn:amtsbuch:problem:registration-refused");
+    assert_eq!(env.store.head().await.expect("head").position, head);
+    env.caught_up().await;
+    assert!(!listed(
+        &env.ok("/participations/calendar", &calendar).await
+    ));
+    // Announced: registrations are taken, and the calendar lists it.
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{pid}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
+    let registered = register(Uuid::now_v7(), StatusCode::CREATED).await;
+    assert_eq!(registered["place"], "confirmed");
+    env.caught_up().await;
+    assert!(listed(&env.ok("/participations/calendar", &calendar).await));
+    // Cancelled: refused again, and gone from the calendar.
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/cancellation",
+        &format!("/participations/{pid}/cancellation"),
+        &organiser,
+        Some(json!({ "reason": "Das Vorhaben entfällt" })),
+    )
+    .await;
+    let head = env.store.head().await.expect("head").position;
+    let refused = register(Uuid::now_v7(), StatusCode::CONFLICT).await;
+    assert_eq!(refused["type"], "urn:amtsbuch:problem:registration-refused");
+    assert_eq!(env.store.head().await.expect("head").position, head);
+    env.caught_up().await;
+    assert!(!listed(
+        &env.ok("/participations/calendar", &calendar).await
+    ));
+    env.close().await;
+}
+
 /// A dialog of `authority` (drafted, announced and open) with one comment; the ids of
 /// both.
 async fn dialog_with_comment(env: &Env, organiser: &str, title: &str) -> (String, String) {
@@ -1975,6 +2070,16 @@ async fn deciding_places_opens_nobodys_data(env: Env) {
         .as_str()
         .expect("id")
         .to_owned();
+    // Announced: a gathering takes registrations only then.
+    env.send(
+        StatusCode::OK,
+        "POST",
+        "/participations/{id}/announcement",
+        &format!("/participations/{pid}/announcement"),
+        &organiser,
+        None,
+    )
+    .await;
     let starts = Utc::now() + chrono::Duration::days(7);
     let gathering = env
         .send(StatusCode::CREATED, "POST", "/participations/{id}/gatherings", &format!("/participations/{pid}/gatherings"), &organiser, Some(json!({
@@ -2113,6 +2218,7 @@ common::on_both_adapters!(
     contributions_are_public_as_their_kind_allows_and_erasure_removes_them,
     organisers_and_participants,
     never_more_confirmed_than_places,
+    registrations_follow_the_procedures_status,
     moderators_act_only_within_what_they_moderate,
     survey_results_are_recomputable_from_the_log,
     a_node_decides_on_what_another_node_changed,

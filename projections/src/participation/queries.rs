@@ -448,8 +448,10 @@ pub async fn moderation_log(db: &ReadDb, procedure_id: &str) -> Result<Json, DbE
     Ok(json!({ "procedure_id": procedure_id, "counts": counts, "entries": entries }))
 }
 
-/// Everything on the public calendar between `from` and `to`: rounds and gatherings of
-/// procedures that are not drafts, by start.
+/// Everything on the public calendar between `from` and `to`, by start: rounds of
+/// procedures that are not drafts, and gatherings of announced (and active) procedures
+/// only — the ones that take registrations; a gathering of a draft, a cancelled, an
+/// evaluated, decided or archived procedure is not to be attended.
 pub async fn calendar(
     db: &ReadDb,
     from: DateTime<Utc>,
@@ -471,7 +473,7 @@ pub async fn calendar(
              g.capacity, g.confirmed, g.waiting \
              FROM participation_gatherings g JOIN participation_procedures p \
              ON p.procedure_id = g.procedure_id \
-             WHERE p.status <> 'draft' AND g.starts_at <= $2 AND g.ends_at >= $1",
+             WHERE p.status = 'announced' AND g.starts_at <= $2 AND g.ends_at >= $1",
             &params,
         )
         .await?;
