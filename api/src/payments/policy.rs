@@ -21,6 +21,13 @@
 //! `data` it needs), never through the other module's code, and writes only the payments
 //! module's own streams.
 //!
+//! **The schedule in force at the event.** The fee is the schedule as it stood when the
+//! event that requests it was recorded (its `FeeScheduleSet` events up to the event's
+//! position in the log, which is commit-ordered), due the schedule's days after that
+//! event's instant: a manager running behind charges what a prompt one would. Only a
+//! submission under `before_submission` whose draft had no schedule takes the one set since
+//! (due from then on).
+//!
 //! **Exactly one receivable per application.** The receivable's id is derived from the
 //! application's ([`ReceivableId::for_application`]), its Kassenzeichen is assigned from
 //! the receivable's id (`Kassenzeichen::assign`), and both the claim of the Kassenzeichen
@@ -58,7 +65,7 @@ use uuid::Uuid;
 
 use amtsbuch_domain::event::{Personal, SubjectId};
 use amtsbuch_domain::newtype::{id_of_stream, stream_of};
-use amtsbuch_domain::payments::fees::{schedule_stream, FeeScheduleState};
+use amtsbuch_domain::payments::fees::{self, schedule_stream, FeeScheduleSet, FeeScheduleState};
 use amtsbuch_domain::payments::receivable::{ReceivableState, RequestReceivable};
 use amtsbuch_domain::payments::{Kassenzeichen, PayerName, ReceivableId, Reference};
 use amtsbuch_domain::stream::{AuthorityId, ServiceKey};
@@ -140,6 +147,15 @@ pub(super) async fn drafted(
     state: &AppState,
     application: Uuid,
 ) -> Result<Option<Drafted>, Problem> {
+    Ok(drafted_at(state, application).await?.map(|(app, _)| app))
+}
+
+/// The application's `ApplicationCreated`, if the stream has one, with its position in the
+/// log.
+async fn drafted_at(
+    state: &AppState,
+    application: Uuid,
+) -> Result<Option<(Drafted, u64)>, Problem> {
     let stream = stream_of(APPLICATION, application);
     let first = state
         .store
@@ -153,7 +169,7 @@ pub(super) async fn drafted(
         return Ok(None);
     }
     serde_json::from_value(record.data)
-        .map(Some)
+        .map(|app| Some((app, first.position)))
         .map_err(corrupt)
 }
 
@@ -233,12 +249,55 @@ async fn payer_name(state: &AppState, applicant: Uuid) -> Result<PayerName, Prob
     }
 }
 
-/// Makes sure the fee's receivable of `app` exists, requested at `at`: the receivable, or
-/// `None` when no fee schedule is set for the service at the authority. Safe to repeat
-/// and to run on several nodes at once.
+/// The fee schedule of `app`'s service at its authority as it stood at `position` of the
+/// log (each `FeeScheduleSet` up to it: positions are commit-ordered, so this is what was
+/// in force when the event at `position` was recorded, however late it is read), or as it
+/// stands now (`None`).
+async fn schedule_at(
+    state: &AppState,
+    app: &Drafted,
+    position: Option<u64>,
+) -> Result<FeeScheduleState, Problem> {
+    let stream = schedule_stream(&app.responsible.leika, &app.responsible.authority);
+    let Some(position) = position else {
+        return Ok(current::<FeeScheduleState>(state, &stream).await?.0);
+    };
+    let mut folded = FeeScheduleState::default();
+    let mut from = 1;
+    loop {
+        let page = state
+            .store
+            .read_stream(
+                &stream,
+                from,
+                Direction::Forwards,
+                amtsbuch_infra::store::MAX_PAGE,
+            )
+            .await?;
+        for e in &page {
+            if e.position > position {
+                return Ok(folded);
+            }
+            let record = e.record().map_err(corrupt)?;
+            let set: FeeScheduleSet =
+                amtsbuch_domain::event::decode(&record, None).map_err(corrupt)?;
+            folded = fees::evolve(folded, &set);
+        }
+        if page.len() < amtsbuch_infra::store::MAX_PAGE {
+            return Ok(folded);
+        }
+        from += page.len() as u64;
+    }
+}
+
+/// Makes sure the fee's receivable of `app` exists: the receivable, or `None` when no fee
+/// schedule was in force for the service at the authority at `as_of` (a position of the
+/// log: the event the fee follows; `None`: now). The fee is due the schedule's days after
+/// `at`, the instant of that event. Safe to repeat and to run on several nodes at once.
 pub async fn ensure(
     state: &AppState,
     app: &Drafted,
+    as_of: Option<u64>,
     at: DateTime<Utc>,
 ) -> Result<Option<ReceivableState>, Problem> {
     let id = ReceivableId::for_application(app.application_id);
@@ -246,9 +305,7 @@ pub async fn ensure(
     if existing.receivable().is_some() {
         return Ok(Some(existing));
     }
-    let stream = schedule_stream(&app.responsible.leika, &app.responsible.authority);
-    let (schedule, _) = current::<FeeScheduleState>(state, &stream).await?;
-    let Some(fee) = schedule.0 else {
+    let Some(fee) = schedule_at(state, app, as_of).await?.0 else {
         return Ok(None);
     };
     crate::command::sealer(state)?;
@@ -322,7 +379,9 @@ pub async fn handle(state: &AppState, event: &RecordedEvent) -> Result<(), Probl
             let app: Drafted = serde_json::from_value(record.data).map_err(corrupt)?;
             if app.responsible.payment == Policy::BeforeSubmission
                 && !past_the_draft(state, application).await?
-                && ensure(state, &app, app.created_at).await?.is_none()
+                && ensure(state, &app, Some(event.position), app.created_at)
+                    .await?
+                    .is_none()
             {
                 tracing::warn!(application = %application, service = %app.responsible.leika, authority = %app.responsible.authority,
                     "no fee schedule for the service at the authority; the fee is requested once one is set and the applicant submits");
@@ -334,7 +393,9 @@ pub async fn handle(state: &AppState, event: &RecordedEvent) -> Result<(), Probl
                 return Ok(());
             };
             if app.responsible.payment == Policy::AfterDecision
-                && ensure(state, &app, decided.decided_at).await?.is_none()
+                && ensure(state, &app, Some(event.position), decided.decided_at)
+                    .await?
+                    .is_none()
             {
                 tracing::warn!(application = %application, service = %app.responsible.leika, authority = %app.responsible.authority,
                     "no fee schedule for the service at the authority; no fee was requested with the decision");
@@ -489,13 +550,19 @@ fn obligations<'a>(
         let Some(application) = id_of_stream(APPLICATION, stream) else {
             return Ok(vec![]);
         };
-        let Some(app) = drafted(state, application).await? else {
+        let Some((app, drafted_at)) = drafted_at(state, application).await? else {
             return Ok(vec![]);
         };
         if app.responsible.payment != Policy::BeforeSubmission {
             return Ok(vec![]);
         }
-        let obligation = match ensure(state, &app, app.created_at).await? {
+        // The fee of the schedule in force when the application was drafted, as the manager
+        // requests it; without one then, the schedule set since (ADR 0007), due from now.
+        let fee = match ensure(state, &app, Some(drafted_at), app.created_at).await? {
+            Some(fee) => Some(fee),
+            None => ensure(state, &app, None, Utc::now()).await?,
+        };
+        let obligation = match fee {
             Some(current) => {
                 let r = current
                     .receivable()

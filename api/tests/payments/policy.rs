@@ -278,6 +278,122 @@ fn provider(sim: &Simulator) -> Provider {
     .expect("provider")
 }
 
+/// What a fee is and when it counts as settled, however late the manager runs and whatever
+/// the cash office did with the fee meanwhile.
+mod fee_rules {
+    use super::*;
+
+    /// A schedule of `gross` cents in two lines, due in 14 days.
+    fn fee_of(gross: i64) -> Value {
+        let mut body = schedule_body(gross - 500, 500);
+        body["gross_cents"] = json!(gross);
+        body
+    }
+
+    async fn set_fee(env: &Env, leika: &str, gross: i64) {
+        let (status, json) = env
+            .call(
+                "PUT",
+                &format!("/fee-schedules/{leika}/{AUTHORITY}"),
+                &operator(),
+                Some(fee_of(gross)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+    }
+
+    /// The application's last event as the log holds it.
+    async fn last_event(env: &Env, app: Uuid) -> amtsbuch_infra::RecordedEvent {
+        let stream = StreamId::parse(&format!("application-{app}")).expect("stream");
+        env.store
+            .read_stream(&stream, 1, Direction::Forwards, 1000)
+            .await
+            .expect("read")
+            .pop()
+            .expect("an event")
+    }
+
+    /// The fee is the schedule in force when the event that requests it was recorded, not
+    /// when the manager (or a submission) gets to it, and it is due from that event on.
+    pub(super) async fn the_schedule_at_the_event(env: &Env) {
+        // 25.00 EUR when the decision is recorded; 50.00 EUR before the manager reaches it.
+        set_fee(env, LEIKA, 2500).await;
+        let app = env.drafted(Uuid::now_v7(), "after_decision", LEIKA).await;
+        env.decided(app).await;
+        set_fee(env, LEIKA, 5000).await;
+        catch_up(&env.state).await;
+        let state = env.receivable(app).await;
+        let r = state.receivable().expect("requested with the decision");
+        assert_eq!(r.gross.get(), 2500, "the schedule in force at the decision");
+        assert_eq!(
+            r.due_date.to_string(),
+            "2026-04-15",
+            "due from the decision"
+        );
+
+        // No schedule when the decision is recorded; one set before the manager reaches it:
+        // the decision requests nothing.
+        let unscheduled = "99108001777000";
+        let late = env
+            .drafted(Uuid::now_v7(), "after_decision", unscheduled)
+            .await;
+        catch_up(&env.state).await;
+        env.decided(late).await;
+        let decision = last_event(env, late).await;
+        set_fee(env, unscheduled, 2500).await;
+        policy::handle(&env.state, &decision)
+            .await
+            .expect("the manager handles the decision");
+        assert!(
+            env.receivable(late).await.receivable().is_none(),
+            "a decision without a schedule in force requests nothing"
+        );
+
+        // Before the submission: the schedule in force when the draft was recorded, also
+        // when the submission asks before the manager has come to the draft.
+        set_fee(env, LEIKA, 2500).await;
+        let draft = env
+            .drafted(Uuid::now_v7(), "before_submission", LEIKA)
+            .await;
+        set_fee(env, LEIKA, 5000).await;
+        let due = env.obligations(draft).await;
+        assert!(due[0].reference.starts_with("receivable-"), "{due:?}");
+        // Whoever requests it — the question or the manager — requests the same fee.
+        catch_up(&env.state).await;
+        let state = env.receivable(draft).await;
+        let r = state
+            .receivable()
+            .expect("requested by the submission's question");
+        assert_eq!(r.gross.get(), 2500, "the schedule in force at the draft");
+        assert_eq!(r.due_date.to_string(), "2026-03-15", "due from the draft");
+
+        // No schedule when drafted: the submission requests the fee of the schedule set
+        // since (ADR 0007), due from the request on, not already overdue.
+        let other = "99108001666000";
+        let waiting = env
+            .drafted(Uuid::now_v7(), "before_submission", other)
+            .await;
+        catch_up(&env.state).await;
+        set_fee(env, other, 5000).await;
+        let today = Utc::now().date_naive();
+        let due = env.obligations(waiting).await;
+        assert!(due[0].reference.starts_with("receivable-"), "{due:?}");
+        catch_up(&env.state).await;
+        let state = env.receivable(waiting).await;
+        let r = state
+            .receivable()
+            .expect("requested by the submission's question");
+        assert_eq!(r.gross.get(), 5000);
+        assert!(
+            r.due_date >= today + chrono::Days::new(14),
+            "due 14 days from the request, not from the draft: {}",
+            r.due_date
+        );
+    }
+
+    common::on_both_adapters!(using on; the_schedule_at_the_event);
+}
+
 /// Fee schedules over HTTP: bad input is refused and stores nothing; a cashier sets only
 /// its own Bewirtschafter's; the same schedule again records nothing.
 async fn fee_schedules(env: &Env) {
