@@ -50,7 +50,8 @@
 //! **Submission waits for payment.** The module answers the registry's obligations
 //! ([`OBLIGATIONS`]) for an application stream: under `before_submission` the fee's
 //! receivable, settled once it is paid in full (`Receivable::is_paid`: `paid`, `settled` or
-//! `overpaid`, from verified statuses only). It establishes the receivable while answering
+//! `overpaid`, from verified statuses only) or cancelled by the cash office (waived; a
+//! refunded fee is owed again and takes another payment). It establishes the receivable while answering
 //! if the manager has not yet (the same idempotent request), so a submission is never
 //! refused for the manager's lag alone. Without a fee schedule for the service at the
 //! authority no fee can be requested, and the obligation names the missing schedule.
@@ -567,13 +568,23 @@ fn obligations<'a>(
                 let r = current
                     .receivable()
                     .ok_or_else(|| corrupt("a requested receivable without state"))?;
-                let settled = r.is_paid();
+                // Paid in full, or waived: the cash office cancels a fee only while nothing
+                // was paid on it, and a cancelled receivable takes no payment, so it holds
+                // nothing against the submission any more. A refunded fee is owed again
+                // (the money went back to the applicant) and takes another payment.
+                let settled = r.is_paid() || r.cancelled;
                 Obligation {
                     module: "",
                     reference: r.id.stream_id().to_string(),
                     settled,
-                    detail: if settled {
+                    detail: if r.is_paid() {
                         format!("the fee of {} cents is paid", r.gross.get())
+                    } else if r.cancelled {
+                        format!(
+                            "the fee of {} cents (Kassenzeichen {}) was cancelled by the cash office: it is waived",
+                            r.gross.get(),
+                            r.kassenzeichen
+                        )
                     } else {
                         format!(
                             "the fee of {} cents (Kassenzeichen {}) is {}, {} cents owed; pay it through POST /receivables/{}/checkout",

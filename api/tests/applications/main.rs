@@ -223,6 +223,84 @@ fn schema() -> Value {
     })
 }
 
+/// A fee due before the submission that the cash office cancelled (waived) no longer holds
+/// the submission: a cancelled fee takes no payment and the application's fee cannot be
+/// requested again, so otherwise the application could never be submitted.
+mod waived_fee {
+    use super::*;
+
+    async fn a_cancelled_fee_is_waived(env: &Env) {
+        let form = env.published_form(schema()).await;
+        env.directory(json!([
+            { "leika": LEIKA, "region": "14627", "authority": "lra-meissen", "form": form,
+              "payment": "before_submission", "service_name": "Wohngeld beantragen" }
+        ]))
+        .await;
+        env.expect(
+            StatusCode::OK,
+            "PUT",
+            "/fee-schedules/{leika}/{authority}",
+            &format!("/fee-schedules/{LEIKA}/lra-meissen"),
+            Some(&operator()),
+            Some(json!({
+                "mandant": "14612000", "bewirtschafter": "b100", "gross_cents": 2500, "due_days": 14,
+                "lines": [{ "haushaltsstelle": "1100.100", "buchungstext": "GEBÜHR",
+                            "gross_cents": 2500, "net_cents": 2500, "tax_cents": 0 }]
+            })),
+        )
+        .await;
+        let id = env.draft().await;
+        let c = citizen();
+        env.expect(
+            StatusCode::OK,
+            "PUT",
+            "/applications/{id}/data",
+            &uri(&id, "/data"),
+            Some(&c),
+            Some(json!({ "data": { "familienname": "Müller", "geburtsdatum": "1990-02-03" } })),
+        )
+        .await;
+        let submission = uri(&id, "/submission");
+        let submit = || {
+            env.call(
+                "POST",
+                "/applications/{id}/submission",
+                &submission,
+                Some(&c),
+                None,
+            )
+        };
+        let refused = submit().await;
+        assert_eq!(refused.status, StatusCode::CONFLICT);
+        let problem = refused.json();
+        let fee = problem["obligations"][0]["reference"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("receivable-"))
+            .unwrap_or_else(|| panic!("the fee's receivable: {problem}"))
+            .to_owned();
+        let cancelled = env
+            .expect(
+                StatusCode::OK,
+                "POST",
+                "/receivables/{id}/cancellation",
+                &format!("/receivables/{fee}/cancellation"),
+                Some(&common::token(Role::Cashier)),
+                Some(json!({ "reason": "Gebühr erlassen" })),
+            )
+            .await;
+        assert_eq!(cancelled["status"], "cancelled");
+        let submitted = submit().await;
+        assert_eq!(
+            submitted.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&submitted.bytes)
+        );
+    }
+
+    common::on_both_adapters!(using on; a_cancelled_fee_is_waived);
+}
+
 async fn setup(env: &Env) -> String {
     let form = env.published_form(schema()).await;
     env.directory(json!([

@@ -282,6 +282,8 @@ fn provider(sim: &Simulator) -> Provider {
 /// the cash office did with the fee meanwhile.
 mod fee_rules {
     use super::*;
+    use amtsbuch_domain::payments::receivable::RequestRefund;
+    use amtsbuch_domain::payments::{Actor, Cents, Reference, RefundId};
 
     /// A schedule of `gross` cents in two lines, due in 14 days.
     fn fee_of(gross: i64) -> Value {
@@ -315,7 +317,7 @@ mod fee_rules {
 
     /// The fee is the schedule in force when the event that requests it was recorded, not
     /// when the manager (or a submission) gets to it, and it is due from that event on.
-    pub(super) async fn the_schedule_at_the_event(env: &Env) {
+    async fn the_schedule_at_the_event(env: &Env) {
         // 25.00 EUR when the decision is recorded; 50.00 EUR before the manager reaches it.
         set_fee(env, LEIKA, 2500).await;
         let app = env.drafted(Uuid::now_v7(), "after_decision", LEIKA).await;
@@ -391,7 +393,115 @@ mod fee_rules {
         );
     }
 
-    common::on_both_adapters!(using on; the_schedule_at_the_event);
+    /// The fee's obligation against `app`, as the submission asks for it: not settled,
+    /// naming the fee's receivable.
+    async fn outstanding(env: &Env, app: Uuid) -> ReceivableId {
+        let fee = ReceivableId::for_application(app);
+        let due = env.obligations(app).await;
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert!(!due[0].settled, "{due:?}");
+        assert_eq!(due[0].reference, fee.stream_id().to_string(), "{due:?}");
+        fee
+    }
+
+    async fn settled(env: &Env, app: Uuid) -> bool {
+        let due = env.obligations(app).await;
+        assert_eq!(due.len(), 1, "{due:?}");
+        due[0].settled
+    }
+
+    /// Pays what is owed on `fee` at the provider, verified by a pull.
+    async fn pay(env: &Env, sim: &Simulator, fee: ReceivableId) {
+        let provider = provider(sim);
+        let meta = Meta::system("test");
+        let checkout = service::checkout(
+            &env.state,
+            &provider,
+            fee,
+            "https://portal.example/return".into(),
+            "http://127.0.0.1:9",
+            Utc::now(),
+            &meta,
+        )
+        .await
+        .expect("checkout");
+        sim.decide(&checkout.transaction_id, "paid", 0).await;
+        service::pull(&env.state, &provider, fee, None, &meta)
+            .await
+            .expect("pull");
+    }
+
+    /// A cancelled fee is waived: it holds nothing against the submission any more (the
+    /// applicant could never pay it: a cancelled receivable takes no payment, and the fee's
+    /// receivable cannot be requested again). A fee refunded before the submission is owed
+    /// again — the money went back to the applicant — and takes another payment, after
+    /// which it is settled; while a refund of it is pending it is not settled either.
+    async fn a_cancelled_or_refunded_fee(env: &Env) {
+        set_fee(env, LEIKA, 2500).await;
+        let applicant = Uuid::now_v7();
+
+        // Cancelled by the cash office while nothing was paid: waived.
+        let waived = env.drafted(applicant, "before_submission", LEIKA).await;
+        catch_up(&env.state).await;
+        let fee = outstanding(env, waived).await;
+        let (status, json) = env
+            .call(
+                "POST",
+                &format!("/receivables/{fee}/cancellation"),
+                &cashier(),
+                Some(json!({"reason": "Gebühr erlassen"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["status"], "cancelled");
+        assert!(settled(env, waived).await, "a cancelled fee is waived");
+
+        // Paid, then refunded in full before the submission: owed again, and payable.
+        let sim = Simulator::start();
+        let refunded = env.drafted(applicant, "before_submission", LEIKA).await;
+        catch_up(&env.state).await;
+        let fee = outstanding(env, refunded).await;
+        pay(env, &sim, fee).await;
+        assert!(settled(env, refunded).await, "paid");
+        let meta = Meta::system("test");
+        let refund = RefundId(Uuid::now_v7());
+        service::request_refund(
+            &env.state,
+            fee,
+            RequestRefund {
+                refund_id: refund,
+                amount: Cents::new(2500).expect("cents"),
+                requested_by: Actor::parse("cashier:kasse-1").expect("actor"),
+                reason: Reference::parse("Zahlung zurück").expect("reason"),
+                requested_at: Utc::now(),
+            },
+            &meta,
+        )
+        .await
+        .expect("refund requested");
+        // Pending: the money is on its way back, so it does not cover the fee.
+        outstanding(env, refunded).await;
+        let booked = service::approve_refund(
+            &env.state,
+            fee,
+            refund,
+            Actor::parse("cashier:kasse-2").expect("actor"),
+            Reference::parse("BEL-78").expect("reference"),
+            Utc::now(),
+            &meta,
+        )
+        .await
+        .expect("refund approved");
+        let booked = booked.receivable().expect("receivable");
+        assert_eq!(booked.status(), Status::Refunded);
+        outstanding(env, refunded).await;
+        let due = env.obligations(refunded).await;
+        assert!(due[0].detail.contains("2500 cents owed"), "{due:?}");
+        pay(env, &sim, fee).await;
+        assert!(settled(env, refunded).await, "paid again");
+    }
+
+    common::on_both_adapters!(using on; the_schedule_at_the_event, a_cancelled_or_refunded_fee);
 }
 
 /// Fee schedules over HTTP: bad input is refused and stores nothing; a cashier sets only
