@@ -21,12 +21,14 @@ use amtsbuch_domain::payments::fees::{
 use amtsbuch_domain::payments::{Bewirtschafter, Cents, Line, Mandant};
 use amtsbuch_domain::record::format_timestamp;
 use amtsbuch_domain::stream::{AuthorityId, ServiceKey};
+use amtsbuch_domain::{AppendError, ExpectedVersion, StreamId};
+use amtsbuch_infra::StoreError;
 
 use super::routes::{LineDoc, LineView};
 use super::service::rejected;
 use crate::auth::Caller;
 use crate::body;
-use crate::command::{current, execute, Meta};
+use crate::command::{append, current, Meta, StoreOrProblem};
 use crate::dto::ProblemDoc;
 use crate::problem::Problem;
 use crate::AppState;
@@ -125,6 +127,7 @@ fn may_act(caller: &Principal, bewirtschafter: &Bewirtschafter) -> Option<Role> 
     request_body = FeeScheduleRequest,
     responses(
         (status = 200, description = "The schedule in force", body = FeeScheduleView),
+        (status = 409, description = "The schedule was set by someone else while the request was decided (`fee-schedule-changed`): who may change it depends on it, so nothing was stored; read it and set it again", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 400, description = "Invalid input (lines that do not sum up, a bad amount or term); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Another Bewirtschafter's schedule, or a cashier's first schedule of the service at the authority (an operator sets that)", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn set(
@@ -177,20 +180,66 @@ pub async fn set(
         due_days: req.due_days,
         set_at: Utc::now(),
     };
-    let done = execute::<FeeScheduleState>(
+    let done = set_as_authorized(
         &state,
         &stream,
+        &before,
         &command,
-        refused,
         &Meta::acting_as(&caller, role),
     )
     .await?;
     let set = done
-        .state
         .0
         .as_ref()
         .ok_or_else(|| Problem::internal(&"a schedule set without state"))?;
     Ok((StatusCode::OK, Json(view(set))).into_response())
+}
+
+/// Sets the schedule the caller was authorized for: decides `command` on `authorized` — the
+/// schedule the caller's authorization was decided on — and appends it expecting the
+/// stream to hold that schedule still. Who may change a schedule depends on the schedule
+/// (its Bewirtschafter, or none yet), so a schedule set or moved to another Bewirtschafter
+/// between that read and the append is answered `409 fee-schedule-changed` and nothing is
+/// stored; it is never decided again on the new schedule, which the caller may not be
+/// allowed to change (as a retrying `execute` would).
+pub async fn set_as_authorized(
+    state: &AppState,
+    stream: &StreamId,
+    authorized: &FeeScheduleState,
+    command: &SetFeeSchedule,
+    meta: &Meta,
+) -> Result<FeeScheduleState, Problem> {
+    let (now, version) = current::<FeeScheduleState>(state, stream).await?;
+    let events = amtsbuch_domain::payments::fees::decide(command, &now).map_err(refused)?;
+    if now != *authorized {
+        return Err(changed());
+    }
+    if events.is_empty() {
+        return Ok(now);
+    }
+    let expected = if version == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(version)
+    };
+    match append(state, stream, &events, expected, meta).await {
+        Ok(_) => Ok(events
+            .iter()
+            .fold(now, amtsbuch_domain::payments::fees::evolve)),
+        Err(StoreOrProblem::Store(StoreError::Append(AppendError::WrongExpectedVersion {
+            ..
+        }))) => Err(changed()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn changed() -> Problem {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "fee-schedule-changed",
+        "The fee schedule changed meanwhile",
+        "the fee schedule of the service at the authority was set by someone else while this request was decided; nothing was stored: read it and set it again if you still may",
+    )
 }
 
 /// The fee schedule of a service at an authority.

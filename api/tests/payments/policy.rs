@@ -282,8 +282,11 @@ fn provider(sim: &Simulator) -> Provider {
 /// the cash office did with the fee meanwhile.
 mod fee_rules {
     use super::*;
+    use amtsbuch_api::payments::fees;
+    use amtsbuch_domain::payments::fees::{schedule_stream, FeeScheduleState, SetFeeSchedule};
     use amtsbuch_domain::payments::receivable::RequestRefund;
-    use amtsbuch_domain::payments::{Actor, Cents, Reference, RefundId};
+    use amtsbuch_domain::payments::{Actor, Bewirtschafter, Cents, Reference, RefundId};
+    use amtsbuch_domain::stream::{AuthorityId, ServiceKey};
 
     /// A schedule of `gross` cents in two lines, due in 14 days.
     fn fee_of(gross: i64) -> Value {
@@ -501,7 +504,109 @@ mod fee_rules {
         assert!(settled(env, refunded).await, "paid again");
     }
 
-    common::on_both_adapters!(using on; the_schedule_at_the_event, a_cancelled_or_refunded_fee);
+    /// A schedule to set for `bewirtschafter`, as `PUT /fee-schedules/…` decides it.
+    fn set_command(bewirtschafter: &str, gross: i64) -> SetFeeSchedule {
+        let body = fee_of(gross);
+        SetFeeSchedule {
+            service: ServiceKey::parse(LEIKA).expect("service"),
+            authority: AuthorityId::parse(AUTHORITY).expect("authority"),
+            mandant: Mandant::parse(MANDANT).expect("mandant"),
+            bewirtschafter: Bewirtschafter::parse(bewirtschafter).expect("bewirtschafter"),
+            gross_cents: Cents::new(gross).expect("cents"),
+            lines: serde_json::from_value(body["lines"].clone()).expect("lines"),
+            due_days: 14,
+            set_at: Utc::now(),
+        }
+    }
+
+    /// Who may set a schedule is decided on the schedule read before the append, so the
+    /// append expects that schedule still: a schedule set or moved to another
+    /// Bewirtschafter in between is answered `409` and overwritten by nobody who may not
+    /// change it. The interleavings run in order: the route's read, the change, the
+    /// route's append.
+    async fn authorized_on_the_schedule_it_changes(env: &Env) {
+        let uri = format!("/fee-schedules/{LEIKA}/{AUTHORITY}");
+        let stream = schedule_stream(
+            &ServiceKey::parse(LEIKA).expect("service"),
+            &AuthorityId::parse(AUTHORITY).expect("authority"),
+        );
+        let operator = common::token(Role::Operator);
+        let auditor = token("pruefer", &[Role::Auditor], &[]);
+        let in_force = || async {
+            let (status, json) = env.call("GET", &uri, &auditor, None).await;
+            assert_eq!(status, StatusCode::OK, "{json}");
+            (json["bewirtschafter"].clone(), json["gross_cents"].clone())
+        };
+        let refused_as_changed =
+            |answer: Result<FeeScheduleState, amtsbuch_api::problem::Problem>| {
+                let problem = answer.expect_err("decided on a schedule that changed");
+                assert_eq!(problem.status, StatusCode::CONFLICT, "{problem:?}");
+                assert_eq!(problem.kind, "fee-schedule-changed", "{problem:?}");
+            };
+
+        // A request decided on no schedule (for b900); another operator sets the first one,
+        // for b100, before that request's append: it is not decided again on b100's.
+        let (read, _) = command::current::<FeeScheduleState>(&env.state, &stream)
+            .await
+            .expect("read");
+        assert!(read.0.is_none());
+        let (status, json) = env.call("PUT", &uri, &operator, Some(fee_of(2500))).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        let head = env.head().await;
+        refused_as_changed(
+            fees::set_as_authorized(
+                &env.state,
+                &stream,
+                &read,
+                &set_command("b900", 9900),
+                &Meta::system("test"),
+            )
+            .await,
+        );
+        assert_eq!(in_force().await, (json!("b100"), json!(2500)));
+        assert_eq!(env.head().await, head, "nothing was stored");
+
+        // A cashier of b100 reads b100's schedule; the operator moves it to b900 before the
+        // cashier's append.
+        let (read, _) = command::current::<FeeScheduleState>(&env.state, &stream)
+            .await
+            .expect("read");
+        let mut theirs = fee_of(2500);
+        theirs["bewirtschafter"] = json!("b900");
+        let (status, json) = env.call("PUT", &uri, &operator, Some(theirs)).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        let head = env.head().await;
+        refused_as_changed(
+            fees::set_as_authorized(
+                &env.state,
+                &stream,
+                &read,
+                &set_command("b100", 5000),
+                &Meta::system("test"),
+            )
+            .await,
+        );
+        assert_eq!(in_force().await, (json!("b900"), json!(2500)));
+        assert_eq!(env.head().await, head, "nothing was stored");
+
+        // Decided on the schedule in force, the append goes through.
+        let (read, _) = command::current::<FeeScheduleState>(&env.state, &stream)
+            .await
+            .expect("read");
+        let set = fees::set_as_authorized(
+            &env.state,
+            &stream,
+            &read,
+            &set_command("b900", 5000),
+            &Meta::system("test"),
+        )
+        .await
+        .expect("set");
+        assert_eq!(set.0.map(|s| s.gross_cents.get()), Some(5000));
+        assert_eq!(in_force().await, (json!("b900"), json!(5000)));
+    }
+
+    common::on_both_adapters!(using on; the_schedule_at_the_event, a_cancelled_or_refunded_fee, authorized_on_the_schedule_it_changes);
 }
 
 /// Fee schedules over HTTP: bad input is refused and stores nothing; a cashier sets only
