@@ -16,7 +16,14 @@
 //! refuses it otherwise. A message lost in flight (a dropped connection, a NATS crash that
 //! lost its unsynced tail) therefore cannot be overtaken by its successors: they are all
 //! refused, the relay reads where the stream really ends (the `Amtsbuch-Position` header
-//! of its last message) and publishes again from there. Republishing an event that did
+//! of its last message) and publishes again from there. A sequence alone does not say
+//! *whose* message holds it: were a stranger's message stored where a refused one should
+//! be, the publishes pipelined behind it would expect exactly that sequence and be stored
+//! after it, one position short. So every message of a session after its first also
+//! names its predecessor's event id (`Nats-Expected-Last-Msg-Id`): behind a refused
+//! message all are refused, and the next session finds the stranger's message at the
+//! stream's end and stops. (The first message of a session names none: after a NATS
+//! restart the server knows the last message's id only within its duplicate window.) Republishing an event that did
 //! arrive is answered `duplicate` within the duplicate window and refused as out of
 //! sequence after it, so nothing is stored twice. Up to `max_in_flight` publishes are
 //! pipelined; their acknowledgements are taken in order, and the published position moves
@@ -46,7 +53,9 @@ use amtsbuch_domain::chain::to_hex;
 use amtsbuch_domain::merkle::leaf_hash;
 use amtsbuch_domain::subject::{subject_of, SubjectPrefix};
 use amtsbuch_domain::{AuthorityId, EventType, ServiceKey, StreamId};
-use async_nats::header::{HeaderMap, NATS_EXPECTED_LAST_SEQUENCE, NATS_MESSAGE_ID};
+use async_nats::header::{
+    HeaderMap, NATS_EXPECTED_LAST_MESSAGE_ID, NATS_EXPECTED_LAST_SEQUENCE, NATS_MESSAGE_ID,
+};
 use async_nats::jetstream::consumer::{self, pull, AckPolicy, DeliverPolicy, FromConsumer};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
@@ -94,6 +103,7 @@ pub const NATS_DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 pub const MAX_HEADER_BYTES: usize = "NATS/1.0\r\n".len()
     + header_bytes("Nats-Msg-Id", 36)
     + header_bytes("Nats-Expected-Last-Sequence", 20)
+    + header_bytes("Nats-Expected-Last-Msg-Id", 36)
     + header_bytes(HEADER_POSITION, 20)
     + header_bytes(HEADER_STREAM, StreamId::MAX_LEN)
     + header_bytes(HEADER_STREAM_VERSION, 20)
@@ -593,6 +603,8 @@ async fn session(
 
     // The sequence the last message sent (or found) has; the next must follow it.
     let mut last_sequence = end.last_sequence;
+    // The event id of the message sent last in this session; none before the first.
+    let mut last_event_id: Option<uuid::Uuid> = None;
     let mut events = Subscription::start(store.clone(), resume);
     let mut acks: FuturesOrdered<BoxFuture<'static, Acked>> = FuturesOrdered::new();
     // The lease is watched beside publishing, never in its way.
@@ -612,7 +624,10 @@ async fn session(
             Some(acked) = acks.next(), if !acks.is_empty() => {
                 let ack = match acked.result {
                     Ok(ack) => ack,
-                    Err((PublishErrorKind::WrongLastSequence, text)) => {
+                    Err((
+                        PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId,
+                        text,
+                    )) => {
                         return Err(End::Failed(nats(format!(
                             "JetStream refused position {} out of sequence ({text}); resuming where the stream ends",
                             acked.position
@@ -660,7 +675,8 @@ async fn session(
                     Some(Ok(event)) => event,
                 };
                 let position = event.position;
-                let (subject, message) = outgoing(&config.prefix, event, last_sequence)?;
+                let (subject, message, event_id) =
+                    outgoing(&config.prefix, event, last_sequence, last_event_id)?;
                 let pending = context
                     .send_publish(subject, message)
                     .await
@@ -676,6 +692,7 @@ async fn session(
                         _ => nats(format!("cannot publish position {position}: {e}")),
                     })?;
                 last_sequence += 1;
+                last_event_id = Some(event_id);
                 let sequence = last_sequence;
                 acks.push_back(Box::pin(async move {
                     let result = pending
@@ -701,7 +718,8 @@ fn outgoing(
     prefix: &SubjectPrefix,
     event: RecordedEvent,
     expected_last_sequence: u64,
-) -> Result<(String, PublishMessage), StoreError> {
+    expected_last_event: Option<uuid::Uuid>,
+) -> Result<(String, PublishMessage, uuid::Uuid), StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         position: event.position,
         reason,
@@ -722,7 +740,12 @@ fn outgoing(
             "the stored leaf hash does not match the record".into(),
         ));
     }
-    let headers = headers(&record, &event.leaf_hash, expected_last_sequence);
+    let headers = headers(
+        &record,
+        &event.leaf_hash,
+        expected_last_sequence,
+        expected_last_event,
+    );
     let message = PublishMessage::build()
         .payload(event.bytes.into())
         .headers(headers);
@@ -733,7 +756,7 @@ fn outgoing(
         record.authority.as_ref(),
         record.service.as_ref(),
     );
-    Ok((subject, message))
+    Ok((subject, message, record.event_id))
 }
 
 /// The headers of a record's message. `MAX_HEADER_BYTES` bounds their length.
@@ -741,6 +764,7 @@ fn headers(
     record: &OutgoingHead,
     leaf_hash: &amtsbuch_domain::Hash,
     expected_last_sequence: u64,
+    expected_last_event: Option<uuid::Uuid>,
 ) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(NATS_MESSAGE_ID, record.event_id.to_string());
@@ -748,6 +772,9 @@ fn headers(
         NATS_EXPECTED_LAST_SEQUENCE,
         expected_last_sequence.to_string(),
     );
+    if let Some(id) = expected_last_event {
+        headers.insert(NATS_EXPECTED_LAST_MESSAGE_ID, id.to_string());
+    }
     headers.insert(HEADER_POSITION, record.position.to_string());
     headers.insert(HEADER_STREAM, record.stream_id.as_str());
     headers.insert(HEADER_STREAM_VERSION, record.stream_version.to_string());
@@ -1353,7 +1380,12 @@ mod tests {
             service: None,
         };
         assert_eq!(
-            wire(&headers(&longest, &[0xab; 32], u64::MAX)),
+            wire(&headers(
+                &longest,
+                &[0xab; 32],
+                u64::MAX,
+                Some(uuid::Uuid::max())
+            )),
             MAX_HEADER_BYTES
         );
         let short = OutgoingHead {
@@ -1362,7 +1394,7 @@ mod tests {
             position: 1,
             ..longest
         };
-        assert!(wire(&headers(&short, &[0; 32], 0)) < MAX_HEADER_BYTES);
+        assert!(wire(&headers(&short, &[0; 32], 0, None)) < MAX_HEADER_BYTES);
         assert_eq!(
             max_record_bytes(NATS_DEFAULT_MAX_PAYLOAD),
             1024 * 1024 - MAX_HEADER_BYTES

@@ -22,7 +22,7 @@
 //!   follower waits for `watch` to move). A follower anywhere else — catching up after a
 //!   start, a rebuild or a failure, or so slow that the window moved past it — reads the
 //!   store itself, as every follower did before. The window never waits for a follower,
-//!   and it is bounded (`WINDOW_EVENTS`, `WINDOW_BYTES`).
+//!   and it is bounded (`WINDOW_EVENTS`, `WINDOW_BYTES`; reads of `READ_PAGE`).
 //!
 //! What a follower does with the events — a read model's transaction and checkpoint, the
 //! relay's acknowledgements, the ledger's tree — is its own, exactly as when it read the
@@ -48,8 +48,13 @@ pub const COALESCE: Duration = Duration::from_millis(5);
 pub const POLL: Duration = Duration::from_millis(500);
 /// Most events the window keeps.
 pub const WINDOW_EVENTS: usize = 10_000;
-/// Most bytes of records the window keeps (the newest page is always kept whole).
+/// Most bytes of records the window keeps; only the newest event is kept even when it
+/// alone is larger.
 pub const WINDOW_BYTES: usize = 32 << 20;
+/// Most events the reader reads at once (a follower's own page is 512). The page is held
+/// in memory while it is read, so this, times the largest record the store accepts, bounds
+/// a read; the reader reads again at once while its pages come back full.
+pub const READ_PAGE: usize = 1_024;
 /// Wait after a failed read before the next, doubled up to `BACKOFF_MAX`.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -102,14 +107,16 @@ impl Window {
         self.events.front().map(|e| e.position)
     }
 
+    /// Append a page of consecutive events and drop the oldest until the window is
+    /// within its bounds again, always keeping the newest event. A follower that needed a
+    /// dropped event reads it from the store, so dropping never loses anything.
     fn push(&mut self, page: Vec<RecordedEvent>) {
-        let kept = page.len();
         for event in page {
             self.tip = event.position;
             self.bytes += event.bytes.len();
             self.events.push_back(Arc::new(event));
         }
-        while self.events.len() > kept
+        while self.events.len() > 1
             && (self.events.len() > WINDOW_EVENTS || self.bytes > WINDOW_BYTES)
         {
             if let Some(old) = self.events.pop_front() {
@@ -245,13 +252,13 @@ async fn follow(
         // Mark the head as seen before reading, so a commit during the read wakes us again.
         head.borrow_and_update();
         last_read = Some(Instant::now());
-        let full = match reads::read_all(&db, after, MAX_PAGE).await {
+        let full = match reads::read_all(&db, after, READ_PAGE).await {
             Ok(page) => {
                 if failures > 0 {
                     tracing::info!("the log's tail reads again");
                     failures = 0;
                 }
-                let full = page.len() >= MAX_PAGE;
+                let full = page.len() >= READ_PAGE;
                 if let Some(newest) = page.last().map(|e| e.position) {
                     let consecutive = page
                         .iter()
@@ -307,5 +314,71 @@ async fn follow(
             }
             () = tokio::time::sleep(POLL) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(position: u64, size: usize) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            bytes: vec![b' '; size],
+            leaf_hash: Default::default(),
+            chain_hash: Default::default(),
+        }
+    }
+
+    fn window() -> Window {
+        Window {
+            events: VecDeque::new(),
+            bytes: 0,
+            tip: 0,
+        }
+    }
+
+    #[test]
+    fn a_page_of_large_records_is_held_to_the_byte_bound() {
+        let mut window = window();
+        let size = 1 << 20;
+        window.push((1..=100).map(|p| event(p, size)).collect());
+        assert_eq!(window.tip, 100);
+        assert!(window.bytes <= WINDOW_BYTES, "{} bytes kept", window.bytes);
+        assert_eq!(window.bytes, window.events.len() * size);
+        // What is kept is the newest events, consecutive, ending at the tip.
+        let positions: Vec<u64> = window.events.iter().map(|e| e.position).collect();
+        assert_eq!(positions.last(), Some(&100));
+        assert!(positions.windows(2).all(|w| w[1] == w[0] + 1));
+        assert_eq!(positions.len(), WINDOW_BYTES / size);
+    }
+
+    #[test]
+    fn the_newest_event_is_kept_even_when_it_alone_exceeds_the_bound() {
+        let mut window = window();
+        window.push(vec![event(1, 10), event(2, WINDOW_BYTES + 1)]);
+        assert_eq!(window.first(), Some(2));
+        assert_eq!(window.tip, 2);
+        assert_eq!(window.bytes, WINDOW_BYTES + 1);
+        window.push(vec![event(3, 10)]);
+        assert_eq!(window.first(), Some(3));
+        assert_eq!(window.bytes, 10);
+    }
+
+    #[test]
+    fn the_window_keeps_at_most_its_count_of_events() {
+        let mut window = window();
+        let mut next = 1;
+        for _ in 0..(WINDOW_EVENTS / READ_PAGE + 3) {
+            window.push(
+                (next..next + READ_PAGE as u64)
+                    .map(|p| event(p, 8))
+                    .collect(),
+            );
+            next += READ_PAGE as u64;
+        }
+        assert_eq!(window.events.len(), WINDOW_EVENTS);
+        assert_eq!(window.tip, next - 1);
+        assert_eq!(window.first(), Some(next - WINDOW_EVENTS as u64));
     }
 }

@@ -224,6 +224,7 @@ async fn assert_stream_mirrors_log(scope: &Scope, store: &AnyStore) {
     let allowed: HashSet<&str> = [
         "Nats-Msg-Id",
         "Nats-Expected-Last-Sequence",
+        "Nats-Expected-Last-Msg-Id",
         HEADER_POSITION,
         HEADER_STREAM,
         HEADER_STREAM_VERSION,
