@@ -151,7 +151,15 @@ async fn the_applicant_guide_works(adapter: common::Adapter) {
             "data hash: matches the record",
             "status: ACTION_REQUIRED, file AZ 42/2026, due 2099-01-15T00:00:00.000000Z",
             "withdrawn: withdrawn (COMPLETED)",
+            "in one request: 422 urn:amtsbuch:problem:invalid-data",
         ],
+    );
+    // The data and the submission in one request: a receipt with a 64-digit data hash.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("in one request: submitted at ")
+                && l.ends_with(", data hash 64 hex digits")),
+        "{out}"
     );
     // The invalid data was refused with pointers to both faults.
     assert!(
