@@ -11,7 +11,10 @@
 use amtsbuch_domain::record::{format_timestamp, truncate_micros};
 use sqlx::types::chrono::Utc;
 
-use crate::db::{DbError, Dialect, ReadDb, ReadTx};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::db::{DbError, Dialect, ReadDb, ReadTx, Value};
 
 fn now() -> String {
     format_timestamp(&truncate_micros(Utc::now()))
@@ -73,27 +76,165 @@ pub(crate) async fn advance(tx: &mut ReadTx, name: &str, position: u64) -> Resul
     Ok(())
 }
 
-/// Move the checkpoint from `from` to `to` in one statement of its own, for a batch of
-/// events the projection does not apply; false (and nothing changed) when the checkpoint
-/// is not at `from`. Like the projection's transactions, it does not wait for the flush to
-/// disk on PostgreSQL: a read model is rebuilt from the log, and its checkpoint moves
+/// A move of one projection's checkpoint past a batch of events it does not apply: from
+/// `from` (where its runner left it) to `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip<'a> {
+    pub name: &'a str,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// Most moves in one statement (three parameters each).
+const MOVES_PER_STATEMENT: usize = 64;
+
+/// Move the checkpoints of several projections in one statement, each only if it is still
+/// where its runner left it (`from`): a compare-and-set per row, so a checkpoint that a
+/// rebuild reset or another lease holder moved is left as it is. Returns the names that
+/// moved; a name missing from the answer was not at its `from` (or has no checkpoint).
+///
+/// Like the projections' transactions, the statement does not wait for the flush to disk
+/// on PostgreSQL: a read model is rebuilt from the log, and its checkpoint moves
 /// atomically either way.
-pub(crate) async fn skip(db: &ReadDb, name: &str, from: u64, to: u64) -> Result<bool, DbError> {
-    let sql = match db.dialect() {
-        Dialect::Postgres => {
-            "UPDATE projection_checkpoints SET position = $3, updated_at = $4 \
-             WHERE name = $1 AND position = $2 \
-             AND set_config('synchronous_commit', 'off', true) IS NOT NULL"
+pub async fn skip_many(db: &ReadDb, moves: &[Skip<'_>]) -> Result<Vec<String>, DbError> {
+    let mut moved = Vec::with_capacity(moves.len());
+    let updated_at = now();
+    for chunk in moves.chunks(MOVES_PER_STATEMENT) {
+        let n = chunk.len();
+        let mut cases = String::with_capacity(n * 24);
+        let mut wheres = String::with_capacity(n * 40);
+        let mut params: Vec<Value<'_>> = Vec::with_capacity(n * 3 + 1);
+        for (i, skip) in chunk.iter().enumerate() {
+            let (name, from, to) = (3 * i + 1, 3 * i + 2, 3 * i + 3);
+            cases.push_str(&format!(" WHEN ${name} THEN ${to}"));
+            if i > 0 {
+                wheres.push_str(" OR ");
+            }
+            wheres.push_str(&format!("(name = ${name} AND position = ${from})"));
+            params.extend([skip.name.into(), skip.from.into(), skip.to.into()]);
         }
-        Dialect::Sqlite => {
-            "UPDATE projection_checkpoints SET position = $3, updated_at = $4 \
-             WHERE name = $1 AND position = $2"
+        params.push(updated_at.as_str().into());
+        let asynchronous = match db.dialect() {
+            Dialect::Postgres => " AND set_config('synchronous_commit', 'off', true) IS NOT NULL",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE projection_checkpoints SET position = CASE name{cases} END, \
+             updated_at = ${} WHERE ({wheres}){asynchronous} RETURNING name",
+            3 * n + 1
+        );
+        for row in db.fetch_all(&sql, &params).await? {
+            moved.push(row.get::<String>("name")?);
         }
-    };
-    let changed = db
-        .execute(sql, &[name.into(), from.into(), to.into(), now().into()])
-        .await?;
-    Ok(changed == 1)
+    }
+    Ok(moved)
+}
+
+/// Where the runner's projections ask for their checkpoints to be moved past batches they
+/// do not apply. The projections of a runner wake for the same new events, and most of
+/// them pass over most batches (an application's events concern a few read models of a
+/// dozen): the moves asked for at about the same time go to the database together, in
+/// one statement (`skip_many`), instead of a statement each. Each move is still a
+/// compare-and-set of its own row, and each asker learns whether its own move happened.
+#[derive(Debug, Clone)]
+pub(crate) struct Skipper {
+    db: ReadDb,
+    /// The gathering task; `None` moves each checkpoint at once (a rebuild, alone).
+    gather: Option<mpsc::UnboundedSender<Request>>,
+}
+
+#[derive(Debug)]
+struct Request {
+    name: &'static str,
+    from: u64,
+    to: u64,
+    answer: oneshot::Sender<Result<bool, DbError>>,
+}
+
+impl Skipper {
+    /// Each move in a statement of its own.
+    pub(crate) fn direct(db: ReadDb) -> Self {
+        Self { db, gather: None }
+    }
+
+    /// Moves gathered by a task of their own, which ends when the last clone is dropped.
+    pub(crate) fn gathering(db: ReadDb) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(gather(db.clone(), rx));
+        (
+            Self {
+                db,
+                gather: Some(tx),
+            },
+            task,
+        )
+    }
+
+    /// Move the checkpoint of `name` from `from` to `to`; false (and nothing changed) when
+    /// the checkpoint is not at `from`.
+    pub(crate) async fn skip(
+        &self,
+        name: &'static str,
+        from: u64,
+        to: u64,
+    ) -> Result<bool, DbError> {
+        if let Some(gather) = &self.gather {
+            let (answer, answered) = oneshot::channel();
+            let request = Request {
+                name,
+                from,
+                to,
+                answer,
+            };
+            if gather.send(request).is_ok() {
+                if let Ok(result) = answered.await {
+                    return result;
+                }
+            }
+            // The gathering task is gone (the runner is stopping): move it alone.
+        }
+        let moved = skip_many(&self.db, &[Skip { name, from, to }]).await?;
+        Ok(!moved.is_empty())
+    }
+}
+
+/// The gathering task: takes the first move asked for, lets the other projections woken
+/// by the same events ask too (they run on this runtime now, so a few yields suffice; no
+/// timer is waited on), then moves everything asked so far in one statement. Moves asked
+/// while a statement runs go into the next.
+async fn gather(db: ReadDb, mut requests: mpsc::UnboundedReceiver<Request>) {
+    const YIELDS: usize = 3;
+    while let Some(first) = requests.recv().await {
+        for _ in 0..YIELDS {
+            tokio::task::yield_now().await;
+        }
+        let mut batch = vec![first];
+        while let Ok(next) = requests.try_recv() {
+            batch.push(next);
+        }
+        // One move per name: a projection asks again only after its answer.
+        let moves: Vec<Skip<'_>> = batch
+            .iter()
+            .map(|r| Skip {
+                name: r.name,
+                from: r.from,
+                to: r.to,
+            })
+            .collect();
+        match skip_many(&db, &moves).await {
+            Ok(moved) => {
+                for request in batch {
+                    let done = moved.iter().any(|m| m == request.name);
+                    let _ = request.answer.send(Ok(done));
+                }
+            }
+            Err(e) => {
+                for request in batch {
+                    let _ = request.answer.send(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// Set the checkpoint of `name` to 0, creating it if needed, and keep it locked for the

@@ -161,6 +161,7 @@ async fn replay(
         .await?
         .ok_or_else(|| ProjectionError::CheckpointMissing(projection.name().to_owned()))?;
     let mut last = report(position, Replayer::ThisProcess);
+    let skipper = checkpoint::Skipper::direct(db.clone());
     while position < total {
         let events = store.read_all(position, REPLAY_BATCH).await?;
         if events.is_empty() {
@@ -172,7 +173,7 @@ async fn replay(
             .into());
         }
         let events = events.into_iter().map(Arc::new).collect();
-        position = match apply_batch(db, projection, position, events).await? {
+        position = match apply_batch(db, &skipper, projection, position, events).await? {
             Batch::Applied(p) | Batch::Overtaken(p) => p,
         };
         last = report(position, Replayer::ThisProcess);

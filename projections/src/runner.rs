@@ -138,6 +138,7 @@ pub fn spawn_with(
         );
     }
     let db = ReadDb::background(&store);
+    let (skipper, gathering) = checkpoint::Skipper::gathering(db.clone());
     let tail = store.tail();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tracked = Vec::with_capacity(projections.len());
@@ -154,6 +155,7 @@ pub fn spawn_with(
             store: store.clone(),
             tail: tail.clone(),
             db: db.clone(),
+            skipper: skipper.clone(),
             projection,
             config: config.clone(),
             applied: applied_tx,
@@ -162,6 +164,9 @@ pub fn spawn_with(
         };
         tasks.push(tokio::spawn(task.run()));
     }
+    // Last: it ends once every task (each holding a clone of the skipper) has ended.
+    drop(skipper);
+    tasks.push(gathering);
     RunnerHandle {
         tracked,
         stop: stop_tx,
@@ -242,6 +247,9 @@ struct Task {
     /// Where new events come from; without one (a store that has none), the store.
     tail: Option<LogTail>,
     db: ReadDb,
+    /// Moves the checkpoint past batches the projection does not apply, together with the
+    /// other projections' moves.
+    skipper: checkpoint::Skipper,
     projection: Arc<dyn Projection>,
     config: RunnerConfig,
     applied: watch::Sender<u64>,
@@ -423,7 +431,7 @@ impl Task {
             };
             if !events.is_empty() {
                 let full = events.len() >= self.config.batch_size;
-                match apply_batch(&self.db, &*projection, position, events).await? {
+                match apply_batch(&self.db, &self.skipper, &*projection, position, events).await? {
                     Batch::Applied(p) => {
                         position = p;
                         *progressed = true;
@@ -561,6 +569,7 @@ pub(crate) enum Batch {
 /// locks the checkpoint, checks it is still at `expected`, and moves it past the batch.
 pub(crate) async fn apply_batch(
     db: &ReadDb,
+    skipper: &checkpoint::Skipper,
     projection: &dyn Projection,
     expected: u64,
     events: Vec<Arc<RecordedEvent>>,
@@ -601,8 +610,9 @@ pub(crate) async fn apply_batch(
     if batch.is_empty() {
         // Nothing to apply (the batch is of other categories): only the checkpoint moves,
         // in one statement that moves it only from where this runner left it — the same
-        // check as below, without a transaction's four round trips.
-        if checkpoint::skip(db, name, expected, last).await? {
+        // check as below, without a transaction's four round trips — and that moves the
+        // checkpoints of the runner's other projections passing over the same events too.
+        if skipper.skip(name, expected, last).await? {
             return Ok(Batch::Applied(last));
         }
         return match checkpoint::read(db, name).await? {

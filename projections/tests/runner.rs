@@ -488,7 +488,154 @@ on_both_adapters!(
     two_runners_take_turns,
     a_projection_gets_only_the_categories_it_names,
     projections_share_one_reader_of_the_log,
+    a_batched_checkpoint_move_changes_only_the_rows_still_where_their_runner_left_them,
+    projections_that_pass_over_the_same_events_move_their_checkpoints_together,
 );
+
+/// The read models a batch does not concern move their checkpoints in one statement, but
+/// each row only if it is still where its runner left it: a checkpoint that a rebuild
+/// reset, or that another lease holder moved on, is never overwritten, and the answer
+/// names exactly the rows that moved.
+async fn a_batched_checkpoint_move_changes_only_the_rows_still_where_their_runner_left_them(
+    t: TestDb,
+) {
+    let db = t.db();
+    for (name, position) in [
+        ("test_skip_a", 10_u64),
+        ("test_skip_rebuilt", 0),
+        ("test_skip_taken_over", 30),
+        ("test_skip_b", 10),
+    ] {
+        db.execute(
+            "INSERT INTO projection_checkpoints (name, position, updated_at) \
+             VALUES ($1, $2, '2026-12-07T00:00:00Z')",
+            &[name.into(), position.into()],
+        )
+        .await
+        .expect("checkpoint");
+    }
+    let skip = |name, from, to| checkpoint::Skip { name, from, to };
+    let mut moved = checkpoint::skip_many(
+        &db,
+        &[
+            skip("test_skip_a", 10, 20),
+            // A rebuild reset it to 0 after its runner had read it at 10.
+            skip("test_skip_rebuilt", 10, 20),
+            // Another process took the lease over and moved it to 30.
+            skip("test_skip_taken_over", 10, 20),
+            skip("test_skip_b", 10, 25),
+            // No checkpoint at all.
+            skip("test_skip_missing", 10, 20),
+        ],
+    )
+    .await
+    .expect("skip");
+    moved.sort();
+    assert_eq!(moved, ["test_skip_a", "test_skip_b"]);
+    for (name, position) in [
+        ("test_skip_a", 20),
+        ("test_skip_rebuilt", 0),
+        ("test_skip_taken_over", 30),
+        ("test_skip_b", 25),
+    ] {
+        assert_eq!(
+            checkpoint::read(&db, name).await.expect("read"),
+            Some(position),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        checkpoint::read(&db, "test_skip_missing")
+            .await
+            .expect("read"),
+        None
+    );
+    assert!(checkpoint::skip_many(&db, &[])
+        .await
+        .expect("nothing")
+        .is_empty());
+}
+
+/// Several projections that want none of the log's events follow it live through the
+/// runner's shared checkpoint moves; each reaches the head with its own checkpoint, and
+/// one of them rebuilt while the runner holds it (its checkpoint reset under the runner)
+/// starts over from the reset and reaches the head again.
+async fn projections_that_pass_over_the_same_events_move_their_checkpoints_together(t: TestDb) {
+    let store = t.store.clone();
+    let db = t.db();
+    append_concurrently(&store, 2, 100, 10, 0).await;
+    let projections = || -> Vec<Arc<dyn Projection>> {
+        PASSING
+            .iter()
+            .map(|name| Arc::new(PassesOver(name)) as Arc<dyn Projection>)
+            .collect()
+    };
+    let handle = runner::spawn_with(store.clone(), projections(), quick(16));
+    append_concurrently(&store, 4, 300, 20, 100).await;
+    let total = head(&store).await;
+    for name in PASSING {
+        reach(&mut handle.applied(name).expect("runs"), total).await;
+        assert_eq!(
+            checkpoint::read(&db, name).await.expect("read"),
+            Some(total)
+        );
+    }
+
+    rebuild_among(&store, &projections(), PASSING[1], |_| {})
+        .await
+        .expect("rebuild");
+    append_concurrently(&store, 2, 50, 5, 400).await;
+    let total = head(&store).await;
+    for name in PASSING {
+        reach(&mut handle.applied(name).expect("runs"), total).await;
+    }
+    handle.shutdown().await;
+    for name in PASSING {
+        assert_eq!(
+            checkpoint::read(&db, name).await.expect("read"),
+            Some(total),
+            "{name}"
+        );
+    }
+}
+
+const PASSING: [&str; 4] = [
+    "test_passes_over_a",
+    "test_passes_over_b",
+    "test_passes_over_c",
+    "test_passes_over_d",
+];
+
+/// Wants a category the workload never writes: passes over every batch.
+struct PassesOver(&'static str);
+
+impl Projection for PassesOver {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&["nothing"])
+    }
+
+    fn apply<'a>(
+        &'a self,
+        _tx: &'a mut amtsbuch_projections::ReadTx,
+        event: &'a amtsbuch_infra::RecordedEvent,
+        _record: &'a amtsbuch_domain::EventRecord,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            Err(ProjectionError::Corrupt {
+                position: event.position,
+                reason: "a projection that wants nothing was given an event".into(),
+            })
+        })
+    }
+}
 
 /// The projections of a process follow the log through one reader (the store's tail):
 /// while they keep up none of them reads the log itself; each applies every event exactly

@@ -14,14 +14,18 @@
 //!
 //! 1. *baseline*: single-event appends (`POST /streams/{stream}/events`), open loop at
 //!    `--rate` per second;
-//! 2. *submission*, as a portal sends a filled-in form: `PUT /applications/{id}/data` (the
+//! 2. *save + submit*, the two-step path of a portal: `PUT /applications/{id}/data` (the
 //!    data checked against the form version, sealed, appended) and then `POST
 //!    /applications/{id}/submission` (the append and the receipt), open loop at `--rate`
 //!    per second (sends follow a timer and never wait for earlier answers), from the first
 //!    send to the receipt, and each step apart;
-//! 3. *to the Fachverfahren*: from the submission's send to the arrival of its
+//! 3. *submission*, what the goal measures — the validation against the form version plus
+//!    the append: `POST /applications/{id}/submission` with the data (checked, sealed and
+//!    appended with the submission in one append), the same way, from the send to the
+//!    receipt;
+//! 4. *to the Fachverfahren*: from the submission's send (phase 3) to the arrival of its
 //!    `ApplicationSubmitted` at a NATS subscriber on the Fachverfahren's filter subject;
-//! 4. *inbox*: `GET /applications` as an official of one authority (a quarter of the
+//! 5. *inbox*: `GET /applications` as an official of one authority (a quarter of the
 //!    applications are its), first pages with and without filters and following pages,
 //!    one after the other; its baseline is a page of the raw log (`GET
 //!    /events?after=…&limit=50`).
@@ -205,23 +209,30 @@ pub struct Figures {
     pub log_events: u64,
     pub fill_secs: f64,
     pub baseline_append: Spread,
-    /// Save (data checked and appended) then submit (append and receipt), from the save's
-    /// send to the receipt.
+    /// The submission the goal measures: `POST /applications/{id}/submission` with the
+    /// data (checked, sealed, appended with the submission), from the send to the receipt.
     pub submission: Spread,
-    /// `PUT /applications/{id}/data` alone.
-    pub save: Spread,
-    /// `POST /applications/{id}/submission` alone.
-    pub submit: Spread,
     pub submission_failed: usize,
     pub achieved_per_sec: f64,
+    /// The two-step path: save (data checked and appended) then submit (append and
+    /// receipt), from the save's send to the receipt.
+    pub pair: Spread,
+    /// `PUT /applications/{id}/data` of a pair alone.
+    pub save: Spread,
+    /// `POST /applications/{id}/submission` (without data) of a pair alone.
+    pub submit: Spread,
+    pub pair_failed: usize,
+    pub pair_achieved_per_sec: f64,
     pub delivery: Spread,
     pub delivery_missing: usize,
     pub baseline_page: Spread,
     pub inbox: Spread,
     /// Applications the official's first unfiltered inbox page listed.
     pub inbox_first_page: usize,
-    /// What the submission phase cost, per submitted pair.
+    /// What the submission phase cost, per submission.
     pub costs: Option<Costs>,
+    /// What the pairs' phase cost, per pair.
+    pub pair_costs: Option<Costs>,
 }
 
 impl Figures {
@@ -239,9 +250,15 @@ impl Figures {
                 }
             ),
             self.baseline_append.line("baseline: single-event append"),
-            self.submission.line("submission: save + submit"),
+            self.pair.line("save + submit (two requests)"),
             self.save.line("  save: data checked, sealed, appended"),
             self.submit.line("  submit: append + receipt"),
+            format!(
+                "  achieved {:.0} pairs/s, {} failed",
+                self.pair_achieved_per_sec, self.pair_failed
+            ),
+            self.submission
+                .line("submission (data + submit, one request)"),
             format!(
                 "  achieved {:.0} submissions/s, {} failed",
                 self.achieved_per_sec, self.submission_failed
@@ -252,8 +269,14 @@ impl Figures {
             self.inbox.line("inbox page (50)"),
             format!("  first inbox page: {} applications", self.inbox_first_page),
             ratios(
-                "submission",
+                "submission (one request)",
                 &self.submission,
+                SUBMISSION_GOAL,
+                Some(("single-event append", &self.baseline_append)),
+            ),
+            ratios(
+                "save + submit (two requests)",
+                &self.pair,
                 SUBMISSION_GOAL,
                 Some(("single-event append", &self.baseline_append)),
             ),
@@ -271,6 +294,7 @@ impl Figures {
             ),
         ]
         .into_iter()
+        .chain(self.pair_costs.iter().map(Costs::report))
         .chain(self.costs.iter().map(Costs::report))
         .collect::<Vec<_>>()
         .join("\n")
@@ -279,10 +303,13 @@ impl Figures {
 
 /// What one phase cost: CPU time of this process and of the PostgreSQL server's processes,
 /// and the scratch schema's table statistics (scans and written rows), as differences
-/// between two snapshots divided by the pairs submitted in between.
+/// between two snapshots divided by the units (submissions or pairs) completed in between.
 #[derive(Debug, Clone, Default)]
 pub struct Costs {
-    pub pairs: usize,
+    /// What one unit of the phase is ("submission", "save-and-submit pair").
+    pub unit: &'static str,
+    /// How many units the phase completed.
+    pub count: usize,
     /// CPU seconds of this process (request handling, read models, relay, ledger).
     pub cpu_self: f64,
     /// CPU seconds of every PostgreSQL process on the machine (other clients included).
@@ -310,15 +337,16 @@ impl Costs {
             tables = rows;
         }
         Ok(Self {
-            pairs: 0,
+            unit: "",
+            count: 0,
             cpu_self: cpu_self(),
             cpu_postgres: cpu_of_command("postgres"),
             tables,
         })
     }
 
-    /// What happened from `before` to `self`, for `pairs` submitted pairs.
-    fn since(self, before: &Costs, pairs: usize) -> Costs {
+    /// What happened from `before` to `self`, for `pairs` completed units of `unit`.
+    fn since(self, before: &Costs, pairs: usize, unit: &'static str) -> Costs {
         let mut tables: Vec<_> = self
             .tables
             .into_iter()
@@ -331,7 +359,8 @@ impl Costs {
             .collect();
         tables.sort_by_key(|t| std::cmp::Reverse(t.1 + t.2 + t.3 + t.4));
         Costs {
-            pairs,
+            unit,
+            count: pairs,
             cpu_self: self.cpu_self - before.cpu_self,
             cpu_postgres: self.cpu_postgres - before.cpu_postgres,
             tables,
@@ -339,11 +368,12 @@ impl Costs {
     }
 
     fn report(&self) -> String {
-        let per = |x: f64| x / self.pairs.max(1) as f64;
+        let per = |x: f64| x / self.count.max(1) as f64;
         let mut lines = vec![format!(
-            "costs of the submission phase per pair ({} pairs, the {} s of waiting for statistics included): \
+            "costs per {} ({} of them, the {} s of waiting for statistics included): \
              CPU {:.2} ms in this process, {:.2} ms in PostgreSQL (all its clients)",
-            self.pairs,
+            self.unit,
+            self.count,
             STATS_FLUSH.as_secs(),
             per(self.cpu_self) * 1000.0,
             per(self.cpu_postgres) * 1000.0
@@ -351,7 +381,8 @@ impl Costs {
         if !self.tables.is_empty() {
             let total: i64 = self.tables.iter().map(|t| t.1).sum();
             lines.push(format!(
-                "  table scans per pair: {:.1} in all; by table (scans, rows inserted/updated/deleted):",
+                "  table scans per {}: {:.1} in all; by table (scans, rows inserted/updated/deleted):",
+                self.unit,
                 per(total as f64)
             ));
             for (name, scans, ins, upd, del) in self.tables.iter().take(12) {
@@ -548,12 +579,18 @@ impl ApplicationsBench {
             }
         });
 
-        // Warm-up: connections, caches, the first checkpoints.
+        // Warm-up: connections, caches, the first checkpoints; both ways of submitting.
         let warmup = 20.min(self.submissions);
-        let drafts = server.drafts(self.submissions + warmup).await?;
-        for (n, id) in drafts[..warmup].iter().enumerate() {
-            server.save_and_submit(id, self.fields, n).await?;
+        let drafts = server.drafts(2 * self.submissions + 2 * warmup).await?;
+        let (warm, drafts) = drafts.split_at(2 * warmup);
+        for (n, id) in warm.iter().enumerate() {
+            if n % 2 == 0 {
+                server.save_and_submit(id, self.fields, n).await?;
+            } else {
+                server.submit_with_data(id, self.fields, n).await?;
+            }
         }
+        let (pair_drafts, one_drafts) = drafts.split_at(self.submissions);
 
         let period = Duration::from_secs_f64(1.0 / self.rate as f64);
         let baseline_append = open_loop(self.submissions, period, |i| {
@@ -561,13 +598,35 @@ impl ApplicationsBench {
             async move { server.bare_append(i).await }
         })
         .await;
+        let fields = self.fields;
+
+        // The two-step path first: save, then submit.
         let costs_before = Costs::take(&store).await?;
         let begun = Instant::now();
-        let fields = self.fields;
+        let pairs = open_loop(self.submissions, period, |i| {
+            let server = server.clone();
+            let id = pair_drafts[i].clone();
+            async move { server.save_and_submit(&id, fields, 2 * warmup + i).await }
+        })
+        .await;
+        let pair_achieved_per_sec =
+            pairs.iter().filter(|s| s.ok).count() as f64 / begun.elapsed().as_secs_f64();
+        server.caught_up(store.head().await?.position).await?;
+        let done = pairs.iter().filter(|s| s.ok).count();
+        let pair_costs =
+            Costs::take(&store)
+                .await?
+                .since(&costs_before, done, "save-and-submit pair");
+
+        // Then the submission as the goal measures it: the data and the submission in one
+        // request. The Fachverfahren's arrivals are taken from this phase.
+        let costs_before = Costs::take(&store).await?;
+        let begun = Instant::now();
         let submissions = open_loop(self.submissions, period, |i| {
             let server = server.clone();
-            let id = drafts[warmup + i].clone();
-            async move { server.save_and_submit(&id, fields, warmup + i).await }
+            let id = one_drafts[i].clone();
+            let n = 2 * warmup + self.submissions + i;
+            async move { server.submit_with_data(&id, fields, n).await }
         })
         .await;
         let achieved_per_sec =
@@ -580,12 +639,14 @@ impl ApplicationsBench {
         let seen = arrivals.await?;
         drop(client);
         server.caught_up(store.head().await?.position).await?;
-        let pairs = submissions.iter().filter(|s| s.ok).count();
-        let costs = Costs::take(&store).await?.since(&costs_before, pairs);
+        let done = submissions.iter().filter(|s| s.ok).count();
+        let costs = Costs::take(&store)
+            .await?
+            .since(&costs_before, done, "submission");
         let mut delivery = Vec::new();
         let mut delivery_missing = 0;
         for (i, s) in submissions.iter().enumerate() {
-            let stream = format!("application-{}", drafts[warmup + i]);
+            let stream = format!("application-{}", one_drafts[i]);
             match (seen.get(&stream), &s.value) {
                 (Some(at), Some(steps)) => {
                     delivery.push(at.saturating_duration_since(steps.submit_sent));
@@ -604,6 +665,9 @@ impl ApplicationsBench {
         if let Some(e) = submissions.iter().find_map(|s| s.error.clone()) {
             println!("first failed submission: {e}");
         }
+        if let Some(e) = pairs.iter().find_map(|s| s.error.clone()) {
+            println!("first failed pair: {e}");
+        }
         Ok(Figures {
             store: name,
             followers_read_alone: self.followers_read_alone,
@@ -617,26 +681,30 @@ impl ApplicationsBench {
                     .map(|s| s.took)
                     .collect(),
             ),
+            submission_failed: failed,
+            achieved_per_sec,
+            pair: Spread::of(pairs.iter().filter(|s| s.ok).map(|s| s.took).collect()),
             save: Spread::of(
-                submissions
+                pairs
                     .iter()
                     .filter_map(|s| s.value.as_ref().map(|v| v.save))
                     .collect(),
             ),
             submit: Spread::of(
-                submissions
+                pairs
                     .iter()
                     .filter_map(|s| s.value.as_ref().map(|v| v.submit))
                     .collect(),
             ),
-            submission_failed: failed,
-            achieved_per_sec,
+            pair_failed: pairs.iter().filter(|s| !s.ok).count(),
+            pair_achieved_per_sec,
             delivery: Spread::of(delivery),
             delivery_missing,
             baseline_page: Spread::of(baseline_page),
             inbox: Spread::of(inbox),
             inbox_first_page,
             costs: Some(costs),
+            pair_costs: Some(pair_costs),
         })
     }
 }
@@ -953,6 +1021,25 @@ impl Server {
                 submit: submit_sent.elapsed(),
             },
         ))
+    }
+
+    /// Submit draft `id` with its data (`data(fields, n)`) in one request, as a portal
+    /// that holds the filled-in form does; the request's duration as `submit`.
+    async fn submit_with_data(&self, id: &str, fields: usize, n: usize) -> anyhow::Result<Steps> {
+        let submit_sent = Instant::now();
+        self.expect(
+            StatusCode::CREATED,
+            "POST",
+            &format!("/applications/{id}/submission"),
+            &self.citizen,
+            Some(json!({ "data": data(fields, n) })),
+        )
+        .await?;
+        Ok(Steps {
+            save: Duration::ZERO,
+            submit_sent,
+            submit: submit_sent.elapsed(),
+        })
     }
 
     /// `n` drafts, made eight at a time, with progress.

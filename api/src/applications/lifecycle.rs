@@ -800,15 +800,10 @@ pub async fn save_data(
     let pinned = form_state
         .version(app.pinned.version)
         .ok_or_else(|| Problem::internal(&"the pinned form version is missing"))?;
-    let mut salt = [0u8; 32];
-    use amtsbuch_domain::seal::SecureRandom;
-    amtsbuch_domain::seal::SystemRandom::new()
-        .fill(&mut salt)
-        .map_err(|_| Problem::internal(&"no randomness"))?;
     let command = ApplicationCommand::SaveData {
         applicant: app.applicant,
         data: req.data,
-        salt: Sha256(salt),
+        salt: fresh_salt()?,
         schema: &pinned.schema,
         at: Utc::now(),
     };
@@ -817,6 +812,27 @@ pub async fn save_data(
             .await?
             .0,
     ))
+}
+
+/// 32 fresh random bytes: the salt of a data hash.
+fn fresh_salt() -> Result<Sha256, Problem> {
+    use amtsbuch_domain::seal::SecureRandom;
+    let mut salt = [0u8; 32];
+    amtsbuch_domain::seal::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| Problem::internal(&"no randomness"))?;
+    Ok(Sha256(salt))
+}
+
+/// A submission's optional body: the form data to save with it, in the same append.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionRequest {
+    /// The complete data, valid against the pinned form version (personal data, sealed),
+    /// saved and submitted at once, as `PUT /applications/{id}/data` then this route would;
+    /// left out, the data saved before is submitted.
+    #[schema(value_type = Option<Object>)]
+    data: Option<Value>,
 }
 
 /// What a submission receipt proves.
@@ -908,19 +924,25 @@ async fn receipt_of(
 /// Submit a draft: its pinned version must be published (not retired), its data saved,
 /// every attachment the data names uploaded with that hash, and under the payment policy
 /// `before_submission` its fee paid. The answer is the receipt.
+///
+/// A portal that holds the filled-in form can send it with the submission (`data`): it
+/// is checked against the pinned version and sealed exactly as `PUT
+/// /applications/{id}/data` does, and saved and submitted in one append — both events or
+/// neither; invalid data is refused with `422` and changes nothing.
 #[utoipa::path(post, path = "/applications/{id}/submission", tag = "applications",
     security(("bearer" = ["citizen"])),
     params(
         ("id" = Uuid, Path, pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", description = "The application id (a lowercase UUID)"),
         ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,15}\")$", description = "The application's version as an entity tag (`\"3\"`: its `version`, the `ETag` of `GET /applications/{id}`); the write is refused with `412` when the application is at another version"),
         ("Expected-Version" = Option<String>, Header, pattern = "^(any|[0-9]{1,15})$", description = "The application's version as a number, as `If-Match`")),
+    request_body(content = Option<SubmissionRequest>, description = "Optional: the form data to save and submit at once"),
     responses(
         (status = 201, description = "Submitted; the receipt", body = ReceiptView),
-        (status = 400, description = "Not an application id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Not an application id, or a body that is not `{\"data\": {...}}`; nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Someone else's application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such application", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Already submitted, no data yet, the form version is retired, or (`payment-outstanding`) the fee due before the submission is not paid yet: `obligations` names each (`reference`: the receivable's stream, to pay through `POST /receivables/{id}/checkout`; `detail`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "An attachment is missing or has another hash", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "An attachment is missing or has another hash, or the data sent violates the pinned form version (`violations`: pointer, keyword, schema_path); nothing was stored", body = DataProblemDoc, content_type = "application/problem+json"),
         (status = 412, description = "The application is at another version than `If-Match` or `Expected-Version` names (`version-mismatch`, with `actual_version`); nothing was stored", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "No key-encryption key configured", body = ProblemDoc, content_type = "application/problem+json")))]
 pub async fn submit(
@@ -928,8 +950,10 @@ pub async fn submit(
     Caller(caller): Caller,
     Path(raw): Path<String>,
     headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let id = application_id(&raw)?;
+    let req: SubmissionRequest = body::optional(body, "{\"data\"?: {...}}")?;
     command::sealer(&state)?;
     let (events, app, reach, version) = reached(&state, &caller, id).await?;
     let expected = check_version(&headers, &events, version)?;
@@ -937,12 +961,24 @@ pub async fn submit(
     let pinned = form_state
         .version(app.pinned.version)
         .ok_or_else(|| Problem::internal(&"the pinned form version is missing"))?;
-    let command = ApplicationCommand::Submit {
-        applicant: app.applicant,
-        schema: &pinned.schema,
-        status: pinned.status,
-        dues: dues(&state, &app).await?,
-        at: Utc::now(),
+    let dues = dues(&state, &app).await?;
+    let command = match req.data {
+        None => ApplicationCommand::Submit {
+            applicant: app.applicant,
+            schema: &pinned.schema,
+            status: pinned.status,
+            dues,
+            at: Utc::now(),
+        },
+        Some(data) => ApplicationCommand::SubmitWithData {
+            applicant: app.applicant,
+            data,
+            salt: fresh_salt()?,
+            schema: &pinned.schema,
+            status: pinned.status,
+            dues,
+            at: Utc::now(),
+        },
     };
     let ran = run_stored(&state, &app, &reach, &command, expected, events, version).await?;
     Ok((

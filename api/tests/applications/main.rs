@@ -1990,6 +1990,132 @@ async fn fee_before_submission(env: &Env) {
     assert_eq!(get().await["status"], "submitted");
 }
 
+/// A submission with its data in one request: invalid data is refused with `422` and
+/// pointers and stores nothing; valid data is saved (sealed) and submitted in one append,
+/// answered with a receipt whose data hash is that of the data sent; a missing attachment
+/// the data names refuses both; a second submission is refused. The two-step path is
+/// what `lifecycle` covers.
+async fn submission_in_one_request(env: &Env) {
+    setup(env).await;
+    let c = citizen();
+    let id = env.draft().await;
+    let submit = |body: Option<Value>, status: StatusCode| {
+        let id = id.clone();
+        let c = c.clone();
+        async move {
+            env.expect(
+                status,
+                "POST",
+                "/applications/{id}/submission",
+                &uri(&id, "/submission"),
+                Some(&c),
+                body,
+            )
+            .await
+        }
+    };
+    let head = env.head().await;
+    let invalid = submit(
+        Some(json!({ "data": { "familienname": "", "kinder": -1 } })),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(invalid["type"], "urn:amtsbuch:problem:invalid-data");
+    let pointers: Vec<&str> = invalid["violations"]
+        .as_array()
+        .expect("violations")
+        .iter()
+        .filter_map(|v| v["pointer"].as_str())
+        .collect();
+    for p in ["/familienname", "/geburtsdatum", "/kinder"] {
+        assert!(pointers.contains(&p), "{p} in {pointers:?}");
+    }
+    submit(Some(json!({ "daten": {} })), StatusCode::BAD_REQUEST).await;
+    submit(Some(json!({ "data": 1 })), StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(env.head().await, head, "nothing stored");
+    let draft = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/applications/{id}",
+            &uri(&id, ""),
+            Some(&c),
+            None,
+        )
+        .await;
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["data"], Value::Null, "no data saved");
+
+    let data = json!({ "familienname": "Müller", "geburtsdatum": "1990-02-03", "kinder": 2 });
+    let receipt = submit(Some(json!({ "data": data })), StatusCode::CREATED).await;
+    let position = receipt["position"].as_u64().expect("position");
+    assert_eq!(env.head().await, head + 2, "the data and the submission");
+    assert_eq!(
+        position,
+        head + 2,
+        "one append: the submission right after the data"
+    );
+    let saved = env
+        .store
+        .read_all(head, 2)
+        .await
+        .expect("log")
+        .iter()
+        .map(|e| e.record().expect("record").event_type.to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(saved, ["ApplicationDataSaved", "ApplicationSubmitted"]);
+    for e in env.store.read_all(head, 2).await.expect("log") {
+        assert!(
+            !String::from_utf8_lossy(&e.bytes).contains("Müller"),
+            "the data is sealed"
+        );
+    }
+    let submitted = env
+        .expect(
+            StatusCode::OK,
+            "GET",
+            "/applications/{id}",
+            &uri(&id, ""),
+            Some(&c),
+            None,
+        )
+        .await;
+    assert_eq!(submitted["status"], "submitted");
+    assert_eq!(submitted["data"], data);
+    check_receipt(env, &id, &receipt, &data).await;
+
+    // A second submission, with data or without, is refused and stores nothing.
+    let head = env.head().await;
+    submit(Some(json!({ "data": data })), StatusCode::CONFLICT).await;
+    submit(Some(json!({})), StatusCode::CONFLICT).await;
+    assert_eq!(env.head().await, head);
+
+    // Valid data that names an attachment never uploaded: neither saved nor submitted.
+    let form = env.published_form(schema_with_upload()).await;
+    env.directory(json!([
+        { "leika": LEIKA, "region": "14627", "authority": "lra-meissen", "form": form,
+          "payment": "after_decision", "service_name": "Wohngeld beantragen" }
+    ]))
+    .await;
+    let id = env.draft().await;
+    let head = env.head().await;
+    let missing = env
+        .expect(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "POST",
+            "/applications/{id}/submission",
+            &uri(&id, "/submission"),
+            Some(&c),
+            Some(json!({ "data": {
+                "familienname": "Müller",
+                "nachweis": sha256_hex(b"never uploaded"),
+            } })),
+        )
+        .await;
+    assert_eq!(missing["type"], "urn:amtsbuch:problem:attachment-missing");
+    assert_eq!(env.head().await, head, "nothing stored");
+}
+
 /// Run `test` on an `Env` on a fresh database of `adapter`.
 async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     let env = Env::start(adapter).await;
@@ -1997,4 +2123,4 @@ async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     env.close().await;
 }
 
-common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export, erasure_after_retention, attachments, attachments_are_capped_together, draft_expiry, form_revision_if_match, a_second_node_follows_form_changes, fee_before_submission);
+common::on_both_adapters!(using on; lifecycle, bad_input, inbox, export, erasure_after_retention, attachments, attachments_are_capped_together, draft_expiry, form_revision_if_match, a_second_node_follows_form_changes, fee_before_submission, submission_in_one_request);

@@ -150,6 +150,7 @@ async fn the_applicant_guide_works(adapter: common::Adapter) {
             "again: 409",
             "data hash: matches the record",
             "withdrawn: withdrawn (COMPLETED)",
+            "in one request: 422 urn:amtsbuch:problem:invalid-data",
         ],
     );
     // Due at midnight in 30 days, as the guide asked.
@@ -161,6 +162,13 @@ async fn the_applicant_guide_works(adapter: common::Adapter) {
                 l == format!("status: ACTION_REQUIRED, file AZ 42/2026, due {d}T00:00:00.000000Z")
             })
         }),
+        "{out}"
+    );
+    // The data and the submission in one request: a receipt with a 64-digit data hash.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("in one request: submitted at ")
+                && l.ends_with(", data hash 64 hex digits")),
         "{out}"
     );
     // The invalid data was refused with pointers to both faults.

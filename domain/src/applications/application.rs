@@ -233,6 +233,19 @@ pub enum ApplicationCommand<'c> {
         dues: Dues,
         at: DateTime<Utc>,
     },
+    /// Save the draft's data and submit it at once: `SaveData` then `Submit`, decided on
+    /// the state the save leaves, both events or neither. Refused like a submission when
+    /// the application is not a draft any more, else like the save, else like the
+    /// submission.
+    SubmitWithData {
+        applicant: SubjectId,
+        data: Value,
+        salt: Sha256,
+        schema: &'c FormSchema,
+        status: VersionStatus,
+        dues: Dues,
+        at: DateTime<Utc>,
+    },
     Withdraw {
         applicant: SubjectId,
         at: DateTime<Utc>,
@@ -1079,6 +1092,40 @@ pub fn decide(
                 file_name: Personal::Available(file_name.clone()),
             })])
         }
+        C::SubmitWithData {
+            applicant,
+            data,
+            salt,
+            schema,
+            status,
+            dues,
+            at,
+        } => {
+            own(applicant)?;
+            match app.status {
+                Status::Draft => {}
+                Status::Expired => return Err(E::NotADraft(Status::Expired)),
+                _ => return Err(E::AlreadySubmitted),
+            }
+            let save = C::SaveData {
+                applicant: *applicant,
+                data: data.clone(),
+                salt: *salt,
+                schema,
+                at: *at,
+            };
+            let mut events = decide(&save, state)?;
+            let saved = events.iter().fold(state.clone(), evolve);
+            let submit = C::Submit {
+                applicant: *applicant,
+                schema,
+                status: *status,
+                dues: dues.clone(),
+                at: *at,
+            };
+            events.extend(decide(&submit, &saved)?);
+            Ok(events)
+        }
         C::Submit {
             applicant,
             schema,
@@ -1872,6 +1919,100 @@ mod tests {
         assert_eq!(
             submit_as(&ready(), applicant(), VersionStatus::Editing),
             Err(ApplicationError::VersionNotPublished)
+        );
+    }
+
+    fn submit_with_data(
+        state: &ApplicationState,
+        who: SubjectId,
+        data: Value,
+        status: VersionStatus,
+    ) -> Result<Vec<ApplicationEvent>, ApplicationError> {
+        let schema = schema();
+        decide(
+            &ApplicationCommand::SubmitWithData {
+                applicant: who,
+                data,
+                salt: salt(),
+                schema: &schema,
+                status,
+                dues: Dues::Settled,
+                at: at("2026-03-01T10:10:00.1234567Z"),
+            },
+            state,
+        )
+    }
+
+    /// Data and submission in one command: the same two events the save and the
+    /// submission decide one after the other, or a refusal and no event at all.
+    #[test]
+    fn a_submission_with_its_data_saves_and_submits_at_once() {
+        let attached = attach(&created(), "nachweis", pdf()).expect("attach");
+        let events = submit_with_data(&attached, applicant(), data(), VersionStatus::Published)
+            .expect("submitted");
+        let schema = schema();
+        let one_by_one = {
+            let save = ApplicationCommand::SaveData {
+                applicant: applicant(),
+                data: data(),
+                salt: salt(),
+                schema: &schema,
+                at: at("2026-03-01T10:10:00.1234567Z"),
+            };
+            let mut events = decide(&save, &attached).expect("save");
+            let saved = events.iter().fold(attached.clone(), evolve);
+            let submit = ApplicationCommand::Submit {
+                applicant: applicant(),
+                schema: &schema,
+                status: VersionStatus::Published,
+                dues: Dues::Settled,
+                at: at("2026-03-01T10:10:00.1234567Z"),
+            };
+            events.extend(decide(&submit, &saved).expect("submit"));
+            events
+        };
+        assert_eq!(events, one_by_one);
+        assert!(matches!(
+            events.as_slice(),
+            [
+                ApplicationEvent::DataSaved(_),
+                ApplicationEvent::Submitted(_)
+            ]
+        ));
+        let after = events.iter().fold(attached.clone(), evolve);
+        assert_eq!(app(&after).status, Status::Submitted);
+
+        // Invalid data: refused as the save refuses it.
+        assert!(matches!(
+            submit_with_data(
+                &attached,
+                applicant(),
+                json!({"familienname": 3}),
+                VersionStatus::Published
+            ),
+            Err(ApplicationError::DataInvalid(_))
+        ));
+        // Valid data, but the attachment it names is missing.
+        assert_eq!(
+            submit_with_data(&created(), applicant(), data(), VersionStatus::Published),
+            Err(ApplicationError::MissingAttachment("nachweis".into()))
+        );
+        assert_eq!(
+            submit_with_data(&attached, applicant(), data(), VersionStatus::Retired),
+            Err(ApplicationError::VersionRetired)
+        );
+        assert_eq!(
+            submit_with_data(&attached, stranger(), data(), VersionStatus::Published),
+            Err(ApplicationError::NotYourApplication)
+        );
+        // A second submission, with or without data, is refused as a submission.
+        assert_eq!(
+            submit_with_data(&after, applicant(), data(), VersionStatus::Published),
+            Err(ApplicationError::AlreadySubmitted)
+        );
+        assert_eq!(
+            submit_with_data(&after, applicant(), json!({}), VersionStatus::Published),
+            Err(ApplicationError::AlreadySubmitted)
         );
     }
 
