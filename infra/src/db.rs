@@ -475,6 +475,30 @@ impl Db {
         })
     }
 
+    /// As [`Db::fetch_all`], but planned for the values of its parameters at every call.
+    /// PostgreSQL otherwise switches a prepared statement to one generic plan after five
+    /// executions, made without the values; where the best plan depends on them — a
+    /// full-text word that matches a few rows or half the table — that plan may read and
+    /// sort every match where the custom plan stops after a page. Here the statement is
+    /// sent unnamed, so it is planned with its values each time (one round trip more, and
+    /// the planning). SQLite plans as it always does.
+    pub async fn fetch_all_planned(
+        &self,
+        sql: &str,
+        params: &[Value<'_>],
+    ) -> Result<Vec<Row>, DbError> {
+        match &self.0 {
+            Pool::Postgres(p) => Ok(pg_query(sql, params)
+                .persistent(false)
+                .fetch_all(p)
+                .await?
+                .into_iter()
+                .map(Row::Postgres)
+                .collect()),
+            Pool::Sqlite(..) => self.fetch_all(sql, params).await,
+        }
+    }
+
     pub async fn fetch_optional(
         &self,
         sql: &str,

@@ -21,6 +21,15 @@
 //!   for as long as it lives; a cache would also keep key material in memory far longer than
 //!   one operation needs. Every call reads the row and unwraps (one indexed read and one
 //!   AES-GCM decryption of 32 bytes).
+//! - On PostgreSQL a new key's row commits without waiting for the flush of the WAL to
+//!   disk (`synchronous_commit` off for that one statement), which is a whole disk flush
+//!   (about 5 ms on the test machine) less on a subject's first use. Nothing is lost by it:
+//!   whatever is sealed under the key is stored in the same database after the key's row
+//!   was committed, and the WAL is flushed in order, so whatever of it is durable (an
+//!   event's append waits for its flush) has the key's row durable before it; a standby
+//!   receives the WAL in the same order. A crash can only lose a key that nothing durable
+//!   was sealed under yet, and the next use creates one again. Destroying a key and the
+//!   tombstone of an erasure always wait for the flush.
 //! - A key that exists but does not unwrap is an [`VaultError::Integrity`] failure (wrong or
 //!   missing KEK, tampering), never mistaken for erasure.
 //! - Only the first KEK of the [`Keyring`] wraps; every configured KEK unwraps. Rotating a
@@ -220,6 +229,14 @@ const ROWS: &str = "SELECT subject, key_id, kek_id, alg, nonce, wrapped_key, cre
 const INSERT: &str = "INSERT INTO subject_keys \
      (subject, key_id, kek_id, alg, nonce, wrapped_key, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subject, key_id) DO NOTHING";
+
+/// [`INSERT`] on PostgreSQL: the same row, committed without waiting for the WAL flush
+/// (see the module's rules on why a new key may).
+const INSERT_ASYNC: &str = "INSERT INTO subject_keys \
+     (subject, key_id, kek_id, alg, nonce, wrapped_key, created_at) \
+     SELECT $1, $2, $3, $4, $5, $6, $7 \
+     WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL \
+     ON CONFLICT (subject, key_id) DO NOTHING";
 
 const TOMBSTONE: &str = "INSERT INTO subject_keys (subject, key_id, created_at, destroyed_at) \
      VALUES ($1, $2, $3, $3) ON CONFLICT (subject, key_id) DO NOTHING";
@@ -544,10 +561,14 @@ impl KeyVault {
         key_id: &KeyId,
         wrapped: &WrappedKey,
     ) -> Result<bool, VaultError> {
+        let insert = match self.db.dialect() {
+            Dialect::Postgres => INSERT_ASYNC,
+            Dialect::Sqlite => INSERT,
+        };
         let inserted = self
             .db
             .execute(
-                INSERT,
+                insert,
                 &[
                     subject.as_str().into(),
                     key_id.as_str().into(),

@@ -94,6 +94,15 @@ pub struct ParticipationBench {
     /// Commands in flight while seeding.
     #[arg(long, default_value_t = 32)]
     pub writers: usize,
+    /// Keep the filled scratch database (the PostgreSQL schema, the SQLite file's
+    /// directory) after the run, so that `--reuse` can time it again without filling.
+    #[arg(long)]
+    pub keep: bool,
+    /// Time a scratch database an earlier `--keep` run filled (the schema's name, or the
+    /// SQLite directory it printed) instead of filling a new one; it is kept afterwards.
+    /// Needs `--adapter postgres` or `--adapter sqlite`.
+    #[arg(long, value_name = "SCHEMA_OR_DIR")]
+    pub reuse: Option<String>,
 }
 
 /// Latency percentiles.
@@ -413,11 +422,25 @@ enum Scratch {
     },
 }
 
+/// Whether `name` is a schema this bench creates: `amtsbuch_bench_` and 32 hex digits.
+fn is_scratch_schema(name: &str) -> bool {
+    name.strip_prefix("amtsbuch_bench_").is_some_and(|id| {
+        id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 impl ParticipationBench {
     pub async fn run(&self) -> anyhow::Result<String> {
         anyhow::ensure!(
             self.procedures >= 20 && self.searches > 0 && self.rate > 0 && self.seconds > 0,
             "--procedures must be at least 20; --searches, --rate and --seconds positive"
+        );
+        anyhow::ensure!(
+            self.reuse.is_none() || self.adapter != "both",
+            "--reuse needs --adapter postgres or --adapter sqlite"
         );
         let mut report = Vec::new();
         if matches!(self.adapter.as_str(), "sqlite" | "both") {
@@ -441,16 +464,36 @@ impl ParticipationBench {
 
     async fn on_scratch(&self, postgres: bool) -> anyhow::Result<String> {
         use sqlx::Connection;
+        let reuse = self.reuse.as_deref();
         let (store, scratch) = if postgres {
             let url = self.database_url.clone().unwrap_or_default();
             let base: sqlx::postgres::PgConnectOptions = url.parse().context("bad database URL")?;
-            let schema = format!("amtsbuch_bench_{}", Uuid::now_v7().simple());
             let mut admin = sqlx::PgConnection::connect_with(&base)
                 .await
                 .context("cannot connect")?;
-            sqlx::query(&format!("CREATE SCHEMA {schema}"))
-                .execute(&mut admin)
-                .await?;
+            let schema = match reuse {
+                Some(schema) => {
+                    anyhow::ensure!(
+                        is_scratch_schema(schema),
+                        "--reuse {schema:?}: a scratch schema is named amtsbuch_bench_ and 32 hex digits"
+                    );
+                    let exists: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                    )
+                    .bind(schema)
+                    .fetch_one(&mut admin)
+                    .await?;
+                    anyhow::ensure!(exists, "--reuse {schema}: no such schema");
+                    schema.to_owned()
+                }
+                None => {
+                    let schema = format!("amtsbuch_bench_{}", Uuid::now_v7().simple());
+                    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                        .execute(&mut admin)
+                        .await?;
+                    schema
+                }
+            };
             let store = amtsbuch_infra::PgStore::connect_with(
                 base.options([("search_path", schema.as_str())]),
             )
@@ -460,9 +503,23 @@ impl ParticipationBench {
                 Scratch::Postgres { admin, schema },
             )
         } else {
-            let dir =
-                std::env::temp_dir().join(format!("amtsbuch-bench-{}", Uuid::now_v7().simple()));
-            std::fs::create_dir_all(&dir)?;
+            let dir = match reuse {
+                Some(dir) => {
+                    let dir = std::path::PathBuf::from(dir);
+                    anyhow::ensure!(
+                        dir.join("bench.db").is_file(),
+                        "--reuse {}: no bench.db in it",
+                        dir.display()
+                    );
+                    dir
+                }
+                None => {
+                    let dir = std::env::temp_dir()
+                        .join(format!("amtsbuch-bench-{}", Uuid::now_v7().simple()));
+                    std::fs::create_dir_all(&dir)?;
+                    dir
+                }
+            };
             let url = format!("sqlite://{}", dir.join("bench.db").display());
             (AnyStore::open(&url).await, Scratch::Sqlite { dir })
         };
@@ -470,16 +527,19 @@ impl ParticipationBench {
             Ok(store) => self.run_on(store, &scratch).await,
             Err(e) => Err(e.into()),
         };
+        // AMTSBUCH_BENCH_KEEP keeps it too, as `--keep` does.
+        let keep =
+            self.keep || reuse.is_some() || std::env::var_os("AMTSBUCH_BENCH_KEEP").is_some();
         match scratch {
             Scratch::Postgres { mut admin, schema } => {
-                if std::env::var_os("AMTSBUCH_BENCH_KEEP").is_none() {
+                if !keep {
                     sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
                         .execute(&mut admin)
                         .await?;
                 }
             }
             Scratch::Sqlite { dir } => {
-                if std::env::var_os("AMTSBUCH_BENCH_KEEP").is_none() {
+                if !keep {
                     let _ = std::fs::remove_dir_all(dir);
                 }
             }
@@ -489,13 +549,23 @@ impl ParticipationBench {
 
     async fn run_on(&self, store: AnyStore, scratch: &Scratch) -> anyhow::Result<String> {
         let kind = store.kind();
+        let afterwards = if self.keep || self.reuse.is_some() {
+            "kept afterwards: time it again with --reuse"
+        } else {
+            "removed afterwards"
+        };
+        let reused = if self.reuse.is_some() {
+            ", filled by an earlier run"
+        } else {
+            ""
+        };
         match scratch {
             Scratch::Postgres { schema, .. } => {
-                println!("{kind}: scratch schema {schema} (dropped afterwards)")
+                println!("{kind}: scratch schema {schema}{reused} ({afterwards})")
             }
             Scratch::Sqlite { dir } => {
                 println!(
-                    "{kind}: scratch file in {} (removed afterwards)",
+                    "{kind}: scratch directory {}{reused} ({afterwards})",
                     dir.display()
                 )
             }
@@ -527,20 +597,31 @@ impl ParticipationBench {
         let now = Utc::now();
 
         let seeded = Instant::now();
-        let procedures = self.seed_procedures(&state, now).await?;
-        let contributions = self.seed_contributions(&state, &procedures, now).await?;
+        let seeded_counts = if self.reuse.is_some() {
+            None
+        } else {
+            let procedures = self.seed_procedures(&state, now).await?;
+            let contributions = self.seed_contributions(&state, &procedures, now).await?;
+            Some((procedures.len(), contributions))
+        };
         let head = store.head().await?.position;
-        println!(
-            "  seeded {} procedures and {contributions} contributions ({head} events) in {:.1} s",
-            procedures.len(),
-            seeded.elapsed().as_secs_f64()
-        );
+        if let Some((procedures, contributions)) = seeded_counts {
+            println!(
+                "  seeded {procedures} procedures and {contributions} contributions ({head} events) in {:.1} s",
+                seeded.elapsed().as_secs_f64()
+            );
+        }
         let caught = Instant::now();
         let mut applied = runner
             .applied(amtsbuch_projections::participation::NAME)
             .context("the participation projection is not running")?;
         let at_end = *applied.borrow();
-        println!("  read model at {at_end} of {head} events when seeding ended");
+        // A reused database's read model resumes from its checkpoint, which the runner has
+        // not necessarily read yet: there is no fill to measure its pace against.
+        let reused = seeded_counts.is_none();
+        if !reused {
+            println!("  read model at {at_end} of {head} events when seeding ended");
+        }
         // Its progress every ten seconds, with the rate since seeding ended.
         while *applied.borrow() < head {
             let reached = tokio::time::timeout(Duration::from_secs(10), async {
@@ -552,16 +633,40 @@ impl ParticipationBench {
                 break;
             }
             let now_at = *applied.borrow();
-            println!(
-                "  read model at {now_at} of {head} events ({:.0} events/s)",
-                now_at.saturating_sub(at_end) as f64 / caught.elapsed().as_secs_f64()
-            );
+            if reused {
+                println!("  read model at {now_at} of {head} events");
+            } else {
+                println!(
+                    "  read model at {now_at} of {head} events ({:.0} events/s)",
+                    now_at.saturating_sub(at_end) as f64 / caught.elapsed().as_secs_f64()
+                );
+            }
         }
         let catch_up = caught.elapsed().as_secs_f64();
-        println!(
-            "  read model caught up {catch_up:.1} s after seeding ended ({:.0} events/s)",
-            head.saturating_sub(at_end) as f64 / catch_up.max(1e-9)
-        );
+        if reused {
+            println!("  read model at the log's head {catch_up:.1} s after the start");
+        } else {
+            println!(
+                "  read model caught up {catch_up:.1} s after seeding ended ({:.0} events/s)",
+                head.saturating_sub(at_end) as f64 / catch_up.max(1e-9)
+            );
+        }
+
+        let (procedures, contributions) = match seeded_counts {
+            Some(counts) => counts,
+            None => {
+                // What the earlier run filled (and earlier runs submitted), as the read
+                // model holds it now that it has caught up.
+                let (procedures, contributions) = filled_before(&store).await?;
+                anyhow::ensure!(
+                    procedures == self.procedures,
+                    "the reused database holds {procedures} procedures, not --procedures {}",
+                    self.procedures
+                );
+                println!("  reused: {procedures} procedures, {contributions} contributions");
+                (procedures, contributions)
+            }
+        };
 
         if let Some(note) = as_autovacuum_would(&store).await? {
             println!("  {note}");
@@ -571,15 +676,15 @@ impl ParticipationBench {
             .filter(|&i| fate(i) == Fate::Active)
             .collect();
         let searches = self.time_searches(&app).await?;
-        let (submitted, baseline_append, not_taken, cpu) =
-            self.time_submissions(&app, &state, &dev, &active).await?;
+        let (submitted, baseline_append, not_taken, cpu) = self
+            .time_submissions(&app, &state, &dev, &active, head)
+            .await?;
         runner.shutdown().await;
 
         let (search, by_id, filters) = searches;
         let mut out = vec![
             format!(
-                "{kind}: {} procedures, {contributions} contributions, {head} events in the log",
-                procedures.len()
+                "{kind}: {procedures} procedures, {contributions} contributions, {head} events in the log"
             ),
             search.line("search (filters + full text)"),
             by_id.line("baseline: one procedure by id"),
@@ -600,6 +705,13 @@ impl ParticipationBench {
             ),
         ];
         out.push(cpu);
+        if self.keep || self.reuse.is_some() {
+            let name = match scratch {
+                Scratch::Postgres { schema, .. } => schema.clone(),
+                Scratch::Sqlite { dir } => dir.display().to_string(),
+            };
+            out.push(format!("  kept: time it again with --reuse {name}"));
+        }
         if search.p99 > Duration::from_millis(20)
             || submitted.p99 > Duration::from_millis(15)
             || not_taken > 0
@@ -839,7 +951,7 @@ impl ParticipationBench {
     }
 
     /// Submissions offered at `rate` for `seconds`, each by one of 1,000 participants to
-    /// an active procedure, then the bare appends at the same rate; open loop, each
+    /// an active procedure (numbered after the log's `head`), then the bare appends at the same rate; open loop, each
     /// latency from the instant its request was due.
     async fn time_submissions(
         &self,
@@ -847,12 +959,16 @@ impl ParticipationBench {
         state: &AppState,
         dev: &DevKey,
         active: &[usize],
+        head: u64,
     ) -> anyhow::Result<(Latency, Latency, usize, String)> {
         anyhow::ensure!(!active.is_empty(), "no active procedure to contribute to");
         let tokens: Vec<String> = (0..1_000u64)
             .map(|k| {
                 let mut request = TokenRequest::new(format!("bench-{k}"), [Role::Citizen]);
-                request.account = Some(participant(100_000 + k).0.to_string());
+                // Participants new to the vault in every run, also on a reused database
+                // (each run adds more events than participants): their first submission
+                // creates their key, as in a fresh run.
+                request.account = Some(participant(100_000 + head + k).0.to_string());
                 mint(dev, &request, Utc::now()).map_err(anyhow::Error::from)
             })
             .collect::<anyhow::Result<_>>()?;
@@ -956,6 +1072,25 @@ impl ParticipationBench {
             cpu,
         ))
     }
+}
+
+/// The procedures and contributions a reused scratch database holds, from its read model.
+async fn filled_before(store: &AnyStore) -> anyhow::Result<(usize, usize)> {
+    let db = amtsbuch_projections::ReadDb::new(store);
+    let mut counts = [0usize; 2];
+    for (n, table) in ["participation_procedures", "participation_contributions"]
+        .iter()
+        .enumerate()
+    {
+        let count = db
+            .fetch_optional(&format!("SELECT COUNT(*) AS n FROM {table}"), &[])
+            .await?
+            .map(|row| row.get::<i64>("n"))
+            .transpose()?
+            .context("COUNT(*) gave no row")?;
+        counts[n] = usize::try_from(count)?;
+    }
+    Ok((counts[0], counts[1]))
 }
 
 /// PostgreSQL keeps a table's statistics (and clears its dead rows) by autovacuum; on a

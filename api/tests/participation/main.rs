@@ -2240,6 +2240,8 @@ async fn the_bench_runs_with_tiny_numbers_on_both_adapters() {
         rate: 50,
         seconds: 1,
         writers: 8,
+        keep: false,
+        reuse: None,
     };
     let report = bench.run().await.expect("the bench runs");
     for expected in [
@@ -2253,6 +2255,74 @@ async fn the_bench_runs_with_tiny_numbers_on_both_adapters() {
     ] {
         assert!(report.contains(expected), "{expected:?} in:\n{report}");
     }
+}
+
+/// `--keep` leaves the filled database, and `--reuse` times it again without filling: the
+/// same procedures and contributions, plus the submissions of the first run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_reuses_what_it_kept() {
+    for adapter in ["sqlite", "postgres"] {
+        let mut bench = amtsbuch_api::participation::bench::ParticipationBench {
+            database_url: Some(common::database_url()),
+            adapter: adapter.into(),
+            procedures: 40,
+            contributions: 200,
+            searches: 10,
+            rate: 20,
+            seconds: 1,
+            writers: 8,
+            keep: true,
+            reuse: None,
+        };
+        let first = bench.run().await.expect("the bench runs");
+        let kept = first
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("kept: time it again with --reuse "))
+            .unwrap_or_else(|| panic!("the kept database is named in:\n{first}"))
+            .to_owned();
+        bench.keep = false;
+        bench.reuse = Some(kept.clone());
+        let second = bench
+            .run()
+            .await
+            .expect("the bench runs on the kept database");
+        // The first run's 20 submissions are among the contributions now.
+        let taken = 200 + 20 - not_taken(&first);
+        assert!(
+            second.contains(&format!("40 procedures, {taken} contributions")),
+            "{adapter}: {taken} contributions reused in:\n{second}"
+        );
+        assert!(!second.contains("seeded"), "{second}");
+        bench.procedures = 60;
+        let wrong = bench.run().await.expect_err("another size is refused");
+        assert!(wrong.to_string().contains("holds 40 procedures"), "{wrong}");
+        // The bench leaves a reused database for whoever asked for it to be kept.
+        if adapter == "sqlite" {
+            std::fs::remove_dir_all(&kept).expect("the kept directory is removed");
+        } else {
+            use sqlx::Connection;
+            let url: sqlx::postgres::PgConnectOptions =
+                common::database_url().parse().expect("test database URL");
+            let mut admin = sqlx::PgConnection::connect_with(&url)
+                .await
+                .expect("connect");
+            sqlx::query(&format!("DROP SCHEMA {kept} CASCADE"))
+                .execute(&mut admin)
+                .await
+                .expect("the kept schema is dropped");
+        }
+    }
+}
+
+/// The submissions a bench report says were not taken.
+fn not_taken(report: &str) -> usize {
+    report
+        .split(" not taken (no 201)")
+        .next()
+        .and_then(|before| before.rsplit("; ").next())
+        .and_then(|s| s.split(" of ").next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("a count of submissions not taken in:\n{report}"))
 }
 
 /// How long until a moment a little after `t`: a round that starts at `t` is open then. The
