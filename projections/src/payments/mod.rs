@@ -13,6 +13,9 @@
 //!
 //! Nothing here decrypts: events are decoded without a key, and the payer's name never
 //! reaches a table.
+//!
+//! A second projection (`fees_due`) keeps each application whose fee is due under its
+//! payment policy and not requested yet.
 
 use std::sync::Arc;
 
@@ -25,12 +28,14 @@ use futures_util::future::BoxFuture;
 use crate::db::{DbError, ReadDb, ReadTx, Value};
 use crate::projection::{read_event, Projection, ProjectionError};
 
+pub mod fees_due;
+
 /// The projection's name.
 pub const NAME: &str = "payments_receivables";
 
 /// The payments projections, which the payments domain module registers.
 pub fn projections() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(Receivables)]
+    vec![Arc::new(Receivables), Arc::new(fees_due::FeesDue)]
 }
 
 /// The receivables projection.
