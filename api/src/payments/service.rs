@@ -520,6 +520,7 @@ pub async fn import(
     meta: &Meta,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<ImportReport, Problem> {
+    let started = std::time::Instant::now();
     let lines: Vec<StatementLine> = match format {
         Format::Camt => {
             let file = camt::parse(bytes, |_, _| {}).map_err(|e| {
@@ -545,6 +546,7 @@ pub async fn import(
         }
     };
     let total = lines.len();
+    let parsed = started.elapsed();
     let mut report = ImportReport {
         lines: total,
         ..ImportReport::default()
@@ -567,6 +569,7 @@ pub async fn import(
             .into_iter()
             .map(|(kz, version, r)| (kz, (version, r)))
             .collect();
+    let matched = started.elapsed();
     let owner = |line: &StatementLine| {
         line.kassenzeichen
             .iter()
@@ -635,6 +638,15 @@ pub async fn import(
         report.absorb(part);
         progress(done, total);
     }
+    tracing::info!(
+        lines = total,
+        receivables = known.len(),
+        booked = report.booked,
+        parse_ms = parsed.as_millis() as u64,
+        lookup_ms = (matched - parsed).as_millis() as u64,
+        booking_ms = (started.elapsed() - matched).as_millis() as u64,
+        "reconciliation import done"
+    );
     Ok(report)
 }
 

@@ -1,4 +1,4 @@
-//! The applications whose fee is due under their payment policy but not requested yet
+//! Each application whose fee is due under its payment policy but not requested yet
 //! (projection `payments_fees_due`, table `payments_fees_due`): what the payment policy
 //! requests once a fee schedule for the service at the authority is set, and what an
 //! operator sees waiting for one (`amtsbuch_payment_fees_waiting` on `/metrics`).
@@ -34,7 +34,7 @@ use crate::projection::{read_event, Projection, ProjectionError};
 /// The projection's name.
 pub const NAME: &str = "payments_fees_due";
 
-/// The stream category of the applications a payment policy applies to.
+/// The stream category of the aggregates a payment policy applies to.
 const APPLICATION: &str = "application";
 
 /// The projection of the fees due.
@@ -195,7 +195,7 @@ fn uuid(row: &crate::db::Row, column: &str) -> Result<Uuid, DbError> {
     })
 }
 
-/// The fees due and not requested of applications for service `leika` at `authority`,
+/// The fees due and not requested for service `leika` at `authority`,
 /// oldest first, at most `limit`.
 pub async fn due(
     db: &ReadDb,
