@@ -232,9 +232,9 @@ pub async fn subject_holds(
 /// aggregate decides which of its steps wait for the obligations to be settled, and asks
 /// every module through [`stream_obligations`] without naming one; the module holding an
 /// obligation decides what it is and when it counts as settled. Answers come from the
-/// holder's own streams (not read models), so they never lag behind the log; a holder may
-/// establish an obligation that is due but not yet recorded while it answers (safe to
-/// repeat, as everything it records must be).
+/// holder's own streams (not read models), so they never lag behind the log. Answering
+/// only reads: the step that asks may still be refused (for the obligation or for any
+/// other reason), and a refused step records nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct ObligationPart {
     pub list: ListObligations,

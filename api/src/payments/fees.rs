@@ -117,8 +117,10 @@ fn may_act(caller: &Principal, bewirtschafter: &Bewirtschafter) -> Option<Role> 
 }
 
 /// Set the fee of a service at an authority: what the payment policy requests as an
-/// application's receivable from now on (receivables already requested keep theirs).
-/// Setting the same schedule again records nothing.
+/// application's receivable from now on (receivables already requested keep theirs). The
+/// fees that waited for a schedule (of a draft under `before_submission`, of a decided
+/// application under `after_decision`) are requested with it. Setting the same
+/// schedule again records nothing new for the schedule.
 #[utoipa::path(put, path = "/fee-schedules/{leika}/{authority}", tag = "payments",
     security(("bearer" = ["operator", "cashier"])),
     params(
@@ -192,6 +194,22 @@ pub async fn set(
         .0
         .as_ref()
         .ok_or_else(|| Problem::internal(&"a schedule set without state"))?;
+    // The fees that waited for this schedule are requested now; the payment policy's
+    // manager does the same when it reaches the schedule in the log, so a failure here
+    // delays them and loses nothing.
+    match super::policy::request_due(&state, &set.service, &set.authority, None, set.set_at)
+        .await
+    {
+        Ok(0) => {}
+        Ok(requested) => {
+            tracing::info!(service = %set.service, authority = %set.authority, requested,
+                "the fees waiting for the schedule are requested")
+        }
+        Err(e) => {
+            tracing::warn!(service = %set.service, authority = %set.authority, status = e.status.as_u16(), detail = %e.detail,
+                "the fees waiting for the schedule are left to the payment policy")
+        }
+    }
     Ok((StatusCode::OK, Json(view(set))).into_response())
 }
 

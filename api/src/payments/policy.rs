@@ -15,7 +15,15 @@
 //! - `DecisionIssued` of an application under `after_decision`: request it now;
 //! - `DraftExpired` of an application under `before_submission`: cancel the receivable if
 //!   nothing was paid on it (the cancellation's rules refuse it otherwise, and the money
-//!   stays to be refunded by the cash office).
+//!   stays to be refunded by the cash office);
+//! - `FeeScheduleSet`: request the fees that waited for this schedule ([`request_due`]).
+//!
+//! **A missing fee schedule is visible and made up for.** Without a schedule for the
+//! service at the authority no fee can be requested: the manager logs a warning, and the
+//! read model `payments_fees_due` keeps the application as waiting, which `/metrics`
+//! counts per service and authority (`amtsbuch_payment_fees_waiting`). Setting the
+//! schedule (`PUT /fee-schedules/…`) requests the waiting fees, and so does the manager
+//! when it reaches the `FeeScheduleSet` in the log — each fee once, by derivation (below).
 //!
 //! It reads the application events by their published form (event type and the members of
 //! `data` it needs), never through the other module's code, and writes only the payments
@@ -51,10 +59,11 @@
 //! ([`OBLIGATIONS`]) for an application stream: under `before_submission` the fee's
 //! receivable, settled once it is paid in full (`Receivable::is_paid`: `paid`, `settled` or
 //! `overpaid`, from verified statuses only) or cancelled by the cash office (waived; a
-//! refunded fee is owed again and takes another payment). It establishes the receivable while answering
-//! if the manager has not yet (the same idempotent request), so a submission is never
-//! refused for the manager's lag alone. Without a fee schedule for the service at the
-//! authority no fee can be requested, and the obligation names the missing schedule.
+//! refunded fee is owed again and takes another payment). The answer only reads: a
+//! submission refused (for its fee or for anything else) records nothing. If a schedule is
+//! set but the manager has not requested the fee yet, the answer waits a moment for the
+//! manager to reach the log's head, so a submission is not refused for the manager's lag
+//! alone; without a fee schedule the obligation names the missing schedule.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -66,7 +75,9 @@ use uuid::Uuid;
 
 use amtsbuch_domain::event::{Personal, SubjectId};
 use amtsbuch_domain::newtype::{id_of_stream, stream_of};
-use amtsbuch_domain::payments::fees::{self, schedule_stream, FeeScheduleSet, FeeScheduleState};
+use amtsbuch_domain::payments::fees::{
+    self, schedule_stream, FeeScheduleSet, FeeScheduleState, FEE_SCHEDULE_CATEGORY,
+};
 use amtsbuch_domain::payments::receivable::{ReceivableState, RequestReceivable};
 use amtsbuch_domain::payments::{Kassenzeichen, PayerName, ReceivableId, Reference};
 use amtsbuch_domain::stream::{AuthorityId, ServiceKey};
@@ -74,6 +85,7 @@ use amtsbuch_domain::StreamId;
 use amtsbuch_infra::lease::Lease;
 use amtsbuch_infra::{Direction, EventStore, RecordedEvent};
 use amtsbuch_projections::db::ReadDb;
+use amtsbuch_projections::payments::fees_due;
 
 use super::service;
 use crate::command::{current, sealer_problem, Meta};
@@ -172,6 +184,80 @@ async fn drafted_at(
     serde_json::from_value(record.data)
         .map(|app| Some((app, first.position)))
         .map_err(corrupt)
+}
+
+/// Requests the fees due and not requested for `service` at
+/// `authority` (the read model `payments_fees_due`, brought up to the log's head first):
+/// what a fee schedule just set makes possible. How many it requested. Safe to repeat and
+/// to run on several nodes at once, like every request of the manager.
+///
+/// `as_of` is the position of the `FeeScheduleSet` that made them possible (`None`: the
+/// schedule now), and `set_at` its instant: a fee that waited for the schedule is due the
+/// schedule's days after the later of its own event and `set_at`, so it is never overdue
+/// when it is requested.
+pub async fn request_due(
+    state: &AppState,
+    service: &ServiceKey,
+    authority: &AuthorityId,
+    as_of: Option<u64>,
+    set_at: DateTime<Utc>,
+) -> Result<usize, Problem> {
+    crate::command::read_models_current(state, &[fees_due::NAME]).await?;
+    let db = ReadDb::new(&state.store);
+    let mut requested = 0;
+    loop {
+        let due = fees_due::due(&db, service.as_str(), authority.as_str(), 100)
+            .await
+            .map_err(|e| Problem::internal(&e))?;
+        let mut progressed = false;
+        for fee in &due {
+            let policy = match fee.policy.as_str() {
+                "before_submission" => Policy::BeforeSubmission,
+                "after_decision" => Policy::AfterDecision,
+                _ => continue,
+            };
+            if policy == Policy::BeforeSubmission
+                && past_the_draft(state, fee.application_id).await?
+            {
+                continue;
+            }
+            let app = Drafted {
+                application_id: fee.application_id,
+                applicant: fee.applicant,
+                responsible: Responsible {
+                    authority: authority.clone(),
+                    leika: service.clone(),
+                    payment: policy,
+                },
+                created_at: fee.created_at,
+            };
+            let existed = current::<ReceivableState>(
+                state,
+                &ReceivableId::for_application(fee.application_id).stream_id(),
+            )
+            .await?
+            .0
+            .receivable()
+            .is_some();
+            if ensure(state, &app, as_of, fee.due_from.max(set_at))
+                .await?
+                .is_none()
+            {
+                // The schedule is gone again: nothing to request with.
+                return Ok(requested);
+            }
+            if !existed {
+                requested += 1;
+                progressed = true;
+            }
+        }
+        // A full page whose fees were all requested before (the read model has not seen
+        // the requests yet) or passed over: the read model catches up with them first.
+        if due.len() < 100 || !progressed {
+            return Ok(requested);
+        }
+        crate::command::read_models_current(state, &[fees_due::NAME]).await?;
+    }
 }
 
 /// Whether the application was submitted or expired already (so no fee is due before its
@@ -368,6 +454,21 @@ async fn cancel_unpaid(
 pub async fn handle(state: &AppState, event: &RecordedEvent) -> Result<(), Problem> {
     // Most events are of other streams: the canonical bytes name the stream as
     // `"stream_id":"<id>"`, so those are passed over without parsing them.
+    if contains(&event.bytes, SCHEDULE_PREFIX) {
+        let record = event.record().map_err(corrupt)?;
+        if record.stream_id.category() != FEE_SCHEDULE_CATEGORY {
+            return Ok(());
+        }
+        let set: FeeScheduleSet = amtsbuch_domain::event::decode(&record, None).map_err(corrupt)?;
+        let requested =
+            request_due(state, &set.service, &set.authority, Some(event.position), set.set_at)
+                .await?;
+        if requested > 0 {
+            tracing::info!(service = %set.service, authority = %set.authority, requested,
+                "a fee schedule was set: the fees waiting for it are requested");
+        }
+        return Ok(());
+    }
     if !contains(&event.bytes, STREAM_PREFIX) {
         return Ok(());
     }
@@ -385,7 +486,7 @@ pub async fn handle(state: &AppState, event: &RecordedEvent) -> Result<(), Probl
                     .is_none()
             {
                 tracing::warn!(application = %application, service = %app.responsible.leika, authority = %app.responsible.authority,
-                    "no fee schedule for the service at the authority; the fee is requested once one is set and the applicant submits");
+                    "no fee schedule for the service at the authority; the fee is requested once one is set (amtsbuch_payment_fees_waiting on /metrics counts what waits)");
             }
         }
         DECIDED => {
@@ -399,7 +500,7 @@ pub async fn handle(state: &AppState, event: &RecordedEvent) -> Result<(), Probl
                     .is_none()
             {
                 tracing::warn!(application = %application, service = %app.responsible.leika, authority = %app.responsible.authority,
-                    "no fee schedule for the service at the authority; no fee was requested with the decision");
+                    "no fee schedule for the service at the authority; the fee is requested once one is set (amtsbuch_payment_fees_waiting on /metrics counts what waits)");
             }
         }
         EXPIRED => {
@@ -417,6 +518,8 @@ pub async fn handle(state: &AppState, event: &RecordedEvent) -> Result<(), Probl
 
 /// How the canonical record of an event of an application stream names its stream.
 const STREAM_PREFIX: &[u8] = b"\"stream_id\":\"application-";
+/// How the canonical record of an event of a fee schedule's stream names its stream.
+const SCHEDULE_PREFIX: &[u8] = b"\"stream_id\":\"fee_schedule-";
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -474,14 +577,26 @@ async fn step_to(state: &AppState) -> Result<(usize, u64), Problem> {
     }
 }
 
-/// Runs the manager in this process while it holds the lease: follows the log, waking when
-/// the head moves (or every `idle`). While it runs here, `/metrics` shows how far it lags
-/// behind the head (`amtsbuch_payment_policy_lag_events`); every failed step is counted
-/// (`amtsbuch_payment_policy_failures_total`) and retried, so a lag that grows while
-/// failures are counted means an event it cannot handle (the warning names why).
+/// Fees due and not requested, per service and authority, as the manager last read them.
+type Waiting = Arc<Mutex<Option<Vec<(String, String, i64)>>>>;
+
+/// How often the manager reads the fees waiting (when it has caught up), and reports its
+/// progress while it follows a long log.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs the manager in this process while it holds the lease: follows the log from its
+/// checkpoint (a restart resumes there, so the whole log is read once, on the first
+/// start, with its progress logged every few seconds), waking when the head moves (or
+/// every `idle`). While it runs here, `/metrics` shows how far it lags behind the head
+/// (`amtsbuch_payment_policy_lag_events`) and the fees due but not requested, per service
+/// and authority (`amtsbuch_payment_fees_waiting`: those wait for a fee schedule); every
+/// failed step is counted (`amtsbuch_payment_policy_failures_total`) and retried, so a lag
+/// that grows while failures are counted means an event it cannot handle (the warning
+/// names why).
 pub fn spawn(state: AppState, idle: Duration) -> tokio::task::JoinHandle<()> {
     // The position handled, while this process holds the lease.
     let handled = Arc::new(Mutex::new(None::<u64>));
+    let waiting: Waiting = Arc::default();
     {
         let (handled, head) = (handled.clone(), state.store.head_watch());
         state.metrics.gauge_fn(
@@ -491,6 +606,25 @@ pub fn spawn(state: AppState, idle: Duration) -> tokio::task::JoinHandle<()> {
                 let at = *handled.lock().unwrap_or_else(|e| e.into_inner());
                 at.map(|at| vec![(vec![], head.borrow().saturating_sub(at) as f64)])
                     .unwrap_or_default()
+            },
+        );
+        let waiting = waiting.clone();
+        state.metrics.gauge_fn(
+            "amtsbuch_payment_fees_waiting",
+            "Applications whose fee is due under their payment policy but not requested, per service and authority: they wait for a fee schedule (while this process runs the payment policy).",
+            move || {
+                waiting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .flatten()
+                    .map(|(service, authority, n)| {
+                        (
+                            vec![("service", service.clone()), ("authority", authority.clone())],
+                            *n as f64,
+                        )
+                    })
+                    .collect()
             },
         );
     }
@@ -506,19 +640,47 @@ pub fn spawn(state: AppState, idle: Duration) -> tokio::task::JoinHandle<()> {
                     continue;
                 }
             };
-            tracing::info!("this process runs the payment policy");
+            let from = checkpoint(&state).await.unwrap_or_default();
+            tracing::info!(
+                from,
+                head = *head.borrow(),
+                "this process runs the payment policy, from its checkpoint"
+            );
+            let mut reported = tokio::time::Instant::now();
+            let mut counted: Option<tokio::time::Instant> = None;
             while lease.is_held() {
                 head.borrow_and_update();
                 match step_to(&state).await {
                     Ok((0, at)) => {
                         set(Some(at));
+                        if counted.is_none_or(|t| t.elapsed() >= REPORT_EVERY.min(idle * 2)) {
+                            counted = Some(tokio::time::Instant::now());
+                            match fees_due::waiting(&ReadDb::new(&state.store)).await {
+                                Ok(w) => {
+                                    *waiting.lock().unwrap_or_else(|e| e.into_inner()) = Some(w)
+                                }
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "the fees waiting cannot be read")
+                                }
+                            }
+                        }
                         tokio::select! {
                             _ = head.changed() => {}
                             () = tokio::time::sleep(idle) => {}
                             _ = lease.lost() => {}
                         }
                     }
-                    Ok((_, at)) => set(Some(at)),
+                    Ok((_, at)) => {
+                        set(Some(at));
+                        if reported.elapsed() >= REPORT_EVERY {
+                            reported = tokio::time::Instant::now();
+                            tracing::info!(
+                                at,
+                                head = *head.borrow(),
+                                "the payment policy follows the log"
+                            );
+                        }
+                    }
                     Err(e) => {
                         state.metrics.count(
                             "amtsbuch_payment_policy_failures_total",
@@ -535,9 +697,29 @@ pub fn spawn(state: AppState, idle: Duration) -> tokio::task::JoinHandle<()> {
                 }
             }
             set(None);
+            *waiting.lock().unwrap_or_else(|e| e.into_inner()) = None;
             tracing::warn!("the payment policy lost its lease; standing by");
         }
     })
+}
+
+/// How long an answer to the obligations waits for the manager to reach the log's head.
+const MANAGER_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Waits until the manager has handled the log up to its head as of now: whether it did
+/// within [`MANAGER_PATIENCE`] (it does not when no process runs it).
+async fn manager_passed(state: &AppState) -> Result<bool, Problem> {
+    let head = state.store.head().await?.position;
+    let deadline = tokio::time::Instant::now() + MANAGER_PATIENCE;
+    loop {
+        if checkpoint(state).await? >= head {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The module's obligations against an application: under `before_submission` its fee.
@@ -551,23 +733,33 @@ fn obligations<'a>(
         let Some(application) = id_of_stream(APPLICATION, stream) else {
             return Ok(vec![]);
         };
-        let Some((app, drafted_at)) = drafted_at(state, application).await? else {
+        let Some((app, _)) = drafted_at(state, application).await? else {
             return Ok(vec![]);
         };
         if app.responsible.payment != Policy::BeforeSubmission {
             return Ok(vec![]);
         }
-        // The fee of the schedule in force when the application was drafted, as the manager
-        // requests it; without one then, the schedule set since (ADR 0007), due from now.
-        let fee = match ensure(state, &app, Some(drafted_at), app.created_at).await? {
-            Some(fee) => Some(fee),
-            None => ensure(state, &app, None, Utc::now()).await?,
-        };
-        let obligation = match fee {
-            Some(current) => {
-                let r = current
-                    .receivable()
-                    .ok_or_else(|| corrupt("a requested receivable without state"))?;
+        // Only reads: asking whether the fee is paid records nothing (a submission refused
+        // for another reason must leave no trace). The manager requests the fee.
+        let id = ReceivableId::for_application(application);
+        let schedule = schedule_stream(&app.responsible.leika, &app.responsible.authority);
+        let mut fee = current::<ReceivableState>(state, &id.stream_id()).await?.0;
+        if fee.receivable().is_none()
+            && current::<FeeScheduleState>(state, &schedule)
+                .await?
+                .0
+                 .0
+                .is_some()
+        {
+            // A schedule is set but the manager has not requested the fee yet: it is on its
+            // way (or the manager is not running). Wait for the manager a moment, so that a
+            // submission is not refused for its lag alone.
+            if manager_passed(state).await? {
+                fee = current::<ReceivableState>(state, &id.stream_id()).await?.0;
+            }
+        }
+        let obligation = match fee.receivable() {
+            Some(r) => {
                 // Paid in full, or waived: the cash office cancels a fee only while nothing
                 // was paid on it, and a cancelled receivable takes no payment, so it holds
                 // nothing against the submission any more. A refunded fee is owed again
@@ -597,10 +789,17 @@ fn obligations<'a>(
                     },
                 }
             }
+            None if current::<FeeScheduleState>(state, &schedule).await?.0 .0.is_some() => {
+                Obligation {
+                    module: "",
+                    reference: id.stream_id().to_string(),
+                    settled: false,
+                    detail: "the fee is being requested by the payment policy, which has not reached this application yet; ask again in a moment".into(),
+                }
+            }
             None => Obligation {
                 module: "",
-                reference: schedule_stream(&app.responsible.leika, &app.responsible.authority)
-                    .to_string(),
+                reference: schedule.to_string(),
                 settled: false,
                 detail: format!(
                     "the fee cannot be requested yet: no fee schedule is set for service {} at authority {}",

@@ -541,6 +541,7 @@ pub async fn import(
     meta: &Meta,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<ImportReport, Problem> {
+    let started = std::time::Instant::now();
     let lines: Vec<StatementLine> = match format {
         Format::Camt => {
             let file = camt::parse(bytes, |_, _| {}).map_err(|e| {
@@ -566,6 +567,7 @@ pub async fn import(
         }
     };
     let total = lines.len();
+    let parsed = started.elapsed();
     let mut report = ImportReport {
         lines: total,
         ..ImportReport::default()
@@ -588,6 +590,7 @@ pub async fn import(
             .into_iter()
             .map(|(kz, version, r)| (kz, (version, r)))
             .collect();
+    let matched = started.elapsed();
     let owner = |line: &StatementLine| {
         line.kassenzeichen
             .iter()
@@ -656,6 +659,15 @@ pub async fn import(
         report.absorb(part);
         progress(done, total);
     }
+    tracing::info!(
+        lines = total,
+        receivables = known.len(),
+        booked = report.booked,
+        parse_ms = parsed.as_millis() as u64,
+        lookup_ms = (matched - parsed).as_millis() as u64,
+        booking_ms = (started.elapsed() - matched).as_millis() as u64,
+        "reconciliation import done"
+    );
     Ok(report)
 }
 

@@ -31,10 +31,13 @@ use amtsbuch_api::AppState;
 use amtsbuch_domain::access::{BewirtschafterCode, Role};
 use amtsbuch_domain::event::Personal;
 use amtsbuch_domain::payments::claim::{claim_stream, KassenzeichenClaimed};
+use amtsbuch_domain::payments::fees::{schedule_stream, FeeScheduleState, SetFeeSchedule};
 use amtsbuch_domain::payments::receivable::{ReceivableState, Status};
-use amtsbuch_domain::payments::{Kassenzeichen, Mandant, ReceivableId};
+use amtsbuch_domain::payments::{Bewirtschafter, Cents, Kassenzeichen, Mandant, ReceivableId};
+use amtsbuch_domain::stream::{AuthorityId, ServiceKey};
 use amtsbuch_domain::{AppendRequest, EventType, ExpectedVersion, NewEvent, StreamId};
 use amtsbuch_infra::{AnyStore, Direction, EventStore};
+use amtsbuch_projections::payments::fees_due;
 
 use crate::common;
 use crate::simulator::{Simulator, SECRET, TOKEN};
@@ -49,6 +52,7 @@ struct Env {
     store: AnyStore,
     keyring: std::path::PathBuf,
     db: common::TestDb,
+    runner: amtsbuch_projections::RunnerHandle,
 }
 
 impl Env {
@@ -59,12 +63,15 @@ impl Env {
         let id = amtsbuch_domain::seal::KeyId::parse("kek-test").expect("KEK id");
         amtsbuch_infra::kek::generate_kek_file(&keyring, &id).expect("generate KEK");
         let state = node(&store, &keyring).await;
+        let runner =
+            amtsbuch_projections::spawn(store.clone(), amtsbuch_api::domains::projections());
         Env {
             app: amtsbuch_api::router(state.clone()),
             state,
             store,
             keyring,
             db,
+            runner,
         }
     }
 
@@ -74,6 +81,7 @@ impl Env {
     }
 
     async fn close(self) {
+        self.runner.shutdown().await;
         match verify_store(&self.store, |_, _| {}).await.expect("verify") {
             Verdict::Intact { .. } => {}
             other => panic!("the log does not verify: {other:?}"),
@@ -1010,10 +1018,135 @@ async fn after_decision_and_the_rest(env: &Env) {
     );
 }
 
+/// A refused submission records nothing: the submission asks the registry for the
+/// obligations held against the application before its decider decides, and may then be
+/// refused for the fee or for anything else (no data yet, a missing attachment). Under
+/// `before_submission`, with a fee schedule set but the fee not requested yet (no manager
+/// running), asking requests no fee and claims no Kassenzeichen — it answers that the fee
+/// is being requested; the manager requests it, once, and asking again records nothing.
+async fn a_refused_submission_records_nothing(env: &Env) {
+    env.schedule().await;
+    let app = env
+        .drafted(Uuid::now_v7(), "before_submission", LEIKA)
+        .await;
+    let head = env.head().await;
+    let due = env.obligations(app).await;
+    assert_eq!(env.head().await, head, "asking recorded something: {due:?}");
+    assert_eq!(env.fee_streams(app).await, (vec![], vec![]));
+    assert_eq!(due.len(), 1);
+    assert!(!due[0].settled);
+    assert_eq!(
+        due[0].reference,
+        ReceivableId::for_application(app).stream_id().to_string()
+    );
+    assert!(due[0].detail.contains("being requested"), "{due:?}");
+
+    catch_up(&env.state).await;
+    let (receivable, claim) = env.fee_streams(app).await;
+    assert_eq!(receivable, ["ReceivableRequested"]);
+    assert_eq!(claim, ["KassenzeichenClaimed"]);
+    let head = env.head().await;
+    let due = env.obligations(app).await;
+    assert!(!due[0].settled);
+    assert!(due[0].detail.contains("cents owed"), "{due:?}");
+    assert_eq!(env.head().await, head, "asking recorded something: {due:?}");
+    catch_up(&env.state).await;
+    assert_eq!(env.fee_streams(app).await.0, ["ReceivableRequested"]);
+}
+
+/// Under `after_decision` without a fee schedule: the decided application's fee waits,
+/// visibly (the read model, and `/metrics` of the node running the manager), and the
+/// manager requests it once it reaches the schedule set in the log — once, however often
+/// it passes there. A restarted manager resumes from its checkpoint.
+async fn a_missing_schedule_is_made_up_for(env: &Env) {
+    let app = env.drafted(Uuid::now_v7(), "after_decision", LEIKA).await;
+    env.decided(app).await;
+    catch_up(&env.state).await;
+    assert!(env.receivable(app).await.receivable().is_none());
+    common::read_models_caught_up(&env.store).await;
+    let db = amtsbuch_projections::ReadDb::new(&env.store);
+    assert_eq!(
+        fees_due::waiting(&db).await.expect("waiting"),
+        [(LEIKA.to_owned(), AUTHORITY.to_owned(), 1)]
+    );
+    let job = policy::spawn(env.state.clone(), Duration::from_millis(50));
+    let shown =
+        format!("amtsbuch_payment_fees_waiting{{service=\"{LEIKA}\",authority=\"{AUTHORITY}\"}} 1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !env.state.metrics.render().contains(&shown) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            env.state.metrics.render()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    job.abort();
+    let _ = job.await;
+
+    // The schedule recorded without the route's own request (as if the server stopped
+    // right after it): the manager requests the fee when it reaches it.
+    let set = SetFeeSchedule {
+        service: ServiceKey::parse(LEIKA).expect("leika"),
+        authority: AuthorityId::parse(AUTHORITY).expect("authority"),
+        mandant: Mandant::parse(MANDANT).expect("mandant"),
+        bewirtschafter: Bewirtschafter::parse("b100").expect("bewirtschafter"),
+        gross_cents: Cents::new(2500).expect("cents"),
+        lines: serde_json::from_value(schedule_body(2000, 500)["lines"].clone()).expect("lines"),
+        due_days: 14,
+        set_at: Utc::now(),
+    };
+    command::execute::<FeeScheduleState>(
+        &env.state,
+        &schedule_stream(&set.service, &set.authority),
+        &set,
+        |e| panic!("{e}"),
+        &Meta::system("test"),
+    )
+    .await
+    .expect("the schedule");
+    assert!(env.receivable(app).await.receivable().is_none());
+    catch_up(&env.state).await;
+    let state = env.receivable(app).await;
+    let r = state
+        .receivable()
+        .expect("requested once the schedule is set");
+    assert_eq!(
+        r.due_date.to_string(),
+        "2026-04-15",
+        "due from the decision"
+    );
+    common::read_models_caught_up(&env.store).await;
+    assert!(fees_due::waiting(&db).await.expect("waiting").is_empty());
+
+    // Passing the schedule again (a lost checkpoint), or setting it again over HTTP,
+    // requests nothing twice.
+    env.db
+        .db()
+        .execute("DELETE FROM payments_policy_checkpoints", &[])
+        .await
+        .expect("forget the checkpoint");
+    catch_up(&env.state).await;
+    env.schedule().await;
+    catch_up(&env.state).await;
+    let (receivable, claim) = env.fee_streams(app).await;
+    assert_eq!(receivable, ["ReceivableRequested"]);
+    assert_eq!(claim, ["KassenzeichenClaimed"]);
+
+    // Caught up, the manager reads nothing again: not after a restart on this node, nor
+    // on another node of the same database.
+    let at = policy::checkpoint(&env.state).await.expect("checkpoint");
+    assert_eq!(at, env.head().await);
+    assert_eq!(policy::step(&env.state).await.expect("step"), 0);
+    let other = env.second_node().await;
+    assert_eq!(policy::step(&other).await.expect("step"), 0);
+    assert_eq!(policy::checkpoint(&other).await.expect("checkpoint"), at);
+}
+
 async fn on(adapter: common::Adapter, test: impl AsyncFnOnce(&Env)) {
     let env = Env::start(adapter).await;
     test(&env).await;
     env.close().await;
 }
 
-common::on_both_adapters!(using on; fee_schedules, before_submission, rerun_after_a_crash, two_nodes, after_decision_and_the_rest);
+common::on_both_adapters!(using on; fee_schedules, before_submission, rerun_after_a_crash, two_nodes, after_decision_and_the_rest, a_refused_submission_records_nothing, a_missing_schedule_is_made_up_for);

@@ -13,6 +13,9 @@
 //!
 //! Nothing here decrypts: events are decoded without a key, and the payer's name never
 //! reaches a table.
+//!
+//! A second projection (`fees_due`) keeps each application whose fee is due under its
+//! payment policy and not requested yet.
 
 use std::sync::Arc;
 
@@ -25,12 +28,14 @@ use futures_util::future::BoxFuture;
 use crate::db::{DbError, ReadDb, ReadTx, Value};
 use crate::projection::{read_event, Projection, ProjectionError};
 
+pub mod fees_due;
+
 /// The projection's name.
 pub const NAME: &str = "payments_receivables";
 
 /// The payments projections, which the payments domain module registers.
 pub fn projections() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(Receivables)]
+    vec![Arc::new(Receivables), Arc::new(fees_due::FeesDue)]
 }
 
 /// The receivables projection.
@@ -522,14 +527,34 @@ pub async fn by_kassenzeichen_many(
     for size in crate::db::chunk_sizes(kassenzeichen.len(), 512) {
         let chunk = &kassenzeichen[at..at + size];
         at += size;
-        let mut params: Vec<Value<'_>> = Vec::with_capacity(size + 1);
-        params.push(mandant.to_owned().into());
-        params.extend(chunk.iter().map(|k| Value::from(k.as_str())));
-        let sql = format!(
-            "SELECT kassenzeichen, version, state FROM payments_receivables \
-             WHERE mandant = $1 AND kassenzeichen IN ({})",
-            crate::db::placeholders(2, size)
-        );
+        // PostgreSQL: each (Mandant, Kassenzeichen) pair probes the unique index. Written
+        // as `kassenzeichen IN (…)` beside `mandant = $1`, the planner without statistics
+        // (a read model filled in a burst, before autovacuum analyzed it) scanned the
+        // whole Mandant through the index for every chunk: quadratic in the file's lines.
+        // SQLite probes the index with either form.
+        let (sql, params) = match db.dialect() {
+            crate::db::Dialect::Postgres => (
+                format!(
+                    "SELECT kassenzeichen, version, state FROM payments_receivables \
+                     WHERE (mandant, kassenzeichen) IN ({})",
+                    crate::db::values_list(2, size)
+                ),
+                chunk
+                    .iter()
+                    .flat_map(|k| [Value::from(mandant), Value::from(k.as_str())])
+                    .collect::<Vec<_>>(),
+            ),
+            crate::db::Dialect::Sqlite => (
+                format!(
+                    "SELECT kassenzeichen, version, state FROM payments_receivables \
+                     WHERE mandant = $1 AND kassenzeichen IN ({})",
+                    crate::db::placeholders(2, size)
+                ),
+                std::iter::once(Value::from(mandant))
+                    .chain(chunk.iter().map(|k| Value::from(k.as_str())))
+                    .collect::<Vec<_>>(),
+            ),
+        };
         for row in db.fetch_all(&sql, &params).await? {
             let text: String = row.get("state")?;
             let r: Receivable = serde_json::from_str(&text).map_err(|e| DbError::Decode {
