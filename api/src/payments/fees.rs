@@ -197,9 +197,7 @@ pub async fn set(
     // The fees that waited for this schedule are requested now; the payment policy's
     // manager does the same when it reaches the schedule in the log, so a failure here
     // delays them and loses nothing.
-    match super::policy::request_due(&state, &set.service, &set.authority, None, set.set_at)
-        .await
-    {
+    match super::policy::request_due(&state, &set.service, &set.authority, None, set.set_at).await {
         Ok(0) => {}
         Ok(requested) => {
             tracing::info!(service = %set.service, authority = %set.authority, requested,

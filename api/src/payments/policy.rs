@@ -239,9 +239,14 @@ pub async fn request_due(
             .0
             .receivable()
             .is_some();
-            if ensure(state, &app, as_of, fee.due_from.max(set_at))
-                .await?
-                .is_none()
+            // The schedule in force at the fee's own event, as the manager would have
+            // requested it had it been there in time; else the schedule that made the fee
+            // possible, due from when it was set at the earliest.
+            let at_the_event = ensure(state, &app, Some(fee.position), fee.due_from).await?;
+            if at_the_event.is_none()
+                && ensure(state, &app, as_of, fee.due_from.max(set_at))
+                    .await?
+                    .is_none()
             {
                 // The schedule is gone again: nothing to request with.
                 return Ok(requested);
@@ -460,9 +465,14 @@ pub async fn handle(state: &AppState, event: &RecordedEvent) -> Result<(), Probl
             return Ok(());
         }
         let set: FeeScheduleSet = amtsbuch_domain::event::decode(&record, None).map_err(corrupt)?;
-        let requested =
-            request_due(state, &set.service, &set.authority, Some(event.position), set.set_at)
-                .await?;
+        let requested = request_due(
+            state,
+            &set.service,
+            &set.authority,
+            Some(event.position),
+            set.set_at,
+        )
+        .await?;
         if requested > 0 {
             tracing::info!(service = %set.service, authority = %set.authority, requested,
                 "a fee schedule was set: the fees waiting for it are requested");

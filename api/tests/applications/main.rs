@@ -236,6 +236,9 @@ mod waived_fee {
               "payment": "before_submission", "service_name": "Wohngeld beantragen" }
         ]))
         .await;
+        let id = env.draft().await;
+        // The schedule is set after the draft: setting it requests the fee that waited for it
+        // (no payment-policy manager runs in these tests).
         env.expect(
             StatusCode::OK,
             "PUT",
@@ -249,7 +252,6 @@ mod waived_fee {
             })),
         )
         .await;
-        let id = env.draft().await;
         let c = citizen();
         env.expect(
             StatusCode::OK,

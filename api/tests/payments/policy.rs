@@ -344,8 +344,10 @@ mod fee_rules {
             "due from the decision"
         );
 
-        // No schedule when the decision is recorded; one set before the manager reaches it:
-        // the decision requests nothing.
+        // No schedule when the decision is recorded: the manager reaching the decision
+        // requests nothing, however late it gets there; the fee waits for its schedule,
+        // and setting one requests it at that schedule, due from the setting on (a fee
+        // due from the decision would be overdue already).
         let unscheduled = "99108001777000";
         let late = env
             .drafted(Uuid::now_v7(), "after_decision", unscheduled)
@@ -353,13 +355,24 @@ mod fee_rules {
         catch_up(&env.state).await;
         env.decided(late).await;
         let decision = last_event(env, late).await;
-        set_fee(env, unscheduled, 2500).await;
         policy::handle(&env.state, &decision)
             .await
             .expect("the manager handles the decision");
         assert!(
             env.receivable(late).await.receivable().is_none(),
-            "a decision without a schedule in force requests nothing"
+            "a decision without a schedule in force requests nothing by itself"
+        );
+        let today = Utc::now().date_naive();
+        set_fee(env, unscheduled, 2500).await;
+        let state = env.receivable(late).await;
+        let r = state
+            .receivable()
+            .expect("requested when its schedule is set");
+        assert_eq!(r.gross.get(), 2500);
+        assert!(
+            r.due_date >= today + chrono::Days::new(14),
+            "due from the schedule's setting, not from the decision: {}",
+            r.due_date
         );
 
         // Before the submission: the schedule in force when the draft was recorded, also
@@ -380,8 +393,8 @@ mod fee_rules {
         assert_eq!(r.gross.get(), 2500, "the schedule in force at the draft");
         assert_eq!(r.due_date.to_string(), "2026-03-15", "due from the draft");
 
-        // No schedule when drafted: the submission requests the fee of the schedule set
-        // since (ADR 0007), due from the request on, not already overdue.
+        // No schedule when drafted: the fee of the schedule set since (ADR 0007), due from
+        // its setting on, not already overdue.
         let other = "99108001666000";
         let waiting = env
             .drafted(Uuid::now_v7(), "before_submission", other)
@@ -399,7 +412,7 @@ mod fee_rules {
         assert_eq!(r.gross.get(), 5000);
         assert!(
             r.due_date >= today + chrono::Days::new(14),
-            "due 14 days from the request, not from the draft: {}",
+            "due 14 days from the schedule's setting, not from the draft: {}",
             r.due_date
         );
     }
@@ -1111,10 +1124,12 @@ async fn a_missing_schedule_is_made_up_for(env: &Env) {
     let r = state
         .receivable()
         .expect("requested once the schedule is set");
+    // Not due from the decision (that would be overdue already): from when the schedule was
+    // set, which is later.
     assert_eq!(
-        r.due_date.to_string(),
-        "2026-04-15",
-        "due from the decision"
+        r.due_date,
+        (set.set_at + chrono::Duration::days(14)).date_naive(),
+        "due from the schedule's setting"
     );
     common::read_models_caught_up(&env.store).await;
     assert!(fees_due::waiting(&db).await.expect("waiting").is_empty());

@@ -185,6 +185,8 @@ pub struct FeeDue {
     pub created_at: DateTime<Utc>,
     /// From when the fee is due: the draft's creation or the decision.
     pub due_from: DateTime<Utc>,
+    /// The log position of that event.
+    pub position: u64,
 }
 
 fn uuid(row: &crate::db::Row, column: &str) -> Result<Uuid, DbError> {
@@ -204,8 +206,8 @@ pub async fn due(
     limit: i64,
 ) -> Result<Vec<FeeDue>, DbError> {
     db.fetch_all(
-        "SELECT application_id, applicant, leika, authority, policy, created_at, due_from \
-         FROM payments_fees_due WHERE leika = $1 AND authority = $2 AND stage = 'due' \
+        "SELECT application_id, applicant, leika, authority, policy, created_at, due_from, \
+         last_position FROM payments_fees_due WHERE leika = $1 AND authority = $2 AND stage = 'due' \
          ORDER BY last_position LIMIT $3",
         &[
             leika.to_owned().into(),
@@ -224,6 +226,7 @@ pub async fn due(
             policy: row.get("policy")?,
             created_at: row.timestamp("created_at")?,
             due_from: row.timestamp("due_from")?,
+            position: row.get_u64("last_position")?,
         })
     })
     .collect()
