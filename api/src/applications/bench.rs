@@ -546,6 +546,19 @@ impl ApplicationsBench {
         server.caught_up(head).await?;
         let fill_secs = started.elapsed().as_secs_f64();
         println!("filled: {head} events in {fill_secs:.1} s, read models and relay caught up");
+        if let Some(note) = crate::cli::bench::as_autovacuum_would(
+            &store,
+            &[
+                "applications_inbox",
+                "applications_drafts",
+                "applications_applicants",
+            ],
+            &[],
+        )
+        .await?
+        {
+            println!("{note}");
+        }
 
         // The Fachverfahren listens before the drafts exist.
         let client = async_nats::ConnectOptions::new()

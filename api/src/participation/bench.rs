@@ -668,7 +668,18 @@ impl ParticipationBench {
             }
         };
 
-        if let Some(note) = as_autovacuum_would(&store).await? {
+        if let Some(note) = crate::cli::bench::as_autovacuum_would(
+            &store,
+            &[
+                "participation_procedures",
+                "participation_topics",
+                "participation_counts",
+                "participation_rounds",
+            ],
+            &["participation_contributions"],
+        )
+        .await?
+        {
             println!("  {note}");
         }
 
@@ -1091,39 +1102,6 @@ async fn filled_before(store: &AnyStore) -> anyhow::Result<(usize, usize)> {
         counts[n] = usize::try_from(count)?;
     }
     Ok((counts[0], counts[1]))
-}
-
-/// PostgreSQL keeps a table's statistics (and clears its dead rows) by autovacuum; on a
-/// server where autovacuum is off, as on the test machine's, the planner would plan the
-/// search on a new table's default estimates, which no production server does. There the
-/// tables the timed reads use are vacuumed and analyzed once after the fill, as autovacuum
-/// would have done during it; what was done is printed.
-async fn as_autovacuum_would(store: &AnyStore) -> anyhow::Result<Option<String>> {
-    let db = amtsbuch_projections::ReadDb::new(store);
-    if db.dialect() != amtsbuch_projections::Dialect::Postgres {
-        return Ok(None);
-    }
-    let setting = db
-        .fetch_optional("SELECT current_setting('autovacuum') AS setting", &[])
-        .await?
-        .map(|row| row.get::<String>("setting"))
-        .transpose()?;
-    if setting.as_deref() != Some("off") {
-        return Ok(None);
-    }
-    let started = Instant::now();
-    db.execute(
-        "VACUUM (ANALYZE) participation_procedures, participation_topics, \
-         participation_counts, participation_rounds",
-        &[],
-    )
-    .await?;
-    db.execute("ANALYZE participation_contributions", &[])
-        .await?;
-    Ok(Some(format!(
-        "autovacuum is off on this server: the read model's tables vacuumed and analyzed once, as it would have done ({:.1} s)",
-        started.elapsed().as_secs_f64()
-    )))
 }
 
 /// CPU time used so far, in seconds.
