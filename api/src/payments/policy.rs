@@ -160,15 +160,6 @@ pub(super) async fn drafted(
     state: &AppState,
     application: Uuid,
 ) -> Result<Option<Drafted>, Problem> {
-    Ok(drafted_at(state, application).await?.map(|(app, _)| app))
-}
-
-/// The application's `ApplicationCreated`, if the stream has one, with its position in the
-/// log.
-async fn drafted_at(
-    state: &AppState,
-    application: Uuid,
-) -> Result<Option<(Drafted, u64)>, Problem> {
     let stream = stream_of(APPLICATION, application);
     let first = state
         .store
@@ -182,7 +173,7 @@ async fn drafted_at(
         return Ok(None);
     }
     serde_json::from_value(record.data)
-        .map(|app| Some((app, first.position)))
+        .map(Some)
         .map_err(corrupt)
 }
 
@@ -239,6 +230,10 @@ pub async fn request_due(
             .0
             .receivable()
             .is_some();
+            if existed {
+                // Requested before; the read model has not seen it yet.
+                continue;
+            }
             // The schedule in force at the fee's own event, as the manager would have
             // requested it had it been there in time; else the schedule that made the fee
             // possible, due from when it was set at the earliest.
@@ -251,10 +246,8 @@ pub async fn request_due(
                 // The schedule is gone again: nothing to request with.
                 return Ok(requested);
             }
-            if !existed {
-                requested += 1;
-                progressed = true;
-            }
+            requested += 1;
+            progressed = true;
         }
         // A full page whose fees were all requested before (the read model has not seen
         // the requests yet) or passed over: the read model catches up with them first.
@@ -743,7 +736,7 @@ fn obligations<'a>(
         let Some(application) = id_of_stream(APPLICATION, stream) else {
             return Ok(vec![]);
         };
-        let Some((app, _)) = drafted_at(state, application).await? else {
+        let Some(app) = drafted(state, application).await? else {
             return Ok(vec![]);
         };
         if app.responsible.payment != Policy::BeforeSubmission {
